@@ -1,0 +1,117 @@
+"""Commands and events on NATS: frozen, versioned pydantic models.
+
+A breaking change gets a new `version` (and a new model), never an edited old one. Commands
+carry ids only: the orchestrator reads everything else (and the secrets) from PostgreSQL, so no
+plaintext secret ever enters a stream.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from sbx_common.status import Status, Verb
+from sbx_common.timeutil import utcnow
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class SandboxCommand(Message):
+    """An order to the orchestrator: `sbx.cmd.sandbox.<verb>`; `id` is also `Nats-Msg-Id`."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: str = ""
+    version: Literal[1] = 1
+    occurred_at: datetime = Field(default_factory=utcnow)
+    verb: Verb
+    sandbox_id: uuid.UUID
+    owner_id: uuid.UUID
+    # Why the command was issued when not by the user: "ttl" (reaper), "repair" (reaper).
+    reason: str | None = None
+    trace_id: str | None = None
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.type:
+            object.__setattr__(self, "type", f"sandbox.{self.verb.value}")
+
+
+class SandboxEvent(Message):
+    """A fact: `sbx.evt.<ownerId>.<sandboxId>.<status>`, type `sandbox.<status>`."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: str = ""
+    version: Literal[1] = 1
+    occurred_at: datetime = Field(default_factory=utcnow)
+    sandbox_id: uuid.UUID
+    owner_id: uuid.UUID
+    status: Status
+    reason: str | None = None
+    command_id: uuid.UUID | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.type:
+            object.__setattr__(self, "type", f"sandbox.{self.status.value}")
+
+
+class DeadLetter(Message):
+    """A command that could not be handled after every retry: `sbx.dlq.<verb>`."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: Literal["command.dead_lettered"] = "command.dead_lettered"
+    version: Literal[1] = 1
+    occurred_at: datetime = Field(default_factory=utcnow)
+    command: SandboxCommand
+    error: str
+    deliveries: int
+
+
+class ExecRequest(Message):
+    """Request on `sbx.rpc.exec` (core NATS request/reply)."""
+
+    sandbox_id: uuid.UUID
+    owner_id: uuid.UUID
+    command: list[str]
+    timeout_seconds: float = 30.0
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    trace_id: str | None = None
+
+
+class ExecResult(Message):
+    """Reply to an ExecRequest. `error` is set (with a contract code) when nothing ran."""
+
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration_ms: int = 0
+    timed_out: bool = False
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+class TerminalOpenRequest(Message):
+    """Request on `sbx.rpc.terminal.open`; the reply is a TerminalOpenReply."""
+
+    session_id: str
+    sandbox_id: uuid.UUID
+    owner_id: uuid.UUID
+    cols: int = 80
+    rows: int = 24
+
+
+class TerminalOpenReply(Message):
+    ok: bool
+    error_code: str | None = None
+    error_message: str | None = None

@@ -1,0 +1,31 @@
+"""Connecting to NATS with the settings every service wants."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client
+
+logger = logging.getLogger(__name__)
+
+
+async def connect(url: str, name: str) -> Client:
+    async def on_error(exc: Exception) -> None:
+        logger.warning("nats error", extra={"error": repr(exc)})
+
+    async def on_disconnect() -> None:
+        logger.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        logger.info("nats reconnected")
+
+    return await nats.connect(
+        servers=[url],
+        name=name,
+        max_reconnect_attempts=-1,  # keep trying forever: NATS restarts must not kill a service
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )

@@ -1,0 +1,33 @@
+"""Settings shared by every service; each service subclasses `CommonSettings`.
+
+All variables carry the `SBX_` prefix (see `.env.example`). Secrets are `SecretStr` so that
+they never render in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs: where the database and NATS are, and how to log."""
+
+    model_config = SettingsConfigDict(env_prefix="SBX_", extra="ignore")
+
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/sandbox")
+    nats_url: str = "nats://127.0.0.1:4222"
+    log_level: str = "INFO"
+    # Each service serves /metrics and /health/* on its own port (the API on its main port).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    # Where the sandboxes' published ports are reachable, for `endpoints[].url`.
+    public_host: str = "127.0.0.1"
+
+
+class CryptoSettings(CommonSettings):
+    """Settings of the services that encrypt or decrypt secrets."""
+
+    secrets_master_key: SecretStr = SecretStr("")
+    # Older master keys, "kid:base64" comma separated, still accepted for decryption.
+    secrets_old_keys: SecretStr = SecretStr("")

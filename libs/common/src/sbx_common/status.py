@@ -1,0 +1,57 @@
+"""The sandbox state machine of the API contract."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    RESTARTING = "restarting"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class Verb(StrEnum):
+    CREATE = "create"
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    DESTROY = "destroy"
+
+
+TERMINAL = frozenset({Status.DESTROYED, Status.EXPIRED})
+SETTLED = frozenset({Status.RUNNING, Status.STOPPED, Status.DESTROYED, Status.EXPIRED, Status.FAILED})
+TRANSITIONAL = frozenset(
+    {Status.PENDING, Status.STARTING, Status.STOPPING, Status.RESTARTING, Status.DESTROYING}
+)
+
+# The status a sandbox shows as soon as the API accepts a verb.
+TRANSITION_OF = {
+    Verb.CREATE: Status.PENDING,
+    Verb.START: Status.STARTING,
+    Verb.STOP: Status.STOPPING,
+    Verb.RESTART: Status.RESTARTING,
+    Verb.DESTROY: Status.DESTROYING,
+}
+
+# From which statuses each user verb is allowed. "start on running" and "stop on stopped" are
+# answered as no-ops by the API before this table is consulted.
+ALLOWED_FROM: dict[Verb, frozenset[Status]] = {
+    Verb.START: frozenset({Status.STOPPED}),
+    Verb.STOP: frozenset({Status.RUNNING, Status.STARTING, Status.PENDING, Status.RESTARTING}),
+    Verb.RESTART: frozenset({Status.RUNNING, Status.STOPPED}),
+    Verb.DESTROY: frozenset(set(Status) - TERMINAL - {Status.DESTROYING}),
+}
+
+NO_OP: dict[Verb, Status] = {Verb.START: Status.RUNNING, Verb.STOP: Status.STOPPED}
+
+
+def is_allowed(verb: Verb, current: Status) -> bool:
+    return current in ALLOWED_FROM.get(verb, frozenset())

@@ -1,0 +1,66 @@
+"""Every NATS subject of the platform, built in one place.
+
+Commands:  sbx.cmd.sandbox.<verb>                       (stream SBX_CMD, work queue)
+Events:    sbx.evt.<ownerId>.<sandboxId>.<status>        (stream SBX_EVT)
+Logs:      sbx.log.<sandboxId>                           (stream SBX_LOG)
+Dead letters: sbx.dlq.<verb>                             (stream SBX_DLQ)
+Request/reply (core NATS, no stream):
+    sbx.rpc.orchestrator.health   -> Docker engine status
+    sbx.rpc.exec                  -> run a command in a sandbox
+    sbx.rpc.terminal.open         -> open a PTY session
+Terminal session I/O (core NATS): sbx.term.<sessionId>.{in,out,ctl}
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+CMD_PREFIX = "sbx.cmd.sandbox"
+CMD_ALL = f"{CMD_PREFIX}.*"
+EVT_PREFIX = "sbx.evt"
+EVT_ALL = f"{EVT_PREFIX}.>"
+LOG_PREFIX = "sbx.log"
+LOG_ALL = f"{LOG_PREFIX}.*"
+DLQ_PREFIX = "sbx.dlq"
+DLQ_ALL = f"{DLQ_PREFIX}.>"
+
+RPC_ORCHESTRATOR_HEALTH = "sbx.rpc.orchestrator.health"
+RPC_EXEC = "sbx.rpc.exec"
+RPC_TERMINAL_OPEN = "sbx.rpc.terminal.open"
+TERM_PREFIX = "sbx.term"
+
+
+def command(verb: str) -> str:
+    return f"{CMD_PREFIX}.{verb}"
+
+
+def event(owner_id: UUID | str, sandbox_id: UUID | str, status: str) -> str:
+    return f"{EVT_PREFIX}.{owner_id}.{sandbox_id}.{status}"
+
+
+def events_of_owner(owner_id: UUID | str) -> str:
+    return f"{EVT_PREFIX}.{owner_id}.>"
+
+
+def events_of_sandbox(owner_id: UUID | str, sandbox_id: UUID | str) -> str:
+    return f"{EVT_PREFIX}.{owner_id}.{sandbox_id}.*"
+
+
+def log(sandbox_id: UUID | str) -> str:
+    return f"{LOG_PREFIX}.{sandbox_id}"
+
+
+def dead_letter(verb: str) -> str:
+    return f"{DLQ_PREFIX}.{verb}"
+
+
+def terminal_input(session_id: str) -> str:
+    return f"{TERM_PREFIX}.{session_id}.in"
+
+
+def terminal_output(session_id: str) -> str:
+    return f"{TERM_PREFIX}.{session_id}.out"
+
+
+def terminal_control(session_id: str) -> str:
+    return f"{TERM_PREFIX}.{session_id}.ctl"

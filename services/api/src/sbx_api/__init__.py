@@ -1,0 +1,1 @@
+"""The API service: the HTTP and WebSocket contract of the sandbox platform."""

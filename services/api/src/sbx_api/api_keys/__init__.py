@@ -1,0 +1,1 @@
+"""api keys domain of the API."""

@@ -1,0 +1,72 @@
+"""The FastAPI application factory and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sbx_common import db, natsconn
+from sbx_common.crypto import SecretBox
+
+from sbx_api import exception_handlers
+from sbx_api.api_keys.router import router as api_keys_router
+from sbx_api.audit.router import router as audit_router
+from sbx_api.auth.router import router as auth_router
+from sbx_api.config import ApiSettings
+from sbx_api.environments.router import router as environments_router
+from sbx_api.events.router import router as events_router
+from sbx_api.health.router import router as health_router
+from sbx_api.middleware import BodySizeLimitMiddleware, TraceMiddleware
+from sbx_api.sandboxes.router import router as sandboxes_router
+from sbx_api.state import AppState
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        secret_box = SecretBox.from_settings(
+            settings.secrets_master_key.get_secret_value(), settings.secrets_old_keys.get_secret_value()
+        )
+        pool = await db.create_pool(settings.database_url.get_secret_value(), max_size=20)
+        nc = await natsconn.connect(settings.nats_url, "sbx-api")
+        app.state.sbx = AppState(
+            settings=settings, pool=pool, nc=nc, js=nc.jetstream(), secret_box=secret_box
+        )
+        try:
+            yield
+        finally:
+            await nc.drain()
+            await pool.close()
+
+    app = FastAPI(
+        title="Sandbox Platform API",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Create, run and watch isolated sandboxes.",
+    )
+    exception_handlers.install(app)
+    for router in (
+        health_router,
+        auth_router,
+        api_keys_router,
+        environments_router,
+        sandboxes_router,
+        events_router,
+        audit_router,
+    ):
+        app.include_router(router)
+
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(TraceMiddleware)
+    return app

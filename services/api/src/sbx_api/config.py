@@ -1,0 +1,27 @@
+"""Settings of the API service (all `SBX_` variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from sbx_common.settings import CryptoSettings
+
+
+class ApiSettings(CryptoSettings):
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=3001, ge=0, le=65535)
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_ttl_hours: float = Field(default=24.0, gt=0)
+    max_body_bytes: int = 1024 * 1024
+    cors_origins: str = ""  # comma separated; empty disables CORS
+
+    rate_limit_per_minute: int = Field(default=100, ge=1)
+    auth_rate_limit: int = Field(default=20, ge=1)  # per 15 minutes per IP on /auth/*
+    # Storage of the rate limiter's counters: "memory://" (one API instance) or "redis://..." to
+    # share counters between instances (see the `limits` library's storage URIs).
+    rate_limit_storage: str = "memory://"
+
+    max_environments_per_user: int = Field(default=20, ge=0)
+    max_sandboxes_per_user: int = Field(default=10, ge=0)
+    max_cpu_per_user: float = Field(default=16.0, gt=0)  # cores, over sandboxes not terminal
+    max_memory_per_user: int = Field(default=32768, gt=0)  # MiB, over sandboxes not terminal
+    sandbox_create_rate_limit: int = Field(default=30, ge=1)  # creates + replicates per minute

@@ -1,0 +1,97 @@
+"""FastAPI dependencies: shared resources and the authenticated caller."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+from sbx_common.crypto import API_KEY_PREFIX, InvalidToken, api_key_matches, api_key_prefix, decode_token
+from sbx_common.errors import NotFound, Unauthorized
+from sbx_common.timeutil import utcnow
+from starlette.requests import HTTPConnection
+
+from sbx_api.state import AppState
+
+# lastUsedAt is written at most this often per key, so hot keys do not write on every request.
+LAST_USED_RESOLUTION = timedelta(seconds=30)
+
+
+def get_state(conn: HTTPConnection) -> AppState:
+    state: AppState = conn.app.state.sbx
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: uuid.UUID
+    email: str
+    api_key_id: uuid.UUID | None = None
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
+    if conn.scope["type"] == "websocket":
+        return conn.query_params.get("token")
+    return None
+
+
+async def authenticate(state: AppState, token: str | None) -> Caller:
+    """Resolve a JWT or an `sk_` API key to the user it belongs to, or raise Unauthorized."""
+    if not token:
+        raise Unauthorized("Missing credentials.")
+    async with state.pool.acquire() as conn:
+        if token.startswith(API_KEY_PREFIX):
+            return await _authenticate_api_key(conn, token)
+        try:
+            user_id = decode_token(token, state.settings.jwt_secret.get_secret_value())
+        except InvalidToken:
+            raise Unauthorized("Invalid or expired token.") from None
+        row = await conn.fetchrow("SELECT id, email FROM users WHERE id = $1", user_id)
+    if row is None:
+        raise Unauthorized("Invalid or expired token.")
+    return Caller(user_id=row["id"], email=row["email"])
+
+
+async def _authenticate_api_key(conn: asyncpg.Connection, key: str) -> Caller:
+    rows = await conn.fetch(
+        "SELECT k.id, k.key_hash, k.last_used_at, u.id AS user_id, u.email FROM api_keys k"
+        " JOIN users u ON u.id = k.user_id WHERE k.key_prefix = $1 AND k.revoked_at IS NULL",
+        api_key_prefix(key),
+    )
+    for row in rows:
+        if api_key_matches(key, row["key_hash"]):
+            now = utcnow()
+            if row["last_used_at"] is None or now - row["last_used_at"] > LAST_USED_RESOLUTION:
+                await conn.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", row["id"], now)
+            return Caller(user_id=row["user_id"], email=row["email"], api_key_id=row["id"])
+    raise Unauthorized("Invalid or revoked API key.")
+
+
+async def get_caller(request: Request, state: State) -> Caller:
+    cached: Caller | None = getattr(request.state, "caller", None)
+    if cached is not None:
+        return cached
+    caller = await authenticate(state, bearer_token(request))
+    request.state.caller = caller
+    return caller
+
+
+CurrentUser = Annotated[Caller, Depends(get_caller)]
+
+
+def parse_id(value: str) -> uuid.UUID:
+    """Path ids: a malformed id is indistinguishable from an unknown one (404)."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound() from None

@@ -1,0 +1,1 @@
+"""environments domain of the API."""

@@ -1,0 +1,1 @@
+"""events domain of the API."""

@@ -1,0 +1,1 @@
+"""health domain of the API."""

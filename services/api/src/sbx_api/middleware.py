@@ -1,0 +1,112 @@
+"""HTTP middleware: trace id, body size limit, request metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from sbx_common.errors import PayloadTooLarge
+from sbx_common.logging import trace_id_var
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sbx_api import metrics
+
+logger = logging.getLogger("sbx.api.access")
+
+_TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (never the raw path, to bound label cardinality)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+class TraceMiddleware:
+    """Gives every request a trace id (the caller's `x-trace-id` if sane) and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers", [])).get(b"x-trace-id", b"").decode("latin-1")
+        trace_id = incoming if _TRACE_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["trace_id"] = trace_id
+        token = trace_id_var.set(trace_id)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_with_trace(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-trace-id", trace_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_trace)
+        finally:
+            if scope["type"] == "http":
+                elapsed = time.perf_counter() - started
+                template = route_template(scope)
+                metrics.observe_request(scope["method"], template, status_holder["status"], elapsed)
+                logger.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": template,
+                        "status": status_holder["status"],
+                        "durationMs": round(elapsed * 1000, 2),
+                    },
+                )
+            trace_id_var.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Rejects bodies over the limit with 413 before reading them whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_error(send, PayloadTooLarge())
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _send_error(send: Send, exc: PayloadTooLarge) -> None:
+    import json
+
+    body = json.dumps(exc.to_body()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status_code,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""sandboxes domain of the API."""

@@ -1,0 +1,21 @@
+"""Resources opened by the lifespan and shared by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from sbx_common.crypto import SecretBox
+
+from sbx_api.config import ApiSettings
+
+
+@dataclass
+class AppState:
+    settings: ApiSettings
+    pool: asyncpg.Pool
+    nc: NatsClient
+    js: JetStreamContext
+    secret_box: SecretBox

@@ -1,0 +1,1 @@
+"""The log-shipper service of the sandbox platform."""

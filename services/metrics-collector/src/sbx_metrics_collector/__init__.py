@@ -1,0 +1,1 @@
+"""The metrics-collector service of the sandbox platform."""

@@ -1,0 +1,1 @@
+"""The reaper service of the sandbox platform."""

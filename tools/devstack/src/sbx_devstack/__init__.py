@@ -1,0 +1,1 @@
+"""Development stack: embedded NATS and PostgreSQL, and the `make run` process supervisor."""

@@ -1,0 +1,105 @@
+"""Running the platform's services as separate processes (for `make run` and the tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+# Console script of each service, installed by its package.
+SERVICES: dict[str, str] = {
+    "api": "sbx-api",
+    "orchestrator": "sbx-orchestrator",
+    "log-shipper": "sbx-log-shipper",
+    "reaper": "sbx-reaper",
+    "metrics-collector": "sbx-metrics-collector",
+}
+
+# Each worker service serves /metrics and /health on its own port (the API on its main port).
+DEFAULT_METRICS_PORTS: dict[str, int] = {
+    "orchestrator": 9101,
+    "log-shipper": 9102,
+    "reaper": 9103,
+    "metrics-collector": 9104,
+}
+
+
+def service_command(name: str) -> list[str]:
+    script = Path(sys.prefix) / "bin" / SERVICES[name]
+    return [str(script)]
+
+
+class ServiceProcess:
+    """One service process; its output goes line by line to `sink` (and optionally a file)."""
+
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        sink: Callable[[str, str], None] | None = None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.env = env
+        self.sink = sink
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+        self._pump: threading.Thread | None = None
+
+    def start(self) -> ServiceProcess:
+        self.process = subprocess.Popen(
+            service_command(self.name),
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us in order
+        )
+        assert self.process.stdout is not None
+        self._pump = threading.Thread(target=self._copy_output, args=(self.process.stdout,), daemon=True)
+        self._pump.start()
+        return self
+
+    def _copy_output(self, stream: IO[bytes]) -> None:
+        out = self.log_file.open("ab") if self.log_file else None
+        try:
+            for raw in iter(stream.readline, b""):
+                if out is not None:
+                    out.write(raw)
+                    out.flush()
+                if self.sink is not None:
+                    self.sink(self.name, raw.decode(errors="replace").rstrip("\n"))
+        finally:
+            if out is not None:
+                out.close()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as in a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+        self.process = None

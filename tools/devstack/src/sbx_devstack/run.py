@@ -1,0 +1,119 @@
+"""`make run`: the whole platform on one machine, with embedded NATS and PostgreSQL.
+
+Starts embedded servers unless SBX_NATS_URL / SBX_DATABASE_URL point elsewhere, creates
+development-only secrets on first run (kept in the git-ignored `.state/` folder), applies the
+migrations and the stream topology once, then runs the five services as separate processes with
+prefixed logs. Ctrl-C or SIGTERM stops everything; data in `.state/` survives a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from sbx_common.migrate_cli import run as migrate
+from sbx_common.settings import CommonSettings
+
+from sbx_devstack.processes import DEFAULT_METRICS_PORTS, SERVICES, ServiceProcess
+from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
+
+COLOURS = {"api": 36, "orchestrator": 35, "log-shipper": 33, "reaper": 32, "metrics-collector": 34}
+_print_lock = threading.Lock()
+
+
+def say(name: str, line: str) -> None:
+    width = max(len(n) for n in SERVICES)
+    colour = COLOURS.get(name, 37)
+    prefix = f"\033[{colour}m{name:<{width}}\033[0m |" if sys.stdout.isatty() else f"{name:<{width}} |"
+    with _print_lock:
+        print(f"{prefix} {line}", flush=True)  # noqa: T201
+
+
+def load_dev_secrets(state: Path) -> dict[str, str]:
+    """Development-only secrets, created once and reused so that data survives restarts."""
+    path = state / "secrets.env"
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("=")
+            values[key] = value
+    changed = False
+    if "SBX_JWT_SECRET" not in values:
+        values["SBX_JWT_SECRET"] = secrets.token_urlsafe(48)
+        changed = True
+    if "SBX_SECRETS_MASTER_KEY" not in values:
+        values["SBX_SECRETS_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
+        changed = True
+    if changed:
+        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        path.chmod(0o600)
+        say(
+            "devstack",
+            f"WARNING: created development-only secrets in {path}; set SBX_JWT_SECRET and "
+            "SBX_SECRETS_MASTER_KEY yourself for any real deployment",
+        )
+    return values
+
+
+def main() -> None:
+    state = Path(os.environ.get("SBX_STATE_DIR", ".state")).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    env: dict[str, str] = {}
+    for key, value in load_dev_secrets(state).items():
+        env[key] = os.environ.get(key, value)
+
+    servers: list[EmbeddedNats | EmbeddedPostgres] = []
+    if not os.environ.get("SBX_NATS_URL"):
+        nats_server = EmbeddedNats(state / "nats", port=int(os.environ.get("SBX_EMBEDDED_NATS_PORT", "4222")))
+        servers.append(nats_server.start())
+        env["SBX_NATS_URL"] = nats_server.url
+        say("devstack", f"embedded NATS JetStream on {nats_server.url}")
+    if not os.environ.get("SBX_DATABASE_URL"):
+        pg = EmbeddedPostgres(state / "postgres", port=int(os.environ.get("SBX_EMBEDDED_PG_PORT", "5433")))
+        servers.append(pg.start())
+        env["SBX_DATABASE_URL"] = pg.url
+        say("devstack", f"embedded PostgreSQL on 127.0.0.1:{pg.port}")
+
+    os.environ.update(env)
+    asyncio.run(migrate(CommonSettings()))
+    say("devstack", "migrations and stream topology applied")
+
+    processes: list[ServiceProcess] = []
+    for name in SERVICES:
+        service_env = dict(env)
+        if name in DEFAULT_METRICS_PORTS and not os.environ.get("SBX_METRICS_PORT"):
+            service_env["SBX_METRICS_PORT"] = str(DEFAULT_METRICS_PORTS[name])
+        processes.append(ServiceProcess(name, service_env, sink=say).start())
+    host = os.environ.get("SBX_API_HOST", "127.0.0.1")
+    say("devstack", f"API on http://{host}:{os.environ.get('SBX_API_PORT', '3001')} (Ctrl-C to stop)")
+
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        while not stopping.is_set():
+            for proc in processes:
+                if not proc.running:
+                    say("devstack", f"{proc.name} exited; restarting it")
+                    time.sleep(1)
+                    proc.start()
+            stopping.wait(1.0)
+    finally:
+        say("devstack", "stopping")
+        # The API first (no new requests), the orchestrator last among services.
+        for proc in processes:
+            proc.stop()
+        for server in reversed(servers):
+            server.stop()
+        say("devstack", "stopped")
