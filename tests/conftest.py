@@ -15,9 +15,10 @@ import asyncpg
 import httpx
 import pytest
 from sbx_common import db, natsconn, topology
+from sbx_common.labels import INSTANCE as INSTANCE_LABEL
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 
-from tests.harness import PLATFORM_LABEL, Platform, User, build_test_image, platform_env, signup
+from tests.harness import TEST_INSTANCE, Platform, User, build_test_image, platform_env, signup
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,7 +97,7 @@ def platform(
 
 def remove_platform_containers() -> None:
     ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label={PLATFORM_LABEL}"],
+        ["docker", "ps", "-aq", "--filter", f"label={INSTANCE_LABEL}={TEST_INSTANCE}"],
         capture_output=True,
         text=True,
         check=False,

@@ -21,6 +21,7 @@ from sbx_devstack.servers import free_port, wait_for_port
 TEST_IMAGE = "sbx-test-busybox:latest"
 IMAGES_DIR = Path(__file__).parent / "images"
 PLATFORM_LABEL = "sbx.platform"
+TEST_INSTANCE = f"test-{uuid.uuid4().hex[:10]}"
 
 
 def docker_available() -> bool:
@@ -106,6 +107,9 @@ def platform_env(database_url: str, nats_url: str) -> dict[str, str]:
         "SBX_JWT_SECRET": secrets.token_urlsafe(48),
         "SBX_SECRETS_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
         "SBX_LOG_LEVEL": "INFO",
+        # A name of its own, so that this run's reaper and clean-up never touch containers of
+        # another installation on the same Docker engine.
+        "SBX_INSTANCE": TEST_INSTANCE,
         # Every test signs up its own users from one IP: the auth limit is raised for the shared
         # platform; the rate-limit tests start an API of their own with the defaults.
         "SBX_AUTH_RATE_LIMIT": "100000",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 PLATFORM = "sbx.platform"
 PLATFORM_VALUE = "sandbox-platform"
+INSTANCE = "sbx.instance"
 SANDBOX_ID = "sbx.sandbox-id"
 OWNER_ID = "sbx.owner-id"
 

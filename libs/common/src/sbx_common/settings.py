@@ -23,6 +23,10 @@ class CommonSettings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     # Where the sandboxes' published ports are reachable, for `endpoints[].url`.
     public_host: str = "127.0.0.1"
+    # Name of this platform installation. Containers carry it as a label, and the reaper only
+    # ever touches containers of its own instance, so several installations (or test runs) can
+    # share one Docker engine.
+    instance: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class CryptoSettings(CommonSettings):
