@@ -81,7 +81,8 @@ def redact(value: Any, key: str | None = None) -> Any:
     return value
 
 
-_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# Attributes every record has, and uvicorn's ANSI-coloured duplicate of the message.
+_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):

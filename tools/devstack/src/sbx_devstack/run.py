@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import secrets
 import signal
@@ -28,12 +29,34 @@ COLOURS = {"api": 36, "orchestrator": 35, "log-shipper": 33, "reaper": 32, "metr
 _print_lock = threading.Lock()
 
 
+RAW_JSON = os.environ.get("SBX_DEV_LOG_FORMAT", "pretty") == "json"
+_HIDDEN_KEYS = {"ts", "level", "service", "logger", "msg"}
+
+
+def readable(line: str) -> str:
+    """A service's JSON log line as `12:00:01 info  message key=value ...` for people."""
+    if RAW_JSON:
+        return line
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(entry, dict):
+        return line
+    clock = str(entry.get("ts", ""))[11:19]
+    extras = " ".join(f"{k}={v}" for k, v in entry.items() if k not in _HIDDEN_KEYS and k != "error")
+    text = f"{clock} {entry.get('level', ''):<7} {entry.get('msg', '')} {extras}".rstrip()
+    if "error" in entry:
+        text += "\n" + str(entry["error"]).rstrip()
+    return text
+
+
 def say(name: str, line: str) -> None:
     width = max(len(n) for n in SERVICES)
     colour = COLOURS.get(name, 37)
     prefix = f"\033[{colour}m{name:<{width}}\033[0m |" if sys.stdout.isatty() else f"{name:<{width}} |"
     with _print_lock:
-        print(f"{prefix} {line}", flush=True)  # noqa: T201
+        print(f"{prefix} {readable(line)}", flush=True)  # noqa: T201
 
 
 def load_dev_secrets(state: Path) -> dict[str, str]:
