@@ -1,0 +1,1 @@
+"""Benchmarks of the platform against raw baselines measured in the same run."""

@@ -1,0 +1,31 @@
+"""`make bench`: every benchmark, one after the other, printing one table each."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+
+MODULES = ["bench.lifecycle", "bench.logs", "bench.terminal", "bench.collector"]
+
+
+def main() -> None:
+    only = sys.argv[1:]
+    print(
+        f"# Benchmarks\n\nMachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.platform()}\n"
+    )
+    for name in MODULES:
+        if only and name.split(".")[-1] not in only:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            print(f"{name}: not available ({exc})\n")
+            continue
+        print(module.run(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

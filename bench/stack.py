@@ -1,0 +1,68 @@
+"""A throwaway platform for benchmarks: embedded NATS and PostgreSQL plus the five services."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sbx_common import db, natsconn, topology
+from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
+
+from tests.harness import Platform, build_test_image, platform_env
+
+
+async def _prepare(database_url: str, nats_url: str) -> None:
+    await db.migrate(database_url)
+    nc = await natsconn.connect(nats_url, "bench-setup")
+    await topology.apply_topology(nc.jetstream())
+    await nc.close()
+
+
+@contextmanager
+def running_platform(
+    services: tuple[str, ...] | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[Platform]:
+    with tempfile.TemporaryDirectory(prefix="sbx-bench-") as tmp:
+        root = Path(tmp)
+        nats_server = EmbeddedNats(root / "nats").start()
+        pg = EmbeddedPostgres(root / "pg").start()
+        try:
+            asyncio.run(_prepare(pg.url, nats_server.url))
+            build_test_image()
+            (root / "logs").mkdir()
+            plat = Platform(
+                base_env={**platform_env(pg.url, nats_server.url), **(extra_env or {})}, log_dir=root / "logs"
+            )
+            for name in services or ("orchestrator", "log-shipper", "reaper", "metrics-collector", "api"):
+                plat.start_service(name)
+            try:
+                yield plat
+            finally:
+                plat.stop_all()
+        finally:
+            pg.stop()
+            nats_server.stop()
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + " |" for r in rows]
+    return "\n".join([f"### {title}", "", line, sep, *body, ""])
