@@ -192,6 +192,29 @@ class OrchestratorDriver:
             await asyncio.sleep(0.05)
         raise AssertionError(f"sandbox did not become {expected or 'settled'}: {row.get('status')} {row}")
 
+    async def wait_applied(
+        self, sandbox: Sandbox, command: SandboxCommand, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Wait until the orchestrator has taken up `command` and the sandbox has settled."""
+        deadline = time.monotonic() + timeout
+        row: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            row = await self.view(sandbox.id)
+            if row["applied_command_id"] == command.id and row["status"] in SETTLED:
+                return row
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"command {command.verb} was not applied: {row}")
+
+    async def drain_commands(self, timeout: float = 30.0) -> None:
+        """Wait until every published command has been handled (nothing pending or unacked)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = await self.js.consumer_info(topology.STREAM_CMD, "orchestrator__commands")
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("commands are still pending")
+
     async def events(
         self, sandbox: Sandbox, *, until: str | None = None, timeout: float = 10.0
     ) -> list[SandboxEvent]:

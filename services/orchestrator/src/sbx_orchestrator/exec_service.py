@@ -2,7 +2,9 @@
 
 An ExecRequest runs a command in a running sandbox through the Docker exec API and is answered
 with an ExecResult: exit code, stdout and stderr apart (each capped, with a `truncated` flag),
-duration, and `timedOut` when the command was killed for running past its timeout. Nothing ran
+duration, and `timedOut` when the command was killed for running past its timeout. The reply
+must fit in one NATS message: with the server's default max_payload (1 MB) the output kept is
+trimmed further to fit (raise max_payload to 8 MB to get the full 1 MiB per stream). Nothing ran
 when `errorCode` is set: NOT_FOUND (no such sandbox for this owner), NOT_RUNNING,
 VALIDATION_ERROR, UNAVAILABLE (Docker did not answer) or INTERNAL_ERROR.
 
@@ -16,6 +18,7 @@ process is left to finish.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -175,6 +178,45 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+def _encoded_size(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode()) - 2
+
+
+def _cut(text: str, budget: int) -> str:
+    """The longest start of `text` whose JSON encoding takes at most `budget` bytes."""
+    size = _encoded_size(text)
+    if size <= budget:
+        return text
+    keep = int(len(text) * budget / size)
+    while keep > 0 and _encoded_size(text[:keep]) > budget:
+        keep = int(keep * 0.95)
+    return text[: max(keep, 0)]
+
+
+def fit_reply(result: ExecResult, max_payload: int) -> ExecResult:
+    """Trim the output so that the reply fits in one NATS message (the server's max_payload).
+
+    Each stream keeps at least half of the room when both are large; a short one leaves the
+    rest to the other. Trimmed streams are flagged as truncated.
+    """
+    if len(result.to_bytes()) <= max_payload:
+        return result
+    overhead = len(result.model_copy(update={"stdout": "", "stderr": ""}).to_bytes())
+    room = max(max_payload - overhead - 64, 0)
+    stdout_size, stderr_size = _encoded_size(result.stdout), _encoded_size(result.stderr)
+    stdout_room = room - min(stderr_size, room // 2)
+    stderr_room = room - min(stdout_size, stdout_room)
+    stdout, stderr = _cut(result.stdout, stdout_room), _cut(result.stderr, stderr_room)
+    return result.model_copy(
+        update={
+            "stdout": stdout,
+            "stderr": stderr,
+            "stdout_truncated": result.stdout_truncated or stdout != result.stdout,
+            "stderr_truncated": result.stderr_truncated or stderr != result.stderr,
+        }
+    )
+
+
 def _error(code: str, message: str) -> ExecResult:
     return ExecResult(error_code=code, error_message=message)
 
@@ -215,8 +257,10 @@ class ExecService:
             result = _error("INTERNAL_ERROR", "the command could not be run")
         outcome = result.error_code or ("timeout" if result.timed_out else "ok")
         if msg.reply:
-            with suppress(Exception):
-                await msg.respond(result.to_bytes())
+            try:
+                await msg.respond(fit_reply(result, self.context.nc.max_payload).to_bytes())
+            except Exception:
+                logger.exception("could not send an exec reply")
         EXEC_DURATION.labels(outcome.lower()).observe(time.perf_counter() - started)
 
     async def execute(self, data: bytes) -> ExecResult:
