@@ -1,0 +1,103 @@
+"""What Docker reports decides the status: exits, missing images, health checks."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import httpx
+
+from tests.harness import Platform
+from tests.orchestrator.support import OrchestratorDriver, statuses
+
+
+def docker_time(value: str) -> datetime:
+    """Docker's RFC 3339 timestamps carry nanoseconds; Python keeps microseconds."""
+    seconds, _, fraction = value.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{seconds}.{(fraction + '000000')[:6]}+00:00")
+
+
+async def test_container_exiting_by_itself_is_stopped_or_failed(driver: OrchestratorDriver) -> None:
+    owner = await driver.create_user()
+    # Both run (so they are `running` first), then end by themselves once told to.
+    waits = ["sh", "-c", "while [ ! -e /done ]; do sleep 0.1; done; exit $(cat /done)"]
+    environment = await driver.create_environment(owner, command=waits)
+    clean = await driver.start_sandbox(owner, environment)
+    crashing = await driver.start_sandbox(owner, environment)
+    await driver.wait_settled(clean, "running")
+    await driver.wait_settled(crashing, "running")
+
+    await driver.exec(clean, ["sh", "-c", "echo 0 > /done"])
+    await driver.exec(crashing, ["sh", "-c", "echo 3 > /done"])
+
+    stopped = await driver.wait_settled(clean, "stopped")
+    assert (stopped["exit_code"], stopped["status_reason"]) == (0, None)
+    failed = await driver.wait_settled(crashing, "failed")
+    assert (failed["exit_code"], failed["status_reason"]) == (3, "exited with code 3")
+    assert failed["endpoints"] == []
+
+    events = await driver.events(crashing, until="failed")
+    assert statuses(events) == ["starting", "running", "failed"]
+    assert events[-1].data == {"exitCode": 3}
+    assert events[-1].command_id is None
+
+
+async def test_command_that_exits_at_once_fails_with_its_exit_code(driver: OrchestratorDriver) -> None:
+    owner = await driver.create_user()
+    environment = await driver.create_environment(owner, command=["sh", "-c", "exit 7"])
+    sandbox = await driver.start_sandbox(owner, environment)
+    row = await driver.wait_settled(sandbox)
+    # Either seen exiting while being started, or right after it was running.
+    assert (row["status"], row["status_reason"], row["exit_code"]) == ("failed", "exited with code 7", 7)
+
+
+async def test_missing_image_fails_with_image_not_found(driver: OrchestratorDriver) -> None:
+    owner = await driver.create_user()
+    environment = await driver.create_environment(owner, image="sbx-test-no-such-image:never")
+    sandbox = await driver.start_sandbox(owner, environment)
+    row = await driver.wait_settled(sandbox, "failed")
+    assert row["status_reason"] == "image not found"
+    assert driver.containers_of(sandbox) == []
+    events = await driver.events(sandbox, until="failed")
+    assert statuses(events) == ["starting", "failed"]
+
+
+async def test_running_waits_for_a_healthy_container(
+    driver: OrchestratorDriver, healthcheck_image: str, unhealthy_image: str
+) -> None:
+    owner = await driver.create_user()
+    becomes_healthy = ["sh", "-c", "sleep 2; mkdir -p /tmp; touch /tmp/ready; exec sleep 3600"]
+    healthy_env = await driver.create_environment(owner, image=healthcheck_image, command=becomes_healthy)
+    never_env = await driver.create_environment(owner, image=unhealthy_image)
+    healthy = await driver.start_sandbox(owner, healthy_env)
+    never = await driver.start_sandbox(owner, never_env)
+
+    row = await driver.wait_settled(healthy, "running")
+    events = await driver.events(healthy, until="running")
+    info = driver.inspect(healthy)
+    assert info is not None
+    assert info["State"]["Health"]["Status"] == "healthy"
+    assert row["started_at"] is not None
+    # `running` came only once the check passed, two seconds after the container started.
+    health_log = info["State"]["Health"]["Log"]
+    first_pass = min(docker_time(entry["End"]) for entry in health_log if entry["ExitCode"] == 0)
+    assert events[-1].occurred_at >= first_pass
+
+    failed = await driver.wait_settled(never, "failed")
+    assert failed["status_reason"] == "unhealthy"
+
+
+async def test_health_rpc_and_metrics(driver: OrchestratorDriver, platform: Platform) -> None:
+    reply = await driver.nc.request("sbx.rpc.orchestrator.health", b"", timeout=10)
+    assert json.loads(reply.data) == {"docker": "ok"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        port = platform.ops_ports["orchestrator"]
+        ready = await http.get(f"http://127.0.0.1:{port}/health/ready")
+        assert ready.json()["checks"] == {"nats": True, "docker": True}
+        metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    for name in (
+        "orchestrator_command_duration_seconds",
+        "orchestrator_docker_errors_total",
+        'jetstream_consumer_pending{consumer="orchestrator__commands"}',
+    ):
+        assert name in metrics, name
