@@ -46,8 +46,8 @@ async def test_command_that_exits_at_once_fails_with_its_exit_code(driver: Orche
     owner = await driver.create_user()
     environment = await driver.create_environment(owner, command=["sh", "-c", "exit 7"])
     sandbox = await driver.start_sandbox(owner, environment)
-    row = await driver.wait_settled(sandbox)
-    # Either seen exiting while being started, or right after it was running.
+    # Seen exiting while being started, or (more likely) right after it was reported running.
+    row = await driver.wait_settled(sandbox, "failed")
     assert (row["status"], row["status_reason"], row["exit_code"]) == ("failed", "exited with code 7", 7)
 
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from sbx_common.status import Verb
+from sbx_devstack.processes import ServiceProcess
+from sbx_devstack.servers import free_port, wait_for_port
 
 from tests.harness import Platform
 from tests.orchestrator.support import OrchestratorDriver, statuses
@@ -113,3 +117,22 @@ async def test_restart_reconciles_containers_that_ended_meanwhile(
     assert (row["status_reason"], row["exit_code"]) == ("exited with code 137", 137)
     row = await driver.wait_settled(removed, "failed")
     assert row["status_reason"] == "the container was removed outside the platform"
+
+
+async def test_starts_without_docker_and_reports_not_ready(platform: Platform, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **platform.base_env,
+        "SBX_METRICS_PORT": str(port),
+        "SBX_DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
+    }
+    process = ServiceProcess("orchestrator", env, log_file=tmp_path / "orchestrator.log").start()
+    try:
+        wait_for_port(port, timeout=30)
+        async with httpx.AsyncClient(timeout=10) as http:
+            ready = await http.get(f"http://127.0.0.1:{port}/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"nats": True, "docker": False}
+    finally:
+        process.stop()
+    assert process.process is None  # it stopped cleanly on SIGTERM

@@ -49,6 +49,7 @@ class OrchestratorContext:
         js = nc.jetstream()
         repository = Repository(pool)
         engine = DockerEngine(settings)
+        await engine.ping()  # connects if the engine answers; otherwise later, when it does
         events = EventPublisher(js)
         lifecycle = Lifecycle(settings, repository, engine, events, SecretOpener(settings))
         return cls(

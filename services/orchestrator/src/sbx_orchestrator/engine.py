@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,16 +48,34 @@ class DockerEngine:
 
     def __init__(self, settings: OrchestratorSettings) -> None:
         self.settings = settings
-        pool_size = settings.docker_threads + settings.exec_threads + 4
-        self.api = connect_api(settings, pool_size)
+        self._api: docker.APIClient | None = None
+        self._connect_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(settings.docker_threads, thread_name_prefix="docker")
         self._ping_at = 0.0
         self._ping_ok = False
         self._ping_lock = asyncio.Lock()
 
+    @property
+    def api(self) -> docker.APIClient:
+        """The SDK client; raises while the engine has not been reached yet (see `ping`)."""
+        if self._api is None:
+            raise docker.errors.DockerException("the Docker engine has not been reached yet")
+        return self._api
+
+    def _connect(self) -> docker.APIClient:
+        # The client asks the engine for its API version when it is made, so it is made only
+        # once the engine answers: the service starts (not ready) while Docker is down.
+        with self._connect_lock:
+            if self._api is None:
+                pool_size = self.settings.docker_threads + self.settings.exec_threads + 4
+                self._api = connect_api(self.settings, pool_size)
+                logger.info("connected to the docker engine")
+            return self._api
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self.api.close()
+        if self._api is not None:
+            self._api.close()
 
     async def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one SDK call in a worker thread; count it if it fails (other than "not found")."""
@@ -75,15 +94,21 @@ class DockerEngine:
         """Whether the engine answers; cached for a second so health checks stay cheap."""
         async with self._ping_lock:
             if time.monotonic() - self._ping_at > PING_CACHE_SECONDS:
+                was_ok = self._ping_ok
                 try:
-                    self._ping_ok = bool(
-                        await asyncio.wait_for(self.call("ping", self.api.ping), PING_TIMEOUT)
-                    )
+                    self._ping_ok = await asyncio.wait_for(self.call("ping", self._ping), PING_TIMEOUT)
                 except Exception as exc:
-                    logger.warning("docker ping failed", extra={"error": repr(exc)})
                     self._ping_ok = False
+                    if was_ok or self._ping_at == 0.0:  # log the change, not every failed ping
+                        logger.warning("docker engine unreachable", extra={"error": repr(exc)})
+                else:
+                    if not was_ok and self._ping_at != 0.0:
+                        logger.info("docker engine reachable again")
                 self._ping_at = time.monotonic()
             return self._ping_ok
+
+    def _ping(self) -> bool:
+        return bool(self._connect().ping())
 
     # --- images ---
 

@@ -284,7 +284,11 @@ class ExecService:
     async def _run(self, container_id: str, request: ExecRequest) -> ExecResult:
         loop = asyncio.get_running_loop()
         timeout = min(max(request.timeout_seconds, 0.001), self.settings.exec_max_timeout)
-        run = ExecRun(self.context.engine.api, container_id, request, self.settings.exec_output_limit)
+        try:
+            api = self.context.engine.api
+        except docker.errors.DockerException:
+            return _error("UNAVAILABLE", "the container engine did not answer")
+        run = ExecRun(api, container_id, request, self.settings.exec_output_limit)
         started = time.perf_counter()
         future = loop.run_in_executor(self._executor, run.run)
         timed_out = False
