@@ -6,6 +6,7 @@ import uuid
 
 from sbx_common.messages import SandboxCommand
 from sbx_common.status import Verb
+from sbx_devstack.servers import free_port
 
 from tests.orchestrator.support import OrchestratorDriver, statuses
 
@@ -125,3 +126,32 @@ async def test_ttl_destroy_ends_expired(driver: OrchestratorDriver) -> None:
     assert driver.inspect(sandbox) is None
     [expired] = [e for e in await driver.events(sandbox, until="expired") if e.status == "expired"]
     assert expired.reason == "ttl"
+
+
+async def test_sandboxes_are_handled_in_parallel(driver: OrchestratorDriver, healthcheck_image: str) -> None:
+    owner = await driver.create_user()
+    slow = ["sh", "-c", "sleep 2; mkdir -p /tmp; touch /tmp/ready; exec sleep 3600"]
+    environment = await driver.create_environment(owner, image=healthcheck_image, command=slow)
+    sandboxes = [await driver.start_sandbox(owner, environment) for _ in range(3)]
+    for sandbox in sandboxes:
+        await driver.wait_settled(sandbox, "running")
+    events = [e for sandbox in sandboxes for e in await driver.events(sandbox, until="running")]
+    # Every create was under way before any of them finished: none waited for another.
+    last_start = max(e.occurred_at for e in events if e.status == "starting")
+    first_running = min(e.occurred_at for e in events if e.status == "running")
+    assert last_start < first_running
+
+
+async def test_fixed_host_port_is_published_and_a_taken_one_fails(driver: OrchestratorDriver) -> None:
+    owner = await driver.create_user()
+    port = free_port()
+    environment = await driver.create_environment(
+        owner, ports=[{"container": 8080, "host": port}], command=SERVE
+    )
+    first = await driver.start_sandbox(owner, environment)
+    row = await driver.wait_settled(first, "running")
+    assert [(e["containerPort"], e["hostPort"]) for e in row["endpoints"]] == [(8080, port)]
+
+    second = await driver.start_sandbox(owner, environment)
+    failed = await driver.wait_settled(second, "failed")
+    assert failed["status_reason"] == "a host port of the environment is already in use"
