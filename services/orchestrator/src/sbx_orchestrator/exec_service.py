@@ -10,9 +10,10 @@ VALIDATION_ERROR, UNAVAILABLE (Docker did not answer) or INTERNAL_ERROR.
 
 The Docker API cannot kill an exec'd process. On a timeout the orchestrator kills it (and its
 descendants) by the host PID Docker reports, after checking through /proc that the PID belongs
-to the sandbox's container; this needs the orchestrator in the host's PID namespace (the case
-under `make run`; compose: `pid: host`). Elsewhere the call still returns at its timeout, and the
-process is left to finish.
+to the sandbox's container; when it may not signal them (it does not run as root), it kills them
+by their in-container PIDs with another exec. Both need the orchestrator in the host's PID
+namespace (the case under `make run`; compose: `pid: host`). Elsewhere the call still returns at
+its timeout, and the process is left to finish.
 """
 
 from __future__ import annotations
@@ -112,13 +113,12 @@ class ExecRun:
         finally:
             with suppress(OSError):
                 sock.close()
-        self.exit_code = self._wait_exit_code()
+        self.exit_code = self._wait_exit_code(self.exec_id)
 
-    def _wait_exit_code(self) -> int | None:
-        assert self.exec_id is not None
+    def _wait_exit_code(self, exec_id: str) -> int | None:
         deadline = time.monotonic() + EXIT_CODE_WAIT
         while True:
-            info = self.api.exec_inspect(self.exec_id)
+            info = self.api.exec_inspect(exec_id)
             if not info.get("Running"):
                 code = info.get("ExitCode")
                 return int(code) if code is not None else None
@@ -133,10 +133,32 @@ class ExecRun:
         pid = int(self.api.exec_inspect(self.exec_id).get("Pid") or 0)
         if pid <= 0 or not _belongs_to(pid, self.container_id):
             return False
+        denied = []
         for victim in [pid, *_descendants(pid)]:
-            with suppress(ProcessLookupError, PermissionError):
+            try:
                 os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            except PermissionError:  # the orchestrator does not run as root: kill from inside
+                denied.append(victim)
+        if denied:
+            return self._kill_inside([p for p in map(_namespace_pid, denied) if p])
         return True
+
+    def _kill_inside(self, pids: list[int]) -> bool:
+        """Kill processes by their PIDs inside the container, with another exec."""
+        targets = " ".join(map(str, pids))
+        for command in (["kill", "-9", *targets.split()], ["sh", "-c", f"kill -9 {targets}"]):
+            try:
+                exec_id = self.api.exec_create(self.container_id, command, stdout=False, stderr=False)["Id"]
+                self.api.exec_start(exec_id)
+                # 126/127: no such command in the image. Otherwise it ran (a PID that is already
+                # gone makes `kill` fail, which is fine).
+                if self._wait_exit_code(exec_id) not in (None, 126, 127):
+                    return True
+            except docker.errors.APIError:
+                continue
+        return False
 
     def abort(self) -> None:
         """Stop reading the output (unblocks `run`)."""
@@ -155,6 +177,17 @@ def _belongs_to(pid: int, container_id: str) -> bool:
         return container_id in Path(f"/proc/{pid}/cgroup").read_text()
     except OSError:
         return False
+
+
+def _namespace_pid(pid: int) -> int | None:
+    """The PID of a host process as seen inside its container (the last `NSpid` entry)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _descendants(root: int) -> list[int]:
