@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 import httpx
+from sbx_common.status import Verb
 
 from tests.harness import Platform
 from tests.orchestrator.support import OrchestratorDriver, statuses
@@ -101,3 +102,22 @@ async def test_health_rpc_and_metrics(driver: OrchestratorDriver, platform: Plat
         'jetstream_consumer_pending{consumer="orchestrator__commands"}',
     ):
         assert name in metrics, name
+
+
+async def test_destroy_does_not_wait_for_a_health_check_that_takes_long(
+    driver: OrchestratorDriver, healthcheck_image: str
+) -> None:
+    owner = await driver.create_user()
+    # Never healthy, and not unhealthy either for the image's 60 s start period.
+    environment = await driver.create_environment(owner, image=healthcheck_image, command=["sleep", "3600"])
+    sandbox = await driver.start_sandbox(owner, environment)
+    await driver.events(sandbox, until="starting")
+    destroy = await driver.send(sandbox, Verb.DESTROY)
+    row = await driver.wait_applied(sandbox, destroy, timeout=20)
+    assert row["status"] == "destroyed"
+    assert driver.containers_of(sandbox) == []
+    assert statuses(await driver.events(sandbox, until="destroyed")) == [
+        "starting",
+        "destroying",
+        "destroyed",
+    ]

@@ -70,6 +70,7 @@ _PERMANENT_START_ERRORS = {
     "permission denied": "the command of the environment could not be executed",
 }
 HEALTH_POLL_MAX = 0.5
+SUPERSEDED_CHECK = 1.0  # seconds between looks for a newer command while waiting for health
 
 
 class Outcome(StrEnum):
@@ -79,8 +80,13 @@ class Outcome(StrEnum):
     FAILED = "failed"
     STALE = "stale"
     DUPLICATE = "duplicate"
+    SUPERSEDED = "superseded"
     TERMINAL = "terminal"
     MISSING = "missing"
+
+
+class Superseded(Exception):
+    """A newer command was recorded while this one waited: it takes over from here."""
 
 
 class ContainerExited(Exception):
@@ -173,6 +179,11 @@ class Lifecycle:
                 await self._stop(job)
             else:
                 await self._run(job, restart=command.verb is Verb.RESTART)
+        except Superseded:
+            logger.info(
+                "command superseded", extra={"sandboxId": str(sandbox.id), "commandId": str(command.id)}
+            )
+            return Outcome.SUPERSEDED
         except ContainerExited as exited:
             status, reason, data = exit_outcome(exited.state)
             await self._record(
@@ -271,7 +282,7 @@ class Lifecycle:
             await self.engine.restart(state.id, self.settings.stop_timeout)
         elif not state.running:
             await self._start(state.id)
-        info = await self._wait_until_ready(state.id)
+        info = await self._wait_until_ready(job, state.id)
         endpoints = read_endpoints(info, self.settings.public_host)
         await self._record(
             job,
@@ -350,11 +361,20 @@ class Lifecycle:
                 raise SandboxFailed(f"the container could not be started: {message}") from None
             raise
 
-    async def _wait_until_ready(self, container_id: str) -> dict[str, Any]:
-        """Inspect until the container runs (and, with a HEALTHCHECK, is healthy)."""
+    async def _wait_until_ready(self, job: Job, container_id: str) -> dict[str, Any]:
+        """Inspect until the container runs (and, with a HEALTHCHECK, is healthy).
+
+        A health check may take long: once a newer command is recorded for the sandbox (a stop or
+        destroy the user sent meanwhile), waiting stops and that command takes over.
+        """
         deadline = time.monotonic() + self.settings.health_timeout
+        next_check = time.monotonic() + SUPERSEDED_CHECK
         delay = 0.05
         while True:
+            if time.monotonic() > next_check:
+                next_check = time.monotonic() + SUPERSEDED_CHECK
+                if await self.repository.latest_command_id(job.sandbox.id) != job.command.id:
+                    raise Superseded
             info = await self.engine.inspect(container_id)
             if info is None:
                 raise SandboxFailed("the container was removed while starting")

@@ -170,6 +170,12 @@ class Repository:
             owner_id=row["owner_id"], last_command_id=row["last_command_id"], runtime=_runtime(row)
         )
 
+    async def latest_command_id(self, sandbox_id: uuid.UUID) -> uuid.UUID | None:
+        latest: uuid.UUID | None = await self.pool.fetchval(
+            "SELECT last_command_id FROM sandboxes WHERE id = $1", sandbox_id
+        )
+        return latest
+
     async def load_secrets(self, environment_id: uuid.UUID) -> list[SealedSecretRow]:
         rows = await self.pool.fetch(
             "SELECT key, key_id, nonce, ciphertext FROM environment_secrets WHERE environment_id = $1"
