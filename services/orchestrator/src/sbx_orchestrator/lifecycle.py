@@ -315,6 +315,8 @@ class Lifecycle:
     # --- steps ---
 
     async def _create_container(self, sandbox: SandboxRecord) -> dict[str, Any]:
+        if not sandbox.image:
+            raise SandboxFailed("the environment version of the sandbox does not exist")
         await self._ensure_image(sandbox.image)
         secrets = self.secrets.open_all(
             sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)

@@ -97,7 +97,7 @@ SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
        r.status AS runtime_status, r.status_reason, r.last_command_id AS applied_command_id,
        r.container_id, r.endpoints, r.exit_code
 FROM sandboxes s
-JOIN environment_versions v ON v.environment_id = s.environment_id AND v.version = s.environment_version
+LEFT JOIN environment_versions v ON v.environment_id = s.environment_id AND v.version = s.environment_version
 LEFT JOIN sandbox_runtime r ON r.sandbox_id = s.id
 WHERE s.id = $1
 """
@@ -145,9 +145,9 @@ class Repository:
             owner_id=row["owner_id"],
             environment_id=row["environment_id"],
             environment_version=row["environment_version"],
-            image=row["image"],
-            cpu=float(row["cpu"]),
-            memory_mib=int(row["memory_mib"]),
+            image=row["image"] or "",  # "" when the version row is missing (see Lifecycle)
+            cpu=float(row["cpu"] or 0),
+            memory_mib=int(row["memory_mib"] or 0),
             ports=_ports(row["ports"]),
             env=env,
             command=_command(row["command"]),
