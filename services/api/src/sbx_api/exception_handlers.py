@@ -5,13 +5,48 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
+import nats.errors
+import nats.js.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sbx_common.errors import InternalError, NotFound, PlatformError, RateLimited, ValidationFailed
+from sbx_common.errors import (
+    InternalError,
+    NotFound,
+    PlatformError,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
+
+# A dependency (PostgreSQL, NATS) that is down or unreachable: 503, not a 500. A transaction cut
+# short rolls back, so the request changed nothing.
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash, cannot connect now
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # e.g. "connection is closed"
+    asyncpg.exceptions.InternalClientError,  # a connection cut mid-protocol by the server
+    # Refusals while the pool opens a new connection: database closed to connections, gone,
+    # or credentials no longer accepted.
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.NoServersError,
+    nats.errors.NoRespondersError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+    OSError,  # connection refused/reset, and timeouts (TimeoutError is an OSError)
+)
 
 
 def _path_of(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -38,6 +73,8 @@ def render(exc: PlatformError) -> JSONResponse:
     headers = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 
@@ -64,6 +101,13 @@ def install(app: FastAPI) -> None:
             }
             return JSONResponse(body, status_code=405)
         return render(PlatformError(str(exc.detail)))
+
+    async def dependency_down(_request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("dependency unavailable", extra={"error": repr(exc)})
+        return render(Unavailable())
+
+    for error_type in DEPENDENCY_ERRORS:
+        app.add_exception_handler(error_type, dependency_down)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
