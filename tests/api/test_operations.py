@@ -105,6 +105,9 @@ async def test_unknown_routes_and_methods(client: httpx.AsyncClient, user: User)
     error_of(response, 404, "NOT_FOUND")
     assert response.headers["x-trace-id"] == "my-trace-123"
     error_of(await client.get("/api/environments", headers=user.headers), 404, "NOT_FOUND")
+    not_allowed = await client.patch("/environments", headers=user.headers)
+    error_of(not_allowed, 405, "METHOD_NOT_ALLOWED")
+    assert not_allowed.headers["allow"] == "GET, POST"
     generated = (await client.get("/health/live")).headers["x-trace-id"]
     assert re.match(r"^[A-Za-z0-9._-]{8,}$", generated)
     bad_trace = await client.get("/health/live", headers={"x-trace-id": "bad trace id!"})
