@@ -25,16 +25,6 @@ JOIN environment_versions ev
 
 
 @dataclass(frozen=True)
-class EnvironmentVersion:
-    environment_id: uuid.UUID
-    name: str
-    version: int
-    cpu: float
-    memory_mib: int
-    env: dict[str, str]
-
-
-@dataclass(frozen=True)
 class NewSandbox:
     id: uuid.UUID
     owner_id: uuid.UUID
@@ -58,10 +48,10 @@ class Usage:
 @dataclass(frozen=True)
 class ListFilter:
     owner_id: uuid.UUID
-    statuses: list[str] | None
+    statuses: list[str] | None  # None: every status but destroyed and expired
     environment_id: uuid.UUID | None
-    metadata: dict[str, str] | None
-    after: tuple[datetime, uuid.UUID] | None
+    metadata: dict[str, str] | None  # jsonb containment
+    after: tuple[datetime, uuid.UUID] | None  # keyset: (created_at, id) of the previous page's last
     limit: int
 
 
@@ -115,43 +105,12 @@ WHERE v.owner_id = $1 AND v.status NOT IN ('destroyed', 'expired')""",
     return Usage(sandboxes=int(row["n"]), cpu=float(row["cpu"]), memory_mib=int(row["memory"]))
 
 
-async def environment_version(
-    conn: asyncpg.Connection, environment_id: uuid.UUID, owner_id: uuid.UUID, version: int | None
-) -> EnvironmentVersion | None:
-    """The given (or current) version of a live environment of the user.
-
-    The environment row is share-locked until the transaction ends, so it cannot be deleted
-    between this check and the sandbox insert.
-    """
-    row = await conn.fetchrow(
-        """
-SELECT e.id, e.name, ev.version, ev.cpu, ev.memory_mib, ev.env
-FROM environments e
-JOIN environment_versions ev ON ev.environment_id = e.id AND ev.version = COALESCE($3, e.current_version)
-WHERE e.id = $1 AND e.owner_id = $2 AND e.deleted_at IS NULL
-FOR SHARE OF e""",
-        environment_id,
-        owner_id,
-        version,
-    )
-    if row is None:
-        return None
-    return EnvironmentVersion(
-        environment_id=row["id"],
-        name=row["name"],
-        version=row["version"],
-        cpu=row["cpu"],
-        memory_mib=row["memory_mib"],
-        env=dict(row["env"] or {}),
-    )
-
-
 async def insert_sandbox(conn: asyncpg.Connection, s: NewSandbox) -> None:
     await conn.execute(
         """
 INSERT INTO sandboxes (id, owner_id, environment_id, environment_version, name, env, metadata,
                        ttl_seconds, expires_at, last_command_id, last_command_verb, replicated_from)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8), $9, 'create', $10)""",
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), $9, 'create', $10)""",
         s.id,
         s.owner_id,
         s.environment_id,

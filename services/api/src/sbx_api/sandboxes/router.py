@@ -10,23 +10,22 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sbx_common.errors import ValidationFailed
 from sbx_common.status import Status, Verb
-from sbx_common.timeutil import rfc3339
 
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
+from sbx_api.pagination import Page
 from sbx_api.responses import ok, page
 from sbx_api.sandboxes import idempotency, service
 from sbx_api.sandboxes.schemas import (
     CreateSandboxRequest,
     Endpoint,
-    Envelope,
     ExecOut,
     ExecRequestBody,
     LogLineOut,
     MetricsOut,
-    PageEnvelope,
     ReplicateSandboxRequest,
     SandboxOut,
 )
+from sbx_api.schemas import Envelope, PageEnvelope
 from sbx_api.state import AppState
 
 router = APIRouter(prefix="/sandboxes", tags=["sandboxes"])
@@ -44,7 +43,10 @@ Wait = Annotated[
 WaitTimeout = Annotated[
     float,
     Query(
-        ge=0, le=WAIT_MAX, description="With wait=true: the longest wait in seconds (default 30, max 300)."
+        alias="timeout",
+        ge=0,
+        le=WAIT_MAX,
+        description="With wait=true: the longest wait in seconds (default 30, max 300).",
     ),
 ]
 IdempotencyKey = Annotated[
@@ -77,11 +79,11 @@ def sandbox_body(row: Any) -> dict[str, Any]:
         env=row["env"] or {},
         metadata=row["metadata"] or {},
         endpoints=[Endpoint.model_validate(e) for e in row["endpoints"] or []],
-        created_at=rfc3339(row["created_at"]) or "",
-        started_at=rfc3339(row["started_at"]),
-        stopped_at=rfc3339(row["stopped_at"]),
-        expires_at=rfc3339(row["expires_at"]) or "",
-        destroyed_at=rfc3339(row["destroyed_at"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        stopped_at=row["stopped_at"],
+        expires_at=row["expires_at"],
+        destroyed_at=row["destroyed_at"],
     ).dump()
 
 
@@ -141,18 +143,16 @@ async def list_sandboxes(
         ),
     ] = None,
     environment_id: Annotated[str | None, Query(alias="environmentId")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="`nextCursor` of the previous page.")] = None,
+    params: Page,
 ) -> JSONResponse:
     """The caller's sandboxes, newest first. `metadata.<key>=<value>` filters on metadata."""
     rows, next_cursor = await service.list_page(
         state,
         caller,
+        params,
         statuses=_statuses(status),
         environment_id=_uuid_filter("environmentId", environment_id),
         metadata=_metadata_filter(request),
-        cursor=cursor,
-        limit=limit,
     )
     return page([sandbox_body(r) for r in rows], next_cursor)
 
@@ -277,12 +277,7 @@ async def sandbox_logs(
     """Log lines, oldest first: the newest `tail`, or with `since` the first `tail` after it."""
     rows = await service.logs(state, caller, parse_id(sandbox_id), tail, since)
     return ok(
-        [
-            LogLineOut(
-                seq=r["seq"], stream=r["stream"], text=r["text"], timestamp=rfc3339(r["ts"]) or ""
-            ).dump()
-            for r in rows
-        ]
+        [LogLineOut(seq=r["seq"], stream=r["stream"], text=r["text"], timestamp=r["ts"]).dump() for r in rows]
     )
 
 

@@ -1,8 +1,8 @@
 """Request and response bodies of the sandboxes domain.
 
 Limits that the contract leaves open (documented in the OpenAPI schema through these models):
-- `env` (create, replicate, exec): at most 256 variables; names match `^[A-Za-z_][A-Za-z0-9_]*$`
-  (up to 256 characters); values up to 32 KiB.
+- `env` (create, replicate, exec): the environments' rules (at most 128 variables, names
+  `^[A-Za-z_][A-Za-z0-9_]*$`, values up to 32 KiB without NUL).
 - `metadata`: at most 32 entries; keys 1-63 characters of `A-Z a-z 0-9 . _ / -` starting with a
   letter or digit; values up to 256 characters.
 - `name`: 1-128 printable characters; defaults to `<environment name>-<8 hex>`.
@@ -11,23 +11,20 @@ Limits that the contract leaves open (documented in the OpenAPI schema through t
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated
 
 from pydantic import Field, StringConstraints, field_validator
 
-from sbx_api.schemas import ApiModel, RequestModel
+from sbx_api.environments.schemas import EnvMap
+from sbx_api.schemas import ApiModel, RequestModel, Timestamp
 
 TTL_MIN = 10
 TTL_MAX = 604_800
 TTL_DEFAULT = 3600
 MAX_METADATA_ENTRIES = 32
-MAX_ENV_ENTRIES = 256
 EXEC_TIMEOUT_DEFAULT = 30.0
 EXEC_TIMEOUT_MAX = 300.0
 
-EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
-EnvValue = Annotated[str, StringConstraints(max_length=32 * 1024)]
-EnvMap = Annotated[dict[EnvName, EnvValue], Field(max_length=MAX_ENV_ENTRIES)]
 MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")]
 MetadataValue = Annotated[str, StringConstraints(max_length=256)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)]
@@ -101,11 +98,11 @@ class SandboxOut(ApiModel):
     env: dict[str, str]
     metadata: dict[str, str]
     endpoints: list[Endpoint]
-    created_at: str
-    started_at: str | None
-    stopped_at: str | None
-    expires_at: str
-    destroyed_at: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    stopped_at: Timestamp | None
+    expires_at: Timestamp
+    destroyed_at: Timestamp | None
 
 
 class ExecOut(ApiModel):
@@ -126,7 +123,7 @@ class LogLineOut(ApiModel):
     seq: int
     stream: str
     text: str
-    timestamp: str
+    timestamp: Timestamp
 
 
 class CpuSample(ApiModel):
@@ -159,19 +156,3 @@ class MetricsOut(ApiModel):
     io: IoSample
     pids: int
     timestamp: str
-
-
-T = TypeVar("T")
-
-
-class Envelope(ApiModel, Generic[T]):
-    """`{"success": true, "data": ...}` (documentation of the responses)."""
-
-    success: bool = True
-    data: T
-
-
-class PageEnvelope(ApiModel, Generic[T]):
-    success: bool = True
-    data: list[T]
-    next_cursor: str | None

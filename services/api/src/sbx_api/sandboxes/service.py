@@ -16,15 +16,12 @@ the insert. Two concurrent calls can therefore never both pass a check.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -46,7 +43,11 @@ from sbx_common.messages import ExecRequest, ExecResult, SandboxCommand
 from sbx_common.status import NO_OP, Status, Verb, is_allowed
 from sbx_common.topology import KV_METRICS
 
+from sbx_api.audit import service as audit
+from sbx_api.audit.service import Outcome as AuditOutcome
 from sbx_api.deps import Caller
+from sbx_api.environments import repository as environments
+from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
 from sbx_api.sandboxes import commands, repository
 from sbx_api.sandboxes.schemas import CreateSandboxRequest, ExecRequestBody, ReplicateSandboxRequest
 from sbx_api.sandboxes.waiting import SettleWatcher
@@ -54,6 +55,7 @@ from sbx_api.state import AppState
 
 logger = logging.getLogger(__name__)
 
+TARGET = "sandbox"
 # The orchestrator gets this long beyond the command's own timeout to answer an exec.
 EXEC_REPLY_MARGIN_SECONDS = 5.0
 # Right after a sandbox starts, the metrics collector may not have sampled it yet.
@@ -86,44 +88,24 @@ async def get(state: AppState, caller: Caller, sandbox_id: uuid.UUID) -> Any:
 async def list_page(
     state: AppState,
     caller: Caller,
+    params: PageParams,
     *,
     statuses: list[str] | None,
     environment_id: uuid.UUID | None,
     metadata: dict[str, str] | None,
-    cursor: str | None,
-    limit: int,
 ) -> tuple[list[Any], str | None]:
+    """Newest first; the cursor carries (createdAt, id) of the page's last sandbox."""
     filters = repository.ListFilter(
         owner_id=caller.user_id,
         statuses=statuses,
         environment_id=environment_id,
         metadata=metadata,
-        after=decode_cursor(cursor) if cursor else None,
-        limit=limit + 1,
+        after=time_id_after(params),
+        limit=params.limit + 1,
     )
     async with state.pool.acquire() as conn:
         rows = await repository.list_sandboxes(conn, filters)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
-
-
-def encode_cursor(created_at: datetime, sandbox_id: uuid.UUID) -> str:
-    raw = f"{created_at.isoformat()}|{sandbox_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at, sandbox_id = raw.split("|")
-        when = datetime.fromisoformat(created_at)
-        parsed = uuid.UUID(sandbox_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        when = None
-    if when is None or when.tzinfo is None:
-        raise ValidationFailed.for_field("cursor", "Not a cursor returned by this API.")
-    return when, parsed
+    return split_page(rows, params.limit, lambda r: time_id_key(r["created_at"], r["id"]))
 
 
 async def logs(
@@ -182,43 +164,69 @@ async def _next_sample(state: AppState, key: str) -> bytes | None:
 async def exec_command(
     state: AppState, caller: Caller, sandbox_id: uuid.UUID, body: ExecRequestBody
 ) -> ExecResult:
-    row = await get(state, caller, sandbox_id)
-    if row["status"] != Status.RUNNING:
-        raise NotRunning(f"The sandbox is {row['status']}; commands run only while it runs.")
-    request = ExecRequest(
-        sandbox_id=sandbox_id,
-        owner_id=caller.user_id,
-        command=body.argv(),
-        timeout_seconds=body.timeout_seconds,
-        env=body.env,
-        workdir=body.workdir,
-        trace_id=trace_id_var.get(),
-    )
-    try:
-        reply = await state.nc.request(
-            subjects.RPC_EXEC, request.to_bytes(), timeout=body.timeout_seconds + EXEC_REPLY_MARGIN_SECONDS
+    """Run a command by NATS request/reply to the orchestrator (`sbx.rpc.exec`). Audited with
+    its exit code, never with the command line (it may hold credentials)."""
+    async with audit.failures(
+        state.pool, user_id=caller.user_id, action="sandbox.exec", target_type=TARGET, target_id=sandbox_id
+    ):
+        row = await get(state, caller, sandbox_id)
+        if row["status"] != Status.RUNNING:
+            raise NotRunning(f"The sandbox is {row['status']}; commands run only while it runs.")
+        request = ExecRequest(
+            sandbox_id=sandbox_id,
+            owner_id=caller.user_id,
+            command=body.argv(),
+            timeout_seconds=body.timeout_seconds,
+            env=body.env,
+            workdir=body.workdir,
+            trace_id=trace_id_var.get(),
         )
-    except nats.errors.NoRespondersError:
-        raise Unavailable("No orchestrator is available to run the command.") from None
-    except (nats.errors.Error, TimeoutError):
-        raise Unavailable("The orchestrator did not answer in time.") from None
-    result = ExecResult.model_validate_json(reply.data)
-    if result.error_code:
-        error = _ERRORS_BY_CODE.get(result.error_code, Unavailable)
-        raise error(result.error_message if error is not Unavailable else None)
-    return result
+        try:
+            reply = await state.nc.request(
+                subjects.RPC_EXEC,
+                request.to_bytes(),
+                timeout=body.timeout_seconds + EXEC_REPLY_MARGIN_SECONDS,
+            )
+        except nats.errors.NoRespondersError:
+            raise Unavailable("No orchestrator is available to run the command.") from None
+        except (nats.errors.Error, TimeoutError):
+            raise Unavailable("The orchestrator did not answer in time.") from None
+        result = ExecResult.model_validate_json(reply.data)
+        if result.error_code:
+            error = _ERRORS_BY_CODE.get(result.error_code, Unavailable)
+            raise error(result.error_message if error is not Unavailable else None)
+        await audit.record(
+            state.pool,
+            user_id=caller.user_id,
+            action="sandbox.exec",
+            target_type=TARGET,
+            target_id=sandbox_id,
+            outcome=AuditOutcome.SUCCESS,
+            details={"exitCode": result.exit_code, "timedOut": result.timed_out},
+        )
+        return result
 
 
 # --- lifecycle --------------------------------------------------------------------------------
 
 
 async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wait: float | None) -> Outcome:
+    """A new sandbox from the given (or current) version of one of the caller's environments."""
     sandbox_id = uuid.uuid4()
     command = _command(Verb.CREATE, sandbox_id, caller)
-    async with _watching(state, caller, sandbox_id, wait) as watcher:
+    async with (
+        audit.failures(
+            state.pool,
+            user_id=caller.user_id,
+            action="sandbox.create",
+            target_type=TARGET,
+            target_id=sandbox_id,
+        ),
+        _watching(state, caller, sandbox_id, wait) as watcher,
+    ):
         async with state.pool.acquire() as conn, conn.transaction():
-            version = await repository.environment_version(
-                conn, body.environment_id, caller.user_id, body.environment_version
+            version = await environments.get_version(
+                conn, caller.user_id, body.environment_id, body.environment_version, lock=True
             )
             if version is None:
                 raise NotFound(
@@ -227,20 +235,19 @@ async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wa
                     else "No such environment version."
                 )
             await _check_quota(state, conn, caller, version)
-            await repository.insert_sandbox(
-                conn,
-                repository.NewSandbox(
-                    id=sandbox_id,
-                    owner_id=caller.user_id,
-                    environment_id=version.environment_id,
-                    environment_version=version.version,
-                    name=body.name or f"{version.name}-{sandbox_id.hex[:8]}",
-                    env={**version.env, **body.env},
-                    metadata=body.metadata,
-                    ttl_seconds=body.ttl_seconds,
-                    command_id=command.id,
-                ),
+            new = repository.NewSandbox(
+                id=sandbox_id,
+                owner_id=caller.user_id,
+                environment_id=version.environment_id,
+                environment_version=version.version,
+                name=body.name or f"{version.environment_name}-{sandbox_id.hex[:8]}",
+                env={**version.env, **body.env},
+                metadata=body.metadata,
+                ttl_seconds=body.ttl_seconds,
+                command_id=command.id,
             )
+            await repository.insert_sandbox(conn, new)
+            await _audit_success(conn, caller, "sandbox.create", new)
         await _send(state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id))
         return Outcome(201, await _settle(state, caller, sandbox_id, watcher, wait))
 
@@ -253,32 +260,40 @@ async def replicate(
     environment has been deleted since."""
     sandbox_id = uuid.uuid4()
     command = _command(Verb.CREATE, sandbox_id, caller)
-    async with _watching(state, caller, sandbox_id, wait) as watcher:
+    async with (
+        audit.failures(
+            state.pool,
+            user_id=caller.user_id,
+            action="sandbox.replicate",
+            target_type=TARGET,
+            target_id=source_id,
+        ),
+        _watching(state, caller, sandbox_id, wait) as watcher,
+    ):
         async with state.pool.acquire() as conn, conn.transaction():
             source = await repository.source_for_replica(conn, source_id, caller.user_id)
             if source is None:
                 raise NotFound("No such sandbox.")
-            version = await repository.environment_version(
-                conn, source["environment_id"], caller.user_id, source["environment_version"]
+            version = await environments.get_version(
+                conn, caller.user_id, source["environment_id"], source["environment_version"], lock=True
             )
-            if version is None or source["environment_deleted"]:
+            if version is None:
                 raise Conflict("The source sandbox's environment has been deleted; it cannot be replicated.")
             await _check_quota(state, conn, caller, version)
-            await repository.insert_sandbox(
-                conn,
-                repository.NewSandbox(
-                    id=sandbox_id,
-                    owner_id=caller.user_id,
-                    environment_id=version.environment_id,
-                    environment_version=version.version,
-                    name=body.name or f"{source['name'][:119]}-{sandbox_id.hex[:8]}",
-                    env={**(source["env"] or {}), **body.env},
-                    metadata=body.metadata,
-                    ttl_seconds=body.ttl_seconds or source["ttl_seconds"],
-                    command_id=command.id,
-                    replicated_from=source_id,
-                ),
+            new = repository.NewSandbox(
+                id=sandbox_id,
+                owner_id=caller.user_id,
+                environment_id=version.environment_id,
+                environment_version=version.version,
+                name=body.name or f"{source['name'][:119]}-{sandbox_id.hex[:8]}",
+                env={**(source["env"] or {}), **body.env},
+                metadata=body.metadata,
+                ttl_seconds=body.ttl_seconds or source["ttl_seconds"],
+                command_id=command.id,
+                replicated_from=source_id,
             )
+            await repository.insert_sandbox(conn, new)
+            await _audit_success(conn, caller, "sandbox.replicate", new)
         await _send(state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id))
         return Outcome(201, await _settle(state, caller, sandbox_id, watcher, wait))
 
@@ -289,7 +304,13 @@ async def act(
     """start | stop | restart | destroy, by the state machine of `sbx_common.status`:
     forbidden -> 409 `INVALID_STATE` (nothing published); start on running and stop on stopped
     -> 200 with the sandbox as it is; else record + publish -> 202 in the transitional status."""
-    async with _watching(state, caller, sandbox_id, wait) as watcher:
+    action = f"sandbox.{verb.value}"
+    async with (
+        audit.failures(
+            state.pool, user_id=caller.user_id, action=action, target_type=TARGET, target_id=sandbox_id
+        ),
+        _watching(state, caller, sandbox_id, wait) as watcher,
+    ):
         async with state.pool.acquire() as conn, conn.transaction():
             if not await repository.lock_sandbox(conn, sandbox_id, caller.user_id):
                 raise NotFound("No such sandbox.")
@@ -305,12 +326,42 @@ async def act(
             command = _command(verb, sandbox_id, caller)
             previous = (current["last_command_id"], current["last_command_verb"], current["last_command_at"])
             await repository.record_command(conn, sandbox_id, command.id, verb.value)
+            await audit.record(
+                conn,
+                user_id=caller.user_id,
+                action=action,
+                target_type=TARGET,
+                target_id=sandbox_id,
+                outcome=AuditOutcome.SUCCESS,
+                details={"from": status.value, "commandId": str(command.id)},
+            )
         await _send(
             state,
             command,
             withdraw=lambda c: repository.withdraw_command(c, sandbox_id, command.id, previous),
         )
         return Outcome(202, await _settle(state, caller, sandbox_id, watcher, wait))
+
+
+async def _audit_success(
+    conn: asyncpg.Connection, caller: Caller, action: str, new: repository.NewSandbox
+) -> None:
+    details: dict[str, Any] = {
+        "environmentId": str(new.environment_id),
+        "environmentVersion": new.environment_version,
+        "commandId": str(new.command_id),
+    }
+    if new.replicated_from is not None:
+        details["replicatedFrom"] = str(new.replicated_from)
+    await audit.record(
+        conn,
+        user_id=caller.user_id,
+        action=action,
+        target_type=TARGET,
+        target_id=new.id,
+        outcome=AuditOutcome.SUCCESS,
+        details=details,
+    )
 
 
 def _command(verb: Verb, sandbox_id: uuid.UUID, caller: Caller) -> SandboxCommand:
@@ -320,7 +371,7 @@ def _command(verb: Verb, sandbox_id: uuid.UUID, caller: Caller) -> SandboxComman
 
 
 async def _check_quota(
-    state: AppState, conn: asyncpg.Connection, caller: Caller, version: repository.EnvironmentVersion
+    state: AppState, conn: asyncpg.Connection, caller: Caller, version: environments.EnvironmentVersion
 ) -> None:
     """Sandboxes not terminal, and their CPU and memory totals, per user (429 `QUOTA_EXCEEDED`)."""
     settings = state.settings
