@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sbx_common.errors import ValidationFailed
 from sbx_common.status import Status, Verb
 
+from sbx_api import ratelimit
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
 from sbx_api.pagination import Page
 from sbx_api.responses import ok, page
@@ -103,6 +104,12 @@ class LifecycleCall:
             self.state.pool, self.caller.user_id, self.idempotency_key, request_hash, action
         )
 
+    async def limit_creates(self) -> None:
+        """`SBX_SANDBOX_CREATE_RATE_LIMIT`: creates and replicates per minute per user, counted
+        per attempt (a replayed Idempotency-Key answer is not an attempt)."""
+        limit = ratelimit.per_minutes(self.state.settings.sandbox_create_rate_limit)
+        await ratelimit.enforce(self.request, "sandbox-create", str(self.caller.user_id), limit)
+
 
 async def lifecycle_call(
     *,
@@ -124,6 +131,7 @@ async def create_sandbox(body: CreateSandboxRequest, call: Call) -> JSONResponse
     """Create a sandbox from an environment (its current version unless one is named)."""
 
     async def action() -> JSONResponse:
+        await call.limit_creates()
         outcome = await service.create(call.state, call.caller, body, call.wait)
         return ok(sandbox_body(outcome.sandbox), outcome.status_code)
 
@@ -237,6 +245,7 @@ async def replicate_sandbox(
     replica = body or ReplicateSandboxRequest()
 
     async def action() -> JSONResponse:
+        await call.limit_creates()
         outcome = await service.replicate(call.state, call.caller, parsed, replica, call.wait)
         return ok(sandbox_body(outcome.sandbox), outcome.status_code)
 
