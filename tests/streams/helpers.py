@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 
@@ -43,10 +44,8 @@ def start_labelled_container(script: str, instance: str = TEST_INSTANCE) -> Dire
 
 
 def remove_container(sandbox: DirectSandbox) -> None:
-    try:
+    with contextlib.suppress(docker.errors.NotFound):
         docker.from_env().containers.get(sandbox.container_id).remove(force=True)
-    except docker.errors.NotFound:
-        pass
 
 
 async def publish_running(nc: NatsClient, sandbox: DirectSandbox) -> None:

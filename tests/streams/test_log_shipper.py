@@ -43,3 +43,21 @@ async def test_lines_and_streams_match_what_the_container_printed(
         assert [r["text"] for r in rows if r["stream"] == "stderr"] == [f"err {i}" for i in range(1, 301)]
     finally:
         remove_container(sandbox)
+
+
+async def test_binary_output_is_stored_safely(
+    platform: Platform, nc: NatsClient, pg: asyncpg.Connection
+) -> None:
+    script = "printf 'a\\000b\\377c\\n'; printf '\\033[31mred\\033[0m\\n'; echo done; sleep 600"
+    sandbox = start_labelled_container(script)
+    try:
+        await publish_running(nc, sandbox)
+
+        async def stored() -> list[asyncpg.Record] | None:
+            rows = await stored_lines(pg, sandbox.sandbox_id)
+            return rows if len(rows) >= 3 else None
+
+        rows = await wait_for(stored, timeout=30)
+        assert [r["text"] for r in rows] == ["ab\ufffdc", "\x1b[31mred\x1b[0m", "done"]
+    finally:
+        remove_container(sandbox)
