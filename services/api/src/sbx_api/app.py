@@ -25,6 +25,8 @@ from sbx_api.state import AppState
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
+    if len(settings.jwt_secret.get_secret_value()) < 32:
+        raise ValueError("SBX_JWT_SECRET must be set to at least 32 characters")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -52,6 +52,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, PlatformError):
+            # e.g. the body size limit tripping while FastAPI reads a chunked body.
+            return render(exc.__cause__)
         if exc.status_code == 404:
             return render(NotFound("No such route."))
         if exc.status_code == 405:
