@@ -13,11 +13,14 @@ from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
 from sbx_common.errors import PlatformError
 from sbx_common.logging import trace_id_var
 
 from sbx_api.audit import repository
 from sbx_api.audit.repository import Executor
+from sbx_api.audit.schemas import AuditEvent
+from sbx_api.pagination import PageParams, int_after, split_page
 
 
 class Outcome(StrEnum):
@@ -85,3 +88,13 @@ async def failures(
             details={"code": exc.code},
         )
         raise
+
+
+async def list_events(
+    pool: asyncpg.Pool, user_id: uuid.UUID, page: PageParams
+) -> tuple[list[AuditEvent], str | None]:
+    """The user's own events, newest first."""
+    async with pool.acquire() as conn:
+        rows = await repository.list_for_user(conn, user_id, before_id=int_after(page), limit=page.limit + 1)
+    items, next_cursor = split_page(rows, page.limit, lambda r: [r["id"]])
+    return [AuditEvent.model_validate({**dict(r), "id": str(r["id"])}) for r in items], next_cursor
