@@ -317,6 +317,15 @@ async def act(
             current = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
             status = Status(current["status"])
             if NO_OP.get(verb) == status:
+                await audit.record(
+                    conn,
+                    user_id=caller.user_id,
+                    action=action,
+                    target_type=TARGET,
+                    target_id=sandbox_id,
+                    outcome=AuditOutcome.SUCCESS,
+                    details={"from": status.value, "noOp": True},
+                )
                 return Outcome(200, current)
             if not is_allowed(verb, status):
                 raise InvalidState(
