@@ -4,11 +4,13 @@ and the latest metrics sample (JetStream KV `sbx_metrics`, written by the metric
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
 
 import nats.errors
 import nats.js.errors
+from pydantic import ValidationError
 from sbx_common import subjects
 from sbx_common.errors import InvalidState, NotFound, NotRunning, PlatformError, Unavailable, ValidationFailed
 from sbx_common.logging import trace_id_var
@@ -22,6 +24,8 @@ from sbx_api.deps import Caller
 from sbx_api.sandboxes.schemas import ExecRequestBody
 from sbx_api.sandboxes.service import TARGET, get
 from sbx_api.state import AppState
+
+logger = logging.getLogger(__name__)
 
 # The orchestrator gets this long beyond the command's own timeout to answer an exec.
 EXEC_REPLY_MARGIN_SECONDS = 5.0
@@ -52,7 +56,10 @@ async def metrics(state: AppState, caller: Caller, sandbox_id: uuid.UUID) -> dic
         raise Unavailable("Metrics are unavailable right now.") from exc
     if value is None:
         raise Unavailable("No metrics sample exists yet for this sandbox; retry in a moment.")
-    sample = json.loads(value)
+    try:
+        sample = json.loads(value)
+    except ValueError:
+        sample = None
     if not isinstance(sample, dict):
         raise Unavailable("The metrics sample is unreadable.")
     return sample
@@ -105,7 +112,11 @@ async def exec_command(
             raise Unavailable("No orchestrator is available to run the command.") from None
         except (nats.errors.Error, TimeoutError):
             raise Unavailable("The orchestrator did not answer in time.") from None
-        result = ExecResult.model_validate_json(reply.data)
+        try:
+            result = ExecResult.model_validate_json(reply.data)
+        except ValidationError:
+            logger.warning("unreadable exec reply", extra={"sandboxId": str(sandbox_id)})
+            raise Unavailable("The orchestrator's answer was unreadable.") from None
         if result.error_code:
             error = _ERRORS_BY_CODE.get(result.error_code, Unavailable)
             raise error(result.error_message if error is not Unavailable else None)
