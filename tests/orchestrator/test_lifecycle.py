@@ -155,3 +155,25 @@ async def test_fixed_host_port_is_published_and_a_taken_one_fails(driver: Orches
     second = await driver.start_sandbox(owner, environment)
     failed = await driver.wait_settled(second, "failed")
     assert failed["status_reason"] == "a host port of the environment is already in use"
+
+
+async def test_reaper_fail_ends_an_unsettled_sandbox_only(driver: OrchestratorDriver) -> None:
+    owner = await driver.create_user()
+    environment = await driver.create_environment(owner, command=SERVE)
+    stuck = await driver.create_sandbox(owner, environment)  # its create was never published
+    settled = await driver.start_sandbox(owner, environment)
+    await driver.wait_settled(settled, "running")
+
+    for sandbox in (stuck, settled):
+        await driver.publish(
+            SandboxCommand(
+                verb=Verb.FAIL, sandbox_id=sandbox.id, owner_id=owner, reason="stuck: pending for 300s"
+            )
+        )
+    await driver.drain_commands()
+
+    row = await driver.view(stuck.id)
+    assert (row["status"], row["status_reason"]) == ("failed", "stuck: pending for 300s")
+    assert row["applied_command_id"] == stuck.create.id  # concludes the API's latest command
+    assert statuses(await driver.events(stuck)) == ["failed"]
+    assert (await driver.view(settled.id))["status"] == "running"

@@ -7,6 +7,8 @@ carries on, start on a running container and stop on a stopped one change nothin
 Which commands are carried out (the caller holds the sandbox's lock):
 - a sandbox already `destroyed` or `expired`: nothing, ever again;
 - the reaper's TTL destroy (`reason == "ttl"`): always, ending `expired`;
+- the reaper's `fail` (a sandbox stuck unsettled): the sandbox becomes `failed` with the
+  command's reason, unless it settled meanwhile;
 - an API command: only if it is the sandbox's latest (`sandboxes.last_command_id`). An older
   command is stale and does nothing: the latest command is (or will be) delivered too, and it
   converges from whatever state the older ones left, so skipping them never loses the user's
@@ -159,6 +161,8 @@ class Lifecycle:
             if runtime.last_command_id == command.id:
                 await self._announce_again(sandbox, runtime, command)
             return Outcome.TERMINAL
+        if command.verb is Verb.FAIL:
+            return await self._fail_unsettled(sandbox, command)
         if not is_expiry(command):
             if command.id != sandbox.last_command_id:
                 logger.info(
@@ -226,6 +230,33 @@ class Lifecycle:
             reason=reason,
             command_id=command.id,
         )
+
+    async def _fail_unsettled(self, sandbox: SandboxRecord, command: SandboxCommand) -> Outcome:
+        """The reaper's `fail`: a sandbox still unsettled becomes `failed` with its reason.
+
+        It concludes the API's latest command (recorded as taken up), so the sandbox shows
+        `failed` rather than that command's transitional status. A sandbox that settled
+        meanwhile is left alone.
+        """
+        runtime = sandbox.runtime
+        if (
+            runtime is not None
+            and runtime.last_command_id == sandbox.last_command_id
+            and runtime.status in SETTLED
+        ):
+            return Outcome.STALE
+        reason = command.reason or "stuck"
+        await self.repository.write_runtime(
+            sandbox.id, status=Status.FAILED, status_reason=reason, last_command_id=sandbox.last_command_id
+        )
+        await self.events.sandbox_event(
+            sandbox_id=sandbox.id,
+            owner_id=sandbox.owner_id,
+            status=Status.FAILED,
+            reason=reason,
+            command_id=command.id,
+        )
+        return Outcome.FAILED
 
     async def _record(
         self,
