@@ -66,7 +66,8 @@ async def test_running_sandbox_is_sampled_until_it_stops(
     platform: Platform, kv: KeyValue, running_sandbox: tuple[SeededSandbox, Container]
 ) -> None:
     sandbox, container = running_sandbox
-    first = await wait_sample(kv, sandbox.id)
+    # Docker's event stream reports the start: no waiting for the next listing (every 10 s).
+    first = await wait_sample(kv, sandbox.id, timeout=5)
     # A later sample measures CPU between two readings of a container busy at its limit.
     sample = await wait_sample(kv, sandbox.id, newer_than=first["timestamp"])
 
