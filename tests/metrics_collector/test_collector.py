@@ -7,8 +7,10 @@ import asyncio
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 from docker.models.containers import Container
 from nats.aio.client import Client as NatsClient
@@ -17,6 +19,8 @@ from nats.js.kv import KeyValue
 from sbx_common import subjects
 from sbx_common.messages import SandboxEvent
 from sbx_common.status import Status
+from sbx_metrics_collector.cgroups import CgroupReader
+from sbx_metrics_collector.dockerstats import DockerStatsReader
 
 from tests.harness import Platform
 from tests.metrics_collector.conftest import CPU_LIMIT, MEMORY_LIMIT
@@ -66,7 +70,8 @@ async def test_running_sandbox_is_sampled_until_it_stops(
     platform: Platform, kv: KeyValue, running_sandbox: tuple[SeededSandbox, Container]
 ) -> None:
     sandbox, container = running_sandbox
-    first = await wait_sample(kv, sandbox.id)
+    # Docker's event stream reports the start: no waiting for the next listing (every 10 s).
+    first = await wait_sample(kv, sandbox.id, timeout=5)
     # A later sample measures CPU between two readings of a container busy at its limit.
     sample = await wait_sample(kv, sandbox.id, newer_than=first["timestamp"])
 
@@ -114,3 +119,21 @@ async def test_events_stop_and_resume_sampling_at_once(
     await publish(Status.RUNNING)
     await wait_sample(kv, sandbox.id, timeout=5)
     assert time.monotonic() - started < 1.0
+
+
+async def test_docker_stats_fallback_reads_the_same_container_alike(
+    running_sandbox: tuple[SeededSandbox, Container], docker_client: docker.DockerClient
+) -> None:
+    _, container = running_sandbox
+    await asyncio.to_thread(container.reload)
+    pid = container.attrs["State"]["Pid"]
+    fast = CgroupReader(Path("/sys/fs/cgroup"), Path("/proc"), str(container.id), pid)
+    try:
+        from_files = fast.read()
+        from_docker = await asyncio.to_thread(DockerStatsReader(docker_client, str(container.id)).read)
+    finally:
+        fast.close()
+    assert from_docker.memory_limit == from_files.memory_limit == MEMORY_LIMIT
+    assert from_docker.pids == from_files.pids >= 1
+    assert from_docker.cpu_ns >= from_files.cpu_ns > 0
+    assert from_docker.rx_bytes >= from_files.rx_bytes

@@ -1,10 +1,12 @@
 """The sampling loop: every interval, the latest sample of every running sandbox of this
 instance into the KV bucket `sbx_metrics` (key = sandbox id) and into the Prometheus series.
 
-Containers are found by listing Docker each round (and inspected once when first seen). Events
-make changes immediate: `running` starts sampling a sandbox at once (its first sample averages
-CPU since the container started), and `stopping`, `stopped`, `destroyed`, `failed`, `expired`
-stop it and delete its key before Docker even lists the container as gone.
+Which containers run is learnt from Docker: its event stream reports starts as they happen
+(the first sample is taken at once, averaging CPU since the container started), and a listing
+every `discovery_interval` catches anything the stream missed. A container that stops is noticed
+by the next round, whose reads of its cgroup files fail; the platform's events make it
+immediate: `stopping`, `stopped`, `destroyed`, `failed`, `expired` stop the sampling and delete
+the key before the container is even gone, and `running` resumes it.
 
 Puts go out as plain publishes on the bucket's subjects, not acknowledged one by one: only the
 latest sample matters, the next round replaces a lost one, and an acknowledgement per sandbox
@@ -19,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import docker
 from docker.errors import DockerException
@@ -34,27 +37,37 @@ from sbx_common.topology import KV_METRICS
 
 from sbx_metrics_collector import gauges
 from sbx_metrics_collector.counters import ContainerGone
-from sbx_metrics_collector.discovery import ContainerInfo, Discovery
+from sbx_metrics_collector.discovery import ContainerInfo, Discovery, StartWatcher
 from sbx_metrics_collector.sample import SampleJson
 from sbx_metrics_collector.sampler import CGROUP, DOCKER_STATS, Sampler, Tracked
 
 logger = logging.getLogger(__name__)
 
+# Docker answers a stats call at its next collection tick (about a second): the fallback reads
+# many containers in parallel so that a round takes a few ticks, not one per container.
+STATS_THREADS = 32
 STOP_STATUSES = (Status.STOPPING, Status.STOPPED, Status.DESTROYED, Status.FAILED, Status.EXPIRED)
 
 
 class Collector:
-    def __init__(self, client: docker.DockerClient, sampler: Sampler, instance: str) -> None:
-        self._client = client
+    def __init__(
+        self, client: docker.DockerClient, sampler: Sampler, instance: str, discovery_interval: float = 10.0
+    ) -> None:
         self._sampler = sampler
         self._discovery = Discovery(client, instance)
+        self._watcher = StartWatcher(client, instance, self._on_docker_start)
+        self._discovery_interval = discovery_interval
+        self._listed_at = float("-inf")
         self._nc: NatsClient | None = None
         self._kv: KeyValue | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._subject_prefix = f"$KV.{KV_METRICS}."
         self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         # Sandboxes an event said are stopping: not sampled again while Docker still lists
         # their container as running, until a `running` event (or the container is gone).
         self._stopped: set[str] = set()
+        self._stats_pool = ThreadPoolExecutor(STATS_THREADS, thread_name_prefix="docker-stats")
         self.latest: dict[str, SampleJson] = {}
         self.docker_ok = False
 
@@ -64,57 +77,61 @@ class Collector:
         self._kv = await nc.jetstream().key_value(KV_METRICS)
 
     async def watch_events(self) -> None:
+        """Follow the platform's events (NATS) and Docker's container starts."""
         assert self._nc is not None
+        self._loop = asyncio.get_running_loop()
         for status in (*STOP_STATUSES, Status.RUNNING):
-            self._subs.append(
-                await self._nc.subscribe(subjects.event("*", "*", status.value), cb=self._on_event)
-            )
+            subject = subjects.event("*", "*", status.value)
+            self._subs.append(await self._nc.subscribe(subject, cb=self._on_event))
+        self._watcher.start()
 
     async def close(self) -> None:
+        self._watcher.close()
         for sub in self._subs:
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._sampler.close()
+        self._stats_pool.shutdown(wait=False, cancel_futures=True)
 
     def latest_samples(self) -> Mapping[str, SampleJson]:
         return self.latest
 
     async def collect_round(self) -> int:
-        """Sample every running sandbox once; returns how many were published."""
-        try:
-            listed = await asyncio.to_thread(self._discovery.running)
-        except DockerException as exc:
-            if self.docker_ok:
-                logger.warning("docker unavailable: sampling paused", extra={"error": str(exc)})
-            self.docker_ok = False
-            return 0
-        self.docker_ok = True
-        await self._reconcile(listed)
+        """Sample every running sandbox once; returns how many samples were published."""
+        if time.monotonic() - self._listed_at >= self._discovery_interval:
+            await self._list_containers()
         timestamp = rfc3339(utcnow()) or ""
         published = 0
         slow: list[Tracked] = []
         for sandbox_id, tracked in list(self._sampler.tracked.items()):
             if tracked.path == DOCKER_STATS:
                 slow.append(tracked)
-                continue
-            # Synchronous from here to the publish: nothing can drop this container meanwhile.
-            if self._sampler.tracked.get(sandbox_id) is not tracked:
-                continue
-            try:
-                counters, at_ns = self._sampler.read(tracked)
-            except ContainerGone:
-                await self._forget(sandbox_id)
-                continue
-            await self._put(sandbox_id, self._sampler.sample(tracked, counters, at_ns, timestamp))
-            published += 1
+            elif self._sampler.tracked.get(sandbox_id) is tracked:  # not dropped by an event meanwhile
+                published += await self._sample(tracked, timestamp)
         if slow:
             published += await self._collect_slow(slow, timestamp)
         self._count_paths()
         return published
 
+    async def _sample(self, tracked: Tracked, timestamp: str) -> int:
+        """Read and publish one container on the fast path; 0 if it is gone."""
+        sandbox_id = tracked.info.sandbox_id
+        try:
+            counters, at_ns = self._sampler.read(tracked)
+        except ContainerGone:
+            await self._forget(sandbox_id)
+            return 0
+        await self._put(sandbox_id, self._sampler.sample(tracked, counters, at_ns, timestamp))
+        return 1
+
     async def _collect_slow(self, slow: list[Tracked], timestamp: str) -> int:
+        loop = asyncio.get_running_loop()
         results = await asyncio.gather(
-            *(asyncio.to_thread(self._sampler.read, t) for t in slow), return_exceptions=True
+            *(loop.run_in_executor(self._stats_pool, self._sampler.read, t) for t in slow),
+            return_exceptions=True,
         )
         published = 0
         for tracked, result in zip(slow, results, strict=True):
@@ -133,8 +150,17 @@ class Collector:
             published += 1
         return published
 
-    async def _reconcile(self, listed: dict[str, str]) -> None:
+    async def _list_containers(self) -> None:
         """Follow Docker's list: forget containers gone, start on new ones."""
+        try:
+            listed = await asyncio.to_thread(self._discovery.running)
+        except DockerException as exc:
+            if self.docker_ok:
+                logger.warning("docker unavailable: discovery paused", extra={"error": str(exc)})
+            self.docker_ok = False
+            return
+        self.docker_ok = True
+        self._listed_at = time.monotonic()
         for sandbox_id, tracked in list(self._sampler.tracked.items()):
             if tracked.info.container_id not in listed:
                 await self._forget(sandbox_id)
@@ -144,18 +170,17 @@ class Collector:
             for cid, sid in listed.items()
             if sid not in self._sampler.tracked and sid not in self._stopped
         ]
-        if not new:
-            return
-        infos = await asyncio.to_thread(lambda: [self._discovery.inspect(cid) for cid in new])
-        for info in infos:
-            self._track(info)
+        if new:
+            infos = await asyncio.to_thread(lambda: [self._discovery.inspect(cid) for cid in new])
+            for info in infos:
+                self._track(info)
 
     def _track(self, info: ContainerInfo | None) -> Tracked | None:
         if info is None or info.sandbox_id in self._stopped:
             return None
         current = self._sampler.tracked.get(info.sandbox_id)
-        if current is not None and current.info.container_id == info.container_id:
-            return None
+        if current is not None and current.info == info:
+            return None  # already sampled (a restarted container has a new pid and start time)
         tracked = self._sampler.add(info)
         logger.info(
             "sampling sandbox",
@@ -171,28 +196,30 @@ class Collector:
         sandbox_id, status = parts[3], parts[4]
         if status == Status.RUNNING:
             self._stopped.discard(sandbox_id)
-            await self._sample_now(sandbox_id)
+            await self._start_sampling(labels.container_name(sandbox_id))
         else:
             self._stopped.add(sandbox_id)
             await self._forget(sandbox_id)
 
-    async def _sample_now(self, sandbox_id: str) -> None:
-        """A sandbox just started: first sample at once rather than at the next round."""
+    def _on_docker_start(self, container_id: str) -> None:
+        """Called from the Docker event thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._spawn, container_id)
+
+    def _spawn(self, container: str) -> None:
+        task = asyncio.create_task(self._start_sampling(container))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_sampling(self, container: str) -> None:
+        """A sandbox container just started: its first sample now, not at the next round."""
         try:
-            info = await asyncio.to_thread(self._discovery.inspect, labels.container_name(sandbox_id))
+            info = await asyncio.to_thread(self._discovery.inspect, container)
         except DockerException:
             return
-        if info is None or info.sandbox_id != sandbox_id:
-            return
         tracked = self._track(info)
-        if tracked is None or tracked.path != CGROUP:
-            return
-        try:
-            counters, at_ns = self._sampler.read(tracked)
-        except ContainerGone:
-            await self._forget(sandbox_id)
-            return
-        await self._put(sandbox_id, self._sampler.sample(tracked, counters, at_ns, rfc3339(utcnow()) or ""))
+        if tracked is not None and tracked.path == CGROUP:
+            await self._sample(tracked, rfc3339(utcnow()) or "")
 
     async def _put(self, sandbox_id: str, sample: SampleJson) -> None:
         assert self._nc is not None

@@ -9,6 +9,9 @@ from sbx_common.settings import CommonSettings
 class CollectorSettings(CommonSettings):
     # Seconds between two samples of every running sandbox.
     metrics_interval_seconds: float = Field(default=2.0, gt=0)
+    # Seconds between two listings of the running containers. Docker's event stream and the
+    # platform's events make starts and stops immediate; the listing only catches what they miss.
+    metrics_discovery_interval_seconds: float = Field(default=10.0, gt=0)
     # Where the host's cgroup hierarchy and /proc are mounted (in a container: the host's).
     metrics_cgroup_root: str = "/sys/fs/cgroup"
     metrics_proc_root: str = "/proc"

@@ -1,12 +1,17 @@
 """Finding the running sandbox containers of this instance, through the Docker API.
 
-Blocking (docker SDK): call from a worker thread. Listing is one call per round; a container is
-inspected once, when it is first seen, for its init pid, CPU limit and start time.
+Blocking (docker SDK): call from a worker thread. Docker's event stream reports starts as they
+happen; a periodic listing catches anything missed. A container is inspected once, when it is
+first seen, for its init pid, CPU limit and start time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +19,8 @@ from typing import Any
 import docker
 from docker.errors import NotFound
 from sbx_common import labels
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +88,44 @@ class Discovery:
             cores=cores_of(data.get("HostConfig") or {}),
             started_at=parse_docker_time(state["StartedAt"]),
         )
+
+
+class StartWatcher:
+    """Follows Docker's event stream for starts of this instance's sandbox containers, so a new
+    container is sampled at once rather than at the next listing. Runs in its own thread (the
+    stream blocks) and reconnects after Docker restarts; `on_start` gets the container id."""
+
+    def __init__(self, client: docker.DockerClient, instance: str, on_start: Callable[[str], None]) -> None:
+        self._client = client
+        self._filters = {
+            "type": "container",
+            "event": ["start"],
+            "label": [f"{labels.INSTANCE}={instance}", labels.SANDBOX_ID],
+        }
+        self._on_start = on_start
+        self._stream: Any = None
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                self._stream = self._client.events(decode=True, filters=self._filters)
+                for event in self._stream:
+                    if event.get("id"):
+                        self._on_start(event["id"])
+            except Exception as exc:
+                if self._closed.is_set():
+                    return
+                logger.warning("docker event stream lost", extra={"error": repr(exc)})
+            self._closed.wait(1.0)

@@ -13,7 +13,7 @@ from nats.aio.client import Client as NatsClient
 from sbx_common.worker import run_worker
 
 from sbx_metrics_collector import gauges
-from sbx_metrics_collector.collector import Collector, run_rounds
+from sbx_metrics_collector.collector import STATS_THREADS, Collector, run_rounds
 from sbx_metrics_collector.config import CollectorSettings
 from sbx_metrics_collector.sampler import Sampler
 
@@ -36,9 +36,9 @@ class MetricsCollector:
     async def start(self, nc: NatsClient) -> None:
         raise_open_files_limit()
         s = self.settings
-        self._client = docker.from_env()
+        self._client = docker.from_env(max_pool_size=STATS_THREADS + 4)
         sampler = Sampler(self._client, Path(s.metrics_cgroup_root), Path(s.metrics_proc_root))
-        self._collector = Collector(self._client, sampler, s.instance)
+        self._collector = Collector(self._client, sampler, s.instance, s.metrics_discovery_interval_seconds)
         gauges.register_sandbox_series(self._collector.latest_samples)
         await self._collector.bind(nc)
         await self._collector.watch_events()

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
@@ -75,15 +74,18 @@ class EventConsumer:
         while True:
             try:
                 messages = await self._sub.fetch(batch=64, timeout=2)
-            except NatsTimeoutError:
+            except TimeoutError:  # nothing new (nats-py raises its own and asyncio's)
                 messages = []
             except NatsError as exc:
                 logger.warning("event fetch failed", extra={"error": repr(exc)})
                 await asyncio.sleep(1)
                 continue
-            for msg in messages:
-                await self._handle(msg)
-            await self._update_pending()
+            try:
+                for msg in messages:
+                    await self._handle(msg)
+                await self._update_pending()
+            except NatsError as exc:  # an ack lost with the connection: redelivered later
+                logger.warning("event ack failed", extra={"error": repr(exc)})
 
     async def _handle(self, msg: Msg) -> None:
         try:
@@ -108,6 +110,6 @@ class EventConsumer:
         self._pending_at = now
         try:
             info = await self._sub.consumer_info()
-        except NatsError:
+        except (NatsError, TimeoutError):
             return
         metrics.CONSUMER_PENDING.labels(DURABLE).set(info.num_pending or 0)
