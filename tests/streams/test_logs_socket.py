@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
@@ -12,8 +11,6 @@ from tests.harness import Platform, User
 from tests.streams.helpers import (
     LogReader,
     assert_contiguous,
-    close_code_of,
-    lifecycle,
     run_sandbox,
     stored_lines,
     ws_connect,

@@ -5,7 +5,8 @@ events, make sure the server has the subscriptions (flush), then read the past f
 PostgreSQL. The log shipper stores a batch before it publishes it, so every line is either in
 the database when the past is read or arrives live afterwards; lines are deduplicated by `seq`.
 A live batch that starts past the next expected `seq` (a batch the shipper could not publish,
-or missed during a reconnect) is completed from PostgreSQL before it is sent.
+or missed during a reconnect) is completed from PostgreSQL before it is sent, and a quiet feed
+is compared with the store every CATCH_UP_SECONDS, so a missed last batch arrives too.
 
 Past lines: with `since`, every stored line after that seq; otherwise the newest `tail`
 (default 100, 0 for none). Each socket has a bounded buffer (SBX_WS_LOG_BUFFER_LINES): a client
@@ -38,6 +39,7 @@ from sbx_api.events.schemas import log_frame, status_frame
 from sbx_api.state import AppState
 
 DEFAULT_TAIL = 100
+CATCH_UP_SECONDS = 2.0  # quiet live feed: compare with the store this often
 MAX_TAIL = 10_000
 _TERMINAL = frozenset(s.value for s in TERMINAL)
 
@@ -118,7 +120,11 @@ class LogTail:
     async def _send_live(self, last: int) -> None:
         websocket = self.websocket
         while True:
-            await self._wakeup.wait()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), CATCH_UP_SECONDS)
+            except TimeoutError:
+                last = await self._catch_up(last)
+                continue
             self._wakeup.clear()
             while self._queue:
                 item = self._queue.popleft()
@@ -139,8 +145,18 @@ class LogTail:
                     )
                 last = fresh[-1].seq
 
-    async def _send_missing(self, last: int, before: int) -> int:
-        """Lines between what was sent and a live batch: they are stored, read them."""
+    async def _catch_up(self, last: int) -> int:
+        """No live batch for a while: make sure none was missed (one the shipper stored but could
+        not publish, e.g. while NATS restarted, with nothing published after it)."""
+        try:
+            async with self.state.pool.acquire() as conn:
+                stored = await repository.last_seq(conn, self.sandbox_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
+        return await self._send_missing(last, None) if stored > last else last
+
+    async def _send_missing(self, last: int, before: int | None) -> int:
+        """Stored lines after `last` (and before `before`): every published line is stored first."""
         try:
             async with self.state.pool.acquire() as conn:
                 rows = await repository.lines_between(conn, self.sandbox_id, last, before)
