@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ import asyncpg
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from tests.harness import User
 from tests.sandboxes.support import create_environment, create_sandbox
@@ -125,3 +130,53 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent | str]:
         elif line == "" and data:
             yield SseEvent(event_id, json.loads("\n".join(data)))
             event_id, data = None, []
+
+
+class StalledClient:
+    """A WebSocket client that stops reading: a raw socket with a small receive buffer (Linux
+    would otherwise let it grow to tens of MB) and websockets' sans-I/O protocol, so that
+    unread frames really back up into the server. `drain()` later reads everything it was sent."""
+
+    def __init__(self, url: str) -> None:
+        self.uri = parse_uri(url)
+        self.protocol = ClientProtocol(self.uri, max_size=None)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        self.frames: list[Frame] = []
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.sock.setblocking(False)
+        await loop.sock_connect(self.sock, (self.uri.host, self.uri.port))
+        self.protocol.send_request(self.protocol.connect())
+        await loop.sock_sendall(self.sock, b"".join(self.protocol.data_to_send()))
+        while (
+            not isinstance(self.protocol.handshake_exc, Exception) and self.protocol.state is State.CONNECTING
+        ):
+            self.protocol.receive_data(await loop.sock_recv(self.sock, 4096))
+        assert self.protocol.state is State.OPEN, self.protocol.handshake_exc
+        self._collect()
+
+    def _collect(self) -> None:
+        for event in self.protocol.events_received():
+            if isinstance(event, Frame):
+                self.frames.append(event)
+
+    async def drain(self, timeout: float = 30) -> int | None:
+        """Read until the connection ends; the close code the server sent (None if it sent none)."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            while True:
+                data = await loop.sock_recv(self.sock, 1 << 20)
+                if not data:
+                    self.protocol.receive_eof()
+                    break
+                self.protocol.receive_data(data)
+                self._collect()
+                if self.protocol.close_rcvd is not None:
+                    break
+        self.sock.close()
+        return self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
+
+    def texts(self) -> list[str]:
+        return [f.data.decode() for f in self.frames if f.opcode is Opcode.TEXT]

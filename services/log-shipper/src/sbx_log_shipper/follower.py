@@ -21,7 +21,7 @@ from sbx_common.labels import INSTANCE
 from sbx_common.messages import LogLine
 
 from sbx_log_shipper.docker_engine import ContainerNotFound, DockerEngine, DockerError
-from sbx_log_shipper.frames import FrameDecoder, LineParser, RawLine, TtyDecoder
+from sbx_log_shipper.frames import FrameDecoder, LineParser, RawLine, ReplayFilter, TtyDecoder
 from sbx_log_shipper.publisher import SandboxPublisher
 from sbx_log_shipper.store import LogStore, Record
 
@@ -208,10 +208,11 @@ class Follower:
         decoder: FrameDecoder | TtyDecoder = TtyDecoder() if tty else FrameDecoder()
         parser = LineParser(self.shared.settings.max_line_bytes)
         skip = resume.skip
+        replays = ReplayFilter()
         batcher = Batcher(self.shared, self.sandbox_id, self.publisher, resume.next_seq)
         try:
             async for chunk in docker.logs(self.container, resume.since):
-                lines = parser.parse(decoder.feed(chunk))
+                lines = [line for line in parser.parse(decoder.feed(chunk)) if replays.keep(line)]
                 if skip:
                     dropped = min(skip, len(lines))
                     skip -= dropped

@@ -31,7 +31,7 @@ UNAUTHORIZED = 4001
 NOT_FOUND = 4004
 NOT_RUNNING = 4009
 
-CLOSE_TIMEOUT = 5.0
+CLOSE_TIMEOUT = 10.0  # a client that stopped reading gets this long to take the close frame
 
 
 class CloseSocket(Exception):
