@@ -168,15 +168,16 @@ async def test_logs_socket_refuses_bad_tokens_and_foreign_sandboxes(
 async def test_a_slow_client_is_closed_and_never_slows_the_others(
     platform: Platform, user: User, sandboxes: Sandboxes, tmp_path: Path, pg: asyncpg.Connection
 ) -> None:
-    """20,000 lines of 1 KB: more than a client that reads nothing can absorb in its TCP
-    buffers plus a 500-line server buffer."""
+    """20,000 lines of 1 KB at up to 10,000 a second: more than a client that reads nothing can
+    absorb in its TCP buffers plus a 2,000-line server buffer, and easy for one that reads."""
     total = 20_000
     script = (
         "L=$(head -c 1000 /dev/zero | tr '\\000' x); while [ ! -f /go ]; do usleep 50000; done;"
-        f' i=1; while [ $i -le {total} ]; do echo "$i $L"; i=$((i+1)); done; sleep 600'
+        f' i=1; while [ $i -le {total} ]; do echo "$i $L";'
+        " if [ $((i % 200)) -eq 0 ]; then usleep 20000; fi; i=$((i+1)); done; sleep 600"
     )
     sandbox = await sandboxes.run(user, script)
-    async with extra_api(platform, tmp_path, SBX_WS_LOG_BUFFER_LINES="500") as api:
+    async with extra_api(platform, tmp_path, SBX_WS_LOG_BUFFER_LINES="2000") as api:
         base = str(api.base_url.copy_with(scheme="ws")).rstrip("/")
         url = ws_url(base, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, tail=0)
         slow = StalledClient(url)  # connects, then reads nothing for now

@@ -47,6 +47,7 @@ class LogShipper:
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
         self._shared: Shared | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
 
     async def start(self, nc: NatsClient) -> None:
         settings = self.settings
@@ -65,7 +66,7 @@ class LogShipper:
                 max_pending_lines=settings.log_max_pending_lines,
             ),
         )
-        subscription = await js.pull_subscribe(
+        self._subscription = subscription = await js.pull_subscribe(
             subjects.event("*", "*", Status.RUNNING.value),
             durable=CONSUMER,
             stream=STREAM_EVT,
@@ -85,6 +86,10 @@ class LogShipper:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._subscription is not None:
+            # A fetch answered after its cancellation would otherwise hold up the NATS drain.
+            with contextlib.suppress(NatsError, TimeoutError):
+                await self._subscription.unsubscribe()
         await asyncio.gather(*(f.stop() for f in list(self.followers.values())), return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
