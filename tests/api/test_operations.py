@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
+from sbx_common import db
 from sbx_devstack.servers import EmbeddedNats
 
 from tests.api.helpers import RFC3339_UTC, create_environment, data_of, error_of
@@ -103,6 +105,9 @@ async def test_unknown_routes_and_methods(client: httpx.AsyncClient, user: User)
     error_of(response, 404, "NOT_FOUND")
     assert response.headers["x-trace-id"] == "my-trace-123"
     error_of(await client.get("/api/environments", headers=user.headers), 404, "NOT_FOUND")
+    not_allowed = await client.patch("/environments", headers=user.headers)
+    error_of(not_allowed, 405, "METHOD_NOT_ALLOWED")
+    assert not_allowed.headers["allow"] == "GET, POST"
     generated = (await client.get("/health/live")).headers["x-trace-id"]
     assert re.match(r"^[A-Za-z0-9._-]{8,}$", generated)
     bad_trace = await client.get("/health/live", headers={"x-trace-id": "bad trace id!"})
@@ -137,3 +142,41 @@ async def test_openapi_schema_documents_the_routes(client: httpx.AsyncClient) ->
     schema = (await client.get("/openapi.json")).json()
     for path in ("/auth/signup", "/api-keys/{key_id}", "/environments/{environment_id}/secrets", "/audit"):
         assert path in schema["paths"], path
+
+
+async def test_a_database_outage_is_503_and_changes_nothing(
+    platform: Platform, migrated: str, pg: asyncpg.Connection, tmp_path: Path
+) -> None:
+    name = f"outage_{uuid.uuid4().hex[:8]}"
+    await pg.execute(f'CREATE DATABASE "{name}"')
+    dsn = migrated.rsplit("/", 1)[0] + f"/{name}"
+    await db.migrate(dsn)
+    api = Platform(base_env={**platform.base_env, "SBX_DATABASE_URL": dsn}, log_dir=tmp_path)
+    api.start_service("api")
+    try:
+        async with httpx.AsyncClient(base_url=api.api_url, timeout=30) as http:
+            user = await signup(http)
+            # The database goes away: no new connections, and the open ones are cut.
+            await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await pg.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            )
+
+            body = {"name": "during-outage", "image": "busybox"}
+            for _ in range(3):
+                response = await http.post("/environments", json=body, headers=user.headers)
+                error_of(response, 503, "UNAVAILABLE")
+            health = await http.get("/health")
+            assert (health.status_code, health.json()["db"]) == (503, "down")
+            assert (await http.get("/health/ready")).status_code == 503
+
+            await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+            async def ready() -> bool:
+                return (await http.get("/health/ready")).status_code == 200
+
+            await wait_for(ready, timeout=15)
+            assert data_of(await http.get("/environments", headers=user.headers)) == []
+    finally:
+        api.stop_all()
+        await pg.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -53,7 +53,7 @@ async def test_set_replace_list_and_delete_secrets(client: httpx.AsyncClient, us
     assert listed[0]["secrets"] == current["secrets"]
 
     assert data_of(await client.delete(f"{url}/API_KEY", headers=user.headers)) == {
-        "id": "API_KEY",
+        "key": "API_KEY",
         "deleted": True,
     }
     error_of(await client.delete(f"{url}/API_KEY", headers=user.headers), 404, "NOT_FOUND")

@@ -108,6 +108,8 @@ async def test_create_rate_limit_counts_creates_and_replicates(
     small = await create_environment(client, user, test_image, cpu=0.1, memory=16)
     first = await create(limited, user, small["id"])
     assert first.status_code == 201
+    assert first.headers["RateLimit-Limit"] == str(CREATE_RATE)
+    assert first.headers["RateLimit-Remaining"] == str(CREATE_RATE - 1)
     attempts = [await create(limited, user, small["id"]) for _ in range(CREATE_RATE - 2)]
     replica = await limited.post(f"/sandboxes/{first.json()['data']['id']}/replicate", headers=user.headers)
     assert {a.status_code for a in [*attempts, replica]} <= {201, 429}

@@ -38,7 +38,7 @@ async def test_wait_gives_up_at_the_timeout(
     )
     assert response.status_code == 201
     assert response.json()["data"]["status"] in {"pending", "starting", "running"}
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 10.0  # far below the default 30 s wait
 
 
 async def test_wait_settles_on_failed(client: httpx.AsyncClient, user: User, test_image: str) -> None:

@@ -9,6 +9,7 @@ from sbx_api.deps import CurrentUser, State, parse_id
 from sbx_api.environments import service
 from sbx_api.environments.schemas import (
     CreateEnvironmentRequest,
+    DeletedSecret,
     EnvironmentOut,
     SecretOut,
     SetSecretRequest,
@@ -77,8 +78,8 @@ async def set_secret(
     return ok(stored.dump(), status_code=201)
 
 
-@router.delete("/{environment_id}/secrets/{key}", response_model=Envelope[Deleted])
+@router.delete("/{environment_id}/secrets/{key}", response_model=Envelope[DeletedSecret])
 async def delete_secret(environment_id: str, key: str, caller: CurrentUser, state: State) -> JSONResponse:
     """Delete a secret; 404 if there is no such key."""
     await service.delete_secret(state, caller.user_id, parse_id(environment_id), key)
-    return ok(Deleted(id=key).dump())
+    return ok(DeletedSecret(key=key).dump())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, field_serializer, field_validator
 
@@ -155,6 +155,11 @@ class SetSecretRequest(RequestModel):
 class SecretOut(ApiModel):
     key: str
     updated_at: Timestamp
+
+
+class DeletedSecret(ApiModel):
+    key: str
+    deleted: Literal[True] = True
 
 
 class VersionOut(ApiModel):

@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse
 from sbx_common.errors import ValidationFailed
 from sbx_common.status import Status, Verb
 
+from sbx_api import ratelimit
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
 from sbx_api.pagination import Page
 from sbx_api.responses import ok, page
-from sbx_api.sandboxes import idempotency, service
+from sbx_api.sandboxes import idempotency, runtime, service
 from sbx_api.sandboxes.schemas import (
     CreateSandboxRequest,
     Endpoint,
@@ -103,6 +104,12 @@ class LifecycleCall:
             self.state.pool, self.caller.user_id, self.idempotency_key, request_hash, action
         )
 
+    async def limit_creates(self) -> None:
+        """`SBX_SANDBOX_CREATE_RATE_LIMIT`: creates and replicates per minute per user, counted
+        per attempt (a replayed Idempotency-Key answer is not an attempt)."""
+        limit = ratelimit.per_minutes(self.state.settings.sandbox_create_rate_limit)
+        await ratelimit.enforce(self.request, "sandbox-create", str(self.caller.user_id), limit)
+
 
 async def lifecycle_call(
     *,
@@ -124,6 +131,7 @@ async def create_sandbox(body: CreateSandboxRequest, call: Call) -> JSONResponse
     """Create a sandbox from an environment (its current version unless one is named)."""
 
     async def action() -> JSONResponse:
+        await call.limit_creates()
         outcome = await service.create(call.state, call.caller, body, call.wait)
         return ok(sandbox_body(outcome.sandbox), outcome.status_code)
 
@@ -237,6 +245,7 @@ async def replicate_sandbox(
     replica = body or ReplicateSandboxRequest()
 
     async def action() -> JSONResponse:
+        await call.limit_creates()
         outcome = await service.replicate(call.state, call.caller, parsed, replica, call.wait)
         return ok(sandbox_body(outcome.sandbox), outcome.status_code)
 
@@ -248,7 +257,7 @@ async def exec_in_sandbox(
     *, sandbox_id: str, body: ExecRequestBody, state: State, caller: CurrentUser
 ) -> JSONResponse:
     """Run a command in a running sandbox and answer with its exit code and output."""
-    result = await service.exec_command(state, caller, parse_id(sandbox_id), body)
+    result = await runtime.exec_command(state, caller, parse_id(sandbox_id), body)
     return ok(
         ExecOut(
             exit_code=result.exit_code,
@@ -284,4 +293,4 @@ async def sandbox_logs(
 @router.get("/{sandbox_id}/metrics", response_model=None, responses={200: {"model": Envelope[MetricsOut]}})
 async def sandbox_metrics(sandbox_id: str, state: State, caller: CurrentUser) -> JSONResponse:
     """The latest resource sample of a running sandbox (409 `NOT_RUNNING` otherwise)."""
-    return ok(await service.metrics(state, caller, parse_id(sandbox_id)))
+    return ok(await runtime.metrics(state, caller, parse_id(sandbox_id)))

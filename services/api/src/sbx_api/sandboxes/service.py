@@ -16,10 +16,9 @@ the insert. Two concurrent calls can therefore never both pass a check.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,21 +26,16 @@ from typing import Any
 import asyncpg
 import nats.errors
 import nats.js.errors
-from sbx_common import subjects
 from sbx_common.errors import (
     Conflict,
     InvalidState,
     NotFound,
-    NotRunning,
-    PlatformError,
     QuotaExceeded,
     Unavailable,
-    ValidationFailed,
 )
 from sbx_common.logging import trace_id_var
-from sbx_common.messages import ExecRequest, ExecResult, SandboxCommand
+from sbx_common.messages import SandboxCommand
 from sbx_common.status import NO_OP, Status, Verb, is_allowed
-from sbx_common.topology import KV_METRICS
 
 from sbx_api.audit import service as audit
 from sbx_api.audit.service import Outcome as AuditOutcome
@@ -49,21 +43,13 @@ from sbx_api.deps import Caller
 from sbx_api.environments import repository as environments
 from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
 from sbx_api.sandboxes import commands, repository
-from sbx_api.sandboxes.schemas import CreateSandboxRequest, ExecRequestBody, ReplicateSandboxRequest
+from sbx_api.sandboxes.schemas import CreateSandboxRequest, ReplicateSandboxRequest
 from sbx_api.sandboxes.waiting import SettleWatcher
 from sbx_api.state import AppState
 
 logger = logging.getLogger(__name__)
 
 TARGET = "sandbox"
-# The orchestrator gets this long beyond the command's own timeout to answer an exec.
-EXEC_REPLY_MARGIN_SECONDS = 5.0
-# Right after a sandbox starts, the metrics collector may not have sampled it yet.
-FIRST_SAMPLE_WAIT_SECONDS = 3.0
-
-_ERRORS_BY_CODE: dict[str, type[PlatformError]] = {
-    cls.code: cls for cls in (NotRunning, NotFound, ValidationFailed, Unavailable, InvalidState)
-}
 
 
 @dataclass(frozen=True)
@@ -72,6 +58,11 @@ class Outcome:
 
     status_code: int
     sandbox: Any
+
+
+# Create and replicate: what a new sandbox is made from, and its row.
+Planned = tuple[environments.EnvironmentVersion, repository.NewSandbox]
+Plan = Callable[[asyncpg.Connection, uuid.UUID, uuid.UUID], Awaitable[Planned]]
 
 
 # --- reads ------------------------------------------------------------------------------------
@@ -117,139 +108,32 @@ async def logs(
         return await repository.log_lines(conn, sandbox_id, tail, since)
 
 
-async def metrics(state: AppState, caller: Caller, sandbox_id: uuid.UUID) -> dict[str, Any]:
-    """The latest sample from KV `sbx_metrics`. A running sandbox not sampled yet is waited for
-    up to FIRST_SAMPLE_WAIT_SECONDS (the next KV put), then 503 `UNAVAILABLE`."""
-    row = await get(state, caller, sandbox_id)
-    if row["status"] != Status.RUNNING:
-        raise NotRunning(f"The sandbox is {row['status']}; metrics exist only while it runs.")
-    key = str(sandbox_id)
-    try:
-        bucket = await state.js.key_value(KV_METRICS)
-        try:
-            entry = await bucket.get(key)
-            value = entry.value
-        except nats.js.errors.KeyNotFoundError:
-            value = await _next_sample(state, key)
-    except (nats.errors.Error, TimeoutError) as exc:
-        raise Unavailable("Metrics are unavailable right now.") from exc
-    if value is None:
-        raise Unavailable("No metrics sample exists yet for this sandbox; retry in a moment.")
-    sample = json.loads(value)
-    if not isinstance(sample, dict):
-        raise Unavailable("The metrics sample is unreadable.")
-    return sample
-
-
-async def _next_sample(state: AppState, key: str) -> bytes | None:
-    sub = await state.nc.subscribe(f"$KV.{KV_METRICS}.{key}")
-    try:
-        bucket = await state.js.key_value(KV_METRICS)
-        try:  # it may have landed between the first get and the subscription
-            return (await bucket.get(key)).value
-        except nats.js.errors.KeyNotFoundError:
-            pass
-        try:
-            msg = await sub.next_msg(timeout=FIRST_SAMPLE_WAIT_SECONDS)
-        except nats.errors.TimeoutError:
-            return None
-        return msg.data or None
-    finally:
-        await sub.unsubscribe()
-
-
-# --- exec -------------------------------------------------------------------------------------
-
-
-async def exec_command(
-    state: AppState, caller: Caller, sandbox_id: uuid.UUID, body: ExecRequestBody
-) -> ExecResult:
-    """Run a command by NATS request/reply to the orchestrator (`sbx.rpc.exec`). Audited with
-    its exit code, never with the command line (it may hold credentials)."""
-    async with audit.failures(
-        state.pool, user_id=caller.user_id, action="sandbox.exec", target_type=TARGET, target_id=sandbox_id
-    ):
-        row = await get(state, caller, sandbox_id)
-        if row["status"] != Status.RUNNING:
-            raise NotRunning(f"The sandbox is {row['status']}; commands run only while it runs.")
-        request = ExecRequest(
-            sandbox_id=sandbox_id,
-            owner_id=caller.user_id,
-            command=body.argv(),
-            timeout_seconds=body.timeout_seconds,
-            env=body.env,
-            workdir=body.workdir,
-            trace_id=trace_id_var.get(),
-        )
-        try:
-            reply = await state.nc.request(
-                subjects.RPC_EXEC,
-                request.to_bytes(),
-                timeout=body.timeout_seconds + EXEC_REPLY_MARGIN_SECONDS,
-            )
-        except nats.errors.NoRespondersError:
-            raise Unavailable("No orchestrator is available to run the command.") from None
-        except (nats.errors.Error, TimeoutError):
-            raise Unavailable("The orchestrator did not answer in time.") from None
-        result = ExecResult.model_validate_json(reply.data)
-        if result.error_code:
-            error = _ERRORS_BY_CODE.get(result.error_code, Unavailable)
-            raise error(result.error_message if error is not Unavailable else None)
-        await audit.record(
-            state.pool,
-            user_id=caller.user_id,
-            action="sandbox.exec",
-            target_type=TARGET,
-            target_id=sandbox_id,
-            outcome=AuditOutcome.SUCCESS,
-            details={"exitCode": result.exit_code, "timedOut": result.timed_out},
-        )
-        return result
-
-
 # --- lifecycle --------------------------------------------------------------------------------
 
 
 async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wait: float | None) -> Outcome:
     """A new sandbox from the given (or current) version of one of the caller's environments."""
-    sandbox_id = uuid.uuid4()
-    command = _command(Verb.CREATE, sandbox_id, caller)
-    async with (
-        audit.failures(
-            state.pool,
-            user_id=caller.user_id,
-            action="sandbox.create",
-            target_type=TARGET,
-            target_id=sandbox_id,
-        ),
-        _watching(state, caller, sandbox_id, wait) as watcher,
-    ):
-        async with state.pool.acquire() as conn, conn.transaction():
-            version = await environments.get_version(
-                conn, caller.user_id, body.environment_id, body.environment_version, lock=True
-            )
-            if version is None:
-                raise NotFound(
-                    "No such environment."
-                    if body.environment_version is None
-                    else "No such environment version."
-                )
-            await _check_quota(state, conn, caller, version)
-            new = repository.NewSandbox(
-                id=sandbox_id,
-                owner_id=caller.user_id,
-                environment_id=version.environment_id,
-                environment_version=version.version,
-                name=body.name or f"{version.environment_name}-{sandbox_id.hex[:8]}",
-                env={**version.env, **body.env},
-                metadata=body.metadata,
-                ttl_seconds=body.ttl_seconds,
-                command_id=command.id,
-            )
-            await repository.insert_sandbox(conn, new)
-            await _audit_success(conn, caller, "sandbox.create", new)
-        await _send(state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id))
-        return Outcome(201, await _settle(state, caller, sandbox_id, watcher, wait))
+
+    async def plan(conn: asyncpg.Connection, sandbox_id: uuid.UUID, command_id: uuid.UUID) -> Planned:
+        version = await environments.get_version(
+            conn, caller.user_id, body.environment_id, body.environment_version, lock=True
+        )
+        if version is None:
+            what = "environment" if body.environment_version is None else "environment version"
+            raise NotFound(f"No such {what}.")
+        return version, repository.NewSandbox(
+            id=sandbox_id,
+            owner_id=caller.user_id,
+            environment_id=version.environment_id,
+            environment_version=version.version,
+            name=body.name or f"{version.environment_name}-{sandbox_id.hex[:8]}",
+            env={**version.env, **body.env},
+            metadata=body.metadata,
+            ttl_seconds=body.ttl_seconds,
+            command_id=command_id,
+        )
+
+    return await _make(state, caller, action="sandbox.create", source_id=None, plan=plan, wait=wait)
 
 
 async def replicate(
@@ -258,42 +142,60 @@ async def replicate(
     """A new sandbox from any source status, destroyed and expired included (the source is only
     read: its environment version and env are copied). 409 `CONFLICT` if the source's
     environment has been deleted since."""
+
+    async def plan(conn: asyncpg.Connection, sandbox_id: uuid.UUID, command_id: uuid.UUID) -> Planned:
+        source = await repository.source_for_replica(conn, source_id, caller.user_id)
+        if source is None:
+            raise NotFound("No such sandbox.")
+        version = await environments.get_version(
+            conn, caller.user_id, source["environment_id"], source["environment_version"], lock=True
+        )
+        if version is None:
+            raise Conflict("The source sandbox's environment has been deleted; it cannot be replicated.")
+        return version, repository.NewSandbox(
+            id=sandbox_id,
+            owner_id=caller.user_id,
+            environment_id=version.environment_id,
+            environment_version=version.version,
+            name=body.name or f"{source['name'][:119]}-{sandbox_id.hex[:8]}",
+            env={**(source["env"] or {}), **body.env},
+            metadata=body.metadata,
+            ttl_seconds=body.ttl_seconds or source["ttl_seconds"],
+            command_id=command_id,
+            replicated_from=source_id,
+        )
+
+    return await _make(state, caller, action="sandbox.replicate", source_id=source_id, plan=plan, wait=wait)
+
+
+async def _make(
+    state: AppState,
+    caller: Caller,
+    *,
+    action: str,
+    source_id: uuid.UUID | None,
+    plan: Plan,
+    wait: float | None,
+) -> Outcome:
+    """Create or replicate: plan the row, check the quotas, insert + audit in one transaction,
+    then publish the create command (201, or once settled with ?wait)."""
     sandbox_id = uuid.uuid4()
     command = _command(Verb.CREATE, sandbox_id, caller)
     async with (
         audit.failures(
             state.pool,
             user_id=caller.user_id,
-            action="sandbox.replicate",
+            action=action,
             target_type=TARGET,
-            target_id=source_id,
+            target_id=source_id or sandbox_id,
         ),
         _watching(state, caller, sandbox_id, wait) as watcher,
     ):
         async with state.pool.acquire() as conn, conn.transaction():
-            source = await repository.source_for_replica(conn, source_id, caller.user_id)
-            if source is None:
-                raise NotFound("No such sandbox.")
-            version = await environments.get_version(
-                conn, caller.user_id, source["environment_id"], source["environment_version"], lock=True
-            )
-            if version is None:
-                raise Conflict("The source sandbox's environment has been deleted; it cannot be replicated.")
+            version, new = await plan(conn, sandbox_id, command.id)
             await _check_quota(state, conn, caller, version)
-            new = repository.NewSandbox(
-                id=sandbox_id,
-                owner_id=caller.user_id,
-                environment_id=version.environment_id,
-                environment_version=version.version,
-                name=body.name or f"{source['name'][:119]}-{sandbox_id.hex[:8]}",
-                env={**(source["env"] or {}), **body.env},
-                metadata=body.metadata,
-                ttl_seconds=body.ttl_seconds or source["ttl_seconds"],
-                command_id=command.id,
-                replicated_from=source_id,
-            )
             await repository.insert_sandbox(conn, new)
-            await _audit_success(conn, caller, "sandbox.replicate", new)
+            await _audit_success(conn, caller, action, new)
         await _send(state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id))
         return Outcome(201, await _settle(state, caller, sandbox_id, watcher, wait))
 
@@ -317,6 +219,15 @@ async def act(
             current = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
             status = Status(current["status"])
             if NO_OP.get(verb) == status:
+                await audit.record(
+                    conn,
+                    user_id=caller.user_id,
+                    action=action,
+                    target_type=TARGET,
+                    target_id=sandbox_id,
+                    outcome=AuditOutcome.SUCCESS,
+                    details={"from": status.value, "noOp": True},
+                )
                 return Outcome(200, current)
             if not is_allowed(verb, status):
                 raise InvalidState(
@@ -416,14 +327,13 @@ async def _watching(
         yield None
         return
     try:
-        watcher = SettleWatcher(state.nc, caller.user_id, sandbox_id)
-        await watcher.__aenter__()
+        watcher = await SettleWatcher.subscribe(state.nc, caller.user_id, sandbox_id)
     except nats.errors.Error as exc:
         raise Unavailable("The message bus is unavailable; nothing was changed.") from exc
     try:
         yield watcher
     finally:
-        await watcher.__aexit__(None, None, None)
+        await watcher.close()
 
 
 async def _send(state: AppState, command: SandboxCommand, withdraw: Any) -> None:

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 
 import nats.errors
@@ -39,22 +38,21 @@ def is_settled(row: Any) -> bool:
 
 
 class SettleWatcher:
-    """Subscribe before acting; then `until_settled()` returns the row once it settles."""
+    """`subscribe()` before acting; then `until_settled()` returns the row once it settles."""
 
-    def __init__(self, nc: NatsClient, owner_id: uuid.UUID, sandbox_id: uuid.UUID) -> None:
-        self._nc = nc
-        self._subject = subjects.events_of_sandbox(owner_id, sandbox_id)
+    def __init__(self, subject: str) -> None:
+        self._subject = subject
         self._sub: Subscription | None = None
         self._signal = asyncio.Event()
         self._settled_event_seen = False
 
-    async def __aenter__(self) -> SettleWatcher:
-        self._sub = await self._nc.subscribe(self._subject, cb=self._on_event)
-        return self
+    @classmethod
+    async def subscribe(cls, nc: NatsClient, owner_id: uuid.UUID, sandbox_id: uuid.UUID) -> SettleWatcher:
+        watcher = cls(subjects.events_of_sandbox(owner_id, sandbox_id))
+        watcher._sub = await nc.subscribe(watcher._subject, cb=watcher._on_event)
+        return watcher
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def close(self) -> None:
         if self._sub is not None:
             # On a closed connection there is nothing left to unsubscribe from.
             with contextlib.suppress(nats.errors.Error):
