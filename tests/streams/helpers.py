@@ -180,3 +180,44 @@ class StalledClient:
 
     def texts(self) -> list[str]:
         return [f.data.decode() for f in self.frames if f.opcode is Opcode.TEXT]
+
+
+class Terminal:
+    """A terminal socket: `ready` first, then keystrokes out and PTY output in."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self.output = ""
+
+    async def ready(self) -> None:
+        async with asyncio.timeout(15):
+            frame = await self.socket.recv()
+        assert frame == '{"type":"ready"}', frame
+
+    async def type(self, keys: str | bytes) -> None:
+        await self.socket.send(keys)
+
+    async def control(self, **command: object) -> None:
+        await self.socket.send(json.dumps(command))
+
+    async def expect(self, text: str, timeout: float = 15) -> str:
+        """Read output until `text` appears after what was already matched; returns all output."""
+        try:
+            async with asyncio.timeout(timeout):
+                while text not in self.output:
+                    frame = await self.socket.recv()
+                    if isinstance(frame, bytes):
+                        self.output += frame.decode("utf-8", "replace")
+                    else:
+                        self.output += f"<text:{frame}>"
+        except TimeoutError:
+            raise AssertionError(f"{text!r} not in the terminal output: {self.output[-2000:]!r}") from None
+        seen, _, self.output = self.output.partition(text)
+        return seen + text
+
+    async def closed(self, timeout: float = 15) -> int | None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.socket.recv()
+        return self.socket.close_code
