@@ -26,7 +26,8 @@ from tests.streams.helpers import (
 )
 
 DEDICATED_SERVICES = ("orchestrator", "log-shipper", "api")
-DEDICATED_ENV = {"SBX_LOG_RETENTION_LINES": "1000000"}
+# Every line kept while the sandbox lives; gone as soon as it is destroyed (checked at start-up).
+DEDICATED_ENV = {"SBX_LOG_RETENTION_LINES": "1000000", "SBX_LOG_KEEP_DESTROYED_DAYS": "0"}
 LINES = 60_000
 # Prints 1..LINES to stdout, one number per line, over a few seconds.
 COUNTER = f"i=1; while [ $i -le {LINES} ]; do echo $i; i=$((i+1)); done; sleep 600"
@@ -159,4 +160,34 @@ async def test_resume_skips_exactly_the_stored_lines_sharing_the_last_timestamp(
         rows = await stored_lines(pg, sandbox["id"])
         assert [r["text"] for r in rows] == [r["text"] for r in before] + ["after"]
         assert_contiguous([r["seq"] for r in rows])
+    await pg.close()
+
+
+async def test_lines_of_destroyed_sandboxes_are_deleted_after_the_grace_period(
+    dedicated_platform: DedicatedPlatform,
+) -> None:
+    plat = dedicated_platform
+    pg = await asyncpg.connect(plat.database_url)
+    async with plat.client() as client:
+        user = await signup(client)
+        gone = await run_sandbox(client, user, "sbx-test-busybox:latest", "echo bye; sleep 600")
+        kept = await run_sandbox(client, user, "sbx-test-busybox:latest", "echo still-here; sleep 600")
+
+        async def stored() -> bool:
+            return bool(await stored_lines(pg, gone["id"])) and bool(await stored_lines(pg, kept["id"]))
+
+        await wait_for(stored, timeout=30)
+        response = await client.delete(f"/sandboxes/{gone['id']}?wait=true", headers=user.headers)
+        assert response.json()["data"]["status"] == "destroyed"
+        plat.platform.kill_service("log-shipper")
+        plat.platform.start_service("log-shipper")  # deletes at start-up, then hourly
+
+        async def deleted() -> bool:
+            return not await stored_lines(pg, gone["id"])
+
+        await wait_for(deleted, timeout=30)
+        assert [r["text"] for r in await stored_lines(pg, kept["id"])] == ["still-here"]
+        assert (
+            await pg.fetchval("SELECT count(*) FROM log_cursors WHERE sandbox_id = $1::uuid", gone["id"]) == 0
+        )
     await pg.close()

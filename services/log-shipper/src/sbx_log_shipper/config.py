@@ -20,3 +20,5 @@ class LogShipperSettings(CommonSettings):
     log_max_pending_lines: int = Field(default=20_000, ge=1)
     # How often every running container of this instance is looked for (missed events, restarts).
     log_rescan_seconds: float = Field(default=30.0, gt=0)
+    # The lines of a destroyed (or expired) sandbox are deleted this many days after its end.
+    log_keep_destroyed_days: float = Field(default=7.0, ge=0)
