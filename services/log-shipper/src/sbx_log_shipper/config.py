@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from sbx_common.settings import CommonSettings
 
 
 class LogShipperSettings(CommonSettings):
-    # Where the Docker Engine API listens: `unix:///path` or `tcp://host:port` (DOCKER_HOST).
-    docker_host: str = Field(default="unix:///var/run/docker.sock", validation_alias="DOCKER_HOST")
+    # Where the Docker Engine API listens: `unix:///path` or `tcp://host:port`; SBX_DOCKER_HOST,
+    # else DOCKER_HOST, else the local socket (as for the orchestrator).
+    docker_host: str = Field(
+        default="unix:///var/run/docker.sock", validation_alias=AliasChoices("SBX_DOCKER_HOST", "DOCKER_HOST")
+    )
     # The newest lines kept per sandbox in PostgreSQL.
     log_retention_lines: int = Field(default=10_000, ge=1)
     # Lines longer than this (UTF-8 bytes) are split into consecutive lines of at most this size.
