@@ -69,16 +69,15 @@ class TerminalBridge:
     async def run(self, cols: int, rows: int) -> None:
         nc = self.state.nc
         subscriptions: list[Subscription] = []
-        opened = False
+        requested = False
         try:
             try:
-                subscriptions = [
-                    await nc.subscribe(subjects.terminal_output(self.session_id), cb=self._on_output),
-                    await nc.subscribe(subjects.terminal_control(self.session_id), cb=self._on_control),
-                    await nc.subscribe(
-                        subjects.events_of_sandbox(self.owner_id, self.sandbox_id), cb=self._on_event
-                    ),
-                ]
+                for subject, callback in (
+                    (subjects.terminal_output(self.session_id), self._on_output),
+                    (subjects.terminal_control(self.session_id), self._on_control),
+                    (subjects.events_of_sandbox(self.owner_id, self.sandbox_id), self._on_event),
+                ):
+                    subscriptions.append(await nc.subscribe(subject, cb=callback))
                 await nc.flush(timeout=5)
                 request = TerminalOpenRequest(
                     session_id=self.session_id,
@@ -87,6 +86,7 @@ class TerminalBridge:
                     cols=cols,
                     rows=rows,
                 )
+                requested = True
                 response = await nc.request(
                     subjects.RPC_TERMINAL_OPEN,
                     request.to_bytes(),
@@ -98,11 +98,11 @@ class TerminalBridge:
             if not reply.ok:
                 code = _OPEN_ERRORS.get(reply.error_code or "", ws.INTERNAL_ERROR)
                 raise ws.CloseSocket(code, reply.error_message or "The terminal could not be opened.")
-            opened = True
             await self.websocket.send_text('{"type":"ready"}')
             await self._relay()
         finally:
-            if opened and not self._shell_ended:
+            if requested and not self._shell_ended:
+                # Also when the reply was lost: a shell opened for nobody ends at once.
                 await self._control(TerminalControl(type="close", sender="api"))
             for subscription in subscriptions:
                 with contextlib.suppress(nats.errors.Error):
