@@ -139,9 +139,10 @@ async def test_events_socket_resumes_after_since(
     assert await close_code_of(ws_url(platform.ws_url, "/ws/events", user.token, since="abc")) == 1008
 
 
-async def _consumers(nc: NatsClient) -> int:
-    info = await nc.jetstream().stream_info(STREAM_EVT)
-    return int(info.state.consumer_count)
+async def _consumers_of(nc: NatsClient, user: User) -> int:
+    """Consumers on SBX_EVT filtering on this user's events (the user's subscriptions)."""
+    consumers = await nc.jetstream().consumers_info(STREAM_EVT)
+    return sum(1 for c in consumers if user.id in (c.config.filter_subject or ""))
 
 
 async def test_ending_a_subscription_frees_its_consumer(
@@ -149,7 +150,7 @@ async def test_ending_a_subscription_frees_its_consumer(
 ) -> None:
     nc = await natsconn.connect(nats_url, "tests-streams-consumers")
     try:
-        before = await _consumers(nc)
+        assert await _consumers_of(nc, user) == 0
         async with contextlib.AsyncExitStack() as stack:
             for path in ("/events", "/events"):
                 await stack.enter_async_context(event_stream(client, path, user))
@@ -158,12 +159,13 @@ async def test_ending_a_subscription_frees_its_consumer(
                 await stack.enter_async_context(ws_connect(url))
 
             async def subscribed() -> bool:
-                return await _consumers(nc) == before + 4
+                return await _consumers_of(nc, user) == 4
 
             await wait_for(subscribed, timeout=10)
 
+        # Freed right away, well before the server's own 30 s clean-up of idle consumers.
         async def freed() -> bool:
-            return await _consumers(nc) == before
+            return await _consumers_of(nc, user) == 0
 
         await wait_for(freed, timeout=10)
     finally:
