@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
-from nats.aio.client import Client as NatsClient
 from sbx_common import db, natsconn, topology
 from sbx_common.labels import INSTANCE
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 
-from tests.harness import Platform, platform_env
+from tests.harness import Platform, User, platform_env
+from tests.sandboxes.support import destroy_all
+from tests.streams.helpers import run_sandbox
 
 
 @dataclass
@@ -34,6 +38,11 @@ class DedicatedPlatform:
     @property
     def nats_url(self) -> str:
         return self.nats.url
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[httpx.AsyncClient]:
+        async with httpx.AsyncClient(base_url=self.platform.api_url, timeout=60) as http:
+            yield http
 
 
 async def _prepare(database_url: str, nats_url: str) -> None:
@@ -81,9 +90,26 @@ def dedicated_platform(
         nats_server.stop()
 
 
+@dataclass
+class Sandboxes:
+    """Makes running sandboxes (through the API) and destroys them when the test ends."""
+
+    client: httpx.AsyncClient
+    image: str
+    owners: list[User] = field(default_factory=list)
+
+    async def run(self, user: User, script: str) -> dict[str, Any]:
+        if user not in self.owners:
+            self.owners.append(user)
+        return await run_sandbox(self.client, user, self.image, script)
+
+    async def destroy_all(self) -> None:
+        for user in self.owners:
+            await destroy_all(self.client, user)
+
+
 @pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
-    """A NATS connection to the shared test server."""
-    client = await natsconn.connect(nats_url, "tests-streams")
-    yield client
-    await client.close()
+async def sandboxes(client: httpx.AsyncClient, test_image: str) -> AsyncIterator[Sandboxes]:
+    made = Sandboxes(client, test_image)
+    yield made
+    await made.destroy_all()

@@ -1,65 +1,223 @@
-"""Helpers of the streams tests: sandbox containers made directly, and reading stored logs."""
+"""Helpers of the streams tests: sandboxes running a script (through the API), WebSocket and
+SSE clients, and reading what the log shipper stored."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import socket
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
-import docker
-from nats.aio.client import Client as NatsClient
-from sbx_common import labels, subjects
-from sbx_common.messages import SandboxEvent
-from sbx_common.status import Status
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
-from tests.harness import TEST_IMAGE, TEST_INSTANCE
-
-
-@dataclass
-class DirectSandbox:
-    """A container carrying the platform's labels, made without the orchestrator."""
-
-    sandbox_id: uuid.UUID
-    owner_id: uuid.UUID
-    container_id: str
+from tests.harness import User
+from tests.sandboxes.support import create_environment, create_sandbox
 
 
-def start_labelled_container(script: str, instance: str = TEST_INSTANCE) -> DirectSandbox:
-    sandbox_id, owner_id = uuid.uuid4(), uuid.uuid4()
-    client = docker.from_env()
-    container = client.containers.run(
-        TEST_IMAGE,
-        ["sh", "-c", script],
-        name=labels.container_name(sandbox_id),
-        labels={
-            labels.PLATFORM: labels.PLATFORM_VALUE,
-            labels.INSTANCE: instance,
-            labels.SANDBOX_ID: str(sandbox_id),
-            labels.OWNER_ID: str(owner_id),
-        },
-        detach=True,
+async def run_sandbox(client: httpx.AsyncClient, user: User, image: str, script: str) -> dict[str, Any]:
+    """A running sandbox of `user` whose command is `sh -c <script>`."""
+    env = await create_environment(client, user, image, cpu=0.5, memory=64, command=["sh", "-c", script])
+    sandbox = await create_sandbox(client, user, env["id"], "?wait=true&timeout=60")
+    assert sandbox["status"] == "running", sandbox
+    return sandbox
+
+
+async def exec_in(client: httpx.AsyncClient, user: User, sandbox_id: str, command: str) -> dict[str, Any]:
+    response = await client.post(
+        f"/sandboxes/{sandbox_id}/exec", json={"command": command}, headers=user.headers
     )
-    return DirectSandbox(sandbox_id, owner_id, str(container.id))
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()["data"]
+    return result
 
 
-def remove_container(sandbox: DirectSandbox) -> None:
-    with contextlib.suppress(docker.errors.NotFound):
-        docker.from_env().containers.get(sandbox.container_id).remove(force=True)
+async def lifecycle(client: httpx.AsyncClient, user: User, sandbox_id: str, verb: str) -> dict[str, Any]:
+    if verb == "destroy":
+        response = await client.delete(f"/sandboxes/{sandbox_id}?wait=true", headers=user.headers)
+    else:
+        response = await client.post(f"/sandboxes/{sandbox_id}/{verb}?wait=true", headers=user.headers)
+    assert response.status_code in (200, 202), response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
 
 
-async def publish_running(nc: NatsClient, sandbox: DirectSandbox) -> None:
-    event = SandboxEvent(sandbox_id=sandbox.sandbox_id, owner_id=sandbox.owner_id, status=Status.RUNNING)
-    await nc.jetstream().publish(
-        subjects.event(sandbox.owner_id, sandbox.sandbox_id, Status.RUNNING.value), event.to_bytes()
-    )
-
-
-async def stored_lines(pg: asyncpg.Connection, sandbox_id: uuid.UUID) -> list[asyncpg.Record]:
+async def stored_lines(pg: asyncpg.Connection, sandbox_id: uuid.UUID | str) -> list[asyncpg.Record]:
     return await pg.fetch(
-        "SELECT seq, stream, text, ts FROM sandbox_logs WHERE sandbox_id = $1 ORDER BY seq", sandbox_id
+        "SELECT seq, stream, text, ts FROM sandbox_logs WHERE sandbox_id = $1 ORDER BY seq",
+        uuid.UUID(str(sandbox_id)),
     )
 
 
 def assert_contiguous(seqs: list[int], first: int = 1) -> None:
     assert seqs == list(range(first, first + len(seqs))), "seq has a gap or a duplicate"
+
+
+def ws_url(base: str, path: str, token: str, **query: object) -> str:
+    params = "&".join(f"{k}={v}" for k, v in {"token": token, **query}.items())
+    return f"{base}{path}?{params}"
+
+
+@contextlib.asynccontextmanager
+async def ws_connect(url: str, **kwargs: Any) -> AsyncIterator[ClientConnection]:
+    async with websockets.connect(url, open_timeout=10, **kwargs) as socket:
+        yield socket
+
+
+async def close_code_of(url: str, timeout: float = 15) -> int | None:
+    """Connect and read until the server closes; the close code it sent."""
+    async with ws_connect(url) as socket:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async with asyncio.timeout(timeout):
+                while True:
+                    await socket.recv()
+        return socket.close_code
+
+
+@dataclass
+class LogReader:
+    """Reads log frames from a logs socket, keeping them in order."""
+
+    socket: ClientConnection
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+
+    async def read_until(self, predicate: Any, timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                frame = json.loads(await self.socket.recv())
+                if frame["type"] == "log":
+                    self.lines.append(frame)
+                elif frame["type"] == "status":
+                    self.statuses.append(frame["status"])
+
+    @property
+    def texts(self) -> list[str]:
+        return [line["text"] for line in self.lines]
+
+    @property
+    def seqs(self) -> list[int]:
+        return [line["seq"] for line in self.lines]
+
+
+@dataclass
+class SseEvent:
+    id: str | None
+    data: dict[str, Any]
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent | str]:
+    """Parse a text/event-stream: events, and comments (as strings)."""
+    event_id: str | None = None
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line.startswith(":"):
+            yield line[1:].strip()
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif line == "" and data:
+            yield SseEvent(event_id, json.loads("\n".join(data)))
+            event_id, data = None, []
+
+
+class StalledClient:
+    """A WebSocket client that stops reading: a raw socket with a small receive buffer (Linux
+    would otherwise let it grow to tens of MB) and websockets' sans-I/O protocol, so that
+    unread frames really back up into the server. `drain()` later reads everything it was sent."""
+
+    def __init__(self, url: str) -> None:
+        self.uri = parse_uri(url)
+        self.protocol = ClientProtocol(self.uri, max_size=None)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        self.frames: list[Frame] = []
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.sock.setblocking(False)
+        await loop.sock_connect(self.sock, (self.uri.host, self.uri.port))
+        self.protocol.send_request(self.protocol.connect())
+        await loop.sock_sendall(self.sock, b"".join(self.protocol.data_to_send()))
+        while (
+            not isinstance(self.protocol.handshake_exc, Exception) and self.protocol.state is State.CONNECTING
+        ):
+            self.protocol.receive_data(await loop.sock_recv(self.sock, 4096))
+        assert self.protocol.state is State.OPEN, self.protocol.handshake_exc
+        self._collect()
+
+    def _collect(self) -> None:
+        for event in self.protocol.events_received():
+            if isinstance(event, Frame):
+                self.frames.append(event)
+
+    async def drain(self, timeout: float = 30) -> int | None:
+        """Read until the connection ends; the close code the server sent (None if it sent none)."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout):
+            while True:
+                data = await loop.sock_recv(self.sock, 1 << 20)
+                if not data:
+                    self.protocol.receive_eof()
+                    break
+                self.protocol.receive_data(data)
+                self._collect()
+                if self.protocol.close_rcvd is not None:
+                    break
+        self.sock.close()
+        return self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
+
+    def texts(self) -> list[str]:
+        return [f.data.decode() for f in self.frames if f.opcode is Opcode.TEXT]
+
+
+class Terminal:
+    """A terminal socket: `ready` first, then keystrokes out and PTY output in."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+        self.output = ""
+
+    async def ready(self) -> None:
+        async with asyncio.timeout(15):
+            frame = await self.socket.recv()
+        assert frame == '{"type":"ready"}', frame
+
+    async def type(self, keys: str | bytes) -> None:
+        await self.socket.send(keys)
+
+    async def control(self, **command: object) -> None:
+        await self.socket.send(json.dumps(command))
+
+    async def expect(self, text: str, timeout: float = 15) -> str:
+        """Read output until `text` appears after what was already matched; returns all output."""
+        try:
+            async with asyncio.timeout(timeout):
+                while text not in self.output:
+                    frame = await self.socket.recv()
+                    if isinstance(frame, bytes):
+                        self.output += frame.decode("utf-8", "replace")
+                    else:
+                        self.output += f"<text:{frame}>"
+        except TimeoutError:
+            raise AssertionError(f"{text!r} not in the terminal output: {self.output[-2000:]!r}") from None
+        seen, _, self.output = self.output.partition(text)
+        return seen + text
+
+    async def closed(self, timeout: float = 15) -> int | None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.socket.recv()
+        return self.socket.close_code

@@ -1,63 +1,33 @@
-"""The log shipper stores what containers print: every line, in order, per stream."""
+"""What the log shipper stores, beyond the basics covered with the logs socket."""
 
 from __future__ import annotations
 
 import asyncpg
-import pytest
-from nats.aio.client import Client as NatsClient
-from sbx_common import natsconn
 
-from tests.harness import Platform, wait_for
-from tests.streams.helpers import (
-    assert_contiguous,
-    publish_running,
-    remove_container,
-    start_labelled_container,
-    stored_lines,
-)
+from tests.harness import User, wait_for
+from tests.streams.conftest import Sandboxes
+from tests.streams.helpers import assert_contiguous, stored_lines
 
 
-@pytest.fixture
-async def nc(platform: Platform, nats_url: str) -> NatsClient:
-    client = await natsconn.connect(nats_url, "tests-streams")
-    yield client
-    await client.close()
-
-
-async def test_lines_and_streams_match_what_the_container_printed(
-    platform: Platform, nc: NatsClient, pg: asyncpg.Connection
+async def test_log_file_rotation_neither_duplicates_nor_loses_lines(
+    user: User, sandboxes: Sandboxes, pg: asyncpg.Connection
 ) -> None:
-    script = 'i=1; while [ $i -le 300 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; sleep 600'
-    sandbox = start_labelled_container(script)
-    try:
-        await publish_running(nc, sandbox)
+    """25,000 lines of 1 KB pass Docker's 20 MB log-file rotation while they are followed.
+    Docker then sends part of the log a second time; the shipper drops the repeat."""
+    total = 25_000
+    script = (
+        "L=$(head -c 1000 /dev/zero | tr '\\000' x);"
+        f' i=1; while [ $i -le {total} ]; do echo "$i $L"; i=$((i+1)); done; sleep 600'
+    )
+    sandbox = await sandboxes.run(user, script)
 
-        async def all_stored() -> list[asyncpg.Record] | None:
-            rows = await stored_lines(pg, sandbox.sandbox_id)
-            return rows if len(rows) >= 600 else None
+    async def complete() -> bool:
+        rows = await stored_lines(pg, sandbox["id"])
+        return bool(rows) and rows[-1]["text"].startswith(f"{total} ")
 
-        rows = await wait_for(all_stored, timeout=30)
-        assert len(rows) == 600
-        assert_contiguous([r["seq"] for r in rows])
-        assert [r["text"] for r in rows if r["stream"] == "stdout"] == [f"out {i}" for i in range(1, 301)]
-        assert [r["text"] for r in rows if r["stream"] == "stderr"] == [f"err {i}" for i in range(1, 301)]
-    finally:
-        remove_container(sandbox)
-
-
-async def test_binary_output_is_stored_safely(
-    platform: Platform, nc: NatsClient, pg: asyncpg.Connection
-) -> None:
-    script = "printf 'a\\000b\\377c\\n'; printf '\\033[31mred\\033[0m\\n'; echo done; sleep 600"
-    sandbox = start_labelled_container(script)
-    try:
-        await publish_running(nc, sandbox)
-
-        async def stored() -> list[asyncpg.Record] | None:
-            rows = await stored_lines(pg, sandbox.sandbox_id)
-            return rows if len(rows) >= 3 else None
-
-        rows = await wait_for(stored, timeout=30)
-        assert [r["text"] for r in rows] == ["ab\ufffdc", "\x1b[31mred\x1b[0m", "done"]
-    finally:
-        remove_container(sandbox)
+    await wait_for(complete, timeout=90, interval=0.5)
+    count = await pg.fetchval("SELECT last_seq FROM log_cursors WHERE sandbox_id = $1::uuid", sandbox["id"])
+    assert count == total  # not one line more (a repeat) or less
+    rows = await stored_lines(pg, sandbox["id"])
+    assert_contiguous([r["seq"] for r in rows], first=rows[0]["seq"])
+    assert [r["text"].split(" ")[0] for r in rows] == [str(i) for i in range(rows[0]["seq"], total + 1)]

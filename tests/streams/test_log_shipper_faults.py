@@ -1,50 +1,57 @@
 """Killing the log shipper, or restarting NATS, mid-stream loses no line and duplicates none.
 
-These tests break things, so they run on a platform of their own (own NATS, PostgreSQL and
-services), keeping every line (no retention pruning) so the whole sequence can be checked.
+These tests break things, so they run on a platform of their own (own NATS, PostgreSQL,
+orchestrator, log shipper and API), keeping every line (no retention pruning) so the whole
+sequence can be checked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from typing import Any
 
 import asyncpg
-import docker
-from sbx_common import natsconn
+import httpx
 
-from tests.harness import wait_for
+from tests.harness import User, signup, wait_for
 from tests.streams.conftest import DedicatedPlatform
 from tests.streams.helpers import (
-    DirectSandbox,
+    LogReader,
     assert_contiguous,
-    publish_running,
-    remove_container,
-    start_labelled_container,
+    exec_in,
+    run_sandbox,
     stored_lines,
+    ws_connect,
+    ws_url,
 )
 
-DEDICATED_SERVICES = ("log-shipper",)
-DEDICATED_ENV = {"SBX_LOG_RETENTION_LINES": "1000000"}
+DEDICATED_SERVICES = ("orchestrator", "log-shipper", "api")
+# Every line kept while the sandbox lives; gone as soon as it is destroyed (checked at start-up).
+DEDICATED_ENV = {"SBX_LOG_RETENTION_LINES": "1000000", "SBX_LOG_KEEP_DESTROYED_DAYS": "0"}
 LINES = 60_000
 # Prints 1..LINES to stdout, one number per line, over a few seconds.
 COUNTER = f"i=1; while [ $i -le {LINES} ]; do echo $i; i=$((i+1)); done; sleep 600"
 
 
-async def _last_seq(pg: asyncpg.Connection, sandbox: DirectSandbox) -> int:
-    value = await pg.fetchval("SELECT last_seq FROM log_cursors WHERE sandbox_id = $1", sandbox.sandbox_id)
+async def _last_seq(pg: asyncpg.Connection, sandbox: dict[str, Any]) -> int:
+    value = await pg.fetchval("SELECT last_seq FROM log_cursors WHERE sandbox_id = $1::uuid", sandbox["id"])
     return int(value or 0)
 
 
-async def _assert_every_line_once(pg: asyncpg.Connection, sandbox: DirectSandbox) -> None:
+async def _assert_every_line_once(pg: asyncpg.Connection, sandbox: dict[str, Any]) -> None:
     async def complete() -> bool:
         return await _last_seq(pg, sandbox) >= LINES
 
     await wait_for(complete, timeout=90, interval=0.2)
-    rows = await stored_lines(pg, sandbox.sandbox_id)
+    rows = await stored_lines(pg, sandbox["id"])
     assert_contiguous([r["seq"] for r in rows])
-    assert len(rows) == LINES
     assert [r["text"] for r in rows] == [str(i) for i in range(1, LINES + 1)]
+
+
+async def _read_all(plat: DedicatedPlatform, user: User, sandbox: dict[str, Any], reader: LogReader) -> None:
+    await reader.read_until(lambda r: len(r.lines) >= LINES, timeout=90)
+    assert_contiguous(reader.seqs)
+    assert reader.texts == [str(i) for i in range(1, LINES + 1)]
 
 
 async def test_log_shipper_killed_mid_stream_resumes_without_gap_or_duplicate(
@@ -52,23 +59,24 @@ async def test_log_shipper_killed_mid_stream_resumes_without_gap_or_duplicate(
 ) -> None:
     plat = dedicated_platform
     pg = await asyncpg.connect(plat.database_url)
-    nc = await natsconn.connect(plat.nats_url, "tests-streams")
-    sandbox = start_labelled_container(COUNTER, instance=plat.instance)
-    try:
-        await publish_running(nc, sandbox)
-        for threshold in (LINES // 6, LINES // 2):
+    async with plat.client() as client:
+        user = await signup(client)
+        sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", COUNTER)
+        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, since=0)
+        async with ws_connect(url) as socket:
+            reader = LogReader(socket)
+            for threshold in (LINES // 6, LINES // 2):
 
-            async def reached(threshold: int = threshold) -> bool:
-                return await _last_seq(pg, sandbox) >= threshold
+                async def reached(threshold: int = threshold) -> bool:
+                    return await _last_seq(pg, sandbox) >= threshold
 
-            await wait_for(reached, timeout=60, interval=0.02)
-            plat.platform.kill_service("log-shipper")  # SIGKILL: no clean stop
-            plat.platform.start_service("log-shipper")
-        await _assert_every_line_once(pg, sandbox)
-    finally:
-        remove_container(sandbox)
-        await nc.close()
-        await pg.close()
+                await wait_for(reached, timeout=60, interval=0.02)
+                plat.platform.kill_service("log-shipper")  # SIGKILL: no clean stop
+                plat.platform.start_service("log-shipper")
+            await _assert_every_line_once(pg, sandbox)
+            # A client following all along saw every line exactly once too.
+            await _read_all(plat, user, sandbox, reader)
+    await pg.close()
 
 
 async def test_nats_restarted_mid_stream_loses_and_duplicates_nothing(
@@ -76,36 +84,41 @@ async def test_nats_restarted_mid_stream_loses_and_duplicates_nothing(
 ) -> None:
     plat = dedicated_platform
     pg = await asyncpg.connect(plat.database_url)
-    nc = await natsconn.connect(plat.nats_url, "tests-streams")
-    sandbox = start_labelled_container(COUNTER, instance=plat.instance)
-    later: DirectSandbox | None = None
-    try:
-        await publish_running(nc, sandbox)
+    async with plat.client() as client:
+        user = await signup(client)
+        sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", COUNTER)
+        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, since=0)
+        async with ws_connect(url) as socket:
+            reader = LogReader(socket)
 
-        async def started() -> bool:
-            return await _last_seq(pg, sandbox) >= LINES // 5
+            async def started() -> bool:
+                return await _last_seq(pg, sandbox) >= LINES // 5
 
-        await wait_for(started, timeout=60, interval=0.02)
-        plat.nats.kill()
-        await asyncio.sleep(1.5)
-        plat.nats.start()
-        await _assert_every_line_once(pg, sandbox)
+            await wait_for(started, timeout=60, interval=0.02)
+            plat.nats.kill()
+            await asyncio.sleep(1.5)
+            plat.nats.start()
+            await _assert_every_line_once(pg, sandbox)
+            await _read_all(plat, user, sandbox, reader)
 
-        # The shipper's event consumer works again after the restart.
-        later = start_labelled_container("echo after-restart; sleep 600", instance=plat.instance)
+        # Everything works again after the restart: a new sandbox's line is stored.
+        later = await _run_when_ready(client, user, "echo after-restart; sleep 600")
 
         async def followed() -> bool:
-            with contextlib.suppress(Exception):
-                await publish_running(nc, later)
-            return [r["text"] for r in await stored_lines(pg, later.sandbox_id)] == ["after-restart"]
+            return [r["text"] for r in await stored_lines(pg, later["id"])] == ["after-restart"]
 
-        await wait_for(followed, timeout=30, interval=1.0)
-    finally:
-        remove_container(sandbox)
-        if later is not None:
-            remove_container(later)
-        await nc.close()
-        await pg.close()
+        await wait_for(followed, timeout=30)
+    await pg.close()
+
+
+async def _run_when_ready(client: httpx.AsyncClient, user: User, script: str) -> dict[str, Any]:
+    """Create a sandbox once the services have reconnected to the restarted NATS."""
+    for _ in range(30):
+        try:
+            return await run_sandbox(client, user, "sbx-test-busybox:latest", script)
+        except AssertionError:
+            await asyncio.sleep(1)
+    return await run_sandbox(client, user, "sbx-test-busybox:latest", script)
 
 
 async def test_resume_skips_exactly_the_stored_lines_sharing_the_last_timestamp(
@@ -115,17 +128,16 @@ async def test_resume_skips_exactly_the_stored_lines_sharing_the_last_timestamp(
     the shipper asks Docker for the lines since that timestamp and must skip the stored pieces."""
     plat = dedicated_platform
     pg = await asyncpg.connect(plat.database_url)
-    nc = await natsconn.connect(plat.nats_url, "tests-streams")
     script = (
         "echo first; head -c 40000 /dev/zero | tr '\\000' x; echo;"
         " while [ ! -f /go ]; do sleep 0.1; done; echo after; sleep 600"
     )
-    sandbox = start_labelled_container(script, instance=plat.instance)
-    try:
-        await publish_running(nc, sandbox)
+    async with plat.client() as client:
+        user = await signup(client)
+        sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", script)
 
         async def long_line_stored() -> list[asyncpg.Record] | None:
-            rows = await stored_lines(pg, sandbox.sandbox_id)
+            rows = await stored_lines(pg, sandbox["id"])
             return rows if sum(len(r["text"]) for r in rows) >= 40005 else None
 
         before = await wait_for(long_line_stored, timeout=30)
@@ -138,18 +150,44 @@ async def test_resume_skips_exactly_the_stored_lines_sharing_the_last_timestamp(
 
         plat.platform.kill_service("log-shipper")
         plat.platform.start_service("log-shipper")
-        docker.from_env().containers.get(sandbox.container_id).exec_run(["touch", "/go"])
+        await exec_in(client, user, sandbox["id"], "touch /go")
 
-        async def after_stored() -> list[asyncpg.Record] | None:
-            rows = await stored_lines(pg, sandbox.sandbox_id)
-            return rows if rows[-1]["text"] == "after" else None
+        async def after_stored() -> bool:
+            return (await stored_lines(pg, sandbox["id"]))[-1]["text"] == "after"
 
         await wait_for(after_stored, timeout=30)
         await asyncio.sleep(0.5)  # a duplicate, if any, would come with or right after "after"
-        rows = await stored_lines(pg, sandbox.sandbox_id)
+        rows = await stored_lines(pg, sandbox["id"])
         assert [r["text"] for r in rows] == [r["text"] for r in before] + ["after"]
         assert_contiguous([r["seq"] for r in rows])
-    finally:
-        remove_container(sandbox)
-        await nc.close()
-        await pg.close()
+    await pg.close()
+
+
+async def test_lines_of_destroyed_sandboxes_are_deleted_after_the_grace_period(
+    dedicated_platform: DedicatedPlatform,
+) -> None:
+    plat = dedicated_platform
+    pg = await asyncpg.connect(plat.database_url)
+    async with plat.client() as client:
+        user = await signup(client)
+        gone = await run_sandbox(client, user, "sbx-test-busybox:latest", "echo bye; sleep 600")
+        kept = await run_sandbox(client, user, "sbx-test-busybox:latest", "echo still-here; sleep 600")
+
+        async def stored() -> bool:
+            return bool(await stored_lines(pg, gone["id"])) and bool(await stored_lines(pg, kept["id"]))
+
+        await wait_for(stored, timeout=30)
+        response = await client.delete(f"/sandboxes/{gone['id']}?wait=true", headers=user.headers)
+        assert response.json()["data"]["status"] == "destroyed"
+        plat.platform.kill_service("log-shipper")
+        plat.platform.start_service("log-shipper")  # deletes at start-up, then hourly
+
+        async def deleted() -> bool:
+            return not await stored_lines(pg, gone["id"])
+
+        await wait_for(deleted, timeout=30)
+        assert [r["text"] for r in await stored_lines(pg, kept["id"])] == ["still-here"]
+        assert (
+            await pg.fetchval("SELECT count(*) FROM log_cursors WHERE sandbox_id = $1::uuid", gone["id"]) == 0
+        )
+    await pg.close()

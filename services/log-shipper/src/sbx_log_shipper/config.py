@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from sbx_common.settings import CommonSettings
 
 
 class LogShipperSettings(CommonSettings):
-    # Where the Docker Engine API listens: `unix:///path` or `tcp://host:port` (DOCKER_HOST).
-    docker_host: str = Field(default="unix:///var/run/docker.sock", validation_alias="DOCKER_HOST")
+    # Where the Docker Engine API listens: `unix:///path` or `tcp://host:port`; SBX_DOCKER_HOST,
+    # else DOCKER_HOST, else the local socket (as for the orchestrator).
+    docker_host: str = Field(
+        default="unix:///var/run/docker.sock", validation_alias=AliasChoices("SBX_DOCKER_HOST", "DOCKER_HOST")
+    )
     # The newest lines kept per sandbox in PostgreSQL.
     log_retention_lines: int = Field(default=10_000, ge=1)
     # Lines longer than this (UTF-8 bytes) are split into consecutive lines of at most this size.
@@ -20,3 +23,5 @@ class LogShipperSettings(CommonSettings):
     log_max_pending_lines: int = Field(default=20_000, ge=1)
     # How often every running container of this instance is looked for (missed events, restarts).
     log_rescan_seconds: float = Field(default=30.0, gt=0)
+    # The lines of a destroyed (or expired) sandbox are deleted this many days after its end.
+    log_keep_destroyed_days: float = Field(default=7.0, ge=0)

@@ -21,7 +21,7 @@ from sbx_common.labels import INSTANCE
 from sbx_common.messages import LogLine
 
 from sbx_log_shipper.docker_engine import ContainerNotFound, DockerEngine, DockerError
-from sbx_log_shipper.frames import FrameDecoder, LineParser, RawLine, TtyDecoder
+from sbx_log_shipper.frames import FrameDecoder, LineParser, RawLine, ReplayFilter, TtyDecoder
 from sbx_log_shipper.publisher import SandboxPublisher
 from sbx_log_shipper.store import LogStore, Record
 
@@ -159,6 +159,7 @@ class Follower:
         self.container = container
         self._on_exit = on_exit
         self._poked = False
+        self._left = False
         self.publisher = SandboxPublisher(shared.js, sandbox_id, shared.max_payload)
         self.task = asyncio.create_task(self._run(), name=f"follow-{sandbox_id}")
 
@@ -175,25 +176,41 @@ class Follower:
         await self.publisher.close()
 
     async def _run(self) -> None:
-        delay = 0.5
+        delay = 0.1
         try:
             while True:
                 self._poked = False
+                started = asyncio.get_running_loop().time()
                 try:
                     running = await self._follow()
-                    delay = 0.5
                 except ContainerNotFound:
                     running = False
-                except (DockerError, OSError) as exc:
+                except (
+                    DockerError,
+                    OSError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    TimeoutError,
+                ) as exc:
                     logger.warning("following logs failed; retrying", extra=self._log_extra(exc))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                    continue
-                # No await between this check and leaving: a poke cannot fall in between.
+                    running = True
+                # No await between this check and unregistering: a poke cannot fall in between,
+                # and a start after it gets a follower of its own.
                 if not running and not self._poked:
+                    self._leave()
                     break
+                # Followed again (restarted, or the stream broke), but never in a tight loop.
+                if asyncio.get_running_loop().time() - started > 10.0:
+                    delay = 0.1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
             await self.publisher.drain(5.0)
         finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        if not self._left:
+            self._left = True
             self._on_exit(self)
 
     async def _follow(self) -> bool:
@@ -208,10 +225,11 @@ class Follower:
         decoder: FrameDecoder | TtyDecoder = TtyDecoder() if tty else FrameDecoder()
         parser = LineParser(self.shared.settings.max_line_bytes)
         skip = resume.skip
+        replays = ReplayFilter()
         batcher = Batcher(self.shared, self.sandbox_id, self.publisher, resume.next_seq)
         try:
             async for chunk in docker.logs(self.container, resume.since):
-                lines = parser.parse(decoder.feed(chunk))
+                lines = [line for line in parser.parse(decoder.feed(chunk)) if replays.keep(line)]
                 if skip:
                     dropped = min(skip, len(lines))
                     skip -= dropped

@@ -10,6 +10,7 @@ stream has no frame headers and everything is stdout.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -174,3 +175,58 @@ def docker_since(ts: datetime) -> str:
     delta = ts - datetime.fromtimestamp(0, UTC)
     seconds = delta.days * 86400 + delta.seconds
     return f"{seconds}.{delta.microseconds * 1000:09d}"
+
+
+LineKey = tuple[str, str, int, int]
+
+
+class ReplayFilter:
+    """Drops lines Docker sends a second time.
+
+    When a container's log file rotates while it is followed, Docker (20.10 at least) sends a
+    run of lines it had already sent, in order, then carries on. Such a run starts with a line
+    earlier than the newest one seen; if that line is one of the recent lines, the lines that
+    follow it are matched against the lines that followed it the first time and dropped while
+    they match. A line that is merely out of order (stdout and stderr are stamped by two
+    goroutines) is not a line seen before, so it is kept.
+    """
+
+    def __init__(self, memory: int = 200_000) -> None:
+        self._memory = memory
+        self._history: deque[LineKey] = deque()
+        self._first_position: dict[LineKey, int] = {}
+        self._base = 0  # position of history[0] among all lines kept
+        self._newest = datetime.fromtimestamp(0, UTC)
+        self._expect: int | None = None  # during a replay: position of the line expected next
+
+    @staticmethod
+    def key(line: RawLine) -> LineKey:
+        return (line.ts_raw, line.stream, len(line.text), hash(line.text))
+
+    def keep(self, line: RawLine) -> bool:
+        key = self.key(line)
+        end = self._base + len(self._history)
+        if self._expect is not None:
+            if self._history[self._expect - self._base] == key:
+                self._expect += 1
+                if self._expect == end:
+                    self._expect = None  # caught up: what comes next is new
+                return False
+            self._expect = None  # the run diverged: this line is new
+        elif line.ts < self._newest:
+            position = self._first_position.get(key)
+            if position is not None:
+                self._expect = position + 1 if position + 1 < end else None
+                return False
+        self._remember(key)
+        self._newest = max(self._newest, line.ts)
+        return True
+
+    def _remember(self, key: LineKey) -> None:
+        if len(self._history) >= self._memory:
+            old = self._history.popleft()
+            if self._first_position.get(old) == self._base:
+                del self._first_position[old]
+            self._base += 1
+        self._first_position.setdefault(key, self._base + len(self._history))
+        self._history.append(key)

@@ -33,6 +33,7 @@ from sbx_log_shipper.store import LogStore
 logger = logging.getLogger(__name__)
 
 CONSUMER = "log-shipper__events"
+FORGET_INTERVAL = 3600.0  # seconds between deletions of long-destroyed sandboxes' lines
 FOLLOWED = Gauge("log_shipper_containers_followed", "Sandbox containers whose logs are being followed")
 EVENTS_PENDING = Gauge("log_shipper_events_pending", "Events not yet delivered to the log shipper's consumer")
 
@@ -47,6 +48,7 @@ class LogShipper:
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
         self._shared: Shared | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
 
     async def start(self, nc: NatsClient) -> None:
         settings = self.settings
@@ -65,7 +67,7 @@ class LogShipper:
                 max_pending_lines=settings.log_max_pending_lines,
             ),
         )
-        subscription = await js.pull_subscribe(
+        self._subscription = subscription = await js.pull_subscribe(
             subjects.event("*", "*", Status.RUNNING.value),
             durable=CONSUMER,
             stream=STREAM_EVT,
@@ -85,6 +87,10 @@ class LogShipper:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._subscription is not None:
+            # A fetch answered after its cancellation would otherwise hold up the NATS drain.
+            with contextlib.suppress(NatsError, TimeoutError):
+                await self._subscription.unsubscribe()
         await asyncio.gather(*(f.stop() for f in list(self.followers.values())), return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
@@ -138,11 +144,23 @@ class LogShipper:
                 EVENTS_PENDING.set(info.num_pending or 0)
 
     async def _rescan_forever(self) -> None:
+        """Follow what runs unfollowed; about once an hour, forget long-destroyed sandboxes' lines."""
+        loop = asyncio.get_running_loop()
+        forgotten_at = 0.0
         while True:
             try:
                 await self.rescan()
             except DockerError as exc:
                 logger.warning("listing running containers failed", extra={"error": repr(exc)})
+            if loop.time() - forgotten_at > FORGET_INTERVAL:
+                forgotten_at = loop.time()
+                try:
+                    assert self._shared is not None
+                    count = await self._shared.store.forget_destroyed(self.settings.log_keep_destroyed_days)
+                    if count:
+                        logger.info("logs of destroyed sandboxes deleted", extra={"sandboxes": count})
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    logger.warning("deleting old logs failed", extra={"error": repr(exc)})
             await asyncio.sleep(self.settings.log_rescan_seconds)
 
     async def rescan(self) -> None:

@@ -78,3 +78,18 @@ class LogStore:
                 sandbox_id,
                 last_seq - self.retention_lines,
             )
+
+    async def forget_destroyed(self, older_than_days: float) -> int:
+        """Delete the lines and cursors of sandboxes destroyed (or expired) that long ago."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            gone = await conn.fetch(
+                "SELECT c.sandbox_id FROM log_cursors c JOIN sandbox_runtime r ON r.sandbox_id = c.sandbox_id"
+                " WHERE r.status IN ('destroyed', 'expired')"
+                " AND r.destroyed_at < now() - make_interval(secs => $1)",
+                older_than_days * 86400,
+            )
+            ids = [row["sandbox_id"] for row in gone]
+            if ids:
+                await conn.execute("DELETE FROM sandbox_logs WHERE sandbox_id = ANY($1::uuid[])", ids)
+                await conn.execute("DELETE FROM log_cursors WHERE sandbox_id = ANY($1::uuid[])", ids)
+        return len(ids)

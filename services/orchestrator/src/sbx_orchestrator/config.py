@@ -52,6 +52,12 @@ class OrchestratorSettings(CryptoSettings):
     exec_output_limit: int = Field(default=1024 * 1024, ge=1024)  # bytes kept per stream
     exec_max_timeout: float = Field(default=3600.0, gt=0)
 
+    # --- terminal ---
+    # A session with neither input nor output for this long is closed.
+    terminal_idle_timeout: float = Field(default=900.0, gt=0)
+    # A session whose API side sent nothing (not even a keepalive) for this long is closed.
+    terminal_keepalive_timeout: float = Field(default=30.0, gt=0)
+
     # How often the consumer's pending count is read for /metrics.
     consumer_metrics_interval: float = Field(default=5.0, gt=0)
 

@@ -18,6 +18,7 @@ from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.context import Component, ComponentFactory, OrchestratorContext
 from sbx_orchestrator.exec_service import ExecService
 from sbx_orchestrator.health import HealthResponder
+from sbx_orchestrator.terminal import TerminalServer
 from sbx_orchestrator.watcher import ContainerWatcher
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ COMPONENTS: tuple[ComponentFactory, ...] = (
     HealthResponder,
     ContainerWatcher,
     ExecService,
+    TerminalServer,
     CommandConsumer,
 )
 

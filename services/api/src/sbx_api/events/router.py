@@ -1,7 +1,95 @@
-"""Routes of the events domain."""
+"""Routes of the events domain: event streams (SSE and WebSocket), log tail and terminal sockets."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Header, Query, Request, WebSocket
+from sbx_common import subjects
+from sbx_common.errors import NotFound, ValidationFailed
+
+from sbx_api.deps import Caller, State, authenticate, bearer_token, parse_id
+from sbx_api.events import repository
+from sbx_api.events.events_ws import serve_events
+from sbx_api.events.feed import EventFeed, StartAt
+from sbx_api.events.logs_ws import serve_logs
+from sbx_api.events.sse import EventStreamResponse
+from sbx_api.events.terminal_ws import serve_terminal
+from sbx_api.state import AppState
+
+router = APIRouter(tags=["events"])
+
+SSE_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "A `text/event-stream`: each event as `id: <id>` and `data: <event JSON>`; a "
+        "`: subscribed` comment first, `: heartbeat` comments on quiet streams.",
+        "content": {"text/event-stream": {}},
+    }
+}
+LAST_EVENT_ID_DOC = "Resume right after this event id (the SSE `id:` field); also `?lastEventId=`."
+
+
+def _after_seq(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise ValidationFailed.for_field(name, "Must be an event id (a non-negative integer).")
+    return int(value)
+
+
+async def _sse_caller(request: Request, state: AppState) -> Caller:
+    """Bearer header as everywhere; `?token=` too, since browsers' EventSource cannot set headers."""
+    return await authenticate(state, bearer_token(request) or request.query_params.get("token"))
+
+
+@router.get("/events", response_model=None, responses=SSE_RESPONSES)
+async def all_events(
+    request: Request,
+    state: State,
+    last_event_id: Annotated[str | None, Header(description=LAST_EVENT_ID_DOC)] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="lastEventId", include_in_schema=False)] = None,
+) -> EventStreamResponse:
+    """Events of all the caller's sandboxes as server-sent events. Without `Last-Event-ID`, only
+    events from now on."""
+    caller = await _sse_caller(request, state)
+    after = _after_seq(last_event_id or last_event_id_query, "Last-Event-ID")
+    feed = await EventFeed(
+        state.js, subjects.events_of_owner(caller.user_id), StartAt(after_seq=after)
+    ).open()
+    return EventStreamResponse(feed, state.settings.sse_heartbeat_seconds)
+
+
+@router.get("/sandboxes/{sandbox_id}/events", response_model=None, responses=SSE_RESPONSES)
+async def sandbox_events(
+    sandbox_id: str,
+    request: Request,
+    state: State,
+    last_event_id: Annotated[str | None, Header(description=LAST_EVENT_ID_DOC)] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="lastEventId", include_in_schema=False)] = None,
+) -> EventStreamResponse:
+    """One sandbox's events as server-sent events. Without `Last-Event-ID`, its whole retained
+    history first (so a late subscriber still sees how it got where it is), then live ones."""
+    caller = await _sse_caller(request, state)
+    sid = parse_id(sandbox_id)
+    async with state.pool.acquire() as conn:
+        if await repository.sandbox_status(conn, sid, caller.user_id) is None:
+            raise NotFound("No such sandbox.")
+    after = _after_seq(last_event_id or last_event_id_query, "Last-Event-ID")
+    start = StartAt(after_seq=after, everything=after is None)
+    feed = await EventFeed(state.js, subjects.events_of_sandbox(caller.user_id, sid), start).open()
+    return EventStreamResponse(feed, state.settings.sse_heartbeat_seconds)
+
+
+@router.websocket("/ws/events")
+async def events_socket(websocket: WebSocket, state: State) -> None:
+    await serve_events(websocket, state)
+
+
+@router.websocket("/ws/sandboxes/{sandbox_id}/logs")
+async def logs_socket(websocket: WebSocket, sandbox_id: str, state: State) -> None:
+    await serve_logs(websocket, state, sandbox_id)
+
+
+@router.websocket("/ws/sandboxes/{sandbox_id}/terminal")
+async def terminal_socket(websocket: WebSocket, sandbox_id: str, state: State) -> None:
+    await serve_terminal(websocket, state, sandbox_id)

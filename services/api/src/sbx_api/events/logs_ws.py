@@ -1,0 +1,197 @@
+"""`/ws/sandboxes/{id}/logs`: stored lines, then live ones, without a gap or a repeat.
+
+Order of work: subscribe to the live feed (`sbx.log.<id>`, core NATS) and to the sandbox's
+events, make sure the server has the subscriptions (flush), then read the past from
+PostgreSQL. The log shipper stores a batch before it publishes it, so every line is either in
+the database when the past is read or arrives live afterwards; lines are deduplicated by `seq`.
+A live batch that starts past the next expected `seq` (a batch the shipper could not publish,
+or missed during a reconnect) is completed from PostgreSQL before it is sent, and a quiet feed
+is compared with the store every CATCH_UP_SECONDS, so a missed last batch arrives too.
+
+Past lines: with `since`, every stored line after that seq; otherwise the newest `tail`
+(default 100, 0 for none). Each socket has a bounded buffer (SBX_WS_LOG_BUFFER_LINES): a client
+that falls further behind is closed with 1013, so it never slows the shipper or other clients.
+A `status` frame follows each state change; the socket closes (1000) once the sandbox is
+destroyed or expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import deque
+from typing import Any
+
+import asyncpg
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import ValidationError
+from sbx_common import subjects
+from sbx_common.messages import LogBatch, LogLine
+from sbx_common.status import TERMINAL
+from starlette.websockets import WebSocket
+
+from sbx_api.events import repository, ws
+from sbx_api.events.schemas import log_frame, status_frame
+from sbx_api.state import AppState
+
+DEFAULT_TAIL = 100
+CATCH_UP_SECONDS = 2.0  # quiet live feed: compare with the store this often
+MAX_TAIL = 10_000
+_TERMINAL = frozenset(s.value for s in TERMINAL)
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+class LogTail:
+    def __init__(
+        self, websocket: WebSocket, state: AppState, owner_id: uuid.UUID, sandbox_id: uuid.UUID
+    ) -> None:
+        self.websocket = websocket
+        self.state = state
+        self.owner_id = owner_id
+        self.sandbox_id = sandbox_id
+        self.max_buffered = state.settings.ws_log_buffer_lines
+        self._queue: deque[list[LogLine] | str] = deque()
+        self._buffered = 0
+        self._wakeup = asyncio.Event()
+        self._overflow = asyncio.Event()
+
+    async def run(self, tail: int, since: int | None) -> None:
+        nc = self.state.nc
+        subscriptions: list[Subscription] = []
+        try:
+            try:
+                subscriptions.append(await nc.subscribe(subjects.log(self.sandbox_id), cb=self._on_batch))
+                subscriptions.append(
+                    await nc.subscribe(
+                        subjects.events_of_sandbox(self.owner_id, self.sandbox_id), cb=self._on_event
+                    )
+                )
+                await nc.flush(timeout=5)
+            except (nats.errors.Error, TimeoutError) as exc:
+                raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log stream is unavailable.") from exc
+            last = await self._send_past(tail, since)
+            await self._follow(last)
+        finally:
+            for subscription in subscriptions:
+                with contextlib.suppress(nats.errors.Error):
+                    await subscription.unsubscribe()
+
+    async def _send_past(self, tail: int, since: int | None) -> int:
+        try:
+            async with self.state.pool.acquire() as conn:
+                if since is not None:
+                    rows = await repository.lines_between(conn, self.sandbox_id, since)
+                    last = since
+                elif tail > 0:
+                    rows = await repository.newest_lines(conn, self.sandbox_id, tail)
+                    last = 0
+                else:
+                    rows = []
+                    last = await repository.last_seq(conn, self.sandbox_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
+        for row in rows:
+            await self.websocket.send_text(
+                _dumps(log_frame(row["seq"], row["stream"], row["text"], row["ts"]))
+            )
+            last = row["seq"]
+        return last
+
+    async def _follow(self, last: int) -> None:
+        sender = asyncio.create_task(self._send_live(last))
+        reader = asyncio.create_task(ws.until_disconnected(self.websocket, ws.ignore))
+        overflow = asyncio.create_task(self._overflow.wait())
+        done, pending = await asyncio.wait({sender, reader, overflow}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if overflow in done:
+            raise ws.CloseSocket(ws.TRY_AGAIN_LATER, "The client reads too slowly.")
+        if sender in done:
+            sender.result()  # raises the reason it ended
+
+    async def _send_live(self, last: int) -> None:
+        websocket = self.websocket
+        while True:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), CATCH_UP_SECONDS)
+            except TimeoutError:
+                last = await self._catch_up(last)
+                continue
+            self._wakeup.clear()
+            while self._queue:
+                item = self._queue.popleft()
+                if isinstance(item, str):
+                    await websocket.send_text(_dumps(status_frame(item)))
+                    if item in _TERMINAL:
+                        raise ws.CloseSocket(ws.NORMAL, f"The sandbox is {item}.")
+                    continue
+                self._buffered -= len(item)
+                fresh = [line for line in item if line.seq > last]
+                if not fresh:
+                    continue
+                if fresh[0].seq > last + 1:
+                    last = await self._send_missing(last, fresh[0].seq)
+                for line in fresh:
+                    await websocket.send_text(
+                        _dumps(log_frame(line.seq, line.stream, line.text, line.timestamp))
+                    )
+                last = fresh[-1].seq
+
+    async def _catch_up(self, last: int) -> int:
+        """No live batch for a while: make sure none was missed (one the shipper stored but could
+        not publish, e.g. while NATS restarted, with nothing published after it)."""
+        try:
+            async with self.state.pool.acquire() as conn:
+                stored = await repository.last_seq(conn, self.sandbox_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
+        return await self._send_missing(last, None) if stored > last else last
+
+    async def _send_missing(self, last: int, before: int | None) -> int:
+        """Stored lines after `last` (and before `before`): every published line is stored first."""
+        try:
+            async with self.state.pool.acquire() as conn:
+                rows = await repository.lines_between(conn, self.sandbox_id, last, before)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
+        for row in rows:
+            await self.websocket.send_text(
+                _dumps(log_frame(row["seq"], row["stream"], row["text"], row["ts"]))
+            )
+            last = row["seq"]
+        return last
+
+    async def _on_batch(self, msg: Msg) -> None:
+        try:
+            batch = LogBatch.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        if self._buffered + len(batch.lines) > self.max_buffered:
+            self._overflow.set()
+            return
+        self._buffered += len(batch.lines)
+        self._queue.append(batch.lines)
+        self._wakeup.set()
+
+    async def _on_event(self, msg: Msg) -> None:
+        self._queue.append(msg.subject.rsplit(".", 1)[-1])
+        self._wakeup.set()
+
+
+async def serve_logs(websocket: WebSocket, state: AppState, raw_sandbox_id: str) -> None:
+    async def session() -> None:
+        caller = await ws.caller_of(websocket, state)
+        sandbox_id, _status = await ws.owned_sandbox(state, caller, raw_sandbox_id)
+        since = ws.optional_int_param(websocket, "since", 0, 2**62)
+        tail = ws.int_param(websocket, "tail", DEFAULT_TAIL, 0, MAX_TAIL)
+        await LogTail(websocket, state, caller.user_id, sandbox_id).run(tail, since)
+
+    await ws.serve(websocket, session)

@@ -1,0 +1,219 @@
+"""`/ws/sandboxes/{id}/terminal`: a PTY shell, bridged to the orchestrator over NATS.
+
+The API never touches Docker. It subscribes to the session's output and control subjects,
+asks the orchestrator to open the shell (`sbx.rpc.terminal.open`), sends `{"type": "ready"}`,
+then relays: the client's binary or text frames -> `sbx.term.<session>.in` (as they come);
+`{"type": "resize", cols, rows}` -> a `resize` control; `{"type": "ping"}` -> `{"type": "pong"}`;
+the PTY's output -> binary frames. A keepalive control every SBX_TERMINAL_KEEPALIVE_SECONDS
+tells the orchestrator the client is still there; a `close` control ends the shell when the
+client leaves.
+
+Close codes: 1000 when the shell exits (or the orchestrator closed an idle session), 4009 when
+the sandbox is not running at connect or stops meanwhile, 4004 / 4001 as for every socket,
+1013 when the client reads too slowly, 1011 when the orchestrator cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import ValidationError
+from sbx_common import subjects
+from sbx_common.messages import TerminalControl, TerminalOpenReply, TerminalOpenRequest
+from sbx_common.status import Status
+from starlette.websockets import WebSocket
+
+from sbx_api.events import ws
+from sbx_api.state import AppState
+
+MAX_SIZE = 1000
+_OPEN_ERRORS = {"NOT_FOUND": ws.NOT_FOUND, "NOT_RUNNING": ws.NOT_RUNNING}
+_EXIT_CLOSE = {
+    "exited": (ws.NORMAL, "The shell exited."),
+    "idle": (ws.NORMAL, "The terminal was idle for too long."),
+    "stopped": (ws.NOT_RUNNING, "The sandbox stopped."),
+}
+
+
+class TerminalBridge:
+    def __init__(
+        self, websocket: WebSocket, state: AppState, owner_id: uuid.UUID, sandbox_id: uuid.UUID
+    ) -> None:
+        self.websocket = websocket
+        self.state = state
+        self.owner_id = owner_id
+        self.sandbox_id = sandbox_id
+        self.session_id = uuid.uuid4().hex
+        self.max_buffered = state.settings.ws_terminal_buffer_bytes
+        self._output: deque[bytes] = deque()
+        self._buffered = 0
+        self._wakeup = asyncio.Event()
+        self._end: ws.CloseSocket | None = None
+        self._ended = asyncio.Event()
+        self._shell_ended = False  # the orchestrator said the session is over
+
+    def _finish(self, code: int, reason: str) -> None:
+        if self._end is None:
+            self._end = ws.CloseSocket(code, reason)
+        self._ended.set()
+
+    async def run(self, cols: int, rows: int) -> None:
+        nc = self.state.nc
+        subscriptions: list[Subscription] = []
+        requested = False
+        try:
+            try:
+                for subject, callback in (
+                    (subjects.terminal_output(self.session_id), self._on_output),
+                    (subjects.terminal_control(self.session_id), self._on_control),
+                    (subjects.events_of_sandbox(self.owner_id, self.sandbox_id), self._on_event),
+                ):
+                    subscriptions.append(await nc.subscribe(subject, cb=callback))
+                await nc.flush(timeout=5)
+                request = TerminalOpenRequest(
+                    session_id=self.session_id,
+                    sandbox_id=self.sandbox_id,
+                    owner_id=self.owner_id,
+                    cols=cols,
+                    rows=rows,
+                )
+                requested = True
+                response = await nc.request(
+                    subjects.RPC_TERMINAL_OPEN,
+                    request.to_bytes(),
+                    timeout=self.state.settings.terminal_open_timeout_seconds,
+                )
+                reply = TerminalOpenReply.model_validate_json(response.data)
+            except (nats.errors.Error, TimeoutError, ValidationError) as exc:
+                raise ws.CloseSocket(ws.INTERNAL_ERROR, "The terminal service is unavailable.") from exc
+            if not reply.ok:
+                code = _OPEN_ERRORS.get(reply.error_code or "", ws.INTERNAL_ERROR)
+                raise ws.CloseSocket(code, reply.error_message or "The terminal could not be opened.")
+            await self.websocket.send_text('{"type":"ready"}')
+            await self._relay()
+        finally:
+            if requested and not self._shell_ended:
+                # Also when the reply was lost: a shell opened for nobody ends at once.
+                await self._control(TerminalControl(type="close", sender="api"))
+            for subscription in subscriptions:
+                with contextlib.suppress(nats.errors.Error):
+                    await subscription.unsubscribe()
+
+    async def _relay(self) -> None:
+        tasks = {
+            asyncio.create_task(self._send_output()),
+            asyncio.create_task(ws.until_disconnected(self.websocket, self._on_client_frame)),
+            asyncio.create_task(self._keepalive()),
+            asyncio.create_task(self._ended.wait()),
+        }
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            task.result()  # a failure in a relay task surfaces here
+        if self._end is not None:
+            await self._flush_output()
+            raise self._end
+
+    async def _send_output(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self._flush_output()
+
+    async def _flush_output(self) -> None:
+        while self._output:
+            data = self._output.popleft()
+            self._buffered -= len(data)
+            await self.websocket.send_bytes(data)
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(self.state.settings.terminal_keepalive_seconds)
+            await self._control(TerminalControl(type="keepalive", sender="api"))
+
+    async def _control(self, control: TerminalControl) -> None:
+        with contextlib.suppress(nats.errors.Error):
+            await self.state.nc.publish(subjects.terminal_control(self.session_id), control.to_bytes())
+
+    async def _on_client_frame(self, message: Mapping[str, Any]) -> None:
+        data = message.get("bytes")
+        text = message.get("text")
+        if isinstance(text, str):
+            if await self._handled_as_command(text):
+                return
+            data = text.encode()
+        if isinstance(data, bytes) and data:
+            with contextlib.suppress(nats.errors.Error):
+                await self.state.nc.publish(subjects.terminal_input(self.session_id), data)
+
+    async def _handled_as_command(self, text: str) -> bool:
+        """`{"type": "resize" | "ping", ...}` text frames are commands; anything else is typed."""
+        if not text.startswith("{"):
+            return False
+        try:
+            command = json.loads(text)
+        except ValueError:
+            return False
+        if not isinstance(command, dict):
+            return False
+        if command.get("type") == "ping":
+            await self.websocket.send_text('{"type":"pong"}')
+            return True
+        if command.get("type") == "resize":
+            cols, rows = command.get("cols"), command.get("rows")
+            if (
+                isinstance(cols, int)
+                and isinstance(rows, int)
+                and 0 < cols <= MAX_SIZE
+                and 0 < rows <= MAX_SIZE
+            ):
+                await self._control(TerminalControl(type="resize", sender="api", cols=cols, rows=rows))
+            return True
+        return False
+
+    async def _on_output(self, msg: Msg) -> None:
+        if self._buffered + len(msg.data) > self.max_buffered:
+            self._finish(ws.TRY_AGAIN_LATER, "The client reads too slowly.")
+            return
+        self._buffered += len(msg.data)
+        self._output.append(msg.data)
+        self._wakeup.set()
+
+    async def _on_control(self, msg: Msg) -> None:
+        try:
+            control = TerminalControl.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        if control.sender == "orchestrator" and control.type == "exit":
+            self._shell_ended = True
+            code, reason = _EXIT_CLOSE.get(control.reason or "", (ws.INTERNAL_ERROR, "The terminal ended."))
+            self._finish(code, reason)
+
+    async def _on_event(self, msg: Msg) -> None:
+        status = msg.subject.rsplit(".", 1)[-1]
+        if status != Status.RUNNING.value:
+            self._finish(ws.NOT_RUNNING, f"The sandbox is {status}.")
+
+
+async def serve_terminal(websocket: WebSocket, state: AppState, raw_sandbox_id: str) -> None:
+    async def session() -> None:
+        caller = await ws.caller_of(websocket, state)
+        sandbox_id, status = await ws.owned_sandbox(state, caller, raw_sandbox_id)
+        cols = ws.int_param(websocket, "cols", 80, 1, MAX_SIZE)
+        rows = ws.int_param(websocket, "rows", 24, 1, MAX_SIZE)
+        if status != Status.RUNNING.value:
+            raise ws.CloseSocket(ws.NOT_RUNNING, f"The sandbox is {status}.")
+        await TerminalBridge(websocket, state, caller.user_id, sandbox_id).run(cols, rows)
+
+    await ws.serve(websocket, session)

@@ -1,0 +1,124 @@
+"""What every WebSocket route shares: close codes, authentication, query parameters.
+
+A refusal must reach the client as a close code, and a browser only sees close codes of
+accepted sockets, so each route accepts first and then closes with the code that applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import asyncpg
+from sbx_common.errors import Unauthorized
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from sbx_api.deps import Caller, authenticate, bearer_token
+from sbx_api.events import repository
+from sbx_api.state import AppState
+
+logger = logging.getLogger(__name__)
+
+NORMAL = 1000
+POLICY_VIOLATION = 1008  # malformed query parameters
+INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013  # the client reads too slowly
+UNAUTHORIZED = 4001
+NOT_FOUND = 4004
+NOT_RUNNING = 4009
+
+CLOSE_TIMEOUT = 10.0  # a client that stopped reading gets this long to take the close frame
+
+
+class CloseSocket(Exception):
+    """End the socket with this code and reason."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+async def close(websocket: WebSocket, code: int, reason: str = "") -> None:
+    """Close if still open; a client that stopped reading cannot hold the server up."""
+    if websocket.application_state == WebSocketState.DISCONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code, reason[:120]), CLOSE_TIMEOUT)
+
+
+async def caller_of(websocket: WebSocket, state: AppState) -> Caller:
+    try:
+        return await authenticate(state, bearer_token(websocket))
+    except Unauthorized as exc:
+        raise CloseSocket(UNAUTHORIZED, exc.message) from None
+
+
+async def owned_sandbox(state: AppState, caller: Caller, raw_id: str) -> tuple[uuid.UUID, str]:
+    """The sandbox id and its status; 4004 for a malformed, unknown or foreign id."""
+    try:
+        sandbox_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise CloseSocket(NOT_FOUND, "No such sandbox.") from None
+    try:
+        async with state.pool.acquire() as conn:
+            status = await repository.sandbox_status(conn, sandbox_id, caller.user_id)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise CloseSocket(INTERNAL_ERROR, "The database is unavailable.") from exc
+    if status is None:
+        raise CloseSocket(NOT_FOUND, "No such sandbox.")
+    return sandbox_id, status
+
+
+def int_param(websocket: WebSocket, name: str, default: int, low: int, high: int) -> int:
+    value = optional_int_param(websocket, name, low, high)
+    return default if value is None else value
+
+
+def optional_int_param(websocket: WebSocket, name: str, low: int, high: int) -> int | None:
+    """An integer query parameter in [low, high]; malformed ones close the socket with 1008."""
+    raw = websocket.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise CloseSocket(POLICY_VIOLATION, f"{name} must be an integer.") from None
+    if not low <= value <= high:
+        raise CloseSocket(POLICY_VIOLATION, f"{name} must be between {low} and {high}.")
+    return value
+
+
+async def until_disconnected(
+    websocket: WebSocket, on_message: Callable[[Mapping[str, Any]], Awaitable[None]]
+) -> None:
+    """Read the client's frames (handing each to `on_message`) until it goes away."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await on_message(message)
+
+
+async def ignore(_message: Mapping[str, Any]) -> None:
+    return None
+
+
+async def serve(websocket: WebSocket, session: Callable[[], Awaitable[None]]) -> None:
+    """Accept, run the session, and close with the code it ends with (1011 for a bug)."""
+    await websocket.accept()
+    try:
+        await session()
+    except CloseSocket as exc:
+        await close(websocket, exc.code, exc.reason)
+    except WebSocketDisconnect:
+        pass
+    except Exception:
+        logger.exception("websocket session failed")
+        await close(websocket, INTERNAL_ERROR, "Internal error.")
+    else:
+        await close(websocket, NORMAL)

@@ -1,0 +1,202 @@
+"""`/ws/sandboxes/:id/logs` and the lines behind it, through the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import websockets
+
+from tests.harness import Platform, User
+from tests.sandboxes.support import extra_api
+from tests.streams.conftest import Sandboxes
+from tests.streams.helpers import (
+    LogReader,
+    StalledClient,
+    assert_contiguous,
+    close_code_of,
+    exec_in,
+    lifecycle,
+    stored_lines,
+    ws_connect,
+    ws_url,
+)
+
+OUT_ERR = 'i=1; while [ $i -le 300 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; sleep 600'
+
+
+def _logs_url(platform: Platform, user: User, sandbox: dict[str, Any], **query: object) -> str:
+    return ws_url(platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, **query)
+
+
+async def test_lines_and_streams_match_what_the_container_printed(
+    platform: Platform, client: httpx.AsyncClient, user: User, sandboxes: Sandboxes, pg: asyncpg.Connection
+) -> None:
+    sandbox = await sandboxes.run(user, OUT_ERR)
+    async with ws_connect(_logs_url(platform, user, sandbox, since=0)) as socket:
+        reader = LogReader(socket)
+        await reader.read_until(lambda r: len(r.lines) >= 600)
+    assert_contiguous(reader.seqs)
+    assert {frozenset(frame) for frame in reader.lines} == {
+        frozenset({"type", "seq", "stream", "text", "timestamp"})
+    }
+    stdout = [f["text"] for f in reader.lines if f["stream"] == "stdout"]
+    stderr = [f["text"] for f in reader.lines if f["stream"] == "stderr"]
+    assert stdout == [f"out {i}" for i in range(1, 301)]
+    assert stderr == [f"err {i}" for i in range(1, 301)]
+    assert all(f["timestamp"].endswith("Z") for f in reader.lines)
+
+    # The same lines over HTTP, and in the database exactly once each.
+    response = await client.get(f"/sandboxes/{sandbox['id']}/logs?tail=1000", headers=user.headers)
+    assert [(x["seq"], x["stream"], x["text"]) for x in response.json()["data"]] == [
+        (f["seq"], f["stream"], f["text"]) for f in reader.lines
+    ]
+    assert_contiguous([r["seq"] for r in await stored_lines(pg, sandbox["id"])])
+
+
+async def test_tail_and_since_choose_the_past_lines(
+    platform: Platform, user: User, sandboxes: Sandboxes, client: httpx.AsyncClient
+) -> None:
+    sandbox = await sandboxes.run(user, "seq 1 50; sleep 600")
+    async with ws_connect(_logs_url(platform, user, sandbox, since=0)) as socket:
+        await LogReader(socket).read_until(lambda r: len(r.lines) >= 50)
+
+    async with ws_connect(_logs_url(platform, user, sandbox, tail=5)) as socket:
+        reader = LogReader(socket)
+        await reader.read_until(lambda r: len(r.lines) >= 5)
+        assert reader.texts == ["46", "47", "48", "49", "50"]
+        assert reader.seqs == [46, 47, 48, 49, 50]
+
+    async with ws_connect(_logs_url(platform, user, sandbox, since=45)) as socket:
+        reader = LogReader(socket)
+        await reader.read_until(lambda r: len(r.lines) >= 5)
+        assert reader.seqs == [46, 47, 48, 49, 50]
+
+    async with ws_connect(_logs_url(platform, user, sandbox)) as socket:  # default tail: 100
+        reader = LogReader(socket)
+        await reader.read_until(lambda r: len(r.lines) >= 50)
+        assert reader.seqs == list(range(1, 51))
+
+    # tail=0: nothing from the past, then what is printed from now on.
+    async with ws_connect(_logs_url(platform, user, sandbox, tail=0)) as socket:
+        reader = LogReader(socket)
+        await exec_in(client, user, sandbox["id"], "echo later > /proc/1/fd/1")
+        await reader.read_until(lambda r: len(r.lines) >= 1)
+        assert [(f["seq"], f["text"]) for f in reader.lines] == [(51, "later")]
+
+    for bad in ("tail=-1", "tail=abc", "since=x", "tail=10001"):
+        url = f"{platform.ws_url}/ws/sandboxes/{sandbox['id']}/logs?token={user.token}&{bad}"
+        assert await close_code_of(url) == 1008, bad
+
+
+async def test_lines_printed_while_connecting_appear_exactly_once(
+    platform: Platform, user: User, sandboxes: Sandboxes
+) -> None:
+    """Clients connect at staggered moments while the sandbox prints; each sees 1..N once."""
+    total = 3000
+    sandbox = await sandboxes.run(
+        user, f"sleep 1; i=1; while [ $i -le {total} ]; do echo $i; i=$((i+1)); usleep 500; done; sleep 600"
+    )
+
+    async def follow(delay: float, query: dict[str, object]) -> LogReader:
+        await asyncio.sleep(delay)
+        async with ws_connect(_logs_url(platform, user, sandbox, **query)) as socket:
+            reader = LogReader(socket)
+            await reader.read_until(lambda r: bool(r.lines) and r.lines[-1]["seq"] >= total, timeout=90)
+            return reader
+
+    readers = await asyncio.gather(
+        *(follow(0.3 * i, {"since": 0}) for i in range(6)),
+        *(follow(0.3 * i + 0.15, {"tail": 10_000}) for i in range(6)),
+    )
+    for reader in readers:
+        assert reader.seqs == list(range(1, total + 1))
+        assert reader.texts == [str(i) for i in range(1, total + 1)]
+
+
+async def test_status_frames_follow_the_sandbox(
+    platform: Platform, user: User, sandboxes: Sandboxes, client: httpx.AsyncClient
+) -> None:
+    sandbox = await sandboxes.run(user, "echo up; sleep 600")
+    async with ws_connect(_logs_url(platform, user, sandbox)) as socket:
+        reader = LogReader(socket)
+        await reader.read_until(lambda r: r.texts == ["up"])
+        await lifecycle(client, user, sandbox["id"], "stop")
+        await reader.read_until(lambda r: "stopped" in r.statuses)
+        assert reader.statuses[0] == "stopping"
+        await lifecycle(client, user, sandbox["id"], "start")
+        await reader.read_until(lambda r: r.statuses[-1] == "running" and r.texts == ["up", "up"])
+        await lifecycle(client, user, sandbox["id"], "destroy")
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await reader.read_until(lambda r: False)
+    assert reader.statuses[-1] == "destroyed"
+    assert socket.close_code == 1000
+
+
+async def test_binary_output_is_stored_and_sent_safely(
+    platform: Platform, user: User, sandboxes: Sandboxes, client: httpx.AsyncClient
+) -> None:
+    script = "printf 'a\\000b\\377c\\n'; printf '\\033[31mred\\033[0m\\n'; echo done; sleep 600"
+    sandbox = await sandboxes.run(user, script)
+    async with ws_connect(_logs_url(platform, user, sandbox)) as socket:
+        reader = LogReader(socket)
+        await reader.read_until(lambda r: len(r.lines) >= 3)
+    assert reader.texts == ["ab\ufffdc", "\x1b[31mred\x1b[0m", "done"]
+    response = await client.get(f"/sandboxes/{sandbox['id']}/logs", headers=user.headers)
+    assert [x["text"] for x in response.json()["data"]] == reader.texts
+
+
+async def test_logs_socket_refuses_bad_tokens_and_foreign_sandboxes(
+    platform: Platform, user: User, other_user: User, sandboxes: Sandboxes
+) -> None:
+    sandbox = await sandboxes.run(user, "sleep 600")
+    path = f"/ws/sandboxes/{sandbox['id']}/logs"
+    assert await close_code_of(f"{platform.ws_url}{path}") == 4001
+    assert await close_code_of(ws_url(platform.ws_url, path, "not-a-token")) == 4001
+    assert await close_code_of(ws_url(platform.ws_url, path, other_user.token)) == 4004
+    unknown = f"/ws/sandboxes/{uuid.uuid4()}/logs"
+    assert await close_code_of(ws_url(platform.ws_url, unknown, user.token)) == 4004
+    assert await close_code_of(ws_url(platform.ws_url, "/ws/sandboxes/not-an-id/logs", user.token)) == 4004
+
+
+async def test_a_slow_client_is_closed_and_never_slows_the_others(
+    platform: Platform, user: User, sandboxes: Sandboxes, tmp_path: Path, pg: asyncpg.Connection
+) -> None:
+    """20,000 lines of 1 KB at up to 10,000 a second: more than a client that reads nothing can
+    absorb in its TCP buffers plus a 2,000-line server buffer, and easy for one that reads."""
+    total = 20_000
+    script = (
+        "L=$(head -c 1000 /dev/zero | tr '\\000' x); while [ ! -f /go ]; do usleep 50000; done;"
+        f' i=1; while [ $i -le {total} ]; do echo "$i $L";'
+        " if [ $((i % 200)) -eq 0 ]; then usleep 20000; fi; i=$((i+1)); done; sleep 600"
+    )
+    sandbox = await sandboxes.run(user, script)
+    async with extra_api(platform, tmp_path, SBX_WS_LOG_BUFFER_LINES="2000") as api:
+        base = str(api.base_url.copy_with(scheme="ws")).rstrip("/")
+        url = ws_url(base, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, tail=0)
+        slow = StalledClient(url)  # connects, then reads nothing for now
+        await slow.connect()
+        async with ws_connect(url, max_size=None) as fast:
+            await api.post(
+                f"/sandboxes/{sandbox['id']}/exec", json={"command": "touch /go"}, headers=user.headers
+            )
+            reader = LogReader(fast)
+            await reader.read_until(lambda r: len(r.lines) >= total, timeout=120)
+            assert reader.seqs == list(range(1, total + 1))
+            assert [t.split(" ")[0] for t in reader.texts] == [str(i) for i in range(1, total + 1)]
+
+            # Now the slow client reads what reached it: a prefix of the lines, then 1013.
+            assert await slow.drain() == 1013
+            seqs = [json.loads(text)["seq"] for text in slow.texts()]
+            assert seqs == list(range(1, len(seqs) + 1))
+            assert len(seqs) < total
+    # The shipper kept up: the newest lines are stored (older ones pruned to the retention).
+    seqs = [r["seq"] for r in await stored_lines(pg, sandbox["id"])]
+    assert seqs[-1] == total
+    assert_contiguous(seqs, first=seqs[0])

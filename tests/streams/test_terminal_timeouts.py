@@ -1,0 +1,82 @@
+"""Terminal sessions end on their own: after the idle timeout, and when the API side is gone.
+
+On a platform of its own, with timeouts of a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import docker
+import httpx
+
+from tests.harness import signup, wait_for
+from tests.streams.conftest import DedicatedPlatform
+from tests.streams.helpers import Terminal, run_sandbox, ws_connect, ws_url
+
+DEDICATED_SERVICES = ("orchestrator", "api")
+DEDICATED_ENV = {
+    "SBX_TERMINAL_IDLE_TIMEOUT": "2",
+    "SBX_TERMINAL_KEEPALIVE_TIMEOUT": "3",
+    "SBX_TERMINAL_KEEPALIVE_SECONDS": "1",
+}
+
+
+async def _open_sessions(plat: DedicatedPlatform) -> float:
+    port = plat.platform.ops_ports["orchestrator"]
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("orchestrator_terminal_sessions "):
+            return float(line.split()[1])
+    raise AssertionError("orchestrator_terminal_sessions is not exported")
+
+
+async def test_an_idle_terminal_is_closed(dedicated_platform: DedicatedPlatform) -> None:
+    plat = dedicated_platform
+    async with plat.client() as client:
+        user = await signup(client)
+        sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", "sleep 600")
+        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
+        async with ws_connect(url) as socket:
+            term = Terminal(socket)
+            await term.ready()
+            await term.type("echo still-here\n")
+            await term.expect("still-here")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            assert await term.closed(timeout=15) == 1000
+            assert socket.close_reason is not None
+            assert "idle" in socket.close_reason
+            assert loop.time() - started >= 1.5
+
+
+async def test_a_session_whose_api_went_away_is_ended(dedicated_platform: DedicatedPlatform) -> None:
+    plat = dedicated_platform
+    async with plat.client() as client:
+        user = await signup(client)
+        sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", "sleep 600")
+        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
+        async with ws_connect(url) as socket:
+            term = Terminal(socket)
+            await term.ready()
+            await term.type("top\n")  # output all the time: never idle
+            await term.expect("PID")
+            assert await _open_sessions(plat) == 1
+            plat.platform.kill_service("api")  # no close, no more keepalives
+
+            async def ended() -> bool:
+                return await _open_sessions(plat) == 0
+
+            await wait_for(ended, timeout=15, interval=0.5)
+    plat.platform.start_service("api")
+
+    container = docker.from_env().containers.get(f"sbx-{sandbox['id']}")
+
+    def top_is_gone() -> bool:
+        return not any("top" in " ".join(p) for p in container.top()["Processes"])
+
+    async def gone() -> bool:
+        return await asyncio.to_thread(top_is_gone)
+
+    await wait_for(gone, timeout=10, interval=0.5)
