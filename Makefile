@@ -30,6 +30,10 @@ test: sync lint typecheck
 bench: sync
 	$(UV) run --frozen python -m bench
 
+# The AsyncAPI document of the NATS subjects (FastStream), from sbx_common's subjects and messages.
+asyncapi: sync
+	$(UV) run --frozen python -m sbx_devstack.asyncapi docs/asyncapi.json
+
 # Service images from a wheelhouse built on the host (no index is reached inside the build).
 # SBX_BASE_IMAGE (default python:3.11-slim), SBX_IMAGE_TAG (default latest): docs/deployment.md.
 images: sync
