@@ -115,3 +115,44 @@ class TerminalOpenReply(Message):
     ok: bool
     error_code: str | None = None
     error_message: str | None = None
+
+
+class LogLine(Message):
+    """One line a sandbox printed, numbered per sandbox (`seq` 1, 2, 3, ... without gaps)."""
+
+    seq: int
+    stream: Literal["stdout", "stderr"]
+    text: str
+    timestamp: datetime  # Docker's timestamp of the line (microsecond precision)
+
+
+class LogBatch(Message):
+    """Consecutive lines of one sandbox on `sbx.log.<sandboxId>`.
+
+    Published by the log shipper after the lines are stored in PostgreSQL, with `Nats-Msg-Id`
+    `<sandboxId>:<firstSeq>-<lastSeq>`, so a reader that sees a batch can find every earlier
+    line in the database.
+    """
+
+    version: Literal[1] = 1
+    sandbox_id: uuid.UUID
+    lines: list[LogLine]
+
+
+TerminalControlType = Literal["resize", "keepalive", "close", "exit"]
+
+
+class TerminalControl(Message):
+    """A control message on `sbx.term.<session>.ctl`.
+
+    API -> orchestrator: `resize` (cols, rows), `keepalive` (the client is still there), `close`
+    (the client left). Orchestrator -> API: `exit` (the shell ended; `exit_code` and `reason`:
+    "exited", "idle", "stopped", "error").
+    """
+
+    type: TerminalControlType
+    sender: Literal["api", "orchestrator"]
+    cols: int | None = None
+    rows: int | None = None
+    exit_code: int | None = None
+    reason: str | None = None

@@ -24,6 +24,10 @@ class Verb(StrEnum):
     STOP = "stop"
     RESTART = "restart"
     DESTROY = "destroy"
+    # Issued by the reaper only, never by a user: end a sandbox stuck in a transitional status
+    # as `failed` with the command's reason. The orchestrator applies it only if the sandbox is
+    # still unsettled when the command arrives, and then takes up the API's latest command.
+    FAIL = "fail"
 
 
 TERMINAL = frozenset({Status.DESTROYED, Status.EXPIRED})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sbx_common import db, natsconn
 from sbx_common.crypto import SecretBox
@@ -15,16 +15,20 @@ from sbx_api.api_keys.router import router as api_keys_router
 from sbx_api.audit.router import router as audit_router
 from sbx_api.auth.router import router as auth_router
 from sbx_api.config import ApiSettings
+from sbx_api.deps import global_limits
 from sbx_api.environments.router import router as environments_router
 from sbx_api.events.router import router as events_router
 from sbx_api.health.router import router as health_router
 from sbx_api.middleware import BodySizeLimitMiddleware, TraceMiddleware
+from sbx_api.ratelimit import RateLimiter
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.state import AppState
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
+    if len(settings.jwt_secret.get_secret_value()) < 32:
+        raise ValueError("SBX_JWT_SECRET must be set to at least 32 characters")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,7 +38,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         pool = await db.create_pool(settings.database_url.get_secret_value(), max_size=20)
         nc = await natsconn.connect(settings.nats_url, "sbx-api")
         app.state.sbx = AppState(
-            settings=settings, pool=pool, nc=nc, js=nc.jetstream(), secret_box=secret_box
+            settings=settings,
+            pool=pool,
+            nc=nc,
+            js=nc.jetstream(),
+            secret_box=secret_box,
+            limiter=RateLimiter(settings.rate_limit_storage),
         )
         try:
             yield
@@ -49,8 +58,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description="Create, run and watch isolated sandboxes.",
     )
     exception_handlers.install(app)
+    # Operations routes are never rate limited; every other route is (see deps.global_limits).
+    app.include_router(health_router)
     for router in (
-        health_router,
         auth_router,
         api_keys_router,
         environments_router,
@@ -58,7 +68,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         events_router,
         audit_router,
     ):
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(global_limits)])
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

@@ -25,3 +25,10 @@ class ApiSettings(CryptoSettings):
     max_cpu_per_user: float = Field(default=16.0, gt=0)  # cores, over sandboxes not terminal
     max_memory_per_user: int = Field(default=32768, gt=0)  # MiB, over sandboxes not terminal
     sandbox_create_rate_limit: int = Field(default=30, ge=1)  # creates + replicates per minute
+
+    # Streams (SSE, WebSockets, terminal).
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)  # comment line on idle event streams
+    ws_log_buffer_lines: int = Field(default=10_000, ge=1)  # per logs socket; past it: close 1013
+    ws_terminal_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # per terminal socket
+    terminal_open_timeout_seconds: float = Field(default=10.0, gt=0)
+    terminal_keepalive_seconds: float = Field(default=10.0, gt=0)  # "still here" to the orchestrator

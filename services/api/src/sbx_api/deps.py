@@ -14,6 +14,7 @@ from sbx_common.errors import NotFound, Unauthorized
 from sbx_common.timeutil import utcnow
 from starlette.requests import HTTPConnection
 
+from sbx_api import ratelimit
 from sbx_api.state import AppState
 
 # lastUsedAt is written at most this often per key, so hot keys do not write on every request.
@@ -77,13 +78,22 @@ async def _authenticate_api_key(conn: asyncpg.Connection, key: str) -> Caller:
     raise Unauthorized("Invalid or revoked API key.")
 
 
+async def resolve_caller(conn: HTTPConnection, state: AppState) -> Caller:
+    """Authenticate the request once: the outcome (caller or 401) is kept for the request."""
+    cached: Caller | Unauthorized | None = conn.scope.setdefault("state", {}).get("caller")
+    if cached is None:
+        try:
+            cached = await authenticate(state, bearer_token(conn))
+        except Unauthorized as exc:
+            cached = exc
+        conn.scope["state"]["caller"] = cached
+    if isinstance(cached, Unauthorized):
+        raise Unauthorized(cached.message)
+    return cached
+
+
 async def get_caller(request: Request, state: State) -> Caller:
-    cached: Caller | None = getattr(request.state, "caller", None)
-    if cached is not None:
-        return cached
-    caller = await authenticate(state, bearer_token(request))
-    request.state.caller = caller
-    return caller
+    return await resolve_caller(request, state)
 
 
 CurrentUser = Annotated[Caller, Depends(get_caller)]
@@ -95,3 +105,23 @@ def parse_id(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise NotFound() from None
+
+
+async def global_limits(conn: HTTPConnection) -> None:
+    """Router dependency: `/auth/*` per IP (SBX_AUTH_RATE_LIMIT per 15 minutes), then every route
+    per user, or per IP for requests without valid credentials (SBX_RATE_LIMIT_PER_MINUTE).
+
+    WebSocket handshakes are not counted here: a refusal there must be a close code, not a 429.
+    """
+    if conn.scope["type"] != "http":
+        return
+    state = get_state(conn)
+    settings = state.settings
+    ip = ratelimit.client_ip(conn)
+    if conn.url.path.startswith("/auth/"):
+        await ratelimit.enforce(conn, "auth", ip, ratelimit.per_minutes(settings.auth_rate_limit, 15))
+    try:
+        identity = f"user:{(await resolve_caller(conn, state)).user_id}"
+    except Unauthorized:
+        identity = f"ip:{ip}"
+    await ratelimit.enforce(conn, "global", identity, ratelimit.per_minutes(settings.rate_limit_per_minute))

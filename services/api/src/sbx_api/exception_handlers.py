@@ -5,13 +5,50 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
+import nats.errors
+import nats.js.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sbx_common.errors import InternalError, NotFound, PlatformError, RateLimited, ValidationFailed
+from sbx_common.errors import (
+    InternalError,
+    NotFound,
+    PayloadTooLarge,
+    PlatformError,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
+
+# A dependency (PostgreSQL, NATS) that is down or unreachable: 503, not a 500. A transaction cut
+# short rolls back, so the request changed nothing.
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash, cannot connect now
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # e.g. "connection is closed"
+    asyncpg.exceptions.InternalClientError,  # a connection cut mid-protocol by the server
+    # Refusals while the pool opens a new connection: database closed to connections, gone,
+    # or credentials no longer accepted.
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.NoServersError,
+    nats.errors.NoRespondersError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
+    OSError,  # connection refused/reset, and timeouts (TimeoutError is an OSError)
+)
 
 
 def _path_of(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -34,10 +71,26 @@ def validation_error(exc: RequestValidationError) -> ValidationFailed:
     return ValidationFailed(details={"errors": errors})
 
 
+# Framework errors outside the contract's table keep their HTTP status and get a code of their own.
+_HTTP_CODES = {405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette reports only the first route's)."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def render(exc: PlatformError) -> JSONResponse:
     headers = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 
@@ -51,16 +104,31 @@ def install(app: FastAPI) -> None:
         return render(validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, PlatformError):
+            # e.g. the body size limit tripping while FastAPI reads a chunked body.
+            return render(exc.__cause__)
         if exc.status_code == 404:
             return render(NotFound("No such route."))
+        if exc.status_code == 400:
+            return render(
+                ValidationFailed(details={"errors": [{"path": "body", "message": str(exc.detail)}]})
+            )
+        if exc.status_code == 413:
+            return render(PayloadTooLarge())
+        headers = exc.headers
         if exc.status_code == 405:
-            body = {
-                "success": False,
-                "error": {"code": "METHOD_NOT_ALLOWED", "message": "Method not allowed."},
-            }
-            return JSONResponse(body, status_code=405)
-        return render(PlatformError(str(exc.detail)))
+            headers = {"Allow": ", ".join(_allowed_methods(request))}
+        code = _HTTP_CODES.get(exc.status_code, "INTERNAL_ERROR" if exc.status_code >= 500 else "ERROR")
+        body = {"success": False, "error": {"code": code, "message": str(exc.detail)}}
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    async def dependency_down(_request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("dependency unavailable", extra={"error": repr(exc)})
+        return render(Unavailable())
+
+    for error_type in DEPENDENCY_ERRORS:
+        app.add_exception_handler(error_type, dependency_down)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
 import uuid
 
-from sbx_common.errors import PayloadTooLarge
+from sbx_common.errors import InternalError, PayloadTooLarge, PlatformError
 from sbx_common.logging import trace_id_var
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sbx_api import metrics
+from sbx_api import metrics, ratelimit
+from sbx_api.deps import Caller
 
 logger = logging.getLogger("sbx.api.access")
 
@@ -42,21 +44,33 @@ class TraceMiddleware:
         started = time.perf_counter()
         status_holder = {"status": 500}
 
+        response_started = {"yes": False}
+
         async def send_with_trace(message: Message) -> None:
             if message["type"] == "http.response.start":
+                response_started["yes"] = True
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-trace-id", trace_id.encode()))
+                headers.extend(ratelimit.response_headers(scope["state"]))
                 message["headers"] = headers
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_trace)
+        except Exception:
+            # Rendered here rather than by Starlette's outermost error middleware, so that the
+            # 500 still carries x-trace-id and the log line its trace id.
+            if scope["type"] != "http" or response_started["yes"]:
+                raise
+            logger.exception("unhandled error")
+            await _send_error(send_with_trace, InternalError())
         finally:
             if scope["type"] == "http":
                 elapsed = time.perf_counter() - started
                 template = route_template(scope)
                 metrics.observe_request(scope["method"], template, status_holder["status"], elapsed)
+                caller = scope["state"].get("caller")
                 logger.info(
                     "request",
                     extra={
@@ -64,6 +78,7 @@ class TraceMiddleware:
                         "route": template,
                         "status": status_holder["status"],
                         "durationMs": round(elapsed * 1000, 2),
+                        "userId": str(caller.user_id) if isinstance(caller, Caller) else None,
                     },
                 )
             trace_id_var.reset(token)
@@ -98,9 +113,7 @@ class BodySizeLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-async def _send_error(send: Send, exc: PayloadTooLarge) -> None:
-    import json
-
+async def _send_error(send: Send, exc: PlatformError) -> None:
     body = json.dumps(exc.to_body()).encode()
     await send(
         {

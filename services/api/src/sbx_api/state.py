@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 from sbx_common.crypto import SecretBox
 
 from sbx_api.config import ApiSettings
+from sbx_api.ratelimit import RateLimiter
 
 
 @dataclass
@@ -19,3 +20,4 @@ class AppState:
     nc: NatsClient
     js: JetStreamContext
     secret_box: SecretBox
+    limiter: RateLimiter

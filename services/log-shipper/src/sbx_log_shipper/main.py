@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from nats.aio.client import Client as NatsClient
-from sbx_common.settings import CommonSettings
 from sbx_common.worker import run_worker
 
-
-class LogShipper:
-    """Placeholder frame: connects, answers health; behaviour is added by its own modules."""
-
-    async def start(self, nc: NatsClient) -> None:
-        self.nc = nc
-
-    async def stop(self) -> None:
-        return None
-
-    async def checks(self) -> dict[str, bool]:
-        return {}
+from sbx_log_shipper.config import LogShipperSettings
+from sbx_log_shipper.shipper import LogShipper
 
 
 def main() -> None:
-    run_worker("log-shipper", CommonSettings(), LogShipper())
+    settings = LogShipperSettings()
+    run_worker("log-shipper", settings, LogShipper(settings))

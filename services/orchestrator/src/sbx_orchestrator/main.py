@@ -1,24 +1,64 @@
-"""`sbx-orchestrator`: run the orchestrator service."""
+"""`sbx-orchestrator`: run the orchestrator service.
+
+The service is a list of components sharing one context (database pool, Docker engine, event
+publisher, per-sandbox locks). They start in order and stop in reverse: Docker events are
+followed (and the recorded state reconciled) before commands are consumed, and on shutdown the
+consumer stops fetching and finishes its commands first.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from nats.aio.client import Client as NatsClient
-from sbx_common.settings import CommonSettings
 from sbx_common.worker import run_worker
+
+from sbx_orchestrator.commands import CommandConsumer
+from sbx_orchestrator.config import OrchestratorSettings
+from sbx_orchestrator.context import Component, ComponentFactory, OrchestratorContext
+from sbx_orchestrator.exec_service import ExecService
+from sbx_orchestrator.health import HealthResponder
+from sbx_orchestrator.watcher import ContainerWatcher
+
+logger = logging.getLogger(__name__)
+
+COMPONENTS: tuple[ComponentFactory, ...] = (
+    HealthResponder,
+    ContainerWatcher,
+    ExecService,
+    CommandConsumer,
+)
 
 
 class Orchestrator:
-    """Placeholder frame: connects, answers health; behaviour is added by its own modules."""
+    def __init__(self, settings: OrchestratorSettings) -> None:
+        self.settings = settings
+        self.context: OrchestratorContext | None = None
+        self.components: list[Component] = []
 
     async def start(self, nc: NatsClient) -> None:
-        self.nc = nc
+        self.context = await OrchestratorContext.open(self.settings, nc)
+        for factory in COMPONENTS:
+            component = factory(self.context)
+            await component.start()
+            self.components.append(component)
 
     async def stop(self) -> None:
-        return None
+        for component in reversed(self.components):
+            try:
+                await component.stop()
+            except Exception:
+                logger.exception(
+                    "component did not stop cleanly", extra={"component": type(component).__name__}
+                )
+        self.components.clear()
+        if self.context is not None:
+            await self.context.close()
 
     async def checks(self) -> dict[str, bool]:
-        return {}
+        return {"docker": self.context is not None and await self.context.engine.ping()}
 
 
 def main() -> None:
-    run_worker("orchestrator", CommonSettings(), Orchestrator())
+    settings = OrchestratorSettings()
+    run_worker("orchestrator", settings, Orchestrator(settings))

@@ -1,24 +1,83 @@
-"""`sbx-reaper`: run the reaper service."""
+"""`sbx-reaper`: TTL expiry, orphan containers and repair of unsettled sandboxes.
+
+The reaper writes no table: it reads `sandbox_view`, publishes idempotent commands with
+deterministic ids, and removes orphan containers of its own instance. Safe to run twice.
+"""
 
 from __future__ import annotations
 
+import asyncpg
 from nats.aio.client import Client as NatsClient
-from sbx_common.settings import CommonSettings
+from sbx_common import db
 from sbx_common.worker import run_worker
+
+from sbx_reaper.commands import CommandPublisher
+from sbx_reaper.config import ReaperSettings
+from sbx_reaper.events import EventConsumer
+from sbx_reaper.orphans import OrphanReaper
+from sbx_reaper.repair import Repairer
+from sbx_reaper.repository import SandboxReader
+from sbx_reaper.sweep import Sweeper
+from sbx_reaper.ttl import TtlTimers
 
 
 class Reaper:
-    """Placeholder frame: connects, answers health; behaviour is added by its own modules."""
+    def __init__(self, settings: ReaperSettings) -> None:
+        self.settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self._timers: TtlTimers | None = None
+        self._events: EventConsumer | None = None
+        self._orphans: OrphanReaper | None = None
+        self._sweeper: Sweeper | None = None
 
     async def start(self, nc: NatsClient) -> None:
-        self.nc = nc
+        s = self.settings
+        self._pool = await db.create_pool(s.database_url.get_secret_value(), min_size=1, max_size=4)
+        reader = SandboxReader(self._pool)
+        publisher = CommandPublisher(nc.jetstream())
+        # Timers cover the next two sweeps, so a sandbox is armed well before it is due.
+        self._timers = TtlTimers(reader, publisher, horizon=2 * s.reaper_sweep_interval_seconds + 2)
+        repairer = Repairer(
+            nc,
+            reader,
+            publisher,
+            untaken_after=s.reaper_untaken_after_seconds,
+            stuck_timeout=s.reaper_stuck_timeout_seconds,
+            max_republish=s.reaper_stuck_max_republish,
+        )
+        self._orphans = OrphanReaper(reader, s.instance, s.reaper_orphan_grace_seconds)
+        self._events = EventConsumer(nc.jetstream(), self._timers.on_event)
+        await self._events.start()
+        self._sweeper = Sweeper(
+            self._pool,
+            s.reaper_sweep_interval_seconds,
+            shared=[("ttl", self._timers.sweep)],
+            exclusive=[("repair", repairer.sweep), ("orphans", self._orphans.sweep)],
+        )
+        self._sweeper.start()
 
     async def stop(self) -> None:
-        return None
+        if self._sweeper is not None:
+            await self._sweeper.stop()
+        if self._events is not None:
+            await self._events.stop()
+        if self._timers is not None:
+            await self._timers.close()
+        if self._orphans is not None:
+            self._orphans.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     async def checks(self) -> dict[str, bool]:
-        return {}
+        if self._pool is None:
+            return {"db": False}
+        try:
+            await self._pool.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return {"db": False}
+        return {"db": True}
 
 
 def main() -> None:
-    run_worker("reaper", CommonSettings(), Reaper())
+    settings = ReaperSettings()
+    run_worker("reaper", settings, Reaper(settings))

@@ -1,7 +1,70 @@
-"""Routes of the health domain."""
+"""Operations routes: `/health`, `/health/ready`, `/health/live`, `/metrics` (never rate limited).
+
+Their bodies are plain JSON (no envelope), as monitoring tools expect.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
+from sbx_common.timeutil import rfc3339, utcnow
 
-router = APIRouter()
+from sbx_api.deps import State
+from sbx_api.health import service
+
+router = APIRouter(tags=["operations"])
+
+
+def _word(ok: bool) -> str:
+    return "ok" if ok else "down"
+
+
+@router.get("/health")
+async def health(state: State) -> JSONResponse:
+    """`{status, db, nats, docker, timestamp}`; 503 with `status: "degraded"` when any is down."""
+    checks = await service.run_checks(state)
+    healthy = checks.db and checks.nats and checks.docker
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "db": _word(checks.db),
+        "nats": _word(checks.nats),
+        "docker": _word(checks.docker),
+        "timestamp": rfc3339(utcnow()),
+    }
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+@router.get("/health/ready")
+async def ready(state: State) -> JSONResponse:
+    """Ready to serve: PostgreSQL and NATS reachable (Docker is the orchestrator's concern)."""
+    checks = await service.run_checks(state, docker=False)
+    is_ready = checks.db and checks.nats
+    body: dict[str, object] = {"ready": is_ready}
+    if not is_ready:
+        body["checks"] = {"db": _word(checks.db), "nats": _word(checks.nats)}
+    return JSONResponse(body, status_code=200 if is_ready else 503)
+
+
+@router.get("/health/live")
+async def live() -> JSONResponse:
+    """The process is up and its event loop answers."""
+    return JSONResponse({"alive": True})
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(state: State) -> Response:
+    """Prometheus text: the process's HTTP metrics plus business gauges read from the database."""
+    text = generate_latest(REGISTRY)
+    totals = await service.business_totals(state)
+    if totals is not None:
+        scrape = CollectorRegistry()
+        for name, doc, value in (
+            ("users_total", "Registered users.", totals.users),
+            ("environments_total", "Environments that are not deleted.", totals.environments),
+            ("sandboxes_total", "Sandboxes that are not destroyed or expired.", totals.sandboxes),
+            ("sandboxes_running", "Sandboxes whose status is running.", totals.sandboxes_running),
+        ):
+            Gauge(name, doc, registry=scrape).set(value)
+        text += generate_latest(scrape)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

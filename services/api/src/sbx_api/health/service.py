@@ -1,0 +1,79 @@
+"""Dependency checks for `/health` and `/health/ready`, and the business gauges of `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+
+from nats.errors import Error as NatsError
+from sbx_common import subjects
+
+from sbx_api.state import AppState
+
+logger = logging.getLogger(__name__)
+
+DB_TIMEOUT = 2.0
+# The orchestrator answers on NATS with the Docker engine's status; a missing reply is "down".
+DOCKER_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True)
+class Checks:
+    db: bool
+    nats: bool
+    docker: bool
+
+
+async def database_ok(state: AppState) -> bool:
+    try:
+        async with asyncio.timeout(DB_TIMEOUT):
+            return bool(await state.pool.fetchval("SELECT 1") == 1)
+    except Exception:
+        logger.warning("database check failed", exc_info=True)
+        return False
+
+
+async def docker_ok(state: AppState) -> bool:
+    if not state.nc.is_connected:
+        return False
+    try:
+        reply = await state.nc.request(subjects.RPC_ORCHESTRATOR_HEALTH, b"{}", timeout=DOCKER_TIMEOUT)
+        return bool(json.loads(reply.data).get("docker") == "ok")
+    except (NatsError, TimeoutError, ValueError, AttributeError):
+        return False
+
+
+async def run_checks(state: AppState, *, docker: bool = True) -> Checks:
+    db, dock = await asyncio.gather(database_ok(state), docker_ok(state) if docker else _true())
+    return Checks(db=db, nats=state.nc.is_connected, docker=dock)
+
+
+async def _true() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Totals:
+    users: int
+    environments: int
+    sandboxes: int
+    sandboxes_running: int
+
+
+async def business_totals(state: AppState) -> Totals | None:
+    """Counts read from PostgreSQL at scrape time, in one round trip (None if it is down)."""
+    try:
+        async with asyncio.timeout(DB_TIMEOUT):
+            row = await state.pool.fetchrow(
+                "SELECT (SELECT count(*) FROM users) AS users,"
+                " (SELECT count(*) FROM environments WHERE deleted_at IS NULL) AS environments,"
+                " s.live AS sandboxes, s.running"
+                " FROM (SELECT count(*) FILTER (WHERE status NOT IN ('destroyed', 'expired')) AS live,"
+                " count(*) FILTER (WHERE status = 'running') AS running FROM sandbox_view) AS s"
+            )
+    except Exception:
+        logger.warning("metrics query failed", exc_info=True)
+        return None
+    return Totals(row["users"], row["environments"], row["sandboxes"], row["running"])

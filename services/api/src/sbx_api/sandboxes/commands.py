@@ -1,0 +1,37 @@
+"""Publishing sandbox commands to JetStream (`SBX_CMD`), deduplicated by `Nats-Msg-Id`."""
+
+from __future__ import annotations
+
+import logging
+
+import nats.errors
+from nats.js import JetStreamContext
+from sbx_common import subjects
+from sbx_common.messages import SandboxCommand
+
+logger = logging.getLogger(__name__)
+
+# How long to wait for JetStream's acknowledgement before the request gives up with 503.
+PUBLISH_TIMEOUT_SECONDS = 3.0
+
+
+class PublishFailed(Exception):
+    """The command was not acknowledged by JetStream (it may or may not have been stored)."""
+
+
+async def publish(js: JetStreamContext, command: SandboxCommand) -> None:
+    """Publish and await the ack. The id doubles as `Nats-Msg-Id`, so a re-publish (by the
+    reaper's repair loop, say) is dropped by JetStream inside its duplicate window."""
+    try:
+        await js.publish(
+            subjects.command(command.verb.value),
+            command.to_bytes(),
+            timeout=PUBLISH_TIMEOUT_SECONDS,
+            headers={"Nats-Msg-Id": str(command.id)},
+        )
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        logger.warning(
+            "command not published",
+            extra={"commandId": str(command.id), "verb": command.verb.value, "error": repr(exc)},
+        )
+        raise PublishFailed(str(command.id)) from exc

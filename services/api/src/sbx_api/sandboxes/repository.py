@@ -1,0 +1,222 @@
+"""SQL of the sandboxes domain. Reads go through `sandbox_view` (the status a user sees); the API
+writes only `sandboxes` (desired state + last command) and `idempotency_keys`."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+# Namespace of the per-user advisory lock that serialises quota checks with the inserts.
+QUOTA_LOCK_NAMESPACE = 0x5B8_0002
+
+_SANDBOX_SELECT = """
+SELECT v.id, v.owner_id, v.name, v.environment_id, v.environment_version, v.status,
+       v.status_reason, ev.image, ev.cpu, ev.memory_mib, v.env, v.metadata, v.endpoints,
+       v.created_at, v.started_at, v.stopped_at, v.expires_at, v.destroyed_at, v.ttl_seconds,
+       v.last_command_id, v.last_command_verb, v.last_command_at
+FROM sandbox_view v
+JOIN environment_versions ev
+  ON ev.environment_id = v.environment_id AND ev.version = v.environment_version
+"""
+
+
+@dataclass(frozen=True)
+class NewSandbox:
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    environment_id: uuid.UUID
+    environment_version: int
+    name: str
+    env: dict[str, str]
+    metadata: dict[str, str]
+    ttl_seconds: int
+    command_id: uuid.UUID
+    replicated_from: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    sandboxes: int
+    cpu: float
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    owner_id: uuid.UUID
+    statuses: list[str] | None  # None: every status but destroyed and expired
+    environment_id: uuid.UUID | None
+    metadata: dict[str, str] | None  # jsonb containment
+    after: tuple[datetime, uuid.UUID] | None  # keyset: (created_at, id) of the previous page's last
+    limit: int
+
+
+async def get_sandbox(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid.UUID) -> Any:
+    return await conn.fetchrow(_SANDBOX_SELECT + " WHERE v.id = $1 AND v.owner_id = $2", sandbox_id, owner_id)
+
+
+async def list_sandboxes(conn: asyncpg.Connection, f: ListFilter) -> list[Any]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    return list(
+        await conn.fetch(
+            _SANDBOX_SELECT
+            + """
+WHERE v.owner_id = $1
+  AND (CASE WHEN $2::text[] IS NULL THEN v.status NOT IN ('destroyed', 'expired')
+            ELSE v.status = ANY($2::text[]) END)
+  AND ($3::uuid IS NULL OR v.environment_id = $3)
+  AND ($4::jsonb IS NULL OR v.metadata @> $4::jsonb)
+  AND ($5::timestamptz IS NULL OR (v.created_at, v.id) < ($5::timestamptz, $6::uuid))
+ORDER BY v.created_at DESC, v.id DESC
+LIMIT $7""",
+            f.owner_id,
+            f.statuses,
+            f.environment_id,
+            f.metadata,
+            f.after[0] if f.after else None,
+            f.after[1] if f.after else None,
+            f.limit,
+        )
+    )
+
+
+async def lock_owner_quota(conn: asyncpg.Connection, owner_id: uuid.UUID) -> None:
+    """Serialise this user's creates until the transaction ends, so quota checks cannot race."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))", QUOTA_LOCK_NAMESPACE, str(owner_id)
+    )
+
+
+async def usage_of(conn: asyncpg.Connection, owner_id: uuid.UUID) -> Usage:
+    """Count, CPU and memory of the user's sandboxes that are not terminal."""
+    row = await conn.fetchrow(
+        """
+SELECT count(*) AS n, COALESCE(sum(ev.cpu), 0) AS cpu, COALESCE(sum(ev.memory_mib), 0) AS memory
+FROM sandbox_view v
+JOIN environment_versions ev
+  ON ev.environment_id = v.environment_id AND ev.version = v.environment_version
+WHERE v.owner_id = $1 AND v.status NOT IN ('destroyed', 'expired')""",
+        owner_id,
+    )
+    return Usage(sandboxes=int(row["n"]), cpu=float(row["cpu"]), memory_mib=int(row["memory"]))
+
+
+async def insert_sandbox(conn: asyncpg.Connection, s: NewSandbox) -> None:
+    await conn.execute(
+        """
+INSERT INTO sandboxes (id, owner_id, environment_id, environment_version, name, env, metadata,
+                       ttl_seconds, expires_at, last_command_id, last_command_verb, replicated_from)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), $9, 'create', $10)""",
+        s.id,
+        s.owner_id,
+        s.environment_id,
+        s.environment_version,
+        s.name,
+        s.env,
+        s.metadata,
+        s.ttl_seconds,
+        s.command_id,
+        s.replicated_from,
+    )
+
+
+async def lock_sandbox(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid.UUID) -> bool:
+    """Row-lock the user's sandbox until the transaction ends (concurrent verbs queue here)."""
+    found = await conn.fetchval(
+        "SELECT true FROM sandboxes WHERE id = $1 AND owner_id = $2 FOR UPDATE", sandbox_id, owner_id
+    )
+    return bool(found)
+
+
+async def record_command(
+    conn: asyncpg.Connection, sandbox_id: uuid.UUID, command_id: uuid.UUID, verb: str
+) -> None:
+    await conn.execute(
+        "UPDATE sandboxes SET last_command_id = $2, last_command_verb = $3, last_command_at = now()"
+        " WHERE id = $1",
+        sandbox_id,
+        command_id,
+        verb,
+    )
+
+
+async def withdraw_create(conn: asyncpg.Connection, sandbox_id: uuid.UUID, command_id: uuid.UUID) -> bool:
+    """Remove a sandbox whose create command could not be published, unless the orchestrator
+    took it up after all. True when the row was removed."""
+    deleted = await conn.fetchval(
+        """
+DELETE FROM sandboxes s WHERE s.id = $1 AND s.last_command_id = $2
+  AND NOT EXISTS (SELECT 1 FROM sandbox_runtime r WHERE r.sandbox_id = $1)
+RETURNING true""",
+        sandbox_id,
+        command_id,
+    )
+    return bool(deleted)
+
+
+async def withdraw_command(
+    conn: asyncpg.Connection,
+    sandbox_id: uuid.UUID,
+    command_id: uuid.UUID,
+    previous: tuple[uuid.UUID, str, datetime],
+) -> bool:
+    """Put back the previous command when ours could not be published, unless the orchestrator
+    took ours up after all. True when the previous command was restored."""
+    restored = await conn.fetchval(
+        """
+UPDATE sandboxes s SET last_command_id = $3, last_command_verb = $4, last_command_at = $5
+WHERE s.id = $1 AND s.last_command_id = $2
+  AND NOT EXISTS (SELECT 1 FROM sandbox_runtime r WHERE r.sandbox_id = $1 AND r.last_command_id = $2)
+RETURNING true""",
+        sandbox_id,
+        command_id,
+        *previous,
+    )
+    return bool(restored)
+
+
+async def source_for_replica(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid.UUID) -> Any:
+    """What a replica copies from its source, and whether the environment still exists."""
+    return await conn.fetchrow(
+        """
+SELECT s.id, s.name, s.environment_id, s.environment_version, s.env, s.ttl_seconds,
+       e.name AS environment_name, e.deleted_at IS NOT NULL AS environment_deleted
+FROM sandboxes s JOIN environments e ON e.id = s.environment_id
+WHERE s.id = $1 AND s.owner_id = $2""",
+        sandbox_id,
+        owner_id,
+    )
+
+
+async def exists(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid.UUID) -> bool:
+    found = await conn.fetchval(
+        "SELECT true FROM sandboxes WHERE id = $1 AND owner_id = $2", sandbox_id, owner_id
+    )
+    return bool(found)
+
+
+async def log_lines(
+    conn: asyncpg.Connection, sandbox_id: uuid.UUID, tail: int, since: int | None
+) -> list[Any]:
+    """Oldest first. Without `since`: the newest `tail` lines. With `since`: the first `tail`
+    lines after that seq (so a reader can page forward without gaps)."""
+    if since is None:
+        rows = await conn.fetch(
+            "SELECT seq, stream, text, ts FROM sandbox_logs WHERE sandbox_id = $1 ORDER BY seq DESC LIMIT $2",
+            sandbox_id,
+            tail,
+        )
+        return list(reversed(rows))
+    return list(
+        await conn.fetch(
+            "SELECT seq, stream, text, ts FROM sandbox_logs WHERE sandbox_id = $1 AND seq > $2"
+            " ORDER BY seq LIMIT $3",
+            sandbox_id,
+            since,
+            tail,
+        )
+    )

@@ -1,0 +1,158 @@
+"""Request and response bodies of the sandboxes domain.
+
+Limits that the contract leaves open (documented in the OpenAPI schema through these models):
+- `env` (create, replicate, exec): the environments' rules (at most 128 variables, names
+  `^[A-Za-z_][A-Za-z0-9_]*$`, values up to 32 KiB without NUL).
+- `metadata`: at most 32 entries; keys 1-63 characters of `A-Z a-z 0-9 . _ / -` starting with a
+  letter or digit; values up to 256 characters.
+- `name`: 1-128 printable characters; defaults to `<environment name>-<8 hex>`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import Field, StringConstraints, field_validator
+
+from sbx_api.environments.schemas import EnvMap
+from sbx_api.schemas import ApiModel, RequestModel, Timestamp
+
+TTL_MIN = 10
+TTL_MAX = 604_800
+TTL_DEFAULT = 3600
+MAX_METADATA_ENTRIES = 32
+EXEC_TIMEOUT_DEFAULT = 30.0
+EXEC_TIMEOUT_MAX = 300.0
+
+MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")]
+MetadataValue = Annotated[str, StringConstraints(max_length=256)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)]
+SandboxName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+TtlSeconds = Annotated[int, Field(ge=TTL_MIN, le=TTL_MAX, strict=True)]
+
+
+class CreateSandboxRequest(RequestModel):
+    environment_id: uuid.UUID
+    environment_version: Annotated[int, Field(ge=1, strict=True)] | None = None
+    name: SandboxName | None = None
+    ttl_seconds: TtlSeconds = TTL_DEFAULT
+    env: EnvMap = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ReplicateSandboxRequest(RequestModel):
+    """The copy keeps the source's environment version and env (overrides merged over it). Its
+    name, TTL and metadata are its own: left out, the name is `<source name>-<8 hex>`, the TTL the
+    source's `ttlSeconds` (counted from the copy's creation) and the metadata empty."""
+
+    name: SandboxName | None = None
+    ttl_seconds: TtlSeconds | None = None
+    env: EnvMap = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ExecRequestBody(RequestModel):
+    """`command` as a string runs through `sh -c`; as a list it runs as is (no shell)."""
+
+    command: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64 * 1024)]
+        | Annotated[
+            list[Annotated[str, StringConstraints(max_length=64 * 1024)]],
+            Field(min_length=1, max_length=4096),
+        ]
+    )
+    timeout_seconds: Annotated[float, Field(gt=0, le=EXEC_TIMEOUT_MAX)] = EXEC_TIMEOUT_DEFAULT
+    env: EnvMap = Field(default_factory=dict)
+    workdir: Annotated[str, StringConstraints(pattern=r"^/", max_length=4096)] | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _program_named(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value[0]:
+            raise ValueError("the first element (the program) must not be empty")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the command must not be blank")
+        return value
+
+    def argv(self) -> list[str]:
+        return ["sh", "-c", self.command] if isinstance(self.command, str) else list(self.command)
+
+
+class Endpoint(ApiModel):
+    container_port: int
+    host_port: int | None
+    url: str | None
+
+
+class SandboxOut(ApiModel):
+    id: uuid.UUID
+    name: str
+    environment_id: uuid.UUID
+    environment_version: int
+    status: str
+    status_reason: str | None
+    image: str
+    cpu: float
+    memory: int
+    env: dict[str, str]
+    metadata: dict[str, str]
+    endpoints: list[Endpoint]
+    created_at: Timestamp
+    started_at: Timestamp | None
+    stopped_at: Timestamp | None
+    expires_at: Timestamp
+    destroyed_at: Timestamp | None
+
+
+class ExecOut(ApiModel):
+    """`stdout`/`stderr` are capped by the orchestrator; the `*Truncated` flags (and `truncated`,
+    true when either is) say when output was cut."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    duration_ms: int
+    timed_out: bool
+    truncated: bool
+    stdout_truncated: bool
+    stderr_truncated: bool
+
+
+class LogLineOut(ApiModel):
+    seq: int
+    stream: str
+    text: str
+    timestamp: Timestamp
+
+
+class CpuSample(ApiModel):
+    usage_percent: float
+    cores: float
+
+
+class MemorySample(ApiModel):
+    usage_bytes: int
+    limit_bytes: int
+    usage_percent: float
+
+
+class NetworkSample(ApiModel):
+    rx_bytes: int
+    tx_bytes: int
+    rx_packets: int
+    tx_packets: int
+
+
+class IoSample(ApiModel):
+    read_bytes: int
+    write_bytes: int
+
+
+class MetricsOut(ApiModel):
+    cpu: CpuSample
+    memory: MemorySample
+    network: NetworkSample
+    io: IoSample
+    pids: int
+    timestamp: str

@@ -1,0 +1,366 @@
+"""What the sandbox routes do: validate against state and quotas, record, publish, answer.
+
+Outbox choice (commit, then publish): each lifecycle call commits the sandbox row with its new
+`last_command_id`/`last_command_verb` first and publishes the command after, awaiting JetStream's
+ack. Publishing inside the open transaction was rejected: the orchestrator could receive the
+command before the row is visible and find nothing. When the publish fails, the request takes its
+change back (deletes the new row, or restores the previous command) unless the orchestrator took
+the command up after all, and answers 503 `UNAVAILABLE`, so the request changed nothing. Should
+the database fail too at that moment, the recorded command stays and the reaper's repair loop
+re-publishes it (same id, deduplicated by JetStream): nothing is lost either way.
+
+Concurrency: verbs on one sandbox lock its `sandboxes` row (`FOR UPDATE`) for the check and the
+update; creates and replicates of one user take a per-user advisory lock for the quota check and
+the insert. Two concurrent calls can therefore never both pass a check.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import nats.errors
+import nats.js.errors
+from sbx_common.errors import (
+    Conflict,
+    InvalidState,
+    NotFound,
+    QuotaExceeded,
+    Unavailable,
+)
+from sbx_common.logging import trace_id_var
+from sbx_common.messages import SandboxCommand
+from sbx_common.status import NO_OP, Status, Verb, is_allowed
+
+from sbx_api.audit import service as audit
+from sbx_api.audit.service import Outcome as AuditOutcome
+from sbx_api.deps import Caller
+from sbx_api.environments import repository as environments
+from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
+from sbx_api.sandboxes import commands, repository
+from sbx_api.sandboxes.schemas import CreateSandboxRequest, ReplicateSandboxRequest
+from sbx_api.sandboxes.waiting import SettleWatcher
+from sbx_api.state import AppState
+
+logger = logging.getLogger(__name__)
+
+TARGET = "sandbox"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A lifecycle answer: the HTTP status and the sandbox as it then is."""
+
+    status_code: int
+    sandbox: Any
+
+
+# Create and replicate: what a new sandbox is made from, and its row.
+Planned = tuple[environments.EnvironmentVersion, repository.NewSandbox]
+Plan = Callable[[asyncpg.Connection, uuid.UUID, uuid.UUID], Awaitable[Planned]]
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+async def get(state: AppState, caller: Caller, sandbox_id: uuid.UUID) -> Any:
+    async with state.pool.acquire() as conn:
+        row = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
+    if row is None:
+        raise NotFound("No such sandbox.")
+    return row
+
+
+async def list_page(
+    state: AppState,
+    caller: Caller,
+    params: PageParams,
+    *,
+    statuses: list[str] | None,
+    environment_id: uuid.UUID | None,
+    metadata: dict[str, str] | None,
+) -> tuple[list[Any], str | None]:
+    """Newest first; the cursor carries (createdAt, id) of the page's last sandbox."""
+    filters = repository.ListFilter(
+        owner_id=caller.user_id,
+        statuses=statuses,
+        environment_id=environment_id,
+        metadata=metadata,
+        after=time_id_after(params),
+        limit=params.limit + 1,
+    )
+    async with state.pool.acquire() as conn:
+        rows = await repository.list_sandboxes(conn, filters)
+    return split_page(rows, params.limit, lambda r: time_id_key(r["created_at"], r["id"]))
+
+
+async def logs(
+    state: AppState, caller: Caller, sandbox_id: uuid.UUID, tail: int, since: int | None
+) -> list[Any]:
+    async with state.pool.acquire() as conn:
+        if not await repository.exists(conn, sandbox_id, caller.user_id):
+            raise NotFound("No such sandbox.")
+        return await repository.log_lines(conn, sandbox_id, tail, since)
+
+
+# --- lifecycle --------------------------------------------------------------------------------
+
+
+async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wait: float | None) -> Outcome:
+    """A new sandbox from the given (or current) version of one of the caller's environments."""
+
+    async def plan(conn: asyncpg.Connection, sandbox_id: uuid.UUID, command_id: uuid.UUID) -> Planned:
+        version = await environments.get_version(
+            conn, caller.user_id, body.environment_id, body.environment_version, lock=True
+        )
+        if version is None:
+            what = "environment" if body.environment_version is None else "environment version"
+            raise NotFound(f"No such {what}.")
+        return version, repository.NewSandbox(
+            id=sandbox_id,
+            owner_id=caller.user_id,
+            environment_id=version.environment_id,
+            environment_version=version.version,
+            name=body.name or f"{version.environment_name}-{sandbox_id.hex[:8]}",
+            env={**version.env, **body.env},
+            metadata=body.metadata,
+            ttl_seconds=body.ttl_seconds,
+            command_id=command_id,
+        )
+
+    return await _make(state, caller, action="sandbox.create", source_id=None, plan=plan, wait=wait)
+
+
+async def replicate(
+    state: AppState, caller: Caller, source_id: uuid.UUID, body: ReplicateSandboxRequest, wait: float | None
+) -> Outcome:
+    """A new sandbox from any source status, destroyed and expired included (the source is only
+    read: its environment version and env are copied). 409 `CONFLICT` if the source's
+    environment has been deleted since."""
+
+    async def plan(conn: asyncpg.Connection, sandbox_id: uuid.UUID, command_id: uuid.UUID) -> Planned:
+        source = await repository.source_for_replica(conn, source_id, caller.user_id)
+        if source is None:
+            raise NotFound("No such sandbox.")
+        version = await environments.get_version(
+            conn, caller.user_id, source["environment_id"], source["environment_version"], lock=True
+        )
+        if version is None:
+            raise Conflict("The source sandbox's environment has been deleted; it cannot be replicated.")
+        return version, repository.NewSandbox(
+            id=sandbox_id,
+            owner_id=caller.user_id,
+            environment_id=version.environment_id,
+            environment_version=version.version,
+            name=body.name or f"{source['name'][:119]}-{sandbox_id.hex[:8]}",
+            env={**(source["env"] or {}), **body.env},
+            metadata=body.metadata,
+            ttl_seconds=body.ttl_seconds or source["ttl_seconds"],
+            command_id=command_id,
+            replicated_from=source_id,
+        )
+
+    return await _make(state, caller, action="sandbox.replicate", source_id=source_id, plan=plan, wait=wait)
+
+
+async def _make(
+    state: AppState,
+    caller: Caller,
+    *,
+    action: str,
+    source_id: uuid.UUID | None,
+    plan: Plan,
+    wait: float | None,
+) -> Outcome:
+    """Create or replicate: plan the row, check the quotas, insert + audit in one transaction,
+    then publish the create command (201, or once settled with ?wait)."""
+    sandbox_id = uuid.uuid4()
+    command = _command(Verb.CREATE, sandbox_id, caller)
+    async with (
+        audit.failures(
+            state.pool,
+            user_id=caller.user_id,
+            action=action,
+            target_type=TARGET,
+            target_id=source_id or sandbox_id,
+        ),
+        _watching(state, caller, sandbox_id, wait) as watcher,
+    ):
+        async with state.pool.acquire() as conn, conn.transaction():
+            version, new = await plan(conn, sandbox_id, command.id)
+            await _check_quota(state, conn, caller, version)
+            await repository.insert_sandbox(conn, new)
+            await _audit_success(conn, caller, action, new)
+        await _send(state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id))
+        return Outcome(201, await _settle(state, caller, sandbox_id, watcher, wait))
+
+
+async def act(
+    state: AppState, caller: Caller, sandbox_id: uuid.UUID, verb: Verb, wait: float | None
+) -> Outcome:
+    """start | stop | restart | destroy, by the state machine of `sbx_common.status`:
+    forbidden -> 409 `INVALID_STATE` (nothing published); start on running and stop on stopped
+    -> 200 with the sandbox as it is; else record + publish -> 202 in the transitional status."""
+    action = f"sandbox.{verb.value}"
+    async with (
+        audit.failures(
+            state.pool, user_id=caller.user_id, action=action, target_type=TARGET, target_id=sandbox_id
+        ),
+        _watching(state, caller, sandbox_id, wait) as watcher,
+    ):
+        async with state.pool.acquire() as conn, conn.transaction():
+            if not await repository.lock_sandbox(conn, sandbox_id, caller.user_id):
+                raise NotFound("No such sandbox.")
+            current = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
+            status = Status(current["status"])
+            if NO_OP.get(verb) == status:
+                await audit.record(
+                    conn,
+                    user_id=caller.user_id,
+                    action=action,
+                    target_type=TARGET,
+                    target_id=sandbox_id,
+                    outcome=AuditOutcome.SUCCESS,
+                    details={"from": status.value, "noOp": True},
+                )
+                return Outcome(200, current)
+            if not is_allowed(verb, status):
+                raise InvalidState(
+                    f"Cannot {verb.value} a sandbox that is {status.value}.",
+                    details={"status": status.value, "action": verb.value},
+                )
+            command = _command(verb, sandbox_id, caller)
+            previous = (current["last_command_id"], current["last_command_verb"], current["last_command_at"])
+            await repository.record_command(conn, sandbox_id, command.id, verb.value)
+            await audit.record(
+                conn,
+                user_id=caller.user_id,
+                action=action,
+                target_type=TARGET,
+                target_id=sandbox_id,
+                outcome=AuditOutcome.SUCCESS,
+                details={"from": status.value, "commandId": str(command.id)},
+            )
+        await _send(
+            state,
+            command,
+            withdraw=lambda c: repository.withdraw_command(c, sandbox_id, command.id, previous),
+        )
+        return Outcome(202, await _settle(state, caller, sandbox_id, watcher, wait))
+
+
+async def _audit_success(
+    conn: asyncpg.Connection, caller: Caller, action: str, new: repository.NewSandbox
+) -> None:
+    details: dict[str, Any] = {
+        "environmentId": str(new.environment_id),
+        "environmentVersion": new.environment_version,
+        "commandId": str(new.command_id),
+    }
+    if new.replicated_from is not None:
+        details["replicatedFrom"] = str(new.replicated_from)
+    await audit.record(
+        conn,
+        user_id=caller.user_id,
+        action=action,
+        target_type=TARGET,
+        target_id=new.id,
+        outcome=AuditOutcome.SUCCESS,
+        details=details,
+    )
+
+
+def _command(verb: Verb, sandbox_id: uuid.UUID, caller: Caller) -> SandboxCommand:
+    return SandboxCommand(
+        verb=verb, sandbox_id=sandbox_id, owner_id=caller.user_id, trace_id=trace_id_var.get()
+    )
+
+
+async def _check_quota(
+    state: AppState, conn: asyncpg.Connection, caller: Caller, version: environments.EnvironmentVersion
+) -> None:
+    """Sandboxes not terminal, and their CPU and memory totals, per user (429 `QUOTA_EXCEEDED`)."""
+    settings = state.settings
+    await repository.lock_owner_quota(conn, caller.user_id)
+    usage = await repository.usage_of(conn, caller.user_id)
+    if usage.sandboxes >= settings.max_sandboxes_per_user:
+        raise QuotaExceeded(
+            f"Sandbox quota reached: {usage.sandboxes} of {settings.max_sandboxes_per_user} sandboxes"
+            " that are not destroyed; destroy one first.",
+            details={"quota": "sandboxes", "limit": settings.max_sandboxes_per_user, "used": usage.sandboxes},
+        )
+    if usage.cpu + version.cpu > settings.max_cpu_per_user + 1e-9:
+        raise QuotaExceeded(
+            f"CPU quota exceeded: this sandbox needs {version.cpu:g} cores and {usage.cpu:g} of"
+            f" {settings.max_cpu_per_user:g} are in use.",
+            details={
+                "quota": "cpu",
+                "limit": settings.max_cpu_per_user,
+                "used": usage.cpu,
+                "requested": version.cpu,
+            },
+        )
+    if usage.memory_mib + version.memory_mib > settings.max_memory_per_user:
+        raise QuotaExceeded(
+            f"Memory quota exceeded: this sandbox needs {version.memory_mib} MiB and {usage.memory_mib} of"
+            f" {settings.max_memory_per_user} MiB are in use.",
+            details={
+                "quota": "memory",
+                "limit": settings.max_memory_per_user,
+                "used": usage.memory_mib,
+                "requested": version.memory_mib,
+            },
+        )
+
+
+@asynccontextmanager
+async def _watching(
+    state: AppState, caller: Caller, sandbox_id: uuid.UUID, wait: float | None
+) -> AsyncIterator[SettleWatcher | None]:
+    """Subscribe to the sandbox's events before anything is published (only with ?wait)."""
+    if wait is None:
+        yield None
+        return
+    try:
+        watcher = await SettleWatcher.subscribe(state.nc, caller.user_id, sandbox_id)
+    except nats.errors.Error as exc:
+        raise Unavailable("The message bus is unavailable; nothing was changed.") from exc
+    try:
+        yield watcher
+    finally:
+        await watcher.close()
+
+
+async def _send(state: AppState, command: SandboxCommand, withdraw: Any) -> None:
+    """Publish the recorded command; if that fails, take the change back and answer 503."""
+    try:
+        await commands.publish(state.js, command)
+    except commands.PublishFailed:
+        try:
+            async with state.pool.acquire() as conn:
+                withdrawn = await withdraw(conn)
+        except (asyncpg.PostgresError, OSError):
+            logger.warning("command recorded but not published; the reaper will re-publish it")
+            raise Unavailable(
+                "The message bus is unavailable; the request is recorded and will be carried out later."
+            ) from None
+        if withdrawn:
+            raise Unavailable("The message bus is unavailable; nothing was changed.") from None
+        # The orchestrator took the command up: it did arrive after all.
+
+
+async def _settle(
+    state: AppState, caller: Caller, sandbox_id: uuid.UUID, watcher: SettleWatcher | None, wait: float | None
+) -> Any:
+    async def read() -> Any:
+        async with state.pool.acquire() as conn:
+            return await repository.get_sandbox(conn, sandbox_id, caller.user_id)
+
+    if watcher is None or wait is None:
+        return await read()
+    return await watcher.until_settled(read, wait)

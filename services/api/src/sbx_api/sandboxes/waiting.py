@@ -1,0 +1,99 @@
+"""`?wait=true`: follow a sandbox's events until it settles, instead of polling the database.
+
+The subscription to `sbx.evt.<owner>.<sandbox>.*` (core NATS) is made before the command is
+published. NATS handles one connection's protocol messages in order, so the server knows the
+subscription before it routes the command, and no event caused by the command can be missed.
+Each event triggers one re-read of `sandbox_view`, which stays the single source of the status.
+
+Two safety nets, neither a polling loop: when an event says "settled" but the view does not show
+it yet (the orchestrator's write not yet visible), the view is re-read a few times with a short
+back-off; and if no event arrives for `QUIET_REREAD_SECONDS` (core NATS is at-most-once, e.g.
+across a reconnect), the view is read once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from sbx_common import subjects
+from sbx_common.status import SETTLED
+
+QUIET_REREAD_SECONDS = 2.0
+_SETTLED_VALUES = frozenset(s.value for s in SETTLED)
+_CATCH_UP_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+
+Reader = Callable[[], Awaitable[Any]]
+
+
+def is_settled(row: Any) -> bool:
+    return row is not None and row["status"] in _SETTLED_VALUES
+
+
+class SettleWatcher:
+    """`subscribe()` before acting; then `until_settled()` returns the row once it settles."""
+
+    def __init__(self, subject: str) -> None:
+        self._subject = subject
+        self._sub: Subscription | None = None
+        self._signal = asyncio.Event()
+        self._settled_event_seen = False
+
+    @classmethod
+    async def subscribe(cls, nc: NatsClient, owner_id: uuid.UUID, sandbox_id: uuid.UUID) -> SettleWatcher:
+        watcher = cls(subjects.events_of_sandbox(owner_id, sandbox_id))
+        watcher._sub = await nc.subscribe(watcher._subject, cb=watcher._on_event)
+        return watcher
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            # On a closed connection there is nothing left to unsubscribe from.
+            with contextlib.suppress(nats.errors.Error):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_event(self, msg: Msg) -> None:
+        status = msg.subject.rsplit(".", 1)[-1]
+        if status in _SETTLED_VALUES:
+            self._settled_event_seen = True
+        self._signal.set()
+
+    async def until_settled(self, read: Reader, seconds: float) -> Any:
+        """Re-read on every event until the row shows a settled status or `seconds` pass;
+        return the last row read."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        self._signal.clear()  # before each read: an event during the read is not lost
+        row = await read()
+        while not is_settled(row):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._signal.wait(), min(remaining, QUIET_REREAD_SECONDS))
+            self._signal.clear()
+            row = await read()
+            if not is_settled(row) and self._settled_event_seen:
+                row = await self._catch_up(read, deadline)
+        return row
+
+    async def _catch_up(self, read: Reader, deadline: float) -> Any:
+        """An event said "settled" before the view shows it: re-read briefly with back-off."""
+        self._settled_event_seen = False
+        loop = asyncio.get_running_loop()
+        row = None
+        for delay in _CATCH_UP_DELAYS:
+            if loop.time() + delay > deadline:
+                break
+            await asyncio.sleep(delay)
+            row = await read()
+            if is_settled(row):
+                return row
+        return row if row is not None else await read()

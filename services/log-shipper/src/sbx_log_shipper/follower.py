@@ -1,0 +1,225 @@
+"""Following one sandbox container's logs: read, number, store in batches, publish.
+
+Reading and storing overlap: while one batch is being written, the next accumulates, so under
+load batches grow by themselves (group commit) and an idle sandbox's single line is written at
+once. Lines read but not yet stored are bounded; past the bound, reading from Docker pauses
+(Docker keeps the lines in its log file, so nothing is lost, only delayed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+from nats.js import JetStreamContext
+from prometheus_client import Counter
+from sbx_common.labels import INSTANCE
+from sbx_common.messages import LogLine
+
+from sbx_log_shipper.docker_engine import ContainerNotFound, DockerEngine, DockerError
+from sbx_log_shipper.frames import FrameDecoder, LineParser, RawLine, TtyDecoder
+from sbx_log_shipper.publisher import SandboxPublisher
+from sbx_log_shipper.store import LogStore, Record
+
+logger = logging.getLogger(__name__)
+
+LINES_STORED = Counter("log_shipper_lines_stored_total", "Log lines stored in PostgreSQL")
+STORE_RETRIES = Counter("log_shipper_store_retries_total", "Failed attempts to store a batch of log lines")
+
+
+@dataclass(frozen=True)
+class FollowSettings:
+    instance: str
+    max_line_bytes: int
+    batch_max_lines: int
+    batch_linger_seconds: float
+    max_pending_lines: int
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every follower uses."""
+
+    docker: DockerEngine
+    store: LogStore
+    js: JetStreamContext
+    max_payload: int
+    settings: FollowSettings
+
+
+class Batcher:
+    """Lines of one sandbox on their way to PostgreSQL and then to SBX_LOG."""
+
+    def __init__(
+        self, shared: Shared, sandbox_id: uuid.UUID, publisher: SandboxPublisher, next_seq: int
+    ) -> None:
+        self.shared = shared
+        self.sandbox_id = sandbox_id
+        self.publisher = publisher
+        self.next_seq = next_seq
+        self._pending: list[RawLine] = []
+        self._has_lines = asyncio.Event()
+        self._has_room = asyncio.Event()
+        self._has_room.set()
+        self._closing = False
+        self._pruned_upto = 0
+        self._task = asyncio.create_task(self._run(), name=f"store-{sandbox_id}")
+
+    def _log_extra(self, exc: BaseException) -> dict[str, str]:
+        return {"sandboxId": str(self.sandbox_id), "error": repr(exc)}
+
+    async def add(self, lines: list[RawLine]) -> None:
+        if not lines:
+            return
+        self._pending.extend(lines)
+        self._has_lines.set()
+        if len(self._pending) >= self.shared.settings.max_pending_lines:
+            self._has_room.clear()
+            await self._has_room.wait()
+
+    async def close(self) -> None:
+        """Store what is pending, then stop."""
+        self._closing = True
+        self._has_lines.set()
+        await self._task
+
+    async def abort(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        settings = self.shared.settings
+        while True:
+            await self._has_lines.wait()
+            if not self._pending:
+                if self._closing:
+                    return
+                self._has_lines.clear()
+                continue
+            small = len(self._pending) < settings.batch_max_lines
+            if settings.batch_linger_seconds and small and not self._closing:
+                await asyncio.sleep(settings.batch_linger_seconds)
+            batch = self._pending[: settings.batch_max_lines]
+            del self._pending[: settings.batch_max_lines]
+            if len(self._pending) < settings.max_pending_lines:
+                self._has_room.set()
+            await self._store(batch)
+
+    async def _store(self, batch: list[RawLine]) -> None:
+        first = self.next_seq
+        records: list[Record] = [
+            (self.sandbox_id, first + i, line.stream, line.text, line.ts) for i, line in enumerate(batch)
+        ]
+        last_seq = first + len(batch) - 1
+        store = self.shared.store
+        delay = 0.1
+        while True:
+            try:
+                await store.append(self.sandbox_id, records, batch[-1].ts_raw)
+                break
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                STORE_RETRIES.inc()
+                logger.warning("storing log lines failed; retrying", extra=self._log_extra(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                # The commit may have happened before the connection broke: never store twice.
+                try:
+                    if await store.last_seq(self.sandbox_id) >= last_seq:
+                        break
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                    continue
+        self.next_seq = last_seq + 1
+        LINES_STORED.inc(len(records))
+        self.publisher.submit(
+            [
+                LogLine.model_construct(seq=seq, stream=stream, text=text, timestamp=ts)
+                for _, seq, stream, text, ts in records
+            ]
+        )
+        if last_seq - max(self._pruned_upto, 0) >= store.retention_lines + store.prune_slack:
+            try:
+                await store.prune(self.sandbox_id, last_seq)
+                self._pruned_upto = last_seq - store.retention_lines
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                logger.warning("pruning old log lines failed", extra=self._log_extra(exc))
+
+
+class Follower:
+    """Follows one sandbox's container for as long as it runs (and again when it restarts)."""
+
+    def __init__(
+        self, shared: Shared, sandbox_id: uuid.UUID, container: str, on_exit: Callable[[Follower], None]
+    ) -> None:
+        self.shared = shared
+        self.sandbox_id = sandbox_id
+        self.container = container
+        self._on_exit = on_exit
+        self._poked = False
+        self.publisher = SandboxPublisher(shared.js, sandbox_id, shared.max_payload)
+        self.task = asyncio.create_task(self._run(), name=f"follow-{sandbox_id}")
+
+    def _log_extra(self, exc: BaseException) -> dict[str, str]:
+        return {"sandboxId": str(self.sandbox_id), "error": repr(exc)}
+
+    def poke(self) -> None:
+        """The container (re)started: make sure it is followed again once the current stream ends."""
+        self._poked = True
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.publisher.close()
+
+    async def _run(self) -> None:
+        delay = 0.5
+        try:
+            while True:
+                self._poked = False
+                try:
+                    running = await self._follow()
+                    delay = 0.5
+                except ContainerNotFound:
+                    running = False
+                except (DockerError, OSError) as exc:
+                    logger.warning("following logs failed; retrying", extra=self._log_extra(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                # No await between this check and leaving: a poke cannot fall in between.
+                if not running and not self._poked:
+                    break
+            await self.publisher.drain(5.0)
+        finally:
+            self._on_exit(self)
+
+    async def _follow(self) -> bool:
+        """Follow the log stream until it ends; returns whether the container still runs."""
+        docker = self.shared.docker
+        info = await docker.inspect(self.container)
+        labels = info.get("Config", {}).get("Labels") or {}
+        if labels.get(INSTANCE) != self.shared.settings.instance:
+            return False
+        tty = bool(info.get("Config", {}).get("Tty"))
+        resume = await self.shared.store.resume_point(self.sandbox_id)
+        decoder: FrameDecoder | TtyDecoder = TtyDecoder() if tty else FrameDecoder()
+        parser = LineParser(self.shared.settings.max_line_bytes)
+        skip = resume.skip
+        batcher = Batcher(self.shared, self.sandbox_id, self.publisher, resume.next_seq)
+        try:
+            async for chunk in docker.logs(self.container, resume.since):
+                lines = parser.parse(decoder.feed(chunk))
+                if skip:
+                    dropped = min(skip, len(lines))
+                    skip -= dropped
+                    lines = lines[dropped:]
+                await batcher.add(lines)
+        except BaseException:
+            await batcher.abort()
+            raise
+        await batcher.close()
+        state = (await docker.inspect(self.container)).get("State", {})
+        return bool(state.get("Running"))

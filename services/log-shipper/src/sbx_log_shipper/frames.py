@@ -1,0 +1,176 @@
+"""Pure decoders for Docker's log stream: HTTP chunked encoding, multiplexed frames, lines.
+
+Docker answers `GET /containers/<id>/logs?timestamps=1` with one frame per log message:
+an 8-byte header (stream 1 = stdout, 2 = stderr; payload length) and
+`<RFC 3339 nano timestamp> <text>`, the text ending with a newline unless Docker split a long
+line (its own limit is 16 KiB; the pieces share the first piece's timestamp). A TTY container's
+stream has no frame headers and everything is stdout.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+_HEADER = struct.Struct(">BxxxL")
+STDOUT, STDERR = 1, 2
+StreamName = Literal["stdout", "stderr"]
+STREAM_NAMES: dict[int, StreamName] = {STDOUT: "stdout", STDERR: "stderr"}
+
+
+class ChunkedDecoder:
+    """Incremental decoder of HTTP/1.1 chunked transfer encoding."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._remaining = 0  # bytes of the current chunk still to come
+        self._after_chunk = False  # the CRLF after a chunk's data is pending
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        buffer = self._buffer + data if self._buffer else data
+        out: list[bytes] = []
+        pos, end = 0, len(buffer)
+        while pos < end and not self.done:
+            if self._remaining:
+                take = min(self._remaining, end - pos)
+                out.append(buffer[pos : pos + take])
+                pos += take
+                self._remaining -= take
+                self._after_chunk = self._remaining == 0
+                continue
+            if self._after_chunk:
+                if end - pos < 2:
+                    break
+                pos += 2
+                self._after_chunk = False
+                continue
+            eol = buffer.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            size = int(buffer[pos:eol].split(b";", 1)[0], 16)
+            pos = eol + 2
+            if size == 0:
+                self.done = True
+            self._remaining = size
+        self._buffer = buffer[pos:]
+        return b"".join(out)
+
+
+class FrameDecoder:
+    """Incremental decoder of Docker's multiplexed stream into (stream, payload) frames."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        buffer = self._buffer + data if self._buffer else data
+        frames: list[tuple[int, bytes]] = []
+        pos, end = 0, len(buffer)
+        unpack = _HEADER.unpack_from
+        while end - pos >= 8:
+            stream, size = unpack(buffer, pos)
+            if end - pos - 8 < size:
+                break
+            frames.append((stream, buffer[pos + 8 : pos + 8 + size]))
+            pos += 8 + size
+        self._buffer = buffer[pos:]
+        return frames
+
+
+class TtyDecoder:
+    """A TTY container's stream: `<timestamp> <text>\\n` entries, all stdout."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
+        return [(STDOUT, line + b"\n") for line in lines]
+
+
+@dataclass(frozen=True, slots=True)
+class RawLine:
+    """One line as Docker gave it (before numbering)."""
+
+    stream: StreamName
+    text: str
+    ts: datetime  # microsecond precision (PostgreSQL's)
+    ts_raw: str  # Docker's own text, nanosecond precision
+
+
+def parse_timestamp(raw: str) -> datetime:
+    """Docker's RFC 3339 timestamp (up to nanoseconds) to a UTC datetime, truncated to microseconds."""
+    body = raw.rstrip("Z")
+    seconds, _, fraction = body.partition(".")
+    micros = int((fraction + "000000")[:6]) if fraction else 0
+    base = datetime.fromisoformat(seconds[:19]).replace(tzinfo=UTC)
+    return base.replace(microsecond=micros)
+
+
+def split_text(data: bytes, max_bytes: int) -> list[bytes]:
+    """Split `data` into pieces of at most `max_bytes`, never inside a UTF-8 character."""
+    if len(data) <= max_bytes:
+        return [data]
+    pieces: list[bytes] = []
+    start = 0
+    while len(data) - start > max_bytes:
+        cut = start + max_bytes
+        # A piece must not start with a UTF-8 continuation byte (10xxxxxx): step back over
+        # at most 3 of them (more means the bytes are not UTF-8 anyway).
+        adjusted = cut
+        while adjusted > cut - 3 and (data[adjusted] & 0xC0) == 0x80:
+            adjusted -= 1
+        if (data[adjusted] & 0xC0) != 0x80 and adjusted > start:
+            cut = adjusted
+        pieces.append(data[start:cut])
+        start = cut
+    pieces.append(data[start:])
+    return pieces
+
+
+def decode_text(data: bytes) -> str:
+    """Bytes to storable text: invalid UTF-8 replaced, NULs (refused by PostgreSQL) removed."""
+    text = data.decode("utf-8", "replace")
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+class LineParser:
+    """Turns (stream, payload) frames into RawLines: timestamp split off, long text split."""
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self.max_line_bytes = max_line_bytes
+        self._last_ts_raw = ""
+        self._last_ts = datetime.fromtimestamp(0, UTC)
+
+    def parse(self, frames: list[tuple[int, bytes]]) -> list[RawLine]:
+        lines: list[RawLine] = []
+        for stream_id, payload in frames:
+            stream = STREAM_NAMES.get(stream_id)
+            if stream is None:  # stdin echo or a daemon error frame: not the container's output
+                continue
+            space = payload.find(b" ")
+            if space < 0:
+                continue
+            ts_raw = payload[:space].decode("ascii", "replace")
+            if ts_raw != self._last_ts_raw:
+                self._last_ts = parse_timestamp(ts_raw)
+                self._last_ts_raw = ts_raw
+            text = payload[space + 1 :]
+            if text.endswith(b"\n"):
+                text = text[:-1]
+                if text.endswith(b"\r"):
+                    text = text[:-1]
+            for piece in split_text(text, self.max_line_bytes):
+                lines.append(RawLine(stream, decode_text(piece), self._last_ts, ts_raw))
+        return lines
+
+
+def docker_since(ts: datetime) -> str:
+    """A datetime as Docker's `since` parameter (`<unix seconds>.<nanoseconds>`)."""
+    delta = ts - datetime.fromtimestamp(0, UTC)
+    seconds = delta.days * 86400 + delta.seconds
+    return f"{seconds}.{delta.microseconds * 1000:09d}"

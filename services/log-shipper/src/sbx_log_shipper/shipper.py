@@ -1,0 +1,157 @@
+"""The log shipper: which containers to follow, and when.
+
+A container is followed when its `running` event arrives (durable consumer
+`log-shipper__events` on SBX_EVT, so events sent while the shipper was down still arrive), at
+start-up for every container of this instance that already runs, and by a periodic rescan
+that catches anything else (a Docker restart, an event whose container lives on another node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+import asyncpg
+from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from prometheus_client import Gauge
+from pydantic import ValidationError
+from sbx_common import db, labels, subjects
+from sbx_common.messages import SandboxEvent
+from sbx_common.status import Status
+from sbx_common.topology import STREAM_EVT
+
+from sbx_log_shipper.config import LogShipperSettings
+from sbx_log_shipper.docker_engine import DockerEngine, DockerError
+from sbx_log_shipper.follower import Follower, FollowSettings, Shared
+from sbx_log_shipper.store import LogStore
+
+logger = logging.getLogger(__name__)
+
+CONSUMER = "log-shipper__events"
+FOLLOWED = Gauge("log_shipper_containers_followed", "Sandbox containers whose logs are being followed")
+EVENTS_PENDING = Gauge("log_shipper_events_pending", "Events not yet delivered to the log shipper's consumer")
+
+
+class LogShipper:
+    """The worker run by `sbx_common.worker.run_worker`."""
+
+    def __init__(self, settings: LogShipperSettings) -> None:
+        self.settings = settings
+        self.docker = DockerEngine(settings.docker_host)
+        self.followers: dict[uuid.UUID, Follower] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pool: asyncpg.Pool | None = None
+        self._shared: Shared | None = None
+
+    async def start(self, nc: NatsClient) -> None:
+        settings = self.settings
+        self._pool = await db.create_pool(settings.database_url.get_secret_value(), max_size=8)
+        js = nc.jetstream()
+        self._shared = Shared(
+            docker=self.docker,
+            store=LogStore(self._pool, settings.log_retention_lines),
+            js=js,
+            max_payload=nc.max_payload,
+            settings=FollowSettings(
+                instance=settings.instance,
+                max_line_bytes=settings.log_max_line_bytes,
+                batch_max_lines=settings.log_batch_max_lines,
+                batch_linger_seconds=settings.log_batch_linger_seconds,
+                max_pending_lines=settings.log_max_pending_lines,
+            ),
+        )
+        subscription = await js.pull_subscribe(
+            subjects.event("*", "*", Status.RUNNING.value),
+            durable=CONSUMER,
+            stream=STREAM_EVT,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30,
+                max_deliver=5,
+                deliver_policy=DeliverPolicy.NEW,  # containers running before are found by the scan
+            ),
+        )
+        self._tasks = [
+            asyncio.create_task(self._consume_events(subscription), name="running-events"),
+            asyncio.create_task(self._rescan_forever(), name="rescan"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(f.stop() for f in list(self.followers.values())), return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def checks(self) -> dict[str, bool]:
+        database = False
+        if self._pool is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                async with self._pool.acquire(timeout=2) as conn:
+                    database = await conn.fetchval("SELECT 1") == 1
+        return {"docker": await self.docker.ping(), "database": database}
+
+    def follow(self, sandbox_id: uuid.UUID) -> None:
+        """Follow the sandbox's container (once; a repeat makes the current follower look again)."""
+        assert self._shared is not None
+        follower = self.followers.get(sandbox_id)
+        if follower is not None:
+            follower.poke()
+            return
+        self.followers[sandbox_id] = Follower(
+            self._shared, sandbox_id, labels.container_name(sandbox_id), self._forget
+        )
+        FOLLOWED.set(len(self.followers))
+
+    def _forget(self, follower: Follower) -> None:
+        if self.followers.get(follower.sandbox_id) is follower:
+            del self.followers[follower.sandbox_id]
+        FOLLOWED.set(len(self.followers))
+
+    async def _consume_events(self, subscription: JetStreamContext.PullSubscription) -> None:
+        while True:
+            try:
+                messages = await subscription.fetch(batch=100, timeout=5)
+            except TimeoutError:
+                continue
+            except NatsError as exc:
+                logger.warning("fetching events failed", extra={"error": repr(exc)})
+                await asyncio.sleep(1)
+                continue
+            for message in messages:
+                try:
+                    event = SandboxEvent.model_validate_json(message.data)
+                except ValidationError:
+                    logger.warning("ignoring a malformed event", extra={"subject": message.subject})
+                else:
+                    self.follow(event.sandbox_id)
+                with contextlib.suppress(NatsError, TimeoutError):
+                    await message.ack()
+            with contextlib.suppress(NatsError, TimeoutError):
+                info = await subscription.consumer_info()
+                EVENTS_PENDING.set(info.num_pending or 0)
+
+    async def _rescan_forever(self) -> None:
+        while True:
+            try:
+                await self.rescan()
+            except DockerError as exc:
+                logger.warning("listing running containers failed", extra={"error": repr(exc)})
+            await asyncio.sleep(self.settings.log_rescan_seconds)
+
+    async def rescan(self) -> None:
+        wanted = {labels.INSTANCE: self.settings.instance, labels.PLATFORM: labels.PLATFORM_VALUE}
+        for container in await self.docker.running_containers(wanted):
+            value = (container.get("Labels") or {}).get(labels.SANDBOX_ID)
+            try:
+                sandbox_id = uuid.UUID(value)
+            except (TypeError, ValueError):
+                continue
+            if sandbox_id not in self.followers:
+                self.follow(sandbox_id)

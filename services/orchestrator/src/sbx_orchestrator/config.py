@@ -1,0 +1,68 @@
+"""Settings of the orchestrator (`SBX_*` variables, see `.env.example`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from sbx_common.settings import CryptoSettings
+
+
+class OrchestratorSettings(CryptoSettings):
+    """Where Docker is, how commands are consumed and retried, and how containers are limited."""
+
+    # --- commands (JetStream consumer `orchestrator__commands` on SBX_CMD) ---
+    # Seconds JetStream waits for an ack before redelivering. A command being handled sends a
+    # progress ack every third of it, so long Docker operations are never redelivered while they
+    # run; a crashed orchestrator's commands come back after this delay.
+    command_ack_wait: float = Field(default=10.0, ge=1.0)
+    # Deliveries of one command before it is given up: the sandbox becomes `failed` and the
+    # command goes to SBX_DLQ.
+    command_max_deliver: int = Field(default=5, ge=1)
+    # Delay before each retry of a failed attempt (a negative ack with this delay); the last value
+    # is reused once the list runs out.
+    command_retry_delays: list[float] = Field(default=[1.0, 3.0, 10.0, 30.0], min_length=1)
+    # Commands handled at once (different sandboxes in parallel; one sandbox's commands in turn).
+    command_concurrency: int = Field(default=32, ge=1)
+    # On SIGTERM: how long commands already under way may take to finish.
+    shutdown_timeout: float = Field(default=10.0, ge=0)
+
+    # --- containers ---
+    sandbox_pids_limit: int = Field(default=256, ge=16)
+    # Host address the sandboxes' ports are published on (their URLs use `public_host`).
+    port_bind_host: str = "0.0.0.0"
+    # Grace period of a stop before Docker kills the container.
+    stop_timeout: int = Field(default=10, ge=0)
+    # How long a container with a HEALTHCHECK may take to become healthy.
+    health_timeout: float = Field(default=120.0, gt=0)
+    # Run an init process (docker-init) as PID 1: signals reach the command, zombies are reaped.
+    container_init: bool = True
+    # Docker's json-file log rotation per container.
+    container_log_max_size: str = "20m"
+    container_log_max_files: int = Field(default=3, ge=1)
+
+    # --- Docker engine ---
+    docker_host: str | None = None  # unset: DOCKER_HOST or the local socket
+    # Seconds one Docker API call may take (stop and restart add their grace period).
+    docker_timeout: float = Field(default=60.0, gt=0)
+    docker_threads: int = Field(default=16, ge=1)
+    # A pull streams for as long as the download lasts, so it has its own limit.
+    image_pull_timeout: float = Field(default=300.0, gt=0)
+
+    # --- exec ---
+    exec_threads: int = Field(default=64, ge=1)
+    exec_output_limit: int = Field(default=1024 * 1024, ge=1024)  # bytes kept per stream
+    exec_max_timeout: float = Field(default=3600.0, gt=0)
+
+    # How often the consumer's pending count is read for /metrics.
+    consumer_metrics_interval: float = Field(default=5.0, gt=0)
+
+    @field_validator("command_retry_delays")
+    @classmethod
+    def _non_negative(cls, delays: list[float]) -> list[float]:
+        if any(delay < 0 for delay in delays):
+            raise ValueError("retry delays must not be negative")
+        return delays
+
+    def retry_delay(self, deliveries: int) -> float:
+        """Delay before the next attempt, after `deliveries` attempts have failed."""
+        index = min(max(deliveries, 1), len(self.command_retry_delays)) - 1
+        return self.command_retry_delays[index]

@@ -1,0 +1,122 @@
+"""What a sandbox's container looks like, and what Docker's inspect output says about it.
+
+`container_spec` is the single place that decides how a sandbox container is configured: the
+environment's image, command and limits, the hardening every container gets, its labels, its
+environment variables and its published ports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sbx_common import labels
+
+from sbx_orchestrator.config import OrchestratorSettings
+from sbx_orchestrator.repository import SandboxRecord
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Arguments of Docker's create call (`host` goes into the host config)."""
+
+    name: str
+    image: str
+    command: list[str] | None
+    environment: dict[str, str]
+    labels: dict[str, str]
+    ports: list[int]
+    host: dict[str, Any] = field(default_factory=dict)
+
+
+def container_labels(sandbox: SandboxRecord, instance: str) -> dict[str, str]:
+    return {
+        labels.PLATFORM: labels.PLATFORM_VALUE,
+        labels.INSTANCE: instance,
+        labels.SANDBOX_ID: str(sandbox.id),
+        labels.OWNER_ID: str(sandbox.owner_id),
+    }
+
+
+def container_spec(
+    sandbox: SandboxRecord, secrets: dict[str, str], settings: OrchestratorSettings
+) -> ContainerSpec:
+    """The hardened container of a sandbox. Secrets win over plain variables of the same name."""
+    memory = sandbox.memory_mib * MIB
+    host: dict[str, Any] = {
+        "nano_cpus": round(sandbox.cpu * 1e9),
+        "mem_limit": memory,
+        "memswap_limit": memory,  # the same as memory: no swap
+        "pids_limit": settings.sandbox_pids_limit,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "privileged": False,
+        "binds": None,
+        "mounts": None,
+        "init": settings.container_init,
+        "port_bindings": {
+            port.container: {"HostIp": settings.port_bind_host, "HostPort": str(port.host or "")}
+            for port in sandbox.ports
+        },
+        "log_config": {
+            "Type": "json-file",
+            "Config": {
+                "max-size": settings.container_log_max_size,
+                "max-file": str(settings.container_log_max_files),
+            },
+        },
+    }
+    return ContainerSpec(
+        name=labels.container_name(sandbox.id),
+        image=sandbox.image,
+        command=sandbox.command,
+        environment={**sandbox.env, **secrets},
+        labels=container_labels(sandbox, settings.instance),
+        ports=[port.container for port in sandbox.ports],
+        host=host,
+    )
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """The parts of `docker inspect` the orchestrator acts on."""
+
+    id: str
+    running: bool
+    exit_code: int
+    oom_killed: bool
+    health: str | None  # "starting" | "healthy" | "unhealthy", None without a HEALTHCHECK
+
+    @property
+    def exit_reason(self) -> str:
+        reason = f"exited with code {self.exit_code}"
+        return f"{reason} (out of memory)" if self.oom_killed else reason
+
+
+def read_state(info: dict[str, Any]) -> ContainerState:
+    state = info.get("State") or {}
+    health = state.get("Health") or {}
+    return ContainerState(
+        id=str(info["Id"]),
+        running=bool(state.get("Running")) and not bool(state.get("Paused")),
+        exit_code=int(state.get("ExitCode") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        health=health.get("Status") or None,
+    )
+
+
+def read_endpoints(info: dict[str, Any], public_host: str) -> list[dict[str, Any]]:
+    """`[{containerPort, hostPort, url}]` from the ports Docker really published."""
+    published = (info.get("NetworkSettings") or {}).get("Ports") or {}
+    endpoints = []
+    for key, bindings in published.items():
+        port, _, protocol = key.partition("/")
+        if protocol != "tcp" or not bindings:
+            continue
+        host_port = int(bindings[0]["HostPort"])
+        endpoints.append(
+            {"containerPort": int(port), "hostPort": host_port, "url": f"http://{public_host}:{host_port}"}
+        )
+    return sorted(endpoints, key=lambda e: e["containerPort"])

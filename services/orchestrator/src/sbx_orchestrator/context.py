@@ -1,0 +1,71 @@
+"""What the orchestrator's components share, opened at start-up and closed at shutdown.
+
+A component is anything with `start()` and `stop()` built from the context
+(`Component = factory(context)`); `main.COMPONENTS` lists them, so adding one (the terminal
+server, for instance) is one line there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from sbx_common import db
+
+from sbx_orchestrator.config import OrchestratorSettings
+from sbx_orchestrator.engine import DockerEngine
+from sbx_orchestrator.events import EventPublisher
+from sbx_orchestrator.lifecycle import Lifecycle
+from sbx_orchestrator.locks import SandboxLocks
+from sbx_orchestrator.repository import Repository
+from sbx_orchestrator.secrets import SecretOpener
+
+
+class Component(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class OrchestratorContext:
+    settings: OrchestratorSettings
+    nc: NatsClient
+    js: JetStreamContext
+    pool: asyncpg.Pool
+    repository: Repository
+    engine: DockerEngine
+    events: EventPublisher
+    locks: SandboxLocks
+    lifecycle: Lifecycle
+
+    @classmethod
+    async def open(cls, settings: OrchestratorSettings, nc: NatsClient) -> OrchestratorContext:
+        pool = await db.create_pool(settings.database_url.get_secret_value(), max_size=20)
+        js = nc.jetstream()
+        repository = Repository(pool)
+        engine = DockerEngine(settings)
+        events = EventPublisher(js)
+        lifecycle = Lifecycle(settings, repository, engine, events, SecretOpener(settings))
+        return cls(
+            settings=settings,
+            nc=nc,
+            js=js,
+            pool=pool,
+            repository=repository,
+            engine=engine,
+            events=events,
+            locks=SandboxLocks(),
+            lifecycle=lifecycle,
+        )
+
+    async def close(self) -> None:
+        await self.pool.close()
+        self.engine.close()
+
+
+ComponentFactory = Callable[[OrchestratorContext], Component]

@@ -1,0 +1,163 @@
+"""The Docker engine, through the synchronous `docker` SDK run in worker threads.
+
+Every call runs in the engine's own thread pool, so a slow Docker call never blocks the event
+loop, and failures are counted per operation in `orchestrator_docker_errors_total`. A missing
+container or image is an answer (`None` / `False`), not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import docker.utils
+from sbx_common import labels
+
+from sbx_orchestrator.config import OrchestratorSettings
+from sbx_orchestrator.containers import ContainerSpec
+from sbx_orchestrator.metrics import DOCKER_ERRORS
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PING_CACHE_SECONDS = 1.0
+PING_TIMEOUT = 2.0
+
+
+def connect_api(settings: OrchestratorSettings, pool_size: int) -> docker.APIClient:
+    """A low-level Docker client: `SBX_DOCKER_HOST`, else DOCKER_HOST / the local socket."""
+    kwargs: dict[str, Any] = dict(docker.utils.kwargs_from_env())
+    if settings.docker_host:
+        kwargs["base_url"] = settings.docker_host
+    return docker.APIClient(
+        version="auto", timeout=int(settings.docker_timeout), max_pool_size=pool_size, **kwargs
+    )
+
+
+class DockerEngine:
+    """Asynchronous facade over the Docker calls the orchestrator makes."""
+
+    def __init__(self, settings: OrchestratorSettings) -> None:
+        self.settings = settings
+        pool_size = settings.docker_threads + settings.exec_threads + 4
+        self.api = connect_api(settings, pool_size)
+        self._executor = ThreadPoolExecutor(settings.docker_threads, thread_name_prefix="docker")
+        self._ping_at = 0.0
+        self._ping_ok = False
+        self._ping_lock = asyncio.Lock()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.api.close()
+
+    async def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one SDK call in a worker thread; count it if it fails (other than "not found")."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        except docker.errors.NotFound:
+            raise
+        except Exception:
+            DOCKER_ERRORS.labels(operation).inc()
+            raise
+
+    # --- health ---
+
+    async def ping(self) -> bool:
+        """Whether the engine answers; cached for a second so health checks stay cheap."""
+        async with self._ping_lock:
+            if time.monotonic() - self._ping_at > PING_CACHE_SECONDS:
+                try:
+                    self._ping_ok = bool(
+                        await asyncio.wait_for(self.call("ping", self.api.ping), PING_TIMEOUT)
+                    )
+                except Exception as exc:
+                    logger.warning("docker ping failed", extra={"error": repr(exc)})
+                    self._ping_ok = False
+                self._ping_at = time.monotonic()
+            return self._ping_ok
+
+    # --- images ---
+
+    async def has_image(self, image: str) -> bool:
+        try:
+            await self.call("inspect_image", self.api.inspect_image, image)
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    async def pull(self, image: str) -> None:
+        # The SDK splits "repo:tag" / "repo@digest" itself; a bare name means "latest". A pull
+        # has no socket timeout (it streams), hence the overall limit.
+        await asyncio.wait_for(self.call("pull", self.api.pull, image), self.settings.image_pull_timeout)
+
+    # --- containers ---
+
+    async def inspect(self, name_or_id: str) -> dict[str, Any] | None:
+        try:
+            info: dict[str, Any] = await self.call("inspect", self.api.inspect_container, name_or_id)
+        except docker.errors.NotFound:
+            return None
+        return info
+
+    async def create(self, spec: ContainerSpec) -> str:
+        def create() -> dict[str, Any]:
+            created: dict[str, Any] = self.api.create_container(
+                spec.image,
+                command=spec.command,
+                name=spec.name,
+                environment=spec.environment,
+                labels=spec.labels,
+                ports=spec.ports or None,
+                host_config=self.api.create_host_config(**spec.host),
+                detach=True,
+            )
+            return created
+
+        return str((await self.call("create", create))["Id"])
+
+    async def start(self, container_id: str) -> None:
+        await self.call("start", self.api.start, container_id)
+
+    async def stop(self, container_id: str, grace: int) -> None:
+        """Stop (SIGTERM, then SIGKILL after `grace` seconds); a missing container is stopped."""
+        try:
+            await self.call("stop", self.api.stop, container_id, timeout=grace)
+        except docker.errors.NotFound:
+            return
+
+    async def restart(self, container_id: str, grace: int) -> None:
+        await self.call("restart", self.api.restart, container_id, timeout=grace)
+
+    async def remove(self, name_or_id: str) -> bool:
+        """Remove a container and its anonymous volumes; False when there was none."""
+        try:
+            await self.call("remove", self.api.remove_container, name_or_id, force=True, v=True)
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.APIError as exc:
+            # A removal already under way (e.g. a repeated destroy) is not an error.
+            if exc.status_code == 409 and "already in progress" in str(exc.explanation):
+                return True
+            raise
+        return True
+
+    async def instance_containers(self, instance: str) -> list[dict[str, Any]]:
+        """Every container (running or not) labelled with this installation's instance."""
+        found: list[dict[str, Any]] = await self.call(
+            "list",
+            self.api.containers,
+            all=True,
+            filters={
+                "label": [f"{labels.PLATFORM}={labels.PLATFORM_VALUE}", f"{labels.INSTANCE}={instance}"]
+            },
+        )
+        return found

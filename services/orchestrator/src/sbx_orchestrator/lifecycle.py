@@ -1,0 +1,404 @@
+"""The lifecycle verbs: what each command does to a sandbox's container, and what is recorded.
+
+Every verb converges on its goal from whatever state it finds, so a command can be repeated (a
+redelivery after a crash, a duplicate) without harm: create finds the container `sbx-<id>` and
+carries on, start on a running container and stop on a stopped one change nothing.
+
+Which commands are carried out (the caller holds the sandbox's lock):
+- a sandbox already `destroyed` or `expired`: nothing, ever again;
+- the reaper's TTL destroy (`reason == "ttl"`): always, ending `expired`;
+- an API command: only if it is the sandbox's latest (`sandboxes.last_command_id`). An older
+  command is stale and does nothing: the latest command is (or will be) delivered too, and it
+  converges from whatever state the older ones left, so skipping them never loses the user's
+  last wish, while carrying them out could undo it (a late create after a destroy);
+- the latest command already settled (`sandbox_runtime.last_command_id` is its id and the status
+  is settled): a duplicate; its settled event is published again under the same event id, so
+  JetStream drops it unless the first publication was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import docker.errors
+from sbx_common import labels
+from sbx_common.logging import redact_text
+from sbx_common.messages import SandboxCommand
+from sbx_common.status import SETTLED, TERMINAL, Status, Verb
+from sbx_common.timeutil import utcnow
+
+from sbx_orchestrator.config import OrchestratorSettings
+from sbx_orchestrator.containers import ContainerState, container_spec, read_endpoints, read_state
+from sbx_orchestrator.engine import DockerEngine
+from sbx_orchestrator.errors import SandboxFailed
+from sbx_orchestrator.events import EventPublisher
+from sbx_orchestrator.repository import Repository, RuntimeState, SandboxRecord
+from sbx_orchestrator.secrets import SecretOpener
+
+logger = logging.getLogger(__name__)
+
+REASON_TTL = "ttl"
+
+# The status recorded while a verb is under way, and the one it settles in when all goes well.
+UNDER_WAY = {
+    Verb.CREATE: Status.STARTING,
+    Verb.START: Status.STARTING,
+    Verb.RESTART: Status.RESTARTING,
+    Verb.STOP: Status.STOPPING,
+    Verb.DESTROY: Status.DESTROYING,
+}
+GOAL = {
+    Verb.CREATE: Status.RUNNING,
+    Verb.START: Status.RUNNING,
+    Verb.RESTART: Status.RUNNING,
+    Verb.STOP: Status.STOPPED,
+    Verb.DESTROY: Status.DESTROYED,
+}
+
+# Docker start errors that no retry can fix (reported as the sandbox's failure reason).
+_PERMANENT_START_ERRORS = {
+    "port is already allocated": "a host port of the environment is already in use",
+    "address already in use": "a host port of the environment is already in use",
+    "executable file not found": "the command of the environment was not found in the image",
+    "no such file or directory": "the command of the environment was not found in the image",
+    "permission denied": "the command of the environment could not be executed",
+}
+HEALTH_POLL_MAX = 0.5
+
+
+class Outcome(StrEnum):
+    """How handling a command ended (the `outcome` label of the command metrics)."""
+
+    DONE = "done"
+    FAILED = "failed"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    TERMINAL = "terminal"
+    MISSING = "missing"
+
+
+class ContainerExited(Exception):
+    """The container stopped by itself while a verb waited for it to run."""
+
+    def __init__(self, state: ContainerState) -> None:
+        super().__init__(state.exit_reason)
+        self.state = state
+
+
+@dataclass(frozen=True)
+class Job:
+    """A command being carried out on a sandbox."""
+
+    sandbox: SandboxRecord
+    command: SandboxCommand
+
+    @property
+    def expiring(self) -> bool:
+        return is_expiry(self.command)
+
+    @property
+    def name(self) -> str:
+        return labels.container_name(self.sandbox.id)
+
+
+def is_expiry(command: SandboxCommand) -> bool:
+    return command.verb is Verb.DESTROY and command.reason == REASON_TTL
+
+
+def exit_outcome(state: ContainerState) -> tuple[Status, str | None, dict[str, Any]]:
+    """A container that ended by itself: exit 0 is `stopped`, anything else `failed`."""
+    data = {"exitCode": state.exit_code}
+    if state.exit_code == 0:
+        return Status.STOPPED, None, data
+    return Status.FAILED, state.exit_reason, data
+
+
+def _docker_message(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc)[:300]
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        settings: OrchestratorSettings,
+        repository: Repository,
+        engine: DockerEngine,
+        events: EventPublisher,
+        secrets: SecretOpener,
+    ) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.engine = engine
+        self.events = events
+        self.secrets = secrets
+
+    # --- commands ---
+
+    async def handle(self, command: SandboxCommand) -> Outcome:
+        """Carry out one command (see the module docstring for which ones are carried out)."""
+        sandbox = await self.repository.load_sandbox(command.sandbox_id)
+        if sandbox is None or sandbox.owner_id != command.owner_id:
+            if sandbox is None and command.verb is Verb.DESTROY:
+                await self.engine.remove(labels.container_name(command.sandbox_id))
+            logger.warning("command for an unknown sandbox", extra={"sandboxId": str(command.sandbox_id)})
+            return Outcome.MISSING
+        runtime = sandbox.runtime
+        if runtime is not None and runtime.status in TERMINAL:
+            if runtime.last_command_id == command.id:
+                await self._announce_again(sandbox, runtime, command)
+            return Outcome.TERMINAL
+        if not is_expiry(command):
+            if command.id != sandbox.last_command_id:
+                logger.info(
+                    "stale command skipped",
+                    extra={"sandboxId": str(sandbox.id), "commandId": str(command.id), "verb": command.verb},
+                )
+                return Outcome.STALE
+            if runtime is not None and runtime.last_command_id == command.id and runtime.status in SETTLED:
+                await self._announce_again(sandbox, runtime, command)
+                return Outcome.DUPLICATE
+
+        job = Job(sandbox, command)
+        await self._record(job, UNDER_WAY[command.verb])
+        try:
+            if command.verb is Verb.DESTROY:
+                await self._destroy(job)
+            elif command.verb is Verb.STOP:
+                await self._stop(job)
+            else:
+                await self._run(job, restart=command.verb is Verb.RESTART)
+        except ContainerExited as exited:
+            status, reason, data = exit_outcome(exited.state)
+            await self._record(
+                job,
+                status,
+                reason=reason,
+                data=data,
+                exit_code=exited.state.exit_code,
+                stopped_at=utcnow(),
+                endpoints=[],
+            )
+            return Outcome.FAILED if status is Status.FAILED else Outcome.DONE
+        except SandboxFailed as failure:
+            logger.info("sandbox failed", extra={"sandboxId": str(sandbox.id), "reason": failure.reason})
+            await self._record(
+                job, Status.FAILED, reason=failure.reason, data=failure.data, exit_code=failure.exit_code
+            )
+            return Outcome.FAILED
+        return Outcome.DONE
+
+    async def give_up(self, command: SandboxCommand, deliveries: int) -> None:
+        """After a command's last delivery failed: the sandbox becomes `failed` (if still current)."""
+        # Only what is needed to record it: the full sandbox may be what keeps failing to load.
+        state = await self.repository.load_state(command.sandbox_id)
+        if state is None or state.owner_id != command.owner_id:
+            return
+        if state.runtime is not None and state.runtime.status in TERMINAL:
+            return
+        if not is_expiry(command) and command.id != state.last_command_id:
+            return
+        reason = f"{command.verb.value} failed after {deliveries} attempts"
+        fields: dict[str, Any] = {"status": Status.FAILED, "status_reason": reason}
+        if not is_expiry(command):
+            fields["last_command_id"] = command.id
+        await self.repository.write_runtime(command.sandbox_id, **fields)
+        await self.events.sandbox_event(
+            sandbox_id=command.sandbox_id,
+            owner_id=state.owner_id,
+            status=Status.FAILED,
+            reason=reason,
+            command_id=command.id,
+        )
+
+    async def _record(
+        self,
+        job: Job,
+        status: Status,
+        *,
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+        **columns: Any,
+    ) -> None:
+        """Write the runtime row, then publish the event (readers of the event see the row)."""
+        fields: dict[str, Any] = {"status": status, "status_reason": reason, **columns}
+        if not job.expiring:
+            fields["last_command_id"] = job.command.id
+        await self.repository.write_runtime(job.sandbox.id, **fields)
+        await self.events.sandbox_event(
+            sandbox_id=job.sandbox.id,
+            owner_id=job.sandbox.owner_id,
+            status=status,
+            reason=reason,
+            command_id=job.command.id,
+            data=data,
+        )
+
+    async def _announce_again(
+        self, sandbox: SandboxRecord, runtime: RuntimeState, command: SandboxCommand
+    ) -> None:
+        """Publish a settled command's event again (same id: JetStream drops it if it was sent)."""
+        if runtime.status is not GOAL[command.verb] and runtime.status is not Status.FAILED:
+            return  # the status changed since (e.g. the container exited): that has its own event
+        data: dict[str, Any] = {}
+        if runtime.status is Status.RUNNING:
+            data["endpoints"] = runtime.endpoints
+        elif runtime.exit_code is not None:
+            data["exitCode"] = runtime.exit_code
+        await self.events.sandbox_event(
+            sandbox_id=sandbox.id,
+            owner_id=sandbox.owner_id,
+            status=runtime.status,
+            reason=runtime.status_reason,
+            command_id=command.id,
+            data=data,
+        )
+
+    # --- verbs ---
+
+    async def _run(self, job: Job, *, restart: bool) -> None:
+        """create, start, restart: the container exists, runs, and is healthy if it can tell."""
+        info = await self.engine.inspect(job.name)
+        if info is None:
+            info = await self._create_container(job.sandbox)
+        state = read_state(info)
+        if restart and state.running:
+            await self.engine.restart(state.id, self.settings.stop_timeout)
+        elif not state.running:
+            await self._start(state.id)
+        info = await self._wait_until_ready(state.id)
+        endpoints = read_endpoints(info, self.settings.public_host)
+        await self._record(
+            job,
+            Status.RUNNING,
+            data={"endpoints": endpoints},
+            container_id=state.id,
+            endpoints=endpoints,
+            started_at=utcnow(),
+            stopped_at=None,
+            exit_code=None,
+        )
+
+    async def _stop(self, job: Job) -> None:
+        info = await self.engine.inspect(job.name)
+        if info is not None and read_state(info).running:
+            await self.engine.stop(str(info["Id"]), self.settings.stop_timeout)
+        await self._record(job, Status.STOPPED, endpoints=[], stopped_at=utcnow(), exit_code=None)
+
+    async def _destroy(self, job: Job) -> None:
+        info = await self.engine.inspect(job.name)
+        await self.engine.remove(job.name)
+        columns: dict[str, Any] = {"endpoints": [], "destroyed_at": utcnow()}
+        if info is not None and read_state(info).running:
+            columns["stopped_at"] = columns["destroyed_at"]
+        if job.expiring:
+            await self._record(job, Status.EXPIRED, reason=REASON_TTL, **columns)
+        else:
+            await self._record(job, Status.DESTROYED, **columns)
+
+    # --- steps ---
+
+    async def _create_container(self, sandbox: SandboxRecord) -> dict[str, Any]:
+        await self._ensure_image(sandbox.image)
+        secrets = self.secrets.open_all(
+            sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)
+        )
+        spec = container_spec(sandbox, secrets, self.settings)
+        try:
+            container_id = await self.engine.create(spec)
+        except docker.errors.ImageNotFound:
+            raise SandboxFailed("image not found") from None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # created meanwhile (a concurrent attempt): use it
+                existing = await self.engine.inspect(spec.name)
+                if existing is not None:
+                    return existing
+            if exc.status_code is not None and 400 <= exc.status_code < 500:
+                raise SandboxFailed(f"the container could not be created: {_docker_message(exc)}") from None
+            raise
+        info = await self.engine.inspect(container_id)
+        if info is None:
+            raise RuntimeError("the container vanished right after it was created")
+        return info
+
+    async def _ensure_image(self, image: str) -> None:
+        """Use the local image, else pull it once; an image that cannot be had is final."""
+        if await self.engine.has_image(image):
+            return
+        try:
+            await self.engine.pull(image)
+        except Exception as exc:
+            logger.info("image pull failed", extra={"image": image, "error": redact_text(str(exc))[:300]})
+            raise SandboxFailed("image not found") from None
+        if not await self.engine.has_image(image):
+            raise SandboxFailed("image not found")
+
+    async def _start(self, container_id: str) -> None:
+        try:
+            await self.engine.start(container_id)
+        except docker.errors.APIError as exc:
+            message = _docker_message(exc)
+            for marker, reason in _PERMANENT_START_ERRORS.items():
+                if marker in message.lower():
+                    raise SandboxFailed(reason) from None
+            if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 404:
+                raise SandboxFailed(f"the container could not be started: {message}") from None
+            raise
+
+    async def _wait_until_ready(self, container_id: str) -> dict[str, Any]:
+        """Inspect until the container runs (and, with a HEALTHCHECK, is healthy)."""
+        deadline = time.monotonic() + self.settings.health_timeout
+        delay = 0.05
+        while True:
+            info = await self.engine.inspect(container_id)
+            if info is None:
+                raise SandboxFailed("the container was removed while starting")
+            state = read_state(info)
+            if not state.running:
+                raise ContainerExited(state)
+            if state.health in (None, "healthy"):
+                return info
+            if state.health == "unhealthy" or time.monotonic() > deadline:
+                await self.engine.stop(container_id, grace=1)
+                raise SandboxFailed("unhealthy")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, HEALTH_POLL_MAX)
+
+    # --- what Docker reports ---
+
+    async def observe(self, sandbox_id: uuid.UUID) -> None:
+        """Record a running sandbox whose container ended by itself (caller holds the lock).
+
+        Exits the orchestrator caused (stop, restart, destroy) are recognised by the recorded
+        status: those commands hold the sandbox's lock and settle before this runs.
+        """
+        state = await self.repository.load_state(sandbox_id)
+        if state is None or state.runtime is None or state.runtime.status is not Status.RUNNING:
+            return
+        info = await self.engine.inspect(labels.container_name(sandbox_id))
+        status: Status = Status.FAILED
+        reason: str | None = "the container was removed outside the platform"
+        data: dict[str, Any] = {}
+        exit_code: int | None = None
+        if info is not None:
+            container = read_state(info)
+            if container.running:
+                return
+            status, reason, data = exit_outcome(container)
+            exit_code = container.exit_code
+        await self.repository.write_runtime(
+            sandbox_id,
+            status=status,
+            status_reason=reason,
+            exit_code=exit_code,
+            stopped_at=utcnow(),
+            endpoints=[],
+        )
+        await self.events.sandbox_event(
+            sandbox_id=sandbox_id, owner_id=state.owner_id, status=status, reason=reason, data=data
+        )

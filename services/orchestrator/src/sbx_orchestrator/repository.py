@@ -1,0 +1,215 @@
+"""PostgreSQL access of the orchestrator.
+
+It reads what the API wrote (the sandbox, its environment version, the encrypted secrets) and
+writes only `sandbox_runtime`, the observed state of each sandbox's container.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sbx_common.status import Status, Verb
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    container: int
+    host: int | None  # None: Docker picks a free host port
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    """The orchestrator's own record of a sandbox (its row in `sandbox_runtime`)."""
+
+    status: Status
+    status_reason: str | None
+    last_command_id: uuid.UUID | None
+    container_id: str | None
+    endpoints: list[dict[str, Any]]
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class SandboxRecord:
+    """A sandbox with its environment version: everything needed to run its container."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    environment_id: uuid.UUID
+    environment_version: int
+    image: str
+    cpu: float
+    memory_mib: int
+    ports: list[PortSpec]
+    env: dict[str, str]  # the version's env, overridden by the sandbox's (no secrets)
+    command: list[str] | None
+    last_command_id: uuid.UUID
+    last_command_verb: Verb
+    runtime: RuntimeState | None
+
+
+@dataclass(frozen=True)
+class SandboxState:
+    """The little the orchestrator needs to know about a sandbox to record what happened to it."""
+
+    owner_id: uuid.UUID
+    last_command_id: uuid.UUID
+    runtime: RuntimeState | None
+
+
+@dataclass(frozen=True)
+class SealedSecretRow:
+    key: str
+    key_id: str
+    nonce: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class ExecTarget:
+    owner_id: uuid.UUID
+    status: Status  # as the user sees it (sandbox_view)
+    container_id: str | None
+
+
+# The columns of `sandbox_runtime` the orchestrator sets; `write_runtime` accepts only these.
+RUNTIME_COLUMNS = frozenset(
+    {
+        "status",
+        "status_reason",
+        "container_id",
+        "endpoints",
+        "started_at",
+        "stopped_at",
+        "destroyed_at",
+        "exit_code",
+        "last_command_id",
+    }
+)
+
+_SANDBOX_QUERY = """
+SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
+       s.last_command_id, s.last_command_verb,
+       v.image, v.cpu, v.memory_mib, v.ports, v.env AS version_env, v.command,
+       r.status AS runtime_status, r.status_reason, r.last_command_id AS applied_command_id,
+       r.container_id, r.endpoints, r.exit_code
+FROM sandboxes s
+JOIN environment_versions v ON v.environment_id = s.environment_id AND v.version = s.environment_version
+LEFT JOIN sandbox_runtime r ON r.sandbox_id = s.id
+WHERE s.id = $1
+"""
+
+
+def _runtime(row: asyncpg.Record) -> RuntimeState | None:
+    if row["runtime_status"] is None:
+        return None
+    return RuntimeState(
+        status=Status(row["runtime_status"]),
+        status_reason=row["status_reason"],
+        last_command_id=row["applied_command_id"],
+        container_id=row["container_id"],
+        endpoints=list(row["endpoints"] or []),
+        exit_code=row["exit_code"],
+    )
+
+
+def _ports(raw: list[dict[str, Any]] | None) -> list[PortSpec]:
+    specs = []
+    for entry in raw or []:
+        host = entry.get("host")
+        specs.append(
+            PortSpec(container=int(entry["container"]), host=int(host) if host is not None else None)
+        )
+    return specs
+
+
+def _command(raw: list[Any] | None) -> list[str] | None:
+    return [str(part) for part in raw] if raw else None
+
+
+class Repository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def load_sandbox(self, sandbox_id: uuid.UUID) -> SandboxRecord | None:
+        row = await self.pool.fetchrow(_SANDBOX_QUERY, sandbox_id)
+        if row is None:
+            return None
+        env = {str(k): str(v) for k, v in (row["version_env"] or {}).items()}
+        env.update({str(k): str(v) for k, v in (row["env"] or {}).items()})
+        return SandboxRecord(
+            id=row["id"],
+            owner_id=row["owner_id"],
+            environment_id=row["environment_id"],
+            environment_version=row["environment_version"],
+            image=row["image"],
+            cpu=float(row["cpu"]),
+            memory_mib=int(row["memory_mib"]),
+            ports=_ports(row["ports"]),
+            env=env,
+            command=_command(row["command"]),
+            last_command_id=row["last_command_id"],
+            last_command_verb=Verb(row["last_command_verb"]),
+            runtime=_runtime(row),
+        )
+
+    async def load_state(self, sandbox_id: uuid.UUID) -> SandboxState | None:
+        """Owner, latest API command and runtime of a sandbox, or None when it does not exist."""
+        row = await self.pool.fetchrow(
+            "SELECT s.owner_id, s.last_command_id, r.status AS runtime_status, r.status_reason,"
+            " r.last_command_id AS applied_command_id, r.container_id, r.endpoints, r.exit_code"
+            " FROM sandboxes s LEFT JOIN sandbox_runtime r ON r.sandbox_id = s.id WHERE s.id = $1",
+            sandbox_id,
+        )
+        if row is None:
+            return None
+        return SandboxState(
+            owner_id=row["owner_id"], last_command_id=row["last_command_id"], runtime=_runtime(row)
+        )
+
+    async def load_secrets(self, environment_id: uuid.UUID) -> list[SealedSecretRow]:
+        rows = await self.pool.fetch(
+            "SELECT key, key_id, nonce, ciphertext FROM environment_secrets WHERE environment_id = $1"
+            " ORDER BY key",
+            environment_id,
+        )
+        return [
+            SealedSecretRow(r["key"], r["key_id"], bytes(r["nonce"]), bytes(r["ciphertext"])) for r in rows
+        ]
+
+    async def sandboxes_in_status(self, statuses: list[Status]) -> list[uuid.UUID]:
+        rows = await self.pool.fetch(
+            "SELECT sandbox_id FROM sandbox_runtime WHERE status = ANY($1::text[])",
+            [s.value for s in statuses],
+        )
+        return [r["sandbox_id"] for r in rows]
+
+    async def exec_target(self, sandbox_id: uuid.UUID) -> ExecTarget | None:
+        row = await self.pool.fetchrow(
+            "SELECT owner_id, status, container_id FROM sandbox_view WHERE id = $1", sandbox_id
+        )
+        if row is None:
+            return None
+        return ExecTarget(
+            owner_id=row["owner_id"], status=Status(row["status"]), container_id=row["container_id"]
+        )
+
+    async def write_runtime(self, sandbox_id: uuid.UUID, **fields: Any) -> None:
+        """Insert or update the sandbox's runtime row; columns not given keep their value."""
+        unknown = set(fields) - RUNTIME_COLUMNS
+        if unknown or "status" not in fields:
+            raise ValueError(f"bad runtime columns: {sorted(unknown)}")
+        columns = sorted(fields)
+        values = [fields[c].value if isinstance(fields[c], Status) else fields[c] for c in columns]
+        placeholders = ", ".join(f"${i}" for i in range(2, len(columns) + 2))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+        # Column names come from RUNTIME_COLUMNS only; every value is a bound parameter.
+        sql = (
+            f"INSERT INTO sandbox_runtime (sandbox_id, {', '.join(columns)}, updated_at)"  # noqa: S608
+            f" VALUES ($1, {placeholders}, now())"
+            f" ON CONFLICT (sandbox_id) DO UPDATE SET {updates}, updated_at = now()"
+        )
+        await self.pool.execute(sql, sandbox_id, *values)

@@ -1,0 +1,54 @@
+"""Fixtures of the API tests: API processes of their own, for limits and failure modes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sbx_common import natsconn, topology
+from sbx_devstack.servers import EmbeddedNats
+
+from tests.harness import Platform
+
+AUTH_LIMIT = 3
+PER_MINUTE_LIMIT = 5
+
+
+@pytest.fixture(scope="session")
+def limited_api(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A second API process on the same database and NATS, with low rate limits.
+
+    The shared platform raises the limits (every test signs up from 127.0.0.1). Tests on this
+    one tell apart their callers with `X-Forwarded-For`, which uvicorn honours from 127.0.0.1.
+    """
+    env = {
+        **platform.base_env,
+        "SBX_AUTH_RATE_LIMIT": str(AUTH_LIMIT),
+        "SBX_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE_LIMIT),
+    }
+    api = Platform(base_env=env, log_dir=tmp_path_factory.mktemp("limited-api-logs"))
+    api.start_service("api")
+    yield api
+    api.stop_all()
+
+
+@pytest.fixture
+async def limited_client(limited_api: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=limited_api.api_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+async def lone_api(platform: Platform, tmp_path: Path) -> AsyncIterator[tuple[Platform, EmbeddedNats]]:
+    """An API process with a NATS server of its own, where no orchestrator answers."""
+    nats = EmbeddedNats(tmp_path / "nats").start()
+    nc = await natsconn.connect(nats.url, "tests-setup")
+    await topology.apply_topology(nc.jetstream())
+    await nc.close()
+    api = Platform(base_env={**platform.base_env, "SBX_NATS_URL": nats.url}, log_dir=tmp_path / "logs")
+    api.start_service("api")
+    yield api, nats
+    api.stop_all()
+    nats.stop()

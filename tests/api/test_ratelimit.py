@@ -1,0 +1,92 @@
+"""Rate limits: `/auth/*` per IP, every route per user (per IP before authentication),
+with RateLimit-* headers, and 429 RATE_LIMITED with `Retry-After` when over."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from tests.api.conftest import AUTH_LIMIT, PER_MINUTE_LIMIT
+from tests.api.helpers import data_of, error_of
+
+
+def from_ip() -> dict[str, str]:
+    """Headers of a caller at an IP of its own (uvicorn trusts X-Forwarded-For from 127.0.0.1)."""
+    return {
+        "X-Forwarded-For": f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    }
+
+
+def assert_refused(response: httpx.Response, limit: int) -> None:
+    error = error_of(response, 429, "RATE_LIMITED")
+    retry_after = int(response.headers["Retry-After"])
+    assert error["details"]["retryAfter"] == retry_after
+    assert 1 <= retry_after <= 15 * 60
+    assert response.headers["RateLimit-Limit"] == str(limit)
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert 1 <= int(response.headers["RateLimit-Reset"]) <= 15 * 60
+    assert response.headers["x-trace-id"]
+
+
+async def test_auth_routes_are_limited_per_ip(limited_client: httpx.AsyncClient) -> None:
+    ip = from_ip()
+    body = {"email": f"nobody-{uuid.uuid4().hex[:8]}@example.com", "password": "wrong password"}
+    remaining = []
+    for _ in range(AUTH_LIMIT):
+        response = await limited_client.post("/auth/login", json=body, headers=ip)
+        error_of(response, 401, "UNAUTHORIZED")
+        assert response.headers["RateLimit-Limit"] == str(AUTH_LIMIT)
+        remaining.append(int(response.headers["RateLimit-Remaining"]))
+    assert remaining == [AUTH_LIMIT - 1 - i for i in range(AUTH_LIMIT)]
+    assert_refused(await limited_client.post("/auth/login", json=body, headers=ip), AUTH_LIMIT)
+    # Signup and me are /auth/* too.
+    assert_refused(await limited_client.post("/auth/signup", json=body, headers=ip), AUTH_LIMIT)
+    assert_refused(await limited_client.get("/auth/me", headers=ip), AUTH_LIMIT)
+
+    # Another IP is not affected.
+    other = await limited_client.post("/auth/login", json=body, headers=from_ip())
+    error_of(other, 401, "UNAUTHORIZED")
+
+
+async def test_routes_are_limited_per_user_and_per_ip_before_authentication(
+    limited_client: httpx.AsyncClient,
+) -> None:
+    ip = from_ip()
+    users = []
+    for _ in range(2):
+        email = f"limited-{uuid.uuid4().hex[:8]}@example.com"
+        signup = await limited_client.post(
+            "/auth/signup", json={"email": email, "password": "password123"}, headers=from_ip()
+        )
+        users.append({"Authorization": f"Bearer {data_of(signup, 201)['token']}", **ip})
+    first, second = users
+
+    for i in range(PER_MINUTE_LIMIT):
+        response = await limited_client.get("/environments", headers=first)
+        assert response.status_code == 200
+        assert response.headers["RateLimit-Limit"] == str(PER_MINUTE_LIMIT)
+        assert response.headers["RateLimit-Remaining"] == str(PER_MINUTE_LIMIT - 1 - i)
+    assert_refused(await limited_client.get("/environments", headers=first), PER_MINUTE_LIMIT)
+    assert_refused(
+        await limited_client.post("/api-keys", json={"name": "k"}, headers=first), PER_MINUTE_LIMIT
+    )
+    # The second user, at the same IP, has a budget of their own.
+    assert (await limited_client.get("/environments", headers=second)).status_code == 200
+
+    # Without valid credentials the IP is counted (and the limit comes before the 401).
+    anonymous = from_ip()
+    for _ in range(PER_MINUTE_LIMIT):
+        error_of(await limited_client.get("/environments", headers=anonymous), 401, "UNAUTHORIZED")
+    assert_refused(await limited_client.get("/environments", headers=anonymous), PER_MINUTE_LIMIT)
+    garbage = {**anonymous, "Authorization": "Bearer garbage"}
+    assert_refused(await limited_client.get("/api-keys", headers=garbage), PER_MINUTE_LIMIT)
+
+
+async def test_operations_routes_are_not_limited(limited_client: httpx.AsyncClient) -> None:
+    ip = from_ip()
+    for _ in range(PER_MINUTE_LIMIT + 3):
+        for path in ("/health/live", "/health/ready", "/metrics"):
+            response = await limited_client.get(path, headers=ip)
+            assert response.status_code == 200, path
+            assert "RateLimit-Limit" not in response.headers

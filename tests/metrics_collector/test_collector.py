@@ -1,0 +1,116 @@
+"""The collector keeps the latest sample of every running sandbox in KV `sbx_metrics` and in
+Prometheus, and stops as soon as the sandbox stops."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+from docker.models.containers import Container
+from nats.aio.client import Client as NatsClient
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+from sbx_common import subjects
+from sbx_common.messages import SandboxEvent
+from sbx_common.status import Status
+
+from tests.harness import Platform
+from tests.metrics_collector.conftest import CPU_LIMIT, MEMORY_LIMIT
+from tests.reaper.seed import SeededSandbox
+
+
+async def sample_of(kv: KeyValue, sandbox_id: object) -> dict[str, Any] | None:
+    try:
+        entry = await kv.get(str(sandbox_id))
+    except KeyNotFoundError:
+        return None
+    return json.loads(entry.value) if entry.value else None
+
+
+async def wait_sample(
+    kv: KeyValue, sandbox_id: object, timeout: float = 15, newer_than: str = ""
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sample = await sample_of(kv, sandbox_id)
+        if sample is not None and sample["timestamp"] > newer_than:
+            return sample
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no metrics sample for {sandbox_id} within {timeout}s")
+
+
+async def wait_no_sample(kv: KeyValue, sandbox_id: object, timeout: float = 10) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if await sample_of(kv, sandbox_id) is None:
+            return time.monotonic() - started
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"metrics sample for {sandbox_id} still there after {timeout}s")
+
+
+async def exported(platform: Platform, sandbox_id: object) -> dict[str, float]:
+    port = platform.ops_ports["metrics-collector"]
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    needle = f'{{sandbox_id="{sandbox_id}"}} '
+    return {
+        line.split("{", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if needle in line
+    }
+
+
+async def test_running_sandbox_is_sampled_until_it_stops(
+    platform: Platform, kv: KeyValue, running_sandbox: tuple[SeededSandbox, Container]
+) -> None:
+    sandbox, container = running_sandbox
+    first = await wait_sample(kv, sandbox.id)
+    # A later sample measures CPU between two readings of a container busy at its limit.
+    sample = await wait_sample(kv, sandbox.id, newer_than=first["timestamp"])
+
+    assert sample["cpu"]["cores"] == CPU_LIMIT
+    assert 30 <= sample["cpu"]["usagePercent"] <= 100
+    assert sample["memory"]["limitBytes"] == MEMORY_LIMIT
+    assert 0 < sample["memory"]["usageBytes"] < MEMORY_LIMIT
+    assert sample["memory"]["usagePercent"] == round(100 * sample["memory"]["usageBytes"] / MEMORY_LIMIT, 2)
+    assert sample["pids"] >= 1
+    assert set(sample["network"]) == {"rxBytes", "txBytes", "rxPackets", "txPackets"}
+    assert all(isinstance(v, int) and v >= 0 for v in sample["network"].values())
+    assert set(sample["io"]) == {"readBytes", "writeBytes"}
+    assert datetime.fromisoformat(sample["timestamp"].replace("Z", "+00:00")).tzinfo is not None
+
+    series = await exported(platform, sandbox.id)
+    assert series["sandbox_memory_limit_bytes"] == MEMORY_LIMIT
+    assert series["sandbox_cpu_cores"] == CPU_LIMIT
+    assert series["sandbox_pids"] >= 1
+    assert "sandbox_network_receive_bytes_total" in series
+
+    await asyncio.to_thread(container.kill)
+    await wait_no_sample(kv, sandbox.id, timeout=6)
+    assert await exported(platform, sandbox.id) == {}
+
+
+async def test_events_stop_and_resume_sampling_at_once(
+    platform: Platform, kv: KeyValue, nc: NatsClient, running_sandbox: tuple[SeededSandbox, Container]
+) -> None:
+    sandbox, _ = running_sandbox
+    js = nc.jetstream()
+
+    async def publish(status: Status) -> None:
+        event = SandboxEvent(sandbox_id=sandbox.id, owner_id=sandbox.owner_id, status=status)
+        await js.publish(subjects.event(sandbox.owner_id, sandbox.id, status.value), event.to_bytes())
+
+    await wait_sample(kv, sandbox.id)
+    # The orchestrator says it is stopping: the key goes before the container is gone, and
+    # stays gone over the next rounds although Docker still lists the container as running.
+    await publish(Status.STOPPING)
+    assert await wait_no_sample(kv, sandbox.id, timeout=2) < 1.0
+    await asyncio.sleep(2.5)
+    assert await sample_of(kv, sandbox.id) is None
+    # Running again: the first sample comes at once, not at the next round.
+    started = time.monotonic()
+    await publish(Status.RUNNING)
+    await wait_sample(kv, sandbox.id, timeout=5)
+    assert time.monotonic() - started < 1.0

@@ -1,0 +1,267 @@
+"""Driving the orchestrator at its own contract, as the API would.
+
+Rows are written with SQL exactly as the API writes them (users, environments and their
+versions, secrets encrypted with the platform's master key, sandboxes with their latest command),
+and commands are published to SBX_CMD with `Nats-Msg-Id` = command id. What the tests check is
+what the orchestrator produces: the container Docker runs, `sandbox_view`, the events on SBX_EVT,
+dead letters on SBX_DLQ, and exec replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import docker
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from sbx_common import subjects, topology
+from sbx_common.crypto import SecretBox, secret_binding
+from sbx_common.labels import SANDBOX_ID, container_name
+from sbx_common.messages import DeadLetter, ExecRequest, ExecResult, SandboxCommand, SandboxEvent
+from sbx_common.status import Status, Verb
+from sbx_common.timeutil import utcnow
+
+SETTLED = ("running", "stopped", "destroyed", "expired", "failed")
+
+
+@dataclass
+class Sandbox:
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    environment_id: uuid.UUID
+    create: SandboxCommand
+
+    @property
+    def container(self) -> str:
+        return container_name(self.id)
+
+
+@dataclass
+class OrchestratorDriver:
+    """Everything a test needs to talk to the orchestrator the way the API does."""
+
+    pg: asyncpg.Connection
+    nc: NatsClient
+    master_key: str
+    image: str
+    docker: docker.DockerClient = field(default_factory=docker.from_env)
+    sandboxes: list[uuid.UUID] = field(default_factory=list)
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream()
+
+    # --- rows, as the API writes them ---
+
+    async def create_user(self) -> uuid.UUID:
+        user_id = uuid.uuid4()
+        await self.pg.execute(
+            "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'not-a-real-hash')",
+            user_id,
+            f"orch-{user_id.hex[:12]}@example.com",
+        )
+        return user_id
+
+    async def create_environment(
+        self,
+        owner_id: uuid.UUID,
+        *,
+        image: str | None = None,
+        cpu: float = 0.5,
+        memory: int = 128,
+        ports: list[dict[str, Any]] | None = None,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> uuid.UUID:
+        environment_id = uuid.uuid4()
+        await self.pg.execute(
+            "INSERT INTO environments (id, owner_id, name) VALUES ($1, $2, $3)",
+            environment_id,
+            owner_id,
+            f"env-{environment_id.hex[:8]}",
+        )
+        await self.pg.execute(
+            "INSERT INTO environment_versions"
+            " (environment_id, version, image, cpu, memory_mib, ports, env, command)"
+            " VALUES ($1, 1, $2, $3, $4, $5, $6, $7)",
+            environment_id,
+            image or self.image,
+            cpu,
+            memory,
+            ports or [],
+            env or {},
+            command,
+        )
+        return environment_id
+
+    async def set_secret(self, environment_id: uuid.UUID, key: str, value: str) -> None:
+        box = SecretBox.from_settings(self.master_key)
+        sealed = box.seal(value, secret_binding(environment_id, key))
+        await self.pg.execute(
+            "INSERT INTO environment_secrets (environment_id, key, key_id, nonce, ciphertext)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            environment_id,
+            key,
+            sealed.key_id,
+            sealed.nonce,
+            sealed.ciphertext,
+        )
+
+    async def create_sandbox(
+        self, owner_id: uuid.UUID, environment_id: uuid.UUID, *, env: dict[str, str] | None = None
+    ) -> Sandbox:
+        """The sandbox row with its create command recorded (not yet published)."""
+        sandbox_id = uuid.uuid4()
+        command = SandboxCommand(verb=Verb.CREATE, sandbox_id=sandbox_id, owner_id=owner_id)
+        version_env = await self.pg.fetchval(
+            "SELECT env FROM environment_versions WHERE environment_id = $1 AND version = 1", environment_id
+        )
+        merged = {**version_env, **(env or {})}
+        await self.pg.execute(
+            "INSERT INTO sandboxes (id, owner_id, environment_id, environment_version, name, env,"
+            " ttl_seconds, expires_at, last_command_id, last_command_verb)"
+            " VALUES ($1, $2, $3, 1, $4, $5, 3600, $6, $7, 'create')",
+            sandbox_id,
+            owner_id,
+            environment_id,
+            f"sbx-{sandbox_id.hex[:8]}",
+            merged,
+            utcnow() + timedelta(hours=1),
+            command.id,
+        )
+        self.sandboxes.append(sandbox_id)
+        return Sandbox(sandbox_id, owner_id, environment_id, command)
+
+    async def record_command(self, sandbox: Sandbox, verb: Verb) -> SandboxCommand:
+        """A lifecycle call of the API: the sandbox's latest command becomes this one."""
+        command = SandboxCommand(verb=verb, sandbox_id=sandbox.id, owner_id=sandbox.owner_id)
+        await self.pg.execute(
+            "UPDATE sandboxes SET last_command_id = $2, last_command_verb = $3, last_command_at = now()"
+            " WHERE id = $1",
+            sandbox.id,
+            command.id,
+            verb.value,
+        )
+        return command
+
+    # --- commands ---
+
+    async def publish(self, command: SandboxCommand, msg_id: str | None = None) -> None:
+        await self.js.publish(
+            subjects.command(command.verb.value),
+            command.to_bytes(),
+            stream=topology.STREAM_CMD,
+            headers={"Nats-Msg-Id": msg_id or str(command.id)},
+        )
+
+    async def send(self, sandbox: Sandbox, verb: Verb) -> SandboxCommand:
+        command = await self.record_command(sandbox, verb)
+        await self.publish(command)
+        return command
+
+    async def start_sandbox(self, owner_id: uuid.UUID, environment_id: uuid.UUID, **kwargs: Any) -> Sandbox:
+        sandbox = await self.create_sandbox(owner_id, environment_id, **kwargs)
+        await self.publish(sandbox.create)
+        return sandbox
+
+    # --- what the orchestrator produced ---
+
+    async def view(self, sandbox_id: uuid.UUID) -> dict[str, Any]:
+        row = await self.pg.fetchrow("SELECT * FROM sandbox_view WHERE id = $1", sandbox_id)
+        assert row is not None
+        return dict(row)
+
+    async def wait_settled(
+        self, sandbox: Sandbox, expected: str | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Wait until the sandbox settles (in `expected`, when given) and return its view row."""
+        deadline = time.monotonic() + timeout
+        row: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            row = await self.view(sandbox.id)
+            if row["status"] in SETTLED and (expected is None or row["status"] == expected):
+                return row
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"sandbox did not become {expected or 'settled'}: {row.get('status')} {row}")
+
+    async def events(
+        self, sandbox: Sandbox, *, until: str | None = None, timeout: float = 10.0
+    ) -> list[SandboxEvent]:
+        """The sandbox's events on SBX_EVT so far (waiting, with `until`, for that status)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self._read_stream(
+                topology.STREAM_EVT, subjects.events_of_sandbox(sandbox.owner_id, sandbox.id)
+            )
+            events = [SandboxEvent.model_validate_json(data) for data in found]
+            if until is None or any(e.status == until for e in events) or time.monotonic() > deadline:
+                return events
+            await asyncio.sleep(0.05)
+
+    async def dead_letters(self, verb: Verb) -> list[DeadLetter]:
+        found = await self._read_stream(topology.STREAM_DLQ, subjects.dead_letter(verb.value))
+        return [DeadLetter.model_validate_json(data) for data in found]
+
+    async def _read_stream(self, stream: str, subject: str) -> list[bytes]:
+        sub = await self.js.pull_subscribe(
+            subject,
+            stream=stream,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0),
+        )
+        found: list[bytes] = []
+        try:
+            while True:
+                try:
+                    messages = await sub.fetch(100, timeout=0.3)
+                except TimeoutError:
+                    break
+                for message in messages:
+                    found.append(message.data)
+                    await message.ack()
+        finally:
+            await sub.unsubscribe()
+        return found
+
+    async def exec(self, sandbox: Sandbox, command: list[str], **kwargs: Any) -> ExecResult:
+        owner_id = kwargs.pop("owner_id", sandbox.owner_id)
+        request = ExecRequest(sandbox_id=sandbox.id, owner_id=owner_id, command=command, **kwargs)
+        reply = await self.nc.request(subjects.RPC_EXEC, request.to_bytes(), timeout=60)
+        return ExecResult.model_validate_json(reply.data)
+
+    # --- Docker ---
+
+    def inspect(self, sandbox: Sandbox) -> dict[str, Any] | None:
+        try:
+            attrs: dict[str, Any] = self.docker.api.inspect_container(sandbox.container)
+        except docker.errors.NotFound:
+            return None
+        return attrs
+
+    def containers_of(self, sandbox: Sandbox) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.docker.api.containers(
+            all=True, filters={"label": f"{SANDBOX_ID}={sandbox.id}"}
+        )
+        return found
+
+    def cleanup(self) -> None:
+        for sandbox_id in self.sandboxes:
+            subprocess.run(
+                ["docker", "rm", "-f", "-v", container_name(sandbox_id)], capture_output=True, check=False
+            )
+        self.docker.close()
+
+
+def statuses(events: list[SandboxEvent]) -> list[str]:
+    return [e.status.value for e in events]
+
+
+def settled_status(row: dict[str, Any]) -> Status:
+    return Status(row["status"])
