@@ -40,7 +40,7 @@ async def test_a_trace_continues_through_nats_message_headers(nats_url: str) -> 
     assert msg.headers["Nats-Msg-Id"] == "command-1"
     assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", msg.headers["traceparent"])
     # The consuming side: a span per message, and child spans for the work it does.
-    with telemetry.consumer_span("orchestrator create", msg.headers, verb="create") as handling:
+    with telemetry.consumer_span("orchestrator create", msg.headers, {"verb": "create"}) as handling:
         with telemetry.child_span("docker.create"):
             pass
         assert telemetry.current_trace_id() == trace.format_trace_id(request.get_span_context().trace_id)
@@ -76,8 +76,11 @@ SCRIPT = """
 from sbx_common import telemetry
 provider = telemetry.setup_telemetry("orchestrator")
 print("provider" if provider else "no provider", flush=True)
-with telemetry.child_span("docker.start", container="sbx-1"):
+with telemetry.child_span("docker ping"):  # outside a trace: not recorded
     pass
+with telemetry.consumer_span("command start", None, {"verb": "start"}):
+    with telemetry.child_span("docker start", {"container": "sbx-1"}):
+        pass
 """
 
 
@@ -101,20 +104,23 @@ def test_no_exporter_by_default() -> None:
 def test_json_lines_exporter_writes_every_span_with_the_service_name(tmp_path: Path) -> None:
     trace_file = tmp_path / "spans.jsonl"
     run_with({"OTEL_TRACES_EXPORTER": "sbx_jsonfile", "SBX_TRACE_FILE": str(trace_file)})
-    (record,) = [json.loads(line) for line in trace_file.read_text().splitlines()]
-    assert record["name"] == "docker.start"
-    assert record["service"] == "sbx-orchestrator"
-    assert record["attributes"] == {"container": "sbx-1"}
-    assert re.fullmatch(r"[0-9a-f]{32}", record["traceId"])
-    assert record["parentSpanId"] is None
+    docker, command = [json.loads(line) for line in trace_file.read_text().splitlines()]
+    assert (docker["name"], command["name"]) == ("docker start", "command start")
+    assert {docker["service"], command["service"]} == {"sbx-orchestrator"}
+    assert docker["attributes"] == {"container": "sbx-1"}
+    assert command["kind"] == "CONSUMER"
+    assert re.fullmatch(r"[0-9a-f]{32}", command["traceId"])
+    assert command["parentSpanId"] is None
+    assert docker["parentSpanId"] == command["spanId"]
+    assert docker["traceId"] == command["traceId"]
 
 
 def test_otel_service_name_and_the_console_exporter_are_honoured() -> None:
     result = run_with({"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "orchestrator-eu-1"})
     assert result.stdout.startswith("provider\n")
-    span = json.loads(result.stdout.split("\n", 1)[1])
-    assert span["name"] == "docker.start"
-    assert span["resource"]["attributes"]["service.name"] == "orchestrator-eu-1"
+    first_span, _ = json.JSONDecoder().raw_decode(result.stdout.split("\n", 1)[1])
+    assert first_span["name"] == "docker start"
+    assert first_span["resource"]["attributes"]["service.name"] == "orchestrator-eu-1"
 
 
 def test_sdk_disabled_wins_over_an_exporter(tmp_path: Path) -> None:

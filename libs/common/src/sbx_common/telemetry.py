@@ -166,18 +166,29 @@ def extract_context(headers: Mapping[str, str] | None) -> Context:
 
 
 @contextmanager
-def consumer_span(name: str, headers: Mapping[str, str] | None, **attributes: Any) -> Iterator[Span]:
-    """A CONSUMER span for handling one message, continuing the trace of whoever published it."""
+def consumer_span(
+    name: str,
+    headers: Mapping[str, str] | None,
+    attributes: Mapping[str, Any] | None = None,
+    kind: SpanKind = SpanKind.CONSUMER,
+) -> Iterator[Span]:
+    """A span for handling one message, continuing the trace of whoever published it (a new
+    trace when the message carries none). `kind=SpanKind.SERVER` for a request to answer."""
     with tracer().start_as_current_span(
-        name, context=extract_context(headers), kind=SpanKind.CONSUMER, attributes=attributes
+        name, context=extract_context(headers), kind=kind, attributes=dict(attributes or {})
     ) as span:
         yield span
 
 
 @contextmanager
-def child_span(name: str, **attributes: Any) -> Iterator[Span]:
-    """An INTERNAL span under the current one (e.g. one Docker call of a command)."""
-    with tracer().start_as_current_span(name, attributes=attributes) as span:
+def child_span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Span]:
+    """An INTERNAL span under the current one (e.g. one Docker call of a command). Outside any
+    trace it records nothing, so periodic work (health pings) does not start traces of its own."""
+    current = trace.get_current_span()
+    if not current.get_span_context().is_valid:
+        yield current
+        return
+    with tracer().start_as_current_span(name, attributes=dict(attributes or {})) as span:
         yield span
 
 

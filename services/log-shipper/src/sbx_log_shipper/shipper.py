@@ -20,7 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from prometheus_client import Gauge
 from pydantic import ValidationError
-from sbx_common import db, labels, subjects
+from sbx_common import db, labels, subjects, telemetry
 from sbx_common.messages import SandboxEvent
 from sbx_common.status import Status
 from sbx_common.topology import STREAM_EVT
@@ -130,7 +130,10 @@ class LogShipper:
                 except ValidationError:
                     logger.warning("ignoring a malformed event", extra={"subject": message.subject})
                 else:
-                    self.follow(event.sandbox_id)
+                    # Continues the trace of the command whose container now runs (headers).
+                    attributes = {"sbx.sandbox_id": str(event.sandbox_id)}
+                    with telemetry.consumer_span("log-shipper follow", message.headers, attributes):
+                        self.follow(event.sandbox_id)
                 with contextlib.suppress(NatsError, TimeoutError):
                     await message.ack()
             with contextlib.suppress(NatsError, TimeoutError):
