@@ -23,13 +23,14 @@ def test_document_covers_commands_events_logs_dead_letters_and_rpc() -> None:
         "sbx.cmd.sandbox.{verb}",
         "sbx.evt.{owner_id}.{sandbox_id}.{status}",
         "sbx.dlq.{verb}",
+        "sbx.log.{sandbox_id}",
         "sbx.rpc.exec",
         "sbx.rpc.terminal.open",
         "sbx.rpc.orchestrator.health",
     } <= addresses
     schemas = doc["components"]["schemas"]
-    for model in ("SandboxCommand", "SandboxEvent", "DeadLetter", "ExecRequest", "TerminalOpenRequest"):
-        assert model in schemas, model
+    messages = {"SandboxCommand", "SandboxEvent", "DeadLetter", "LogBatch", "ExecRequest", "TerminalControl"}
+    assert messages <= set(schemas)
     # Field names as they travel: camelCase.
     assert {"sandboxId", "ownerId", "occurredAt"} <= set(schemas["SandboxCommand"]["properties"])
     actions = {op["action"] for op in doc["operations"].values()}

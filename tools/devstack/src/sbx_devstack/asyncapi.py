@@ -28,8 +28,10 @@ from sbx_common.messages import (
     DeadLetter,
     ExecRequest,
     ExecResult,
+    LogBatch,
     SandboxCommand,
     SandboxEvent,
+    TerminalControl,
     TerminalOpenReply,
     TerminalOpenRequest,
 )
@@ -48,6 +50,7 @@ broker = NatsBroker(
 CMD = JStream(topology.STREAM_CMD, declare=False, description="Work queue of sandbox commands.")
 EVT = JStream(topology.STREAM_EVT, declare=False, description="Sandbox state changes, 7 days.")
 DLQ = JStream(topology.STREAM_DLQ, declare=False, description="Commands that failed every delivery.")
+LOG = JStream(topology.STREAM_LOG, declare=False, description="Log lines, 1 day, 20,000 per sandbox.")
 
 
 class OrchestratorHealth(BaseModel):
@@ -109,6 +112,41 @@ event_publisher = broker.publisher(
 )
 
 
+@broker.subscriber(
+    f"{subjects.EVT_PREFIX}.{{owner_id}}.{{sandbox_id}}.running",
+    stream=EVT,
+    durable="log-shipper__events",
+    pull_sub=PullSub(batch_size=100),
+    title="sbx.evt.{owner_id}.{sandbox_id}.running:log-shipper",
+    description="The log shipper starts following a container when its sandbox runs. " + TRACE_HEADERS,
+)
+async def follow_running(event: SandboxEvent) -> None:
+    """Follow the logs of the sandbox's container."""
+
+
+# --- Logs: log-shipper -> api (GET /sandboxes/:id/logs, WebSocket tail) ----------------------
+log_publisher = broker.publisher(
+    f"{subjects.LOG_PREFIX}.{{sandbox_id}}",
+    stream=LOG,
+    title="sbx.log.{sandbox_id}:log-shipper",
+    description=(
+        "Consecutive lines of one sandbox, numbered without gaps, published after they are stored "
+        "in PostgreSQL. Header `Nats-Msg-Id` = `<sandboxId>:<firstSeq>-<lastSeq>`."
+    ),
+    schema=LogBatch,
+)
+
+
+@broker.subscriber(
+    f"{subjects.LOG_PREFIX}.{{sandbox_id}}",
+    stream=LOG,
+    title="sbx.log.{sandbox_id}:api",
+    description="The API's log WebSocket reads stored lines, then follows new batches here.",
+)
+async def tail_logs(batch: LogBatch) -> None:
+    """Live tail of one sandbox's logs."""
+
+
 # --- Dead letters: orchestrator -> operators -------------------------------------------------
 dead_letter_publisher = broker.publisher(
     f"{subjects.DLQ_PREFIX}.{{verb}}",
@@ -151,6 +189,19 @@ async def open_terminal(request: TerminalOpenRequest) -> TerminalOpenReply:
 async def orchestrator_health() -> OrchestratorHealth:
     """Answers `{"docker": "ok"}` or `{"docker": "down"}`."""
     raise NotImplementedError
+
+
+@broker.subscriber(
+    f"{subjects.TERM_PREFIX}.{{session_id}}.ctl",
+    title="sbx.term.{session_id}.ctl:api,orchestrator",
+    description=(
+        "Control of one terminal session, both ways: `resize`, `keepalive`, `close` from the API, "
+        "`exit` from the orchestrator. Keystrokes go on `sbx.term.<session>.in` and the screen "
+        "comes back on `sbx.term.<session>.out`, as raw bytes."
+    ),
+)
+async def terminal_control(control: TerminalControl) -> None:
+    """One control message of a terminal session."""
 
 
 app = FastStream(
