@@ -10,7 +10,7 @@ import httpx
 
 from tests.deploy.conftest import INFRA, load_yaml
 from tests.deploy.promql import PROMETHEUS_SYNTHETIC, exported_names, metric_names
-from tests.harness import Platform
+from tests.harness import Platform, wait_for
 
 _LABEL_VALUES = re.compile(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*,")
 
@@ -82,3 +82,20 @@ async def test_every_metric_the_dashboard_and_alerts_use_is_exported(
     used = used_metric_names(dashboard)
     assert used, "no metric found in the dashboard"
     assert used <= exported, f"not exported by any running service: {sorted(used - exported)}"
+
+
+async def test_every_durable_consumer_exports_its_lag(platform: Platform) -> None:
+    consumers = {
+        "orchestrator": "orchestrator__commands",
+        "log-shipper": "log-shipper__events",
+        "reaper": "reaper__events",
+    }
+    async with httpx.AsyncClient(timeout=10) as http:
+        for service, consumer in consumers.items():
+            url = f"http://127.0.0.1:{platform.ops_ports[service]}/metrics"
+
+            async def exported(url: str = url, consumer: str = consumer) -> bool:
+                text = (await http.get(url)).text
+                return f'jetstream_consumer_pending{{consumer="{consumer}"}}' in text
+
+            await wait_for(exported, timeout=30, interval=0.5)

@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 
 CONSUMER = "log-shipper__events"
 FOLLOWED = Gauge("log_shipper_containers_followed", "Sandbox containers whose logs are being followed")
-EVENTS_PENDING = Gauge("log_shipper_events_pending", "Events not yet delivered to the log shipper's consumer")
+# The JetStream lag of the consumer, under the name every service's consumers use.
+CONSUMER_PENDING = Gauge(
+    "jetstream_consumer_pending", "Messages in the stream not yet delivered to the consumer.", ["consumer"]
+)
 
 
 class LogShipper:
@@ -119,6 +122,7 @@ class LogShipper:
             try:
                 messages = await subscription.fetch(batch=100, timeout=5)
             except TimeoutError:
+                await self._export_lag(subscription)  # an idle consumer's lag is 0, and shown
                 continue
             except NatsError as exc:
                 logger.warning("fetching events failed", extra={"error": repr(exc)})
@@ -136,9 +140,13 @@ class LogShipper:
                         self.follow(event.sandbox_id)
                 with contextlib.suppress(NatsError, TimeoutError):
                     await message.ack()
-            with contextlib.suppress(NatsError, TimeoutError):
-                info = await subscription.consumer_info()
-                EVENTS_PENDING.set(info.num_pending or 0)
+            await self._export_lag(subscription)
+
+    @staticmethod
+    async def _export_lag(subscription: JetStreamContext.PullSubscription) -> None:
+        with contextlib.suppress(NatsError, TimeoutError):
+            info = await subscription.consumer_info()
+            CONSUMER_PENDING.labels(CONSUMER).set(info.num_pending or 0)
 
     async def _rescan_forever(self) -> None:
         while True:
