@@ -1,5 +1,5 @@
 """One trace spans the API request, the orchestrator's handling of its command (with its Docker
-calls) and the log shipper taking up the sandbox.
+calls) and the log shipper taking up the sandbox; an exec request is one trace too.
 
 The services are separate processes, so each writes its spans with the `sbx_jsonfile` exporter
 (`OTEL_TRACES_EXPORTER=sbx_jsonfile`, one `SBX_TRACE_FILE` per service), and the test reads them
@@ -113,6 +113,18 @@ async def test_one_trace_from_the_api_request_through_the_orchestrator_and_docke
             return spans if {"sbx-api", "sbx-orchestrator", "sbx-log-shipper"} <= services else None
 
         spans = await wait_for(trace_complete, timeout=30, interval=0.2)
+
+        executed = await http.post(
+            f"/sandboxes/{sandbox['id']}/exec", json={"command": "echo traced"}, headers=user.headers
+        )
+        assert executed.status_code == 200, executed.text
+        exec_trace_id = executed.headers["x-trace-id"]
+
+        async def exec_traced() -> list[dict[str, Any]] | None:
+            found = [s for s in read_spans(traced_dir) if s["traceId"] == exec_trace_id]
+            return found if any(s["service"] == "sbx-orchestrator" for s in found) else None
+
+        exec_spans = await wait_for(exec_traced, timeout=30, interval=0.2)
         await http.delete(f"/sandboxes/{sandbox['id']}?wait=true", headers=user.headers)
 
     by_id = {s["spanId"]: s for s in spans}
@@ -134,3 +146,11 @@ async def test_one_trace_from_the_api_request_through_the_orchestrator_and_docke
     (follow,) = [s for s in spans if s["service"] == "sbx-log-shipper"]
     assert follow["attributes"]["sbx.sandbox_id"] == sandbox["id"]
     assert command in ancestors(follow, by_id)
+
+    # An exec request is one trace too: the API's request, then the orchestrator's answer.
+    exec_by_id = {s["spanId"]: s for s in exec_spans}
+    (exec_request,) = [s for s in exec_spans if s["service"] == "sbx-api" and s["kind"] == "SERVER"]
+    assert exec_request["name"] == "POST /sandboxes/{sandbox_id}/exec"
+    (answer,) = [s for s in exec_spans if s["service"] == "sbx-orchestrator" and s["name"] == "exec"]
+    assert answer["attributes"]["sbx.outcome"] == "ok"
+    assert exec_request in ancestors(answer, exec_by_id)
