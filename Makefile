@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck unit bench sync uv migrate asyncapi clean
+.PHONY: run test lint typecheck unit bench sync uv migrate asyncapi images base-image clean
 
 uv:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet uv
@@ -30,5 +30,19 @@ test: sync lint typecheck
 bench: sync
 	$(UV) run --frozen python -m bench
 
+# The AsyncAPI document of the NATS subjects (FastStream), from sbx_common's subjects and messages.
+asyncapi: sync
+	$(UV) run --frozen python -m sbx_devstack.asyncapi docs/asyncapi.json
+
+# Service images from a wheelhouse built on the host (no index is reached inside the build).
+# SBX_BASE_IMAGE (default python:3.11-slim), SBX_IMAGE_TAG (default latest): docs/deployment.md.
+images: sync
+	UV="$(UV)" infra/docker/build-images.sh
+
+# A Debian bookworm + python3 base made with debootstrap, for machines that cannot pull images:
+# then `SBX_BASE_IMAGE=sbx-python-base:3.11-bookworm make images`.
+base-image:
+	infra/docker/make-local-base.sh
+
 clean:
-	rm -rf .state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .state .build .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,7 @@ from sbx_common import natsconn
 from sbx_common.logging import configure_logging
 from sbx_common.opsserver import OpsServer
 from sbx_common.settings import CommonSettings
+from sbx_common.telemetry import setup_telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -55,4 +56,5 @@ async def serve(name: str, settings: CommonSettings, worker: Worker) -> None:
 
 def run_worker(name: str, settings: CommonSettings, worker: Worker) -> None:
     configure_logging(name, settings.log_level)
+    setup_telemetry(name)
     asyncio.run(serve(name, settings, worker))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 from sbx_common.logging import configure_logging
+from sbx_common.telemetry import setup_telemetry
 
 from sbx_api.app import create_app
 from sbx_api.config import ApiSettings
@@ -12,5 +13,6 @@ from sbx_api.config import ApiSettings
 def main() -> None:
     settings = ApiSettings()
     configure_logging("api", settings.log_level)
+    setup_telemetry("api")
     app = create_app(settings)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, ws_ping_interval=20)

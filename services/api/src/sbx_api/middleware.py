@@ -10,6 +10,7 @@ import uuid
 
 from sbx_common.errors import InternalError, PayloadTooLarge, PlatformError
 from sbx_common.logging import trace_id_var
+from sbx_common.telemetry import current_trace_id
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sbx_api import metrics, ratelimit
@@ -28,7 +29,10 @@ def route_template(scope: Scope) -> str:
 
 
 class TraceMiddleware:
-    """Gives every request a trace id (the caller's `x-trace-id` if sane) and echoes it back."""
+    """Gives every request a trace id (the caller's `x-trace-id` if sane) and echoes it back.
+
+    Without one, the id is the OpenTelemetry trace id when tracing is on (so a log line, the
+    `x-trace-id` header and the trace agree), else a random one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -38,7 +42,7 @@ class TraceMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope.get("headers", [])).get(b"x-trace-id", b"").decode("latin-1")
-        trace_id = incoming if _TRACE_ID.match(incoming) else uuid.uuid4().hex
+        trace_id = incoming if _TRACE_ID.match(incoming) else (current_trace_id() or uuid.uuid4().hex)
         scope.setdefault("state", {})["trace_id"] = trace_id
         token = trace_id_var.set(trace_id)
         started = time.perf_counter()

@@ -20,7 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from prometheus_client import Gauge
 from pydantic import ValidationError
-from sbx_common import db, labels, subjects
+from sbx_common import db, labels, subjects, telemetry
 from sbx_common.messages import SandboxEvent
 from sbx_common.status import Status
 from sbx_common.topology import STREAM_EVT
@@ -35,7 +35,10 @@ logger = logging.getLogger(__name__)
 CONSUMER = "log-shipper__events"
 FORGET_INTERVAL = 3600.0  # seconds between deletions of long-destroyed sandboxes' lines
 FOLLOWED = Gauge("log_shipper_containers_followed", "Sandbox containers whose logs are being followed")
-EVENTS_PENDING = Gauge("log_shipper_events_pending", "Events not yet delivered to the log shipper's consumer")
+# The JetStream lag of the consumer, under the name every service's consumers use.
+CONSUMER_PENDING = Gauge(
+    "jetstream_consumer_pending", "Messages in the stream not yet delivered to the consumer.", ["consumer"]
+)
 
 
 class LogShipper:
@@ -125,6 +128,7 @@ class LogShipper:
             try:
                 messages = await subscription.fetch(batch=100, timeout=5)
             except TimeoutError:
+                await self._export_lag(subscription)  # an idle consumer's lag is 0, and shown
                 continue
             except NatsError as exc:
                 logger.warning("fetching events failed", extra={"error": repr(exc)})
@@ -136,12 +140,19 @@ class LogShipper:
                 except ValidationError:
                     logger.warning("ignoring a malformed event", extra={"subject": message.subject})
                 else:
-                    self.follow(event.sandbox_id)
+                    # Continues the trace of the command whose container now runs (headers).
+                    attributes = {"sbx.sandbox_id": str(event.sandbox_id)}
+                    with telemetry.consumer_span("log-shipper follow", message.headers, attributes):
+                        self.follow(event.sandbox_id)
                 with contextlib.suppress(NatsError, TimeoutError):
                     await message.ack()
-            with contextlib.suppress(NatsError, TimeoutError):
-                info = await subscription.consumer_info()
-                EVENTS_PENDING.set(info.num_pending or 0)
+            await self._export_lag(subscription)
+
+    @staticmethod
+    async def _export_lag(subscription: JetStreamContext.PullSubscription) -> None:
+        with contextlib.suppress(NatsError, TimeoutError):
+            info = await subscription.consumer_info()
+            CONSUMER_PENDING.labels(CONSUMER).set(info.num_pending or 0)
 
     async def _rescan_forever(self) -> None:
         """Follow what runs unfollowed; about once an hour, forget long-destroyed sandboxes' lines."""

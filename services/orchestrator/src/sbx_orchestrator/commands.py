@@ -31,7 +31,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
-from sbx_common import subjects, topology
+from sbx_common import subjects, telemetry, topology
 from sbx_common.logging import redact_text, trace_id_var
 from sbx_common.messages import SandboxCommand
 
@@ -178,7 +178,20 @@ class CommandConsumer:
             verb = command.verb.value
             token = trace_id_var.set(command.trace_id)
             try:
-                outcome = await self._attempt(message, command)
+                # Continues the trace of the request that published the command (headers).
+                with telemetry.consumer_span(
+                    f"command {verb}",
+                    message.headers,
+                    {
+                        "messaging.system": "nats",
+                        "messaging.destination.name": message.subject,
+                        "sbx.verb": verb,
+                        "sbx.sandbox_id": str(command.sandbox_id),
+                        "sbx.command_id": str(command.id),
+                    },
+                ) as span:
+                    outcome = await self._attempt(message, command)
+                    span.set_attribute("sbx.outcome", outcome)
             finally:
                 trace_id_var.reset(token)
         except Exception:

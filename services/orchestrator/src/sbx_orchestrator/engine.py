@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 import docker.utils
-from sbx_common import labels
+from sbx_common import labels, telemetry
 
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.containers import ContainerSpec
@@ -78,15 +78,17 @@ class DockerEngine:
             self._api.close()
 
     async def call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one SDK call in a worker thread; count it if it fails (other than "not found")."""
+        """Run one SDK call in a worker thread; count it if it fails (other than "not found").
+        Within a trace (a command, an exec) the call is a child span `docker <operation>`."""
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-        except docker.errors.NotFound:
-            raise
-        except Exception:
-            DOCKER_ERRORS.labels(operation).inc()
-            raise
+        with telemetry.child_span(f"docker {operation}", {"docker.operation": operation}):
+            try:
+                return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+            except docker.errors.NotFound:
+                raise
+            except Exception:
+                DOCKER_ERRORS.labels(operation).inc()
+                raise
 
     # --- health ---
 

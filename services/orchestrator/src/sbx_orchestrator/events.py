@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from nats.js import JetStreamContext
-from sbx_common import subjects, topology
+from sbx_common import subjects, telemetry, topology
 from sbx_common.messages import DeadLetter, SandboxCommand, SandboxEvent
 from sbx_common.status import Status
 
@@ -54,7 +54,7 @@ class EventPublisher:
             subjects.event(owner_id, sandbox_id, status.value),
             event.to_bytes(),
             stream=topology.STREAM_EVT,
-            headers={"Nats-Msg-Id": str(event.id)},
+            headers=telemetry.inject_headers({"Nats-Msg-Id": str(event.id)}),
         )
         EVENTS_PUBLISHED.labels(status.value).inc()
         logger.info(
@@ -74,6 +74,6 @@ class EventPublisher:
             subjects.dead_letter(command.verb.value),
             letter.to_bytes(),
             stream=topology.STREAM_DLQ,
-            headers={"Nats-Msg-Id": str(letter.id)},
+            headers=telemetry.inject_headers({"Nats-Msg-Id": str(letter.id)}),
         )
         DEAD_LETTERS.labels(command.verb.value).inc()

@@ -37,8 +37,9 @@ import docker.errors
 from docker.utils.socket import frames_iter
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from sbx_common import subjects
+from sbx_common import subjects, telemetry
 from sbx_common.logging import trace_id_var
 from sbx_common.messages import ExecRequest, ExecResult
 from sbx_common.status import Status
@@ -283,12 +284,15 @@ class ExecService:
 
     async def _serve(self, msg: Msg) -> None:
         started = time.perf_counter()
-        try:
-            result = await self.execute(msg.data)
-        except Exception:
-            logger.exception("exec failed")
-            result = _error("INTERNAL_ERROR", "the command could not be run")
-        outcome = result.error_code or ("timeout" if result.timed_out else "ok")
+        # Continues the trace of the API request that asked (headers).
+        with telemetry.consumer_span("exec", msg.headers, kind=SpanKind.SERVER) as span:
+            try:
+                result = await self.execute(msg.data)
+            except Exception:
+                logger.exception("exec failed")
+                result = _error("INTERNAL_ERROR", "the command could not be run")
+            outcome = result.error_code or ("timeout" if result.timed_out else "ok")
+            span.set_attribute("sbx.outcome", outcome)
         if msg.reply:
             try:
                 await msg.respond(fit_reply(result, self.context.nc.max_payload).to_bytes())

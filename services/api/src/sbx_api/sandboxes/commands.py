@@ -6,7 +6,7 @@ import logging
 
 import nats.errors
 from nats.js import JetStreamContext
-from sbx_common import subjects
+from sbx_common import subjects, telemetry
 from sbx_common.messages import SandboxCommand
 
 logger = logging.getLogger(__name__)
@@ -21,13 +21,14 @@ class PublishFailed(Exception):
 
 async def publish(js: JetStreamContext, command: SandboxCommand) -> None:
     """Publish and await the ack. The id doubles as `Nats-Msg-Id`, so a re-publish (by the
-    reaper's repair loop, say) is dropped by JetStream inside its duplicate window."""
+    reaper's repair loop, say) is dropped by JetStream inside its duplicate window. The headers
+    also carry the request's trace context, which the orchestrator continues."""
     try:
         await js.publish(
             subjects.command(command.verb.value),
             command.to_bytes(),
             timeout=PUBLISH_TIMEOUT_SECONDS,
-            headers={"Nats-Msg-Id": str(command.id)},
+            headers=telemetry.inject_headers({"Nats-Msg-Id": str(command.id)}),
         )
     except (TimeoutError, nats.errors.Error, OSError) as exc:
         logger.warning(

@@ -11,7 +11,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from pydantic import ValidationError
-from sbx_common import subjects
+from sbx_common import subjects, telemetry
 from sbx_common.errors import InvalidState, NotFound, NotRunning, PlatformError, Unavailable, ValidationFailed
 from sbx_common.logging import trace_id_var
 from sbx_common.messages import ExecRequest, ExecResult
@@ -107,6 +107,7 @@ async def exec_command(
                 subjects.RPC_EXEC,
                 request.to_bytes(),
                 timeout=body.timeout_seconds + EXEC_REPLY_MARGIN_SECONDS,
+                headers=telemetry.inject_headers(),
             )
         except nats.errors.NoRespondersError:
             raise Unavailable("No orchestrator is available to run the command.") from None

@@ -1,0 +1,92 @@
+"""docker-compose.yml validates with Debian's docker-compose and wires every service."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.conftest import COMPOSE_REQUIRED_ENV, DOCKER_SERVICES, OPS_PORTS, ROOT, SERVICES, load_yaml
+
+
+def compose(args: list[str], env: dict[str, str], env_file: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in COMPOSE_REQUIRED_ENV}
+    return subprocess.run(
+        ["docker-compose", "--env-file", str(env_file), "-f", str(ROOT / "docker-compose.yml"), *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def empty_env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("compose") / "empty.env"
+    path.write_text("")
+    return path
+
+
+@pytest.fixture(scope="module")
+def resolved(empty_env_file: Path) -> dict[str, Any]:
+    """The compose file as docker-compose resolves it (anchors merged, variables substituted)."""
+    result = compose(["config"], COMPOSE_REQUIRED_ENV, empty_env_file)
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
+def test_compose_file_validates(empty_env_file: Path) -> None:
+    result = compose(["config", "-q"], COMPOSE_REQUIRED_ENV, empty_env_file)
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_refuses_to_start_without_the_secrets(empty_env_file: Path) -> None:
+    result = compose(["config", "-q"], {}, empty_env_file)
+    assert result.returncode != 0
+    assert "SBX_JWT_SECRET" in result.stderr
+
+
+def test_compose_runs_the_whole_platform(resolved: dict[str, Any]) -> None:
+    services = resolved["services"]
+    assert set(services) == {*SERVICES, "nats", "postgres", "migrate", "prometheus", "grafana"}
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert "--jetstream" in services["nats"]["command"]
+    assert services["migrate"]["entrypoint"] == ["sbx-migrate"]
+    for name in SERVICES:
+        service = services[name]
+        assert service["image"].startswith(f"sbx-{name}:"), name
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        env = service["environment"]
+        assert env["SBX_NATS_URL"] == "nats://nats:4222"
+        assert env["SBX_DATABASE_URL"].startswith("postgresql://")
+        assert "@postgres:5432/" in env["SBX_DATABASE_URL"]
+        port = env["SBX_API_PORT"] if name == "api" else env["SBX_METRICS_PORT"]
+        assert int(port) == OPS_PORTS[name], name
+        assert service["cap_drop"] == ["ALL"]
+
+
+def test_only_the_docker_workers_reach_the_docker_socket(resolved: dict[str, Any]) -> None:
+    services = resolved["services"]
+    for name in SERVICES:
+        volumes = [str(v) for v in services[name].get("volumes", [])]
+        has_socket = any("/var/run/docker.sock:/var/run/docker.sock" in v for v in volumes)
+        assert has_socket == (name in DOCKER_SERVICES), name
+        if has_socket:
+            assert services[name]["group_add"] == [COMPOSE_REQUIRED_ENV["DOCKER_GID"]]
+
+
+def test_prometheus_scrapes_every_service_of_the_compose_file() -> None:
+    config = load_yaml(ROOT / "infra" / "prometheus" / "prometheus.yml")
+    targets = {
+        job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
+        for job in config["scrape_configs"]
+    }
+    for name in SERVICES:
+        assert targets[name] == [f"{name}:{OPS_PORTS[name]}"]

@@ -1,0 +1,45 @@
+"""infra/k8s: the five services, workers on Docker nodes, nothing running as root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.deploy.conftest import DOCKER_SERVICES, INFRA, OPS_PORTS, SERVICES, load_yaml
+
+K8S = INFRA / "k8s"
+
+
+def manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    kustomization = load_yaml(K8S / "kustomization.yaml")
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for resource in kustomization["resources"]:
+        for doc in yaml.safe_load_all((K8S / Path(resource)).read_text()):
+            if doc:
+                assert {"apiVersion", "kind", "metadata"} <= set(doc), resource
+                found[(doc["kind"], doc["metadata"]["name"])] = doc
+    return found
+
+
+def test_every_service_has_a_workload_placed_as_documented() -> None:
+    docs = manifests()
+    assert ("Job", "sbx-migrate") in docs
+    assert ("ConfigMap", "sbx-config") in docs
+    for name in SERVICES:
+        kind = "DaemonSet" if name in ("orchestrator", "log-shipper", "metrics-collector") else "Deployment"
+        workload = docs[(kind, f"sbx-{name}")]
+        assert (("Service", f"sbx-{name}")) in docs
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        container = pod["containers"][0]
+        assert container["image"] == f"sbx-{name}"
+        assert container["ports"][0]["containerPort"] == OPS_PORTS[name]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+        on_docker_node = pod.get("nodeSelector") == {"sandbox-platform/docker-node": "true"}
+        assert on_docker_node == (name in DOCKER_SERVICES), name
+        assert ("/var/run/docker.sock" in mounts) == (name in DOCKER_SERVICES), name
+        if name in DOCKER_SERVICES:
+            assert pod["securityContext"]["supplementalGroups"], name

@@ -1,0 +1,240 @@
+"""The platform's NATS subjects as a FastStream AsyncAPI document (`make asyncapi`).
+
+No service runs one FastStream app for every subject (the orchestrator drives its consumer with
+nats-py, and the subjects are shared by five services), so the document is described here, once,
+from what `sbx_common` defines: the subjects (`subjects.py`), the streams (`topology.py`) and the
+message models (`messages.py`). Each subscriber below says who consumes a subject; each publisher
+says who publishes it. The handlers are never run: the broker is never connected.
+
+    uv run python -m sbx_devstack.asyncapi docs/asyncapi.json      # what `make asyncapi` runs
+    faststream docs gen sbx_devstack.asyncapi:app                  # same document (faststream[cli])
+    faststream docs serve sbx_devstack.asyncapi:app                # browse it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from faststream import FastStream
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel, Field
+from sbx_common import subjects, topology
+from sbx_common.messages import (
+    DeadLetter,
+    ExecRequest,
+    ExecResult,
+    LogBatch,
+    SandboxCommand,
+    SandboxEvent,
+    TerminalControl,
+    TerminalOpenReply,
+    TerminalOpenRequest,
+)
+
+TRACE_HEADERS = (
+    "Every message may carry the W3C trace context in its headers (`traceparent`, `tracestate`): "
+    "the consumer's span continues the publisher's trace."
+)
+
+broker = NatsBroker(
+    "nats://localhost:4222",
+    description="NATS JetStream of the sandbox platform. Streams are declared only by `sbx-migrate`.",
+)
+
+# Streams as the topology declares them; declare=False: documentation never creates a stream.
+CMD = JStream(topology.STREAM_CMD, declare=False, description="Work queue of sandbox commands.")
+EVT = JStream(topology.STREAM_EVT, declare=False, description="Sandbox state changes, 7 days.")
+DLQ = JStream(topology.STREAM_DLQ, declare=False, description="Commands that failed every delivery.")
+LOG = JStream(topology.STREAM_LOG, declare=False, description="Log lines, 1 day, 20,000 per sandbox.")
+
+
+class OrchestratorHealth(BaseModel):
+    """Reply of `sbx.rpc.orchestrator.health`."""
+
+    docker: str = Field(pattern="^(ok|down)$", description="State of the Docker engine.")
+
+
+# --- Commands: api and reaper -> orchestrator ------------------------------------------------
+@broker.subscriber(
+    f"{subjects.CMD_PREFIX}.{{verb}}",
+    stream=CMD,
+    durable="orchestrator__commands",
+    pull_sub=PullSub(batch_size=1),
+    title="sbx.cmd.sandbox.{verb}:orchestrator",
+    description=(
+        "The orchestrator takes up each command once (work queue, explicit acks, backoff on "
+        "failure; after the last delivery the sandbox fails and a dead letter is published). "
+        "Header `Nats-Msg-Id` = the command id: JetStream drops a duplicate within 2 minutes. "
+        + TRACE_HEADERS
+    ),
+)
+async def take_command(command: SandboxCommand) -> None:
+    """Create, start, stop, restart, destroy or fail one sandbox (verbs of `sbx_common.status`)."""
+
+
+command_publisher = broker.publisher(
+    f"{subjects.CMD_PREFIX}.{{verb}}",
+    stream=CMD,
+    title="sbx.cmd.sandbox.{verb}:api,reaper",
+    description=(
+        "Published by the API after it recorded the sandbox's desired state, and by the reaper "
+        "(TTL expiry, repairs; `reason` says why). " + TRACE_HEADERS
+    ),
+    schema=SandboxCommand,
+)
+
+
+# --- Events: orchestrator -> api (SSE / WebSocket), reaper ----------------------------------------
+@broker.subscriber(
+    f"{subjects.EVT_PREFIX}.{{owner_id}}.{{sandbox_id}}.{{status}}",
+    stream=EVT,
+    title="sbx.evt.{owner_id}.{sandbox_id}.{status}:api",
+    description=(
+        "The API streams a user's events (filtered on the owner in the subject) to "
+        "`GET /sandboxes/:id/events` and waits on them for `?wait=true`."
+    ),
+)
+async def follow_events(event: SandboxEvent) -> None:
+    """A sandbox reached a status (facts in the past tense: `sandbox.running`, ...)."""
+
+
+event_publisher = broker.publisher(
+    f"{subjects.EVT_PREFIX}.{{owner_id}}.{{sandbox_id}}.{{status}}",
+    stream=EVT,
+    title="sbx.evt.{owner_id}.{sandbox_id}.{status}:orchestrator",
+    description="Published by the orchestrator after each observed state change. " + TRACE_HEADERS,
+    schema=SandboxEvent,
+)
+
+
+@broker.subscriber(
+    f"{subjects.EVT_PREFIX}.{{owner_id}}.{{sandbox_id}}.running",
+    stream=EVT,
+    durable="log-shipper__events",
+    pull_sub=PullSub(batch_size=100),
+    title="sbx.evt.{owner_id}.{sandbox_id}.running:log-shipper",
+    description="The log shipper starts following a container when its sandbox runs. " + TRACE_HEADERS,
+)
+async def follow_running(event: SandboxEvent) -> None:
+    """Follow the logs of the sandbox's container."""
+
+
+# --- Logs: log-shipper -> api (GET /sandboxes/:id/logs, WebSocket tail) ----------------------
+log_publisher = broker.publisher(
+    f"{subjects.LOG_PREFIX}.{{sandbox_id}}",
+    stream=LOG,
+    title="sbx.log.{sandbox_id}:log-shipper",
+    description=(
+        "Consecutive lines of one sandbox, numbered without gaps, published after they are stored "
+        "in PostgreSQL. Header `Nats-Msg-Id` = `<sandboxId>:<firstSeq>-<lastSeq>`."
+    ),
+    schema=LogBatch,
+)
+
+
+@broker.subscriber(
+    f"{subjects.LOG_PREFIX}.{{sandbox_id}}",
+    stream=LOG,
+    title="sbx.log.{sandbox_id}:api",
+    description="The API's log WebSocket reads stored lines, then follows new batches here.",
+)
+async def tail_logs(batch: LogBatch) -> None:
+    """Live tail of one sandbox's logs."""
+
+
+# --- Dead letters: orchestrator -> operators -------------------------------------------------
+dead_letter_publisher = broker.publisher(
+    f"{subjects.DLQ_PREFIX}.{{verb}}",
+    stream=DLQ,
+    title="sbx.dlq.{verb}:orchestrator",
+    description="A command given up after its last delivery, with the error; kept 30 days.",
+    schema=DeadLetter,
+)
+
+
+# --- Request/reply on core NATS: api -> orchestrator --------------------------------------------
+@broker.subscriber(
+    subjects.RPC_EXEC,
+    title="sbx.rpc.exec:orchestrator",
+    description="Run a command in a sandbox; the reply is an ExecResult. " + TRACE_HEADERS,
+)
+async def run_exec(request: ExecRequest) -> ExecResult:
+    """Exec through the Docker exec API, with a timeout and truncated output."""
+    raise NotImplementedError
+
+
+@broker.subscriber(
+    subjects.RPC_TERMINAL_OPEN,
+    title="sbx.rpc.terminal.open:orchestrator",
+    description=(
+        "Open a PTY session; then raw bytes flow on `sbx.term.<session>.in` (keystrokes), "
+        "`.out` (screen) and `.ctl` (JSON resize and close)."
+    ),
+)
+async def open_terminal(request: TerminalOpenRequest) -> TerminalOpenReply:
+    """Start an interactive shell with a TTY in the sandbox."""
+    raise NotImplementedError
+
+
+@broker.subscriber(
+    subjects.RPC_ORCHESTRATOR_HEALTH,
+    title="sbx.rpc.orchestrator.health:orchestrator",
+    description="The API's `GET /health` asks whether the orchestrator reaches Docker.",
+)
+async def orchestrator_health() -> OrchestratorHealth:
+    """Answers `{"docker": "ok"}` or `{"docker": "down"}`."""
+    raise NotImplementedError
+
+
+@broker.subscriber(
+    f"{subjects.TERM_PREFIX}.{{session_id}}.ctl",
+    title="sbx.term.{session_id}.ctl:api,orchestrator",
+    description=(
+        "Control of one terminal session, both ways: `resize`, `keepalive`, `close` from the API, "
+        "`exit` from the orchestrator. Keystrokes go on `sbx.term.<session>.in` and the screen "
+        "comes back on `sbx.term.<session>.out`, as raw bytes."
+    ),
+)
+async def terminal_control(control: TerminalControl) -> None:
+    """One control message of a terminal session."""
+
+
+app = FastStream(
+    broker,
+    specification=AsyncAPI(
+        broker,
+        title="Sandbox Platform messaging",
+        version="1",
+        description=(
+            "Subjects, streams and message schemas joining the five services (api, orchestrator, "
+            "log-shipper, reaper, metrics-collector). Generated from `sbx_common` by "
+            "`make asyncapi`; see docs/architecture.md."
+        ),
+    ),
+)
+
+
+def document() -> dict[str, Any]:
+    """The AsyncAPI document, as `faststream docs gen` would write it."""
+    schema: dict[str, Any] = app.schema.to_specification().to_jsonable()
+    return schema
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the platform's AsyncAPI document.")
+    parser.add_argument("out", nargs="?", default="docs/asyncapi.json", help="'-' for stdout")
+    args = parser.parse_args(argv)
+    text = json.dumps(document(), indent=2, sort_keys=True) + "\n"
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
