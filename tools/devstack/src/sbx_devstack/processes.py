@@ -60,12 +60,17 @@ class ServiceProcess:
             start_new_session=True,  # Ctrl-C reaches the supervisor, which stops us in order
         )
         assert self.process.stdout is not None
-        self._pump = threading.Thread(target=self._copy_output, args=(self.process.stdout,), daemon=True)
+        # Opened here, not in the pump thread, so a caller that stops us and removes the folder
+        # right after never races the thread's open().
+        out = None
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            out = self.log_file.open("ab")
+        self._pump = threading.Thread(target=self._copy_output, args=(self.process.stdout, out), daemon=True)
         self._pump.start()
         return self
 
-    def _copy_output(self, stream: IO[bytes]) -> None:
-        out = self.log_file.open("ab") if self.log_file else None
+    def _copy_output(self, stream: IO[bytes], out: IO[bytes] | None) -> None:
         try:
             for raw in iter(stream.readline, b""):
                 if out is not None:
