@@ -157,13 +157,13 @@ class LogShipper:
     async def _rescan_forever(self) -> None:
         """Follow what runs unfollowed; about once an hour, forget long-destroyed sandboxes' lines."""
         loop = asyncio.get_running_loop()
-        forgotten_at = 0.0
+        forgotten_at: float | None = None  # not 0.0: the loop's clock starts near boot time
         while True:
             try:
                 await self.rescan()
             except DockerError as exc:
                 logger.warning("listing running containers failed", extra={"error": repr(exc)})
-            if loop.time() - forgotten_at > FORGET_INTERVAL:
+            if forgotten_at is None or loop.time() - forgotten_at > FORGET_INTERVAL:
                 forgotten_at = loop.time()
                 try:
                     assert self._shared is not None
