@@ -4,28 +4,34 @@ from __future__ import annotations
 
 import logging
 
-import nats
 from nats.aio.client import Client
 
 logger = logging.getLogger(__name__)
 
 
 async def connect(url: str, name: str) -> Client:
+    nc = Client()
+
     async def on_error(exc: Exception) -> None:
         logger.warning("nats error", extra={"error": repr(exc)})
 
     async def on_disconnect() -> None:
-        logger.warning("nats disconnected")
+        # nats-py calls this on an orderly close too; only a lost connection is worth a warning.
+        if nc.is_closed:
+            logger.debug("nats connection closed")
+        else:
+            logger.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         logger.info("nats reconnected")
 
-    return await nats.connect(
+    await nc.connect(
         servers=[url],
         name=name,
         max_reconnect_attempts=-1,  # keep trying forever: NATS restarts must not kill a service
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int, used as a float sleep
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    return nc

