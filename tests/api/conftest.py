@@ -21,10 +21,11 @@ def limited_api(platform: Platform, tmp_path_factory: pytest.TempPathFactory) ->
     """A second API process on the same database and NATS, with low rate limits.
 
     The shared platform raises the limits (every test signs up from 127.0.0.1). Tests on this
-    one tell apart their callers with `X-Forwarded-For`, which uvicorn honours from 127.0.0.1.
+    one tell apart their callers with `X-Forwarded-For`, believed from 127.0.0.1 here only.
     """
     env = {
         **platform.base_env,
+        "SBX_TRUSTED_PROXIES": "127.0.0.1",
         "SBX_AUTH_RATE_LIMIT": str(AUTH_LIMIT),
         "SBX_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE_LIMIT),
     }

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import secrets as _secrets
 import uuid
 from dataclasses import dataclass
@@ -127,6 +128,14 @@ def generate_api_key() -> NewApiKey:
     """`sk_` + 32 random bytes (base64url). Only the prefix and a SHA-256 hash are stored."""
     key = API_KEY_PREFIX + _secrets.token_urlsafe(32)
     return NewApiKey(key=key, prefix=api_key_prefix(key), key_hash=hash_api_key(key))
+
+
+_API_KEY_SHAPE = re.compile(r"sk_[A-Za-z0-9_-]{43}")
+
+
+def is_well_formed_api_key(key: str) -> bool:
+    """Whether `key` has the shape `generate_api_key` makes (checked before any lookup)."""
+    return _API_KEY_SHAPE.fullmatch(key) is not None
 
 
 def api_key_prefix(key: str) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
+
+from sbx_common import subjects
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +39,14 @@ async def connect(url: str, name: str) -> Client:
         reconnected_cb=on_reconnect,
     )
     return nc
+
+
+async def orchestrator_reaches_docker(nc: Client, wait_seconds: float) -> bool:
+    """Whether an orchestrator answers its health request and reports the Docker engine up."""
+    if not nc.is_connected:
+        return False
+    try:
+        reply = await nc.request(subjects.RPC_ORCHESTRATOR_HEALTH, b"{}", timeout=wait_seconds)
+        return bool(json.loads(reply.data).get("docker") == "ok")
+    except (NatsError, TimeoutError, ValueError, AttributeError):
+        return False

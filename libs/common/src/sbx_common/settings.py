@@ -33,5 +33,6 @@ class CryptoSettings(CommonSettings):
     """Settings of the services that encrypt or decrypt secrets."""
 
     secrets_master_key: SecretStr = SecretStr("")
-    # Older master keys, "kid:base64" comma separated, still accepted for decryption.
+    # Older master keys (base64 of 32 bytes each, comma separated), still accepted for
+    # decryption; each key's id is derived from the key itself, so none has to be named.
     secrets_old_keys: SecretStr = SecretStr("")

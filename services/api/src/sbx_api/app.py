@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sbx_common import db, natsconn
 from sbx_common.crypto import SecretBox
 
-from sbx_api import exception_handlers
+from sbx_api import exception_handlers, openapi
 from sbx_api.api_keys.router import router as api_keys_router
 from sbx_api.audit.router import router as audit_router
 from sbx_api.auth.router import router as auth_router
@@ -79,4 +79,5 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             allow_headers=["*"],
         )
     app.add_middleware(TraceMiddleware)
+    openapi.install(app)
     return app

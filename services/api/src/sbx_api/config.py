@@ -13,6 +13,10 @@ class ApiSettings(CryptoSettings):
     jwt_ttl_hours: float = Field(default=24.0, gt=0)
     max_body_bytes: int = 1024 * 1024
     cors_origins: str = ""  # comma separated; empty disables CORS
+    # Comma separated addresses of reverse proxies whose X-Forwarded-For names the client (per-IP
+    # rate limits count that address). Empty: no header is believed, so no client can pick the
+    # address it is counted under.
+    trusted_proxies: str = ""
 
     rate_limit_per_minute: int = Field(default=100, ge=1)
     auth_rate_limit: int = Field(default=20, ge=1)  # per 15 minutes per IP on /auth/*

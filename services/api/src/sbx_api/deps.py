@@ -9,7 +9,14 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
-from sbx_common.crypto import API_KEY_PREFIX, InvalidToken, api_key_matches, api_key_prefix, decode_token
+from sbx_common.crypto import (
+    API_KEY_PREFIX,
+    InvalidToken,
+    api_key_matches,
+    api_key_prefix,
+    decode_token,
+    is_well_formed_api_key,
+)
 from sbx_common.errors import NotFound, Unauthorized
 from sbx_common.timeutil import utcnow
 from starlette.requests import HTTPConnection
@@ -52,6 +59,8 @@ async def authenticate(state: AppState, token: str | None) -> Caller:
         raise Unauthorized("Missing credentials.")
     async with state.pool.acquire() as conn:
         if token.startswith(API_KEY_PREFIX):
+            if not is_well_formed_api_key(token):  # garbage never reaches the database
+                raise Unauthorized("Invalid or revoked API key.")
             return await _authenticate_api_key(conn, token)
         try:
             user_id = decode_token(token, state.settings.jwt_secret.get_secret_value())

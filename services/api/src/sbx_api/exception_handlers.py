@@ -51,7 +51,10 @@ DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def _path_of(loc: tuple[Any, ...] | list[Any]) -> str:
+def _path_of(error: dict[str, Any]) -> str:
+    if error.get("type") == "json_invalid":
+        return "body"  # its location is a byte offset, not a field
+    loc = error.get("loc", ())
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
@@ -67,7 +70,7 @@ def _message_of(error: dict[str, Any]) -> str:
 
 
 def validation_error(exc: RequestValidationError) -> ValidationFailed:
-    errors = [{"path": _path_of(e.get("loc", ())), "message": _message_of(e)} for e in exc.errors()]
+    errors = [{"path": _path_of(e), "message": _message_of(e)} for e in exc.errors()]
     return ValidationFailed(details={"errors": errors})
 
 
@@ -129,6 +132,14 @@ def install(app: FastAPI) -> None:
 
     for error_type in DEPENDENCY_ERRORS:
         app.add_exception_handler(error_type, dependency_down)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def data_error(_request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # A value the request validation let through but PostgreSQL refuses (out of a column's
+        # range, a character it cannot store). The transaction rolled back: nothing changed.
+        logger.warning("value refused by the database", extra={"error": type(exc).__name__})
+        message = "A value in the request is out of range or holds a character that is not accepted."
+        return render(ValidationFailed.for_field("request", message))
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -15,4 +15,13 @@ def main() -> None:
     configure_logging("api", settings.log_level)
     setup_telemetry("api")
     app = create_app(settings)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None, ws_ping_interval=20)
+    proxies = settings.trusted_proxies.strip()
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        ws_ping_interval=20,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )

@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query
@@ -74,23 +74,31 @@ def time_id_after(params: PageParams) -> tuple[datetime, uuid.UUID] | None:
     try:
         moment = datetime.fromisoformat(str(after[0]))
         ident = uuid.UUID(str(after[1]))
-    except ValueError:
+        # In UTC here: a forged moment at the calendar's edge would overflow in the driver.
+        utc_moment = moment.astimezone(UTC) if moment.tzinfo is not None else None
+    except (ValueError, OverflowError):
         raise ValidationFailed.for_field("cursor", _BAD_CURSOR) from None
-    if moment.tzinfo is None:
+    if utc_moment is None:
         raise ValidationFailed.for_field("cursor", _BAD_CURSOR)
-    return moment, ident
+    return utc_moment, ident
 
 
 def time_id_key(created_at: datetime, ident: uuid.UUID) -> list[Any]:
     return [created_at.isoformat(), str(ident)]
 
 
-def int_after(params: PageParams) -> int | None:
-    """Decode a cursor that carries one integer (a version number, a serial id)."""
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+
+
+def int_after(params: PageParams, maximum: int) -> int | None:
+    """Decode a cursor that carries one integer (a version number, a serial id) in 0..maximum.
+
+    The bound is the column's: a forged cursor past it would otherwise fail in PostgreSQL."""
     after = params.after(1)
     if after is None:
         return None
-    if not isinstance(after[0], int) or isinstance(after[0], bool):
+    if not isinstance(after[0], int) or isinstance(after[0], bool) or not 0 <= after[0] <= maximum:
         raise ValidationFailed.for_field("cursor", _BAD_CURSOR)
     return after[0]
 

@@ -19,8 +19,7 @@ import logging
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
-from nats.errors import Error as NatsError
-from sbx_common import subjects
+from sbx_common import natsconn
 from sbx_common.messages import SandboxCommand
 from sbx_common.status import Verb
 
@@ -113,13 +112,14 @@ class Repairer:
                 metrics.COMMANDS_REPAIRED.labels("fail").inc()
 
     async def _orchestrator_up(self) -> bool:
-        try:
-            await self._nc.request(subjects.RPC_ORCHESTRATOR_HEALTH, b"{}", timeout=2)
-            up = True
-        except (NatsError, TimeoutError):
-            up = False
+        # An orchestrator without Docker cannot act on a sandbox either: not failing it then.
+        up = await natsconn.orchestrator_reaches_docker(self._nc, wait_seconds=2)
         if up != self._orchestrator_was_up:
             log = logger.info if up else logger.warning
-            log("orchestrator answering again" if up else "orchestrator not answering: stuck sandboxes wait")
+            log(
+                "orchestrator and Docker answering again"
+                if up
+                else "orchestrator or Docker down: stuck sandboxes wait"
+            )
             self._orchestrator_was_up = up
         return up

@@ -20,7 +20,7 @@ from sbx_common.logging import trace_id_var
 from sbx_api.audit import repository
 from sbx_api.audit.repository import Executor
 from sbx_api.audit.schemas import AuditEvent
-from sbx_api.pagination import PageParams, int_after, split_page
+from sbx_api.pagination import INT8_MAX, PageParams, int_after, split_page
 
 
 class Outcome(StrEnum):
@@ -95,6 +95,7 @@ async def list_events(
 ) -> tuple[list[AuditEvent], str | None]:
     """The user's own events, newest first."""
     async with pool.acquire() as conn:
-        rows = await repository.list_for_user(conn, user_id, before_id=int_after(page), limit=page.limit + 1)
+        before_id = int_after(page, INT8_MAX)
+        rows = await repository.list_for_user(conn, user_id, before_id=before_id, limit=page.limit + 1)
     items, next_cursor = split_page(rows, page.limit, lambda r: [r["id"]])
     return [AuditEvent.model_validate({**dict(r), "id": str(r["id"])}) for r in items], next_cursor

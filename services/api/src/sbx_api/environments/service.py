@@ -29,7 +29,7 @@ from sbx_api.environments.schemas import (
     dump_ports,
     version_fields,
 )
-from sbx_api.pagination import PageParams, int_after, split_page, time_id_after, time_id_key
+from sbx_api.pagination import INT4_MAX, PageParams, int_after, split_page, time_id_after, time_id_key
 from sbx_api.state import AppState
 
 TARGET = "environment"
@@ -125,7 +125,7 @@ async def list_versions(
     state: AppState, owner_id: uuid.UUID, environment_id: uuid.UUID, page: PageParams
 ) -> tuple[list[VersionOut], str | None]:
     """Every version of the environment, oldest first."""
-    after = int_after(page)
+    after = int_after(page, INT4_MAX)
     async with state.pool.acquire() as conn:
         if await repository.get_environment(conn, owner_id, environment_id) is None:
             raise _not_found()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 
-from nats.errors import Error as NatsError
-from sbx_common import subjects
+from sbx_common import natsconn
 
 from sbx_api.state import AppState
 
@@ -36,13 +34,7 @@ async def database_ok(state: AppState) -> bool:
 
 
 async def docker_ok(state: AppState) -> bool:
-    if not state.nc.is_connected:
-        return False
-    try:
-        reply = await state.nc.request(subjects.RPC_ORCHESTRATOR_HEALTH, b"{}", timeout=DOCKER_TIMEOUT)
-        return bool(json.loads(reply.data).get("docker") == "ok")
-    except (NatsError, TimeoutError, ValueError, AttributeError):
-        return False
+    return await natsconn.orchestrator_reaches_docker(state.nc, DOCKER_TIMEOUT)
 
 
 async def run_checks(state: AppState, *, docker: bool = True) -> Checks:
