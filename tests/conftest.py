@@ -7,6 +7,7 @@ machines that can pull images).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -80,6 +81,46 @@ async def migrated(database_url: str, nats_url: str) -> str:
 @pytest.fixture(scope="session")
 def test_image() -> str:
     return build_test_image()
+
+
+HEALTHCHECK_IMAGE = "sbx-test-healthcheck:latest"
+UNHEALTHY_IMAGE = "sbx-test-unhealthy:latest"
+
+# Healthy once /tmp/ready exists (the environment's command decides when); failed checks do not
+# count during the first 60 s.
+HEALTHCHECK_DOCKERFILE = """
+FROM {base}
+HEALTHCHECK --interval=1s --timeout=1s --start-period=60s --retries=1 CMD ["test", "-f", "/tmp/ready"]
+"""
+# Unhealthy at its first check.
+UNHEALTHY_DOCKERFILE = """
+FROM {base}
+HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD ["false"]
+"""
+
+
+def build_image(tag: str, dockerfile: str) -> str:
+    """An image built locally from the test image (no registry involved)."""
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, "-"],
+        input=dockerfile.encode(),
+        check=True,
+        capture_output=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
+    return tag
+
+
+@pytest.fixture(scope="session")
+def healthcheck_image(test_image: str) -> Iterator[str]:
+    yield build_image(HEALTHCHECK_IMAGE, HEALTHCHECK_DOCKERFILE.format(base=test_image))
+    subprocess.run(["docker", "rmi", "-f", HEALTHCHECK_IMAGE], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def unhealthy_image(test_image: str) -> Iterator[str]:
+    yield build_image(UNHEALTHY_IMAGE, UNHEALTHY_DOCKERFILE.format(base=test_image))
+    subprocess.run(["docker", "rmi", "-f", UNHEALTHY_IMAGE], capture_output=True, check=False)
 
 
 @pytest.fixture(scope="session")

@@ -103,3 +103,27 @@ async def test_create_never_published_is_taken_up_and_runs_once(
         docker_client.containers.list, filters={"label": f"{labels.SANDBOX_ID}={sid}"}
     )
     assert len(found) == 1
+
+
+@pytest.mark.usefixtures("quick_reaper")
+async def test_ttl_ends_a_sandbox_still_waiting_for_its_health_check(
+    api: Api, healthcheck_image: str, docker_client: docker.DockerClient
+) -> None:
+    # Healthy only once /tmp/ready exists, which this command never makes: the create waits.
+    env = await create_environment(
+        api.client, api.user, healthcheck_image, cpu=0.1, memory=16, command=["sleep", "600"]
+    )
+    sandbox = await create_sandbox(api.client, api.user, env["id"], "?wait=true&timeout=3", ttlSeconds=10)
+    sid = sandbox["id"]
+    assert sandbox["status"] == "starting"
+    expires_at = datetime.fromisoformat(sandbox["expiresAt"].replace("Z", "+00:00")).timestamp()
+
+    async def ended() -> dict[str, Any] | None:
+        current = await api.sandbox(sid)
+        return current if current["status"] in ("expired", "destroyed", "failed") else None
+
+    final = await wait_for(ended, timeout=30, interval=0.2)
+    assert (final["status"], final["statusReason"]) == ("expired", "ttl")
+    destroyed_at = datetime.fromisoformat(final["destroyedAt"].replace("Z", "+00:00")).timestamp()
+    assert destroyed_at - expires_at < 4.0  # the health check's wait gave way within a second or so
+    assert not await asyncio.to_thread(container_exists, docker_client, sid)

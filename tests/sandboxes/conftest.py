@@ -3,6 +3,7 @@ destroyed when the test ends, with a Docker safety net), a command spy, the Dock
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,7 +26,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
 def remove_containers_of(docker_client: docker.DockerClient, owner_id: str) -> None:
     labels = [f"{INSTANCE}={TEST_INSTANCE}", f"{OWNER_ID}={owner_id}"]
     for container in docker_client.containers.list(all=True, filters={"label": labels}):
-        container.remove(force=True)
+        # Gone already, or being removed by the orchestrator right now: either way it goes.
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.remove(force=True)
 
 
 @pytest.fixture

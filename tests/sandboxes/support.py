@@ -66,10 +66,26 @@ async def destroy_all(client: httpx.AsyncClient, user: User) -> None:
     response = await client.get("/sandboxes?limit=500", headers=user.headers)
     if response.status_code != 200:
         return
-    ids = [s["id"] for s in response.json()["data"] if s["status"] != "destroying"]
+    sandboxes = response.json()["data"]
     await asyncio.gather(
-        *(client.delete(f"/sandboxes/{sid}?wait=true&timeout=60", headers=user.headers) for sid in ids)
+        *(
+            client.delete(f"/sandboxes/{s['id']}?wait=true&timeout=60", headers=user.headers)
+            for s in sandboxes
+            if s["status"] != "destroying"
+        ),
+        *(wait_until_gone(client, user, s["id"]) for s in sandboxes if s["status"] == "destroying"),
     )
+
+
+async def wait_until_gone(
+    client: httpx.AsyncClient, user: User, sandbox_id: str, timeout: float = 60
+) -> None:
+    """Wait for a sandbox that is already being destroyed to be gone."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if (await get_sandbox(client, user, sandbox_id))["status"] in {"destroyed", "expired"}:
+            return
+        await asyncio.sleep(0.2)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.harness import User
-from tests.sandboxes.support import create_environment
+from tests.sandboxes.support import create_environment, destroy_all
 
 
 async def test_wait_returns_the_settled_sandbox(
@@ -30,15 +30,32 @@ async def test_wait_returns_the_settled_sandbox(
 
 
 async def test_wait_gives_up_at_the_timeout(
-    client: httpx.AsyncClient, user: User, environment: dict[str, Any]
+    client: httpx.AsyncClient, user: User, healthcheck_image: str
 ) -> None:
-    started = time.monotonic()
-    response = await client.post(
-        "/sandboxes?wait=true&timeout=0", json={"environmentId": environment["id"]}, headers=user.headers
+    # Its health check passes only once /tmp/ready exists, which this command never makes: the
+    # sandbox stays `starting` (for the image's 60 s start period), so only the timeout ends the wait.
+    never_ready = await create_environment(
+        client, user, healthcheck_image, cpu=0.1, memory=16, command=["sleep", "600"]
     )
-    assert response.status_code == 201
-    assert response.json()["data"]["status"] in {"pending", "starting", "running"}
-    assert time.monotonic() - started < 10.0  # far below the default 30 s wait
+    try:
+        started = time.monotonic()
+        response = await client.post(
+            "/sandboxes?wait=true&timeout=2", json={"environmentId": never_ready["id"]}, headers=user.headers
+        )
+        waited = time.monotonic() - started
+        assert response.status_code == 201
+        assert response.json()["data"]["status"] == "starting"
+        assert 1.9 <= waited < 10.0  # the timeout asked for, far below the default 30 s
+        # timeout=0 does not wait at all.
+        started = time.monotonic()
+        response = await client.post(
+            "/sandboxes?wait=true&timeout=0", json={"environmentId": never_ready["id"]}, headers=user.headers
+        )
+        assert response.status_code == 201
+        assert response.json()["data"]["status"] in {"pending", "starting"}
+        assert time.monotonic() - started < 1.5
+    finally:
+        await destroy_all(client, user)
 
 
 async def test_wait_settles_on_failed(client: httpx.AsyncClient, user: User, test_image: str) -> None:

@@ -398,7 +398,8 @@ class Lifecycle:
         """Inspect until the container runs (and, with a HEALTHCHECK, is healthy).
 
         A health check may take long: once a newer command is recorded for the sandbox (a stop or
-        destroy the user sent meanwhile), waiting stops and that command takes over.
+        destroy the user sent meanwhile) or its TTL has run out (the reaper's destroy is on its
+        way), waiting stops and that command takes over.
         """
         deadline = time.monotonic() + self.settings.health_timeout
         next_check = time.monotonic() + SUPERSEDED_CHECK
@@ -406,7 +407,7 @@ class Lifecycle:
         while True:
             if time.monotonic() > next_check:
                 next_check = time.monotonic() + SUPERSEDED_CHECK
-                if await self.repository.latest_command_id(job.sandbox.id) != job.command.id:
+                if await self.repository.is_superseded(job.sandbox.id, job.command.id):
                     raise Superseded
             info = await self.engine.inspect(container_id)
             if info is None:

@@ -170,11 +170,15 @@ class Repository:
             owner_id=row["owner_id"], last_command_id=row["last_command_id"], runtime=_runtime(row)
         )
 
-    async def latest_command_id(self, sandbox_id: uuid.UUID) -> uuid.UUID | None:
-        latest: uuid.UUID | None = await self.pool.fetchval(
-            "SELECT last_command_id FROM sandboxes WHERE id = $1", sandbox_id
+    async def is_superseded(self, sandbox_id: uuid.UUID, command_id: uuid.UUID) -> bool:
+        """Whether a newer command was recorded for the sandbox, or its TTL ran out (the
+        reaper's expiry command is not recorded in the table: it comes on its own)."""
+        superseded: bool | None = await self.pool.fetchval(
+            "SELECT last_command_id IS DISTINCT FROM $2 OR expires_at <= now() FROM sandboxes WHERE id = $1",
+            sandbox_id,
+            command_id,
         )
-        return latest
+        return superseded is not False
 
     async def load_secrets(self, environment_id: uuid.UUID) -> list[SealedSecretRow]:
         rows = await self.pool.fetch(
