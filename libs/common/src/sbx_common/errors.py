@@ -92,5 +92,11 @@ class Unavailable(PlatformError):
     default_message = "A dependency is unavailable; nothing was changed."
 
 
+class RecordedForLater(Unavailable):
+    """503, but the change is recorded and will be carried out: a retry must not act again."""
+
+    default_message = "A dependency is unavailable; the request is recorded and will be carried out later."
+
+
 class InternalError(PlatformError):
     """A bug. The message stays generic; the log carries the trace id and the cause."""

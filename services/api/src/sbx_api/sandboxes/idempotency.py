@@ -7,7 +7,8 @@ win. The winner acts and then stores its status code and body. Decisions:
 - a key reused for a different request (another route, sandbox or body) gets 400
   `VALIDATION_ERROR` on the `Idempotency-Key` header;
 - answers with a 5xx status or 429 (nothing was done) are not remembered: the placeholder is
-  removed and a retry with the same key acts;
+  removed and a retry with the same key acts; except the 503 of a change that is recorded and
+  will be carried out later (`RecordedForLater`), which is remembered like a success;
 - keys are remembered for 24 hours; a placeholder left by a crashed API is abandoned after
   15 minutes (longer than the longest `?wait=`).
 Replayed answers carry the header `Idempotent-Replayed: true`.
@@ -25,7 +26,7 @@ from typing import Any
 
 import asyncpg
 from fastapi.responses import JSONResponse
-from sbx_common.errors import Conflict, PlatformError, ValidationFailed
+from sbx_common.errors import Conflict, PlatformError, RecordedForLater, ValidationFailed
 
 from sbx_api.exception_handlers import render
 
@@ -54,15 +55,17 @@ async def run_once(
     replay = await _claim(pool, user_id, key, request_hash)
     if replay is not None:
         return replay
+    recorded = False  # a 503 whose change will still be carried out
     try:
         response = await action()
     except PlatformError as exc:
         response = render(exc)
+        recorded = isinstance(exc, RecordedForLater)
     except BaseException:
         await _release(pool, user_id, key)
         raise
     try:
-        if response.status_code >= 500 or response.status_code == 429:
+        if (response.status_code >= 500 or response.status_code == 429) and not recorded:
             await _release(pool, user_id, key)
         else:
             await _remember(pool, user_id, key, response)

@@ -31,6 +31,7 @@ from sbx_common.errors import (
     InvalidState,
     NotFound,
     QuotaExceeded,
+    RecordedForLater,
     Unavailable,
 )
 from sbx_common.logging import trace_id_var
@@ -346,7 +347,7 @@ async def _send(state: AppState, command: SandboxCommand, withdraw: Any) -> None
                 withdrawn = await withdraw(conn)
         except (asyncpg.PostgresError, OSError):
             logger.warning("command recorded but not published; the reaper will re-publish it")
-            raise Unavailable(
+            raise RecordedForLater(
                 "The message bus is unavailable; the request is recorded and will be carried out later."
             ) from None
         if withdrawn:
