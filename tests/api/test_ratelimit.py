@@ -90,3 +90,15 @@ async def test_operations_routes_are_not_limited(limited_client: httpx.AsyncClie
             response = await limited_client.get(path, headers=ip)
             assert response.status_code == 200, path
             assert "RateLimit-Limit" not in response.headers
+
+
+async def test_malformed_bodies_count_against_the_limits(limited_client: httpx.AsyncClient) -> None:
+    """The limits apply before a body is read: a body that is not JSON cannot skip them."""
+    ip = {**from_ip(), "Content-Type": "application/json"}
+    for _ in range(AUTH_LIMIT):
+        response = await limited_client.post("/auth/login", content=b"{not json", headers=ip)
+        error_of(response, 400, "VALIDATION_ERROR")
+    assert_refused(await limited_client.post("/auth/login", content=b"{not json", headers=ip), AUTH_LIMIT)
+    # Health and metrics are never limited.
+    for _ in range(PER_MINUTE_LIMIT + 1):
+        assert (await limited_client.get("/health/live", headers=ip)).status_code == 200

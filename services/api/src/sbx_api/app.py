@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sbx_common import db, natsconn
 from sbx_common.crypto import SecretBox
@@ -15,11 +15,10 @@ from sbx_api.api_keys.router import router as api_keys_router
 from sbx_api.audit.router import router as audit_router
 from sbx_api.auth.router import router as auth_router
 from sbx_api.config import ApiSettings
-from sbx_api.deps import global_limits
 from sbx_api.environments.router import router as environments_router
 from sbx_api.events.router import router as events_router
 from sbx_api.health.router import router as health_router
-from sbx_api.middleware import BodySizeLimitMiddleware, TraceMiddleware
+from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
 from sbx_api.ratelimit import RateLimiter
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.state import AppState
@@ -58,9 +57,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description="Create, run and watch isolated sandboxes.",
     )
     exception_handlers.install(app)
-    # Operations routes are never rate limited; every other route is (see deps.global_limits).
-    app.include_router(health_router)
+    # Operations routes are never rate limited; every other route is (RateLimitMiddleware).
     for router in (
+        health_router,
         auth_router,
         api_keys_router,
         environments_router,
@@ -68,9 +67,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         events_router,
         audit_router,
     ):
-        app.include_router(router, dependencies=[Depends(global_limits)])
+        app.include_router(router)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware)  # inside CORS: preflights are not counted
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

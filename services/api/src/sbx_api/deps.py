@@ -117,8 +117,9 @@ def parse_id(value: str) -> uuid.UUID:
 
 
 async def global_limits(conn: HTTPConnection) -> None:
-    """Router dependency: `/auth/*` per IP (SBX_AUTH_RATE_LIMIT per 15 minutes), then every route
-    per user, or per IP for requests without valid credentials (SBX_RATE_LIMIT_PER_MINUTE).
+    """Run by `middleware.RateLimitMiddleware` on every request: `/auth/*` per IP
+    (SBX_AUTH_RATE_LIMIT per 15 minutes), then every route per user, or per IP for requests
+    without valid credentials (SBX_RATE_LIMIT_PER_MINUTE).
 
     WebSocket handshakes are not counted here: a refusal there must be a close code, not a 429.
     """

@@ -1,4 +1,4 @@
-"""HTTP middleware: trace id, body size limit, request metrics."""
+"""HTTP middleware: trace id, body size limit, rate limits, request metrics."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import re
 import time
 import uuid
 
-from sbx_common.errors import InternalError, PayloadTooLarge, PlatformError
+from sbx_common.errors import InternalError, PayloadTooLarge, PlatformError, Unavailable
 from sbx_common.logging import trace_id_var
 from sbx_common.telemetry import current_trace_id
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sbx_api import metrics, ratelimit
-from sbx_api.deps import Caller
+from sbx_api.deps import Caller, global_limits
+from sbx_api.exception_handlers import DEPENDENCY_ERRORS, render
 
 logger = logging.getLogger("sbx.api.access")
 
@@ -115,6 +117,32 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class RateLimitMiddleware:
+    """Counts every HTTP request but the operations routes against the limits of
+    `deps.global_limits`, before the route reads its body: a malformed body counts too, so no
+    request can skip the limits (FastAPI parses a body before it runs route dependencies)."""
+
+    UNLIMITED = ("/health", "/metrics", "/openapi.json", "/docs", "/redoc")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(self.UNLIMITED):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await global_limits(HTTPConnection(scope))
+        except PlatformError as exc:
+            await render(exc)(scope, receive, send)
+            return
+        except DEPENDENCY_ERRORS:
+            await render(Unavailable())(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 async def _send_error(send: Send, exc: PlatformError) -> None:
