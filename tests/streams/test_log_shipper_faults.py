@@ -8,6 +8,7 @@ sequence can be checked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,26 @@ DEDICATED_ENV = {"SBX_LOG_RETENTION_LINES": "1000000", "SBX_LOG_KEEP_DESTROYED_D
 LINES = 60_000
 # Prints 1..LINES to stdout, one number per line, over a few seconds.
 COUNTER = f"i=1; while [ $i -le {LINES} ]; do echo $i; i=$((i+1)); done; sleep 600"
+
+
+def _out_err(pairs: int) -> str:
+    """`out i` on stdout and `err i` on stderr, alternately: Docker stamps the two streams in two
+    goroutines, so now and then a line lands in its log file after a line stamped later."""
+    return f'i=1; while [ $i -le {pairs} ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; sleep 600'
+
+
+async def _assert_exactly_printed(pg: asyncpg.Connection, sandbox: dict[str, Any], pairs: int) -> None:
+    async def complete() -> bool:
+        return await _last_seq(pg, sandbox) >= 2 * pairs
+
+    with contextlib.suppress(AssertionError):  # the comparisons below tell what went wrong
+        await wait_for(complete, timeout=60, interval=0.2)
+    await asyncio.sleep(0.5)  # a duplicate, if any, would be stored with or right after the last line
+    rows = await stored_lines(pg, sandbox["id"])
+    assert_contiguous([r["seq"] for r in rows])
+    assert len(rows) == 2 * pairs
+    assert [r["text"] for r in rows if r["stream"] == "stdout"] == [f"out {i}" for i in range(1, pairs + 1)]
+    assert [r["text"] for r in rows if r["stream"] == "stderr"] == [f"err {i}" for i in range(1, pairs + 1)]
 
 
 async def _last_seq(pg: asyncpg.Connection, sandbox: dict[str, Any]) -> int:
@@ -76,6 +97,68 @@ async def test_log_shipper_killed_mid_stream_resumes_without_gap_or_duplicate(
             await _assert_every_line_once(pg, sandbox)
             # A client following all along saw every line exactly once too.
             await _read_all(plat, user, sandbox, reader)
+    await pg.close()
+
+
+async def test_log_shipper_killed_while_stdout_and_stderr_interleave_stores_exactly_what_was_printed(
+    dedicated_platform: DedicatedPlatform,
+) -> None:
+    plat = dedicated_platform
+    pairs = 20_000
+    pg = await asyncpg.connect(plat.database_url)
+    async with plat.client() as client:
+        user = await signup(client)
+        sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", _out_err(pairs))
+        for threshold in (pairs // 4, pairs, 3 * pairs // 2):
+
+            async def reached(threshold: int = threshold) -> bool:
+                return await _last_seq(pg, sandbox) >= threshold
+
+            await wait_for(reached, timeout=60, interval=0.02)
+            plat.platform.kill_service("log-shipper")
+            plat.platform.start_service("log-shipper")
+        await _assert_exactly_printed(pg, sandbox, pairs)
+    await pg.close()
+
+
+async def test_resume_after_a_line_stamped_earlier_than_the_last_stored_one(
+    dedicated_platform: DedicatedPlatform,
+) -> None:
+    """The shipper dies right after storing a line that Docker's log file follows with a line
+    stamped earlier (the other stream's): resuming must not lose that line.
+
+    Where a SIGKILL falls cannot be chosen, so the database is put back into the state such a
+    death leaves (lines and cursor end at that line, as one transaction writes them) while no
+    shipper runs, and the shipper is started on it."""
+    plat = dedicated_platform
+    pairs = 5_000
+    pg = await asyncpg.connect(plat.database_url)
+    async with plat.client() as client:
+        user = await signup(client)
+        sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", _out_err(pairs))
+        await _assert_exactly_printed(pg, sandbox, pairs)
+        plat.platform.kill_service("log-shipper")
+
+        rows = await stored_lines(pg, sandbox["id"])
+        inversions = [k for k in range(len(rows) - 1) if rows[k + 1]["ts"] < rows[k]["ts"]]
+        assert inversions, "Docker stamped every line in file order this time"
+        last = rows[inversions[len(inversions) // 2]]
+        async with pg.transaction():
+            await pg.execute(
+                "DELETE FROM sandbox_logs WHERE sandbox_id = $1::uuid AND seq > $2",
+                sandbox["id"],
+                last["seq"],
+            )
+            await pg.execute(
+                "UPDATE log_cursors SET last_seq = $2, last_ts = $3, last_ts_raw = NULL"
+                " WHERE sandbox_id = $1::uuid",
+                sandbox["id"],
+                last["seq"],
+                last["ts"],
+            )
+
+        plat.platform.start_service("log-shipper")
+        await _assert_exactly_printed(pg, sandbox, pairs)
     await pg.close()
 
 

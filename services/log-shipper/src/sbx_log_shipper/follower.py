@@ -23,7 +23,7 @@ from sbx_common.messages import LogLine
 from sbx_log_shipper.docker_engine import ContainerNotFound, DockerEngine, DockerError
 from sbx_log_shipper.frames import FrameDecoder, LineParser, RawLine, ReplayFilter, TtyDecoder
 from sbx_log_shipper.publisher import SandboxPublisher
-from sbx_log_shipper.store import LogStore, Record
+from sbx_log_shipper.store import LineKey, LogStore, Record, line_key
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +148,36 @@ class Batcher:
                 logger.warning("pruning old log lines failed", extra=self._log_extra(exc))
 
 
+class StoredTail:
+    """Drops, at the start of a resumed stream, the lines already stored (`ResumePoint.stored`).
+
+    They come first and in order; a line that differs means Docker no longer has them all (its
+    files rotated away while no shipper ran): from there on everything is kept, since a line
+    stored twice is better than a line lost.
+    """
+
+    def __init__(self, sandbox_id: uuid.UUID, stored: list[LineKey]) -> None:
+        self.sandbox_id = sandbox_id
+        self._stored = stored
+        self._next = 0
+
+    def new_lines(self, lines: list[RawLine]) -> list[RawLine]:
+        stored = self._stored
+        start = 0
+        while self._next < len(stored) and start < len(lines):
+            line = lines[start]
+            if line_key(line.ts, line.stream, line.text) != stored[self._next]:
+                logger.warning(
+                    "docker no longer sends every stored line; keeping what it sends",
+                    extra={"sandboxId": str(self.sandbox_id), "missing": len(stored) - self._next},
+                )
+                self._next = len(stored)
+                break
+            self._next += 1
+            start += 1
+        return lines[start:] if start else lines
+
+
 class Follower:
     """Follows one sandbox's container for as long as it runs (and again when it restarts)."""
 
@@ -224,17 +254,13 @@ class Follower:
         resume = await self.shared.store.resume_point(self.sandbox_id)
         decoder: FrameDecoder | TtyDecoder = TtyDecoder() if tty else FrameDecoder()
         parser = LineParser(self.shared.settings.max_line_bytes)
-        skip = resume.skip
+        tail = StoredTail(self.sandbox_id, resume.stored)
         replays = ReplayFilter()
         batcher = Batcher(self.shared, self.sandbox_id, self.publisher, resume.next_seq)
         try:
             async for chunk in docker.logs(self.container, resume.since):
                 lines = [line for line in parser.parse(decoder.feed(chunk)) if replays.keep(line)]
-                if skip:
-                    dropped = min(skip, len(lines))
-                    skip -= dropped
-                    lines = lines[dropped:]
-                await batcher.add(lines)
+                await batcher.add(tail.new_lines(lines))
         except BaseException:
             await batcher.abort()
             raise

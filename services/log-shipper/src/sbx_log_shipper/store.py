@@ -1,17 +1,21 @@
 """PostgreSQL side of the log shipper: `sandbox_logs` (bounded per sandbox) and `log_cursors`.
 
 Lines and the cursor move in one transaction, so after a crash the cursor names exactly the
-last stored line. Resuming asks Docker for the lines since the cursor's timestamp (to the
-microsecond) and skips as many as are already stored at or after that instant: Docker's
-`since` is inclusive, and several lines can carry the same timestamp (the pieces of a split
-line always do).
+last stored line. Resuming cannot ask Docker for the lines since that line's timestamp: stdout
+and stderr are stamped by two goroutines, so a line after it in Docker's log file can carry an
+earlier timestamp, and Docker's `since` would drop it. Resuming therefore asks Docker for the
+lines since a little earlier (RESUME_MARGIN) and skips, one by one, the stored lines Docker
+sends again: `since` keeps every line at or after it, in file order, and the stored lines are
+the start of the file, so Docker sends exactly the stored lines stamped at or after `since`, in
+`seq` order, before any new line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -19,13 +23,22 @@ from sbx_log_shipper.frames import StreamName, docker_since
 
 COLUMNS = ("sandbox_id", "seq", "stream", "text", "ts")
 Record = tuple[uuid.UUID, int, StreamName, str, datetime]
+# A stored line as resuming compares it: timestamp, stream and a digest of the text (the text
+# itself could be megabytes for a whole margin's worth of long lines).
+LineKey = tuple[datetime, str, str]
+# Far more than Docker's two stream goroutines ever stamp lines out of order (milliseconds).
+RESUME_MARGIN = timedelta(seconds=1)
+
+
+def line_key(ts: datetime, stream: str, text: str) -> LineKey:
+    return (ts, stream, hashlib.md5(text.encode(), usedforsecurity=False).hexdigest())
 
 
 @dataclass(frozen=True)
 class ResumePoint:
     next_seq: int
     since: str | None  # Docker's `since` parameter, None to read from the start
-    skip: int  # lines Docker will send again that are already stored
+    stored: list[LineKey] = field(default_factory=list)  # what Docker sends again, in order
 
 
 class LogStore:
@@ -42,12 +55,29 @@ class LogStore:
                 "SELECT last_seq, last_ts FROM log_cursors WHERE sandbox_id = $1", sandbox_id
             )
             if cursor is None:
-                return ResumePoint(next_seq=1, since=None, skip=0)
-            since: datetime = cursor["last_ts"]
-            skip = await conn.fetchval(
-                "SELECT count(*) FROM sandbox_logs WHERE sandbox_id = $1 AND ts >= $2", sandbox_id, since
+                return ResumePoint(next_seq=1, since=None)
+            last_ts: datetime = cursor["last_ts"]
+            since = last_ts - RESUME_MARGIN
+            oldest = await conn.fetchrow(
+                "SELECT seq, ts FROM sandbox_logs WHERE sandbox_id = $1 ORDER BY seq LIMIT 1", sandbox_id
             )
-        return ResumePoint(next_seq=cursor["last_seq"] + 1, since=docker_since(since), skip=int(skip))
+            if oldest is not None and oldest["seq"] > 1:
+                # Old lines were pruned: Docker would send again the pruned ones stamped after
+                # `since`, which cannot be recognised. Stay clear of the oldest kept line.
+                since = max(since, oldest["ts"] + (last_ts - oldest["ts"]) / 2)
+            # `since` has whole microseconds, as stored timestamps do: `ts >= since` here is
+            # exactly Docker's test on its nanosecond timestamps.
+            rows = await conn.fetch(
+                "SELECT ts, stream, md5(text) AS digest FROM sandbox_logs"
+                " WHERE sandbox_id = $1 AND ts >= $2 ORDER BY seq",
+                sandbox_id,
+                since,
+            )
+        return ResumePoint(
+            next_seq=cursor["last_seq"] + 1,
+            since=docker_since(since),
+            stored=[(row["ts"], row["stream"], row["digest"]) for row in rows],
+        )
 
     async def last_seq(self, sandbox_id: uuid.UUID) -> int:
         async with self.pool.acquire() as conn:
