@@ -115,3 +115,35 @@ async def test_terminal_refusals_and_a_stopping_sandbox(
         assert await term.closed() == 4009
     # And a stopped sandbox has no terminal.
     assert await close_code_of(_url(platform, user, sandbox["id"])) == 4009
+
+
+async def test_line_mode_ends_each_text_frame_with_enter(
+    platform: Platform, user: User, sandboxes: Sandboxes
+) -> None:
+    """`mode=line` is for wscat, which sends each line without its newline."""
+    sandbox = await sandboxes.run(user, "sleep 600")
+    assert await close_code_of(_url(platform, user, sandbox["id"], mode="bogus")) == 1008
+    async with ws_connect(_url(platform, user, sandbox["id"], mode="line")) as socket:
+        term = Terminal(socket)
+        await term.ready()
+        await term.type("echo $((6 * 7))")
+        await term.expect("42\r\n")
+        await term.control(type="resize", cols=100, rows=37)  # commands are not typed
+        await term.control(type="ping")
+        await term.expect('<text:{"type":"pong"}>')
+        await term.type("stty size")
+        await term.expect("37 100\r\n")
+        await term.type(b"echo bin-$((1 + 1))")  # binary frames stay byte-exact: no Enter yet
+        await term.type(b"-more\n")
+        await term.expect("bin-2-more\r\n")
+        await term.type("exit")
+        assert await term.closed() == 1000
+
+    # Without it, a text frame is only keystrokes: nothing runs until the client sends Enter.
+    async with ws_connect(_url(platform, user, sandbox["id"])) as socket:
+        term = Terminal(socket)
+        await term.ready()
+        await term.type("echo $((6 * 7))")
+        await term.type("-raw")
+        await term.type("\r")
+        await term.expect("42-raw\r\n")

@@ -57,6 +57,10 @@ class OrchestratorSettings(CryptoSettings):
     terminal_idle_timeout: float = Field(default=900.0, gt=0)
     # A session whose API side sent nothing (not even a keepalive) for this long is closed.
     terminal_keepalive_timeout: float = Field(default=30.0, gt=0)
+    # Hang up an ended session's shell by its host PID. Off: always from inside the container,
+    # with another exec, as happens anyway when the PID is not visible or not ours to signal
+    # (no host PID namespace, or a non-root orchestrator and a root shell): for such hosts.
+    terminal_host_signals: bool = True
 
     # How often the consumer's pending count is read for /metrics.
     consumer_metrics_interval: float = Field(default=5.0, gt=0)

@@ -11,9 +11,10 @@ VALIDATION_ERROR, UNAVAILABLE (Docker did not answer) or INTERNAL_ERROR.
 The Docker API cannot kill an exec'd process. On a timeout the orchestrator kills it (and its
 descendants) by the host PID Docker reports, after checking through /proc that the PID belongs
 to the sandbox's container; when it may not signal them (it does not run as root), it kills them
-by their in-container PIDs with another exec. Both need the orchestrator in the host's PID
-namespace (the case under `make run`; compose: `pid: host`). Elsewhere the call still returns at
-its timeout, and the process is left to finish.
+by their in-container PIDs with another exec (`inside.run_inside`). Both need the orchestrator
+in the host's PID namespace, to find the processes (the case under `make run`; compose:
+`pid: host`; Kubernetes: `hostPID: true`). Elsewhere the call still returns at its timeout, and
+the process is left to finish.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sbx_common.logging import trace_id_var
 from sbx_common.messages import ExecRequest, ExecResult
 from sbx_common.status import Status
 
+from sbx_orchestrator import inside
 from sbx_orchestrator.context import OrchestratorContext
 from sbx_orchestrator.metrics import DOCKER_ERRORS, EXEC_DURATION
 
@@ -52,7 +54,6 @@ logger = logging.getLogger(__name__)
 QUEUE_GROUP = "orchestrator"
 STDOUT, STDERR = 1, 2
 KILL_GRACE = 2.0  # seconds the output may take to end after the process was killed
-EXIT_CODE_WAIT = 1.0  # seconds to wait for Docker to record the exit code after the output ended
 
 
 @dataclass
@@ -114,25 +115,14 @@ class ExecRun:
         finally:
             with suppress(OSError):
                 sock.close()
-        self.exit_code = self._wait_exit_code(self.exec_id)
-
-    def _wait_exit_code(self, exec_id: str) -> int | None:
-        deadline = time.monotonic() + EXIT_CODE_WAIT
-        while True:
-            info = self.api.exec_inspect(exec_id)
-            if not info.get("Running"):
-                code = info.get("ExitCode")
-                return int(code) if code is not None else None
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.005)
+        self.exit_code = inside.wait_exit_code(self.api, self.exec_id)
 
     def kill(self) -> bool:
         """Kill the exec'd process and its descendants; False if its PID is not visible here."""
         if self.exec_id is None:
             return False
         pid = int(self.api.exec_inspect(self.exec_id).get("Pid") or 0)
-        if pid <= 0 or not _belongs_to(pid, self.container_id):
+        if pid <= 0 or not inside.belongs_to(pid, self.container_id):
             return False
         denied = []
         for victim in [pid, *_descendants(pid)]:
@@ -148,18 +138,9 @@ class ExecRun:
 
     def _kill_inside(self, pids: list[int]) -> bool:
         """Kill processes by their PIDs inside the container, with another exec."""
-        targets = " ".join(map(str, pids))
-        for command in (["kill", "-9", *targets.split()], ["sh", "-c", f"kill -9 {targets}"]):
-            try:
-                exec_id = self.api.exec_create(self.container_id, command, stdout=False, stderr=False)["Id"]
-                self.api.exec_start(exec_id)
-                # 126/127: no such command in the image. Otherwise it ran (a PID that is already
-                # gone makes `kill` fail, which is fine).
-                if self._wait_exit_code(exec_id) not in (None, 126, 127):
-                    return True
-            except docker.errors.APIError:
-                continue
-        return False
+        targets = [str(pid) for pid in pids]
+        commands = (["kill", "-9", *targets], ["sh", "-c", f"kill -9 {' '.join(targets)}"])
+        return inside.run_inside(self.api, self.container_id, commands)
 
     def abort(self) -> None:
         """Stop reading the output (unblocks `run`)."""
@@ -170,14 +151,6 @@ class ExecRun:
             raw = getattr(sock, "_sock", sock)
             with suppress(OSError):
                 raw.shutdown(socket.SHUT_RDWR)
-
-
-def _belongs_to(pid: int, container_id: str) -> bool:
-    """Whether the PID is a process of that container (and not some process of ours)."""
-    try:
-        return container_id in Path(f"/proc/{pid}/cgroup").read_text()
-    except OSError:
-        return False
 
 
 def _namespace_pid(pid: int) -> int | None:

@@ -10,7 +10,12 @@ worked. From then on the session lives on three core NATS subjects:
 - `sbx.term.<session>.ctl`: TerminalControl both ways: `resize` (exec_resize), `keepalive` and
   `close` from the API; `exit` from here when the shell ends (reason "exited", or "stopped" when
   the sandbox stopped), after the idle timeout ("idle": no input and no output), when the API
-  stopped sending keepalives ("gone"), or on an error ("error").
+  stopped sending keepalives ("gone"), or on an error ("error"). A keepalive sent as a request
+  is answered with a keepalive from here, so the API learns when this side is gone.
+
+Closing a TTY exec's socket does not end its process: a session that ends while its shell runs
+hangs the shell up as a terminal would, by host PID when the orchestrator can signal it, else
+from inside the container with another exec (see `_end_shell`).
 
 The exec socket is read and written from the event loop (non-blocking), so a session costs no
 thread; only the Docker API calls themselves run in the engine's worker threads.
@@ -21,12 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import docker.errors
@@ -39,6 +42,7 @@ from sbx_common import subjects
 from sbx_common.messages import TerminalControl, TerminalOpenReply, TerminalOpenRequest
 from sbx_common.status import Status
 
+from sbx_orchestrator import inside
 from sbx_orchestrator.context import OrchestratorContext
 
 logger = logging.getLogger(__name__)
@@ -46,20 +50,45 @@ logger = logging.getLogger(__name__)
 QUEUE_GROUP = "orchestrator"
 OUTPUT_CHUNK = 32 * 1024
 WATCH_INTERVAL = 1.0
-# `bash` when the image has it, else `sh`; exec replaces the wrapper, so the shell is the process.
-SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"]
+HANG_UP_GRACE = 2.0  # seconds a hung-up shell may take to end before it is killed
 SHELL_ENV = {"TERM": "xterm-256color"}
 
 SESSIONS = Gauge("orchestrator_terminal_sessions", "Open terminal sessions.")
 
 
-def _signal_container_process(pid: int, container_id: str, signum: int) -> None:
-    """Signal a host PID, but only if /proc shows it in the container's cgroup."""
-    try:
-        if container_id in Path(f"/proc/{pid}/cgroup").read_text():
-            os.kill(pid, signum)
-    except (OSError, ValueError):
-        return
+def pid_file(session_id: str) -> str:
+    """Where the session's shell records its PID inside the container: Docker gives every
+    container a /dev/shm (a scratch image may have no /tmp), writable by any user and emptied
+    when the container stops. Written and read only as the sandbox's own user, so whatever is
+    found there can harm nothing the user could not."""
+    return f"/dev/shm/.sbx-terminal-{uuid.UUID(hex=session_id).hex}"  # noqa: S108
+
+
+def shell_command(session_id: str) -> list[str]:
+    """`bash` when the image has it, else `sh`; exec replaces the wrapper, so the shell is the
+    process Docker reports and the PID it records (`$$`) is the shell's, in the container's
+    PID namespace, where the hang-up from inside finds it."""
+    record = f"{{ echo $$ > {pid_file(session_id)}; }} 2>/dev/null"
+    choose = "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"
+    return ["/bin/sh", "-c", f"{record}; {choose}"]
+
+
+def hang_up_script(session_id: str) -> str:
+    """SIGHUP to the shell's process group (the shell leads it; without job control its
+    children are in it too), or to the shell alone. PID 1 and below never: `-1` is everyone."""
+    path = pid_file(session_id)
+    return f'read pid < {path} && [ "$pid" -gt 1 ] && {{ kill -HUP -"$pid" || kill -HUP "$pid"; }}'
+
+
+def end_script(session_id: str) -> str:
+    """SIGKILL to a shell that outlived its hang-up, and the PID file removed."""
+    path = pid_file(session_id)
+    return (
+        f"read pid < {path} || exit 0; rm -f {path}; "
+        '[ "$pid" -gt 1 ] 2>/dev/null || exit 0; '
+        'if kill -0 "$pid" 2>/dev/null; then kill -KILL -"$pid" 2>/dev/null || kill -KILL "$pid"; fi; '
+        "exit 0"
+    )
 
 
 def _clamp(value: int | None, default: int) -> int:
@@ -91,7 +120,7 @@ class TerminalSession:
             "exec_create",
             engine.api.exec_create,
             self.container_id,
-            SHELL,
+            shell_command(self.session_id),
             stdin=True,
             tty=True,
             environment=SHELL_ENV,
@@ -120,8 +149,8 @@ class TerminalSession:
         try:
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
             reason = self._end_reason or await self._why_output_ended()
-            if reason not in ("exited", "stopped"):
-                await self._hang_up()
+            if reason != "stopped":
+                await self._end_shell()
             exit_code = await self._exit_code()
             await self._send_control(
                 TerminalControl(type="exit", sender="orchestrator", exit_code=exit_code, reason=reason)
@@ -185,7 +214,10 @@ class TerminalSession:
         if control.sender != "api":
             return
         self._last_keepalive = time.monotonic()
-        if control.type == "resize" and control.cols and control.rows:
+        if control.type == "keepalive" and msg.reply:
+            with contextlib.suppress(nats.errors.Error):
+                await msg.respond(TerminalControl(type="keepalive", sender="orchestrator").to_bytes())
+        elif control.type == "resize" and control.cols and control.rows:
             self._last_activity = self._last_keepalive
             with contextlib.suppress(docker.errors.APIError):
                 await self._resize(_clamp(control.cols, 80), _clamp(control.rows, 24))
@@ -203,19 +235,55 @@ class TerminalSession:
         running = bool(info and info.get("State", {}).get("Running"))
         return "exited" if running else "stopped"
 
-    async def _hang_up(self) -> None:
+    async def _end_shell(self) -> None:
         """Closing the exec socket does not end a TTY exec: hang up its shell like a terminal
-        would (SIGHUP to the session leader; the kernel passes it to the foreground job).
-        Needs the host's PID namespace, as the exec timeout does; elsewhere the shell stays."""
+        would (SIGHUP to the session leader; the kernel passes it on to the foreground job, e.g.
+        `vi`), then SIGKILL it if it is still there after HANG_UP_GRACE, so that a left shell
+        does not hold on to the sandbox's pids limit. The host PID needs the orchestrator in the
+        host's PID namespace and allowed to signal the shell; otherwise the hang-up is sent from
+        inside the container, to the PID the shell recorded. Also when the shell already ended,
+        to remove that record."""
+        try:
+            if await self._shell_pid():
+                if not await self._signal_host(signal.SIGHUP):
+                    await self._run_inside(hang_up_script(self.session_id))
+                await self._shell_ended_within(HANG_UP_GRACE)
+            await self._run_inside(end_script(self.session_id))
+            if not await self._shell_ended_within(1.0):
+                logger.warning(
+                    "terminal shell left running",
+                    extra={"sandboxId": str(self.request.sandbox_id), "session": self.session_id},
+                )
+        except Exception as exc:  # the exit control must go out whatever Docker does
+            logger.warning("terminal hang-up failed", extra={"error": repr(exc)})
+
+    async def _shell_pid(self) -> int:
+        """The shell's host PID while it runs, else 0."""
         engine = self.context.engine
         try:
             info = await engine.call("exec_inspect", engine.api.exec_inspect, self.exec_id)
         except docker.errors.APIError:
-            return
-        pid = int(info.get("Pid") or 0)
-        if not info.get("Running") or pid <= 0:
-            return
-        _signal_container_process(pid, self.container_id, signal.SIGHUP)
+            return 0
+        return int(info.get("Pid") or 0) if info.get("Running") else 0
+
+    async def _shell_ended_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while await self._shell_pid():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def _signal_host(self, signum: int) -> bool:
+        if not self.context.settings.terminal_host_signals:
+            return False
+        pid = await self._shell_pid()
+        return inside.signal_host_pid(pid, self.container_id, signum)
+
+    async def _run_inside(self, script: str) -> bool:
+        engine = self.context.engine
+        command = [["/bin/sh", "-c", script]]
+        return await engine.call("exec", inside.run_inside, engine.api, self.container_id, command)
 
     async def _exit_code(self) -> int | None:
         engine = self.context.engine

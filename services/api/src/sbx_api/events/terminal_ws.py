@@ -1,16 +1,23 @@
-"""`/ws/sandboxes/{id}/terminal`: a PTY shell, bridged to the orchestrator over NATS.
+"""`/ws/sandboxes/{id}/terminal?token=&cols=&rows=&mode=`: a PTY shell, bridged to the
+orchestrator over NATS.
 
 The API never touches Docker. It subscribes to the session's output and control subjects,
 asks the orchestrator to open the shell (`sbx.rpc.terminal.open`), sends `{"type": "ready"}`,
 then relays: the client's binary or text frames -> `sbx.term.<session>.in` (as they come);
 `{"type": "resize", cols, rows}` -> a `resize` control; `{"type": "ping"}` -> `{"type": "pong"}`;
-the PTY's output -> binary frames. A keepalive control every SBX_TERMINAL_KEEPALIVE_SECONDS
-tells the orchestrator the client is still there; a `close` control ends the shell when the
-client leaves.
+the PTY's output -> binary frames. `mode=line` is for clients that send each typed line as a
+text frame without its newline (wscat): such a frame gets a `\r` (Enter) appended; binary
+frames and the default `mode=raw` are passed byte for byte.
+
+A keepalive control every SBX_TERMINAL_KEEPALIVE_SECONDS tells the orchestrator the client is
+still there; it is sent as a request, and once the orchestrator has answered one, KEEPALIVE_MISSES
+intervals without an answer mean the orchestrator is gone (an orchestrator too old to answer is
+never taken for gone). A `close` control ends the shell when the client leaves.
 
 Close codes: 1000 when the shell exits (or the orchestrator closed an idle session), 4009 when
 the sandbox is not running at connect or stops meanwhile, 4004 / 4001 as for every socket,
-1013 when the client reads too slowly, 1011 when the orchestrator cannot be reached.
+1008 for a malformed `cols`, `rows` or `mode`, 1013 when the client reads too slowly, 1011 when
+the orchestrator cannot be reached or stops answering (4009 if the sandbox is not running by then).
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -32,10 +41,12 @@ from sbx_common.messages import TerminalControl, TerminalOpenReply, TerminalOpen
 from sbx_common.status import Status
 from starlette.websockets import WebSocket
 
-from sbx_api.events import ws
+from sbx_api.events import repository, ws
 from sbx_api.state import AppState
 
 MAX_SIZE = 1000
+MODES = ("raw", "line")
+KEEPALIVE_MISSES = 3  # keepalive intervals without an answer before the orchestrator is gone
 _OPEN_ERRORS = {"NOT_FOUND": ws.NOT_FOUND, "NOT_RUNNING": ws.NOT_RUNNING}
 _EXIT_CLOSE = {
     "exited": (ws.NORMAL, "The shell exited."),
@@ -46,13 +57,19 @@ _EXIT_CLOSE = {
 
 class TerminalBridge:
     def __init__(
-        self, websocket: WebSocket, state: AppState, owner_id: uuid.UUID, sandbox_id: uuid.UUID
+        self,
+        websocket: WebSocket,
+        state: AppState,
+        owner_id: uuid.UUID,
+        sandbox_id: uuid.UUID,
+        line_mode: bool = False,
     ) -> None:
         self.websocket = websocket
         self.state = state
         self.owner_id = owner_id
         self.sandbox_id = sandbox_id
         self.session_id = uuid.uuid4().hex
+        self.line_mode = line_mode
         self.max_buffered = state.settings.ws_terminal_buffer_bytes
         self._output: deque[bytes] = deque()
         self._buffered = 0
@@ -138,9 +155,32 @@ class TerminalBridge:
             await self.websocket.send_bytes(data)
 
     async def _keepalive(self) -> None:
+        interval = self.state.settings.terminal_keepalive_seconds
+        keepalive = TerminalControl(type="keepalive", sender="api").to_bytes()
+        subject = subjects.terminal_control(self.session_id)
+        answered_at: float | None = None
         while True:
-            await asyncio.sleep(self.state.settings.terminal_keepalive_seconds)
-            await self._control(TerminalControl(type="keepalive", sender="api"))
+            sent_at = time.monotonic()
+            try:
+                await self.state.nc.request(subject, keepalive, timeout=interval)
+                answered_at = time.monotonic()
+            except (nats.errors.Error, TimeoutError):
+                if answered_at is not None and time.monotonic() - answered_at >= KEEPALIVE_MISSES * interval:
+                    await self._orchestrator_lost()
+                    return
+            await asyncio.sleep(max(interval - (time.monotonic() - sent_at), 0))
+
+    async def _orchestrator_lost(self) -> None:
+        """The orchestrator stopped answering: it died, or lost NATS. Its sandbox may be gone too."""
+        try:
+            async with self.state.pool.acquire() as conn:
+                status = await repository.sandbox_status(conn, self.sandbox_id, self.owner_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            status = None  # the orchestrator is gone either way
+        if status is not None and status != Status.RUNNING.value:
+            self._finish(ws.NOT_RUNNING, f"The sandbox is {status}.")
+        else:
+            self._finish(ws.INTERNAL_ERROR, "The terminal service stopped answering.")
 
     async def _control(self, control: TerminalControl) -> None:
         with contextlib.suppress(nats.errors.Error):
@@ -152,7 +192,7 @@ class TerminalBridge:
         if isinstance(text, str):
             if await self._handled_as_command(text):
                 return
-            data = text.encode()
+            data = (text + "\r" if self.line_mode else text).encode()
         if isinstance(data, bytes) and data:
             with contextlib.suppress(nats.errors.Error):
                 await self.state.nc.publish(subjects.terminal_input(self.session_id), data)
@@ -212,8 +252,12 @@ async def serve_terminal(websocket: WebSocket, state: AppState, raw_sandbox_id: 
         sandbox_id, status = await ws.owned_sandbox(state, caller, raw_sandbox_id)
         cols = ws.int_param(websocket, "cols", 80, 1, MAX_SIZE)
         rows = ws.int_param(websocket, "rows", 24, 1, MAX_SIZE)
+        mode = websocket.query_params.get("mode") or "raw"
+        if mode not in MODES:
+            raise ws.CloseSocket(ws.POLICY_VIOLATION, "mode must be raw or line.")
         if status != Status.RUNNING.value:
             raise ws.CloseSocket(ws.NOT_RUNNING, f"The sandbox is {status}.")
-        await TerminalBridge(websocket, state, caller.user_id, sandbox_id).run(cols, rows)
+        bridge = TerminalBridge(websocket, state, caller.user_id, sandbox_id, line_mode=mode == "line")
+        await bridge.run(cols, rows)
 
     await ws.serve(websocket, session)

@@ -1,0 +1,70 @@
+"""Reaching a sandbox's processes: by host PID when the orchestrator can, else from inside.
+
+Signalling by host PID needs the orchestrator in the host's PID namespace and allowed to signal
+the sandbox's user (root, or the same uid). Where it is not (compose or Kubernetes without the
+host's PID namespace, or a non-root orchestrator), a short helper command run inside the
+container with another exec does it, as the container's own user.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import docker
+import docker.errors
+
+EXIT_CODE_WAIT = 1.0  # seconds Docker may take to record a finished exec's exit code
+
+
+def belongs_to(pid: int, container_id: str) -> bool:
+    """Whether a host PID is a process of that container (and not some process of ours: in
+    another PID namespace the same number names something else)."""
+    try:
+        return container_id in Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+
+
+def signal_host_pid(pid: int, container_id: str, signum: int) -> bool:
+    """Signal a sandbox process by its host PID; False when it is not visible or not ours to signal."""
+    if pid <= 0 or not belongs_to(pid, container_id):
+        return False
+    try:
+        os.kill(pid, signum)
+    except OSError:
+        return False
+    return True
+
+
+def wait_exit_code(api: docker.APIClient, exec_id: str, timeout: float = EXIT_CODE_WAIT) -> int | None:
+    """The exit code of an exec, once it has one; None if it still runs after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = api.exec_inspect(exec_id)
+        if not info.get("Running"):
+            code = info.get("ExitCode")
+            return int(code) if code is not None else None
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.005)
+
+
+def run_inside(api: docker.APIClient, container_id: str, commands: Sequence[Sequence[str]]) -> bool:
+    """Run the first of `commands` the image has, inside the container; False if none ran.
+
+    Each must finish within EXIT_CODE_WAIT. Exit codes 126/127 mean the image has no such
+    command, so the next one is tried; any other code means it ran (a `kill` of a process that
+    is already gone fails, which is fine).
+    """
+    for command in commands:
+        try:
+            exec_id = api.exec_create(container_id, list(command), stdout=False, stderr=False)["Id"]
+            api.exec_start(exec_id)
+            if wait_exit_code(api, exec_id) not in (None, 126, 127):
+                return True
+        except docker.errors.APIError:
+            continue
+    return False

@@ -1,0 +1,105 @@
+"""Ended sessions leave no shell behind even where the orchestrator cannot signal host PIDs, and
+the API closes its sockets when the orchestrator dies.
+
+On a platform of its own whose orchestrator never signals by host PID
+(SBX_TERMINAL_HOST_SIGNALS=false, as on hosts without the host PID namespace): the hang-up is
+sent from inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+
+from tests.harness import User, signup, wait_for
+from tests.streams.conftest import DedicatedPlatform
+from tests.streams.helpers import Terminal, exec_in, run_sandbox, ws_connect, ws_url
+
+DEDICATED_SERVICES = ("orchestrator", "api")
+DEDICATED_ENV = {
+    "SBX_TERMINAL_HOST_SIGNALS": "false",
+    "SBX_TERMINAL_KEEPALIVE_SECONDS": "1",
+}
+IMAGE = "sbx-test-busybox:latest"
+
+
+async def _shell_pid(term: Terminal) -> int:
+    await term.type("echo shell-pid=$$\n")
+    seen = ""
+    while not (match := re.search(r"shell-pid=(\d+)", seen)):
+        seen += await term.expect("\n")
+    return int(match.group(1))
+
+
+async def _gone(client: httpx.AsyncClient, user: User, sandbox_id: str, pid: int) -> bool:
+    result = await exec_in(client, user, sandbox_id, f"[ -d /proc/{pid} ] || echo gone; ls -a /dev/shm")
+    return "gone" in result["stdout"] and ".sbx-terminal-" not in result["stdout"]
+
+
+async def test_a_closed_session_hangs_its_shell_up_from_inside(dedicated_platform: DedicatedPlatform) -> None:
+    plat = dedicated_platform
+    async with plat.client() as client:
+        user = await signup(client)
+        sandbox = await run_sandbox(client, user, IMAGE, "sleep 600")
+        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
+        async with ws_connect(url) as socket:
+            term = Terminal(socket)
+            await term.ready()
+            pid = await _shell_pid(term)
+            listing = await exec_in(client, user, sandbox["id"], "cat /dev/shm/.sbx-terminal-*")
+            assert listing["stdout"].strip() == str(pid)
+            await term.type("vi /notes\n")
+            await term.expect("/notes")
+
+        async def shell_and_vi_gone() -> bool:
+            ps = (await exec_in(client, user, sandbox["id"], "ps"))["stdout"]
+            vi_gone = " vi " not in ps and "vi /notes" not in ps
+            return vi_gone and await _gone(client, user, sandbox["id"], pid)
+
+        await wait_for(shell_and_vi_gone, timeout=15, interval=0.5)
+
+
+async def test_a_shell_that_ignores_the_hang_up_is_killed(dedicated_platform: DedicatedPlatform) -> None:
+    plat = dedicated_platform
+    async with plat.client() as client:
+        user = await signup(client)
+        sandbox = await run_sandbox(client, user, IMAGE, "sleep 600")
+        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
+        async with ws_connect(url) as socket:
+            term = Terminal(socket)
+            await term.ready()
+            pid = await _shell_pid(term)
+            await term.type("trap '' HUP; echo trapped\n")
+            await term.expect("trapped\r\n")
+
+        async def gone() -> bool:
+            return await _gone(client, user, sandbox["id"], pid)
+
+        await wait_for(gone, timeout=15, interval=0.5)
+
+
+async def test_the_socket_closes_when_the_orchestrator_dies(dedicated_platform: DedicatedPlatform) -> None:
+    plat = dedicated_platform
+    async with plat.client() as client:
+        user = await signup(client)
+        sandbox = await run_sandbox(client, user, IMAGE, "sleep 600")
+        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
+        try:
+            async with ws_connect(url) as socket:
+                term = Terminal(socket)
+                await term.ready()
+                await term.type("echo alive\n")
+                await term.expect("alive\r\n")
+                await asyncio.sleep(1.5)  # keepalives answered: the API knows this orchestrator
+                plat.platform.kill_service("orchestrator")
+                loop = asyncio.get_running_loop()
+                killed_at = loop.time()
+                # Three keepalive intervals (1 s) without an answer, then the close.
+                assert await term.closed(timeout=10) == 1011
+                assert loop.time() - killed_at < 8
+                assert socket.close_reason is not None
+                assert "stopped answering" in socket.close_reason
+        finally:
+            plat.platform.start_service("orchestrator")
