@@ -59,6 +59,17 @@ async def test_lines_and_streams_match_what_the_container_printed(
     ]
     assert_contiguous([r["seq"] for r in await stored_lines(pg, sandbox["id"])])
 
+    # `since` is bounded as on the socket: beyond it, a validation error rather than a database's.
+    top = await client.get(f"/sandboxes/{sandbox['id']}/logs?since={2**62}", headers=user.headers)
+    assert top.status_code == 200, top.text
+    assert top.json()["data"] == []
+    for since in (2**62 + 1, 2**63, 10**30):
+        response = await client.get(f"/sandboxes/{sandbox['id']}/logs?since={since}", headers=user.headers)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["code"] == "VALIDATION_ERROR"
+        assert [e["path"] for e in error["details"]["errors"]] == ["since"]
+
 
 async def test_tail_and_since_choose_the_past_lines(
     platform: Platform, user: User, sandboxes: Sandboxes, client: httpx.AsyncClient
@@ -200,3 +211,67 @@ async def test_a_slow_client_is_closed_and_never_slows_the_others(
     seqs = [r["seq"] for r in await stored_lines(pg, sandbox["id"])]
     assert seqs[-1] == total
     assert_contiguous(seqs, first=seqs[0])
+
+
+async def _frames_until_closed(url: str, timeout: float = 15) -> tuple[list[dict[str, Any]], int | None]:
+    """Every frame the socket sends, in order, and its close code; fails if it does not close."""
+    frames: list[dict[str, Any]] = []
+    async with ws_connect(url) as socket:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async with asyncio.timeout(timeout):
+                while True:
+                    frames.append(json.loads(await socket.recv()))
+        return frames, socket.close_code
+
+
+async def test_socket_on_an_ended_sandbox_sends_its_lines_then_its_status_and_closes(
+    platform: Platform, user: User, sandboxes: Sandboxes, client: httpx.AsyncClient, pg: asyncpg.Connection
+) -> None:
+    sandbox = await sandboxes.run(user, "seq 1 5; sleep 600")
+    async with ws_connect(_logs_url(platform, user, sandbox, since=0)) as socket:
+        await LogReader(socket).read_until(lambda r: len(r.lines) >= 5)
+    await lifecycle(client, user, sandbox["id"], "destroy")
+
+    for status in ("destroyed", "expired"):
+        if status == "expired":  # what the orchestrator records when the TTL ran out instead
+            await pg.execute(
+                "UPDATE sandbox_runtime SET status = 'expired', status_reason = 'ttl'"
+                " WHERE sandbox_id = $1::uuid",
+                sandbox["id"],
+            )
+        for query, texts in (
+            ({"since": 0}, ["1", "2", "3", "4", "5"]),
+            ({"tail": 2}, ["4", "5"]),
+            ({"tail": 0}, []),
+        ):
+            frames, code = await _frames_until_closed(_logs_url(platform, user, sandbox, **query))
+            assert [f["text"] for f in frames[:-1]] == texts, (status, query)
+            assert frames[-1] == {"type": "status", "status": status}
+            assert code == 1000
+
+
+async def test_socket_of_a_sandbox_destroyed_meanwhile_sends_every_line_then_the_status(
+    platform: Platform, user: User, sandboxes: Sandboxes, client: httpx.AsyncClient, pg: asyncpg.Connection
+) -> None:
+    sandbox = await sandboxes.run(user, "i=1; while :; do echo $i; i=$((i+1)); usleep 200; done")
+    url = _logs_url(platform, user, sandbox, since=0)
+    frames: list[dict[str, Any]] = []
+    async with ws_connect(url) as socket:
+        async with asyncio.timeout(30):
+            while len(frames) < 500:
+                frames.append(json.loads(await socket.recv()))
+        destroyed = asyncio.create_task(lifecycle(client, user, sandbox["id"], "destroy"))
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async with asyncio.timeout(30):
+                while True:
+                    frames.append(json.loads(await socket.recv()))
+        await destroyed
+    assert socket.close_code == 1000
+    assert frames[-1] == {"type": "status", "status": "destroyed"}
+    seqs = [f["seq"] for f in frames if f["type"] == "log"]
+    assert seqs == list(range(1, len(seqs) + 1))
+    # Every line stored reached the client, before the status.
+    last_seq = await pg.fetchval(
+        "SELECT last_seq FROM log_cursors WHERE sandbox_id = $1::uuid", sandbox["id"]
+    )
+    assert seqs[-1] == last_seq

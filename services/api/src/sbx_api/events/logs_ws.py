@@ -11,8 +11,9 @@ is compared with the store every CATCH_UP_SECONDS, so a missed last batch arrive
 Past lines: with `since`, every stored line after that seq; otherwise the newest `tail`
 (default 100, 0 for none). Each socket has a bounded buffer (SBX_WS_LOG_BUFFER_LINES): a client
 that falls further behind is closed with 1013, so it never slows the shipper or other clients.
-A `status` frame follows each state change; the socket closes (1000) once the sandbox is
-destroyed or expired.
+A `status` frame follows each state change. Once the sandbox is destroyed or expired (already
+when the socket opens, or meanwhile), its last lines are sent, then its status, and the socket
+closes with 1000.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import contextlib
 import json
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import nats.errors
@@ -41,6 +42,10 @@ from sbx_api.state import AppState
 DEFAULT_TAIL = 100
 CATCH_UP_SECONDS = 2.0  # quiet live feed: compare with the store this often
 MAX_TAIL = 10_000
+# The log shipper stores a container's last lines when its log stream ends, which can be a
+# moment after the orchestrator records the sandbox's end: an ended sandbox's store is read
+# again after this long, for as long as it still grows, before the socket closes.
+SETTLE_SECONDS = 0.2
 _TERMINAL = frozenset(s.value for s in TERMINAL)
 
 
@@ -76,16 +81,22 @@ class LogTail:
                 await nc.flush(timeout=5)
             except (nats.errors.Error, TimeoutError) as exc:
                 raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log stream is unavailable.") from exc
-            last = await self._send_past(tail, since)
+            last, status = await self._send_past(tail, since)
+            if status in _TERMINAL:
+                await self._finish(last, status)
             await self._follow(last)
         finally:
             for subscription in subscriptions:
                 with contextlib.suppress(nats.errors.Error):
                     await subscription.unsubscribe()
 
-    async def _send_past(self, tail: int, since: int | None) -> int:
+    async def _send_past(self, tail: int, since: int | None) -> tuple[int, str | None]:
+        """Send the past lines; the last seq sent (or skipped), and the status read before them."""
         try:
             async with self.state.pool.acquire() as conn:
+                # Read after subscribing, so an end after this read arrives as an event; read
+                # before the lines, so an ended sandbox's lines are all there.
+                status = await repository.sandbox_status(conn, self.sandbox_id, self.owner_id)
                 if since is not None:
                     rows = await repository.lines_between(conn, self.sandbox_id, since)
                     last = since
@@ -102,7 +113,18 @@ class LogTail:
                 _dumps(log_frame(row["seq"], row["stream"], row["text"], row["ts"]))
             )
             last = row["seq"]
-        return last
+        return last, status
+
+    async def _finish(self, last: int, status: str) -> NoReturn:
+        """The sandbox ended: its last lines, its status, then 1000."""
+        while True:
+            await asyncio.sleep(SETTLE_SECONDS)
+            caught_up = await self._catch_up(last)
+            if caught_up == last:
+                break
+            last = caught_up
+        await self.websocket.send_text(_dumps(status_frame(status)))
+        raise ws.CloseSocket(ws.NORMAL, f"The sandbox is {status}.")
 
     async def _follow(self, last: int) -> None:
         sender = asyncio.create_task(self._send_live(last))
@@ -123,15 +145,19 @@ class LogTail:
             try:
                 await asyncio.wait_for(self._wakeup.wait(), CATCH_UP_SECONDS)
             except TimeoutError:
+                # Also how an end whose event was missed (a NATS reconnect) is noticed.
+                status = await self._status()
                 last = await self._catch_up(last)
+                if status in _TERMINAL:
+                    await self._finish(last, status)
                 continue
             self._wakeup.clear()
             while self._queue:
                 item = self._queue.popleft()
                 if isinstance(item, str):
-                    await websocket.send_text(_dumps(status_frame(item)))
                     if item in _TERMINAL:
-                        raise ws.CloseSocket(ws.NORMAL, f"The sandbox is {item}.")
+                        await self._finish(last, item)
+                    await websocket.send_text(_dumps(status_frame(item)))
                     continue
                 self._buffered -= len(item)
                 fresh = [line for line in item if line.seq > last]
@@ -144,6 +170,13 @@ class LogTail:
                         _dumps(log_frame(line.seq, line.stream, line.text, line.timestamp))
                     )
                 last = fresh[-1].seq
+
+    async def _status(self) -> str | None:
+        try:
+            async with self.state.pool.acquire() as conn:
+                return await repository.sandbox_status(conn, self.sandbox_id, self.owner_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ws.CloseSocket(ws.INTERNAL_ERROR, "The database is unavailable.") from exc
 
     async def _catch_up(self, last: int) -> int:
         """No live batch for a while: make sure none was missed (one the shipper stored but could

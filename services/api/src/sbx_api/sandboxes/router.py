@@ -280,7 +280,9 @@ async def sandbox_logs(
     caller: CurrentUser,
     tail: Annotated[int, Query(ge=1, le=10_000, description="How many lines at most.")] = 100,
     since: Annotated[
-        int | None, Query(ge=0, description="Only lines after this seq (then the oldest `tail` of them).")
+        int | None,
+        # Bounded like the logs socket's `since`: past PostgreSQL's bigint it is a validation error.
+        Query(ge=0, le=2**62, description="Only lines after this seq (then the oldest `tail` of them)."),
     ] = None,
 ) -> JSONResponse:
     """Log lines, oldest first: the newest `tail`, or with `since` the first `tail` after it."""
