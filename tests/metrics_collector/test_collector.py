@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import docker
 import httpx
 from docker.models.containers import Container
@@ -119,6 +120,39 @@ async def test_events_stop_and_resume_sampling_at_once(
     await publish(Status.RUNNING)
     await wait_sample(kv, sandbox.id, timeout=5)
     assert time.monotonic() - started < 1.0
+
+
+async def test_a_start_whose_running_event_was_missed_is_sampled_again(
+    kv: KeyValue, nc: NatsClient, pg: asyncpg.Connection, running_sandbox: tuple[SeededSandbox, Container]
+) -> None:
+    """Stop then start, as the orchestrator does them, except that the `running` event never
+    reaches the collector (core NATS: a reconnect at that moment loses it)."""
+    sandbox, container = running_sandbox
+    js = nc.jetstream()
+
+    async def record(status: Status, *, publish: bool = True) -> None:
+        await pg.execute(
+            "UPDATE sandbox_runtime SET status = $2, updated_at = now() WHERE sandbox_id = $1",
+            sandbox.id,
+            status.value,
+        )
+        if publish:
+            event = SandboxEvent(sandbox_id=sandbox.id, owner_id=sandbox.owner_id, status=status)
+            await js.publish(subjects.event(sandbox.owner_id, sandbox.id, status.value), event.to_bytes())
+
+    before = await wait_sample(kv, sandbox.id)
+    await record(Status.STOPPING)
+    await wait_no_sample(kv, sandbox.id, timeout=2)
+    # Quickly, so that no listing (every 10 s) falls while the container is down.
+    await asyncio.to_thread(container.stop, timeout=0)
+    await record(Status.STOPPED)
+    await asyncio.to_thread(container.start)
+    await record(Status.RUNNING, publish=False)
+
+    sample = await wait_sample(kv, sandbox.id, timeout=15, newer_than=before["timestamp"])
+    assert sample["cpu"]["cores"] == CPU_LIMIT
+    # And it goes on being sampled.
+    await wait_sample(kv, sandbox.id, newer_than=sample["timestamp"])
 
 
 async def test_docker_stats_fallback_reads_the_same_container_alike(

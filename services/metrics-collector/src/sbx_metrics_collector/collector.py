@@ -6,7 +6,9 @@ Which containers run is learnt from Docker: its event stream reports starts as t
 every `discovery_interval` catches anything the stream missed. A container that stops is noticed
 by the next round, whose reads of its cgroup files fail; the platform's events make it
 immediate: `stopping`, `stopped`, `destroyed`, `failed`, `expired` stop the sampling and delete
-the key before the container is even gone, and `running` resumes it.
+the key before the container is even gone, and `running` resumes it. Those events are core NATS,
+so one can be missed (a reconnect): a container that Docker shows started after the stop was
+announced is sampled again without its `running` event.
 
 Puts go out as plain publishes on the bucket's subjects, not acknowledged one by one: only the
 latest sample matters, the next round replaces a lost one, and an acknowledgement per sandbox
@@ -64,9 +66,10 @@ class Collector:
         self._subject_prefix = f"$KV.{KV_METRICS}."
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        # Sandboxes an event said are stopping: not sampled again while Docker still lists
-        # their container as running, until a `running` event (or the container is gone).
-        self._stopped: set[str] = set()
+        # Sandboxes an event said are stopping, with the start time (Docker's StartedAt) of the
+        # run that was stopping: that run is not sampled again while Docker still lists it, but
+        # a later start is, even if its `running` event was missed.
+        self._stopped: dict[str, float] = {}
         self._stats_pool = ThreadPoolExecutor(STATS_THREADS, thread_name_prefix="docker-stats")
         self.latest: dict[str, SampleJson] = {}
         self.docker_ok = False
@@ -164,20 +167,24 @@ class Collector:
         for sandbox_id, tracked in list(self._sampler.tracked.items()):
             if tracked.info.container_id not in listed:
                 await self._forget(sandbox_id)
-        self._stopped &= set(listed.values())
-        new = [
-            cid
-            for cid, sid in listed.items()
-            if sid not in self._sampler.tracked and sid not in self._stopped
-        ]
+        running = set(listed.values())
+        for sandbox_id in [sid for sid in self._stopped if sid not in running]:
+            del self._stopped[sandbox_id]
+        # Stopped ones too: inspecting tells a run started since from the one that was stopping.
+        new = [cid for cid, sid in listed.items() if sid not in self._sampler.tracked]
         if new:
             infos = await asyncio.to_thread(lambda: [self._discovery.inspect(cid) for cid in new])
             for info in infos:
                 self._track(info)
 
     def _track(self, info: ContainerInfo | None) -> Tracked | None:
-        if info is None or info.sandbox_id in self._stopped:
+        if info is None:
             return None
+        stopped_run = self._stopped.get(info.sandbox_id)
+        if stopped_run is not None:
+            if info.started_at <= stopped_run:
+                return None
+            del self._stopped[info.sandbox_id]
         current = self._sampler.tracked.get(info.sandbox_id)
         if current is not None and current.info == info:
             return None  # already sampled (a restarted container has a new pid and start time)
@@ -195,10 +202,14 @@ class Collector:
             return
         sandbox_id, status = parts[3], parts[4]
         if status == Status.RUNNING:
-            self._stopped.discard(sandbox_id)
+            self._stopped.pop(sandbox_id, None)
             await self._start_sampling(labels.container_name(sandbox_id))
         else:
-            self._stopped.add(sandbox_id)
+            tracked = self._sampler.tracked.get(sandbox_id)
+            # Not sampled (a second stop event, or not yet seen): any run started before now is
+            # the one stopping (Docker's StartedAt against this clock, as the sampler's CPU since
+            # the start already compares them).
+            self._stopped[sandbox_id] = tracked.info.started_at if tracked else time.time()
             await self._forget(sandbox_id)
 
     def _on_docker_start(self, container_id: str) -> None:
