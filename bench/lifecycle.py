@@ -4,7 +4,7 @@
 
 create-to-running (`POST /sandboxes?wait=true`) against a docker-SDK create+start of the same
 image and limits; destroy latency; creates per second with 10 concurrent clients; exec round trip
-against a raw docker-SDK exec.
+against a raw docker-SDK exec on the same container. Raw and platform samples alternate.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 
 import docker
 import httpx
+from docker.models.containers import Container
 
 from bench.stack import median, percentile, running_platform, table
 from tests.harness import TEST_IMAGE, Platform
@@ -27,40 +29,45 @@ MEMORY_MIB = 128
 PIDS = 256
 
 
-def raw_docker() -> dict[str, list[float]]:
+def raw_create_start(client: docker.DockerClient) -> tuple[float, Container]:
+    """A docker-SDK create + start of the same image and limits the platform applies."""
+    started = time.perf_counter()
+    container = client.containers.create(
+        TEST_IMAGE,
+        name=f"sbx-bench-raw-{uuid.uuid4().hex[:8]}",
+        nano_cpus=int(CPU * 1e9),
+        mem_limit=f"{MEMORY_MIB}m",
+        memswap_limit=f"{MEMORY_MIB}m",
+        pids_limit=PIDS,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        labels={"sbx.bench": "raw"},
+    )
+    container.start()
+    return time.perf_counter() - started, container
+
+
+def raw_exec(client: docker.DockerClient, container_id: str) -> float:
+    t0 = time.perf_counter()
+    exec_id = client.api.exec_create(container_id, ["true"])["Id"]
+    client.api.exec_start(exec_id)
+    client.api.exec_inspect(exec_id)
+    return time.perf_counter() - t0
+
+
+@dataclass
+class Samples:
+    raw: dict[str, list[float]]
+    ours: dict[str, list[float]]
+    throughput: float  # creates per second with CONCURRENT_CLIENTS clients
+
+
+async def interleaved_run(plat: Platform) -> Samples:
+    """Raw Docker and the platform take turns, sample by sample, so that a machine whose speed
+    drifts (a shared VM) weighs on both sides alike."""
     client = docker.from_env()
-    create_start: list[float] = []
-    remove: list[float] = []
-    execs: list[float] = []
-    for _ in range(SANDBOXES):
-        started = time.perf_counter()
-        container = client.containers.create(
-            TEST_IMAGE,
-            name=f"sbx-bench-raw-{uuid.uuid4().hex[:8]}",
-            nano_cpus=int(CPU * 1e9),
-            mem_limit=f"{MEMORY_MIB}m",
-            memswap_limit=f"{MEMORY_MIB}m",
-            pids_limit=PIDS,
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            labels={"sbx.bench": "raw"},
-        )
-        container.start()
-        create_start.append(time.perf_counter() - started)
-        if len(execs) < EXECS:
-            for _ in range(EXECS // SANDBOXES + 1):
-                t0 = time.perf_counter()
-                exec_id = client.api.exec_create(container.id, ["true"])["Id"]
-                client.api.exec_start(exec_id)
-                client.api.exec_inspect(exec_id)
-                execs.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        container.remove(force=True)
-        remove.append(time.perf_counter() - t0)
-    return {"create": create_start, "destroy": remove, "exec": execs}
-
-
-async def platform_run(plat: Platform) -> dict[str, list[float] | float]:
+    raw: dict[str, list[float]] = {"create": [], "destroy": [], "exec": []}
+    ours: dict[str, list[float]] = {"create": [], "destroy": [], "exec": []}
     async with httpx.AsyncClient(base_url=plat.api_url, timeout=120) as http:
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
         signup = await http.post("/auth/signup", json={"email": email, "password": "benchmark-password"})
@@ -72,24 +79,29 @@ async def platform_run(plat: Platform) -> dict[str, list[float] | float]:
         )
         env_id = env.json()["data"]["id"]
 
-        create: list[float] = []
-        destroy: list[float] = []
-        execs: list[float] = []
         for i in range(SANDBOXES):
+            elapsed, container = await asyncio.to_thread(raw_create_start, client)
+            raw["create"].append(elapsed)
             t0 = time.perf_counter()
             response = await http.post("/sandboxes?wait=true&timeout=60", json={"environmentId": env_id})
-            create.append(time.perf_counter() - t0)
+            ours["create"].append(time.perf_counter() - t0)
             sandbox = response.json()["data"]
             assert sandbox["status"] == "running", sandbox
             if i == 0:
+                # Both on the platform's own container, turn by turn.
+                name = f"sbx-{sandbox['id']}"
                 for _ in range(EXECS):
+                    raw["exec"].append(await asyncio.to_thread(raw_exec, client, name))
                     t0 = time.perf_counter()
                     result = await http.post(f"/sandboxes/{sandbox['id']}/exec", json={"command": ["true"]})
-                    execs.append(time.perf_counter() - t0)
+                    ours["exec"].append(time.perf_counter() - t0)
                     assert result.json()["data"]["exitCode"] == 0, result.text
             t0 = time.perf_counter()
+            await asyncio.to_thread(container.remove, force=True)
+            raw["destroy"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
             response = await http.delete(f"/sandboxes/{sandbox['id']}?wait=true&timeout=60")
-            destroy.append(time.perf_counter() - t0)
+            ours["destroy"].append(time.perf_counter() - t0)
             assert response.json()["data"]["status"] == "destroyed", response.text
 
         async def client_loop(count: int) -> list[str]:
@@ -107,7 +119,8 @@ async def platform_run(plat: Platform) -> dict[str, list[float] | float]:
         await asyncio.gather(
             *(http.delete(f"/sandboxes/{sid}?wait=true&timeout=120") for batch in batches for sid in batch)
         )
-        return {"create": create, "destroy": destroy, "exec": execs, "throughput": throughput}
+    client.close()
+    return Samples(raw, ours, throughput)
 
 
 def ms(value: float) -> str:
@@ -115,19 +128,17 @@ def ms(value: float) -> str:
 
 
 def run() -> str:
-    raw = raw_docker()
     extra = {
         "SBX_MAX_SANDBOXES_PER_USER": "1000",
         "SBX_MAX_CPU_PER_USER": "1000",
         "SBX_MAX_MEMORY_PER_USER": "1000000",
     }
     with running_platform(extra_env=extra) as plat:
-        ours = asyncio.run(platform_run(plat))
+        result = asyncio.run(interleaved_run(plat))
+    raw, ours = result.raw, result.ours
     rows = []
     for key, label in (("create", "create to running"), ("destroy", "destroy"), ("exec", "exec round trip")):
-        raw_values = raw[key]
-        our_values = ours[key]
-        assert isinstance(our_values, list)
+        raw_values, our_values = raw[key], ours[key]
         rows.append(
             [
                 label,
@@ -144,7 +155,7 @@ def run() -> str:
         ["operation", "raw p50", "raw p95", "platform p50", "platform p95", "p50 ratio", "p50 delta"],
         rows,
     )
-    rate = ours["throughput"]
+    rate = result.throughput
     out += f"\nCreates per second to running, {CONCURRENT_CLIENTS} concurrent clients: {rate:.2f}/s\n"
     return out
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import docker
+import docker.errors
 from sbx_common import db, natsconn, topology
+from sbx_common.labels import INSTANCE
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 
 from tests.harness import Platform, build_test_image, platform_env
@@ -20,6 +24,17 @@ async def _prepare(database_url: str, nats_url: str) -> None:
     nc = await natsconn.connect(nats_url, "bench-setup")
     await topology.apply_topology(nc.jetstream())
     await nc.close()
+
+
+def remove_instance_containers(instance: str) -> None:
+    """The sandboxes a benchmark left running: none may outlive it (or load the next one)."""
+    client = docker.from_env()
+    try:
+        for container in client.containers.list(all=True, filters={"label": f"{INSTANCE}={instance}"}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.remove(force=True)
+    finally:
+        client.close()
 
 
 @contextmanager
@@ -43,6 +58,7 @@ def running_platform(
                 yield plat
             finally:
                 plat.stop_all()
+                remove_instance_containers(plat.base_env["SBX_INSTANCE"])
         finally:
             pg.stop()
             nats_server.stop()
