@@ -108,9 +108,14 @@ async def test_one_trace_from_the_api_request_through_the_orchestrator_and_docke
         trace_id = created.headers["x-trace-id"]
 
         async def trace_complete() -> list[dict[str, Any]] | None:
+            # Each process exports its spans in batches as they end (a parent after its
+            # children): wait for every span the assertions below look at, not for the first.
             spans = [s for s in read_spans(traced_dir) if s["traceId"] == trace_id]
-            services = {s["service"] for s in spans}
-            return spans if {"sbx-api", "sbx-orchestrator", "sbx-log-shipper"} <= services else None
+            kinds = {(s["service"], s["kind"]) for s in spans}
+            names = {s["name"] for s in spans}
+            wanted = {("sbx-api", "SERVER"), ("sbx-orchestrator", "CONSUMER")}
+            complete = wanted <= kinds and {"docker create", "docker start"} <= names
+            return spans if complete and any(s["service"] == "sbx-log-shipper" for s in spans) else None
 
         spans = await wait_for(trace_complete, timeout=30, interval=0.2)
 
@@ -122,7 +127,9 @@ async def test_one_trace_from_the_api_request_through_the_orchestrator_and_docke
 
         async def exec_traced() -> list[dict[str, Any]] | None:
             found = [s for s in read_spans(traced_dir) if s["traceId"] == exec_trace_id]
-            return found if any(s["service"] == "sbx-orchestrator" for s in found) else None
+            answered = any(s["service"] == "sbx-orchestrator" and s["name"] == "exec" for s in found)
+            requested = any(s["service"] == "sbx-api" and s["kind"] == "SERVER" for s in found)
+            return found if answered and requested else None
 
         exec_spans = await wait_for(exec_traced, timeout=30, interval=0.2)
         await http.delete(f"/sandboxes/{sandbox['id']}?wait=true", headers=user.headers)
