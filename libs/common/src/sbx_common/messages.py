@@ -147,7 +147,7 @@ class TerminalControl(Message):
 
     API -> orchestrator: `resize` (cols, rows), `keepalive` (the client is still there), `close`
     (the client left). Orchestrator -> API: `exit` (the shell ended; `exit_code` and `reason`:
-    "exited", "idle", "stopped", "error").
+    "exited", "idle", "stopped", "error"), and `keepalive` as the reply to a keepalive request.
     """
 
     type: TerminalControlType

@@ -196,7 +196,9 @@ async def orchestrator_health() -> OrchestratorHealth:
     title="sbx.term.{session_id}.ctl:api,orchestrator",
     description=(
         "Control of one terminal session, both ways: `resize`, `keepalive`, `close` from the API, "
-        "`exit` from the orchestrator. Keystrokes go on `sbx.term.<session>.in` and the screen "
+        "`exit` from the orchestrator. A `keepalive` sent as a request is answered with a "
+        "`keepalive` from the orchestrator, so the API learns when it is gone. "
+        "Keystrokes go on `sbx.term.<session>.in` and the screen "
         "comes back on `sbx.term.<session>.out`, as raw bytes."
     ),
 )
