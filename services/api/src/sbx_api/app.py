@@ -16,12 +16,12 @@ from sbx_api.audit.router import router as audit_router
 from sbx_api.auth.router import router as auth_router
 from sbx_api.config import ApiSettings
 from sbx_api.environments.router import router as environments_router
-from sbx_api.events.router import router as events_router
 from sbx_api.health.router import router as health_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
 from sbx_api.ratelimit import RateLimiter
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.state import AppState
+from sbx_api.streams.router import router as streams_router
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -64,7 +64,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         api_keys_router,
         environments_router,
         sandboxes_router,
-        events_router,
+        streams_router,
         audit_router,
     ):
         app.include_router(router)

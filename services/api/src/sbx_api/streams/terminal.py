@@ -29,30 +29,47 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final, TypeGuard, get_args
 
-import asyncpg
 import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 from sbx_common import subjects
+from sbx_common.codes import ErrorCode, TerminalEndReason, WsClose
 from sbx_common.messages import TerminalControl, TerminalOpenReply, TerminalOpenRequest
 from sbx_common.status import Status
 from starlette.websockets import WebSocket
 
-from sbx_api.events import repository, ws
 from sbx_api.state import AppState
+from sbx_api.streams import repository, socket
+from sbx_api.streams.socket import CloseSocket
 
 MAX_SIZE = 1000
 MODES = ("raw", "line")
 KEEPALIVE_MISSES = 3  # keepalive intervals without an answer before the orchestrator is gone
-_OPEN_ERRORS = {"NOT_FOUND": ws.NOT_FOUND, "NOT_RUNNING": ws.NOT_RUNNING}
-_EXIT_CLOSE = {
-    "exited": (ws.NORMAL, "The shell exited."),
-    "idle": (ws.NORMAL, "The terminal was idle for too long."),
-    "stopped": (ws.NOT_RUNNING, "The sandbox stopped."),
+# The orchestrator's refusals to open a shell, as close codes (any other is 1011).
+_OPEN_ERRORS: Final[dict[str, int]] = {
+    ErrorCode.NOT_FOUND: WsClose.NOT_FOUND,
+    ErrorCode.NOT_RUNNING: WsClose.NOT_RUNNING,
 }
+# Why the orchestrator ended the session, as the close code and reason the client gets.
+_EXIT_CLOSE: Final[dict[TerminalEndReason, tuple[int, str]]] = {
+    "exited": (WsClose.NORMAL, "The shell exited."),
+    "idle": (WsClose.NORMAL, "The terminal was idle for too long."),
+    "stopped": (WsClose.NOT_RUNNING, "The sandbox stopped."),
+}
+_ENDED = (WsClose.INTERNAL_ERROR, "The terminal ended.")
+_END_REASONS: Final = frozenset(get_args(TerminalEndReason))
+
+
+def _is_end_reason(reason: str | None) -> TypeGuard[TerminalEndReason]:
+    return reason in _END_REASONS
+
+
+def _exit_close(reason: str | None) -> tuple[int, str]:
+    """The close code and reason for the orchestrator's `exit` with this reason."""
+    return _EXIT_CLOSE.get(reason, _ENDED) if _is_end_reason(reason) else _ENDED
 
 
 class TerminalBridge:
@@ -74,13 +91,13 @@ class TerminalBridge:
         self._output: deque[bytes] = deque()
         self._buffered = 0
         self._wakeup = asyncio.Event()
-        self._end: ws.CloseSocket | None = None
+        self._end: CloseSocket | None = None
         self._ended = asyncio.Event()
         self._shell_ended = False  # the orchestrator said the session is over
 
     def _finish(self, code: int, reason: str) -> None:
         if self._end is None:
-            self._end = ws.CloseSocket(code, reason)
+            self._end = CloseSocket(code, reason)
         self._ended.set()
 
     async def run(self, cols: int, rows: int) -> None:
@@ -111,10 +128,10 @@ class TerminalBridge:
                 )
                 reply = TerminalOpenReply.model_validate_json(response.data)
             except (nats.errors.Error, TimeoutError, ValidationError) as exc:
-                raise ws.CloseSocket(ws.INTERNAL_ERROR, "The terminal service is unavailable.") from exc
+                raise CloseSocket(WsClose.INTERNAL_ERROR, "The terminal service is unavailable.") from exc
             if not reply.ok:
-                code = _OPEN_ERRORS.get(reply.error_code or "", ws.INTERNAL_ERROR)
-                raise ws.CloseSocket(code, reply.error_message or "The terminal could not be opened.")
+                code = _OPEN_ERRORS.get(reply.error_code or "", WsClose.INTERNAL_ERROR)
+                raise CloseSocket(code, reply.error_message or "The terminal could not be opened.")
             await self.websocket.send_text('{"type":"ready"}')
             await self._relay()
         finally:
@@ -126,17 +143,13 @@ class TerminalBridge:
                     await subscription.unsubscribe()
 
     async def _relay(self) -> None:
-        tasks = {
+        tasks = (
             asyncio.create_task(self._send_output()),
-            asyncio.create_task(ws.until_disconnected(self.websocket, self._on_client_frame)),
+            asyncio.create_task(socket.until_disconnected(self.websocket, self._on_client_frame)),
             asyncio.create_task(self._keepalive()),
             asyncio.create_task(self._ended.wait()),
-        }
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
+        )
+        for task in await socket.until_first(*tasks):
             task.result()  # a failure in a relay task surfaces here
         if self._end is not None:
             await self._flush_output()
@@ -175,12 +188,12 @@ class TerminalBridge:
         try:
             async with self.state.pool.acquire() as conn:
                 status = await repository.sandbox_status(conn, self.sandbox_id, self.owner_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except socket.DATABASE_ERRORS:
             status = None  # the orchestrator is gone either way
         if status is not None and status != Status.RUNNING.value:
-            self._finish(ws.NOT_RUNNING, f"The sandbox is {status}.")
+            self._finish(WsClose.NOT_RUNNING, f"The sandbox is {status}.")
         else:
-            self._finish(ws.INTERNAL_ERROR, "The terminal service stopped answering.")
+            self._finish(WsClose.INTERNAL_ERROR, "The terminal service stopped answering.")
 
     async def _control(self, control: TerminalControl) -> None:
         with contextlib.suppress(nats.errors.Error):
@@ -224,7 +237,7 @@ class TerminalBridge:
 
     async def _on_output(self, msg: Msg) -> None:
         if self._buffered + len(msg.data) > self.max_buffered:
-            self._finish(ws.TRY_AGAIN_LATER, "The client reads too slowly.")
+            self._finish(WsClose.TRY_AGAIN_LATER, "The client reads too slowly.")
             return
         self._buffered += len(msg.data)
         self._output.append(msg.data)
@@ -237,27 +250,26 @@ class TerminalBridge:
             return
         if control.sender == "orchestrator" and control.type == "exit":
             self._shell_ended = True
-            code, reason = _EXIT_CLOSE.get(control.reason or "", (ws.INTERNAL_ERROR, "The terminal ended."))
-            self._finish(code, reason)
+            self._finish(*_exit_close(control.reason))
 
     async def _on_event(self, msg: Msg) -> None:
         status = msg.subject.rsplit(".", 1)[-1]
         if status != Status.RUNNING.value:
-            self._finish(ws.NOT_RUNNING, f"The sandbox is {status}.")
+            self._finish(WsClose.NOT_RUNNING, f"The sandbox is {status}.")
 
 
 async def serve_terminal(websocket: WebSocket, state: AppState, raw_sandbox_id: str) -> None:
     async def session() -> None:
-        caller = await ws.caller_of(websocket, state)
-        sandbox_id, status = await ws.owned_sandbox(state, caller, raw_sandbox_id)
-        cols = ws.int_param(websocket, "cols", 80, 1, MAX_SIZE)
-        rows = ws.int_param(websocket, "rows", 24, 1, MAX_SIZE)
+        caller = await socket.caller_of(websocket, state)
+        sandbox_id, status = await socket.owned_sandbox(state, caller, raw_sandbox_id)
+        cols = socket.int_param(websocket, "cols", 80, 1, MAX_SIZE)
+        rows = socket.int_param(websocket, "rows", 24, 1, MAX_SIZE)
         mode = websocket.query_params.get("mode") or "raw"
         if mode not in MODES:
-            raise ws.CloseSocket(ws.POLICY_VIOLATION, "mode must be raw or line.")
+            raise CloseSocket(WsClose.POLICY, "mode must be raw or line.")
         if status != Status.RUNNING.value:
-            raise ws.CloseSocket(ws.NOT_RUNNING, f"The sandbox is {status}.")
+            raise CloseSocket(WsClose.NOT_RUNNING, f"The sandbox is {status}.")
         bridge = TerminalBridge(websocket, state, caller.user_id, sandbox_id, line_mode=mode == "line")
         await bridge.run(cols, rows)
 
-    await ws.serve(websocket, session)
+    await socket.serve(websocket, session)

@@ -25,19 +25,20 @@ import uuid
 from collections import deque
 from typing import Any, NoReturn
 
-import asyncpg
 import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 from sbx_common import subjects
+from sbx_common.codes import WsClose
 from sbx_common.messages import LogBatch, LogLine
 from sbx_common.status import TERMINAL
 from starlette.websockets import WebSocket
 
-from sbx_api.events import repository, ws
-from sbx_api.events.schemas import log_frame, status_frame
 from sbx_api.state import AppState
+from sbx_api.streams import repository, socket
+from sbx_api.streams.schemas import log_frame, status_frame
+from sbx_api.streams.socket import CloseSocket
 
 DEFAULT_TAIL = 100
 CATCH_UP_SECONDS = 2.0  # quiet live feed: compare with the store this often
@@ -80,7 +81,7 @@ class LogTail:
                 )
                 await nc.flush(timeout=5)
             except (nats.errors.Error, TimeoutError) as exc:
-                raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log stream is unavailable.") from exc
+                raise CloseSocket(WsClose.INTERNAL_ERROR, "The log stream is unavailable.") from exc
             last, status = await self._send_past(tail, since)
             if status in _TERMINAL:
                 await self._finish(last, status)
@@ -92,28 +93,20 @@ class LogTail:
 
     async def _send_past(self, tail: int, since: int | None) -> tuple[int, str | None]:
         """Send the past lines; the last seq sent (or skipped), and the status read before them."""
-        try:
-            async with self.state.pool.acquire() as conn:
-                # Read after subscribing, so an end after this read arrives as an event; read
-                # before the lines, so an ended sandbox's lines are all there.
-                status = await repository.sandbox_status(conn, self.sandbox_id, self.owner_id)
-                if since is not None:
-                    rows = await repository.lines_between(conn, self.sandbox_id, since)
-                    last = since
-                elif tail > 0:
-                    rows = await repository.newest_lines(conn, self.sandbox_id, tail)
-                    last = 0
-                else:
-                    rows = []
-                    last = await repository.last_seq(conn, self.sandbox_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
-        for row in rows:
-            await self.websocket.send_text(
-                _dumps(log_frame(row["seq"], row["stream"], row["text"], row["ts"]))
-            )
-            last = row["seq"]
-        return last, status
+        async with socket.database(self.state, "The log store is unavailable.") as conn:
+            # Read after subscribing, so an end after this read arrives as an event; read
+            # before the lines, so an ended sandbox's lines are all there.
+            status = await repository.sandbox_status(conn, self.sandbox_id, self.owner_id)
+            if since is not None:
+                rows = await repository.lines_between(conn, self.sandbox_id, since)
+                last = since
+            elif tail > 0:
+                rows = await repository.newest_lines(conn, self.sandbox_id, tail)
+                last = 0
+            else:
+                rows = []
+                last = await repository.last_seq(conn, self.sandbox_id)
+        return await self._send_stored(rows, last), status
 
     async def _finish(self, last: int, status: str) -> NoReturn:
         """The sandbox ended: its last lines, its status, then 1000."""
@@ -124,18 +117,15 @@ class LogTail:
                 break
             last = caught_up
         await self.websocket.send_text(_dumps(status_frame(status)))
-        raise ws.CloseSocket(ws.NORMAL, f"The sandbox is {status}.")
+        raise CloseSocket(WsClose.NORMAL, f"The sandbox is {status}.")
 
     async def _follow(self, last: int) -> None:
         sender = asyncio.create_task(self._send_live(last))
-        reader = asyncio.create_task(ws.until_disconnected(self.websocket, ws.ignore))
+        reader = asyncio.create_task(socket.until_disconnected(self.websocket, socket.ignore))
         overflow = asyncio.create_task(self._overflow.wait())
-        done, pending = await asyncio.wait({sender, reader, overflow}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        done = await socket.until_first(sender, reader, overflow)
         if overflow in done:
-            raise ws.CloseSocket(ws.TRY_AGAIN_LATER, "The client reads too slowly.")
+            raise CloseSocket(WsClose.TRY_AGAIN_LATER, "The client reads too slowly.")
         if sender in done:
             sender.result()  # raises the reason it ended
 
@@ -172,29 +162,24 @@ class LogTail:
                 last = fresh[-1].seq
 
     async def _status(self) -> str | None:
-        try:
-            async with self.state.pool.acquire() as conn:
-                return await repository.sandbox_status(conn, self.sandbox_id, self.owner_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise ws.CloseSocket(ws.INTERNAL_ERROR, "The database is unavailable.") from exc
+        async with socket.database(self.state, "The database is unavailable.") as conn:
+            return await repository.sandbox_status(conn, self.sandbox_id, self.owner_id)
 
     async def _catch_up(self, last: int) -> int:
         """No live batch for a while: make sure none was missed (one the shipper stored but could
         not publish, e.g. while NATS restarted, with nothing published after it)."""
-        try:
-            async with self.state.pool.acquire() as conn:
-                stored = await repository.last_seq(conn, self.sandbox_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
+        async with socket.database(self.state, "The log store is unavailable.") as conn:
+            stored = await repository.last_seq(conn, self.sandbox_id)
         return await self._send_missing(last, None) if stored > last else last
 
     async def _send_missing(self, last: int, before: int | None) -> int:
         """Stored lines after `last` (and before `before`): every published line is stored first."""
-        try:
-            async with self.state.pool.acquire() as conn:
-                rows = await repository.lines_between(conn, self.sandbox_id, last, before)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
+        async with socket.database(self.state, "The log store is unavailable.") as conn:
+            rows = await repository.lines_between(conn, self.sandbox_id, last, before)
+        return await self._send_stored(rows, last)
+
+    async def _send_stored(self, rows: list[Any], last: int) -> int:
+        """Send lines read from the store; the seq of the last one (`last` when there are none)."""
         for row in rows:
             await self.websocket.send_text(
                 _dumps(log_frame(row["seq"], row["stream"], row["text"], row["ts"]))
@@ -221,10 +206,10 @@ class LogTail:
 
 async def serve_logs(websocket: WebSocket, state: AppState, raw_sandbox_id: str) -> None:
     async def session() -> None:
-        caller = await ws.caller_of(websocket, state)
-        sandbox_id, _status = await ws.owned_sandbox(state, caller, raw_sandbox_id)
-        since = ws.optional_int_param(websocket, "since", 0, 2**62)
-        tail = ws.int_param(websocket, "tail", DEFAULT_TAIL, 0, MAX_TAIL)
+        caller = await socket.caller_of(websocket, state)
+        sandbox_id, _status = await socket.owned_sandbox(state, caller, raw_sandbox_id)
+        since = socket.optional_int_param(websocket, "since", 0, 2**62)
+        tail = socket.int_param(websocket, "tail", DEFAULT_TAIL, 0, MAX_TAIL)
         await LogTail(websocket, state, caller.user_id, sandbox_id).run(tail, since)
 
-    await ws.serve(websocket, session)
+    await socket.serve(websocket, session)

@@ -1,4 +1,4 @@
-"""Reads of the events domain: a sandbox's owner and status, and its stored log lines."""
+"""Reads of the streams domain: a sandbox's owner and status, and its stored log lines."""
 
 from __future__ import annotations
 

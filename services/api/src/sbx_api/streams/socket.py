@@ -1,7 +1,9 @@
-"""What every WebSocket route shares: close codes, authentication, query parameters.
+"""What every WebSocket route shares: closing with a code, authentication, the owned sandbox,
+query parameters, reading the client, and the database seen from a socket.
 
 A refusal must reach the client as a close code, and a browser only sees close codes of
-accepted sockets, so each route accepts first and then closes with the code that applies.
+accepted sockets, so each route accepts first and then closes with the code that applies. The
+codes themselves are `sbx_common.codes.WsClose`.
 """
 
 from __future__ import annotations
@@ -10,28 +12,22 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
+from sbx_common.codes import WsClose
 from sbx_common.errors import Unauthorized
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from sbx_api.deps import Caller, authenticate, bearer_token
-from sbx_api.events import repository
 from sbx_api.state import AppState
+from sbx_api.streams import repository
 
 logger = logging.getLogger(__name__)
 
-NORMAL = 1000
-POLICY_VIOLATION = 1008  # malformed query parameters
-INTERNAL_ERROR = 1011
-TRY_AGAIN_LATER = 1013  # the client reads too slowly
-UNAUTHORIZED = 4001
-NOT_FOUND = 4004
-NOT_RUNNING = 4009
-
 CLOSE_TIMEOUT = 10.0  # a client that stopped reading gets this long to take the close frame
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class CloseSocket(Exception):
@@ -51,11 +47,21 @@ async def close(websocket: WebSocket, code: int, reason: str = "") -> None:
         await asyncio.wait_for(websocket.close(code, reason[:120]), CLOSE_TIMEOUT)
 
 
+@contextlib.asynccontextmanager
+async def database(state: AppState, unavailable: str) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection for the block; the database failing closes the socket with 1011."""
+    try:
+        async with state.pool.acquire() as conn:
+            yield conn
+    except DATABASE_ERRORS as exc:
+        raise CloseSocket(WsClose.INTERNAL_ERROR, unavailable) from exc
+
+
 async def caller_of(websocket: WebSocket, state: AppState) -> Caller:
     try:
         return await authenticate(state, bearer_token(websocket))
     except Unauthorized as exc:
-        raise CloseSocket(UNAUTHORIZED, exc.message) from None
+        raise CloseSocket(WsClose.UNAUTHORIZED, exc.message) from None
 
 
 async def owned_sandbox(state: AppState, caller: Caller, raw_id: str) -> tuple[uuid.UUID, str]:
@@ -63,14 +69,11 @@ async def owned_sandbox(state: AppState, caller: Caller, raw_id: str) -> tuple[u
     try:
         sandbox_id = uuid.UUID(raw_id)
     except ValueError:
-        raise CloseSocket(NOT_FOUND, "No such sandbox.") from None
-    try:
-        async with state.pool.acquire() as conn:
-            status = await repository.sandbox_status(conn, sandbox_id, caller.user_id)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise CloseSocket(INTERNAL_ERROR, "The database is unavailable.") from exc
+        raise CloseSocket(WsClose.NOT_FOUND, "No such sandbox.") from None
+    async with database(state, "The database is unavailable.") as conn:
+        status = await repository.sandbox_status(conn, sandbox_id, caller.user_id)
     if status is None:
-        raise CloseSocket(NOT_FOUND, "No such sandbox.")
+        raise CloseSocket(WsClose.NOT_FOUND, "No such sandbox.")
     return sandbox_id, status
 
 
@@ -87,9 +90,9 @@ def optional_int_param(websocket: WebSocket, name: str, low: int, high: int) -> 
     try:
         value = int(raw)
     except ValueError:
-        raise CloseSocket(POLICY_VIOLATION, f"{name} must be an integer.") from None
+        raise CloseSocket(WsClose.POLICY, f"{name} must be an integer.") from None
     if not low <= value <= high:
-        raise CloseSocket(POLICY_VIOLATION, f"{name} must be between {low} and {high}.")
+        raise CloseSocket(WsClose.POLICY, f"{name} must be between {low} and {high}.")
     return value
 
 
@@ -108,6 +111,16 @@ async def ignore(_message: Mapping[str, Any]) -> None:
     return None
 
 
+async def until_first(*tasks: asyncio.Task[Any]) -> set[asyncio.Task[Any]]:
+    """Wait until one of the tasks ends, then cancel the others and let them finish; the tasks
+    that ended by themselves (their results are the caller's to read)."""
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return done
+
+
 async def serve(websocket: WebSocket, session: Callable[[], Awaitable[None]]) -> None:
     """Accept, run the session, and close with the code it ends with (1011 for a bug)."""
     await websocket.accept()
@@ -119,6 +132,6 @@ async def serve(websocket: WebSocket, session: Callable[[], Awaitable[None]]) ->
         pass
     except Exception:
         logger.exception("websocket session failed")
-        await close(websocket, INTERNAL_ERROR, "Internal error.")
+        await close(websocket, WsClose.INTERNAL_ERROR, "Internal error.")
     else:
-        await close(websocket, NORMAL)
+        await close(websocket, WsClose.NORMAL)

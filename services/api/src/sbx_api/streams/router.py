@@ -1,4 +1,6 @@
-"""Routes of the events domain: event streams (SSE and WebSocket), log tail and terminal sockets."""
+"""Routes of the streams domain: event streams (SSE and WebSocket), log tail and terminal sockets.
+
+They keep the OpenAPI tag `events` they were published under."""
 
 from __future__ import annotations
 
@@ -9,13 +11,11 @@ from sbx_common import subjects
 from sbx_common.errors import NotFound, ValidationFailed
 
 from sbx_api.deps import Caller, State, authenticate, bearer_token, parse_id
-from sbx_api.events import repository
-from sbx_api.events.events_ws import serve_events
-from sbx_api.events.feed import EventFeed, StartAt
-from sbx_api.events.logs_ws import serve_logs
-from sbx_api.events.sse import EventStreamResponse
-from sbx_api.events.terminal_ws import serve_terminal
 from sbx_api.state import AppState
+from sbx_api.streams import repository
+from sbx_api.streams.events import EventFeed, EventStreamResponse, StartAt, serve_events
+from sbx_api.streams.logs import serve_logs
+from sbx_api.streams.terminal import serve_terminal
 
 router = APIRouter(tags=["events"])
 

@@ -1,4 +1,4 @@
-"""What the events domain sends: event objects, log frames, status frames."""
+"""What the streams domain sends: event objects, log frames, status frames."""
 
 from __future__ import annotations
 

@@ -1,1 +1,0 @@
-"""events domain of the API."""
