@@ -197,26 +197,3 @@ async def exists(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid
         "SELECT true FROM sandboxes WHERE id = $1 AND owner_id = $2", sandbox_id, owner_id
     )
     return bool(found)
-
-
-async def log_lines(
-    conn: asyncpg.Connection, sandbox_id: uuid.UUID, tail: int, since: int | None
-) -> list[Any]:
-    """Oldest first. Without `since`: the newest `tail` lines. With `since`: the first `tail`
-    lines after that seq (so a reader can page forward without gaps)."""
-    if since is None:
-        rows = await conn.fetch(
-            "SELECT seq, stream, text, ts FROM sandbox_logs WHERE sandbox_id = $1 ORDER BY seq DESC LIMIT $2",
-            sandbox_id,
-            tail,
-        )
-        return list(reversed(rows))
-    return list(
-        await conn.fetch(
-            "SELECT seq, stream, text, ts FROM sandbox_logs WHERE sandbox_id = $1 AND seq > $2"
-            " ORDER BY seq LIMIT $3",
-            sandbox_id,
-            since,
-            tail,
-        )
-    )

@@ -287,9 +287,7 @@ async def sandbox_logs(
 ) -> JSONResponse:
     """Log lines, oldest first: the newest `tail`, or with `since` the first `tail` after it."""
     rows = await service.logs(state, caller, parse_id(sandbox_id), tail, since)
-    return ok(
-        [LogLineOut(seq=r["seq"], stream=r["stream"], text=r["text"], timestamp=r["ts"]).dump() for r in rows]
-    )
+    return ok([LogLineOut(seq=r.seq, stream=r.stream, text=r.text, timestamp=r.ts).dump() for r in rows])
 
 
 @router.get("/{sandbox_id}/metrics", response_model=None, responses={200: {"model": Envelope[MetricsOut]}})

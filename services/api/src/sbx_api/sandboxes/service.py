@@ -47,6 +47,8 @@ from sbx_api.sandboxes import commands, repository
 from sbx_api.sandboxes.schemas import CreateSandboxRequest, ReplicateSandboxRequest
 from sbx_api.sandboxes.waiting import SettleWatcher
 from sbx_api.state import AppState
+from sbx_api.streams import repository as streams
+from sbx_api.streams.repository import StoredLine
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +104,12 @@ async def list_page(
 
 async def logs(
     state: AppState, caller: Caller, sandbox_id: uuid.UUID, tail: int, since: int | None
-) -> list[Any]:
+) -> list[StoredLine]:
+    """The newest `tail` lines, or with `since` the first `tail` after it; oldest first."""
     async with state.pool.acquire() as conn:
         if not await repository.exists(conn, sandbox_id, caller.user_id):
             raise NotFound("No such sandbox.")
-        return await repository.log_lines(conn, sandbox_id, tail, since)
+        return await streams.log_lines(conn, sandbox_id, after=since, limit=tail)
 
 
 # --- lifecycle --------------------------------------------------------------------------------

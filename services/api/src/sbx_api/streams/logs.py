@@ -37,6 +37,7 @@ from starlette.websockets import WebSocket
 
 from sbx_api.state import AppState
 from sbx_api.streams import repository, socket
+from sbx_api.streams.repository import StoredLine
 from sbx_api.streams.schemas import log_frame, status_frame
 from sbx_api.streams.socket import CloseSocket
 
@@ -98,15 +99,15 @@ class LogTail:
             # before the lines, so an ended sandbox's lines are all there.
             status = await repository.sandbox_status(conn, self.sandbox_id, self.owner_id)
             if since is not None:
-                rows = await repository.lines_between(conn, self.sandbox_id, since)
+                lines = await repository.log_lines(conn, self.sandbox_id, after=since)
                 last = since
             elif tail > 0:
-                rows = await repository.newest_lines(conn, self.sandbox_id, tail)
+                lines = await repository.log_lines(conn, self.sandbox_id, limit=tail)
                 last = 0
             else:
-                rows = []
+                lines = []
                 last = await repository.last_seq(conn, self.sandbox_id)
-        return await self._send_stored(rows, last), status
+        return await self._send_stored(lines, last), status
 
     async def _finish(self, last: int, status: str) -> NoReturn:
         """The sandbox ended: its last lines, its status, then 1000."""
@@ -175,16 +176,14 @@ class LogTail:
     async def _send_missing(self, last: int, before: int | None) -> int:
         """Stored lines after `last` (and before `before`): every published line is stored first."""
         async with socket.database(self.state, "The log store is unavailable.") as conn:
-            rows = await repository.lines_between(conn, self.sandbox_id, last, before)
-        return await self._send_stored(rows, last)
+            lines = await repository.log_lines(conn, self.sandbox_id, after=last, before=before)
+        return await self._send_stored(lines, last)
 
-    async def _send_stored(self, rows: list[Any], last: int) -> int:
+    async def _send_stored(self, lines: list[StoredLine], last: int) -> int:
         """Send lines read from the store; the seq of the last one (`last` when there are none)."""
-        for row in rows:
-            await self.websocket.send_text(
-                _dumps(log_frame(row["seq"], row["stream"], row["text"], row["ts"]))
-            )
-            last = row["seq"]
+        for line in lines:
+            await self.websocket.send_text(_dumps(log_frame(line.seq, line.stream, line.text, line.ts)))
+            last = line.seq
         return last
 
     async def _on_batch(self, msg: Msg) -> None:

@@ -1,11 +1,39 @@
-"""Reads of the streams domain: a sandbox's owner and status, and its stored log lines."""
+"""Reads of the streams domain: a sandbox's owner and status, and its stored log lines.
+
+`log_lines` is the one reader of `sandbox_logs` (written by the log shipper): the REST logs
+route and the logs socket's past and catch-up reads all go through it.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
+
+_LINES_AFTER = (
+    "SELECT seq, stream, text, ts FROM sandbox_logs"
+    " WHERE sandbox_id = $1 AND seq > $2 AND ($3::bigint IS NULL OR seq < $3) ORDER BY seq LIMIT $4"
+)
+_NEWEST_LINES = (
+    "SELECT seq, stream, text, ts FROM sandbox_logs"
+    " WHERE sandbox_id = $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3"
+)
+
+
+@dataclass(frozen=True)
+class StoredLine:
+    """One stored log line; `seq` numbers a sandbox's lines from 1 without gaps."""
+
+    seq: int
+    stream: str
+    text: str
+    ts: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> StoredLine:
+        return cls(seq=row["seq"], stream=row["stream"], text=row["text"], ts=row["ts"])
 
 
 async def sandbox_status(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid.UUID) -> str | None:
@@ -16,29 +44,22 @@ async def sandbox_status(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_
     return status
 
 
-async def newest_lines(conn: asyncpg.Connection, sandbox_id: uuid.UUID, tail: int) -> list[Any]:
-    """The newest `tail` lines, oldest first."""
-    rows = await conn.fetch(
-        "SELECT seq, stream, text, ts FROM sandbox_logs WHERE sandbox_id = $1 ORDER BY seq DESC LIMIT $2",
-        sandbox_id,
-        tail,
-    )
-    return list(reversed(rows))
-
-
-async def lines_between(
-    conn: asyncpg.Connection, sandbox_id: uuid.UUID, after: int, before: int | None = None
-) -> list[Any]:
-    """Lines with `after < seq < before` (no upper bound when `before` is None), oldest first."""
-    return list(
-        await conn.fetch(
-            "SELECT seq, stream, text, ts FROM sandbox_logs"
-            " WHERE sandbox_id = $1 AND seq > $2 AND ($3::bigint IS NULL OR seq < $3) ORDER BY seq",
-            sandbox_id,
-            after,
-            before,
-        )
-    )
+async def log_lines(
+    conn: asyncpg.Connection,
+    sandbox_id: uuid.UUID,
+    *,
+    after: int | None = None,
+    before: int | None = None,
+    limit: int | None = None,
+) -> list[StoredLine]:
+    """Lines with `after < seq < before` (either bound may be left out), oldest first, at most
+    `limit` (None: all). With `after`, the first of them, so a reader pages forward without
+    gaps; without it, the newest."""
+    if after is not None:
+        rows = await conn.fetch(_LINES_AFTER, sandbox_id, after, before, limit)
+    else:
+        rows = reversed(await conn.fetch(_NEWEST_LINES, sandbox_id, before, limit))
+    return [StoredLine.from_row(row) for row in rows]
 
 
 async def last_seq(conn: asyncpg.Connection, sandbox_id: uuid.UUID) -> int:
