@@ -15,7 +15,9 @@ from sbx_api import ratelimit
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
 from sbx_api.pagination import Page
 from sbx_api.responses import ok, page
-from sbx_api.sandboxes import idempotency, runtime, service
+from sbx_api.sandboxes import idempotency, service
+from sbx_api.sandboxes.exec import run_command
+from sbx_api.sandboxes.metrics import latest_sample
 from sbx_api.sandboxes.schemas import (
     CreateSandboxRequest,
     Endpoint,
@@ -257,7 +259,7 @@ async def exec_in_sandbox(
     *, sandbox_id: str, body: ExecRequestBody, state: State, caller: CurrentUser
 ) -> JSONResponse:
     """Run a command in a running sandbox and answer with its exit code and output."""
-    result = await runtime.exec_command(state, caller, parse_id(sandbox_id), body)
+    result = await run_command(state, caller, parse_id(sandbox_id), body)
     return ok(
         ExecOut(
             exit_code=result.exit_code,
@@ -293,4 +295,4 @@ async def sandbox_logs(
 @router.get("/{sandbox_id}/metrics", response_model=None, responses={200: {"model": Envelope[MetricsOut]}})
 async def sandbox_metrics(sandbox_id: str, state: State, caller: CurrentUser) -> JSONResponse:
     """The latest resource sample of a running sandbox (409 `NOT_RUNNING` otherwise)."""
-    return ok(await runtime.metrics(state, caller, parse_id(sandbox_id)))
+    return ok(await latest_sample(state, caller, parse_id(sandbox_id)))

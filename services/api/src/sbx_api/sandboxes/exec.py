@@ -1,22 +1,20 @@
-"""Calls into a running sandbox: exec (NATS request/reply to the orchestrator, `sbx.rpc.exec`)
-and the latest metrics sample (JetStream KV `sbx_metrics`, written by the metrics collector)."""
+"""Exec: a command run in a running sandbox by NATS request/reply to the orchestrator
+(`sbx.rpc.exec`), its reply's error codes turned into the API's errors."""
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from typing import Any
+from typing import Final
 
 import nats.errors
-import nats.js.errors
 from pydantic import ValidationError
 from sbx_common import subjects, telemetry
+from sbx_common.codes import ErrorCode
 from sbx_common.errors import InvalidState, NotFound, NotRunning, PlatformError, Unavailable, ValidationFailed
 from sbx_common.logging import trace_id_var
 from sbx_common.messages import ExecRequest, ExecResult
 from sbx_common.status import Status
-from sbx_common.topology import KV_METRICS
 
 from sbx_api.audit import service as audit
 from sbx_api.audit.service import Outcome as AuditOutcome
@@ -29,60 +27,26 @@ logger = logging.getLogger(__name__)
 
 # The orchestrator gets this long beyond the command's own timeout to answer an exec.
 EXEC_REPLY_MARGIN_SECONDS = 5.0
-# Right after a sandbox starts, the metrics collector may not have sampled it yet.
-FIRST_SAMPLE_WAIT_SECONDS = 3.0
 
-# Error codes an orchestrator's ExecResult may carry, and the errors they become here.
-_ERRORS_BY_CODE: dict[str, type[PlatformError]] = {
-    cls.code: cls for cls in (NotRunning, NotFound, ValidationFailed, Unavailable, InvalidState)
+# Error codes an orchestrator's ExecResult may carry, and the errors they become here; any
+# other code is its bug and becomes UNAVAILABLE.
+_ERRORS_BY_CODE: Final[dict[ErrorCode, type[PlatformError]]] = {
+    ErrorCode.NOT_RUNNING: NotRunning,
+    ErrorCode.NOT_FOUND: NotFound,
+    ErrorCode.VALIDATION_ERROR: ValidationFailed,
+    ErrorCode.UNAVAILABLE: Unavailable,
+    ErrorCode.INVALID_STATE: InvalidState,
 }
 
 
-async def metrics(state: AppState, caller: Caller, sandbox_id: uuid.UUID) -> dict[str, Any]:
-    """The latest sample from KV `sbx_metrics`. A running sandbox not sampled yet is waited for
-    up to FIRST_SAMPLE_WAIT_SECONDS (the next KV put), then 503 `UNAVAILABLE`."""
-    row = await get(state, caller, sandbox_id)
-    if row["status"] != Status.RUNNING:
-        raise NotRunning(f"The sandbox is {row['status']}; metrics exist only while it runs.")
-    key = str(sandbox_id)
+def _error_of(code: str) -> type[PlatformError]:
     try:
-        bucket = await state.js.key_value(KV_METRICS)
-        try:
-            entry = await bucket.get(key)
-            value = entry.value
-        except nats.js.errors.KeyNotFoundError:
-            value = await _next_sample(state, key)
-    except (nats.errors.Error, TimeoutError) as exc:
-        raise Unavailable("Metrics are unavailable right now.") from exc
-    if value is None:
-        raise Unavailable("No metrics sample exists yet for this sandbox; retry in a moment.")
-    try:
-        sample = json.loads(value)
+        return _ERRORS_BY_CODE.get(ErrorCode(code), Unavailable)
     except ValueError:
-        sample = None
-    if not isinstance(sample, dict):
-        raise Unavailable("The metrics sample is unreadable.")
-    return sample
+        return Unavailable
 
 
-async def _next_sample(state: AppState, key: str) -> bytes | None:
-    sub = await state.nc.subscribe(f"$KV.{KV_METRICS}.{key}")
-    try:
-        bucket = await state.js.key_value(KV_METRICS)
-        try:  # it may have landed between the first get and the subscription
-            return (await bucket.get(key)).value
-        except nats.js.errors.KeyNotFoundError:
-            pass
-        try:
-            msg = await sub.next_msg(timeout=FIRST_SAMPLE_WAIT_SECONDS)
-        except nats.errors.TimeoutError:
-            return None
-        return msg.data or None
-    finally:
-        await sub.unsubscribe()
-
-
-async def exec_command(
+async def run_command(
     state: AppState, caller: Caller, sandbox_id: uuid.UUID, body: ExecRequestBody
 ) -> ExecResult:
     """Run a command by NATS request/reply to the orchestrator (`sbx.rpc.exec`). Audited with
@@ -119,7 +83,7 @@ async def exec_command(
             logger.warning("unreadable exec reply", extra={"sandboxId": str(sandbox_id)})
             raise Unavailable("The orchestrator's answer was unreadable.") from None
         if result.error_code:
-            error = _ERRORS_BY_CODE.get(result.error_code, Unavailable)
+            error = _error_of(result.error_code)
             raise error(result.error_message if error is not Unavailable else None)
         await audit.record(
             state.pool,
