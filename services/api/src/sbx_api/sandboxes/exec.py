@@ -55,8 +55,8 @@ async def run_command(
         state.pool, user_id=caller.user_id, action="sandbox.exec", target_type=TARGET, target_id=sandbox_id
     ):
         row = await get(state, caller, sandbox_id)
-        if row["status"] != Status.RUNNING:
-            raise NotRunning(f"The sandbox is {row['status']}; commands run only while it runs.")
+        if row.status != Status.RUNNING:
+            raise NotRunning(f"The sandbox is {row.status}; commands run only while it runs.")
         request = ExecRequest(
             sandbox_id=sandbox_id,
             owner_id=caller.user_id,

@@ -30,8 +30,8 @@ async def latest_sample(state: AppState, caller: Caller, sandbox_id: uuid.UUID) 
     """The latest sample from KV `sbx_metrics`. A running sandbox not sampled yet is waited for
     up to FIRST_SAMPLE_WAIT_SECONDS (the next KV put), then 503 `UNAVAILABLE`."""
     row = await get(state, caller, sandbox_id)
-    if row["status"] != Status.RUNNING:
-        raise NotRunning(f"The sandbox is {row['status']}; metrics exist only while it runs.")
+    if row.status != Status.RUNNING:
+        raise NotRunning(f"The sandbox is {row.status}; metrics exist only while it runs.")
     key = str(sandbox_id)
     try:
         bucket = await state.js.key_value(KV_METRICS)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from sbx_common.status import Status
 
 # Namespace of the per-user advisory lock that serialises quota checks with the inserts.
 QUOTA_LOCK_NAMESPACE = 0x5B8_0002
@@ -22,6 +23,79 @@ FROM sandbox_view v
 JOIN environment_versions ev
   ON ev.environment_id = v.environment_id AND ev.version = v.environment_version
 """
+
+
+@dataclass(frozen=True)
+class SandboxRow:
+    """A sandbox as its owner sees it (`sandbox_view`), with its environment version's image and
+    limits, and the last command the API sent."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    environment_id: uuid.UUID
+    environment_version: int
+    status: Status
+    status_reason: str | None
+    image: str
+    cpu: float
+    memory_mib: int
+    env: dict[str, str]
+    metadata: dict[str, str]
+    endpoints: list[dict[str, Any]]  # [{"containerPort", "hostPort", "url"}]
+    created_at: datetime
+    started_at: datetime | None
+    stopped_at: datetime | None
+    expires_at: datetime
+    destroyed_at: datetime | None
+    ttl_seconds: int
+    last_command_id: uuid.UUID
+    last_command_verb: str
+    last_command_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> SandboxRow:
+        return cls(
+            id=row["id"],
+            owner_id=row["owner_id"],
+            name=row["name"],
+            environment_id=row["environment_id"],
+            environment_version=row["environment_version"],
+            status=Status(row["status"]),
+            status_reason=row["status_reason"],
+            image=row["image"],
+            cpu=row["cpu"],
+            memory_mib=row["memory_mib"],
+            env=dict(row["env"] or {}),
+            metadata=dict(row["metadata"] or {}),
+            endpoints=list(row["endpoints"] or []),
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            stopped_at=row["stopped_at"],
+            expires_at=row["expires_at"],
+            destroyed_at=row["destroyed_at"],
+            ttl_seconds=row["ttl_seconds"],
+            last_command_id=row["last_command_id"],
+            last_command_verb=row["last_command_verb"],
+            last_command_at=row["last_command_at"],
+        )
+
+    @property
+    def previous_command(self) -> tuple[uuid.UUID, str, datetime]:
+        """The last command as `withdraw_command` puts it back."""
+        return self.last_command_id, self.last_command_verb, self.last_command_at
+
+
+@dataclass(frozen=True)
+class ReplicaSource:
+    """What a replica copies from its source sandbox."""
+
+    id: uuid.UUID
+    name: str
+    environment_id: uuid.UUID
+    environment_version: int
+    env: dict[str, str]
+    ttl_seconds: int
 
 
 @dataclass(frozen=True)
@@ -55,14 +129,18 @@ class ListFilter:
     limit: int
 
 
-async def get_sandbox(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid.UUID) -> Any:
-    return await conn.fetchrow(_SANDBOX_SELECT + " WHERE v.id = $1 AND v.owner_id = $2", sandbox_id, owner_id)
+async def get_sandbox(
+    conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid.UUID
+) -> SandboxRow | None:
+    row = await conn.fetchrow(_SANDBOX_SELECT + " WHERE v.id = $1 AND v.owner_id = $2", sandbox_id, owner_id)
+    return SandboxRow.from_row(row) if row is not None else None
 
 
-async def list_sandboxes(conn: asyncpg.Connection, f: ListFilter) -> list[Any]:
+async def list_sandboxes(conn: asyncpg.Connection, f: ListFilter) -> list[SandboxRow]:
     """Newest first, keyset-paginated on (created_at, id)."""
-    return list(
-        await conn.fetch(
+    return [
+        SandboxRow.from_row(row)
+        for row in await conn.fetch(
             _SANDBOX_SELECT
             + """
 WHERE v.owner_id = $1
@@ -81,7 +159,7 @@ LIMIT $7""",
             f.after[1] if f.after else None,
             f.limit,
         )
-    )
+    ]
 
 
 async def lock_owner_quota(conn: asyncpg.Connection, owner_id: uuid.UUID) -> None:
@@ -179,16 +257,25 @@ RETURNING true""",
     return bool(restored)
 
 
-async def source_for_replica(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid.UUID) -> Any:
-    """What a replica copies from its source, and whether the environment still exists."""
-    return await conn.fetchrow(
-        """
-SELECT s.id, s.name, s.environment_id, s.environment_version, s.env, s.ttl_seconds,
-       e.name AS environment_name, e.deleted_at IS NOT NULL AS environment_deleted
-FROM sandboxes s JOIN environments e ON e.id = s.environment_id
-WHERE s.id = $1 AND s.owner_id = $2""",
+async def source_for_replica(
+    conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid.UUID
+) -> ReplicaSource | None:
+    """What a replica copies from the owner's sandbox, of any status (None: no such sandbox)."""
+    row = await conn.fetchrow(
+        "SELECT id, name, environment_id, environment_version, env, ttl_seconds FROM sandboxes"
+        " WHERE id = $1 AND owner_id = $2",
         sandbox_id,
         owner_id,
+    )
+    if row is None:
+        return None
+    return ReplicaSource(
+        id=row["id"],
+        name=row["name"],
+        environment_id=row["environment_id"],
+        environment_version=row["environment_version"],
+        env=dict(row["env"] or {}),
+        ttl_seconds=row["ttl_seconds"],
     )
 
 

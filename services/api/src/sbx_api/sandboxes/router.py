@@ -18,6 +18,7 @@ from sbx_api.responses import ok, page
 from sbx_api.sandboxes import idempotency, service
 from sbx_api.sandboxes.exec import run_command
 from sbx_api.sandboxes.metrics import latest_sample
+from sbx_api.sandboxes.repository import SandboxRow
 from sbx_api.sandboxes.schemas import (
     CreateSandboxRequest,
     Endpoint,
@@ -68,25 +69,25 @@ _LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def sandbox_body(row: Any) -> dict[str, Any]:
+def sandbox_body(row: SandboxRow) -> dict[str, Any]:
     return SandboxOut(
-        id=row["id"],
-        name=row["name"],
-        environment_id=row["environment_id"],
-        environment_version=row["environment_version"],
-        status=row["status"],
-        status_reason=row["status_reason"],
-        image=row["image"],
-        cpu=row["cpu"],
-        memory=row["memory_mib"],
-        env=row["env"] or {},
-        metadata=row["metadata"] or {},
-        endpoints=[Endpoint.model_validate(e) for e in row["endpoints"] or []],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        stopped_at=row["stopped_at"],
-        expires_at=row["expires_at"],
-        destroyed_at=row["destroyed_at"],
+        id=row.id,
+        name=row.name,
+        environment_id=row.environment_id,
+        environment_version=row.environment_version,
+        status=row.status,
+        status_reason=row.status_reason,
+        image=row.image,
+        cpu=row.cpu,
+        memory=row.memory_mib,
+        env=row.env,
+        metadata=row.metadata,
+        endpoints=[Endpoint.model_validate(e) for e in row.endpoints],
+        created_at=row.created_at,
+        started_at=row.started_at,
+        stopped_at=row.stopped_at,
+        expires_at=row.expires_at,
+        destroyed_at=row.destroyed_at,
     ).dump()
 
 

@@ -36,7 +36,7 @@ from sbx_common.errors import (
 )
 from sbx_common.logging import trace_id_var
 from sbx_common.messages import SandboxCommand
-from sbx_common.status import NO_OP, Status, Verb, is_allowed
+from sbx_common.status import NO_OP, Verb, is_allowed
 
 from sbx_api.audit import service as audit
 from sbx_api.audit.service import Outcome as AuditOutcome
@@ -60,18 +60,20 @@ class Outcome:
     """A lifecycle answer: the HTTP status and the sandbox as it then is."""
 
     status_code: int
-    sandbox: Any
+    sandbox: repository.SandboxRow
 
 
 # Create and replicate: what a new sandbox is made from, and its row.
 Planned = tuple[environments.EnvironmentVersion, repository.NewSandbox]
 Plan = Callable[[asyncpg.Connection, uuid.UUID, uuid.UUID], Awaitable[Planned]]
+# Takes a change back when its command could not be published: True when it was taken back.
+Withdraw = Callable[[asyncpg.Connection], Awaitable[bool]]
 
 
 # --- reads ------------------------------------------------------------------------------------
 
 
-async def get(state: AppState, caller: Caller, sandbox_id: uuid.UUID) -> Any:
+async def get(state: AppState, caller: Caller, sandbox_id: uuid.UUID) -> repository.SandboxRow:
     async with state.pool.acquire() as conn:
         row = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
     if row is None:
@@ -87,7 +89,7 @@ async def list_page(
     statuses: list[str] | None,
     environment_id: uuid.UUID | None,
     metadata: dict[str, str] | None,
-) -> tuple[list[Any], str | None]:
+) -> tuple[list[repository.SandboxRow], str | None]:
     """Newest first; the cursor carries (createdAt, id) of the page's last sandbox."""
     filters = repository.ListFilter(
         owner_id=caller.user_id,
@@ -99,7 +101,7 @@ async def list_page(
     )
     async with state.pool.acquire() as conn:
         rows = await repository.list_sandboxes(conn, filters)
-    return split_page(rows, params.limit, lambda r: time_id_key(r["created_at"], r["id"]))
+    return split_page(rows, params.limit, lambda r: time_id_key(r.created_at, r.id))
 
 
 async def logs(
@@ -152,7 +154,7 @@ async def replicate(
         if source is None:
             raise NotFound("No such sandbox.")
         version = await environments.get_version(
-            conn, caller.user_id, source["environment_id"], source["environment_version"], lock=True
+            conn, caller.user_id, source.environment_id, source.environment_version, lock=True
         )
         if version is None:
             raise Conflict("The source sandbox's environment has been deleted; it cannot be replicated.")
@@ -161,10 +163,10 @@ async def replicate(
             owner_id=caller.user_id,
             environment_id=version.environment_id,
             environment_version=version.version,
-            name=body.name or f"{source['name'][:119]}-{sandbox_id.hex[:8]}",
-            env={**(source["env"] or {}), **body.env},
+            name=body.name or f"{source.name[:119]}-{sandbox_id.hex[:8]}",
+            env={**source.env, **body.env},
             metadata=body.metadata,
-            ttl_seconds=body.ttl_seconds or source["ttl_seconds"],
+            ttl_seconds=body.ttl_seconds or source.ttl_seconds,
             command_id=command_id,
             replicated_from=source_id,
         )
@@ -218,10 +220,11 @@ async def act(
         _watching(state, caller, sandbox_id, wait) as watcher,
     ):
         async with state.pool.acquire() as conn, conn.transaction():
-            if not await repository.lock_sandbox(conn, sandbox_id, caller.user_id):
+            locked = await repository.lock_sandbox(conn, sandbox_id, caller.user_id)
+            current = await repository.get_sandbox(conn, sandbox_id, caller.user_id) if locked else None
+            if current is None:
                 raise NotFound("No such sandbox.")
-            current = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
-            status = Status(current["status"])
+            status = current.status
             if NO_OP.get(verb) == status:
                 await audit.record(
                     conn,
@@ -239,7 +242,7 @@ async def act(
                     details={"status": status.value, "action": verb.value},
                 )
             command = _command(verb, sandbox_id, caller)
-            previous = (current["last_command_id"], current["last_command_verb"], current["last_command_at"])
+            previous = current.previous_command
             await repository.record_command(conn, sandbox_id, command.id, verb.value)
             await audit.record(
                 conn,
@@ -340,7 +343,7 @@ async def _watching(
         await watcher.close()
 
 
-async def _send(state: AppState, command: SandboxCommand, withdraw: Any) -> None:
+async def _send(state: AppState, command: SandboxCommand, withdraw: Withdraw) -> None:
     """Publish the recorded command; if that fails, take the change back and answer 503."""
     try:
         await commands.publish(state.js, command)
@@ -360,11 +363,14 @@ async def _send(state: AppState, command: SandboxCommand, withdraw: Any) -> None
 
 async def _settle(
     state: AppState, caller: Caller, sandbox_id: uuid.UUID, watcher: SettleWatcher | None, wait: float | None
-) -> Any:
-    async def read() -> Any:
+) -> repository.SandboxRow:
+    """The sandbox after the change: at once, or with ?wait once it settled or the wait ran out."""
+
+    async def read() -> repository.SandboxRow | None:
         async with state.pool.acquire() as conn:
             return await repository.get_sandbox(conn, sandbox_id, caller.user_id)
 
-    if watcher is None or wait is None:
-        return await read()
-    return await watcher.until_settled(read, wait)
+    row = await read() if watcher is None or wait is None else await watcher.until_settled(read, wait)
+    if row is None:
+        raise NotFound("No such sandbox.")
+    return row

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -26,15 +25,17 @@ from nats.aio.subscription import Subscription
 from sbx_common import subjects
 from sbx_common.status import SETTLED
 
+from sbx_api.sandboxes.repository import SandboxRow
+
 QUIET_REREAD_SECONDS = 2.0
 _SETTLED_VALUES = frozenset(s.value for s in SETTLED)
 _CATCH_UP_DELAYS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 
-Reader = Callable[[], Awaitable[Any]]
+Reader = Callable[[], Awaitable[SandboxRow | None]]
 
 
-def is_settled(row: Any) -> bool:
-    return row is not None and row["status"] in _SETTLED_VALUES
+def is_settled(row: SandboxRow | None) -> bool:
+    return row is not None and row.status in _SETTLED_VALUES
 
 
 class SettleWatcher:
@@ -65,7 +66,7 @@ class SettleWatcher:
             self._settled_event_seen = True
         self._signal.set()
 
-    async def until_settled(self, read: Reader, seconds: float) -> Any:
+    async def until_settled(self, read: Reader, seconds: float) -> SandboxRow | None:
         """Re-read on every event until the row shows a settled status or `seconds` pass;
         return the last row read."""
         loop = asyncio.get_running_loop()
@@ -84,7 +85,7 @@ class SettleWatcher:
                 row = await self._catch_up(read, deadline)
         return row
 
-    async def _catch_up(self, read: Reader, deadline: float) -> Any:
+    async def _catch_up(self, read: Reader, deadline: float) -> SandboxRow | None:
         """An event said "settled" before the view shows it: re-read briefly with back-off."""
         self._settled_event_seen = False
         loop = asyncio.get_running_loop()
