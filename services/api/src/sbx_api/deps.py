@@ -22,6 +22,8 @@ from sbx_common.timeutil import utcnow
 from starlette.requests import HTTPConnection
 
 from sbx_api import ratelimit
+from sbx_api.api_keys import repository as api_keys
+from sbx_api.auth import repository as users
 from sbx_api.state import AppState
 
 # lastUsedAt is written at most this often per key, so hot keys do not write on every request.
@@ -66,23 +68,18 @@ async def authenticate(state: AppState, token: str | None) -> Caller:
             user_id = decode_token(token, state.settings.jwt_secret.get_secret_value())
         except InvalidToken:
             raise Unauthorized("Invalid or expired token.") from None
-        row = await conn.fetchrow("SELECT id, email FROM users WHERE id = $1", user_id)
+        row = await users.get_user(conn, user_id)
     if row is None:
         raise Unauthorized("Invalid or expired token.")
     return Caller(user_id=row["id"], email=row["email"])
 
 
 async def _authenticate_api_key(conn: asyncpg.Connection, key: str) -> Caller:
-    rows = await conn.fetch(
-        "SELECT k.id, k.key_hash, k.last_used_at, u.id AS user_id, u.email FROM api_keys k"
-        " JOIN users u ON u.id = k.user_id WHERE k.key_prefix = $1 AND k.revoked_at IS NULL",
-        api_key_prefix(key),
-    )
-    for row in rows:
+    for row in await api_keys.active_with_prefix(conn, api_key_prefix(key)):
         if api_key_matches(key, row["key_hash"]):
             now = utcnow()
             if row["last_used_at"] is None or now - row["last_used_at"] > LAST_USED_RESOLUTION:
-                await conn.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", row["id"], now)
+                await api_keys.mark_used(conn, row["id"], now)
             return Caller(user_id=row["user_id"], email=row["email"], api_key_id=row["id"])
     raise Unauthorized("Invalid or revoked API key.")
 

@@ -48,3 +48,18 @@ async def revoke(conn: asyncpg.Connection, user_id: uuid.UUID, key_id: uuid.UUID
         user_id,
     )
     return status.endswith(" 1")
+
+
+async def active_with_prefix(conn: asyncpg.Connection, prefix: str) -> list[asyncpg.Record]:
+    """Keys not revoked whose stored prefix is `prefix`, with their hash, last use and owner
+    (`user_id`, `email`): the candidates a presented key is checked against."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT k.id, k.key_hash, k.last_used_at, u.id AS user_id, u.email FROM api_keys k"
+        " JOIN users u ON u.id = k.user_id WHERE k.key_prefix = $1 AND k.revoked_at IS NULL",
+        prefix,
+    )
+    return rows
+
+
+async def mark_used(conn: asyncpg.Connection, key_id: uuid.UUID, at: datetime) -> None:
+    await conn.execute("UPDATE api_keys SET last_used_at = $2 WHERE id = $1", key_id, at)
