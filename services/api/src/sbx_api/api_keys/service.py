@@ -10,27 +10,26 @@ from sbx_common.errors import NotFound
 from sbx_api.api_keys import repository
 from sbx_api.api_keys.schemas import ApiKeyOut, CreatedApiKey
 from sbx_api.audit import service as audit
-from sbx_api.audit.service import Outcome
 from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
 from sbx_api.state import AppState
+
+TARGET = "api_key"
 
 
 async def create(state: AppState, user_id: uuid.UUID, name: str) -> CreatedApiKey:
     new_key = generate_api_key()
     key_id = uuid.uuid4()
-    async with state.pool.acquire() as conn, conn.transaction():
+    async with (
+        audit.attempt(
+            state.pool, user_id=user_id, action="api_key.create", target_type=TARGET, target_id=key_id
+        ) as attempt,
+        state.pool.acquire() as conn,
+        conn.transaction(),
+    ):
         row = await repository.insert(
             conn, key_id=key_id, user_id=user_id, name=name, prefix=new_key.prefix, key_hash=new_key.key_hash
         )
-        await audit.record(
-            conn,
-            user_id=user_id,
-            action="api_key.create",
-            target_type="api_key",
-            target_id=key_id,
-            outcome=Outcome.SUCCESS,
-            details={"name": name, "keyPrefix": new_key.prefix},
-        )
+        await attempt.succeeded(conn, details={"name": name, "keyPrefix": new_key.prefix})
     return CreatedApiKey(
         id=row["id"],
         name=row["name"],
@@ -53,19 +52,12 @@ async def list_keys(
 async def revoke(state: AppState, user_id: uuid.UUID, key_id: uuid.UUID) -> None:
     """Revoke at once: every later request with the key is a 401."""
     async with (
-        audit.failures(
-            state.pool, user_id=user_id, action="api_key.delete", target_type="api_key", target_id=key_id
-        ),
+        audit.attempt(
+            state.pool, user_id=user_id, action="api_key.delete", target_type=TARGET, target_id=key_id
+        ) as attempt,
         state.pool.acquire() as conn,
         conn.transaction(),
     ):
         if not await repository.revoke(conn, user_id, key_id):
             raise NotFound("No such API key.")
-        await audit.record(
-            conn,
-            user_id=user_id,
-            action="api_key.delete",
-            target_type="api_key",
-            target_id=key_id,
-            outcome=Outcome.SUCCESS,
-        )
+        await attempt.succeeded(conn)

@@ -1,8 +1,14 @@
 """The audit trail: who did what to which target, with which outcome, under which trace id.
 
 Every mutating route records its action here, successes inside the transaction of the change
-(so a change and its audit row commit together), failures after the fact. Other domains call
-`record` the same way, e.g. `await audit.record(conn, user_id=..., action="sandbox.create", ...)`.
+(so a change and its audit row commit together), failures after the fact. A route names its
+action and target once, in `attempt`:
+
+    async with audit.attempt(state.pool, user_id=..., action="sandbox.stop", target_type=...,
+                             target_id=...) as attempt:
+        async with state.pool.acquire() as conn, conn.transaction():
+            ...  # a PlatformError here is recorded as denied or failed, then re-raised
+            await attempt.succeeded(conn, details={...})
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -62,31 +69,63 @@ def outcome_of(error: PlatformError) -> Outcome:
     return Outcome.DENIED if error.status_code in (401, 403, 404) else Outcome.FAILED
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One action on one target, as `attempt` opened it."""
+
+    user_id: uuid.UUID | None
+    action: str
+    target_type: str | None
+    target_id: uuid.UUID | str | None
+
+    async def succeeded(
+        self,
+        db: Executor,
+        *,
+        details: dict[str, Any] | None = None,
+        user_id: uuid.UUID | None = None,
+        target_id: uuid.UUID | str | None = None,
+    ) -> None:
+        """Record the success; `db` is the change's connection, so both commit together. The
+        user and target default to the attempt's (a signup or create learns its id only now)."""
+        await record(
+            db,
+            user_id=user_id if user_id is not None else self.user_id,
+            action=self.action,
+            target_type=self.target_type,
+            target_id=target_id if target_id is not None else self.target_id,
+            outcome=Outcome.SUCCESS,
+            details=details,
+        )
+
+    async def failed(self, db: Executor, error: PlatformError) -> None:
+        await record(
+            db,
+            user_id=self.user_id,
+            action=self.action,
+            target_type=self.target_type,
+            target_id=self.target_id,
+            outcome=outcome_of(error),
+            details={"code": error.code},
+        )
+
+
 @asynccontextmanager
-async def failures(
+async def attempt(
     db: Executor,
     *,
     user_id: uuid.UUID | None,
     action: str,
     target_type: str | None,
     target_id: uuid.UUID | str | None = None,
-) -> AsyncIterator[None]:
-    """Record the action as denied/failed when the block raises a PlatformError (then re-raise).
-
-    Successes are recorded by the block itself, inside its transaction.
-    """
+) -> AsyncIterator[Attempt]:
+    """Audit one action: the block records its success with `Attempt.succeeded`; a PlatformError
+    out of the block is recorded (on `db`, after the fact) as denied or failed, then re-raised."""
+    audited = Attempt(user_id=user_id, action=action, target_type=target_type, target_id=target_id)
     try:
-        yield
+        yield audited
     except PlatformError as exc:
-        await record(
-            db,
-            user_id=user_id,
-            action=action,
-            target_type=target_type,
-            target_id=target_id,
-            outcome=outcome_of(exc),
-            details={"code": exc.code},
-        )
+        await audited.failed(db, exc)
         raise
 
 

@@ -17,13 +17,17 @@ from sbx_api.auth.schemas import AuthResult, UserOut
 from sbx_api.state import AppState
 
 BAD_CREDENTIALS = "Invalid email or password."
+TARGET = "user"
 
 
-def _token_for(state: AppState, user_id: uuid.UUID) -> str:
+def _signed_in(state: AppState, row: asyncpg.Record) -> AuthResult:
+    """The user (never its password hash) with a fresh token."""
     settings = state.settings
-    return issue_token(
-        user_id, settings.jwt_secret.get_secret_value(), timedelta(hours=settings.jwt_ttl_hours)
+    token = issue_token(
+        row["id"], settings.jwt_secret.get_secret_value(), timedelta(hours=settings.jwt_ttl_hours)
     )
+    user = UserOut(id=row["id"], email=row["email"], created_at=row["created_at"])
+    return AuthResult(user=user, token=token)
 
 
 async def signup(state: AppState, email: str, password: str) -> AuthResult:
@@ -31,29 +35,15 @@ async def signup(state: AppState, email: str, password: str) -> AuthResult:
     # bcrypt takes about 0.3 s: hash in a worker thread so the event loop keeps serving.
     password_hash = await asyncio.to_thread(hash_password, password)
     user_id = uuid.uuid4()
-    try:
-        async with state.pool.acquire() as conn, conn.transaction():
-            row = await repository.insert_user(conn, user_id, email, password_hash)
-            await audit.record(
-                conn,
-                user_id=user_id,
-                action="auth.signup",
-                target_type="user",
-                target_id=user_id,
-                outcome=Outcome.SUCCESS,
-            )
-    except asyncpg.UniqueViolationError:
-        await audit.record(
-            state.pool,
-            user_id=None,
-            action="auth.signup",
-            target_type="user",
-            target_id=None,
-            outcome=Outcome.FAILED,
-            details={"code": Conflict.code},
-        )
-        raise Conflict("An account with this email already exists.") from None
-    return AuthResult(user=UserOut.model_validate(dict(row)), token=_token_for(state, row["id"]))
+    # Until the account exists, the attempt is nobody's.
+    async with audit.attempt(state.pool, user_id=None, action="auth.signup", target_type=TARGET) as attempt:
+        try:
+            async with state.pool.acquire() as conn, conn.transaction():
+                row = await repository.insert_user(conn, user_id, email, password_hash)
+                await attempt.succeeded(conn, user_id=user_id, target_id=user_id)
+        except asyncpg.UniqueViolationError:
+            raise Conflict("An account with this email already exists.") from None
+    return _signed_in(state, row)
 
 
 async def login(state: AppState, email: str, password: str) -> AuthResult:
@@ -62,26 +52,19 @@ async def login(state: AppState, email: str, password: str) -> AuthResult:
         row = await repository.find_by_email(conn, email.strip())
     password_hash = row["password_hash"] if row is not None else DUMMY_PASSWORD_HASH
     valid = await asyncio.to_thread(verify_password, password, password_hash)
-    if row is None or not valid:
-        await audit.record(
-            state.pool,
-            user_id=row["id"] if row is not None else None,
-            action="auth.login",
-            target_type="user",
-            target_id=row["id"] if row is not None else None,
-            outcome=Outcome.DENIED,
-        )
-        raise Unauthorized(BAD_CREDENTIALS)
+    user_id = row["id"] if row is not None else None
+    outcome = Outcome.SUCCESS if row is not None and valid else Outcome.DENIED
     await audit.record(
         state.pool,
-        user_id=row["id"],
+        user_id=user_id,
         action="auth.login",
-        target_type="user",
-        target_id=row["id"],
-        outcome=Outcome.SUCCESS,
+        target_type=TARGET,
+        target_id=user_id,
+        outcome=outcome,
     )
-    user = UserOut(id=row["id"], email=row["email"], created_at=row["created_at"])
-    return AuthResult(user=user, token=_token_for(state, row["id"]))
+    if row is None or not valid:
+        raise Unauthorized(BAD_CREDENTIALS)
+    return _signed_in(state, row)
 
 
 async def me(state: AppState, user_id: uuid.UUID) -> UserOut:

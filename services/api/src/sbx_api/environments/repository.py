@@ -170,8 +170,10 @@ async def list_environments(
 async def list_versions(
     conn: asyncpg.Connection, environment_id: uuid.UUID, *, after: int | None, limit: int
 ) -> list[asyncpg.Record]:
+    """Versions after `after`, oldest first, their fields named as in `VersionOut`."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT version, image, cpu, memory_mib, ports, env, command, created_at FROM environment_versions"
+        "SELECT version, image, cpu, memory_mib AS memory, ports, env, command, created_at"
+        " FROM environment_versions"
         " WHERE environment_id = $1 AND ($2::integer IS NULL OR version > $2) ORDER BY version LIMIT $3",
         environment_id,
         after,

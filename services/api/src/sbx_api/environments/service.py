@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import asyncpg
@@ -16,7 +17,6 @@ from sbx_common.crypto import secret_binding
 from sbx_common.errors import Conflict, NotFound, QuotaExceeded
 
 from sbx_api.audit import service as audit
-from sbx_api.audit.service import Outcome
 from sbx_api.environments import repository
 from sbx_api.environments.schemas import (
     MAX_SECRETS_PER_ENVIRONMENT,
@@ -62,6 +62,26 @@ async def _load(conn: asyncpg.Connection, owner_id: uuid.UUID, environment_id: u
     return _to_out(row, secrets[environment_id])
 
 
+def _audited(
+    state: AppState, owner_id: uuid.UUID, action: str, environment_id: uuid.UUID | None
+) -> AbstractAsyncContextManager[audit.Attempt]:
+    """The owner's `action` on an environment, audited (see `audit.attempt`)."""
+    return audit.attempt(
+        state.pool, user_id=owner_id, action=action, target_type=TARGET, target_id=environment_id
+    )
+
+
+async def _locked(conn: asyncpg.Connection, owner_id: uuid.UUID, environment_id: uuid.UUID) -> asyncpg.Record:
+    """The owner's live environment, row-locked until the transaction ends; 404 otherwise.
+
+    FOR UPDATE: a sandbox being created right now (which holds the row FOR SHARE, see
+    repository.get_version) commits first, and is then seen by whoever holds this lock."""
+    row = await repository.get_environment(conn, owner_id, environment_id, for_update=True)
+    if row is None:
+        raise _not_found()
+    return row
+
+
 async def create(state: AppState, owner_id: uuid.UUID, body: CreateEnvironmentRequest) -> EnvironmentOut:
     """Version 1 of a new environment; 409 if the name is taken, 429 over the quota."""
     environment_id = uuid.uuid4()
@@ -76,9 +96,7 @@ async def create(state: AppState, owner_id: uuid.UUID, body: CreateEnvironmentRe
         "command": body.command,
     }
     async with (
-        audit.failures(
-            state.pool, user_id=owner_id, action="environment.create", target_type=TARGET, target_id=None
-        ),
+        _audited(state, owner_id, "environment.create", None) as attempt,
         state.pool.acquire() as conn,
         conn.transaction(),
     ):
@@ -92,14 +110,8 @@ async def create(state: AppState, owner_id: uuid.UUID, body: CreateEnvironmentRe
         except asyncpg.UniqueViolationError:
             raise Conflict("An environment with this name already exists.") from None
         await repository.insert_version(conn, environment_id, spec)
-        await audit.record(
-            conn,
-            user_id=owner_id,
-            action="environment.create",
-            target_type=TARGET,
-            target_id=environment_id,
-            outcome=Outcome.SUCCESS,
-            details={"name": body.name, "version": 1, "image": body.image},
+        await attempt.succeeded(
+            conn, target_id=environment_id, details={"name": body.name, "version": 1, "image": body.image}
         )
         return await _load(conn, owner_id, environment_id)
 
@@ -131,21 +143,7 @@ async def list_versions(
             raise _not_found()
         rows = await repository.list_versions(conn, environment_id, after=after, limit=page.limit + 1)
     items, next_cursor = split_page(rows, page.limit, lambda r: [r["version"]])
-    return [
-        VersionOut.model_validate(
-            {
-                "version": r["version"],
-                "image": r["image"],
-                "cpu": r["cpu"],
-                "memory": r["memory_mib"],
-                "ports": r["ports"],
-                "env": r["env"],
-                "command": r["command"],
-                "created_at": r["created_at"],
-            }
-        )
-        for r in items
-    ], next_cursor
+    return [VersionOut.model_validate(dict(r)) for r in items], next_cursor
 
 
 async def update(
@@ -154,19 +152,11 @@ async def update(
     """Add version N+1: the given fields over the current version. Earlier versions never change."""
     given = body.model_fields_set
     async with (
-        audit.failures(
-            state.pool,
-            user_id=owner_id,
-            action="environment.update",
-            target_type=TARGET,
-            target_id=environment_id,
-        ),
+        _audited(state, owner_id, "environment.update", environment_id) as attempt,
         state.pool.acquire() as conn,
         conn.transaction(),
     ):
-        row = await repository.get_environment(conn, owner_id, environment_id, for_update=True)
-        if row is None:
-            raise _not_found()
+        row = await _locked(conn, owner_id, environment_id)
         spec = version_fields(repository.EnvironmentVersion.from_row(row))
         for field in ("image", "cpu", "memory", "env", "command"):  # only command may be null
             if field in given:
@@ -176,46 +166,22 @@ async def update(
         spec["version"] = row["current_version"] + 1
         await repository.insert_version(conn, environment_id, spec)
         await repository.set_current_version(conn, environment_id, spec["version"])
-        await audit.record(
-            conn,
-            user_id=owner_id,
-            action="environment.update",
-            target_type=TARGET,
-            target_id=environment_id,
-            outcome=Outcome.SUCCESS,
-            details={"version": spec["version"], "fields": sorted(given)},
-        )
+        await attempt.succeeded(conn, details={"version": spec["version"], "fields": sorted(given)})
         return await _load(conn, owner_id, environment_id)
 
 
 async def delete(state: AppState, owner_id: uuid.UUID, environment_id: uuid.UUID) -> None:
     """Soft delete; 409 while a sandbox that is not destroyed or expired uses the environment."""
     async with (
-        audit.failures(
-            state.pool,
-            user_id=owner_id,
-            action="environment.delete",
-            target_type=TARGET,
-            target_id=environment_id,
-        ),
+        _audited(state, owner_id, "environment.delete", environment_id) as attempt,
         state.pool.acquire() as conn,
         conn.transaction(),
     ):
-        # FOR UPDATE: a sandbox being created right now (which holds the row FOR SHARE, see
-        # repository.get_version) commits first, and is then seen by the check below.
-        if await repository.get_environment(conn, owner_id, environment_id, for_update=True) is None:
-            raise _not_found()
+        await _locked(conn, owner_id, environment_id)
         if await repository.has_live_sandboxes(conn, environment_id):
             raise Conflict("Sandboxes still use this environment; destroy them first.")
         await repository.soft_delete(conn, environment_id)
-        await audit.record(
-            conn,
-            user_id=owner_id,
-            action="environment.delete",
-            target_type=TARGET,
-            target_id=environment_id,
-            outcome=Outcome.SUCCESS,
-        )
+        await attempt.succeeded(conn)
 
 
 async def set_secret(
@@ -224,18 +190,11 @@ async def set_secret(
     """Encrypt and store (or replace) a secret. The value goes nowhere else."""
     sealed = state.secret_box.seal(value, secret_binding(environment_id, key))
     async with (
-        audit.failures(
-            state.pool,
-            user_id=owner_id,
-            action="environment.secret.set",
-            target_type=TARGET,
-            target_id=environment_id,
-        ),
+        _audited(state, owner_id, "environment.secret.set", environment_id) as attempt,
         state.pool.acquire() as conn,
         conn.transaction(),
     ):
-        if await repository.get_environment(conn, owner_id, environment_id, for_update=True) is None:
-            raise _not_found()
+        await _locked(conn, owner_id, environment_id)
         if await repository.count_secrets_except(conn, environment_id, key) >= MAX_SECRETS_PER_ENVIRONMENT:
             raise QuotaExceeded(
                 f"An environment holds at most {MAX_SECRETS_PER_ENVIRONMENT} secrets.",
@@ -243,40 +202,17 @@ async def set_secret(
             )
         row = await repository.upsert_secret(conn, environment_id, key, sealed)
         await repository.touch(conn, environment_id)
-        await audit.record(
-            conn,
-            user_id=owner_id,
-            action="environment.secret.set",
-            target_type=TARGET,
-            target_id=environment_id,
-            outcome=Outcome.SUCCESS,
-            details={"key": key},
-        )
+        await attempt.succeeded(conn, details={"key": key})
     return SecretOut(key=row["key"], updated_at=row["updated_at"])
 
 
 async def delete_secret(state: AppState, owner_id: uuid.UUID, environment_id: uuid.UUID, key: str) -> None:
-    async with audit.failures(
-        state.pool,
-        user_id=owner_id,
-        action="environment.secret.delete",
-        target_type=TARGET,
-        target_id=environment_id,
-    ):
+    async with _audited(state, owner_id, "environment.secret.delete", environment_id) as attempt:
         if not _SECRET_KEY.match(key):
             raise NotFound("No such secret.")
         async with state.pool.acquire() as conn, conn.transaction():
-            if await repository.get_environment(conn, owner_id, environment_id, for_update=True) is None:
-                raise _not_found()
+            await _locked(conn, owner_id, environment_id)
             if not await repository.delete_secret(conn, environment_id, key):
                 raise NotFound("No such secret.")
             await repository.touch(conn, environment_id)
-            await audit.record(
-                conn,
-                user_id=owner_id,
-                action="environment.secret.delete",
-                target_type=TARGET,
-                target_id=environment_id,
-                outcome=Outcome.SUCCESS,
-                details={"key": key},
-            )
+            await attempt.succeeded(conn, details={"key": key})

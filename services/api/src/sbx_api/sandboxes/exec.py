@@ -16,11 +16,9 @@ from sbx_common.logging import trace_id_var
 from sbx_common.messages import ExecRequest, ExecResult
 from sbx_common.status import Status
 
-from sbx_api.audit import service as audit
-from sbx_api.audit.service import Outcome as AuditOutcome
 from sbx_api.deps import Caller
 from sbx_api.sandboxes.schemas import ExecRequestBody
-from sbx_api.sandboxes.service import TARGET, get
+from sbx_api.sandboxes.service import audited, get
 from sbx_api.state import AppState
 
 logger = logging.getLogger(__name__)
@@ -51,9 +49,7 @@ async def run_command(
 ) -> ExecResult:
     """Run a command by NATS request/reply to the orchestrator (`sbx.rpc.exec`). Audited with
     its exit code, never with the command line (it may hold credentials)."""
-    async with audit.failures(
-        state.pool, user_id=caller.user_id, action="sandbox.exec", target_type=TARGET, target_id=sandbox_id
-    ):
+    async with audited(state, caller, "sandbox.exec", sandbox_id) as attempt:
         row = await get(state, caller, sandbox_id)
         if row.status != Status.RUNNING:
             raise NotRunning(f"The sandbox is {row.status}; commands run only while it runs.")
@@ -85,13 +81,6 @@ async def run_command(
         if result.error_code:
             error = _error_of(result.error_code)
             raise error(result.error_message if error is not Unavailable else None)
-        await audit.record(
-            state.pool,
-            user_id=caller.user_id,
-            action="sandbox.exec",
-            target_type=TARGET,
-            target_id=sandbox_id,
-            outcome=AuditOutcome.SUCCESS,
-            details={"exitCode": result.exit_code, "timedOut": result.timed_out},
-        )
+        details = {"exitCode": result.exit_code, "timedOut": result.timed_out}
+        await attempt.succeeded(state.pool, details=details)
         return result

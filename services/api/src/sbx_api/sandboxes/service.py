@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,6 @@ from sbx_common.messages import SandboxCommand
 from sbx_common.status import NO_OP, Verb, is_allowed
 
 from sbx_api.audit import service as audit
-from sbx_api.audit.service import Outcome as AuditOutcome
 from sbx_api.deps import Caller
 from sbx_api.environments import repository as environments
 from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
@@ -188,20 +187,14 @@ async def _make(
     sandbox_id = uuid.uuid4()
     command = _command(Verb.CREATE, sandbox_id, caller)
     async with (
-        audit.failures(
-            state.pool,
-            user_id=caller.user_id,
-            action=action,
-            target_type=TARGET,
-            target_id=source_id or sandbox_id,
-        ),
+        audited(state, caller, action, source_id or sandbox_id) as attempt,
         _watching(state, caller, sandbox_id, wait) as watcher,
     ):
         async with state.pool.acquire() as conn, conn.transaction():
             version, new = await plan(conn, sandbox_id, command.id)
             await _check_quota(state, conn, caller, version)
             await repository.insert_sandbox(conn, new)
-            await _audit_success(conn, caller, action, new)
+            await attempt.succeeded(conn, target_id=new.id, details=_creation_details(new))
         await _send(state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id))
         return Outcome(201, await _settle(state, caller, sandbox_id, watcher, wait))
 
@@ -214,9 +207,7 @@ async def act(
     -> 200 with the sandbox as it is; else record + publish -> 202 in the transitional status."""
     action = f"sandbox.{verb.value}"
     async with (
-        audit.failures(
-            state.pool, user_id=caller.user_id, action=action, target_type=TARGET, target_id=sandbox_id
-        ),
+        audited(state, caller, action, sandbox_id) as attempt,
         _watching(state, caller, sandbox_id, wait) as watcher,
     ):
         async with state.pool.acquire() as conn, conn.transaction():
@@ -226,15 +217,7 @@ async def act(
                 raise NotFound("No such sandbox.")
             status = current.status
             if NO_OP.get(verb) == status:
-                await audit.record(
-                    conn,
-                    user_id=caller.user_id,
-                    action=action,
-                    target_type=TARGET,
-                    target_id=sandbox_id,
-                    outcome=AuditOutcome.SUCCESS,
-                    details={"from": status.value, "noOp": True},
-                )
+                await attempt.succeeded(conn, details={"from": status.value, "noOp": True})
                 return Outcome(200, current)
             if not is_allowed(verb, status):
                 raise InvalidState(
@@ -244,15 +227,7 @@ async def act(
             command = _command(verb, sandbox_id, caller)
             previous = current.previous_command
             await repository.record_command(conn, sandbox_id, command.id, verb.value)
-            await audit.record(
-                conn,
-                user_id=caller.user_id,
-                action=action,
-                target_type=TARGET,
-                target_id=sandbox_id,
-                outcome=AuditOutcome.SUCCESS,
-                details={"from": status.value, "commandId": str(command.id)},
-            )
+            await attempt.succeeded(conn, details={"from": status.value, "commandId": str(command.id)})
         await _send(
             state,
             command,
@@ -261,9 +236,16 @@ async def act(
         return Outcome(202, await _settle(state, caller, sandbox_id, watcher, wait))
 
 
-async def _audit_success(
-    conn: asyncpg.Connection, caller: Caller, action: str, new: repository.NewSandbox
-) -> None:
+def audited(
+    state: AppState, caller: Caller, action: str, target_id: uuid.UUID
+) -> AbstractAsyncContextManager[audit.Attempt]:
+    """The caller's `action` on a sandbox, audited (see `audit.attempt`)."""
+    return audit.attempt(
+        state.pool, user_id=caller.user_id, action=action, target_type=TARGET, target_id=target_id
+    )
+
+
+def _creation_details(new: repository.NewSandbox) -> dict[str, Any]:
     details: dict[str, Any] = {
         "environmentId": str(new.environment_id),
         "environmentVersion": new.environment_version,
@@ -271,15 +253,7 @@ async def _audit_success(
     }
     if new.replicated_from is not None:
         details["replicatedFrom"] = str(new.replicated_from)
-    await audit.record(
-        conn,
-        user_id=caller.user_id,
-        action=action,
-        target_type=TARGET,
-        target_id=new.id,
-        outcome=AuditOutcome.SUCCESS,
-        details=details,
-    )
+    return details
 
 
 def _command(verb: Verb, sandbox_id: uuid.UUID, caller: Caller) -> SandboxCommand:
