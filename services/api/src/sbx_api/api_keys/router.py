@@ -26,7 +26,7 @@ async def create_api_key(body: CreateApiKeyRequest, caller: CurrentUser, state: 
 async def list_api_keys(caller: CurrentUser, state: State, params: Page) -> JSONResponse:
     """The caller's keys that are not revoked, oldest first (never the key itself)."""
     items, next_cursor = await service.list_keys(state, caller.user_id, params)
-    return page([i.dump() for i in items], next_cursor)
+    return page(items, next_cursor)
 
 
 @router.delete("/{key_id}", response_model=Envelope[Deleted])

@@ -19,4 +19,4 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 async def list_audit_events(caller: CurrentUser, state: State, params: Page) -> JSONResponse:
     """What was done with the caller's account (including refused attempts), newest first."""
     items, next_cursor = await service.list_events(state.pool, caller.user_id, params)
-    return page([i.dump() for i in items], next_cursor)
+    return page(items, next_cursor)

@@ -36,7 +36,7 @@ async def create_environment(
 async def list_environments(caller: CurrentUser, state: State, params: Page) -> JSONResponse:
     """The caller's environments at their current versions, oldest first."""
     items, next_cursor = await service.list_environments(state, caller.user_id, params)
-    return page([i.dump() for i in items], next_cursor)
+    return page(items, next_cursor)
 
 
 @router.get("/{environment_id}", response_model=Envelope[EnvironmentOut])
@@ -49,7 +49,7 @@ async def get_environment(environment_id: str, caller: CurrentUser, state: State
 async def list_versions(environment_id: str, caller: CurrentUser, state: State, params: Page) -> JSONResponse:
     """Every version of the environment, oldest first."""
     items, next_cursor = await service.list_versions(state, caller.user_id, parse_id(environment_id), params)
-    return page([i.dump() for i in items], next_cursor)
+    return page(items, next_cursor)
 
 
 @router.put("/{environment_id}", response_model=Envelope[EnvironmentOut])

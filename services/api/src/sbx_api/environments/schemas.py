@@ -14,7 +14,7 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, field_serializer, field_validator
+from pydantic import AfterValidator, Field, PlainSerializer, StringConstraints, field_validator
 
 from sbx_api.schemas import ApiModel, RequestModel, Timestamp
 
@@ -162,19 +162,19 @@ class DeletedSecret(ApiModel):
     deleted: Literal[True] = True
 
 
+# Ports as a version stores them: a `host` left out stays out of the answer too.
+StoredPorts = Annotated[list[PortSpec], PlainSerializer(dump_ports, return_type=list[dict[str, int]])]
+
+
 class VersionOut(ApiModel):
     version: int
     image: str
     cpu: float
     memory: int
-    ports: list[PortSpec]
+    ports: StoredPorts
     env: dict[str, str]
     command: list[str] | None
     created_at: Timestamp
-
-    @field_serializer("ports")
-    def _ports(self, ports: list[PortSpec]) -> list[dict[str, int]]:
-        return dump_ports(ports)
 
 
 class EnvironmentOut(ApiModel):
@@ -184,16 +184,12 @@ class EnvironmentOut(ApiModel):
     image: str
     cpu: float
     memory: int
-    ports: list[PortSpec]
+    ports: StoredPorts
     env: dict[str, str]
     command: list[str] | None
     secrets: list[SecretOut]
     created_at: Timestamp
     updated_at: Timestamp
-
-    @field_serializer("ports")
-    def _ports(self, ports: list[PortSpec]) -> list[dict[str, int]]:
-        return dump_ports(ports)
 
 
 def version_fields(spec: Any) -> dict[str, Any]:

@@ -55,30 +55,8 @@ class SandboxRow:
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> SandboxRow:
-        return cls(
-            id=row["id"],
-            owner_id=row["owner_id"],
-            name=row["name"],
-            environment_id=row["environment_id"],
-            environment_version=row["environment_version"],
-            status=Status(row["status"]),
-            status_reason=row["status_reason"],
-            image=row["image"],
-            cpu=row["cpu"],
-            memory_mib=row["memory_mib"],
-            env=dict(row["env"] or {}),
-            metadata=dict(row["metadata"] or {}),
-            endpoints=list(row["endpoints"] or []),
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            stopped_at=row["stopped_at"],
-            expires_at=row["expires_at"],
-            destroyed_at=row["destroyed_at"],
-            ttl_seconds=row["ttl_seconds"],
-            last_command_id=row["last_command_id"],
-            last_command_verb=row["last_command_verb"],
-            last_command_at=row["last_command_at"],
-        )
+        """`row` holds the columns of `_SANDBOX_SELECT`, named as this class's fields."""
+        return cls(**{**dict(row), "status": Status(row["status"])})
 
     @property
     def previous_command(self) -> tuple[uuid.UUID, str, datetime]:
@@ -267,16 +245,7 @@ async def source_for_replica(
         sandbox_id,
         owner_id,
     )
-    if row is None:
-        return None
-    return ReplicaSource(
-        id=row["id"],
-        name=row["name"],
-        environment_id=row["environment_id"],
-        environment_version=row["environment_version"],
-        env=dict(row["env"] or {}),
-        ttl_seconds=row["ttl_seconds"],
-    )
+    return ReplicaSource(**dict(row)) if row is not None else None
 
 
 async def exists(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid.UUID) -> bool:

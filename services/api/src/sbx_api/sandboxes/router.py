@@ -69,7 +69,7 @@ _LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def sandbox_body(row: SandboxRow) -> dict[str, Any]:
+def sandbox_out(row: SandboxRow) -> SandboxOut:
     return SandboxOut(
         id=row.id,
         name=row.name,
@@ -88,7 +88,12 @@ def sandbox_body(row: SandboxRow) -> dict[str, Any]:
         stopped_at=row.stopped_at,
         expires_at=row.expires_at,
         destroyed_at=row.destroyed_at,
-    ).dump()
+    )
+
+
+def _answer(outcome: service.Outcome) -> JSONResponse:
+    """A lifecycle call's answer: the sandbox as it then is, with the outcome's status code."""
+    return ok(sandbox_out(outcome.sandbox).dump(), outcome.status_code)
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,7 @@ async def create_sandbox(body: CreateSandboxRequest, call: Call) -> JSONResponse
 
     async def action() -> JSONResponse:
         await call.limit_creates()
-        outcome = await service.create(call.state, call.caller, body, call.wait)
-        return ok(sandbox_body(outcome.sandbox), outcome.status_code)
+        return _answer(await service.create(call.state, call.caller, body, call.wait))
 
     return await call.once(body.model_dump(mode="json"), action)
 
@@ -165,7 +169,7 @@ async def list_sandboxes(
         environment_id=_uuid_filter("environmentId", environment_id),
         metadata=_metadata_filter(request),
     )
-    return page([sandbox_body(r) for r in rows], next_cursor)
+    return page([sandbox_out(r) for r in rows], next_cursor)
 
 
 def _statuses(value: str | None) -> list[str] | None:
@@ -202,15 +206,14 @@ def _metadata_filter(request: Request) -> dict[str, str] | None:
 @router.get("/{sandbox_id}", response_model=None, responses={200: _SANDBOX})
 async def get_sandbox(sandbox_id: str, state: State, caller: CurrentUser) -> JSONResponse:
     """One sandbox, also once destroyed."""
-    return ok(sandbox_body(await service.get(state, caller, parse_id(sandbox_id))))
+    return ok(sandbox_out(await service.get(state, caller, parse_id(sandbox_id))).dump())
 
 
 async def _act(verb: Verb, sandbox_id: str, call: LifecycleCall) -> JSONResponse:
     parsed = parse_id(sandbox_id)
 
     async def action() -> JSONResponse:
-        outcome = await service.act(call.state, call.caller, parsed, verb, call.wait)
-        return ok(sandbox_body(outcome.sandbox), outcome.status_code)
+        return _answer(await service.act(call.state, call.caller, parsed, verb, call.wait))
 
     return await call.once(None, action)
 
@@ -249,8 +252,7 @@ async def replicate_sandbox(
 
     async def action() -> JSONResponse:
         await call.limit_creates()
-        outcome = await service.replicate(call.state, call.caller, parsed, replica, call.wait)
-        return ok(sandbox_body(outcome.sandbox), outcome.status_code)
+        return _answer(await service.replicate(call.state, call.caller, parsed, replica, call.wait))
 
     return await call.once(replica.model_dump(mode="json"), action)
 

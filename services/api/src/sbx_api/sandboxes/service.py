@@ -62,9 +62,17 @@ class Outcome:
     sandbox: repository.SandboxRow
 
 
-# Create and replicate: what a new sandbox is made from, and its row.
-Planned = tuple[environments.EnvironmentVersion, repository.NewSandbox]
-Plan = Callable[[asyncpg.Connection, uuid.UUID, uuid.UUID], Awaitable[Planned]]
+@dataclass(frozen=True)
+class Draft:
+    """What create and replicate decide for a new sandbox (from its id); the rest is common."""
+
+    version: environments.EnvironmentVersion
+    name: str
+    env: dict[str, str]
+    ttl_seconds: int
+
+
+Plan = Callable[[asyncpg.Connection, uuid.UUID], Awaitable[Draft]]
 # Takes a change back when its command could not be published: True when it was taken back.
 Withdraw = Callable[[asyncpg.Connection], Awaitable[bool]]
 
@@ -119,26 +127,23 @@ async def logs(
 async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wait: float | None) -> Outcome:
     """A new sandbox from the given (or current) version of one of the caller's environments."""
 
-    async def plan(conn: asyncpg.Connection, sandbox_id: uuid.UUID, command_id: uuid.UUID) -> Planned:
+    async def plan(conn: asyncpg.Connection, sandbox_id: uuid.UUID) -> Draft:
         version = await environments.get_version(
             conn, caller.user_id, body.environment_id, body.environment_version, lock=True
         )
         if version is None:
             what = "environment" if body.environment_version is None else "environment version"
             raise NotFound(f"No such {what}.")
-        return version, repository.NewSandbox(
-            id=sandbox_id,
-            owner_id=caller.user_id,
-            environment_id=version.environment_id,
-            environment_version=version.version,
+        return Draft(
+            version=version,
             name=body.name or f"{version.environment_name}-{sandbox_id.hex[:8]}",
             env={**version.env, **body.env},
-            metadata=body.metadata,
             ttl_seconds=body.ttl_seconds,
-            command_id=command_id,
         )
 
-    return await _make(state, caller, action="sandbox.create", source_id=None, plan=plan, wait=wait)
+    return await _make(
+        state, caller, action="sandbox.create", source_id=None, metadata=body.metadata, plan=plan, wait=wait
+    )
 
 
 async def replicate(
@@ -148,7 +153,7 @@ async def replicate(
     read: its environment version and env are copied). 409 `CONFLICT` if the source's
     environment has been deleted since."""
 
-    async def plan(conn: asyncpg.Connection, sandbox_id: uuid.UUID, command_id: uuid.UUID) -> Planned:
+    async def plan(conn: asyncpg.Connection, sandbox_id: uuid.UUID) -> Draft:
         source = await repository.source_for_replica(conn, source_id, caller.user_id)
         if source is None:
             raise NotFound("No such sandbox.")
@@ -157,20 +162,22 @@ async def replicate(
         )
         if version is None:
             raise Conflict("The source sandbox's environment has been deleted; it cannot be replicated.")
-        return version, repository.NewSandbox(
-            id=sandbox_id,
-            owner_id=caller.user_id,
-            environment_id=version.environment_id,
-            environment_version=version.version,
+        return Draft(
+            version=version,
             name=body.name or f"{source.name[:119]}-{sandbox_id.hex[:8]}",
             env={**source.env, **body.env},
-            metadata=body.metadata,
             ttl_seconds=body.ttl_seconds or source.ttl_seconds,
-            command_id=command_id,
-            replicated_from=source_id,
         )
 
-    return await _make(state, caller, action="sandbox.replicate", source_id=source_id, plan=plan, wait=wait)
+    return await _make(
+        state,
+        caller,
+        action="sandbox.replicate",
+        source_id=source_id,
+        metadata=body.metadata,
+        plan=plan,
+        wait=wait,
+    )
 
 
 async def _make(
@@ -179,11 +186,13 @@ async def _make(
     *,
     action: str,
     source_id: uuid.UUID | None,
+    metadata: dict[str, str],
     plan: Plan,
     wait: float | None,
 ) -> Outcome:
     """Create or replicate: plan the row, check the quotas, insert + audit in one transaction,
-    then publish the create command (201, or once settled with ?wait)."""
+    then publish the create command (201, or once settled with ?wait). A replica names its
+    source (`source_id`)."""
     sandbox_id = uuid.uuid4()
     command = _command(Verb.CREATE, sandbox_id, caller)
     async with (
@@ -191,8 +200,20 @@ async def _make(
         _watching(state, caller, sandbox_id, wait) as watcher,
     ):
         async with state.pool.acquire() as conn, conn.transaction():
-            version, new = await plan(conn, sandbox_id, command.id)
-            await _check_quota(state, conn, caller, version)
+            draft = await plan(conn, sandbox_id)
+            new = repository.NewSandbox(
+                id=sandbox_id,
+                owner_id=caller.user_id,
+                environment_id=draft.version.environment_id,
+                environment_version=draft.version.version,
+                name=draft.name,
+                env=draft.env,
+                metadata=metadata,
+                ttl_seconds=draft.ttl_seconds,
+                command_id=command.id,
+                replicated_from=source_id,
+            )
+            await _check_quota(state, conn, caller, draft.version)
             await repository.insert_sandbox(conn, new)
             await attempt.succeeded(conn, target_id=new.id, details=_creation_details(new))
         await _send(state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id))
