@@ -7,9 +7,12 @@ import uuid
 
 import httpx
 
-from tests.harness import Platform, User, wait_for
-from tests.streams.conftest import Sandboxes
-from tests.streams.helpers import Terminal, close_code_of, exec_in, lifecycle, ws_connect, ws_url
+from tests.streams.clients import Terminal
+from tests.support.api import User
+from tests.support.platform import Platform
+from tests.support.sandboxes import Sandboxes, exec_in, lifecycle
+from tests.support.sockets import close_code_of, ws_connect, ws_url
+from tests.support.waiting import wait_for
 
 
 def _url(platform: Platform, user: User, sandbox_id: str, **query: object) -> str:

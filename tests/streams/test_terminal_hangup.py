@@ -13,16 +13,19 @@ import re
 
 import httpx
 
-from tests.harness import User, signup, wait_for
-from tests.streams.conftest import DedicatedPlatform
-from tests.streams.helpers import Terminal, exec_in, run_sandbox, ws_connect, ws_url
+from tests.streams.clients import Terminal
+from tests.support.api import User, signup
+from tests.support.docker import TEST_IMAGE
+from tests.support.platform import DedicatedPlatform
+from tests.support.sandboxes import exec_in, run_sandbox
+from tests.support.sockets import ws_connect, ws_url
+from tests.support.waiting import wait_for
 
 DEDICATED_SERVICES = ("orchestrator", "api")
 DEDICATED_ENV = {
     "SBX_TERMINAL_HOST_SIGNALS": "false",
     "SBX_TERMINAL_KEEPALIVE_SECONDS": "1",
 }
-IMAGE = "sbx-test-busybox:latest"
 
 
 async def _shell_pid(term: Terminal) -> int:
@@ -42,7 +45,7 @@ async def test_a_closed_session_hangs_its_shell_up_from_inside(dedicated_platfor
     plat = dedicated_platform
     async with plat.client() as client:
         user = await signup(client)
-        sandbox = await run_sandbox(client, user, IMAGE, "sleep 600")
+        sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
         url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
         async with ws_connect(url) as socket:
             term = Terminal(socket)
@@ -65,7 +68,7 @@ async def test_a_shell_that_ignores_the_hang_up_is_killed(dedicated_platform: De
     plat = dedicated_platform
     async with plat.client() as client:
         user = await signup(client)
-        sandbox = await run_sandbox(client, user, IMAGE, "sleep 600")
+        sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
         url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
         async with ws_connect(url) as socket:
             term = Terminal(socket)
@@ -84,7 +87,7 @@ async def test_the_socket_closes_when_the_orchestrator_dies(dedicated_platform: 
     plat = dedicated_platform
     async with plat.client() as client:
         user = await signup(client)
-        sandbox = await run_sandbox(client, user, IMAGE, "sleep 600")
+        sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
         url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
         try:
             async with ws_connect(url) as socket:
