@@ -19,6 +19,9 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from tests.support.api import User
+from tests.support.sockets import ws_connect, ws_url
+
 
 @dataclass
 class LogReader:
@@ -115,7 +118,7 @@ class StalledClient:
         return self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
 
     def texts(self) -> list[str]:
-        return [f.data.decode() for f in self.frames if f.opcode is Opcode.TEXT]
+        return [bytes(f.data).decode() for f in self.frames if f.opcode is Opcode.TEXT]
 
 
 class Terminal:
@@ -157,3 +160,17 @@ class Terminal:
                 while True:
                     await self.socket.recv()
         return self.socket.close_code
+
+
+def terminal_url(ws_base: str, user: User, sandbox_id: str, **query: object) -> str:
+    """`/ws/sandboxes/:id/terminal` of `user`, with `query` (cols, rows, mode)."""
+    return ws_url(ws_base, f"/ws/sandboxes/{sandbox_id}/terminal", user.token, **query)
+
+
+@contextlib.asynccontextmanager
+async def open_terminal(url: str) -> AsyncIterator[Terminal]:
+    """A terminal socket at `url`, once the server has said it is ready."""
+    async with ws_connect(url) as socket:
+        term = Terminal(socket)
+        await term.ready()
+        yield term

@@ -13,12 +13,11 @@ import re
 
 import httpx
 
-from tests.streams.clients import Terminal
+from tests.streams.clients import Terminal, open_terminal, terminal_url
 from tests.support.api import User, signup
 from tests.support.docker import TEST_IMAGE
 from tests.support.platform import DedicatedPlatform
 from tests.support.sandboxes import exec_in, run_sandbox
-from tests.support.sockets import ws_connect, ws_url
 from tests.support.waiting import wait_for
 
 DEDICATED_SERVICES = ("orchestrator", "api")
@@ -46,10 +45,8 @@ async def test_a_closed_session_hangs_its_shell_up_from_inside(dedicated_platfor
     async with plat.client() as client:
         user = await signup(client)
         sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
-        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
-        async with ws_connect(url) as socket:
-            term = Terminal(socket)
-            await term.ready()
+        url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
+        async with open_terminal(url) as term:
             pid = await _shell_pid(term)
             listing = await exec_in(client, user, sandbox["id"], "cat /dev/shm/.sbx-terminal-*")
             assert listing["stdout"].strip() == str(pid)
@@ -69,10 +66,8 @@ async def test_a_shell_that_ignores_the_hang_up_is_killed(dedicated_platform: De
     async with plat.client() as client:
         user = await signup(client)
         sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
-        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
-        async with ws_connect(url) as socket:
-            term = Terminal(socket)
-            await term.ready()
+        url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
+        async with open_terminal(url) as term:
             pid = await _shell_pid(term)
             await term.type("trap '' HUP; echo trapped\n")
             await term.expect("trapped\r\n")
@@ -88,11 +83,9 @@ async def test_the_socket_closes_when_the_orchestrator_dies(dedicated_platform: 
     async with plat.client() as client:
         user = await signup(client)
         sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
-        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
+        url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
         try:
-            async with ws_connect(url) as socket:
-                term = Terminal(socket)
-                await term.ready()
+            async with open_terminal(url) as term:
                 await term.type("echo alive\n")
                 await term.expect("alive\r\n")
                 await asyncio.sleep(1.5)  # keepalives answered: the API knows this orchestrator
@@ -102,7 +95,7 @@ async def test_the_socket_closes_when_the_orchestrator_dies(dedicated_platform: 
                 # Three keepalive intervals (1 s) without an answer, then the close.
                 assert await term.closed(timeout=10) == 1011
                 assert loop.time() - killed_at < 8
-                assert socket.close_reason is not None
-                assert "stopped answering" in socket.close_reason
+                assert term.socket.close_reason is not None
+                assert "stopped answering" in term.socket.close_reason
         finally:
             plat.platform.start_service("orchestrator")

@@ -9,12 +9,11 @@ import asyncio
 
 import docker
 
-from tests.streams.clients import Terminal
+from tests.streams.clients import open_terminal, terminal_url
 from tests.support.api import signup
 from tests.support.docker import TEST_IMAGE
 from tests.support.platform import DedicatedPlatform
 from tests.support.sandboxes import run_sandbox
-from tests.support.sockets import ws_connect, ws_url
 from tests.support.waiting import wait_for
 
 DEDICATED_SERVICES = ("orchestrator", "api")
@@ -38,17 +37,15 @@ async def test_an_idle_terminal_is_closed(dedicated_platform: DedicatedPlatform)
     async with plat.client() as client:
         user = await signup(client)
         sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
-        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
-        async with ws_connect(url) as socket:
-            term = Terminal(socket)
-            await term.ready()
+        url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
+        async with open_terminal(url) as term:
             await term.type("echo still-here\n")
             await term.expect("still-here")
             loop = asyncio.get_running_loop()
             started = loop.time()
             assert await term.closed(timeout=15) == 1000
-            assert socket.close_reason is not None
-            assert "idle" in socket.close_reason
+            assert term.socket.close_reason is not None
+            assert "idle" in term.socket.close_reason
             assert loop.time() - started >= 1.5
 
 
@@ -57,10 +54,8 @@ async def test_a_session_whose_api_went_away_is_ended(dedicated_platform: Dedica
     async with plat.client() as client:
         user = await signup(client)
         sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
-        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
-        async with ws_connect(url) as socket:
-            term = Terminal(socket)
-            await term.ready()
+        url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
+        async with open_terminal(url) as term:
             await term.type("top\n")  # output all the time: never idle
             await term.expect("PID")
             assert await _open_sessions(plat) == 1
