@@ -7,19 +7,30 @@ machines that can pull images).
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import docker
 import httpx
 import pytest
-from sbx_common import db, natsconn, topology
-from sbx_common.labels import INSTANCE as INSTANCE_LABEL
+from nats.aio.client import Client as NatsClient
+from sbx_common import natsconn
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 
-from tests.harness import TEST_INSTANCE, Platform, User, build_test_image, platform_env, signup
+from tests.support.api import User, signup
+from tests.support.commands import CommandTap, tap_commands
+from tests.support.docker import (
+    HEALTHCHECK_DOCKERFILE,
+    HEALTHCHECK_IMAGE,
+    UNHEALTHY_DOCKERFILE,
+    UNHEALTHY_IMAGE,
+    build_image,
+    build_test_image,
+    remove_image,
+    remove_instance_containers,
+)
+from tests.support.platform import TEST_INSTANCE, Platform, platform_env, prepare
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,10 +82,7 @@ def database_url(request: pytest.FixtureRequest, infra_dir: Path) -> Iterator[st
 
 @pytest.fixture(scope="session")
 async def migrated(database_url: str, nats_url: str) -> str:
-    await db.migrate(database_url)
-    nc = await natsconn.connect(nats_url, "tests-setup")
-    await topology.apply_topology(nc.jetstream())
-    await nc.close()
+    await prepare(database_url, nats_url)
     return database_url
 
 
@@ -83,44 +91,16 @@ def test_image() -> str:
     return build_test_image()
 
 
-HEALTHCHECK_IMAGE = "sbx-test-healthcheck:latest"
-UNHEALTHY_IMAGE = "sbx-test-unhealthy:latest"
-
-# Healthy once /tmp/ready exists (the environment's command decides when); failed checks do not
-# count during the first 60 s.
-HEALTHCHECK_DOCKERFILE = """
-FROM {base}
-HEALTHCHECK --interval=1s --timeout=1s --start-period=60s --retries=1 CMD ["test", "-f", "/tmp/ready"]
-"""
-# Unhealthy at its first check.
-UNHEALTHY_DOCKERFILE = """
-FROM {base}
-HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD ["false"]
-"""
-
-
-def build_image(tag: str, dockerfile: str) -> str:
-    """An image built locally from the test image (no registry involved)."""
-    subprocess.run(
-        ["docker", "build", "-q", "-t", tag, "-"],
-        input=dockerfile.encode(),
-        check=True,
-        capture_output=True,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-    )
-    return tag
-
-
 @pytest.fixture(scope="session")
 def healthcheck_image(test_image: str) -> Iterator[str]:
     yield build_image(HEALTHCHECK_IMAGE, HEALTHCHECK_DOCKERFILE.format(base=test_image))
-    subprocess.run(["docker", "rmi", "-f", HEALTHCHECK_IMAGE], capture_output=True, check=False)
+    remove_image(HEALTHCHECK_IMAGE)
 
 
 @pytest.fixture(scope="session")
 def unhealthy_image(test_image: str) -> Iterator[str]:
     yield build_image(UNHEALTHY_IMAGE, UNHEALTHY_DOCKERFILE.format(base=test_image))
-    subprocess.run(["docker", "rmi", "-f", UNHEALTHY_IMAGE], capture_output=True, check=False)
+    remove_image(UNHEALTHY_IMAGE)
 
 
 @pytest.fixture(scope="session")
@@ -133,23 +113,12 @@ def platform(
         plat.start_service(name)
     yield plat
     plat.stop_all()
-    remove_platform_containers()
-
-
-def remove_platform_containers() -> None:
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label={INSTANCE_LABEL}={TEST_INSTANCE}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+    remove_instance_containers(TEST_INSTANCE)
 
 
 @pytest.fixture
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=platform.api_url, timeout=60) as http:
+    async with platform.client() as http:
         yield http
 
 
@@ -168,3 +137,25 @@ async def pg(migrated: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(migrated)
     yield conn
     await conn.close()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
+    """A NATS connection of the test's own."""
+    conn = await natsconn.connect(nats_url, "tests")
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def command_tap(nc: NatsClient) -> AsyncIterator[CommandTap]:
+    """Every command published to the orchestrator from now on."""
+    async with tap_commands(nc) as tap:
+        yield tap

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.harness import Platform
+from tests.support.platform import Platform
 
 
 async def test_every_worker_service_answers_health_and_metrics(platform: Platform) -> None:

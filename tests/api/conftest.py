@@ -7,10 +7,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sbx_common import natsconn, topology
 from sbx_devstack.servers import EmbeddedNats
 
-from tests.harness import Platform
+from tests.support.platform import Platform, apply_topology, start_api
 
 AUTH_LIMIT = 3
 PER_MINUTE_LIMIT = 5
@@ -23,21 +22,20 @@ def limited_api(platform: Platform, tmp_path_factory: pytest.TempPathFactory) ->
     The shared platform raises the limits (every test signs up from 127.0.0.1). Tests on this
     one tell apart their callers with `X-Forwarded-For`, believed from 127.0.0.1 here only.
     """
-    env = {
-        **platform.base_env,
-        "SBX_TRUSTED_PROXIES": "127.0.0.1",
-        "SBX_AUTH_RATE_LIMIT": str(AUTH_LIMIT),
-        "SBX_RATE_LIMIT_PER_MINUTE": str(PER_MINUTE_LIMIT),
-    }
-    api = Platform(base_env=env, log_dir=tmp_path_factory.mktemp("limited-api-logs"))
-    api.start_service("api")
+    api = start_api(
+        platform.base_env,
+        tmp_path_factory.mktemp("limited-api-logs"),
+        SBX_TRUSTED_PROXIES="127.0.0.1",
+        SBX_AUTH_RATE_LIMIT=str(AUTH_LIMIT),
+        SBX_RATE_LIMIT_PER_MINUTE=str(PER_MINUTE_LIMIT),
+    )
     yield api
     api.stop_all()
 
 
 @pytest.fixture
 async def limited_client(limited_api: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=limited_api.api_url, timeout=30) as http:
+    async with limited_api.client(timeout=30) as http:
         yield http
 
 
@@ -45,11 +43,8 @@ async def limited_client(limited_api: Platform) -> AsyncIterator[httpx.AsyncClie
 async def lone_api(platform: Platform, tmp_path: Path) -> AsyncIterator[tuple[Platform, EmbeddedNats]]:
     """An API process with a NATS server of its own, where no orchestrator answers."""
     nats = EmbeddedNats(tmp_path / "nats").start()
-    nc = await natsconn.connect(nats.url, "tests-setup")
-    await topology.apply_topology(nc.jetstream())
-    await nc.close()
-    api = Platform(base_env={**platform.base_env, "SBX_NATS_URL": nats.url}, log_dir=tmp_path / "logs")
-    api.start_service("api")
+    await apply_topology(nats.url)
+    api = start_api(platform.base_env, tmp_path / "logs", SBX_NATS_URL=nats.url)
     yield api, nats
     api.stop_all()
     nats.stop()

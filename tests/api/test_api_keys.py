@@ -7,8 +7,7 @@ import uuid
 import asyncpg
 import httpx
 
-from tests.api.helpers import RFC3339_UTC, data_of, error_of, error_paths
-from tests.harness import User
+from tests.support.api import RFC3339_UTC, User, data_of, error_of, error_paths
 
 
 async def create_key(client: httpx.AsyncClient, user: User, name: str = "Development Key") -> dict[str, str]:

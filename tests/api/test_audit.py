@@ -7,8 +7,7 @@ import uuid
 import asyncpg
 import httpx
 
-from tests.api.helpers import RFC3339_UTC, create_environment, data_of, error_of, error_paths
-from tests.harness import User
+from tests.support.api import RFC3339_UTC, User, create_environment, data_of, error_of, error_paths
 
 EVENT_KEYS = {"id", "action", "targetType", "targetId", "outcome", "traceId", "details", "occurredAt"}
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jwt
 
-from tests.api.helpers import RFC3339_UTC, data_of, error_of, error_paths
-from tests.harness import Platform, User
+from tests.support.api import RFC3339_UTC, User, data_of, error_of, error_paths
+from tests.support.platform import Platform
 
 
 def new_email() -> str:

@@ -9,8 +9,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.api.helpers import RFC3339_UTC, create_environment, data_of, error_of, error_paths
-from tests.harness import User
+from tests.support.api import RFC3339_UTC, User, create_environment, data_of, error_of, error_paths
 
 ENV_KEYS = {
     "id",

@@ -9,9 +9,9 @@ from urllib.parse import quote
 import httpx
 from sbx_api.pagination import encode_cursor
 
-from tests.api.helpers import create_environment, data_of, error_of, error_paths
-from tests.harness import Platform, User
-from tests.streams.helpers import close_code_of
+from tests.support.api import User, create_environment, data_of, error_of, error_paths
+from tests.support.platform import Platform
+from tests.support.sockets import close_code_of
 
 
 async def test_nul_characters_are_refused_field_by_field(client: httpx.AsyncClient, user: User) -> None:

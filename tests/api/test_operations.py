@@ -13,8 +13,9 @@ import httpx
 from sbx_common import db
 from sbx_devstack.servers import EmbeddedNats
 
-from tests.api.helpers import RFC3339_UTC, create_environment, data_of, error_of
-from tests.harness import Platform, User, signup, wait_for
+from tests.support.api import RFC3339_UTC, User, create_environment, data_of, error_of, signup
+from tests.support.platform import Platform, start_api
+from tests.support.waiting import wait_for
 
 
 def gauge(text: str, name: str) -> float:
@@ -40,7 +41,7 @@ async def test_health_live_and_ready(client: httpx.AsyncClient) -> None:
 
 async def test_health_reports_what_is_down(lone_api: tuple[Platform, EmbeddedNats]) -> None:
     api, nats = lone_api
-    async with httpx.AsyncClient(base_url=api.api_url, timeout=30) as http:
+    async with api.client(timeout=30) as http:
         # No orchestrator answers on this NATS: Docker's status is unknown, so "down".
         health = await http.get("/health")
         assert health.status_code == 503
@@ -151,10 +152,9 @@ async def test_a_database_outage_is_503_and_changes_nothing(
     await pg.execute(f'CREATE DATABASE "{name}"')
     dsn = migrated.rsplit("/", 1)[0] + f"/{name}"
     await db.migrate(dsn)
-    api = Platform(base_env={**platform.base_env, "SBX_DATABASE_URL": dsn}, log_dir=tmp_path)
-    api.start_service("api")
+    api = start_api(platform.base_env, tmp_path, SBX_DATABASE_URL=dsn)
     try:
-        async with httpx.AsyncClient(base_url=api.api_url, timeout=30) as http:
+        async with api.client(timeout=30) as http:
             user = await signup(http)
             # The database goes away: no new connections, and the open ones are cut.
             await pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')

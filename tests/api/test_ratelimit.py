@@ -8,7 +8,7 @@ import uuid
 import httpx
 
 from tests.api.conftest import AUTH_LIMIT, PER_MINUTE_LIMIT
-from tests.api.helpers import data_of, error_of
+from tests.support.api import data_of, error_of
 
 
 def from_ip() -> dict[str, str]:

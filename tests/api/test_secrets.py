@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sbx_common.crypto import DecryptionFailed, SealedSecret, SecretBox, secret_binding
 
-from tests.api.helpers import RFC3339_UTC, create_environment, data_of, error_of, error_paths
-from tests.harness import Platform, User
+from tests.support.api import RFC3339_UTC, User, create_environment, data_of, error_of, error_paths
+from tests.support.platform import Platform
 
 
 def box_of(platform: Platform) -> SecretBox:

@@ -10,7 +10,8 @@ import httpx
 
 from tests.deploy.conftest import INFRA, load_yaml
 from tests.deploy.promql import PROMETHEUS_SYNTHETIC, exported_names, metric_names
-from tests.harness import Platform, wait_for
+from tests.support.platform import Platform
+from tests.support.waiting import wait_for
 
 _LABEL_VALUES = re.compile(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*,")
 

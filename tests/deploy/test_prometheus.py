@@ -14,7 +14,8 @@ import yaml
 from sbx_devstack.servers import free_port, wait_for_port
 
 from tests.deploy.conftest import INFRA, SERVICES
-from tests.harness import Platform, wait_for
+from tests.support.platform import Platform
+from tests.support.waiting import wait_for
 
 
 def test_promtool_accepts_the_config_and_its_rules() -> None:

@@ -1,39 +1,24 @@
-"""Fixtures of the collector tests: NATS, the metrics bucket, a labelled busy container."""
+"""Fixtures of the collector tests: the metrics bucket, a labelled busy container."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import docker
 import pytest
-from docker.errors import NotFound
 from docker.models.containers import Container
 from nats.aio.client import Client as NatsClient
 from nats.js.kv import KeyValue
-from sbx_common import labels, natsconn
+from sbx_common import labels
 from sbx_common.topology import KV_METRICS
 
-from tests.harness import TEST_IMAGE, TEST_INSTANCE
-from tests.reaper.seed import SeededSandbox, seed_sandbox
+from tests.support.docker import TEST_IMAGE, remove_quietly, sandbox_labels
+from tests.support.platform import TEST_INSTANCE
+from tests.support.rows import SeededSandbox, seed_sandbox
 
 CPU_LIMIT = 0.2
 MEMORY_LIMIT = 64 * 1024 * 1024
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker.from_env()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
-    conn = await natsconn.connect(nats_url, "tests-collector")
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture
@@ -53,16 +38,10 @@ async def running_sandbox(
         ["sh", "-c", "while :; do :; done"],
         detach=True,
         name=labels.container_name(sandbox.id),
-        labels={
-            labels.PLATFORM: labels.PLATFORM_VALUE,
-            labels.INSTANCE: TEST_INSTANCE,
-            labels.SANDBOX_ID: str(sandbox.id),
-            labels.OWNER_ID: str(sandbox.owner_id),
-        },
+        labels=sandbox_labels(TEST_INSTANCE, sandbox.id, sandbox.owner_id),
         nano_cpus=int(CPU_LIMIT * 1e9),
         mem_limit=MEMORY_LIMIT,
         pids_limit=64,
     )
     yield sandbox, container
-    with contextlib.suppress(NotFound):
-        container.remove(force=True)
+    remove_quietly(container)

@@ -10,9 +10,10 @@ import httpx
 import pytest
 from nats.js.kv import KeyValue
 
-from tests.harness import User, wait_for
-from tests.metrics_collector.test_collector import sample_of
-from tests.sandboxes.support import create_environment, create_sandbox, destroy_all
+from tests.metrics_collector.samples import sample_of
+from tests.support.api import User, create_environment
+from tests.support.sandboxes import create_sandbox, destroy_all
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

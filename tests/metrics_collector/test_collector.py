@@ -4,18 +4,14 @@ Prometheus, and stops as soon as the sandbox stops."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import docker
-import httpx
 from docker.models.containers import Container
 from nats.aio.client import Client as NatsClient
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from sbx_common import subjects
 from sbx_common.messages import SandboxEvent
@@ -23,48 +19,10 @@ from sbx_common.status import Status
 from sbx_metrics_collector.cgroups import CgroupReader
 from sbx_metrics_collector.dockerstats import DockerStatsReader
 
-from tests.harness import Platform
 from tests.metrics_collector.conftest import CPU_LIMIT, MEMORY_LIMIT
-from tests.reaper.seed import SeededSandbox
-
-
-async def sample_of(kv: KeyValue, sandbox_id: object) -> dict[str, Any] | None:
-    try:
-        entry = await kv.get(str(sandbox_id))
-    except KeyNotFoundError:
-        return None
-    return json.loads(entry.value) if entry.value else None
-
-
-async def wait_sample(
-    kv: KeyValue, sandbox_id: object, timeout: float = 15, newer_than: str = ""
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sample = await sample_of(kv, sandbox_id)
-        if sample is not None and sample["timestamp"] > newer_than:
-            return sample
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no metrics sample for {sandbox_id} within {timeout}s")
-
-
-async def wait_no_sample(kv: KeyValue, sandbox_id: object, timeout: float = 10) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if await sample_of(kv, sandbox_id) is None:
-            return time.monotonic() - started
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"metrics sample for {sandbox_id} still there after {timeout}s")
-
-
-async def exported(platform: Platform, sandbox_id: object) -> dict[str, float]:
-    port = platform.ops_ports["metrics-collector"]
-    async with httpx.AsyncClient(timeout=5) as http:
-        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
-    needle = f'{{sandbox_id="{sandbox_id}"}} '
-    return {
-        line.split("{", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if needle in line
-    }
+from tests.metrics_collector.samples import exported, sample_of, wait_no_sample, wait_sample
+from tests.support.platform import Platform
+from tests.support.rows import SeededSandbox
 
 
 async def test_running_sandbox_is_sampled_until_it_stops(

@@ -7,21 +7,19 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from sbx_common import natsconn
+from nats.aio.client import Client as NatsClient
 
-from tests.harness import Platform
-from tests.orchestrator.support import OrchestratorDriver
+from tests.orchestrator.driver import OrchestratorDriver
+from tests.support.platform import Platform
 
 
 @pytest.fixture
 async def driver(
-    platform: Platform, pg: asyncpg.Connection, nats_url: str, test_image: str
+    platform: Platform, pg: asyncpg.Connection, nc: NatsClient, test_image: str
 ) -> AsyncIterator[OrchestratorDriver]:
     await pg.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    nc = await natsconn.connect(nats_url, "tests-orchestrator")
     orchestrator = OrchestratorDriver(
         pg=pg, nc=nc, master_key=platform.base_env["SBX_SECRETS_MASTER_KEY"], image=test_image
     )
     yield orchestrator
     orchestrator.cleanup()
-    await nc.close()

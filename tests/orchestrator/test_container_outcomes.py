@@ -8,8 +8,8 @@ from datetime import datetime
 import httpx
 from sbx_common.status import Verb
 
-from tests.harness import Platform
-from tests.orchestrator.support import OrchestratorDriver, statuses
+from tests.orchestrator.driver import OrchestratorDriver, statuses
+from tests.support.platform import Platform
 
 
 def docker_time(value: str) -> datetime:
@@ -95,7 +95,7 @@ async def test_health_rpc_and_metrics(driver: OrchestratorDriver, platform: Plat
         port = platform.ops_ports["orchestrator"]
         ready = await http.get(f"http://127.0.0.1:{port}/health/ready")
         assert ready.json()["checks"] == {"nats": True, "docker": True}
-        metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    metrics = await platform.metrics("orchestrator")
     for name in (
         "orchestrator_command_duration_seconds",
         "orchestrator_docker_errors_total",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.harness import Platform
-from tests.orchestrator.support import OrchestratorDriver, statuses
+from tests.orchestrator.driver import OrchestratorDriver, statuses
+from tests.support.platform import Platform
 
 MIB = 1024 * 1024
 SECRET_VALUE = "s3cret-value-that-must-never-leak"

@@ -6,7 +6,7 @@ import uuid
 
 from sbx_common.status import Verb
 
-from tests.orchestrator.support import OrchestratorDriver
+from tests.orchestrator.driver import OrchestratorDriver
 
 MIB = 1024 * 1024
 

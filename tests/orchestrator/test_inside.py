@@ -3,7 +3,6 @@ back to when the orchestrator may not signal a process by its host PID."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,8 @@ import pytest
 from sbx_common.messages import ExecRequest
 from sbx_orchestrator import inside
 from sbx_orchestrator.exec_service import ExecRun
+
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -37,10 +38,8 @@ def test_a_process_is_killed_from_inside_by_its_container_pid(container: str) ->
     api = docker.APIClient()
     started = api.exec_create(container, ["sleep", "600"])["Id"]
     api.exec_start(started, detach=True)
-    deadline = time.monotonic() + 10
-    while not (host_pid := int(api.exec_inspect(started).get("Pid") or 0)):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: api.exec_inspect(started).get("Pid"), timeout=10)
+    host_pid = int(api.exec_inspect(started)["Pid"])
     request = ExecRequest(sandbox_id=uuid.uuid4(), owner_id=uuid.uuid4(), command=["true"])
     run = ExecRun(api, container, request, 1024)
     assert run._kill_inside([_container_pid(host_pid)])

@@ -8,7 +8,7 @@ from sbx_common.messages import SandboxCommand
 from sbx_common.status import Verb
 from sbx_devstack.servers import free_port
 
-from tests.orchestrator.support import OrchestratorDriver, statuses
+from tests.orchestrator.driver import OrchestratorDriver, statuses
 
 # Exits at once on SIGTERM (sleeps in the background so the trap runs immediately).
 SERVE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $!; done"]

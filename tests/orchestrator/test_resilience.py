@@ -8,18 +8,16 @@ started again afterwards.
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from sbx_common.status import Verb
-from sbx_devstack.processes import ServiceProcess
-from sbx_devstack.servers import free_port, wait_for_port
 
-from tests.harness import Platform
-from tests.orchestrator.support import OrchestratorDriver, statuses
+from tests.orchestrator.driver import OrchestratorDriver, statuses
+from tests.support.platform import Platform, start_process
+from tests.support.waiting import wait_until
 
 QUICK = {
     "SBX_COMMAND_ACK_WAIT": "2",
@@ -37,13 +35,6 @@ def quick_orchestrator(platform: Platform) -> Iterator[Platform]:
     yield platform
     platform.stop_service("orchestrator")
     platform.start_service("orchestrator")
-
-
-def wait_until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 async def test_sigkill_during_create_ends_running_with_one_container(
@@ -120,15 +111,9 @@ async def test_restart_reconciles_containers_that_ended_meanwhile(
 
 
 async def test_starts_without_docker_and_reports_not_ready(platform: Platform, tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **platform.base_env,
-        "SBX_METRICS_PORT": str(port),
-        "SBX_DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
-    }
-    process = ServiceProcess("orchestrator", env, log_file=tmp_path / "orchestrator.log").start()
+    env = {**platform.base_env, "SBX_DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"}
+    process, port = start_process("orchestrator", env, tmp_path / "orchestrator.log")
     try:
-        wait_for_port(port, timeout=30)
         async with httpx.AsyncClient(timeout=10) as http:
             ready = await http.get(f"http://127.0.0.1:{port}/health/ready")
         assert ready.status_code == 503

@@ -13,14 +13,15 @@ import asyncpg
 import docker
 import httpx
 import pytest
-from docker.errors import NotFound
 from nats.aio.client import Client as NatsClient
 from sbx_common import labels, subjects
 from sbx_common.topology import STREAM_EVT
 
-from tests.harness import User, wait_for
-from tests.reaper.conftest import CommandTap
-from tests.sandboxes.support import create_environment, create_sandbox, destroy_all, get_sandbox
+from tests.support.api import User, create_environment
+from tests.support.commands import CommandTap
+from tests.support.docker import inspect_container
+from tests.support.sandboxes import create_sandbox, destroy_all, get_sandbox
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -42,11 +43,7 @@ async def api(client: httpx.AsyncClient, user: User, test_image: str) -> AsyncIt
 
 
 def container_exists(client: docker.DockerClient, sandbox_id: str) -> bool:
-    try:
-        client.containers.get(labels.container_name(sandbox_id))
-    except NotFound:
-        return False
-    return True
+    return inspect_container(client, labels.container_name(sandbox_id)) is not None
 
 
 @pytest.mark.usefixtures("quick_reaper")

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import asyncpg
-import httpx
 import pytest
 from nats.aio.client import Client as NatsClient
 from sbx_common import subjects
 from sbx_common.messages import SandboxEvent
 from sbx_common.status import Status
-from sbx_devstack.processes import ServiceProcess
-from sbx_devstack.servers import free_port, wait_for_port
 
-from tests.harness import Platform, wait_for
-from tests.reaper.seed import seed_sandbox
+from tests.support.platform import Platform, metric, start_process
+from tests.support.rows import seed_sandbox
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -24,22 +21,15 @@ def slow_reaper(platform: Platform) -> Iterator[int]:
     """The only reaper for a while, with its next sweep an hour away: only events can arm its
     timers now. (Reapers share the durable consumer, so with several each event reaches one.)"""
     platform.stop_service("reaper")
-    port = free_port()
-    env = {**platform.base_env, "SBX_REAPER_SWEEP_INTERVAL_SECONDS": "3600", "SBX_METRICS_PORT": str(port)}
-    proc = ServiceProcess("reaper", env, log_file=platform.log_dir / "reaper-slow.log").start()
     try:
-        wait_for_port(port, timeout=30)
-        yield port
+        env = {**platform.base_env, "SBX_REAPER_SWEEP_INTERVAL_SECONDS": "3600"}
+        proc, port = start_process("reaper", env, platform.log_dir / "reaper-slow.log")
+        try:
+            yield port
+        finally:
+            proc.stop()
     finally:
-        proc.stop()
         platform.start_service("reaper")
-
-
-async def metric(port: int, name: str) -> float | None:
-    async with httpx.AsyncClient(timeout=5) as http:
-        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
-    found = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else None
 
 
 async def test_events_arm_and_cancel_ttl_timers(

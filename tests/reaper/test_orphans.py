@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -13,11 +11,12 @@ import docker
 import pytest
 from docker.errors import NotFound
 from docker.models.containers import Container
-from sbx_common import labels
 from sbx_devstack.processes import ServiceProcess
 
-from tests.harness import TEST_IMAGE, TEST_INSTANCE
-from tests.reaper.seed import seed_sandbox
+from tests.support.docker import TEST_IMAGE, remove_quietly, sandbox_labels
+from tests.support.platform import TEST_INSTANCE
+from tests.support.rows import seed_sandbox
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -25,21 +24,17 @@ def containers(docker_client: docker.DockerClient) -> Iterator[list[Container]]:
     made: list[Container] = []
     yield made
     for container in made:
-        with contextlib.suppress(NotFound):
-            container.remove(force=True)
+        remove_quietly(container)
 
 
 def run_labelled(
     client: docker.DockerClient, made: list[Container], sandbox_id: str | None, instance: str = TEST_INSTANCE
 ) -> Container:
-    container_labels = {labels.PLATFORM: labels.PLATFORM_VALUE, labels.INSTANCE: instance}
-    if sandbox_id is not None:
-        container_labels[labels.SANDBOX_ID] = sandbox_id
     container = client.containers.run(
         TEST_IMAGE,
         ["sleep", "600"],
         detach=True,
-        labels=container_labels,
+        labels=sandbox_labels(instance, sandbox_id),
         name=f"sbx-test-{uuid.uuid4().hex[:10]}",
     )
     made.append(container)
@@ -55,12 +50,10 @@ def exists(container: Container) -> bool:
 
 
 async def wait_gone(container: Container, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not await asyncio.to_thread(exists, container):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"container {container.short_id} still exists after {timeout}s")
+    async def gone() -> bool:
+        return not await asyncio.to_thread(exists, container)
+
+    await wait_for(gone, timeout, 0.2, f"container {container.short_id} gone")
 
 
 async def test_orphans_are_removed_and_owned_containers_kept(

@@ -14,8 +14,8 @@ from sbx_common.status import Verb
 from sbx_devstack.processes import ServiceProcess
 from sbx_reaper.commands import fail_command_id
 
-from tests.reaper.conftest import CommandTap
-from tests.reaper.seed import seed_sandbox
+from tests.support.commands import CommandTap
+from tests.support.rows import seed_sandbox
 
 
 async def test_command_never_taken_up_is_published_again_with_its_id(

@@ -9,8 +9,8 @@ from sbx_common.status import Verb
 from sbx_devstack.processes import ServiceProcess
 from sbx_reaper.commands import ttl_command_id
 
-from tests.reaper.conftest import CommandTap
-from tests.reaper.seed import seed_sandbox
+from tests.support.commands import CommandTap
+from tests.support.rows import seed_sandbox
 
 
 async def test_expired_sandbox_gets_one_ttl_destroy_within_two_seconds(

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from tests.harness import User
-from tests.sandboxes.support import create_sandbox
+from tests.support.api import User
+from tests.support.sandboxes import create_sandbox
 
 
 async def test_sandbox_calls_are_audited(

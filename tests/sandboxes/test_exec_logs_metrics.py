@@ -8,17 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import User, wait_for
-from tests.sandboxes.support import create_sandbox
+from tests.support.api import User
+from tests.support.sandboxes import create_sandbox, exec_in
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
-
-
-async def run(client: httpx.AsyncClient, user: User, sandbox_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = await client.post(f"/sandboxes/{sandbox_id}/exec", json=body, headers=user.headers)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["data"]
-    return result
 
 
 async def test_exec_reports_what_ran(
@@ -27,7 +21,7 @@ async def test_exec_reports_what_ran(
     sandbox = await create_sandbox(client, user, environment["id"], "?wait=true")
     sid = sandbox["id"]
 
-    result = await run(client, user, sid, {"command": "echo out; echo err >&2; exit 7"})
+    result = await exec_in(client, user, sid, "echo out; echo err >&2; exit 7")
     assert result["exitCode"] == 7
     assert result["stdout"] == "out\n"
     assert result["stderr"] == "err\n"
@@ -35,15 +29,13 @@ async def test_exec_reports_what_ran(
     assert result["truncated"] is False
     assert result["durationMs"] >= 0
 
-    result = await run(client, user, sid, {"command": ["echo", "a b", "$HOME"]})
+    result = await exec_in(client, user, sid, ["echo", "a b", "$HOME"])
     assert result["stdout"] == "a b $HOME\n"  # a list runs without a shell
 
-    result = await run(
-        client, user, sid, {"command": "pwd; echo $EXTRA", "workdir": "/tmp", "env": {"EXTRA": "x1"}}
-    )
+    result = await exec_in(client, user, sid, "pwd; echo $EXTRA", workdir="/tmp", env={"EXTRA": "x1"})
     assert result["stdout"] == "/tmp\nx1\n"
 
-    result = await run(client, user, sid, {"command": "echo started; sleep 30", "timeoutSeconds": 1})
+    result = await exec_in(client, user, sid, "echo started; sleep 30", timeoutSeconds=1)
     assert result["timedOut"] is True
     assert result["durationMs"] < 10_000
 
@@ -71,7 +63,7 @@ async def test_logs_and_metrics(client: httpx.AsyncClient, user: User, environme
     seqs = [line["seq"] for line in lines]
     assert seqs == sorted(seqs)
 
-    await run(client, user, sid, {"command": "for i in 1 2 3 4 5; do echo line-$i > /proc/1/fd/1; done"})
+    await exec_in(client, user, sid, "for i in 1 2 3 4 5; do echo line-$i > /proc/1/fd/1; done")
 
     async def five_more() -> list[dict[str, Any]] | None:
         response = await client.get(f"/sandboxes/{sid}/logs?tail=3", headers=user.headers)

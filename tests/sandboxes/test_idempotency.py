@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
-from tests.harness import User
-from tests.sandboxes.support import CommandSpy, create_sandbox
+from tests.support.api import User, create_environment
+from tests.support.commands import CommandTap
+from tests.support.sandboxes import create_sandbox, destroy_all
 
 
 def keyed(user: User, key: str) -> dict[str, str]:
@@ -25,7 +26,7 @@ ALL_STATUSES = ["pending", "starting", "running", "stopping", "stopped", "restar
 
 
 async def test_repeated_create_returns_the_first_answer(
-    client: httpx.AsyncClient, user: User, environment: dict[str, Any], spy: CommandSpy
+    client: httpx.AsyncClient, user: User, environment: dict[str, Any], command_tap: CommandTap
 ) -> None:
     key = uuid.uuid4().hex
     body = {"environmentId": environment["id"], "metadata": {"try": "1"}}
@@ -37,8 +38,8 @@ async def test_repeated_create_returns_the_first_answer(
     assert "idempotent-replayed" not in first.headers
     sandbox_id = first.json()["data"]["id"]
     assert await sandbox_ids(client, user) == [sandbox_id]
-    await spy.settle()
-    assert len(spy.for_sandbox(sandbox_id)) == 1
+    await command_tap.settle()
+    assert len(command_tap.for_sandbox(sandbox_id)) == 1
 
 
 async def test_key_reused_for_another_request_is_refused(
@@ -60,7 +61,7 @@ async def test_key_reused_for_another_request_is_refused(
 
 
 async def test_concurrent_duplicates_act_once(
-    client: httpx.AsyncClient, user: User, environment: dict[str, Any], spy: CommandSpy
+    client: httpx.AsyncClient, user: User, environment: dict[str, Any], command_tap: CommandTap
 ) -> None:
     key = uuid.uuid4().hex
     body = {"environmentId": environment["id"]}
@@ -74,15 +75,13 @@ async def test_concurrent_duplicates_act_once(
     assert len(await sandbox_ids(client, user)) == 1
     for refused in (a for a in answers if a.status_code == 409):
         assert refused.json()["error"]["code"] == "CONFLICT"
-    await spy.settle()
-    assert len(spy.for_sandbox(created[0].json()["data"]["id"])) == 1
+    await command_tap.settle()
+    assert len(command_tap.for_sandbox(created[0].json()["data"]["id"])) == 1
 
 
 async def test_keys_are_per_user(
     client: httpx.AsyncClient, user: User, other_user: User, environment: dict[str, Any], test_image: str
 ) -> None:
-    from tests.sandboxes.support import create_environment, destroy_all
-
     key = uuid.uuid4().hex
     mine = await client.post(
         "/sandboxes", json={"environmentId": environment["id"]}, headers=keyed(user, key)
@@ -99,7 +98,7 @@ async def test_keys_are_per_user(
 
 
 async def test_repeated_lifecycle_call_acts_once(
-    client: httpx.AsyncClient, user: User, environment: dict[str, Any], spy: CommandSpy
+    client: httpx.AsyncClient, user: User, environment: dict[str, Any], command_tap: CommandTap
 ) -> None:
     sandbox = await create_sandbox(client, user, environment["id"], "?wait=true")
     key = uuid.uuid4().hex
@@ -110,8 +109,8 @@ async def test_repeated_lifecycle_call_acts_once(
     assert first.json()["data"]["status"] == "stopped"
     fresh = await client.post(f"/sandboxes/{sandbox['id']}/stop", headers=keyed(user, uuid.uuid4().hex))
     assert fresh.status_code == 200  # a new key acts again: stop on stopped is a no-op
-    await spy.settle()
-    assert [c["verb"] for c in spy.for_sandbox(sandbox["id"])] == ["create", "stop"]
+    await command_tap.settle()
+    assert [c["verb"] for c in command_tap.for_sandbox(sandbox["id"])] == ["create", "stop"]
 
 
 async def test_malformed_key_is_refused(

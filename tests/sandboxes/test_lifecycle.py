@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import docker
-import docker.errors
 import httpx
 import pytest
-from sbx_common.labels import INSTANCE, OWNER_ID, PLATFORM, SANDBOX_ID
+from sbx_common.labels import INSTANCE, OWNER_ID, PLATFORM, SANDBOX_ID, container_name
 
-from tests.harness import TEST_INSTANCE, Platform, User
-from tests.sandboxes.support import create_sandbox, set_secret
+from tests.support.api import User, set_secret
+from tests.support.docker import inspect_container
+from tests.support.platform import TEST_INSTANCE, Platform
+from tests.support.sandboxes import create_sandbox, exec_in, lifecycle
 
 pytestmark = pytest.mark.docker
 
@@ -20,29 +21,9 @@ SECRET_VALUE = "s3cret-Value-42"
 
 
 def inspect(docker_client: docker.DockerClient, sandbox_id: str) -> dict[str, Any]:
-    attrs: dict[str, Any] = docker_client.api.inspect_container(f"sbx-{sandbox_id}")
+    attrs = inspect_container(docker_client, container_name(sandbox_id))
+    assert attrs is not None, f"no container for sandbox {sandbox_id}"
     return attrs
-
-
-async def run(
-    client: httpx.AsyncClient, user: User, sandbox_id: str, command: Any, **extra: Any
-) -> dict[str, Any]:
-    response = await client.post(
-        f"/sandboxes/{sandbox_id}/exec", json={"command": command, **extra}, headers=user.headers
-    )
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["data"]
-    return result
-
-
-async def lifecycle(client: httpx.AsyncClient, user: User, sandbox_id: str, verb: str) -> dict[str, Any]:
-    if verb == "destroy":
-        response = await client.delete(f"/sandboxes/{sandbox_id}?wait=true", headers=user.headers)
-    else:
-        response = await client.post(f"/sandboxes/{sandbox_id}/{verb}?wait=true", headers=user.headers)
-    assert response.status_code == 202, response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
 
 
 async def test_sandbox_lifecycle_in_docker(
@@ -82,7 +63,7 @@ async def test_sandbox_lifecycle_in_docker(
     assert PLATFORM in labels
 
     # Env (merged) and the secret are visible inside.
-    result = await run(client, user, sid, 'echo "$GREETING|$SHARED|$API_TOKEN"')
+    result = await exec_in(client, user, sid, 'echo "$GREETING|$SHARED|$API_TOKEN"')
     assert result["stdout"].strip() == f"hello|from-sandbox|{SECRET_VALUE}"
     assert result["exitCode"] == 0
 
@@ -95,7 +76,7 @@ async def test_sandbox_lifecycle_in_docker(
     assert page.status_code == 200
     assert "hello-from-sandbox" in page.text
 
-    stopped = await lifecycle(client, user, sid, "stop")
+    stopped = await lifecycle(client, user, sid, "stop", accepted={202})
     assert stopped["status"] == "stopped"
     assert stopped["stoppedAt"] is not None
     assert inspect(docker_client, sid)["State"]["Running"] is False
@@ -106,12 +87,12 @@ async def test_sandbox_lifecycle_in_docker(
     assert metrics.status_code == 409
     assert metrics.json()["error"]["code"] == "NOT_RUNNING"
 
-    started = await lifecycle(client, user, sid, "start")
+    started = await lifecycle(client, user, sid, "start", accepted={202})
     assert started["status"] == "running"
     first_start = inspect(docker_client, sid)["State"]["StartedAt"]
     assert inspect(docker_client, sid)["State"]["Running"] is True
 
-    restarted = await lifecycle(client, user, sid, "restart")
+    restarted = await lifecycle(client, user, sid, "restart", accepted={202})
     assert restarted["status"] == "running"
     assert inspect(docker_client, sid)["State"]["StartedAt"] != first_start
 
@@ -132,14 +113,13 @@ async def test_sandbox_lifecycle_in_docker(
     assert replica["environmentVersion"] == sandbox["environmentVersion"]
     assert replica["env"] == {"GREETING": "hello", "SHARED": "from-replica", "ONLY_REPLICA": "yes"}
     assert replica["metadata"] == {"copy": "1"}
-    result = await run(client, user, replica["id"], 'echo "$SHARED|$ONLY_REPLICA|$API_TOKEN"')
+    result = await exec_in(client, user, replica["id"], 'echo "$SHARED|$ONLY_REPLICA|$API_TOKEN"')
     assert result["stdout"].strip() == f"from-replica|yes|{SECRET_VALUE}"
     assert inspect(docker_client, replica["id"])["Id"] != inspect(docker_client, sid)["Id"]
 
     for target in (sid, replica["id"]):
-        gone = await lifecycle(client, user, target, "destroy")
+        gone = await lifecycle(client, user, target, "destroy", accepted={202})
         assert gone["status"] == "destroyed"
         assert gone["destroyedAt"] is not None
-        with pytest.raises(docker.errors.NotFound):
-            inspect(docker_client, target)
+        assert inspect_container(docker_client, container_name(target)) is None
     assert SECRET_VALUE not in platform.logs()

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from tests.harness import User
-from tests.sandboxes.support import create_environment, create_sandbox
+from tests.support.api import User, create_environment
+from tests.support.sandboxes import create_sandbox
 
 SANDBOX_KEYS = {
     "id",

@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
-from tests.harness import User
-from tests.sandboxes.support import CommandSpy, create_sandbox, get_sandbox
+from tests.support.api import User
+from tests.support.commands import CommandTap
+from tests.support.sandboxes import create_sandbox, get_sandbox
 
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/sandboxes/{id}", None),
@@ -25,19 +26,23 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
 
 
 async def test_every_route_answers_404_for_foreign_unknown_and_malformed_ids(
-    client: httpx.AsyncClient, user: User, other_user: User, environment: dict[str, Any], spy: CommandSpy
+    client: httpx.AsyncClient,
+    user: User,
+    other_user: User,
+    environment: dict[str, Any],
+    command_tap: CommandTap,
 ) -> None:
     sandbox = await create_sandbox(client, user, environment["id"], "?wait=true")
-    await spy.settle()
-    before = len(spy.for_sandbox(sandbox["id"]))
+    await command_tap.settle()
+    before = len(command_tap.for_sandbox(sandbox["id"]))
     for sandbox_id in (sandbox["id"], str(uuid.uuid4()), "not-a-uuid", "12345"):
         for method, template, body in ROUTES:
             path = template.format(id=sandbox_id)
             response = await client.request(method, path, json=body, headers=other_user.headers)
             assert response.status_code == 404, (method, path, response.text)
             assert response.json()["error"]["code"] == "NOT_FOUND"
-    await spy.settle()
-    assert len(spy.for_sandbox(sandbox["id"])) == before
+    await command_tap.settle()
+    assert len(command_tap.for_sandbox(sandbox["id"])) == before
     assert (await get_sandbox(client, user, sandbox["id"]))["status"] == "running"
     listed = await client.get("/sandboxes", headers=other_user.headers)
     assert listed.json()["data"] == []

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import Platform, User
-from tests.sandboxes.support import create_environment, extra_api
+from tests.support.api import User, create_environment
+from tests.support.platform import Platform, extra_api
 
 MAX_SANDBOXES = 3
 MAX_CPU = 1.0

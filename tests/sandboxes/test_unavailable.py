@@ -14,8 +14,9 @@ import httpx
 import pytest
 from sbx_devstack.servers import EmbeddedNats
 
-from tests.harness import Platform, User
-from tests.sandboxes.support import create_sandbox, extra_api
+from tests.support.api import User
+from tests.support.platform import Platform, extra_api
+from tests.support.sandboxes import create_sandbox
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import User
+from tests.support.api import User, error_paths
 
 BAD_CREATE_BODIES = [
     ({}, "environmentId"),
@@ -28,13 +28,6 @@ BAD_CREATE_BODIES = [
     ({"name": "x" * 129}, "name"),
     ({"unknownField": True}, "unknownField"),
 ]
-
-
-def error_paths(response: httpx.Response) -> list[str]:
-    body = response.json()
-    assert body["success"] is False
-    assert body["error"]["code"] == "VALIDATION_ERROR"
-    return [e["path"] for e in body["error"]["details"]["errors"]]
 
 
 @pytest.mark.parametrize(("patch", "path"), BAD_CREATE_BODIES)

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.harness import User
-from tests.sandboxes.support import create_environment, destroy_all
+from tests.support.api import User, create_environment
+from tests.support.sandboxes import destroy_all
 
 
 async def test_wait_returns_the_settled_sandbox(

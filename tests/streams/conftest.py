@@ -1,111 +1,30 @@
-"""Fixtures of the streams tests."""
+"""Fixtures of the streams tests: sandboxes running a script, and a platform of its own for the
+modules that break things."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import subprocess
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sbx_common import db, natsconn, topology
-from sbx_common.labels import INSTANCE
-from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 
-from tests.harness import Platform, User, platform_env
-from tests.sandboxes.support import destroy_all
-from tests.streams.helpers import run_sandbox
+from tests.support.platform import DedicatedPlatform, dedicated_platform
+from tests.support.sandboxes import Sandboxes
 
 
-@dataclass
-class DedicatedPlatform:
-    """A platform of its own (NATS, PostgreSQL, services) for tests that break things."""
-
-    platform: Platform
-    nats: EmbeddedNats
-    postgres: EmbeddedPostgres
-    instance: str
-
-    @property
-    def database_url(self) -> str:
-        return self.postgres.url
-
-    @property
-    def nats_url(self) -> str:
-        return self.nats.url
-
-    @contextlib.asynccontextmanager
-    async def client(self) -> AsyncIterator[httpx.AsyncClient]:
-        async with httpx.AsyncClient(base_url=self.platform.api_url, timeout=60) as http:
-            yield http
-
-
-async def _prepare(database_url: str, nats_url: str) -> None:
-    await db.migrate(database_url)
-    nc = await natsconn.connect(nats_url, "tests-streams-setup")
-    await topology.apply_topology(nc.jetstream())
-    await nc.close()
-
-
-def _remove_instance_containers(instance: str) -> None:
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label={INSTANCE}={instance}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
-
-
-@pytest.fixture(scope="module")
-def dedicated_platform(
+@pytest.fixture(scope="module", name="dedicated_platform")
+async def dedicated_platform_of_the_module(
     request: pytest.FixtureRequest, test_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DedicatedPlatform]:
+) -> AsyncIterator[DedicatedPlatform]:
     """Own NATS and PostgreSQL, an instance name of its own, and the services the module lists
-    in its `DEDICATED_SERVICES` (default: all but the reaper and metrics collector)."""
-    root: Path = tmp_path_factory.mktemp("dedicated")
-    nats_server = EmbeddedNats(root / "nats").start()
-    postgres = EmbeddedPostgres(root / "postgres").start()
-    instance = f"test-{uuid.uuid4().hex[:10]}"
-    try:
-        asyncio.run(_prepare(postgres.url, nats_server.url))
-        env = platform_env(postgres.url, nats_server.url)
-        env["SBX_INSTANCE"] = instance
-        env.update(getattr(request.module, "DEDICATED_ENV", {}))
-        (root / "logs").mkdir()
-        plat = Platform(base_env=env, log_dir=root / "logs")
-        for name in getattr(request.module, "DEDICATED_SERVICES", ("orchestrator", "log-shipper", "api")):
-            plat.start_service(name)
-        yield DedicatedPlatform(plat, nats_server, postgres, instance)
-        plat.stop_all()
-    finally:
-        _remove_instance_containers(instance)
-        postgres.stop()
-        nats_server.stop()
-
-
-@dataclass
-class Sandboxes:
-    """Makes running sandboxes (through the API) and destroys them when the test ends."""
-
-    client: httpx.AsyncClient
-    image: str
-    owners: list[User] = field(default_factory=list)
-
-    async def run(self, user: User, script: str) -> dict[str, Any]:
-        if user not in self.owners:
-            self.owners.append(user)
-        return await run_sandbox(self.client, user, self.image, script)
-
-    async def destroy_all(self) -> None:
-        for user in self.owners:
-            await destroy_all(self.client, user)
+    in its `DEDICATED_SERVICES` (default: all but the reaper and metrics collector), with its
+    `DEDICATED_ENV` over the usual settings."""
+    async with dedicated_platform(
+        tmp_path_factory.mktemp("dedicated"),
+        services=getattr(request.module, "DEDICATED_SERVICES", ("orchestrator", "log-shipper", "api")),
+        env=getattr(request.module, "DEDICATED_ENV", {}),
+    ) as plat:
+        yield plat
 
 
 @pytest.fixture

@@ -14,10 +14,12 @@ from nats.aio.client import Client as NatsClient
 from sbx_common import natsconn
 from sbx_common.topology import STREAM_EVT
 
-from tests.harness import Platform, User, wait_for
-from tests.sandboxes.support import extra_api
-from tests.streams.conftest import Sandboxes
-from tests.streams.helpers import SseEvent, close_code_of, lifecycle, sse_events, ws_connect, ws_url
+from tests.streams.clients import SseEvent, sse_events
+from tests.support.api import User
+from tests.support.platform import Platform, extra_api
+from tests.support.sandboxes import Sandboxes, lifecycle
+from tests.support.sockets import close_code_of, ws_connect, ws_url
+from tests.support.waiting import wait_for
 
 EVENT_FIELDS = {"id", "type", "sandboxId", "status", "occurredAt", "data"}
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.harness import User, wait_for
-from tests.streams.conftest import Sandboxes
-from tests.streams.helpers import assert_contiguous, stored_lines
+from tests.streams.log_store import assert_contiguous, stored_lines
+from tests.support.api import User
+from tests.support.sandboxes import Sandboxes
+from tests.support.waiting import wait_for
 
 
 async def test_log_file_rotation_neither_duplicates_nor_loses_lines(

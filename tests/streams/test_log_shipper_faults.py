@@ -14,17 +14,13 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.harness import User, signup, wait_for
-from tests.streams.conftest import DedicatedPlatform
-from tests.streams.helpers import (
-    LogReader,
-    assert_contiguous,
-    exec_in,
-    run_sandbox,
-    stored_lines,
-    ws_connect,
-    ws_url,
-)
+from tests.streams.clients import LogReader
+from tests.streams.log_store import assert_contiguous, stored_lines
+from tests.support.api import User, signup
+from tests.support.platform import DedicatedPlatform
+from tests.support.sandboxes import exec_in, run_sandbox
+from tests.support.sockets import ws_connect, ws_url
+from tests.support.waiting import wait_for
 
 DEDICATED_SERVICES = ("orchestrator", "log-shipper", "api")
 # Every line kept while the sandbox lives; gone as soon as it is destroyed (checked at start-up).

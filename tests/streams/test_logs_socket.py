@@ -13,20 +13,12 @@ import asyncpg
 import httpx
 import websockets
 
-from tests.harness import Platform, User
-from tests.sandboxes.support import extra_api
-from tests.streams.conftest import Sandboxes
-from tests.streams.helpers import (
-    LogReader,
-    StalledClient,
-    assert_contiguous,
-    close_code_of,
-    exec_in,
-    lifecycle,
-    stored_lines,
-    ws_connect,
-    ws_url,
-)
+from tests.streams.clients import LogReader, StalledClient
+from tests.streams.log_store import assert_contiguous, stored_lines
+from tests.support.api import User
+from tests.support.platform import Platform, extra_api
+from tests.support.sandboxes import Sandboxes, exec_in, lifecycle
+from tests.support.sockets import close_code_of, ws_connect, ws_url
 
 OUT_ERR = 'i=1; while [ $i -le 300 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; sleep 600'
 

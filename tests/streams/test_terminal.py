@@ -7,22 +7,19 @@ import uuid
 
 import httpx
 
-from tests.harness import Platform, User, wait_for
-from tests.streams.conftest import Sandboxes
-from tests.streams.helpers import Terminal, close_code_of, exec_in, lifecycle, ws_connect, ws_url
-
-
-def _url(platform: Platform, user: User, sandbox_id: str, **query: object) -> str:
-    return ws_url(platform.ws_url, f"/ws/sandboxes/{sandbox_id}/terminal", user.token, **query)
+from tests.streams.clients import open_terminal, terminal_url
+from tests.support.api import User
+from tests.support.platform import Platform
+from tests.support.sandboxes import Sandboxes, exec_in, lifecycle
+from tests.support.sockets import close_code_of, ws_url
+from tests.support.waiting import wait_for
 
 
 async def test_terminal_runs_commands_and_applies_resize(
     platform: Platform, user: User, sandboxes: Sandboxes
 ) -> None:
     sandbox = await sandboxes.run(user, "sleep 600")
-    async with ws_connect(_url(platform, user, sandbox["id"], cols=120, rows=40)) as socket:
-        term = Terminal(socket)
-        await term.ready()
+    async with open_terminal(terminal_url(platform.ws_url, user, sandbox["id"], cols=120, rows=40)) as term:
         await term.type("echo $((6 * 7))\n")
         await term.expect("42")
         await term.type("stty size\n")
@@ -45,9 +42,7 @@ async def test_terminal_handles_an_interactive_program(
     platform: Platform, user: User, sandboxes: Sandboxes, client: httpx.AsyncClient
 ) -> None:
     sandbox = await sandboxes.run(user, "sleep 600")
-    async with ws_connect(_url(platform, user, sandbox["id"])) as socket:
-        term = Terminal(socket)
-        await term.ready()
+    async with open_terminal(terminal_url(platform.ws_url, user, sandbox["id"])) as term:
         await term.type("vi /notes\n")
         await term.expect("- /notes")  # vi's status line, in command mode
         await term.type("i")
@@ -84,9 +79,7 @@ async def test_many_sessions_at_once(platform: Platform, user: User, sandboxes: 
     names = [f"s{i}" for i in range(6)]
 
     async def session(sandbox_id: str, name: str, expected_host: str) -> None:
-        async with ws_connect(_url(platform, user, sandbox_id)) as socket:
-            term = Terminal(socket)
-            await term.ready()
+        async with open_terminal(terminal_url(platform.ws_url, user, sandbox_id)) as term:
             await term.type(f"echo {name}-$((3 * 3)) $(cat /whoami)\n")
             seen = await term.expect(f"{name}-9 {expected_host}")
             assert all(f"{other}-9" not in seen for other in names if other != name)
@@ -104,17 +97,15 @@ async def test_terminal_refusals_and_a_stopping_sandbox(
     path = f"/ws/sandboxes/{sandbox['id']}/terminal"
     assert await close_code_of(ws_url(platform.ws_url, path, "not-a-token")) == 4001
     assert await close_code_of(f"{platform.ws_url}{path}") == 4001
-    assert await close_code_of(_url(platform, other_user, sandbox["id"])) == 4004
-    assert await close_code_of(_url(platform, user, str(uuid.uuid4()))) == 4004
+    assert await close_code_of(terminal_url(platform.ws_url, other_user, sandbox["id"])) == 4004
+    assert await close_code_of(terminal_url(platform.ws_url, user, str(uuid.uuid4()))) == 4004
 
     # The sandbox stops while a terminal is open: the socket closes with 4009.
-    async with ws_connect(_url(platform, user, sandbox["id"])) as socket:
-        term = Terminal(socket)
-        await term.ready()
+    async with open_terminal(terminal_url(platform.ws_url, user, sandbox["id"])) as term:
         await lifecycle(client, user, sandbox["id"], "stop")
         assert await term.closed() == 4009
     # And a stopped sandbox has no terminal.
-    assert await close_code_of(_url(platform, user, sandbox["id"])) == 4009
+    assert await close_code_of(terminal_url(platform.ws_url, user, sandbox["id"])) == 4009
 
 
 async def test_line_mode_ends_each_text_frame_with_enter(
@@ -122,10 +113,8 @@ async def test_line_mode_ends_each_text_frame_with_enter(
 ) -> None:
     """`mode=line` is for wscat, which sends each line without its newline."""
     sandbox = await sandboxes.run(user, "sleep 600")
-    assert await close_code_of(_url(platform, user, sandbox["id"], mode="bogus")) == 1008
-    async with ws_connect(_url(platform, user, sandbox["id"], mode="line")) as socket:
-        term = Terminal(socket)
-        await term.ready()
+    assert await close_code_of(terminal_url(platform.ws_url, user, sandbox["id"], mode="bogus")) == 1008
+    async with open_terminal(terminal_url(platform.ws_url, user, sandbox["id"], mode="line")) as term:
         await term.type("echo $((6 * 7))")
         await term.expect("42\r\n")
         await term.control(type="resize", cols=100, rows=37)  # commands are not typed
@@ -140,9 +129,7 @@ async def test_line_mode_ends_each_text_frame_with_enter(
         assert await term.closed() == 1000
 
     # Without it, a text frame is only keystrokes: nothing runs until the client sends Enter.
-    async with ws_connect(_url(platform, user, sandbox["id"])) as socket:
-        term = Terminal(socket)
-        await term.ready()
+    async with open_terminal(terminal_url(platform.ws_url, user, sandbox["id"])) as term:
         await term.type("echo $((6 * 7))")
         await term.type("-raw")
         await term.type("\r")

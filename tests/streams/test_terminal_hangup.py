@@ -13,16 +13,18 @@ import re
 
 import httpx
 
-from tests.harness import User, signup, wait_for
-from tests.streams.conftest import DedicatedPlatform
-from tests.streams.helpers import Terminal, exec_in, run_sandbox, ws_connect, ws_url
+from tests.streams.clients import Terminal, open_terminal, terminal_url
+from tests.support.api import User, signup
+from tests.support.docker import TEST_IMAGE
+from tests.support.platform import DedicatedPlatform
+from tests.support.sandboxes import exec_in, run_sandbox
+from tests.support.waiting import wait_for
 
 DEDICATED_SERVICES = ("orchestrator", "api")
 DEDICATED_ENV = {
     "SBX_TERMINAL_HOST_SIGNALS": "false",
     "SBX_TERMINAL_KEEPALIVE_SECONDS": "1",
 }
-IMAGE = "sbx-test-busybox:latest"
 
 
 async def _shell_pid(term: Terminal) -> int:
@@ -42,11 +44,9 @@ async def test_a_closed_session_hangs_its_shell_up_from_inside(dedicated_platfor
     plat = dedicated_platform
     async with plat.client() as client:
         user = await signup(client)
-        sandbox = await run_sandbox(client, user, IMAGE, "sleep 600")
-        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
-        async with ws_connect(url) as socket:
-            term = Terminal(socket)
-            await term.ready()
+        sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
+        url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
+        async with open_terminal(url) as term:
             pid = await _shell_pid(term)
             listing = await exec_in(client, user, sandbox["id"], "cat /dev/shm/.sbx-terminal-*")
             assert listing["stdout"].strip() == str(pid)
@@ -65,11 +65,9 @@ async def test_a_shell_that_ignores_the_hang_up_is_killed(dedicated_platform: De
     plat = dedicated_platform
     async with plat.client() as client:
         user = await signup(client)
-        sandbox = await run_sandbox(client, user, IMAGE, "sleep 600")
-        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
-        async with ws_connect(url) as socket:
-            term = Terminal(socket)
-            await term.ready()
+        sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
+        url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
+        async with open_terminal(url) as term:
             pid = await _shell_pid(term)
             await term.type("trap '' HUP; echo trapped\n")
             await term.expect("trapped\r\n")
@@ -84,12 +82,10 @@ async def test_the_socket_closes_when_the_orchestrator_dies(dedicated_platform: 
     plat = dedicated_platform
     async with plat.client() as client:
         user = await signup(client)
-        sandbox = await run_sandbox(client, user, IMAGE, "sleep 600")
-        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
+        sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
+        url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
         try:
-            async with ws_connect(url) as socket:
-                term = Terminal(socket)
-                await term.ready()
+            async with open_terminal(url) as term:
                 await term.type("echo alive\n")
                 await term.expect("alive\r\n")
                 await asyncio.sleep(1.5)  # keepalives answered: the API knows this orchestrator
@@ -99,7 +95,7 @@ async def test_the_socket_closes_when_the_orchestrator_dies(dedicated_platform: 
                 # Three keepalive intervals (1 s) without an answer, then the close.
                 assert await term.closed(timeout=10) == 1011
                 assert loop.time() - killed_at < 8
-                assert socket.close_reason is not None
-                assert "stopped answering" in socket.close_reason
+                assert term.socket.close_reason is not None
+                assert "stopped answering" in term.socket.close_reason
         finally:
             plat.platform.start_service("orchestrator")

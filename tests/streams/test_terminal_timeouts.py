@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 
 import docker
-import httpx
 
-from tests.harness import signup, wait_for
-from tests.streams.conftest import DedicatedPlatform
-from tests.streams.helpers import Terminal, run_sandbox, ws_connect, ws_url
+from tests.streams.clients import open_terminal, terminal_url
+from tests.support.api import signup
+from tests.support.docker import TEST_IMAGE
+from tests.support.platform import DedicatedPlatform
+from tests.support.sandboxes import run_sandbox
+from tests.support.waiting import wait_for
 
 DEDICATED_SERVICES = ("orchestrator", "api")
 DEDICATED_ENV = {
@@ -23,9 +25,7 @@ DEDICATED_ENV = {
 
 
 async def _open_sessions(plat: DedicatedPlatform) -> float:
-    port = plat.platform.ops_ports["orchestrator"]
-    async with httpx.AsyncClient() as http:
-        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    text = await plat.platform.metrics("orchestrator")
     for line in text.splitlines():
         if line.startswith("orchestrator_terminal_sessions "):
             return float(line.split()[1])
@@ -36,18 +36,16 @@ async def test_an_idle_terminal_is_closed(dedicated_platform: DedicatedPlatform)
     plat = dedicated_platform
     async with plat.client() as client:
         user = await signup(client)
-        sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", "sleep 600")
-        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
-        async with ws_connect(url) as socket:
-            term = Terminal(socket)
-            await term.ready()
+        sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
+        url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
+        async with open_terminal(url) as term:
             await term.type("echo still-here\n")
             await term.expect("still-here")
             loop = asyncio.get_running_loop()
             started = loop.time()
             assert await term.closed(timeout=15) == 1000
-            assert socket.close_reason is not None
-            assert "idle" in socket.close_reason
+            assert term.socket.close_reason is not None
+            assert "idle" in term.socket.close_reason
             assert loop.time() - started >= 1.5
 
 
@@ -55,11 +53,9 @@ async def test_a_session_whose_api_went_away_is_ended(dedicated_platform: Dedica
     plat = dedicated_platform
     async with plat.client() as client:
         user = await signup(client)
-        sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", "sleep 600")
-        url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/terminal", user.token)
-        async with ws_connect(url) as socket:
-            term = Terminal(socket)
-            await term.ready()
+        sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
+        url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
+        async with open_terminal(url) as term:
             await term.type("top\n")  # output all the time: never idle
             await term.expect("PID")
             assert await _open_sessions(plat) == 1

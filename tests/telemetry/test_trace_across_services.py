@@ -10,19 +10,15 @@ nothing, would otherwise compete for the commands.
 from __future__ import annotations
 
 import json
-import subprocess
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from sbx_common import db, natsconn, topology
-from sbx_common.labels import INSTANCE as INSTANCE_LABEL
-from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 
-from tests.harness import Platform, platform_env, signup, wait_for
+from tests.support.api import create_environment, signup
+from tests.support.platform import Platform, dedicated_platform
+from tests.support.waiting import wait_for
 
 TRACED_SERVICES = ("orchestrator", "log-shipper", "api")
 
@@ -33,42 +29,17 @@ def traced_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-async def traced_infra(traced_dir: Path) -> AsyncIterator[tuple[str, str]]:
-    nats = EmbeddedNats(traced_dir / "nats").start()
-    postgres = EmbeddedPostgres(traced_dir / "postgres").start()
-    try:
-        await db.migrate(postgres.url)
-        nc = await natsconn.connect(nats.url, "tests-traced-setup")
-        await topology.apply_topology(nc.jetstream())
-        await nc.close()
-        yield postgres.url, nats.url
-    finally:
-        nats.stop()
-        postgres.stop()
-
-
-@pytest.fixture(scope="module")
-def traced_platform(traced_infra: tuple[str, str], traced_dir: Path, test_image: str) -> Iterator[Platform]:
-    database_url, nats_url = traced_infra
-    instance = f"traced-{uuid.uuid4().hex[:8]}"
-    env = platform_env(database_url, nats_url)
-    env.update({"SBX_INSTANCE": instance, "OTEL_TRACES_EXPORTER": "sbx_jsonfile"})
-    platform = Platform(base_env=env, log_dir=traced_dir / "logs")
-    platform.log_dir.mkdir()
-    try:
-        for name in TRACED_SERVICES:
-            platform.start_service(name, {"SBX_TRACE_FILE": str(traced_dir / f"{name}.spans.jsonl")})
-        yield platform
-    finally:
-        platform.stop_all()
-        ids = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label={INSTANCE_LABEL}={instance}"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+async def traced_platform(traced_dir: Path, test_image: str) -> AsyncIterator[Platform]:
+    """Its own NATS, PostgreSQL and traced services, each writing its spans to a file in
+    `traced_dir`."""
+    trace_files = {n: {"SBX_TRACE_FILE": str(traced_dir / f"{n}.spans.jsonl")} for n in TRACED_SERVICES}
+    async with dedicated_platform(
+        traced_dir,
+        services=TRACED_SERVICES,
+        env={"OTEL_TRACES_EXPORTER": "sbx_jsonfile"},
+        service_env=trace_files,
+    ) as plat:
+        yield plat.platform
 
 
 def read_spans(traced_dir: Path) -> list[dict[str, Any]]:
@@ -89,17 +60,12 @@ def ancestors(span: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> list[di
 async def test_one_trace_from_the_api_request_through_the_orchestrator_and_docker(
     traced_platform: Platform, traced_dir: Path, test_image: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=traced_platform.api_url, timeout=60) as http:
+    async with traced_platform.client() as http:
         user = await signup(http)
-        environment = await http.post(
-            "/environments",
-            json={"name": "traced", "image": test_image, "cpu": 0.5, "memory": 64},
-            headers=user.headers,
-        )
-        assert environment.status_code == 201, environment.text
+        environment = await create_environment(http, user, test_image, name="traced", cpu=0.5, memory=64)
         created = await http.post(
             "/sandboxes?wait=true",
-            json={"environmentId": environment.json()["data"]["id"], "name": "traced"},
+            json={"environmentId": environment["id"], "name": "traced"},
             headers=user.headers,
         )
         assert created.status_code in (200, 201), created.text

@@ -1,5 +1,5 @@
-"""Helpers of the streams tests: sandboxes running a script (through the API), WebSocket and
-SSE clients, and reading what the log shipper stored."""
+"""Clients of the API's streams: a logs socket reader, an SSE parser, a WebSocket client that
+stops reading, and a terminal."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import asyncio
 import contextlib
 import json
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -21,67 +19,8 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from tests.harness import User
-from tests.sandboxes.support import create_environment, create_sandbox
-
-
-async def run_sandbox(client: httpx.AsyncClient, user: User, image: str, script: str) -> dict[str, Any]:
-    """A running sandbox of `user` whose command is `sh -c <script>`."""
-    env = await create_environment(client, user, image, cpu=0.5, memory=64, command=["sh", "-c", script])
-    sandbox = await create_sandbox(client, user, env["id"], "?wait=true&timeout=60")
-    assert sandbox["status"] == "running", sandbox
-    return sandbox
-
-
-async def exec_in(client: httpx.AsyncClient, user: User, sandbox_id: str, command: str) -> dict[str, Any]:
-    response = await client.post(
-        f"/sandboxes/{sandbox_id}/exec", json={"command": command}, headers=user.headers
-    )
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["data"]
-    return result
-
-
-async def lifecycle(client: httpx.AsyncClient, user: User, sandbox_id: str, verb: str) -> dict[str, Any]:
-    if verb == "destroy":
-        response = await client.delete(f"/sandboxes/{sandbox_id}?wait=true", headers=user.headers)
-    else:
-        response = await client.post(f"/sandboxes/{sandbox_id}/{verb}?wait=true", headers=user.headers)
-    assert response.status_code in (200, 202), response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
-
-
-async def stored_lines(pg: asyncpg.Connection, sandbox_id: uuid.UUID | str) -> list[asyncpg.Record]:
-    return await pg.fetch(
-        "SELECT seq, stream, text, ts FROM sandbox_logs WHERE sandbox_id = $1 ORDER BY seq",
-        uuid.UUID(str(sandbox_id)),
-    )
-
-
-def assert_contiguous(seqs: list[int], first: int = 1) -> None:
-    assert seqs == list(range(first, first + len(seqs))), "seq has a gap or a duplicate"
-
-
-def ws_url(base: str, path: str, token: str, **query: object) -> str:
-    params = "&".join(f"{k}={v}" for k, v in {"token": token, **query}.items())
-    return f"{base}{path}?{params}"
-
-
-@contextlib.asynccontextmanager
-async def ws_connect(url: str, **kwargs: Any) -> AsyncIterator[ClientConnection]:
-    async with websockets.connect(url, open_timeout=10, **kwargs) as socket:
-        yield socket
-
-
-async def close_code_of(url: str, timeout: float = 15) -> int | None:
-    """Connect and read until the server closes; the close code it sent."""
-    async with ws_connect(url) as socket:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async with asyncio.timeout(timeout):
-                while True:
-                    await socket.recv()
-        return socket.close_code
+from tests.support.api import User
+from tests.support.sockets import ws_connect, ws_url
 
 
 @dataclass
@@ -179,7 +118,7 @@ class StalledClient:
         return self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
 
     def texts(self) -> list[str]:
-        return [f.data.decode() for f in self.frames if f.opcode is Opcode.TEXT]
+        return [bytes(f.data).decode() for f in self.frames if f.opcode is Opcode.TEXT]
 
 
 class Terminal:
@@ -221,3 +160,17 @@ class Terminal:
                 while True:
                     await self.socket.recv()
         return self.socket.close_code
+
+
+def terminal_url(ws_base: str, user: User, sandbox_id: str, **query: object) -> str:
+    """`/ws/sandboxes/:id/terminal` of `user`, with `query` (cols, rows, mode)."""
+    return ws_url(ws_base, f"/ws/sandboxes/{sandbox_id}/terminal", user.token, **query)
+
+
+@contextlib.asynccontextmanager
+async def open_terminal(url: str) -> AsyncIterator[Terminal]:
+    """A terminal socket at `url`, once the server has said it is ready."""
+    async with ws_connect(url) as socket:
+        term = Terminal(socket)
+        await term.ready()
+        yield term

@@ -1,19 +1,67 @@
 """Rows written the way the API and the orchestrator would write them.
 
-The reaper and the collector act on database state (a command recorded but never published, a
-transition stuck for minutes, a TTL that passed) that the API cannot be asked to produce on
-purpose. These helpers write exactly those states, with timestamps moved into the past where a
-test needs age, so the tests do not wait for it.
+The orchestrator, the reaper and the collector act on database state (a command recorded but
+never published, a transition stuck for minutes, a TTL that passed) that the API cannot be asked
+to produce on purpose. These helpers write exactly those states, with timestamps moved into the
+past where a test needs age, so the tests do not wait for it.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
-from tests.harness import TEST_IMAGE
+from tests.support.docker import TEST_IMAGE
+
+
+async def insert_user(pg: asyncpg.Connection, label: str = "seed") -> uuid.UUID:
+    """A user row (no usable password: it never logs in)."""
+    user_id = uuid.uuid4()
+    await pg.execute(
+        "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'not-a-hash')",
+        user_id,
+        f"{label}-{user_id.hex[:12]}@example.com",
+    )
+    return user_id
+
+
+async def insert_environment(
+    pg: asyncpg.Connection,
+    owner_id: uuid.UUID,
+    *,
+    image: str = TEST_IMAGE,
+    cpu: float = 0.5,
+    memory: int = 64,
+    ports: list[dict[str, Any]] | None = None,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+) -> uuid.UUID:
+    """An environment with its version 1 (the JSON columns are passed as text, so this works
+    whether or not the connection has a jsonb codec)."""
+    environment_id = uuid.uuid4()
+    await pg.execute(
+        "INSERT INTO environments (id, owner_id, name) VALUES ($1, $2, $3)",
+        environment_id,
+        owner_id,
+        f"env-{environment_id.hex[:8]}",
+    )
+    await pg.execute(
+        "INSERT INTO environment_versions"
+        " (environment_id, version, image, cpu, memory_mib, ports, env, command)"
+        " VALUES ($1, 1, $2, $3, $4, $5::text::jsonb, $6::text::jsonb, $7::text::jsonb)",
+        environment_id,
+        image,
+        cpu,
+        memory,
+        json.dumps(ports or []),
+        json.dumps(env or {}),
+        None if command is None else json.dumps(command),
+    )
+    return environment_id
 
 
 @dataclass(frozen=True)
@@ -26,22 +74,8 @@ class SeededSandbox:
 
 async def seed_owner(pg: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
     """A user with one environment (test image, 0.5 CPU, 64 MiB); returns (user id, env id)."""
-    user_id, env_id = uuid.uuid4(), uuid.uuid4()
-    await pg.execute(
-        "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'not-a-hash')",
-        user_id,
-        f"seed-{user_id.hex[:12]}@example.com",
-    )
-    await pg.execute(
-        "INSERT INTO environments (id, owner_id, name) VALUES ($1, $2, $3)", env_id, user_id, "seeded"
-    )
-    await pg.execute(
-        "INSERT INTO environment_versions (environment_id, version, image, cpu, memory_mib)"
-        " VALUES ($1, 1, $2, 0.5, 64)",
-        env_id,
-        TEST_IMAGE,
-    )
-    return user_id, env_id
+    user_id = await insert_user(pg)
+    return user_id, await insert_environment(pg, user_id)
 
 
 async def seed_sandbox(
@@ -84,9 +118,3 @@ async def seed_sandbox(
             runtime_age,
         )
     return SeededSandbox(sandbox_id, owner_id, env_id, command_id)
-
-
-async def view_status(pg: asyncpg.Connection, sandbox_id: uuid.UUID) -> tuple[str, str | None]:
-    row = await pg.fetchrow("SELECT status, status_reason FROM sandbox_view WHERE id = $1", sandbox_id)
-    assert row is not None
-    return row["status"], row["status_reason"]

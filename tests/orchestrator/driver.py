@@ -10,7 +10,6 @@ dead letters on SBX_DLQ, and exec replies.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,10 +25,13 @@ from sbx_common import subjects, topology
 from sbx_common.crypto import SecretBox, secret_binding
 from sbx_common.labels import SANDBOX_ID, container_name
 from sbx_common.messages import DeadLetter, ExecRequest, ExecResult, SandboxCommand, SandboxEvent
-from sbx_common.status import Status, Verb
+from sbx_common.status import Verb
 from sbx_common.timeutil import utcnow
 
-SETTLED = ("running", "stopped", "destroyed", "expired", "failed")
+from tests.support.docker import inspect_container, remove_containers_named
+from tests.support.rows import insert_environment, insert_user
+from tests.support.sandboxes import SETTLED
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -62,13 +64,7 @@ class OrchestratorDriver:
     # --- rows, as the API writes them ---
 
     async def create_user(self) -> uuid.UUID:
-        user_id = uuid.uuid4()
-        await self.pg.execute(
-            "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, 'not-a-real-hash')",
-            user_id,
-            f"orch-{user_id.hex[:12]}@example.com",
-        )
-        return user_id
+        return await insert_user(self.pg, "orch")
 
     async def create_environment(
         self,
@@ -81,26 +77,16 @@ class OrchestratorDriver:
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
     ) -> uuid.UUID:
-        environment_id = uuid.uuid4()
-        await self.pg.execute(
-            "INSERT INTO environments (id, owner_id, name) VALUES ($1, $2, $3)",
-            environment_id,
+        return await insert_environment(
+            self.pg,
             owner_id,
-            f"env-{environment_id.hex[:8]}",
+            image=image or self.image,
+            cpu=cpu,
+            memory=memory,
+            ports=ports,
+            env=env,
+            command=command,
         )
-        await self.pg.execute(
-            "INSERT INTO environment_versions"
-            " (environment_id, version, image, cpu, memory_mib, ports, env, command)"
-            " VALUES ($1, 1, $2, $3, $4, $5, $6, $7)",
-            environment_id,
-            image or self.image,
-            cpu,
-            memory,
-            ports or [],
-            env or {},
-            command,
-        )
-        return environment_id
 
     async def set_secret(self, environment_id: uuid.UUID, key: str, value: str) -> None:
         box = SecretBox.from_settings(self.master_key)
@@ -183,37 +169,34 @@ class OrchestratorDriver:
         self, sandbox: Sandbox, expected: str | None = None, timeout: float = 30.0
     ) -> dict[str, Any]:
         """Wait until the sandbox settles (in `expected`, when given) and return its view row."""
-        deadline = time.monotonic() + timeout
-        row: dict[str, Any] = {}
-        while time.monotonic() < deadline:
+
+        async def settled() -> dict[str, Any] | None:
             row = await self.view(sandbox.id)
-            if row["status"] in SETTLED and (expected is None or row["status"] == expected):
-                return row
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"sandbox did not become {expected or 'settled'}: {row.get('status')} {row}")
+            done = row["status"] in SETTLED and (expected is None or row["status"] == expected)
+            return row if done else None
+
+        return await wait_for(settled, timeout, 0.05, f"sandbox {expected or 'settled'}")
 
     async def wait_applied(
         self, sandbox: Sandbox, command: SandboxCommand, timeout: float = 30.0
     ) -> dict[str, Any]:
         """Wait until the orchestrator has taken up `command` and the sandbox has settled."""
-        deadline = time.monotonic() + timeout
-        row: dict[str, Any] = {}
-        while time.monotonic() < deadline:
+
+        async def applied() -> dict[str, Any] | None:
             row = await self.view(sandbox.id)
-            if row["applied_command_id"] == command.id and row["status"] in SETTLED:
-                return row
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"command {command.verb} was not applied: {row}")
+            done = row["applied_command_id"] == command.id and row["status"] in SETTLED
+            return row if done else None
+
+        return await wait_for(applied, timeout, 0.05, f"command {command.verb} applied")
 
     async def drain_commands(self, timeout: float = 30.0) -> None:
         """Wait until every published command has been handled (nothing pending or unacked)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        async def drained() -> bool:
             info = await self.js.consumer_info(topology.STREAM_CMD, "orchestrator__commands")
-            if info.num_pending == 0 and info.num_ack_pending == 0:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("commands are still pending")
+            return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+        await wait_for(drained, timeout, 0.05, "no command pending")
 
     async def events(
         self, sandbox: Sandbox, *, until: str | None = None, timeout: float = 10.0
@@ -262,11 +245,7 @@ class OrchestratorDriver:
     # --- Docker ---
 
     def inspect(self, sandbox: Sandbox) -> dict[str, Any] | None:
-        try:
-            attrs: dict[str, Any] = self.docker.api.inspect_container(sandbox.container)
-        except docker.errors.NotFound:
-            return None
-        return attrs
+        return inspect_container(self.docker, sandbox.container)
 
     def containers_of(self, sandbox: Sandbox) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self.docker.api.containers(
@@ -275,16 +254,9 @@ class OrchestratorDriver:
         return found
 
     def cleanup(self) -> None:
-        for sandbox_id in self.sandboxes:
-            subprocess.run(
-                ["docker", "rm", "-f", "-v", container_name(sandbox_id)], capture_output=True, check=False
-            )
+        remove_containers_named(*(container_name(sandbox_id) for sandbox_id in self.sandboxes))
         self.docker.close()
 
 
 def statuses(events: list[SandboxEvent]) -> list[str]:
     return [e.status.value for e in events]
-
-
-def settled_status(row: dict[str, Any]) -> Status:
-    return Status(row["status"])

@@ -1,0 +1,115 @@
+"""The local Docker engine: the test images (built here, no registry involved), the labels of a
+sandbox container, and removing what a test or a platform left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import NotFound
+from docker.models.containers import Container
+from sbx_common import labels
+
+TEST_IMAGE = "sbx-test-busybox:latest"
+IMAGES_DIR = Path(__file__).parents[1] / "images"
+
+HEALTHCHECK_IMAGE = "sbx-test-healthcheck:latest"
+UNHEALTHY_IMAGE = "sbx-test-unhealthy:latest"
+# Healthy once /tmp/ready exists (the environment's command decides when); failed checks do not
+# count during the first 60 s.
+HEALTHCHECK_DOCKERFILE = """
+FROM {base}
+HEALTHCHECK --interval=1s --timeout=1s --start-period=60s --retries=1 CMD ["test", "-f", "/tmp/ready"]
+"""
+# Unhealthy at its first check.
+UNHEALTHY_DOCKERFILE = """
+FROM {base}
+HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD ["false"]
+"""
+
+
+def docker_available() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+def _build(args: list[str], stdin: bytes | None = None) -> None:
+    # The classic builder: BuildKit may want to pull its own front end.
+    subprocess.run(
+        ["docker", "build", "-q", *args],
+        input=stdin,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
+
+
+def build_test_image() -> str:
+    """Build the busybox test image from the static busybox binary (no registry needed)."""
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copy(IMAGES_DIR / "busybox" / "Dockerfile", Path(context) / "Dockerfile")
+        shutil.copy(busybox, Path(context) / "busybox")
+        _build(["-t", TEST_IMAGE, context])
+    return TEST_IMAGE
+
+
+def build_image(tag: str, dockerfile: str) -> str:
+    """An image built locally from a Dockerfile given as text (FROM the test image)."""
+    _build(["-t", tag, "-"], stdin=dockerfile.encode())
+    return tag
+
+
+def remove_image(tag: str) -> None:
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+
+
+def sandbox_labels(
+    instance: str, sandbox_id: object | None = None, owner_id: object | None = None
+) -> dict[str, str]:
+    """The labels the orchestrator puts on a sandbox container of installation `instance`."""
+    found = {labels.PLATFORM: labels.PLATFORM_VALUE, labels.INSTANCE: instance}
+    if sandbox_id is not None:
+        found[labels.SANDBOX_ID] = str(sandbox_id)
+    if owner_id is not None:
+        found[labels.OWNER_ID] = str(owner_id)
+    return found
+
+
+def remove_containers(*selectors: str) -> None:
+    """Remove every container, running or not, carrying all the labels given as `key=value`; one
+    gone already, or being removed by the orchestrator right now, goes either way."""
+    filters = [arg for selector in selectors for arg in ("--filter", f"label={selector}")]
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", *filters], capture_output=True, text=True, check=False
+    ).stdout.split()
+    remove_containers_named(*ids)
+
+
+def remove_instance_containers(instance: str) -> None:
+    """Everything a platform of installation `instance` left on the engine."""
+    remove_containers(f"{labels.INSTANCE}={instance}")
+
+
+def remove_containers_named(*names: str) -> None:
+    if names:
+        subprocess.run(["docker", "rm", "-f", "-v", *names], capture_output=True, check=False)
+
+
+def remove_quietly(container: Container) -> None:
+    with contextlib.suppress(NotFound):
+        container.remove(force=True)
+
+
+def inspect_container(client: docker.DockerClient, name: str) -> dict[str, Any] | None:
+    """`docker inspect` of a container, or None when there is no such container."""
+    try:
+        attrs: dict[str, Any] = client.api.inspect_container(name)
+    except NotFound:
+        return None
+    return attrs
