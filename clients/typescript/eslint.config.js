@@ -1,4 +1,7 @@
 // ESLint flat config: typescript-eslint's strict, type-checked rules on the sources and tests.
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
 import eslint from "@eslint/js";
 import { defineConfig } from "eslint/config";
 import tseslint from "typescript-eslint";
@@ -12,7 +15,7 @@ export default defineConfig(
     languageOptions: {
       parserOptions: {
         projectService: { allowDefaultProject: ["eslint.config.js"] },
-        tsconfigRootDir: import.meta.dirname,
+        tsconfigRootDir: dirname(fileURLToPath(import.meta.url)), // import.meta.dirname needs Node 20.11
       },
     },
     rules: {

@@ -9,6 +9,7 @@ import { describe, it } from "node:test";
 
 import {
   PASSWORD,
+  TEST_TIMEOUT_MS,
   apiError,
   createEnvironment,
   destroyQuietly,
@@ -18,7 +19,7 @@ import {
   waitFor,
 } from "./helpers.js";
 
-describe("demo flow", () => {
+describe("demo flow", { timeout: TEST_TIMEOUT_MS }, () => {
   it("signs up, logs in and works with an API key", async () => {
     const email = uniqueEmail();
     const client = newClient();

@@ -9,7 +9,16 @@ import { createServer } from "node:net";
 import { describe, it } from "node:test";
 
 import { SandboxApiError } from "../src/index.js";
-import { PASSWORD, apiError, createEnvironment, destroyQuietly, newClient, newUser, uniqueEmail } from "./helpers.js";
+import {
+  PASSWORD,
+  TEST_TIMEOUT_MS,
+  apiError,
+  createEnvironment,
+  destroyQuietly,
+  newClient,
+  newUser,
+  uniqueEmail,
+} from "./helpers.js";
 
 /** A local port nothing listens on (bound, then released). */
 async function closedPort(): Promise<number> {
@@ -21,7 +30,7 @@ async function closedPort(): Promise<number> {
   return address.port;
 }
 
-describe("errors", () => {
+describe("errors", { timeout: TEST_TIMEOUT_MS }, () => {
   it("maps 404 NOT_FOUND", async () => {
     const client = await newUser();
     const error = await apiError(() => client.getSandbox(randomUUID()));

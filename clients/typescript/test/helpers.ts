@@ -30,6 +30,9 @@ export const platform = {
 
 export const PASSWORD = "correct horse battery";
 
+/** Longest a suite may run: a stream that hangs fails it instead of holding up the run. */
+export const TEST_TIMEOUT_MS = 600_000;
+
 /** A client of the platform under test (Node 20 has no global WebSocket: `ws` stands in). */
 export function newClient(options: Partial<SandboxClientOptions> = {}): SandboxClient {
   return new SandboxClient({ baseUrl: platform.apiUrl, wsUrl: platform.wsUrl, WebSocket, ...options });

@@ -7,11 +7,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import type { LogLine, SandboxEvent } from "../src/index.js";
-import { createEnvironment, destroyQuietly, newUser, nextWithin, trackedWebSocket } from "./helpers.js";
+import { TEST_TIMEOUT_MS, createEnvironment, destroyQuietly, newUser, nextWithin, trackedWebSocket } from "./helpers.js";
 
 const LINES = 300;
 
-describe("streams", () => {
+describe("streams", { timeout: TEST_TIMEOUT_MS }, () => {
   it("streamLogs resumes after dropped connections without a lost or repeated line", async () => {
     const tracked = trackedWebSocket();
     const client = await newUser({ WebSocket: tracked.WebSocket });

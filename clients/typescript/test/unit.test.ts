@@ -55,9 +55,10 @@ function client(replies: Reply[]): { client: SandboxClient; sent: Sent[] } {
   return { client: c, sent };
 }
 
+const TEST_TIMEOUT_MS = 30_000;
 const SANDBOX = { id: "00000000-0000-4000-8000-000000000001", status: "running" };
 
-describe("requests", () => {
+describe("requests", { timeout: TEST_TIMEOUT_MS }, () => {
   it("sends the credential, the wait and one Idempotency-Key over every retry of a lifecycle call", async () => {
     const { client: c, sent } = client([
       new TypeError("fetch failed"),
@@ -145,7 +146,7 @@ describe("requests", () => {
   });
 });
 
-describe("server-sent events", () => {
+describe("server-sent events", { timeout: TEST_TIMEOUT_MS }, () => {
   it("parses events split anywhere, CRLF included, and skips comments", async () => {
     const text = ": subscribed\r\n\r\nid: 7\r\ndata: {\"a\":1}\r\n\r\n: heartbeat\n\nid: 8\ndata: line one\ndata: line two\n\n";
     const encoder = new TextEncoder();
