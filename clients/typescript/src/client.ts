@@ -1,0 +1,515 @@
+/**
+ * `SandboxClient`: one method per route of the API (API.md), named as in CLIENTS.md.
+ */
+
+import { SandboxApiError, errorFromClose } from "./errors.js";
+import { DEFAULT_RETRY, Transport, buildUrl, randomId } from "./http.js";
+import type { FetchLike, HttpMethod, QueryValue, RequestSpec, RetryOptions } from "./http.js";
+import { ResumableStream, resolveWebSocket } from "./sockets.js";
+import type { FrameOutcome, StreamOptions, WebSocketConstructor, WebSocketLike } from "./sockets.js";
+import { SseEventStream, isAfter } from "./sse.js";
+import { Terminal, isFrame } from "./terminal.js";
+import type {
+  ApiKey,
+  AuditEvent,
+  AuthResult,
+  CreatedApiKey,
+  Deleted,
+  DeletedSecret,
+  Environment,
+  EnvironmentConfig,
+  EnvironmentPatch,
+  EnvironmentVersion,
+  ExecResult,
+  HealthStatus,
+  LogLine,
+  Metrics,
+  Page,
+  ReplicateOverrides,
+  Sandbox,
+  SandboxConfig,
+  SandboxEvent,
+  SandboxStatus,
+  Secret,
+  User,
+} from "./types.js";
+
+export interface SandboxClientOptions {
+  /** The API's address, e.g. `http://127.0.0.1:3001`. */
+  baseUrl: string;
+  /** An API key (`sk_...`). */
+  apiKey?: string | undefined;
+  /** A JWT from `signup`/`login` (used before `apiKey` when both are set). */
+  token?: string | undefined;
+  /** A WebSocket implementation; default `globalThis.WebSocket` (browsers, Node 22+). */
+  WebSocket?: WebSocketConstructor | undefined;
+  /** A fetch implementation; default `globalThis.fetch`. */
+  fetch?: FetchLike | undefined;
+  /** Where the WebSockets are; default `baseUrl` with `ws:`/`wss:`. */
+  wsUrl?: string | undefined;
+  /** Time limit of one request, on top of any wait it asks for (default 60 s). */
+  timeoutMs?: number | undefined;
+  /** Retries of requests that are safe to send again (see `http.ts`). */
+  retry?: RetryOptions | undefined;
+}
+
+/** `?wait` of lifecycle calls: answer once the sandbox has settled, or after `timeout` seconds. */
+export interface WaitOptions {
+  /** Wait for the sandbox to settle (`running`, `stopped`, `destroyed`, `expired`, `failed`); default true. */
+  wait?: boolean | undefined;
+  /** Longest wait in seconds (default 60, max 300); the call then answers with the status it has. */
+  timeout?: number | undefined;
+  /** Sent as `Idempotency-Key` (default: a new UUID per call, reused by its retries). */
+  idempotencyKey?: string | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface SandboxFilter {
+  /** One status or several; without it, destroyed and expired sandboxes are left out. */
+  status?: SandboxStatus | SandboxStatus[] | undefined;
+  environmentId?: string | undefined;
+  /** Only sandboxes whose metadata has all these entries. */
+  metadata?: Record<string, string> | undefined;
+}
+
+export interface PageOptions {
+  /** Items per page (1-500, default 50). */
+  limit?: number | undefined;
+  /** The `nextCursor` of the previous page. */
+  cursor?: string | undefined;
+}
+
+export interface LogOptions {
+  /** The newest `tail` lines (default 100, max 10000); with `since`, the first `tail` after it. */
+  tail?: number | undefined;
+  /** Only lines after this `seq`. */
+  since?: number | undefined;
+}
+
+export interface StreamLogsOptions extends StreamOptions {
+  /** Start after this `seq` (every stored line after it, then live ones). */
+  since?: number | undefined;
+  /** Without `since`: the newest `tail` lines first (default 100, 0 for live lines only). */
+  tail?: number | undefined;
+  /** Called with the sandbox's status on every change the socket reports. */
+  onStatus?: ((status: SandboxStatus) => void) | undefined;
+}
+
+export interface SubscribeEventsOptions extends StreamOptions {
+  /** Resume right after this event id; without it, only events from now on. */
+  since?: string | undefined;
+}
+
+export interface SandboxEventsOptions extends StreamOptions {
+  /** Resume right after this event id; without it, the sandbox's retained history first. */
+  lastEventId?: string | undefined;
+}
+
+export interface ExecOptions {
+  /** Seconds before the command is killed (default 30, max 300); then `timedOut` is true. */
+  timeoutSeconds?: number | undefined;
+  env?: Record<string, string> | undefined;
+  /** Absolute directory to run in. */
+  workdir?: string | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface TerminalOptions {
+  cols?: number | undefined;
+  rows?: number | undefined;
+  /** `raw` (default): bytes as written; `line`: the API appends Enter to each text frame. */
+  mode?: "raw" | "line" | undefined;
+}
+
+/** Logs of a sandbox as they are written: an async iterator that resumes after drops. */
+export type LogStream = ResumableStream<LogLine> & { readonly lastSeq: number | undefined };
+
+/** The caller's sandbox events: an async iterator that resumes after drops. */
+export type EventStream = ResumableStream<SandboxEvent> & { readonly lastEventId: string | undefined };
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_WAIT_SECONDS = 60;
+const LIST_PAGE_SIZE = 200;
+
+export class SandboxClient {
+  private readonly transport: Transport;
+  private readonly webSocket: WebSocketConstructor | undefined;
+  private readonly wsBase: string;
+  private apiKeyValue: string | undefined;
+  private tokenValue: string | undefined;
+
+  constructor(options: SandboxClientOptions) {
+    const fetchImpl = options.fetch ?? (globalThis.fetch as FetchLike | undefined)?.bind(globalThis);
+    if (!fetchImpl) throw new TypeError("No fetch implementation: pass one as the `fetch` option.");
+    this.apiKeyValue = options.apiKey;
+    this.tokenValue = options.token;
+    this.webSocket = options.WebSocket;
+    this.wsBase = (options.wsUrl ?? options.baseUrl).replace(/^http(s?):/i, "ws$1:");
+    this.transport = new Transport({
+      baseUrl: options.baseUrl,
+      fetch: fetchImpl,
+      credential: () => this.tokenValue ?? this.apiKeyValue,
+      timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      retry: { ...DEFAULT_RETRY, ...options.retry },
+    });
+  }
+
+  /** The JWT in use (from the options, `signup` or `login`). */
+  get token(): string | undefined {
+    return this.tokenValue;
+  }
+
+  set token(value: string | undefined) {
+    this.tokenValue = value;
+  }
+
+  get apiKey(): string | undefined {
+    return this.apiKeyValue;
+  }
+
+  set apiKey(value: string | undefined) {
+    this.apiKeyValue = value;
+  }
+
+  // Operations
+
+  /** `GET /health`; also answers (with `status: "degraded"`) when a dependency is down. */
+  async health(): Promise<HealthStatus> {
+    const answer = await this.transport.send({ method: "GET", path: "/health", idempotent: true, acceptStatuses: [503] });
+    return answer.body as HealthStatus;
+  }
+
+  // Auth
+
+  /** Create an account; the client keeps its token for the calls that follow. */
+  async signup(email: string, password: string): Promise<AuthResult> {
+    const result = await this.call<AuthResult>("POST", "/auth/signup", { body: { email, password } });
+    this.tokenValue = result.token;
+    return result;
+  }
+
+  /** Log in; the client keeps the token for the calls that follow. */
+  async login(email: string, password: string): Promise<AuthResult> {
+    const result = await this.call<AuthResult>("POST", "/auth/login", { body: { email, password } });
+    this.tokenValue = result.token;
+    return result;
+  }
+
+  me(): Promise<User> {
+    return this.call("GET", "/auth/me");
+  }
+
+  // API keys
+
+  /** A new API key; its `key` is shown only in this answer. */
+  createApiKey(name: string): Promise<CreatedApiKey> {
+    return this.call("POST", "/api-keys", { body: { name } });
+  }
+
+  listApiKeys(): Promise<ApiKey[]> {
+    return this.collect("/api-keys");
+  }
+
+  revokeApiKey(id: string): Promise<Deleted> {
+    return this.call("DELETE", `/api-keys/${seg(id)}`);
+  }
+
+  // Environments
+
+  createEnvironment(config: EnvironmentConfig): Promise<Environment> {
+    return this.call("POST", "/environments", { body: config });
+  }
+
+  listEnvironments(): Promise<Environment[]> {
+    return this.collect("/environments");
+  }
+
+  getEnvironment(id: string): Promise<Environment> {
+    return this.call("GET", `/environments/${seg(id)}`);
+  }
+
+  /** A new version with `patch` applied; earlier versions never change. */
+  updateEnvironment(id: string, patch: EnvironmentPatch): Promise<Environment> {
+    return this.call("PUT", `/environments/${seg(id)}`, { body: patch });
+  }
+
+  deleteEnvironment(id: string): Promise<Deleted> {
+    return this.call("DELETE", `/environments/${seg(id)}`);
+  }
+
+  /** Every version of an environment, oldest first. */
+  listEnvironmentVersions(id: string): Promise<EnvironmentVersion[]> {
+    return this.collect(`/environments/${seg(id)}/versions`);
+  }
+
+  /** Set (or replace) a secret; sandboxes created from then on get it as a variable. */
+  setSecret(environmentId: string, key: string, value: string): Promise<Secret> {
+    return this.call("POST", `/environments/${seg(environmentId)}/secrets`, { body: { key, value } });
+  }
+
+  deleteSecret(environmentId: string, key: string): Promise<DeletedSecret> {
+    return this.call("DELETE", `/environments/${seg(environmentId)}/secrets/${seg(key)}`);
+  }
+
+  // Sandboxes
+
+  /** Create a sandbox; by default the call returns once it is running (or has failed). */
+  createSandbox(config: SandboxConfig, options: WaitOptions = {}): Promise<Sandbox> {
+    return this.lifecycle("POST", "/sandboxes", options, config);
+  }
+
+  /** Every sandbox that matches `filter` (all pages). */
+  async listSandboxes(filter: SandboxFilter = {}): Promise<Sandbox[]> {
+    const all: Sandbox[] = [];
+    for await (const sandbox of this.iterateSandboxes(filter)) all.push(sandbox);
+    return all;
+  }
+
+  /** Sandboxes that match `filter`, fetched a page at a time as the loop goes on. */
+  iterateSandboxes(filter: SandboxFilter = {}): AsyncGenerator<Sandbox, void> {
+    return this.paginate("/sandboxes", sandboxQuery(filter));
+  }
+
+  /** One page of sandboxes; pass its `nextCursor` as `cursor` for the next. */
+  listSandboxesPage(filter: SandboxFilter & PageOptions = {}): Promise<Page<Sandbox>> {
+    return this.page("/sandboxes", { ...sandboxQuery(filter), limit: filter.limit, cursor: filter.cursor });
+  }
+
+  /** A sandbox, also once destroyed. */
+  getSandbox(id: string): Promise<Sandbox> {
+    return this.call("GET", `/sandboxes/${seg(id)}`);
+  }
+
+  startSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {
+    return this.lifecycle("POST", `/sandboxes/${seg(id)}/start`, options);
+  }
+
+  stopSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {
+    return this.lifecycle("POST", `/sandboxes/${seg(id)}/stop`, options);
+  }
+
+  restartSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {
+    return this.lifecycle("POST", `/sandboxes/${seg(id)}/restart`, options);
+  }
+
+  /** Destroy a sandbox: its container is removed; by default the call waits for `destroyed`. */
+  destroySandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {
+    return this.lifecycle("DELETE", `/sandboxes/${seg(id)}`, options);
+  }
+
+  /** A new sandbox from the same environment version, with the source's env and `overrides`. */
+  replicateSandbox(id: string, overrides: ReplicateOverrides = {}, options: WaitOptions = {}): Promise<Sandbox> {
+    return this.lifecycle("POST", `/sandboxes/${seg(id)}/replicate`, options, overrides);
+  }
+
+  /** Stored log lines, oldest first. */
+  getLogs(id: string, options: LogOptions = {}): Promise<LogLine[]> {
+    return this.call("GET", `/sandboxes/${seg(id)}/logs`, { query: { tail: options.tail, since: options.since } });
+  }
+
+  /**
+   * Log lines as they are written (past ones first, per `since`/`tail`). After a dropped
+   * connection the stream reconnects with `since` = the last `seq` received, so no line is lost
+   * or repeated. It ends when the sandbox is destroyed or expired, or on `close()`.
+   */
+  streamLogs(id: string, options: StreamLogsOptions = {}): LogStream {
+    let lastSeq = options.since;
+    const onFrame = (frame: unknown): FrameOutcome<LogLine> => {
+      if (!isObject(frame)) return undefined;
+      if (frame.type === "status" && typeof frame.status === "string") {
+        options.onStatus?.(frame.status);
+        return undefined;
+      }
+      if (frame.type !== "log" || typeof frame.seq !== "number") return undefined;
+      if (lastSeq !== undefined && frame.seq <= lastSeq) return undefined;
+      lastSeq = frame.seq;
+      const line = frame as unknown as LogLine & { type?: string };
+      return { item: { seq: line.seq, stream: line.stream, text: line.text, timestamp: line.timestamp } };
+    };
+    const stream = new ResumableStream<LogLine>({
+      WebSocket: resolveWebSocket(this.webSocket),
+      url: () =>
+        this.socketUrl(`/ws/sandboxes/${seg(id)}/logs`, lastSeq === undefined ? { tail: options.tail } : { since: lastSeq }),
+      onFrame,
+      endsOnClose: (code) => code === 1000,
+      fatalCloseCodes: FATAL_CLOSE_CODES,
+      options,
+    });
+    return Object.defineProperty(stream, "lastSeq", { get: () => lastSeq, enumerable: true }) as LogStream;
+  }
+
+  /**
+   * Events of all the caller's sandboxes (`/ws/events`), from now on or after `since`. After a
+   * dropped connection the stream resumes right after the last event received.
+   */
+  subscribeEvents(options: SubscribeEventsOptions = {}): EventStream {
+    let lastId = options.since;
+    const onFrame = (frame: unknown): FrameOutcome<SandboxEvent> => {
+      if (!isObject(frame) || typeof frame.id !== "string" || typeof frame.type !== "string") return undefined;
+      if (!isAfter(frame.id, lastId)) return undefined;
+      lastId = frame.id;
+      return { item: frame as unknown as SandboxEvent };
+    };
+    const stream = new ResumableStream<SandboxEvent>({
+      WebSocket: resolveWebSocket(this.webSocket),
+      url: () => this.socketUrl("/ws/events", { since: lastId }),
+      onFrame,
+      // The server ends the feed only when the client goes away: any close is a drop.
+      endsOnClose: () => false,
+      fatalCloseCodes: FATAL_CLOSE_CODES,
+      options,
+    });
+    return Object.defineProperty(stream, "lastEventId", { get: () => lastId, enumerable: true }) as EventStream;
+  }
+
+  /**
+   * One sandbox's events as server-sent events (`GET /sandboxes/:id/events`): its retained
+   * history first (unless `lastEventId`), then live ones; resumes with `Last-Event-ID`.
+   */
+  sandboxEvents(id: string, options: SandboxEventsOptions = {}): SseEventStream {
+    return new SseEventStream(this.transport.options, `/sandboxes/${seg(id)}/events`, options.lastEventId, options);
+  }
+
+  /** All the caller's events as server-sent events (`GET /events`), where WebSockets cannot go. */
+  eventsOverSse(options: SandboxEventsOptions = {}): SseEventStream {
+    return new SseEventStream(this.transport.options, "/events", options.lastEventId, options);
+  }
+
+  /** The latest resource sample of a running sandbox (`NOT_RUNNING` otherwise). */
+  getMetrics(id: string): Promise<Metrics> {
+    return this.call("GET", `/sandboxes/${seg(id)}/metrics`);
+  }
+
+  /** Run a command (a string runs through `sh -c`, a list as is) and return its result. */
+  exec(id: string, command: string | string[], options: ExecOptions = {}): Promise<ExecResult> {
+    const body = { command, timeoutSeconds: options.timeoutSeconds, env: options.env, workdir: options.workdir };
+    return this.call("POST", `/sandboxes/${seg(id)}/exec`, {
+      body,
+      extraTimeoutMs: (options.timeoutSeconds ?? 30) * 1000,
+      signal: options.signal,
+    });
+  }
+
+  /** Open a shell in a running sandbox; resolves once it is ready for input. */
+  openTerminal(id: string, options: TerminalOptions = {}): Promise<Terminal> {
+    const WebSocketImpl = resolveWebSocket(this.webSocket);
+    const url = this.socketUrl(`/ws/sandboxes/${seg(id)}/terminal`, {
+      cols: options.cols,
+      rows: options.rows,
+      mode: options.mode,
+    });
+    return new Promise<Terminal>((resolve, reject) => {
+      let socket: WebSocketLike;
+      try {
+        socket = new WebSocketImpl(url);
+      } catch (error) {
+        reject(new SandboxApiError({ code: "NETWORK_ERROR", status: 0, message: String(error), cause: error }));
+        return;
+      }
+      socket.binaryType = "arraybuffer";
+      const terminal = new Terminal(socket);
+      let ready = false;
+      socket.addEventListener("message", (event) => {
+        if (!ready && typeof event.data === "string" && isFrame(event.data, "ready")) {
+          ready = true;
+          resolve(terminal);
+        }
+      });
+      socket.addEventListener("close", (event) => {
+        if (!ready) reject(errorFromClose(event.code, event.reason));
+      });
+    });
+  }
+
+  // Audit
+
+  /** The caller's audit trail (what was done with the account), newest first. */
+  listAuditEvents(options: PageOptions = {}): Promise<Page<AuditEvent>> {
+    return this.page("/audit", { limit: options.limit, cursor: options.cursor });
+  }
+
+  // Plumbing
+
+  private async call<T>(
+    method: HttpMethod,
+    path: string,
+    extra: Omit<RequestSpec, "method" | "path"> = {},
+  ): Promise<T> {
+    const answer = await this.transport.send({ method, path, idempotent: method === "GET", ...extra });
+    return envelopeData(answer.status, answer.headers, answer.body).data as T;
+  }
+
+  private lifecycle(method: HttpMethod, path: string, options: WaitOptions, body?: unknown): Promise<Sandbox> {
+    const wait = options.wait ?? true;
+    const timeout = options.timeout ?? DEFAULT_WAIT_SECONDS;
+    return this.call(method, path, {
+      body,
+      query: wait ? { wait: true, timeout } : undefined,
+      idempotencyKey: options.idempotencyKey ?? randomId(),
+      extraTimeoutMs: wait ? timeout * 1000 : 0,
+      signal: options.signal,
+    });
+  }
+
+  private async page<T>(path: string, query: Record<string, QueryValue>): Promise<Page<T>> {
+    const answer = await this.transport.send({ method: "GET", path, query, idempotent: true });
+    const { data, nextCursor } = envelopeData(answer.status, answer.headers, answer.body);
+    return { data: data as T[], nextCursor: nextCursor ?? null };
+  }
+
+  private async *paginate<T>(path: string, query: Record<string, QueryValue> = {}): AsyncGenerator<T, void> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.page<T>(path, { ...query, limit: LIST_PAGE_SIZE, cursor });
+      yield* page.data;
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+  }
+
+  private async collect<T>(path: string): Promise<T[]> {
+    const all: T[] = [];
+    for await (const item of this.paginate<T>(path)) all.push(item);
+    return all;
+  }
+
+  private socketUrl(path: string, query: Record<string, QueryValue>): string {
+    return buildUrl(this.wsBase, path, { ...query, token: this.tokenValue ?? this.apiKeyValue });
+  }
+}
+
+/** Close codes after which reconnecting cannot help. */
+const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([1008, 4001, 4004, 4009, 4029]);
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function seg(value: string): string {
+  return encodeURIComponent(value);
+}
+
+function sandboxQuery(filter: SandboxFilter): Record<string, QueryValue> {
+  const query: Record<string, QueryValue> = {
+    status: Array.isArray(filter.status) ? filter.status.join(",") : filter.status,
+    environmentId: filter.environmentId,
+  };
+  for (const [key, value] of Object.entries(filter.metadata ?? {})) query[`metadata.${key}`] = value;
+  return query;
+}
+
+/** `{success: true, data, nextCursor?}`: the shape of every success of the API. */
+interface Envelope {
+  data: unknown;
+  nextCursor?: string | null;
+}
+
+function envelopeData(status: number, headers: Headers, body: unknown): Envelope {
+  if (isObject(body) && body.success === true && "data" in body) return body as unknown as Envelope;
+  throw new SandboxApiError({
+    code: "INVALID_RESPONSE",
+    status,
+    message: "The API answered without its success envelope.",
+    details: { body },
+    traceId: headers.get("x-trace-id") ?? undefined,
+  });
+}

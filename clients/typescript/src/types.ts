@@ -1,0 +1,78 @@
+/**
+ * The objects of the API. HTTP request and response bodies are the types generated from the
+ * API's OpenAPI document (`src/generated/openapi.ts`, `npm run generate`); socket frames and
+ * the operations routes, which the document does not describe, are written here.
+ */
+
+import type { components } from "./generated/openapi.js";
+
+type Schemas = components["schemas"];
+
+/** Every status a sandbox can have (newer ones the API may add are kept as sent). */
+export type SandboxStatus =
+  | "pending"
+  | "starting"
+  | "running"
+  | "stopping"
+  | "stopped"
+  | "restarting"
+  | "destroying"
+  | "destroyed"
+  | "expired"
+  | "failed"
+  | (string & {});
+
+export type User = Schemas["UserOut"];
+export type AuthResult = Schemas["AuthResult"];
+export type ApiKey = Schemas["ApiKeyOut"];
+export type CreatedApiKey = Schemas["CreatedApiKey"];
+
+export type Environment = Schemas["EnvironmentOut"];
+export type EnvironmentVersion = Schemas["VersionOut"];
+export type EnvironmentConfig = Schemas["CreateEnvironmentRequest"];
+export type EnvironmentPatch = Schemas["UpdateEnvironmentRequest"];
+export type PortSpec = Schemas["PortSpec"];
+export type Secret = Schemas["SecretOut"];
+export type DeletedSecret = Schemas["DeletedSecret"];
+export type Deleted = Schemas["Deleted"];
+
+export type Sandbox = Omit<Schemas["SandboxOut"], "status"> & { status: SandboxStatus };
+export type Endpoint = Schemas["Endpoint"];
+export type SandboxConfig = Schemas["CreateSandboxRequest"];
+export type ReplicateOverrides = Schemas["ReplicateSandboxRequest"];
+
+export type LogLine = Schemas["LogLineOut"];
+export type Metrics = Schemas["MetricsOut"];
+export type ExecResult = Schemas["ExecOut"];
+export type ExecRequest = Schemas["ExecRequestBody"];
+export type AuditEvent = Schemas["AuditEvent"];
+
+/** One page of a collection: its items and the cursor of the next page (null on the last). */
+export interface Page<T> {
+  data: T[];
+  nextCursor: string | null;
+}
+
+/** `GET /health`: each dependency `"ok"` or `"down"`; `status` is `"degraded"` when any is down. */
+export interface HealthStatus {
+  status: "ok" | "degraded";
+  db: "ok" | "down";
+  nats: "ok" | "down";
+  docker: "ok" | "down";
+  timestamp: string;
+}
+
+/** A sandbox event (`/ws/events`, SSE): `type` is `sandbox.<status>`; `id` resumes after it. */
+export interface SandboxEvent {
+  id: string;
+  type: string;
+  sandboxId: string;
+  status: SandboxStatus;
+  occurredAt: string;
+  data: Record<string, unknown>;
+}
+
+/** A frame of the logs socket: a line, or the sandbox's new status. */
+export type LogFrame =
+  | ({ type: "log" } & LogLine)
+  | { type: "status"; status: SandboxStatus };
