@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Platform
+from tests.support.platform import Platform
 
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "typescript"
 # The closing counts of node's test runner: `# tests 12` (TAP reporter) or the same after U+2139 (spec).
