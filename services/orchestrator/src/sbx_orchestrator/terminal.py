@@ -111,6 +111,10 @@ class TerminalSession:
         self._last_activity = time.monotonic()
         self._last_keepalive = time.monotonic()
         self._end_reason: str | None = None
+        # Keystrokes and resizes arrive on two subjects, each handled by its own task: a
+        # keystroke sent after a resize must reach the shell after the resize took effect
+        # (e.g. `stty size` typed right after resizing the window).
+        self._in_order = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -203,8 +207,9 @@ class TerminalSession:
         if self._sock is None or not msg.data:
             return
         self._last_activity = self._last_keepalive = time.monotonic()
-        with contextlib.suppress(OSError):
-            await asyncio.get_running_loop().sock_sendall(self._sock, msg.data)
+        async with self._in_order:
+            with contextlib.suppress(OSError):
+                await asyncio.get_running_loop().sock_sendall(self._sock, msg.data)
 
     async def _on_control(self, msg: Msg) -> None:
         try:
@@ -219,8 +224,9 @@ class TerminalSession:
                 await msg.respond(TerminalControl(type="keepalive", sender="orchestrator").to_bytes())
         elif control.type == "resize" and control.cols and control.rows:
             self._last_activity = self._last_keepalive
-            with contextlib.suppress(docker.errors.APIError):
-                await self._resize(_clamp(control.cols, 80), _clamp(control.rows, 24))
+            async with self._in_order:
+                with contextlib.suppress(docker.errors.APIError):
+                    await self._resize(_clamp(control.cols, 80), _clamp(control.rows, 24))
         elif control.type == "close":
             self._end_reason = "closed"
             self._shutdown_socket()
