@@ -185,7 +185,7 @@ class ReplayFilter:
 
     When a container's log file rotates while it is followed, Docker (20.10 at least) sends a
     run of lines it had already sent, in order, then carries on. Such a run starts with a line
-    earlier than the newest one seen; if that line is one of the recent lines, the lines that
+    earlier than (or as old as) the newest one seen; if that line is one of the recent lines, the lines that
     follow it are matched against the lines that followed it the first time and dropped while
     they match. A line that is merely out of order (stdout and stderr are stamped by two
     goroutines) is not a line seen before, so it is kept.
@@ -213,7 +213,9 @@ class ReplayFilter:
                     self._expect = None  # caught up: what comes next is new
                 return False
             self._expect = None  # the run diverged: this line is new
-        elif line.ts < self._newest:
+        elif line.ts <= self._newest:
+            # `<=`: a replay may be just the newest line sent, stamped as it was the first time
+            # (or sharing its microsecond); a new line is never found among the seen ones.
             position = self._first_position.get(key)
             if position is not None:
                 self._expect = position + 1 if position + 1 < end else None

@@ -1,0 +1,45 @@
+"""The log shipper's ReplayFilter on the line runs Docker sends when a log file rotates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sbx_log_shipper.frames import RawLine, ReplayFilter
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def line(n: int, text: str | None = None, stream: str = "stdout") -> RawLine:
+    ts = START + timedelta(microseconds=n)
+    raw = ts.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+    return RawLine(stream=stream, text=text if text is not None else f"line {n}", ts=ts, ts_raw=raw)  # type: ignore[arg-type]
+
+
+def kept(lines: list[RawLine]) -> list[str]:
+    replays = ReplayFilter()
+    return [x.text for x in lines if replays.keep(x)]
+
+
+def test_a_replayed_run_is_dropped_and_what_follows_is_kept() -> None:
+    sent = [line(n) for n in range(1, 6)]
+    assert kept([*sent, *sent[2:], line(6)]) == [f"line {n}" for n in range(1, 7)]
+
+
+def test_a_replay_of_only_the_newest_line_is_dropped() -> None:
+    sent = [line(n) for n in range(1, 4)]
+    assert kept([*sent, sent[-1], line(4)]) == ["line 1", "line 2", "line 3", "line 4"]
+
+
+def test_a_new_line_stamped_like_the_newest_is_kept() -> None:
+    first = line(1)
+    same_microsecond = RawLine(stream="stdout", text="other", ts=first.ts, ts_raw=first.ts_raw[:-4] + "999Z")
+    assert kept([first, same_microsecond]) == ["line 1", "other"]
+
+
+def test_a_line_out_of_order_between_streams_is_kept() -> None:
+    assert kept([line(1), line(3), line(2, stream="stderr")]) == ["line 1", "line 3", "line 2"]
+
+
+def test_a_run_that_diverges_keeps_the_new_line() -> None:
+    sent = [line(n) for n in range(1, 5)]
+    assert kept([*sent, sent[1], line(9, "new")]) == ["line 1", "line 2", "line 3", "line 4", "new"]
