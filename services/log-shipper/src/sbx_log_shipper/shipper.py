@@ -21,6 +21,7 @@ from nats.js.client import JetStreamContext
 from prometheus_client import Gauge
 from pydantic import ValidationError
 from sbx_common import db, labels, subjects, telemetry
+from sbx_common.consumer_lag import start_lag_export
 from sbx_common.messages import SandboxEvent
 from sbx_common.status import Status
 from sbx_common.topology import STREAM_EVT
@@ -35,10 +36,6 @@ logger = logging.getLogger(__name__)
 CONSUMER = "log-shipper__events"
 FORGET_INTERVAL = 3600.0  # seconds between deletions of long-destroyed sandboxes' lines
 FOLLOWED = Gauge("log_shipper_containers_followed", "Sandbox containers whose logs are being followed")
-# The JetStream lag of the consumer, under the name every service's consumers use.
-CONSUMER_PENDING = Gauge(
-    "jetstream_consumer_pending", "Messages in the stream not yet delivered to the consumer.", ["consumer"]
-)
 
 
 class LogShipper:
@@ -84,6 +81,7 @@ class LogShipper:
         self._tasks = [
             asyncio.create_task(self._consume_events(subscription), name="running-events"),
             asyncio.create_task(self._rescan_forever(), name="rescan"),
+            start_lag_export(js, STREAM_EVT, CONSUMER),
         ]
 
     async def stop(self) -> None:
@@ -128,7 +126,6 @@ class LogShipper:
             try:
                 messages = await subscription.fetch(batch=100, timeout=5)
             except TimeoutError:
-                await self._export_lag(subscription)  # an idle consumer's lag is 0, and shown
                 continue
             except NatsError as exc:
                 logger.warning("fetching events failed", extra={"error": repr(exc)})
@@ -146,13 +143,6 @@ class LogShipper:
                         self.follow(event.sandbox_id)
                 with contextlib.suppress(NatsError, TimeoutError):
                     await message.ack()
-            await self._export_lag(subscription)
-
-    @staticmethod
-    async def _export_lag(subscription: JetStreamContext.PullSubscription) -> None:
-        with contextlib.suppress(NatsError, TimeoutError):
-            info = await subscription.consumer_info()
-            CONSUMER_PENDING.labels(CONSUMER).set(info.num_pending or 0)
 
     async def _rescan_forever(self) -> None:
         """Follow what runs unfollowed; about once an hour, forget long-destroyed sandboxes' lines."""
@@ -175,8 +165,7 @@ class LogShipper:
             await asyncio.sleep(self.settings.log_rescan_seconds)
 
     async def rescan(self) -> None:
-        wanted = {labels.INSTANCE: self.settings.instance, labels.PLATFORM: labels.PLATFORM_VALUE}
-        for container in await self.docker.running_containers(wanted):
+        for container in await self.docker.running_containers(labels.instance_filter(self.settings.instance)):
             value = (container.get("Labels") or {}).get(labels.SANDBOX_ID)
             try:
                 sandbox_id = uuid.UUID(value)

@@ -63,7 +63,6 @@ class Collector:
         self._nc: NatsClient | None = None
         self._kv: KeyValue | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._subject_prefix = f"$KV.{KV_METRICS}."
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         # Sandboxes an event said are stopping, with the start time (Docker's StartedAt) of the
@@ -236,7 +235,7 @@ class Collector:
         assert self._nc is not None
         self.latest[sandbox_id] = sample
         await self._nc.publish(
-            self._subject_prefix + sandbox_id, json.dumps(sample, separators=(",", ":")).encode()
+            subjects.metrics_kv(sandbox_id), json.dumps(sample, separators=(",", ":")).encode()
         )
 
     async def _forget(self, sandbox_id: str) -> None:

@@ -183,8 +183,6 @@ class DockerEngine:
             "list",
             self.api.containers,
             all=True,
-            filters={
-                "label": [f"{labels.PLATFORM}={labels.PLATFORM_VALUE}", f"{labels.INSTANCE}={instance}"]
-            },
+            filters={"label": labels.instance_filter(instance)},
         )
         return found

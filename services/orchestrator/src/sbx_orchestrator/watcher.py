@@ -71,10 +71,7 @@ class ContainerWatcher:
         filters = {
             "type": ["container"],
             "event": ["die"],
-            "label": [
-                f"{labels.PLATFORM}={labels.PLATFORM_VALUE}",
-                f"{labels.INSTANCE}={self.context.settings.instance}",
-            ],
+            "label": labels.instance_filter(self.context.settings.instance),
         }
         self._stream = await engine.call("events", engine.api.events, decode=True, filters=filters)
         loop = asyncio.get_running_loop()

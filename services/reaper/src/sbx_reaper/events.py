@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
@@ -20,10 +19,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sbx_common import subjects
+from sbx_common.consumer_lag import start_lag_export
 from sbx_common.messages import SandboxEvent
 from sbx_common.topology import STREAM_EVT
-
-from sbx_reaper import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +29,6 @@ DURABLE = "reaper__events"
 ACK_WAIT = 30.0
 BACKOFF = [1.0, 5.0, 15.0]
 MAX_DELIVER = len(BACKOFF) + 1
-PENDING_EVERY = 5.0  # seconds between two updates of the pending gauge
 
 Handler = Callable[[SandboxEvent], Awaitable[None]]
 
@@ -42,7 +39,7 @@ class EventConsumer:
         self._handler = handler
         self._sub: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task[None] | None = None
-        self._pending_at = 0.0
+        self._lag: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._sub = await self._js.pull_subscribe(
@@ -59,12 +56,14 @@ class EventConsumer:
             ),
         )
         self._task = asyncio.create_task(self._run())
+        self._lag = start_lag_export(self._js, STREAM_EVT, DURABLE)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._lag):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._sub is not None:
             with contextlib.suppress(NatsError):
                 await self._sub.unsubscribe()
@@ -83,7 +82,6 @@ class EventConsumer:
             try:
                 for msg in messages:
                     await self._handle(msg)
-                await self._update_pending()
             except NatsError as exc:  # an ack lost with the connection: redelivered later
                 logger.warning("event ack failed", extra={"error": repr(exc)})
 
@@ -102,14 +100,3 @@ class EventConsumer:
             await msg.nak(delay=BACKOFF[min(attempt, len(BACKOFF)) - 1])
             return
         await msg.ack()
-
-    async def _update_pending(self) -> None:
-        now = time.monotonic()
-        if now - self._pending_at < PENDING_EVERY or self._sub is None:
-            return
-        self._pending_at = now
-        try:
-            info = await self._sub.consumer_info()
-        except (NatsError, TimeoutError):
-            return
-        metrics.CONSUMER_PENDING.labels(DURABLE).set(info.num_pending or 0)
