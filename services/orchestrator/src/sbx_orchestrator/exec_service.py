@@ -41,6 +41,7 @@ from nats.aio.subscription import Subscription
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sbx_common import subjects, telemetry
+from sbx_common.codes import RpcErrorCode
 from sbx_common.logging import trace_id_var
 from sbx_common.messages import ExecRequest, ExecResult
 from sbx_common.status import Status
@@ -224,7 +225,8 @@ def fit_reply(result: ExecResult, max_payload: int) -> ExecResult:
     )
 
 
-def _error(code: str, message: str) -> ExecResult:
+def _error(code: RpcErrorCode, message: str) -> ExecResult:
+    """A reply saying nothing ran, and why."""
     return ExecResult(error_code=code, error_message=message)
 
 

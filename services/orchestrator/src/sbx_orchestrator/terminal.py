@@ -39,6 +39,7 @@ from nats.aio.subscription import Subscription
 from prometheus_client import Gauge
 from pydantic import ValidationError
 from sbx_common import subjects
+from sbx_common.codes import RpcErrorCode, TerminalEndReason
 from sbx_common.messages import TerminalControl, TerminalOpenReply, TerminalOpenRequest
 from sbx_common.status import Status
 
@@ -91,6 +92,11 @@ def end_script(session_id: str) -> str:
     )
 
 
+def _refused(code: RpcErrorCode, message: str) -> TerminalOpenReply:
+    """A reply saying no session was opened, and why."""
+    return TerminalOpenReply(ok=False, error_code=code, error_message=message)
+
+
 def _clamp(value: int | None, default: int) -> int:
     return min(max(value or default, 1), 1000)
 
@@ -110,7 +116,7 @@ class TerminalSession:
         self._subscriptions: list[Subscription] = []
         self._last_activity = time.monotonic()
         self._last_keepalive = time.monotonic()
-        self._end_reason: str | None = None
+        self._end_reason: TerminalEndReason | None = None
         self.task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -229,7 +235,7 @@ class TerminalSession:
         engine = self.context.engine
         await engine.call("exec_resize", engine.api.exec_resize, self.exec_id, height=rows, width=cols)
 
-    async def _why_output_ended(self) -> str:
+    async def _why_output_ended(self) -> TerminalEndReason:
         """The shell's output ended: because the shell exited, or because the sandbox stopped."""
         info = await self.context.engine.inspect(self.container_id)
         running = bool(info and info.get("State", {}).get("Running"))
@@ -367,16 +373,12 @@ class TerminalServer:
             request = TerminalOpenRequest.model_validate_json(data)
             uuid.UUID(hex=request.session_id)
         except (ValidationError, ValueError):
-            return TerminalOpenReply(ok=False, error_code="VALIDATION_ERROR", error_message="bad request")
+            return _refused("VALIDATION_ERROR", "bad request")
         target = await self.context.repository.exec_target(request.sandbox_id)
         if target is None or target.owner_id != request.owner_id:
-            return TerminalOpenReply(
-                ok=False, error_code="NOT_FOUND", error_message="the sandbox was not found"
-            )
+            return _refused("NOT_FOUND", "the sandbox was not found")
         if target.status is not Status.RUNNING or not target.container_id:
-            return TerminalOpenReply(
-                ok=False, error_code="NOT_RUNNING", error_message="the sandbox is not running"
-            )
+            return _refused("NOT_RUNNING", "the sandbox is not running")
         session = TerminalSession(self, request, target.container_id)
         self.sessions[session.session_id] = session
         try:
@@ -385,20 +387,14 @@ class TerminalServer:
             self.forget(session)
             await session.release()
             if exc.status_code in (404, 409):
-                return TerminalOpenReply(
-                    ok=False, error_code="NOT_RUNNING", error_message="the sandbox is not running"
-                )
+                return _refused("NOT_RUNNING", "the sandbox is not running")
             logger.warning("terminal could not start", extra={"error": repr(exc)})
-            return TerminalOpenReply(
-                ok=False, error_code="UNAVAILABLE", error_message="the shell could not start"
-            )
+            return _refused("UNAVAILABLE", "the shell could not start")
         except Exception as exc:
             self.forget(session)
             await session.release()
             logger.warning("terminal could not start", extra={"error": repr(exc)})
-            return TerminalOpenReply(
-                ok=False, error_code="UNAVAILABLE", error_message="the shell could not start"
-            )
+            return _refused("UNAVAILABLE", "the shell could not start")
         logger.info(
             "terminal opened", extra={"sandboxId": str(request.sandbox_id), "session": request.session_id}
         )
