@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from sbx_common import subjects
 from sbx_common.status import Verb
 from sbx_devstack.processes import ServiceProcess
-from sbx_reaper.commands import fail_command_id
+from sbx_reaper.command_publisher import fail_command_id
 
 from tests.reaper.conftest import CommandTap
 from tests.reaper.seed import seed_sandbox

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 from sbx_common.status import Verb
 from sbx_devstack.processes import ServiceProcess
-from sbx_reaper.commands import ttl_command_id
+from sbx_reaper.command_publisher import ttl_command_id
 
 from tests.reaper.conftest import CommandTap
 from tests.reaper.seed import seed_sandbox

@@ -17,10 +17,10 @@ from nats.js import JetStreamContext
 from sbx_common import db
 
 from sbx_orchestrator.config import OrchestratorSettings
-from sbx_orchestrator.engine import DockerEngine
-from sbx_orchestrator.events import EventPublisher
+from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.lifecycle import Lifecycle
 from sbx_orchestrator.locks import SandboxLocks
+from sbx_orchestrator.messaging.event_publisher import EventPublisher
 from sbx_orchestrator.repository import Repository
 from sbx_orchestrator.secrets import SecretOpener
 

@@ -36,10 +36,10 @@ from sbx_common.status import SETTLED, TERMINAL, Status, Verb
 from sbx_common.timeutil import utcnow
 
 from sbx_orchestrator.config import OrchestratorSettings
-from sbx_orchestrator.containers import ContainerState, container_spec, read_endpoints, read_state
-from sbx_orchestrator.engine import DockerEngine
+from sbx_orchestrator.engine.containers import ContainerState, container_spec, read_endpoints, read_state
+from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.errors import SandboxFailed
-from sbx_orchestrator.events import EventPublisher
+from sbx_orchestrator.messaging.event_publisher import EventPublisher
 from sbx_orchestrator.repository import Repository, RuntimeState, SandboxRecord
 from sbx_orchestrator.secrets import SecretOpener
 

@@ -11,9 +11,9 @@ from nats.aio.client import Client as NatsClient
 from sbx_common import db
 from sbx_common.worker import run_worker
 
-from sbx_reaper.commands import CommandPublisher
+from sbx_reaper.command_publisher import CommandPublisher
 from sbx_reaper.config import ReaperSettings
-from sbx_reaper.events import EventConsumer
+from sbx_reaper.event_consumer import EventConsumer
 from sbx_reaper.orphans import OrphanReaper
 from sbx_reaper.repair import Repairer
 from sbx_reaper.repository import SandboxReader

@@ -24,7 +24,7 @@ from sbx_common.messages import SandboxCommand
 from sbx_common.status import Verb
 
 from sbx_reaper import metrics
-from sbx_reaper.commands import CommandPublisher, fail_command_id
+from sbx_reaper.command_publisher import CommandPublisher, fail_command_id
 from sbx_reaper.repository import SandboxReader, Unsettled
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from sbx_common.messages import SandboxCommand, SandboxEvent
 from sbx_common.status import TERMINAL, Verb
 
 from sbx_reaper import metrics
-from sbx_reaper.commands import CommandPublisher, ttl_command_id
+from sbx_reaper.command_publisher import CommandPublisher, ttl_command_id
 from sbx_reaper.repository import NO_TTL, Expiry, SandboxReader
 
 logger = logging.getLogger(__name__)

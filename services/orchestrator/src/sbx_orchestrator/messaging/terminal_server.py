@@ -43,8 +43,8 @@ from sbx_common.codes import RpcErrorCode, TerminalEndReason
 from sbx_common.messages import TerminalControl, TerminalOpenReply, TerminalOpenRequest
 from sbx_common.status import Status
 
-from sbx_orchestrator import inside
 from sbx_orchestrator.context import OrchestratorContext
+from sbx_orchestrator.engine import in_container
 
 logger = logging.getLogger(__name__)
 
@@ -55,41 +55,6 @@ HANG_UP_GRACE = 2.0  # seconds a hung-up shell may take to end before it is kill
 SHELL_ENV = {"TERM": "xterm-256color"}
 
 SESSIONS = Gauge("orchestrator_terminal_sessions", "Open terminal sessions.")
-
-
-def pid_file(session_id: str) -> str:
-    """Where the session's shell records its PID inside the container: Docker gives every
-    container a /dev/shm (a scratch image may have no /tmp), writable by any user and emptied
-    when the container stops. Written and read only as the sandbox's own user, so whatever is
-    found there can harm nothing the user could not."""
-    return f"/dev/shm/.sbx-terminal-{uuid.UUID(hex=session_id).hex}"  # noqa: S108
-
-
-def shell_command(session_id: str) -> list[str]:
-    """`bash` when the image has it, else `sh`; exec replaces the wrapper, so the shell is the
-    process Docker reports and the PID it records (`$$`) is the shell's, in the container's
-    PID namespace, where the hang-up from inside finds it."""
-    record = f"{{ echo $$ > {pid_file(session_id)}; }} 2>/dev/null"
-    choose = "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"
-    return ["/bin/sh", "-c", f"{record}; {choose}"]
-
-
-def hang_up_script(session_id: str) -> str:
-    """SIGHUP to the shell's process group (the shell leads it; without job control its
-    children are in it too), or to the shell alone. PID 1 and below never: `-1` is everyone."""
-    path = pid_file(session_id)
-    return f'read pid < {path} && [ "$pid" -gt 1 ] && {{ kill -HUP -"$pid" || kill -HUP "$pid"; }}'
-
-
-def end_script(session_id: str) -> str:
-    """SIGKILL to a shell that outlived its hang-up, and the PID file removed."""
-    path = pid_file(session_id)
-    return (
-        f"read pid < {path} || exit 0; rm -f {path}; "
-        '[ "$pid" -gt 1 ] 2>/dev/null || exit 0; '
-        'if kill -0 "$pid" 2>/dev/null; then kill -KILL -"$pid" 2>/dev/null || kill -KILL "$pid"; fi; '
-        "exit 0"
-    )
 
 
 def _refused(code: RpcErrorCode, message: str) -> TerminalOpenReply:
@@ -126,7 +91,7 @@ class TerminalSession:
             "exec_create",
             engine.api.exec_create,
             self.container_id,
-            shell_command(self.session_id),
+            in_container.terminal_shell_command(self.session_id),
             stdin=True,
             tty=True,
             environment=SHELL_ENV,
@@ -252,9 +217,9 @@ class TerminalSession:
         try:
             if await self._shell_pid():
                 if not await self._signal_host(signal.SIGHUP):
-                    await self._run_inside(hang_up_script(self.session_id))
+                    await self._run_inside(in_container.terminal_hang_up_script(self.session_id))
                 await self._shell_ended_within(HANG_UP_GRACE)
-            await self._run_inside(end_script(self.session_id))
+            await self._run_inside(in_container.terminal_end_script(self.session_id))
             if not await self._shell_ended_within(1.0):
                 logger.warning(
                     "terminal shell left running",
@@ -284,12 +249,12 @@ class TerminalSession:
         if not self.context.settings.terminal_host_signals:
             return False
         pid = await self._shell_pid()
-        return inside.signal_host_pid(pid, self.container_id, signum)
+        return in_container.signal_host_pid(pid, self.container_id, signum)
 
     async def _run_inside(self, script: str) -> bool:
         engine = self.context.engine
         command = [["/bin/sh", "-c", script]]
-        return await engine.call("exec", inside.run_inside, engine.api, self.container_id, command)
+        return await engine.call("exec", in_container.run_inside, engine.api, self.container_id, command)
 
     async def _exit_code(self) -> int | None:
         engine = self.context.engine
