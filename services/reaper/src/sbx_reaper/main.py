@@ -6,14 +6,20 @@ deterministic ids, and removes orphan containers of its own instance. Safe to ru
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import asyncpg
 from nats.aio.client import Client as NatsClient
 from sbx_common import db
+from sbx_common.broker import WorkerBroker
+from sbx_common.consumer_lag import start_lag_export
+from sbx_common.topology import STREAM_EVT
 from sbx_common.worker import run_worker
 
 from sbx_reaper.command_publisher import CommandPublisher
 from sbx_reaper.config import ReaperSettings
-from sbx_reaper.event_consumer import EventConsumer
+from sbx_reaper.event_consumer import DURABLE, subscribe_events
 from sbx_reaper.orphans import OrphanReaper
 from sbx_reaper.repair import Repairer
 from sbx_reaper.repository import SandboxReader
@@ -26,7 +32,8 @@ class Reaper:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
         self._timers: TtlTimers | None = None
-        self._events: EventConsumer | None = None
+        self._broker: WorkerBroker | None = None
+        self._lag: asyncio.Task[None] | None = None
         self._orphans: OrphanReaper | None = None
         self._sweeper: Sweeper | None = None
 
@@ -46,8 +53,10 @@ class Reaper:
             max_republish=s.reaper_stuck_max_republish,
         )
         self._orphans = OrphanReaper(reader, s.instance, s.reaper_orphan_grace_seconds)
-        self._events = EventConsumer(nc.jetstream(), self._timers.on_event)
-        await self._events.start()
+        self._broker = WorkerBroker(nc)
+        subscribe_events(self._broker, self._timers.on_event)
+        await self._broker.start()
+        self._lag = start_lag_export(nc.jetstream(), STREAM_EVT, DURABLE)
         self._sweeper = Sweeper(
             self._pool,
             s.reaper_sweep_interval_seconds,
@@ -59,8 +68,12 @@ class Reaper:
     async def stop(self) -> None:
         if self._sweeper is not None:
             await self._sweeper.stop()
-        if self._events is not None:
-            await self._events.stop()
+        if self._broker is not None:
+            await self._broker.stop()
+        if self._lag is not None:
+            self._lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag
         if self._timers is not None:
             await self._timers.close()
         if self._orphans is not None:
