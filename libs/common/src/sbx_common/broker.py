@@ -2,9 +2,9 @@
 
 `sbx_common.worker` opens one connection per process (reconnecting forever, its state logged,
 reported by /health/ready) and drains it at shutdown. `WorkerBroker` subscribes and publishes on
-that connection: it opens none of its own and leaves closing it to the worker. Its access lines
-("Received", "Processed") are debug records of the `faststream` logger, so they go through the
-service's JSON logging and stay out of the INFO log. A stream is bound as `bound_stream(name)`
+that connection: it opens none of its own and leaves closing it to the worker. FastStream logs
+through the service's JSON logging, its warnings and errors only: its access lines ("Received",
+"Processed") and its task bookkeeping would double the log. A stream is bound as `bound_stream(name)`
 (`declare=False`): streams are declared only by `sbx_common.topology`, and FastStream must never
 create or rewrite one.
 """
@@ -17,11 +17,14 @@ from types import TracebackType
 from faststream.nats import JStream, NatsBroker
 from nats.aio.client import Client
 
+_logger = logging.getLogger("faststream.broker")
+_logger.setLevel(logging.WARNING)
+
 
 class WorkerBroker(NatsBroker):
     def __init__(self, nc: Client, *, graceful_timeout: float | None = None) -> None:
         super().__init__(
-            logger=logging.getLogger("faststream"),
+            logger=_logger,
             log_level=logging.DEBUG,
             graceful_timeout=graceful_timeout,
         )

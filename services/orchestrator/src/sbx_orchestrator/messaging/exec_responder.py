@@ -1,4 +1,5 @@
-"""Exec: `sbx.rpc.exec` (core NATS request/reply, queue group "orchestrator").
+"""Exec: `sbx.rpc.exec` (core NATS request/reply, queue group "orchestrator"), a FastStream
+core subscriber running up to `SBX_EXEC_THREADS` requests at once (the exec pool's size).
 
 An ExecRequest runs a command in a running sandbox through the Docker exec API and is answered
 with an ExecResult: exit code, stdout and stderr apart (each capped, with a `truncated` flag),
@@ -29,8 +30,8 @@ from contextlib import suppress
 
 import docker
 import docker.errors
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
+from faststream.nats.annotations import NatsMessage
+from faststream.nats.subscriber.usecases import ConcurrentCoreSubscriber
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sbx_common import subjects, telemetry
@@ -47,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 QUEUE_GROUP = "orchestrator"
 KILL_GRACE = 2.0  # seconds the output may take to end after the process was killed
+# FastStream sends a reply with its own headers (`content-type`, `correlation_id`: some 80
+# bytes), and the server counts headers and body against max_payload: a reply over it would
+# cost the orchestrator its connection.
+REPLY_HEADERS_ROOM = 256
 
 
 def _encoded_size(text: str) -> int:
@@ -94,51 +99,42 @@ def _error(code: RpcErrorCode, message: str) -> ExecResult:
 
 
 class ExecResponder:
-    """Answers `sbx.rpc.exec`: each request in its own task, the command on the exec pool."""
+    """Answers `sbx.rpc.exec`; the commands run on the exec pool."""
 
     def __init__(self, context: OrchestratorContext) -> None:
         self.context = context
         self.settings = context.settings
         self._executor = ThreadPoolExecutor(self.settings.exec_threads, thread_name_prefix="exec")
-        self._subscription: Subscription | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscriber: ConcurrentCoreSubscriber | None = None
 
     async def start(self) -> None:
-        self._subscription = await self.context.nc.subscribe(
-            subjects.RPC_EXEC, queue=QUEUE_GROUP, cb=self._on_request
+        subscriber = self.context.broker.subscriber(
+            subjects.RPC_EXEC, queue=QUEUE_GROUP, max_workers=self.settings.exec_threads
         )
+        subscriber(self._serve)
+        await subscriber.start()
+        self._subscriber = subscriber
 
     async def stop(self) -> None:
-        if self._subscription is not None:
-            with suppress(Exception):
-                await self._subscription.unsubscribe()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_timeout)
+        if self._subscriber is not None:
+            # Requests under way get up to `shutdown_timeout` (the broker's graceful timeout).
+            await self._subscriber.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _on_request(self, msg: Msg) -> None:
-        # The subscription's callbacks run one after another: each request gets its own task.
-        task = asyncio.create_task(self._serve(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _serve(self, msg: Msg) -> None:
+    async def _serve(self, message: NatsMessage) -> bytes:
+        """One request: the reply, cut to fit in one NATS message."""
         started = time.perf_counter()
         # Continues the trace of the API request that asked (headers).
-        with telemetry.consumer_span("exec", msg.headers, kind=SpanKind.SERVER) as span:
+        with telemetry.consumer_span("exec", message.headers, kind=SpanKind.SERVER) as span:
             try:
-                result = await self.execute(msg.data)
+                result = await self.execute(message.body)
             except Exception:
                 logger.exception("exec failed")
                 result = _error("INTERNAL_ERROR", "the command could not be run")
             outcome = result.error_code or ("timeout" if result.timed_out else "ok")
             span.set_attribute("sbx.outcome", outcome)
-        if msg.reply:
-            try:
-                await msg.respond(fit_reply(result, self.context.nc.max_payload).to_bytes())
-            except Exception:
-                logger.exception("could not send an exec reply")
         EXEC_DURATION.labels(outcome.lower()).observe(time.perf_counter() - started)
+        return fit_reply(result, self.context.nc.max_payload - REPLY_HEADERS_ROOM).to_bytes()
 
     async def execute(self, data: bytes) -> ExecResult:
         try:
