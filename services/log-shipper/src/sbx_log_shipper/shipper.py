@@ -1,7 +1,8 @@
 """The log shipper: which containers to follow, and when.
 
 A container is followed when its `running` event arrives (durable consumer
-`log-shipper__events` on SBX_EVT, so events sent while the shipper was down still arrive), at
+`log-shipper__events` on SBX_EVT, a FastStream pull subscriber, so events sent while the shipper
+was down still arrive), at
 start-up for every container of this instance that already runs, and by a periodic rescan
 that catches anything else (a Docker restart, an event whose container lives on another node).
 """
@@ -14,13 +15,16 @@ import logging
 import uuid
 
 import asyncpg
+from faststream.middlewares import AckPolicy as Acking
+from faststream.nats import PullSub
+from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.client import JetStreamContext
 from prometheus_client import Gauge
 from pydantic import ValidationError
 from sbx_common import db, labels, subjects, telemetry
+from sbx_common.broker import WorkerBroker, bound_stream
 from sbx_common.consumer_lag import start_lag_export
 from sbx_common.messages import SandboxEvent
 from sbx_common.status import Status
@@ -48,7 +52,7 @@ class LogShipper:
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
         self._shared: Shared | None = None
-        self._subscription: JetStreamContext.PullSubscription | None = None
+        self._broker: WorkerBroker | None = None
 
     async def start(self, nc: NatsClient) -> None:
         settings = self.settings
@@ -67,19 +71,22 @@ class LogShipper:
                 max_pending_lines=settings.log_max_pending_lines,
             ),
         )
-        self._subscription = subscription = await js.pull_subscribe(
+        self._broker = WorkerBroker(nc)
+        self._broker.subscriber(
             subjects.event("*", "*", Status.RUNNING.value),
+            stream=bound_stream(STREAM_EVT),
             durable=CONSUMER,
-            stream=STREAM_EVT,
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=30,
                 max_deliver=5,
                 deliver_policy=DeliverPolicy.NEW,  # containers running before are found by the scan
             ),
-        )
+            pull_sub=PullSub(batch_size=100, timeout=5.0),
+            ack_policy=Acking.MANUAL,
+        )(self._on_running)
+        await self._broker.start()
         self._tasks = [
-            asyncio.create_task(self._consume_events(subscription), name="running-events"),
             asyncio.create_task(self._rescan_forever(), name="rescan"),
             start_lag_export(js, STREAM_EVT, CONSUMER),
         ]
@@ -88,10 +95,10 @@ class LogShipper:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._subscription is not None:
-            # A fetch answered after its cancellation would otherwise hold up the NATS drain.
+        if self._broker is not None:
+            # Unsubscribes too: a fetch answered after its cancellation would hold up the drain.
             with contextlib.suppress(NatsError, TimeoutError):
-                await self._subscription.unsubscribe()
+                await self._broker.stop()
         await asyncio.gather(*(f.stop() for f in list(self.followers.values())), return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
@@ -121,28 +128,21 @@ class LogShipper:
             del self.followers[follower.sandbox_id]
         FOLLOWED.set(len(self.followers))
 
-    async def _consume_events(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while True:
-            try:
-                messages = await subscription.fetch(batch=100, timeout=5)
-            except TimeoutError:
-                continue
-            except NatsError as exc:
-                logger.warning("fetching events failed", extra={"error": repr(exc)})
-                await asyncio.sleep(1)
-                continue
-            for message in messages:
-                try:
-                    event = SandboxEvent.model_validate_json(message.data)
-                except ValidationError:
-                    logger.warning("ignoring a malformed event", extra={"subject": message.subject})
-                else:
-                    # Continues the trace of the command whose container now runs (headers).
-                    attributes = {"sbx.sandbox_id": str(event.sandbox_id)}
-                    with telemetry.consumer_span("log-shipper follow", message.headers, attributes):
-                        self.follow(event.sandbox_id)
-                with contextlib.suppress(NatsError, TimeoutError):
-                    await message.ack()
+    async def _on_running(self, message: NatsMessage) -> None:
+        """A sandbox's container runs: follow it. Every event is acknowledged, a malformed one
+        too (it can never be followed)."""
+        msg = message.raw_message
+        try:
+            event = SandboxEvent.model_validate_json(msg.data)
+        except ValidationError:
+            logger.warning("ignoring a malformed event", extra={"subject": msg.subject})
+        else:
+            # Continues the trace of the command whose container now runs (headers).
+            attributes = {"sbx.sandbox_id": str(event.sandbox_id)}
+            with telemetry.consumer_span("log-shipper follow", msg.headers, attributes):
+                self.follow(event.sandbox_id)
+        with contextlib.suppress(NatsError, TimeoutError):
+            await message.ack()
 
     async def _rescan_forever(self) -> None:
         """Follow what runs unfollowed; about once an hour, forget long-destroyed sandboxes' lines."""
