@@ -46,6 +46,6 @@ class WorkerBroker(NatsBroker):
         await super().stop(exc_type, exc_val, exc_tb)
 
 
-def bound_stream(name: str) -> JStream:
+def bound_stream(name: str, description: str | None = None) -> JStream:
     """A stream of `sbx_common.topology` as FastStream binds it: never declared or updated."""
-    return JStream(name, declare=False)
+    return JStream(name, declare=False, description=description)

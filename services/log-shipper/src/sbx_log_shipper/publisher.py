@@ -4,7 +4,8 @@ PostgreSQL is the record; the stream is the live feed. Publishing therefore neve
 storing: each sandbox has a bounded queue of stored batches and its own publishing task. If
 NATS is away for long enough to fill the queue, the oldest batches are dropped from the live
 feed (never from the database): a live reader that sees `seq` jump reads the missing lines
-from PostgreSQL.
+from PostgreSQL. Published with nats-py: a batch is sized to the server's max_payload, which
+also counts the headers FastStream would add to each message.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ hangs the shell up as a terminal would, by host PID when the orchestrator can si
 from inside the container with another exec (see `_end_shell`).
 
 The exec socket is read and written from the event loop (non-blocking), so a session costs no
-thread; only the Docker API calls themselves run in the engine's worker threads.
+thread; only the Docker API calls themselves run in the engine's worker threads. Driven with
+nats-py: a session's subscriptions come and go with it, and its screen output goes out as bare
+bytes, without the headers FastStream would add to every message.
 """
 
 from __future__ import annotations
