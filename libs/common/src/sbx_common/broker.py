@@ -12,9 +12,12 @@ create or rewrite one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Any
 
 from faststream.nats import JStream, NatsBroker
+from faststream.nats.subscriber.usecases import LogicSubscriber
 from nats.aio.client import Client
 
 _logger = logging.getLogger("faststream.broker")
@@ -44,6 +47,25 @@ class WorkerBroker(NatsBroker):
         connection stays open: the worker drains it."""
         self._connection = None  # NatsBroker.stop drains the connection it holds
         await super().stop(exc_type, exc_val, exc_tb)
+
+    async def answer(
+        self,
+        subject: str,
+        handler: Callable[..., Awaitable[bytes]],
+        *,
+        queue: str,
+        max_workers: int | None = None,
+    ) -> LogicSubscriber[Any]:
+        """Answer the requests on `subject` from now on, one member of the queue group `queue`
+        taking each: the handler's bytes are the reply; up to `max_workers` requests at once
+        (one at a time without). The broker must be connected; `.stop()` the subscriber to end."""
+        if max_workers is None:
+            subscriber: LogicSubscriber[Any] = self.subscriber(subject, queue=queue)
+        else:
+            subscriber = self.subscriber(subject, queue=queue, max_workers=max_workers)
+        subscriber(handler)
+        await subscriber.start()
+        return subscriber
 
 
 def bound_stream(name: str, description: str | None = None) -> JStream:

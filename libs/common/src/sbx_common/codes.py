@@ -62,6 +62,14 @@ RpcErrorCode = Literal[
 TerminalEndReason = Literal["exited", "stopped", "idle", "gone", "closed", "error"]
 
 
+class CommandReason:
+    """`SandboxCommand.reason` of the commands the reaper sends on its own (its `fail` commands
+    carry a free-text reason instead)."""
+
+    TTL: Final = "ttl"  # the sandbox's TTL ran out: the orchestrator ends it `expired`
+    REPAIR: Final = "repair"  # a user's command published again: not taken up, or stuck
+
+
 class WsClose:
     """WebSocket close codes of the API contract and the RFC 6455 ones the API uses."""
 

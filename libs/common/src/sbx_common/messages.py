@@ -36,7 +36,8 @@ class SandboxCommand(Message):
     verb: Verb
     sandbox_id: uuid.UUID
     owner_id: uuid.UUID
-    # Why the command was issued when not by the user: "ttl" (reaper), "repair" (reaper).
+    # Why the command was issued when not by the user: a `codes.CommandReason`, or the reason
+    # of a `fail` command.
     reason: str | None = None
     trace_id: str | None = None
 

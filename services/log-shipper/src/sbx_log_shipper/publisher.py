@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Counter
 from sbx_common import subjects
 from sbx_common.messages import LogBatch, LogLine
+from sbx_common.tasks import cancel_and_wait
 from sbx_common.topology import STREAM_LOG
 
 logger = logging.getLogger(__name__)
@@ -93,10 +94,8 @@ class SandboxPublisher:
         await self.close()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -28,6 +28,7 @@ from sbx_common.broker import WorkerBroker, bound_stream
 from sbx_common.consumer_lag import start_lag_export
 from sbx_common.messages import SandboxEvent
 from sbx_common.status import Status
+from sbx_common.tasks import cancel_and_wait
 from sbx_common.topology import STREAM_EVT
 
 from sbx_log_shipper.config import LogShipperSettings
@@ -92,9 +93,7 @@ class LogShipper:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         if self._broker is not None:
             # Unsubscribes too: a fetch answered after its cancellation would hold up the drain.
             with contextlib.suppress(NatsError, TimeoutError):
@@ -104,11 +103,7 @@ class LogShipper:
             await self._pool.close()
 
     async def checks(self) -> dict[str, bool]:
-        database = False
-        if self._pool is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                async with self._pool.acquire(timeout=2) as conn:
-                    database = await conn.fetchval("SELECT 1") == 1
+        database = self._pool is not None and await db.reachable(self._pool)
         return {"docker": await self.docker.ping(), "database": database}
 
     def follow(self, sandbox_id: uuid.UUID) -> None:

@@ -34,6 +34,7 @@ from nats.errors import Error as NatsError
 from nats.js.kv import KeyValue
 from sbx_common import labels, subjects
 from sbx_common.status import Status
+from sbx_common.tasks import cancel_and_wait
 from sbx_common.timeutil import rfc3339, utcnow
 from sbx_common.topology import KV_METRICS
 
@@ -92,9 +93,7 @@ class Collector:
         for sub in self._subs:
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
         self._sampler.close()
         self._stats_pool.shutdown(wait=False, cancel_futures=True)
 

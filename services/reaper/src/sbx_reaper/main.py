@@ -7,13 +7,13 @@ deterministic ids, and removes orphan containers of its own instance. Safe to ru
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import asyncpg
 from nats.aio.client import Client as NatsClient
 from sbx_common import db
 from sbx_common.broker import WorkerBroker
 from sbx_common.consumer_lag import start_lag_export
+from sbx_common.tasks import cancel_and_wait
 from sbx_common.topology import STREAM_EVT
 from sbx_common.worker import run_worker
 
@@ -70,10 +70,7 @@ class Reaper:
             await self._sweeper.stop()
         if self._broker is not None:
             await self._broker.stop()
-        if self._lag is not None:
-            self._lag.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lag
+        await cancel_and_wait([self._lag])
         if self._timers is not None:
             await self._timers.close()
         if self._orphans is not None:
@@ -82,13 +79,7 @@ class Reaper:
             await self._pool.close()
 
     async def checks(self) -> dict[str, bool]:
-        if self._pool is None:
-            return {"db": False}
-        try:
-            await self._pool.fetchval("SELECT 1")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            return {"db": False}
-        return {"db": True}
+        return {"db": self._pool is not None and await db.reachable(self._pool)}
 
 
 def main() -> None:

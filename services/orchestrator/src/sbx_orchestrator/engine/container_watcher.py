@@ -18,6 +18,7 @@ from typing import Any
 
 from sbx_common import labels
 from sbx_common.status import Status
+from sbx_common.tasks import cancel_and_wait
 
 from sbx_orchestrator.context import OrchestratorContext
 
@@ -46,9 +47,7 @@ class ContainerWatcher:
     async def stop(self) -> None:
         self._stopping = True
         self._close_stream()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait([self._task])
         if self._handlers:
             await asyncio.wait(set(self._handlers), timeout=self.context.settings.shutdown_timeout)
 

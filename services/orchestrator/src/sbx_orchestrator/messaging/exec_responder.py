@@ -27,11 +27,12 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from typing import Any
 
 import docker
 import docker.errors
 from faststream.nats.annotations import NatsMessage
-from faststream.nats.subscriber.usecases import ConcurrentCoreSubscriber
+from faststream.nats.subscriber.usecases import LogicSubscriber
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sbx_common import subjects, telemetry
@@ -105,15 +106,12 @@ class ExecResponder:
         self.context = context
         self.settings = context.settings
         self._executor = ThreadPoolExecutor(self.settings.exec_threads, thread_name_prefix="exec")
-        self._subscriber: ConcurrentCoreSubscriber | None = None
+        self._subscriber: LogicSubscriber[Any] | None = None
 
     async def start(self) -> None:
-        subscriber = self.context.broker.subscriber(
-            subjects.RPC_EXEC, queue=QUEUE_GROUP, max_workers=self.settings.exec_threads
+        self._subscriber = await self.context.broker.answer(
+            subjects.RPC_EXEC, self._serve, queue=QUEUE_GROUP, max_workers=self.settings.exec_threads
         )
-        subscriber(self._serve)
-        await subscriber.start()
-        self._subscriber = subscriber
 
     async def stop(self) -> None:
         if self._subscriber is not None:

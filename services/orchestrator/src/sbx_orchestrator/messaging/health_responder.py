@@ -8,8 +8,9 @@ group "orchestrator": one orchestrator answers each request.
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from faststream.nats.subscriber.usecases import CoreSubscriber
+from faststream.nats.subscriber.usecases import LogicSubscriber
 from sbx_common import subjects
 
 from sbx_orchestrator.context import OrchestratorContext
@@ -20,13 +21,12 @@ QUEUE_GROUP = "orchestrator"
 class HealthResponder:
     def __init__(self, context: OrchestratorContext) -> None:
         self.context = context
-        self._subscriber: CoreSubscriber | None = None
+        self._subscriber: LogicSubscriber[Any] | None = None
 
     async def start(self) -> None:
-        subscriber = self.context.broker.subscriber(subjects.RPC_ORCHESTRATOR_HEALTH, queue=QUEUE_GROUP)
-        subscriber(self._answer)
-        await subscriber.start()
-        self._subscriber = subscriber
+        self._subscriber = await self.context.broker.answer(
+            subjects.RPC_ORCHESTRATOR_HEALTH, self._answer, queue=QUEUE_GROUP
+        )
 
     async def stop(self) -> None:
         if self._subscriber is not None:

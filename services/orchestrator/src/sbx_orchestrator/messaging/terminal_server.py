@@ -44,6 +44,7 @@ from sbx_common import subjects
 from sbx_common.codes import RpcErrorCode, TerminalEndReason
 from sbx_common.messages import TerminalControl, TerminalOpenReply, TerminalOpenRequest
 from sbx_common.status import Status
+from sbx_common.tasks import cancel_and_wait
 
 from sbx_orchestrator.context import OrchestratorContext
 from sbx_orchestrator.engine import in_container
@@ -137,9 +138,7 @@ class TerminalSession:
                 },
             )
         finally:
-            for task in (pump, watch):
-                task.cancel()
-            await asyncio.gather(pump, watch, return_exceptions=True)
+            await cancel_and_wait([pump, watch])
             await self.release()
             SESSIONS.dec()
             self.server.forget(self)
