@@ -13,7 +13,8 @@ Delivery policy:
 
 The consumer is driven with nats-py rather than FastStream's pull subscriber: FastStream fetches
 the next message while all its workers are busy (the prefetched message then waits, unacked and
-without progress acks, until its ack_wait runs out and it is delivered twice), and nats-py's
+without progress acks, until its ack_wait runs out and it is delivered twice; ag2ai/faststream
+issue #2563, whose fix, PR #3091, is not merged), and nats-py's
 `pull_subscribe`, which FastStream uses, never updates an existing consumer's settings. Here a
 message is fetched only when a worker slot is free, and the consumer's settings are applied
 (create or update) at start-up. The stream itself is never declared or changed.
