@@ -2,9 +2,9 @@
 
 A container is followed when its `running` event arrives (durable consumer
 `log-shipper__events` on SBX_EVT, a FastStream pull subscriber, so events sent while the shipper
-was down still arrive), at
-start-up for every container of this instance that already runs, and by a periodic rescan
-that catches anything else (a Docker restart, an event whose container lives on another node).
+was down still arrive), at start-up for every container of this instance that already runs, and
+by a periodic rescan that catches anything else (a Docker restart, an event whose container
+lives on another node).
 """
 
 from __future__ import annotations
