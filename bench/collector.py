@@ -138,9 +138,8 @@ def start_containers(client: docker.DockerClient, instance: str, count: int) -> 
 
 
 def remove_containers(client: docker.DockerClient, instance: str) -> None:
-    ids = [
-        c["Id"] for c in client.api.containers(all=True, filters={"label": f"{labels.INSTANCE}={instance}"})
-    ]
+    listed = client.api.containers(all=True, filters={"label": labels.instance_filter(instance)})
+    ids = [c["Id"] for c in listed]
 
     def remove(container_id: str) -> None:
         with contextlib.suppress(DockerException):

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import docker.errors
 from sbx_common import db, natsconn, topology
-from sbx_common.labels import INSTANCE
+from sbx_common.labels import instance_filter
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 
 from tests.harness import Platform, build_test_image, platform_env
@@ -30,7 +30,7 @@ def remove_instance_containers(instance: str) -> None:
     """The sandboxes a benchmark left running: none may outlive it (or load the next one)."""
     client = docker.from_env()
     try:
-        for container in client.containers.list(all=True, filters={"label": f"{INSTANCE}={instance}"}):
+        for container in client.containers.list(all=True, filters={"label": instance_filter(instance)}):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True)
     finally:

@@ -10,8 +10,8 @@ from pathlib import Path
 import docker
 import pytest
 from sbx_common.messages import ExecRequest
-from sbx_orchestrator import inside
-from sbx_orchestrator.exec_service import ExecRun
+from sbx_orchestrator.engine import in_container as inside
+from sbx_orchestrator.engine.exec_run import ExecRun
 
 from tests.support.waiting import wait_until
 

@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from sbx_common import subjects
 from sbx_common.status import Verb
 from sbx_devstack.processes import ServiceProcess
-from sbx_reaper.commands import fail_command_id
+from sbx_reaper.command_publisher import fail_command_id
 
 from tests.support.commands import CommandTap
 from tests.support.rows import seed_sandbox

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 from sbx_common.status import Verb
 from sbx_devstack.processes import ServiceProcess
-from sbx_reaper.commands import ttl_command_id
+from sbx_reaper.command_publisher import ttl_command_id
 
 from tests.support.commands import CommandTap
 from tests.support.rows import seed_sandbox

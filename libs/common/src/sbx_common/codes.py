@@ -12,7 +12,7 @@ from typing import Final, Literal
 
 
 class ErrorCode(StrEnum):
-    """The `error.code` values of API.md (the base table and its Additions)."""
+    """The `error.code` values of the API contract (its base table and its Additions)."""
 
     VALIDATION_ERROR = "VALIDATION_ERROR"
     UNAUTHORIZED = "UNAUTHORIZED"
@@ -49,9 +49,12 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
     ErrorCode.STORAGE_FULL: 507,
 }
 
-# Codes an orchestrator may put in an exec or terminal reply (`error_code`); anything else it
-# sends is a bug on its side and the API renders it as UNAVAILABLE.
-RpcErrorCode = Literal["VALIDATION_ERROR", "NOT_FOUND", "NOT_RUNNING", "INVALID_STATE", "UNAVAILABLE"]
+# Codes an orchestrator may put in an exec or terminal reply (`error_code`). INTERNAL_ERROR is
+# an exec that failed in the orchestrator itself (a bug on its side): the API renders it, like any
+# code it has no error for, as UNAVAILABLE.
+RpcErrorCode = Literal[
+    "VALIDATION_ERROR", "NOT_FOUND", "NOT_RUNNING", "INVALID_STATE", "UNAVAILABLE", "INTERNAL_ERROR"
+]
 
 # Why a terminal session ended, sent by the orchestrator in its `exit` control message:
 # the shell exited, the sandbox stopped, the client was idle too long, the client went away
@@ -59,8 +62,16 @@ RpcErrorCode = Literal["VALIDATION_ERROR", "NOT_FOUND", "NOT_RUNNING", "INVALID_
 TerminalEndReason = Literal["exited", "stopped", "idle", "gone", "closed", "error"]
 
 
+class CommandReason:
+    """`SandboxCommand.reason` of the commands the reaper sends on its own (its `fail` commands
+    carry a free-text reason instead)."""
+
+    TTL: Final = "ttl"  # the sandbox's TTL ran out: the orchestrator ends it `expired`
+    REPAIR: Final = "repair"  # a user's command published again: not taken up, or stuck
+
+
 class WsClose:
-    """WebSocket close codes of the contract (API.md) and the RFC 6455 ones the API uses."""
+    """WebSocket close codes of the API contract and the RFC 6455 ones the API uses."""
 
     NORMAL: Final = 1000
     GOING_AWAY: Final = 1001

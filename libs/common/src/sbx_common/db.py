@@ -28,6 +28,15 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
+async def reachable(pool: asyncpg.Pool, wait_seconds: float = 2.0) -> bool:
+    """Whether the pool gets a connection within `wait_seconds` and it answers (readiness)."""
+    try:
+        async with pool.acquire(timeout=wait_seconds) as conn:
+            return bool(await conn.fetchval("SELECT 1") == 1)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return False
+
+
 def list_migrations() -> list[tuple[str, str]]:
     """(name, sql) of every migration shipped with the package, in order."""
     folder = resources.files("sbx_common") / "migrations"

@@ -1,16 +1,23 @@
-"""The platform's error hierarchy: each error knows its HTTP status and contract code."""
+"""The platform's error hierarchy: each error has a contract code, and its HTTP status is that
+code's entry in `codes.HTTP_STATUS`, the one table mapping codes to statuses."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+
+from sbx_common.codes import HTTP_STATUS, ErrorCode
 
 
 class PlatformError(Exception):
     """Base of every error the API renders as `{"success": false, "error": {...}}`."""
 
-    status_code = 500
-    code = "INTERNAL_ERROR"
-    default_message = "An internal error occurred."
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
+    status_code: ClassVar[int] = HTTP_STATUS[ErrorCode.INTERNAL_ERROR]
+    default_message: ClassVar[str] = "An internal error occurred."
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status_code = HTTP_STATUS[cls.code]
 
     def __init__(self, message: str | None = None, details: dict[str, Any] | None = None) -> None:
         self.message = message or self.default_message
@@ -18,15 +25,14 @@ class PlatformError(Exception):
         super().__init__(self.message)
 
     def to_body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        error: dict[str, Any] = {"code": self.code.value, "message": self.message}
         if self.details is not None:
             error["details"] = self.details
         return {"success": False, "error": error}
 
 
 class ValidationFailed(PlatformError):
-    status_code = 400
-    code = "VALIDATION_ERROR"
+    code = ErrorCode.VALIDATION_ERROR
     default_message = "The request is not valid."
 
     @classmethod
@@ -35,50 +41,52 @@ class ValidationFailed(PlatformError):
 
 
 class Unauthorized(PlatformError):
-    status_code = 401
-    code = "UNAUTHORIZED"
+    code = ErrorCode.UNAUTHORIZED
     default_message = "Missing or invalid credentials."
 
 
 class NotFound(PlatformError):
-    status_code = 404
-    code = "NOT_FOUND"
+    code = ErrorCode.NOT_FOUND
     default_message = "The resource was not found."
 
 
 class Conflict(PlatformError):
-    status_code = 409
-    code = "CONFLICT"
+    code = ErrorCode.CONFLICT
     default_message = "The request conflicts with the current state."
 
 
 class InvalidState(PlatformError):
-    status_code = 409
-    code = "INVALID_STATE"
+    code = ErrorCode.INVALID_STATE
     default_message = "This action is not allowed in the sandbox's current status."
 
 
 class NotRunning(PlatformError):
-    status_code = 409
-    code = "NOT_RUNNING"
+    code = ErrorCode.NOT_RUNNING
     default_message = "The sandbox is not running."
 
 
+class NotADirectory(PlatformError):
+    code = ErrorCode.NOT_A_DIRECTORY
+    default_message = "The path is not a directory."
+
+
+class IsADirectory(PlatformError):
+    code = ErrorCode.IS_A_DIRECTORY
+    default_message = "The path is a directory."
+
+
 class PayloadTooLarge(PlatformError):
-    status_code = 413
-    code = "PAYLOAD_TOO_LARGE"
+    code = ErrorCode.PAYLOAD_TOO_LARGE
     default_message = "The request body is too large."
 
 
 class QuotaExceeded(PlatformError):
-    status_code = 429
-    code = "QUOTA_EXCEEDED"
+    code = ErrorCode.QUOTA_EXCEEDED
     default_message = "A quota was reached."
 
 
 class RateLimited(PlatformError):
-    status_code = 429
-    code = "RATE_LIMITED"
+    code = ErrorCode.RATE_LIMITED
     default_message = "Too many requests; retry later."
 
     def __init__(self, retry_after: int, message: str | None = None) -> None:
@@ -86,9 +94,15 @@ class RateLimited(PlatformError):
         super().__init__(message, {"retryAfter": retry_after})
 
 
+class UpstreamUnavailable(PlatformError):
+    """502: a service the request depends on answered, but not usefully."""
+
+    code = ErrorCode.UPSTREAM_UNAVAILABLE
+    default_message = "An upstream service failed to answer the request."
+
+
 class Unavailable(PlatformError):
-    status_code = 503
-    code = "UNAVAILABLE"
+    code = ErrorCode.UNAVAILABLE
     default_message = "A dependency is unavailable; nothing was changed."
 
 
@@ -96,6 +110,11 @@ class RecordedForLater(Unavailable):
     """503, but the change is recorded and will be carried out: a retry must not act again."""
 
     default_message = "A dependency is unavailable; the request is recorded and will be carried out later."
+
+
+class StorageFull(PlatformError):
+    code = ErrorCode.STORAGE_FULL
+    default_message = "The sandbox's storage is full."
 
 
 class InternalError(PlatformError):

@@ -11,3 +11,9 @@ OWNER_ID = "sbx.owner-id"
 
 def container_name(sandbox_id: object) -> str:
     return f"sbx-{sandbox_id}"
+
+
+def instance_filter(instance: str) -> list[str]:
+    """Docker's `label` filter for this installation's sandbox containers (the labels must all
+    match), so no service ever lists or touches another installation's containers."""
+    return [f"{PLATFORM}={PLATFORM_VALUE}", f"{INSTANCE}={instance}"]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from sbx_common.codes import RpcErrorCode, TerminalEndReason
 from sbx_common.status import Status, Verb
 from sbx_common.timeutil import utcnow
 
@@ -35,7 +36,8 @@ class SandboxCommand(Message):
     verb: Verb
     sandbox_id: uuid.UUID
     owner_id: uuid.UUID
-    # Why the command was issued when not by the user: "ttl" (reaper), "repair" (reaper).
+    # Why the command was issued when not by the user: a `codes.CommandReason`, or the reason
+    # of a `fail` command.
     reason: str | None = None
     trace_id: str | None = None
 
@@ -97,7 +99,7 @@ class ExecResult(Message):
     stderr_truncated: bool = False
     duration_ms: int = 0
     timed_out: bool = False
-    error_code: str | None = None
+    error_code: RpcErrorCode | None = None
     error_message: str | None = None
 
 
@@ -113,7 +115,7 @@ class TerminalOpenRequest(Message):
 
 class TerminalOpenReply(Message):
     ok: bool
-    error_code: str | None = None
+    error_code: RpcErrorCode | None = None
     error_message: str | None = None
 
 
@@ -147,7 +149,8 @@ class TerminalControl(Message):
 
     API -> orchestrator: `resize` (cols, rows), `keepalive` (the client is still there), `close`
     (the client left). Orchestrator -> API: `exit` (the shell ended; `exit_code` and `reason`:
-    "exited", "idle", "stopped", "error"), and `keepalive` as the reply to a keepalive request.
+    "exited", "stopped", "idle", "gone", "closed" or "error"), and `keepalive` as the reply to a
+    keepalive request.
     """
 
     type: TerminalControlType
@@ -155,4 +158,4 @@ class TerminalControl(Message):
     cols: int | None = None
     rows: int | None = None
     exit_code: int | None = None
-    reason: str | None = None
+    reason: TerminalEndReason | None = None

@@ -9,6 +9,7 @@ Request/reply (core NATS, no stream):
     sbx.rpc.exec                  -> run a command in a sandbox
     sbx.rpc.terminal.open         -> open a PTY session
 Terminal session I/O (core NATS): sbx.term.<sessionId>.{in,out,ctl}
+Metrics:   $KV.sbx_metrics.<sandboxId>                   (KV bucket sbx_metrics: a put is a message)
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ RPC_ORCHESTRATOR_HEALTH = "sbx.rpc.orchestrator.health"
 RPC_EXEC = "sbx.rpc.exec"
 RPC_TERMINAL_OPEN = "sbx.rpc.terminal.open"
 TERM_PREFIX = "sbx.term"
+# The KV bucket of the latest metrics samples (declared in topology.py); JetStream keeps a
+# bucket's entries on the subjects `$KV.<bucket>.<key>`.
+METRICS_BUCKET = "sbx_metrics"
+METRICS_KV_PREFIX = f"$KV.{METRICS_BUCKET}"
 
 
 def command(verb: str) -> str:
@@ -64,3 +69,8 @@ def terminal_output(session_id: str) -> str:
 
 def terminal_control(session_id: str) -> str:
     return f"{TERM_PREFIX}.{session_id}.ctl"
+
+
+def metrics_kv(key: str) -> str:
+    """The subject of one entry of the metrics bucket (key = sandbox id): a put publishes on it."""
+    return f"{METRICS_KV_PREFIX}.{key}"

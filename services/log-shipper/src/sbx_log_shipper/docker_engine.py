@@ -128,8 +128,9 @@ class DockerEngine:
             return False
         return True
 
-    async def running_containers(self, labels: dict[str, str]) -> list[dict[str, Any]]:
-        filters = {"label": [f"{k}={v}" for k, v in labels.items()], "status": ["running"]}
+    async def running_containers(self, label_filter: list[str]) -> list[dict[str, Any]]:
+        """Running containers carrying every label of `label_filter` (`key=value` or `key`)."""
+        filters = {"label": label_filter, "status": ["running"]}
         query = {"filters": json.dumps(filters)}
         result: list[dict[str, Any]] = await self.get_json("/containers/json", query)
         return result

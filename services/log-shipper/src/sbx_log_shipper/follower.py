@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Counter
 from sbx_common.labels import INSTANCE
 from sbx_common.messages import LogLine
+from sbx_common.tasks import cancel_and_wait
 
 from sbx_log_shipper.docker_engine import ContainerNotFound, DockerEngine, DockerError
 from sbx_log_shipper.frames import FrameDecoder, LineParser, RawLine, ReplayFilter, TtyDecoder
@@ -88,8 +89,7 @@ class Batcher:
         await self._task
 
     async def abort(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait([self._task])
 
     async def _run(self) -> None:
         settings = self.shared.settings
@@ -201,8 +201,7 @@ class Follower:
         self._poked = True
 
     async def stop(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await cancel_and_wait([self.task])
         await self.publisher.close()
 
     async def _run(self) -> None:

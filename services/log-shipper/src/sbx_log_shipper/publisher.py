@@ -4,7 +4,8 @@ PostgreSQL is the record; the stream is the live feed. Publishing therefore neve
 storing: each sandbox has a bounded queue of stored batches and its own publishing task. If
 NATS is away for long enough to fill the queue, the oldest batches are dropped from the live
 feed (never from the database): a live reader that sees `seq` jump reads the missing lines
-from PostgreSQL.
+from PostgreSQL. Published with nats-py: a batch is sized to the server's max_payload, which
+also counts the headers FastStream would add to each message.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from nats.js import JetStreamContext
 from prometheus_client import Counter
 from sbx_common import subjects
 from sbx_common.messages import LogBatch, LogLine
+from sbx_common.tasks import cancel_and_wait
 from sbx_common.topology import STREAM_LOG
 
 logger = logging.getLogger(__name__)
@@ -92,10 +94,8 @@ class SandboxPublisher:
         await self.close()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -1,9 +1,10 @@
 """The log shipper: which containers to follow, and when.
 
 A container is followed when its `running` event arrives (durable consumer
-`log-shipper__events` on SBX_EVT, so events sent while the shipper was down still arrive), at
-start-up for every container of this instance that already runs, and by a periodic rescan
-that catches anything else (a Docker restart, an event whose container lives on another node).
+`log-shipper__events` on SBX_EVT, a FastStream pull subscriber, so events sent while the shipper
+was down still arrive), at start-up for every container of this instance that already runs, and
+by a periodic rescan that catches anything else (a Docker restart, an event whose container
+lives on another node).
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ import logging
 import uuid
 
 import asyncpg
+from faststream.middlewares import AckPolicy as Acking
+from faststream.nats import PullSub
+from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.client import JetStreamContext
 from prometheus_client import Gauge
 from pydantic import ValidationError
 from sbx_common import db, labels, subjects, telemetry
+from sbx_common.broker import WorkerBroker, bound_stream
+from sbx_common.consumer_lag import start_lag_export
 from sbx_common.messages import SandboxEvent
 from sbx_common.status import Status
+from sbx_common.tasks import cancel_and_wait
 from sbx_common.topology import STREAM_EVT
 
 from sbx_log_shipper.config import LogShipperSettings
@@ -35,10 +41,6 @@ logger = logging.getLogger(__name__)
 CONSUMER = "log-shipper__events"
 FORGET_INTERVAL = 3600.0  # seconds between deletions of long-destroyed sandboxes' lines
 FOLLOWED = Gauge("log_shipper_containers_followed", "Sandbox containers whose logs are being followed")
-# The JetStream lag of the consumer, under the name every service's consumers use.
-CONSUMER_PENDING = Gauge(
-    "jetstream_consumer_pending", "Messages in the stream not yet delivered to the consumer.", ["consumer"]
-)
 
 
 class LogShipper:
@@ -51,7 +53,7 @@ class LogShipper:
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
         self._shared: Shared | None = None
-        self._subscription: JetStreamContext.PullSubscription | None = None
+        self._broker: WorkerBroker | None = None
 
     async def start(self, nc: NatsClient) -> None:
         settings = self.settings
@@ -70,40 +72,38 @@ class LogShipper:
                 max_pending_lines=settings.log_max_pending_lines,
             ),
         )
-        self._subscription = subscription = await js.pull_subscribe(
+        self._broker = WorkerBroker(nc)
+        self._broker.subscriber(
             subjects.event("*", "*", Status.RUNNING.value),
+            stream=bound_stream(STREAM_EVT),
             durable=CONSUMER,
-            stream=STREAM_EVT,
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=30,
                 max_deliver=5,
                 deliver_policy=DeliverPolicy.NEW,  # containers running before are found by the scan
             ),
-        )
+            pull_sub=PullSub(batch_size=100, timeout=5.0),
+            ack_policy=Acking.MANUAL,
+        )(self._on_running)
+        await self._broker.start()
         self._tasks = [
-            asyncio.create_task(self._consume_events(subscription), name="running-events"),
             asyncio.create_task(self._rescan_forever(), name="rescan"),
+            start_lag_export(js, STREAM_EVT, CONSUMER),
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._subscription is not None:
-            # A fetch answered after its cancellation would otherwise hold up the NATS drain.
+        await cancel_and_wait(self._tasks)
+        if self._broker is not None:
+            # Unsubscribes too: a fetch answered after its cancellation would hold up the drain.
             with contextlib.suppress(NatsError, TimeoutError):
-                await self._subscription.unsubscribe()
+                await self._broker.stop()
         await asyncio.gather(*(f.stop() for f in list(self.followers.values())), return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
 
     async def checks(self) -> dict[str, bool]:
-        database = False
-        if self._pool is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                async with self._pool.acquire(timeout=2) as conn:
-                    database = await conn.fetchval("SELECT 1") == 1
+        database = self._pool is not None and await db.reachable(self._pool)
         return {"docker": await self.docker.ping(), "database": database}
 
     def follow(self, sandbox_id: uuid.UUID) -> None:
@@ -123,36 +123,21 @@ class LogShipper:
             del self.followers[follower.sandbox_id]
         FOLLOWED.set(len(self.followers))
 
-    async def _consume_events(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while True:
-            try:
-                messages = await subscription.fetch(batch=100, timeout=5)
-            except TimeoutError:
-                await self._export_lag(subscription)  # an idle consumer's lag is 0, and shown
-                continue
-            except NatsError as exc:
-                logger.warning("fetching events failed", extra={"error": repr(exc)})
-                await asyncio.sleep(1)
-                continue
-            for message in messages:
-                try:
-                    event = SandboxEvent.model_validate_json(message.data)
-                except ValidationError:
-                    logger.warning("ignoring a malformed event", extra={"subject": message.subject})
-                else:
-                    # Continues the trace of the command whose container now runs (headers).
-                    attributes = {"sbx.sandbox_id": str(event.sandbox_id)}
-                    with telemetry.consumer_span("log-shipper follow", message.headers, attributes):
-                        self.follow(event.sandbox_id)
-                with contextlib.suppress(NatsError, TimeoutError):
-                    await message.ack()
-            await self._export_lag(subscription)
-
-    @staticmethod
-    async def _export_lag(subscription: JetStreamContext.PullSubscription) -> None:
+    async def _on_running(self, message: NatsMessage) -> None:
+        """A sandbox's container runs: follow it. Every event is acknowledged, a malformed one
+        too (it can never be followed)."""
+        msg = message.raw_message
+        try:
+            event = SandboxEvent.model_validate_json(msg.data)
+        except ValidationError:
+            logger.warning("ignoring a malformed event", extra={"subject": msg.subject})
+        else:
+            # Continues the trace of the command whose container now runs (headers).
+            attributes = {"sbx.sandbox_id": str(event.sandbox_id)}
+            with telemetry.consumer_span("log-shipper follow", msg.headers, attributes):
+                self.follow(event.sandbox_id)
         with contextlib.suppress(NatsError, TimeoutError):
-            info = await subscription.consumer_info()
-            CONSUMER_PENDING.labels(CONSUMER).set(info.num_pending or 0)
+            await message.ack()
 
     async def _rescan_forever(self) -> None:
         """Follow what runs unfollowed; about once an hour, forget long-destroyed sandboxes' lines."""
@@ -175,8 +160,7 @@ class LogShipper:
             await asyncio.sleep(self.settings.log_rescan_seconds)
 
     async def rescan(self) -> None:
-        wanted = {labels.INSTANCE: self.settings.instance, labels.PLATFORM: labels.PLATFORM_VALUE}
-        for container in await self.docker.running_containers(wanted):
+        for container in await self.docker.running_containers(labels.instance_filter(self.settings.instance)):
             value = (container.get("Labels") or {}).get(labels.SANDBOX_ID)
             try:
                 sandbox_id = uuid.UUID(value)

@@ -34,6 +34,7 @@ from nats.errors import Error as NatsError
 from nats.js.kv import KeyValue
 from sbx_common import labels, subjects
 from sbx_common.status import Status
+from sbx_common.tasks import cancel_and_wait
 from sbx_common.timeutil import rfc3339, utcnow
 from sbx_common.topology import KV_METRICS
 
@@ -63,7 +64,6 @@ class Collector:
         self._nc: NatsClient | None = None
         self._kv: KeyValue | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._subject_prefix = f"$KV.{KV_METRICS}."
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[None]] = set()
         # Sandboxes an event said are stopping, with the start time (Docker's StartedAt) of the
@@ -93,9 +93,7 @@ class Collector:
         for sub in self._subs:
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
         self._sampler.close()
         self._stats_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -236,7 +234,7 @@ class Collector:
         assert self._nc is not None
         self.latest[sandbox_id] = sample
         await self._nc.publish(
-            self._subject_prefix + sandbox_id, json.dumps(sample, separators=(",", ":")).encode()
+            subjects.metrics_kv(sandbox_id), json.dumps(sample, separators=(",", ":")).encode()
         )
 
     async def _forget(self, sandbox_id: str) -> None:

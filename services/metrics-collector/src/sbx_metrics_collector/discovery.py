@@ -53,11 +53,7 @@ class Discovery:
         self._client = client
         self._filters = {
             "status": "running",
-            "label": [
-                f"{labels.PLATFORM}={labels.PLATFORM_VALUE}",
-                f"{labels.INSTANCE}={instance}",
-                labels.SANDBOX_ID,
-            ],
+            "label": [*labels.instance_filter(instance), labels.SANDBOX_ID],
         }
         self._instance = instance
 
@@ -100,7 +96,7 @@ class StartWatcher:
         self._filters = {
             "type": "container",
             "event": ["start"],
-            "label": [f"{labels.INSTANCE}={instance}", labels.SANDBOX_ID],
+            "label": [*labels.instance_filter(instance), labels.SANDBOX_ID],
         }
         self._on_start = on_start
         self._stream: Any = None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import docker
 from nats.aio.client import Client as NatsClient
+from sbx_common.tasks import cancel_and_wait
 from sbx_common.worker import run_worker
 
 from sbx_metrics_collector import gauges
@@ -45,10 +46,7 @@ class MetricsCollector:
         self._task = asyncio.create_task(run_rounds(self._collector, s.metrics_interval_seconds))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
         if self._collector is not None:
             await self._collector.close()
         if self._client is not None:

@@ -15,12 +15,13 @@ import asyncpg
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from sbx_common import db
+from sbx_common.broker import WorkerBroker
 
 from sbx_orchestrator.config import OrchestratorSettings
-from sbx_orchestrator.engine import DockerEngine
-from sbx_orchestrator.events import EventPublisher
+from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.lifecycle import Lifecycle
 from sbx_orchestrator.locks import SandboxLocks
+from sbx_orchestrator.messaging.event_publisher import EventPublisher
 from sbx_orchestrator.repository import Repository
 from sbx_orchestrator.secrets import SecretOpener
 
@@ -36,6 +37,7 @@ class OrchestratorContext:
     settings: OrchestratorSettings
     nc: NatsClient
     js: JetStreamContext
+    broker: WorkerBroker  # FastStream on `nc`, for the request/reply responders
     pool: asyncpg.Pool
     repository: Repository
     engine: DockerEngine
@@ -47,6 +49,8 @@ class OrchestratorContext:
     async def open(cls, settings: OrchestratorSettings, nc: NatsClient) -> OrchestratorContext:
         pool = await db.create_pool(settings.database_url.get_secret_value(), max_size=20)
         js = nc.jetstream()
+        broker = WorkerBroker(nc, graceful_timeout=settings.shutdown_timeout)
+        await broker.connect()
         repository = Repository(pool)
         engine = DockerEngine(settings)
         await engine.ping()  # connects if the engine answers; otherwise later, when it does
@@ -56,6 +60,7 @@ class OrchestratorContext:
             settings=settings,
             nc=nc,
             js=js,
+            broker=broker,
             pool=pool,
             repository=repository,
             engine=engine,
@@ -65,6 +70,7 @@ class OrchestratorContext:
         )
 
     async def close(self) -> None:
+        await self.broker.stop()
         await self.pool.close()
         self.engine.close()
 

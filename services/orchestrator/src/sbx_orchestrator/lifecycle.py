@@ -30,22 +30,21 @@ from typing import Any
 
 import docker.errors
 from sbx_common import labels
+from sbx_common.codes import CommandReason
 from sbx_common.logging import redact_text
 from sbx_common.messages import SandboxCommand
 from sbx_common.status import SETTLED, TERMINAL, Status, Verb
 from sbx_common.timeutil import utcnow
 
 from sbx_orchestrator.config import OrchestratorSettings
-from sbx_orchestrator.containers import ContainerState, container_spec, read_endpoints, read_state
-from sbx_orchestrator.engine import DockerEngine
+from sbx_orchestrator.engine.containers import ContainerState, container_spec, read_endpoints, read_state
+from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.errors import SandboxFailed
-from sbx_orchestrator.events import EventPublisher
+from sbx_orchestrator.messaging.event_publisher import EventPublisher
 from sbx_orchestrator.repository import Repository, RuntimeState, SandboxRecord
 from sbx_orchestrator.secrets import SecretOpener
 
 logger = logging.getLogger(__name__)
-
-REASON_TTL = "ttl"
 
 # The status recorded while a verb is under way, and the one it settles in when all goes well.
 UNDER_WAY = {
@@ -116,7 +115,7 @@ class Job:
 
 
 def is_expiry(command: SandboxCommand) -> bool:
-    return command.verb is Verb.DESTROY and command.reason == REASON_TTL
+    return command.verb is Verb.DESTROY and command.reason == CommandReason.TTL
 
 
 def exit_outcome(state: ContainerState) -> tuple[Status, str | None, dict[str, Any]]:
@@ -339,7 +338,7 @@ class Lifecycle:
         if info is not None and read_state(info).running:
             columns["stopped_at"] = columns["destroyed_at"]
         if job.expiring:
-            await self._record(job, Status.EXPIRED, reason=REASON_TTL, **columns)
+            await self._record(job, Status.EXPIRED, reason=CommandReason.TTL, **columns)
         else:
             await self._record(job, Status.DESTROYED, **columns)
 

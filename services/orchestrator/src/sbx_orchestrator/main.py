@@ -13,20 +13,20 @@ import logging
 from nats.aio.client import Client as NatsClient
 from sbx_common.worker import run_worker
 
-from sbx_orchestrator.commands import CommandConsumer
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.context import Component, ComponentFactory, OrchestratorContext
-from sbx_orchestrator.exec_service import ExecService
-from sbx_orchestrator.health import HealthResponder
-from sbx_orchestrator.terminal import TerminalServer
-from sbx_orchestrator.watcher import ContainerWatcher
+from sbx_orchestrator.engine.container_watcher import ContainerWatcher
+from sbx_orchestrator.messaging.command_consumer import CommandConsumer
+from sbx_orchestrator.messaging.exec_responder import ExecResponder
+from sbx_orchestrator.messaging.health_responder import HealthResponder
+from sbx_orchestrator.messaging.terminal_server import TerminalServer
 
 logger = logging.getLogger(__name__)
 
 COMPONENTS: tuple[ComponentFactory, ...] = (
     HealthResponder,
     ContainerWatcher,
-    ExecService,
+    ExecResponder,
     TerminalServer,
     CommandConsumer,
 )

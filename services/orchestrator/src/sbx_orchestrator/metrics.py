@@ -6,7 +6,7 @@ the orchestrator makes; no sandbox or user id ever becomes a label.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 COMMAND_DURATION = Histogram(
     "orchestrator_command_duration_seconds",
@@ -34,14 +34,4 @@ DEAD_LETTERS = Counter(
     "orchestrator_dead_letters_total",
     "Commands given up after their last delivery and sent to SBX_DLQ, per verb.",
     ["verb"],
-)
-CONSUMER_PENDING = Gauge(
-    "jetstream_consumer_pending",
-    "Messages in the stream not yet delivered to the consumer (JetStream lag).",
-    ["consumer"],
-)
-CONSUMER_ACK_PENDING = Gauge(
-    "jetstream_consumer_ack_pending",
-    "Messages delivered to the consumer and not yet acknowledged.",
-    ["consumer"],
 )

@@ -6,14 +6,20 @@ deterministic ids, and removes orphan containers of its own instance. Safe to ru
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 from nats.aio.client import Client as NatsClient
 from sbx_common import db
+from sbx_common.broker import WorkerBroker
+from sbx_common.consumer_lag import start_lag_export
+from sbx_common.tasks import cancel_and_wait
+from sbx_common.topology import STREAM_EVT
 from sbx_common.worker import run_worker
 
-from sbx_reaper.commands import CommandPublisher
+from sbx_reaper.command_publisher import CommandPublisher
 from sbx_reaper.config import ReaperSettings
-from sbx_reaper.events import EventConsumer
+from sbx_reaper.event_consumer import DURABLE, subscribe_events
 from sbx_reaper.orphans import OrphanReaper
 from sbx_reaper.repair import Repairer
 from sbx_reaper.repository import SandboxReader
@@ -26,7 +32,8 @@ class Reaper:
         self.settings = settings
         self._pool: asyncpg.Pool | None = None
         self._timers: TtlTimers | None = None
-        self._events: EventConsumer | None = None
+        self._broker: WorkerBroker | None = None
+        self._lag: asyncio.Task[None] | None = None
         self._orphans: OrphanReaper | None = None
         self._sweeper: Sweeper | None = None
 
@@ -46,8 +53,10 @@ class Reaper:
             max_republish=s.reaper_stuck_max_republish,
         )
         self._orphans = OrphanReaper(reader, s.instance, s.reaper_orphan_grace_seconds)
-        self._events = EventConsumer(nc.jetstream(), self._timers.on_event)
-        await self._events.start()
+        self._broker = WorkerBroker(nc)
+        subscribe_events(self._broker, self._timers.on_event)
+        await self._broker.start()
+        self._lag = start_lag_export(nc.jetstream(), STREAM_EVT, DURABLE)
         self._sweeper = Sweeper(
             self._pool,
             s.reaper_sweep_interval_seconds,
@@ -59,8 +68,9 @@ class Reaper:
     async def stop(self) -> None:
         if self._sweeper is not None:
             await self._sweeper.stop()
-        if self._events is not None:
-            await self._events.stop()
+        if self._broker is not None:
+            await self._broker.stop()
+        await cancel_and_wait([self._lag])
         if self._timers is not None:
             await self._timers.close()
         if self._orphans is not None:
@@ -69,13 +79,7 @@ class Reaper:
             await self._pool.close()
 
     async def checks(self) -> dict[str, bool]:
-        if self._pool is None:
-            return {"db": False}
-        try:
-            await self._pool.fetchval("SELECT 1")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            return {"db": False}
-        return {"db": True}
+        return {"db": self._pool is not None and await db.reachable(self._pool)}
 
 
 def main() -> None:

@@ -21,6 +21,3 @@ SWEEP_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 TTL_TIMERS = Gauge("reaper_ttl_timers", "TTL timers currently scheduled in this process.")
-CONSUMER_PENDING = Gauge(
-    "jetstream_consumer_pending", "Messages in the stream not yet delivered to the consumer.", ["consumer"]
-)

@@ -84,13 +84,7 @@ class OrphanReaper:
 
     def _list(self) -> list[Candidate]:
         summaries: list[dict[str, Any]] = self._docker().api.containers(
-            all=True,
-            filters={
-                "label": [
-                    f"{labels.PLATFORM}={labels.PLATFORM_VALUE}",
-                    f"{labels.INSTANCE}={self._instance}",
-                ]
-            },
+            all=True, filters={"label": labels.instance_filter(self._instance)}
         )
         now = time.time()
         return [

@@ -20,16 +20,15 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NatsClient
 from sbx_common import natsconn
+from sbx_common.codes import CommandReason
 from sbx_common.messages import SandboxCommand
 from sbx_common.status import Verb
 
 from sbx_reaper import metrics
-from sbx_reaper.commands import CommandPublisher, fail_command_id
+from sbx_reaper.command_publisher import CommandPublisher, fail_command_id
 from sbx_reaper.repository import SandboxReader, Unsettled
 
 logger = logging.getLogger(__name__)
-
-REPAIR_REASON = "repair"
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ class Repairer:
                     verb=verb,
                     sandbox_id=row.sandbox_id,
                     owner_id=row.owner_id,
-                    reason=REPAIR_REASON,
+                    reason=CommandReason.REPAIR,
                 )
                 if await self._publisher.publish(command, action.msg_id):
                     metrics.COMMANDS_REPAIRED.labels("republish").inc()

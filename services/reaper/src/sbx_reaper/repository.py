@@ -7,11 +7,15 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+from sbx_common.status import TERMINAL, TRANSITIONAL, Status
 
-TERMINAL = ("destroyed", "expired")
-TRANSITIONAL = ("pending", "starting", "stopping", "restarting", "destroying")
 # Statuses in which the TTL no longer applies: ended, or already being destroyed by the user.
-NO_TTL = (*TERMINAL, "destroying")
+NO_TTL = frozenset({*TERMINAL, Status.DESTROYING})
+
+
+def _values(statuses: frozenset[Status]) -> list[str]:
+    """A status set as a `text[]` query parameter."""
+    return sorted(status.value for status in statuses)
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class SandboxReader:
             " WHERE expires_at <= now() + make_interval(secs => $1) AND status <> ALL($2::text[])"
             " ORDER BY expires_at",
             seconds,
-            list(NO_TTL),
+            _values(NO_TTL),
         )
         return [Expiry(r["id"], r["owner_id"], r["status"], r["remaining"]) for r in rows]
 
@@ -76,7 +80,7 @@ class SandboxReader:
             " FROM v"
             " WHERE (NOT taken_up AND last_command_at <= now() - make_interval(secs => $2))"
             "    OR (taken_up AND runtime_updated_at <= now() - make_interval(secs => $3))",
-            list(TRANSITIONAL),
+            _values(TRANSITIONAL),
             untaken_after,
             stuck_after,
         )
@@ -100,6 +104,6 @@ class SandboxReader:
         rows = await self._pool.fetch(
             "SELECT id FROM sandbox_view WHERE id = ANY($1::uuid[]) AND status <> ALL($2::text[])",
             sandbox_ids,
-            list(TERMINAL),
+            _values(TERMINAL),
         )
         return {r["id"] for r in rows}

@@ -10,12 +10,12 @@ failing step is logged and does not stop the others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+from sbx_common.tasks import cancel_and_wait
 
 from sbx_reaper import metrics
 
@@ -41,10 +41,7 @@ class Sweeper:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
 
     async def _run(self) -> None:
         while True:

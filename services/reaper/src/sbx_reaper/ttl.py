@@ -13,16 +13,16 @@ import asyncio
 import logging
 import uuid
 
+from sbx_common.codes import CommandReason
 from sbx_common.messages import SandboxCommand, SandboxEvent
 from sbx_common.status import TERMINAL, Verb
+from sbx_common.tasks import cancel_and_wait
 
 from sbx_reaper import metrics
-from sbx_reaper.commands import CommandPublisher, ttl_command_id
+from sbx_reaper.command_publisher import CommandPublisher, ttl_command_id
 from sbx_reaper.repository import NO_TTL, Expiry, SandboxReader
 
 logger = logging.getLogger(__name__)
-
-TTL_REASON = "ttl"
 
 
 class TtlTimers:
@@ -69,9 +69,7 @@ class TtlTimers:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
 
     def _fire(self, sandbox_id: uuid.UUID) -> None:
         self._timers.pop(sandbox_id, None)
@@ -93,7 +91,7 @@ class TtlTimers:
                 verb=Verb.DESTROY,
                 sandbox_id=sandbox_id,
                 owner_id=expiry.owner_id,
-                reason=TTL_REASON,
+                reason=CommandReason.TTL,
             )
             if await self._publisher.publish(command):
                 metrics.SANDBOXES_EXPIRED.inc()

@@ -1,7 +1,8 @@
 """The platform's NATS subjects as a FastStream AsyncAPI document (`make asyncapi`).
 
-No service runs one FastStream app for every subject (the orchestrator drives its consumer with
-nats-py, and the subjects are shared by five services), so the document is described here, once,
+No service runs one FastStream app for every subject (the services subscribe through FastStream
+where it fits and with nats-py where it does not, and the subjects are shared by five services),
+so the document is described here, once,
 from what `sbx_common` defines: the subjects (`subjects.py`), the streams (`topology.py`) and the
 message models (`messages.py`). Each subscriber below says who consumes a subject; each publisher
 says who publishes it. The handlers are never run: the broker is never connected.
@@ -20,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from faststream import FastStream
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import NatsBroker, PullSub
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, Field
 from sbx_common import subjects, topology
+from sbx_common.broker import bound_stream
 from sbx_common.messages import (
     DeadLetter,
     ExecRequest,
@@ -46,11 +48,11 @@ broker = NatsBroker(
     description="NATS JetStream of the sandbox platform. Streams are declared only by `sbx-migrate`.",
 )
 
-# Streams as the topology declares them; declare=False: documentation never creates a stream.
-CMD = JStream(topology.STREAM_CMD, declare=False, description="Work queue of sandbox commands.")
-EVT = JStream(topology.STREAM_EVT, declare=False, description="Sandbox state changes, 7 days.")
-DLQ = JStream(topology.STREAM_DLQ, declare=False, description="Commands that failed every delivery.")
-LOG = JStream(topology.STREAM_LOG, declare=False, description="Log lines, 1 day, 20,000 per sandbox.")
+# Streams as the topology declares them, bound as the services bind them: never created here.
+CMD = bound_stream(topology.STREAM_CMD, "Work queue of sandbox commands.")
+EVT = bound_stream(topology.STREAM_EVT, "Sandbox state changes, 7 days.")
+DLQ = bound_stream(topology.STREAM_DLQ, "Commands that failed every delivery.")
+LOG = bound_stream(topology.STREAM_LOG, "Log lines, 1 day, 20,000 per sandbox.")
 
 
 class OrchestratorHealth(BaseModel):
@@ -124,6 +126,34 @@ async def follow_running(event: SandboxEvent) -> None:
     """Follow the logs of the sandbox's container."""
 
 
+@broker.subscriber(
+    f"{subjects.EVT_PREFIX}.{{owner_id}}.{{sandbox_id}}.{{status}}",
+    stream=EVT,
+    durable="reaper__events",
+    pull_sub=PullSub(batch_size=1),
+    title="sbx.evt.{owner_id}.{sandbox_id}.{status}:reaper",
+    description=(
+        "The reaper keeps its TTL timers current between two sweeps: a terminal status disarms "
+        "a sandbox's timer, any other arms it when it expires soon."
+    ),
+)
+async def track_expiry(event: SandboxEvent) -> None:
+    """Arm or disarm the sandbox's TTL timer."""
+
+
+@broker.subscriber(
+    f"{subjects.EVT_PREFIX}.{{owner_id}}.{{sandbox_id}}.{{status}}",
+    title="sbx.evt.{owner_id}.{sandbox_id}.{status}:metrics-collector",
+    description=(
+        "The metrics collector reads only the subject (core NATS, no durable): `stopping`, "
+        "`stopped`, `destroyed`, `failed`, `expired` stop a sandbox's sampling and delete its "
+        "key; `running` starts it."
+    ),
+)
+async def track_sampling(event: SandboxEvent) -> None:
+    """Start or stop sampling the sandbox."""
+
+
 # --- Logs: log-shipper -> api (GET /sandboxes/:id/logs, WebSocket tail) ----------------------
 log_publisher = broker.publisher(
     f"{subjects.LOG_PREFIX}.{{sandbox_id}}",
@@ -145,6 +175,17 @@ log_publisher = broker.publisher(
 )
 async def tail_logs(batch: LogBatch) -> None:
     """Live tail of one sandbox's logs."""
+
+
+# --- Metrics: metrics-collector -> api (GET /sandboxes/:id/metrics) ---------------------------
+metrics_publisher = broker.publisher(
+    f"{subjects.METRICS_KV_PREFIX}.{{sandbox_id}}",
+    title="$KV.sbx_metrics.{sandbox_id}:metrics-collector",
+    description=(
+        "The latest sample of a running sandbox in the KV bucket `sbx_metrics` (key = sandbox "
+        "id, 5 minutes TTL): a put is a message on this subject; the API reads the bucket."
+    ),
+)
 
 
 # --- Dead letters: orchestrator -> operators -------------------------------------------------

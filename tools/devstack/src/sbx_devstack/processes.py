@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from sbx_devstack.servers import stop_process
+
 # Console script of each service, installed by its package.
 SERVICES: dict[str, str] = {
     "api": "sbx-api",
@@ -89,13 +91,7 @@ class ServiceProcess:
     def stop(self, timeout: float = 15.0) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGTERM, timeout)
         if self._pump is not None:
             self._pump.join(timeout=5)
         self.process = None

@@ -46,6 +46,19 @@ def nats_server_binary() -> str:
     return found
 
 
+def stop_process(process: subprocess.Popen[bytes], signum: int, wait_seconds: float) -> None:
+    """Ask a child process to stop with `signum`; SIGKILL it if it is still there after
+    `wait_seconds`. Returns once it has ended."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signum)
+    try:
+        process.wait(wait_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class EmbeddedNats:
     """A nats-server with JetStream, its store in `data_dir`."""
 
@@ -70,13 +83,8 @@ class EmbeddedNats:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, signal.SIGTERM, 10)
         self.process = None
 
     def kill(self) -> None:
@@ -240,11 +248,6 @@ class EmbeddedPostgres:
             )
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # "fast" shutdown
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, signal.SIGINT, 15)  # SIGINT: PostgreSQL's "fast" shutdown
         self.process = None

@@ -2,7 +2,8 @@
 
 Every decision the reaper takes maps to one command id (and one `Nats-Msg-Id`), so two reapers
 taking the same decision at once create a single command: JetStream drops the duplicate within
-its window, and the orchestrator's handlers are idempotent beyond it.
+its window, and the orchestrator's handlers are idempotent beyond it. Published with nats-py: a
+FastStream publisher would add its own headers (`content-type`, `correlation_id`) and nothing else.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import docker.utils
 from sbx_common import labels, telemetry
 
 from sbx_orchestrator.config import OrchestratorSettings
-from sbx_orchestrator.containers import ContainerSpec
+from sbx_orchestrator.engine.containers import ContainerSpec
 from sbx_orchestrator.metrics import DOCKER_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -183,8 +183,6 @@ class DockerEngine:
             "list",
             self.api.containers,
             all=True,
-            filters={
-                "label": [f"{labels.PLATFORM}={labels.PLATFORM_VALUE}", f"{labels.INSTANCE}={instance}"]
-            },
+            filters={"label": labels.instance_filter(instance)},
         )
         return found

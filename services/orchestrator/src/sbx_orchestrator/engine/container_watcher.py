@@ -18,6 +18,7 @@ from typing import Any
 
 from sbx_common import labels
 from sbx_common.status import Status
+from sbx_common.tasks import cancel_and_wait
 
 from sbx_orchestrator.context import OrchestratorContext
 
@@ -46,9 +47,7 @@ class ContainerWatcher:
     async def stop(self) -> None:
         self._stopping = True
         self._close_stream()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait([self._task])
         if self._handlers:
             await asyncio.wait(set(self._handlers), timeout=self.context.settings.shutdown_timeout)
 
@@ -71,10 +70,7 @@ class ContainerWatcher:
         filters = {
             "type": ["container"],
             "event": ["die"],
-            "label": [
-                f"{labels.PLATFORM}={labels.PLATFORM_VALUE}",
-                f"{labels.INSTANCE}={self.context.settings.instance}",
-            ],
+            "label": labels.instance_filter(self.context.settings.instance),
         }
         self._stream = await engine.call("events", engine.api.events, decode=True, filters=filters)
         loop = asyncio.get_running_loop()

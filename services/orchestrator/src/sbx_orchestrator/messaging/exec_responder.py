@@ -1,4 +1,5 @@
-"""Exec: `sbx.rpc.exec` (core NATS request/reply, queue group "orchestrator").
+"""Exec: `sbx.rpc.exec` (core NATS request/reply, queue group "orchestrator"), a FastStream
+core subscriber running up to `SBX_EXEC_THREADS` requests at once (the exec pool's size).
 
 An ExecRequest runs a command in a running sandbox through the Docker exec API and is answered
 with an ExecResult: exit code, stdout and stderr apart (each capped, with a `truncated` flag),
@@ -8,13 +9,14 @@ trimmed further to fit (raise max_payload to 8 MB to get the full 1 MiB per stre
 when `errorCode` is set: NOT_FOUND (no such sandbox for this owner), NOT_RUNNING,
 VALIDATION_ERROR, UNAVAILABLE (Docker did not answer) or INTERNAL_ERROR.
 
-The Docker API cannot kill an exec'd process. On a timeout the orchestrator kills it (and its
-descendants) by the host PID Docker reports, after checking through /proc that the PID belongs
-to the sandbox's container; when it may not signal them (it does not run as root), it kills them
-by their in-container PIDs with another exec (`inside.run_inside`). Both need the orchestrator
-in the host's PID namespace, to find the processes (the case under `make run`; compose:
-`pid: host`; Kubernetes: `hostPID: true`). Elsewhere the call still returns at its timeout, and
-the process is left to finish.
+The command itself runs in a worker thread (`engine.exec_run.ExecRun`). The Docker API cannot
+kill an exec'd process: on a timeout the orchestrator kills it (and its descendants) by the host
+PID Docker reports, after checking through /proc that the PID belongs to the sandbox's container;
+when it may not signal them (it does not run as root), it kills them by their in-container PIDs
+with another exec (`in_container.run_inside`). Both need the orchestrator in the host's PID
+namespace, to find the processes (the case under `make run`; compose: `pid: host`; Kubernetes:
+`hostPID: true`). Elsewhere the call still returns at its timeout, and the process is left to
+finish.
 """
 
 from __future__ import annotations
@@ -22,167 +24,35 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
-from docker.utils.socket import frames_iter
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
+from faststream.nats.annotations import NatsMessage
+from faststream.nats.subscriber.usecases import LogicSubscriber
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sbx_common import subjects, telemetry
+from sbx_common.codes import RpcErrorCode
 from sbx_common.logging import trace_id_var
 from sbx_common.messages import ExecRequest, ExecResult
 from sbx_common.status import Status
 
-from sbx_orchestrator import inside
 from sbx_orchestrator.context import OrchestratorContext
+from sbx_orchestrator.engine.exec_run import ExecRun
 from sbx_orchestrator.metrics import DOCKER_ERRORS, EXEC_DURATION
 
 logger = logging.getLogger(__name__)
 
 QUEUE_GROUP = "orchestrator"
-STDOUT, STDERR = 1, 2
 KILL_GRACE = 2.0  # seconds the output may take to end after the process was killed
-
-
-@dataclass
-class Capture:
-    """One output stream, kept up to `limit` bytes; the rest is read and dropped."""
-
-    limit: int
-    data: bytearray = field(default_factory=bytearray)
-    truncated: bool = False
-
-    def add(self, chunk: bytes) -> None:
-        room = self.limit - len(self.data)
-        if len(chunk) > room:
-            self.truncated = True
-            chunk = chunk[: max(room, 0)]
-        self.data += chunk
-
-    def text(self) -> str:
-        return bytes(self.data).decode("utf-8", errors="replace")
-
-
-class ExecRun:
-    """One exec, run in a worker thread; `kill` and `abort` may be called from another thread."""
-
-    def __init__(self, api: docker.APIClient, container_id: str, request: ExecRequest, limit: int) -> None:
-        self.api = api
-        self.container_id = container_id
-        self.request = request
-        self.stdout = Capture(limit)
-        self.stderr = Capture(limit)
-        self.exec_id: str | None = None
-        self.exit_code: int | None = None
-        self._sock: Any = None
-        self._aborted = False
-        self._lock = threading.Lock()
-
-    def run(self) -> None:
-        request = self.request
-        created = self.api.exec_create(
-            self.container_id,
-            request.command,
-            stdout=True,
-            stderr=True,
-            environment=request.env or None,
-            workdir=request.workdir or None,
-        )
-        self.exec_id = str(created["Id"])
-        sock = self.api.exec_start(self.exec_id, socket=True)
-        with self._lock:
-            self._sock = sock
-            aborted = self._aborted
-        try:
-            if not aborted:
-                for stream, chunk in frames_iter(sock, tty=False):  # type: ignore[no-untyped-call]
-                    (self.stderr if stream == STDERR else self.stdout).add(chunk)
-        except OSError:
-            if not self._aborted:
-                raise
-        finally:
-            with suppress(OSError):
-                sock.close()
-        self.exit_code = inside.wait_exit_code(self.api, self.exec_id)
-
-    def kill(self) -> bool:
-        """Kill the exec'd process and its descendants; False if its PID is not visible here."""
-        if self.exec_id is None:
-            return False
-        pid = int(self.api.exec_inspect(self.exec_id).get("Pid") or 0)
-        if pid <= 0 or not inside.belongs_to(pid, self.container_id):
-            return False
-        denied = []
-        for victim in [pid, *_descendants(pid)]:
-            try:
-                os.kill(victim, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            except PermissionError:  # the orchestrator does not run as root: kill from inside
-                denied.append(victim)
-        if denied:
-            return self._kill_inside([p for p in map(_namespace_pid, denied) if p])
-        return True
-
-    def _kill_inside(self, pids: list[int]) -> bool:
-        """Kill processes by their PIDs inside the container, with another exec."""
-        targets = [str(pid) for pid in pids]
-        commands = (["kill", "-9", *targets], ["sh", "-c", f"kill -9 {' '.join(targets)}"])
-        return inside.run_inside(self.api, self.container_id, commands)
-
-    def abort(self) -> None:
-        """Stop reading the output (unblocks `run`)."""
-        with self._lock:
-            self._aborted = True
-            sock = self._sock
-        if sock is not None:
-            raw = getattr(sock, "_sock", sock)
-            with suppress(OSError):
-                raw.shutdown(socket.SHUT_RDWR)
-
-
-def _namespace_pid(pid: int) -> int | None:
-    """The PID of a host process as seen inside its container (the last `NSpid` entry)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("NSpid:"):
-                return int(line.split()[-1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may contain spaces, so split after its ")".
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+# FastStream sends a reply with its own headers (`content-type`, `correlation_id`: some 80
+# bytes), and the server counts headers and body against max_payload: a reply over it would
+# cost the orchestrator its connection.
+REPLY_HEADERS_ROOM = 256
 
 
 def _encoded_size(text: str) -> int:
@@ -224,54 +94,45 @@ def fit_reply(result: ExecResult, max_payload: int) -> ExecResult:
     )
 
 
-def _error(code: str, message: str) -> ExecResult:
+def _error(code: RpcErrorCode, message: str) -> ExecResult:
+    """A reply saying nothing ran, and why."""
     return ExecResult(error_code=code, error_message=message)
 
 
-class ExecService:
+class ExecResponder:
+    """Answers `sbx.rpc.exec`; the commands run on the exec pool."""
+
     def __init__(self, context: OrchestratorContext) -> None:
         self.context = context
         self.settings = context.settings
         self._executor = ThreadPoolExecutor(self.settings.exec_threads, thread_name_prefix="exec")
-        self._subscription: Subscription | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscriber: LogicSubscriber[Any] | None = None
 
     async def start(self) -> None:
-        self._subscription = await self.context.nc.subscribe(
-            subjects.RPC_EXEC, queue=QUEUE_GROUP, cb=self._on_request
+        self._subscriber = await self.context.broker.answer(
+            subjects.RPC_EXEC, self._serve, queue=QUEUE_GROUP, max_workers=self.settings.exec_threads
         )
 
     async def stop(self) -> None:
-        if self._subscription is not None:
-            with suppress(Exception):
-                await self._subscription.unsubscribe()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_timeout)
+        if self._subscriber is not None:
+            # Requests under way get up to `shutdown_timeout` (the broker's graceful timeout).
+            await self._subscriber.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _on_request(self, msg: Msg) -> None:
-        # The subscription's callbacks run one after another: each request gets its own task.
-        task = asyncio.create_task(self._serve(msg))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _serve(self, msg: Msg) -> None:
+    async def _serve(self, message: NatsMessage) -> bytes:
+        """One request: the reply, cut to fit in one NATS message."""
         started = time.perf_counter()
         # Continues the trace of the API request that asked (headers).
-        with telemetry.consumer_span("exec", msg.headers, kind=SpanKind.SERVER) as span:
+        with telemetry.consumer_span("exec", message.headers, kind=SpanKind.SERVER) as span:
             try:
-                result = await self.execute(msg.data)
+                result = await self.execute(message.body)
             except Exception:
                 logger.exception("exec failed")
                 result = _error("INTERNAL_ERROR", "the command could not be run")
             outcome = result.error_code or ("timeout" if result.timed_out else "ok")
             span.set_attribute("sbx.outcome", outcome)
-        if msg.reply:
-            try:
-                await msg.respond(fit_reply(result, self.context.nc.max_payload).to_bytes())
-            except Exception:
-                logger.exception("could not send an exec reply")
         EXEC_DURATION.labels(outcome.lower()).observe(time.perf_counter() - started)
+        return fit_reply(result, self.context.nc.max_payload - REPLY_HEADERS_ROOM).to_bytes()
 
     async def execute(self, data: bytes) -> ExecResult:
         try:

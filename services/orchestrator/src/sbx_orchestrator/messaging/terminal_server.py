@@ -18,7 +18,9 @@ hangs the shell up as a terminal would, by host PID when the orchestrator can si
 from inside the container with another exec (see `_end_shell`).
 
 The exec socket is read and written from the event loop (non-blocking), so a session costs no
-thread; only the Docker API calls themselves run in the engine's worker threads.
+thread; only the Docker API calls themselves run in the engine's worker threads. Driven with
+nats-py: a session's subscriptions come and go with it, and its screen output goes out as bare
+bytes, without the headers FastStream would add to every message.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ from nats.aio.subscription import Subscription
 from prometheus_client import Gauge
 from pydantic import ValidationError
 from sbx_common import subjects
+from sbx_common.codes import RpcErrorCode, TerminalEndReason
 from sbx_common.messages import TerminalControl, TerminalOpenReply, TerminalOpenRequest
 from sbx_common.status import Status
+from sbx_common.tasks import cancel_and_wait
 
-from sbx_orchestrator import inside
 from sbx_orchestrator.context import OrchestratorContext
+from sbx_orchestrator.engine import in_container
 
 logger = logging.getLogger(__name__)
 
@@ -56,39 +60,9 @@ SHELL_ENV = {"TERM": "xterm-256color"}
 SESSIONS = Gauge("orchestrator_terminal_sessions", "Open terminal sessions.")
 
 
-def pid_file(session_id: str) -> str:
-    """Where the session's shell records its PID inside the container: Docker gives every
-    container a /dev/shm (a scratch image may have no /tmp), writable by any user and emptied
-    when the container stops. Written and read only as the sandbox's own user, so whatever is
-    found there can harm nothing the user could not."""
-    return f"/dev/shm/.sbx-terminal-{uuid.UUID(hex=session_id).hex}"  # noqa: S108
-
-
-def shell_command(session_id: str) -> list[str]:
-    """`bash` when the image has it, else `sh`; exec replaces the wrapper, so the shell is the
-    process Docker reports and the PID it records (`$$`) is the shell's, in the container's
-    PID namespace, where the hang-up from inside finds it."""
-    record = f"{{ echo $$ > {pid_file(session_id)}; }} 2>/dev/null"
-    choose = "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"
-    return ["/bin/sh", "-c", f"{record}; {choose}"]
-
-
-def hang_up_script(session_id: str) -> str:
-    """SIGHUP to the shell's process group (the shell leads it; without job control its
-    children are in it too), or to the shell alone. PID 1 and below never: `-1` is everyone."""
-    path = pid_file(session_id)
-    return f'read pid < {path} && [ "$pid" -gt 1 ] && {{ kill -HUP -"$pid" || kill -HUP "$pid"; }}'
-
-
-def end_script(session_id: str) -> str:
-    """SIGKILL to a shell that outlived its hang-up, and the PID file removed."""
-    path = pid_file(session_id)
-    return (
-        f"read pid < {path} || exit 0; rm -f {path}; "
-        '[ "$pid" -gt 1 ] 2>/dev/null || exit 0; '
-        'if kill -0 "$pid" 2>/dev/null; then kill -KILL -"$pid" 2>/dev/null || kill -KILL "$pid"; fi; '
-        "exit 0"
-    )
+def _refused(code: RpcErrorCode, message: str) -> TerminalOpenReply:
+    """A reply saying no session was opened, and why."""
+    return TerminalOpenReply(ok=False, error_code=code, error_message=message)
 
 
 def _clamp(value: int | None, default: int) -> int:
@@ -110,7 +84,7 @@ class TerminalSession:
         self._subscriptions: list[Subscription] = []
         self._last_activity = time.monotonic()
         self._last_keepalive = time.monotonic()
-        self._end_reason: str | None = None
+        self._end_reason: TerminalEndReason | None = None
         # Keystrokes and resizes arrive on two subjects, each handled by its own task: a
         # keystroke sent after a resize must reach the shell after the resize took effect
         # (e.g. `stty size` typed right after resizing the window).
@@ -124,7 +98,7 @@ class TerminalSession:
             "exec_create",
             engine.api.exec_create,
             self.container_id,
-            shell_command(self.session_id),
+            in_container.terminal_shell_command(self.session_id),
             stdin=True,
             tty=True,
             environment=SHELL_ENV,
@@ -168,9 +142,7 @@ class TerminalSession:
                 },
             )
         finally:
-            for task in (pump, watch):
-                task.cancel()
-            await asyncio.gather(pump, watch, return_exceptions=True)
+            await cancel_and_wait([pump, watch])
             await self.release()
             SESSIONS.dec()
             self.server.forget(self)
@@ -235,7 +207,7 @@ class TerminalSession:
         engine = self.context.engine
         await engine.call("exec_resize", engine.api.exec_resize, self.exec_id, height=rows, width=cols)
 
-    async def _why_output_ended(self) -> str:
+    async def _why_output_ended(self) -> TerminalEndReason:
         """The shell's output ended: because the shell exited, or because the sandbox stopped."""
         info = await self.context.engine.inspect(self.container_id)
         running = bool(info and info.get("State", {}).get("Running"))
@@ -252,9 +224,9 @@ class TerminalSession:
         try:
             if await self._shell_pid():
                 if not await self._signal_host(signal.SIGHUP):
-                    await self._run_inside(hang_up_script(self.session_id))
+                    await self._run_inside(in_container.terminal_hang_up_script(self.session_id))
                 await self._shell_ended_within(HANG_UP_GRACE)
-            await self._run_inside(end_script(self.session_id))
+            await self._run_inside(in_container.terminal_end_script(self.session_id))
             if not await self._shell_ended_within(1.0):
                 logger.warning(
                     "terminal shell left running",
@@ -284,12 +256,12 @@ class TerminalSession:
         if not self.context.settings.terminal_host_signals:
             return False
         pid = await self._shell_pid()
-        return inside.signal_host_pid(pid, self.container_id, signum)
+        return in_container.signal_host_pid(pid, self.container_id, signum)
 
     async def _run_inside(self, script: str) -> bool:
         engine = self.context.engine
         command = [["/bin/sh", "-c", script]]
-        return await engine.call("exec", inside.run_inside, engine.api, self.container_id, command)
+        return await engine.call("exec", in_container.run_inside, engine.api, self.container_id, command)
 
     async def _exit_code(self) -> int | None:
         engine = self.context.engine
@@ -373,16 +345,12 @@ class TerminalServer:
             request = TerminalOpenRequest.model_validate_json(data)
             uuid.UUID(hex=request.session_id)
         except (ValidationError, ValueError):
-            return TerminalOpenReply(ok=False, error_code="VALIDATION_ERROR", error_message="bad request")
+            return _refused("VALIDATION_ERROR", "bad request")
         target = await self.context.repository.exec_target(request.sandbox_id)
         if target is None or target.owner_id != request.owner_id:
-            return TerminalOpenReply(
-                ok=False, error_code="NOT_FOUND", error_message="the sandbox was not found"
-            )
+            return _refused("NOT_FOUND", "the sandbox was not found")
         if target.status is not Status.RUNNING or not target.container_id:
-            return TerminalOpenReply(
-                ok=False, error_code="NOT_RUNNING", error_message="the sandbox is not running"
-            )
+            return _refused("NOT_RUNNING", "the sandbox is not running")
         session = TerminalSession(self, request, target.container_id)
         self.sessions[session.session_id] = session
         try:
@@ -391,20 +359,14 @@ class TerminalServer:
             self.forget(session)
             await session.release()
             if exc.status_code in (404, 409):
-                return TerminalOpenReply(
-                    ok=False, error_code="NOT_RUNNING", error_message="the sandbox is not running"
-                )
+                return _refused("NOT_RUNNING", "the sandbox is not running")
             logger.warning("terminal could not start", extra={"error": repr(exc)})
-            return TerminalOpenReply(
-                ok=False, error_code="UNAVAILABLE", error_message="the shell could not start"
-            )
+            return _refused("UNAVAILABLE", "the shell could not start")
         except Exception as exc:
             self.forget(session)
             await session.release()
             logger.warning("terminal could not start", extra={"error": repr(exc)})
-            return TerminalOpenReply(
-                ok=False, error_code="UNAVAILABLE", error_message="the shell could not start"
-            )
+            return _refused("UNAVAILABLE", "the shell could not start")
         logger.info(
             "terminal opened", extra={"sandboxId": str(request.sandbox_id), "session": request.session_id}
         )

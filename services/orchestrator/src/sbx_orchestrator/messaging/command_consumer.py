@@ -13,7 +13,8 @@ Delivery policy:
 
 The consumer is driven with nats-py rather than FastStream's pull subscriber: FastStream fetches
 the next message while all its workers are busy (the prefetched message then waits, unacked and
-without progress acks, until its ack_wait runs out and it is delivered twice), and nats-py's
+without progress acks, until its ack_wait runs out and it is delivered twice; ag2ai/faststream
+issue #2563, whose fix, PR #3091, is not merged), and nats-py's
 `pull_subscribe`, which FastStream uses, never updates an existing consumer's settings. Here a
 message is fetched only when a worker slot is free, and the consumer's settings are applied
 (create or update) at start-up. The stream itself is never declared or changed.
@@ -32,12 +33,13 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sbx_common import subjects, telemetry, topology
+from sbx_common.consumer_lag import start_lag_export
 from sbx_common.logging import redact_text, trace_id_var
 from sbx_common.messages import SandboxCommand
 
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.context import OrchestratorContext
-from sbx_orchestrator.metrics import COMMAND_DURATION, CONSUMER_ACK_PENDING, CONSUMER_PENDING
+from sbx_orchestrator.metrics import COMMAND_DURATION
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +80,9 @@ class CommandConsumer:
         await js.add_consumer(topology.STREAM_CMD, consumer_config(self.settings))
         self._subscription = await js.pull_subscribe_bind(durable=CONSUMER, stream=topology.STREAM_CMD)
         self._fetching = asyncio.create_task(self._fetch_loop(self._subscription), name="commands-fetch")
-        self._lag = asyncio.create_task(self._lag_loop(), name="commands-lag")
+        self._lag = start_lag_export(
+            js, topology.STREAM_CMD, CONSUMER, self.settings.consumer_metrics_interval
+        )
         logger.info(
             "consuming commands",
             extra={
@@ -149,17 +153,6 @@ class CommandConsumer:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slots.release()
-
-    async def _lag_loop(self) -> None:
-        """Export the consumer's pending counts (JetStream lag) for /metrics."""
-        while True:
-            try:
-                info = await self.context.js.consumer_info(topology.STREAM_CMD, CONSUMER)
-                CONSUMER_PENDING.labels(CONSUMER).set(info.num_pending or 0)
-                CONSUMER_ACK_PENDING.labels(CONSUMER).set(info.num_ack_pending or 0)
-            except Exception as exc:
-                logger.debug("consumer info failed", extra={"error": repr(exc)})
-            await asyncio.sleep(self.settings.consumer_metrics_interval)
 
     # --- handling one delivery ---
 

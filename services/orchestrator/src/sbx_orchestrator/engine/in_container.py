@@ -3,13 +3,15 @@
 Signalling by host PID needs the orchestrator in the host's PID namespace and allowed to signal
 the sandbox's user (root, or the same uid). Where it is not (compose or Kubernetes without the
 host's PID namespace, or a non-root orchestrator), a short helper command run inside the
-container with another exec does it, as the container's own user.
+container with another exec does it, as the container's own user. A terminal session's shell
+records its PID inside the container for that (the `terminal_*` scripts below).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,3 +70,41 @@ def run_inside(api: docker.APIClient, container_id: str, commands: Sequence[Sequ
         except docker.errors.APIError:
             continue
     return False
+
+
+# --- the shell of a terminal session, and ending it from inside ---
+
+
+def terminal_pid_file(session_id: str) -> str:
+    """Where the session's shell records its PID inside the container: Docker gives every
+    container a /dev/shm (a scratch image may have no /tmp), writable by any user and emptied
+    when the container stops. Written and read only as the sandbox's own user, so whatever is
+    found there can harm nothing the user could not."""
+    return f"/dev/shm/.sbx-terminal-{uuid.UUID(hex=session_id).hex}"  # noqa: S108
+
+
+def terminal_shell_command(session_id: str) -> list[str]:
+    """`bash` when the image has it, else `sh`; exec replaces the wrapper, so the shell is the
+    process Docker reports and the PID it records (`$$`) is the shell's, in the container's
+    PID namespace, where the hang-up from inside finds it."""
+    record = f"{{ echo $$ > {terminal_pid_file(session_id)}; }} 2>/dev/null"
+    choose = "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"
+    return ["/bin/sh", "-c", f"{record}; {choose}"]
+
+
+def terminal_hang_up_script(session_id: str) -> str:
+    """SIGHUP to the shell's process group (the shell leads it; without job control its
+    children are in it too), or to the shell alone. PID 1 and below never: `-1` is everyone."""
+    path = terminal_pid_file(session_id)
+    return f'read pid < {path} && [ "$pid" -gt 1 ] && {{ kill -HUP -"$pid" || kill -HUP "$pid"; }}'
+
+
+def terminal_end_script(session_id: str) -> str:
+    """SIGKILL to a shell that outlived its hang-up, and the PID file removed."""
+    path = terminal_pid_file(session_id)
+    return (
+        f"read pid < {path} || exit 0; rm -f {path}; "
+        '[ "$pid" -gt 1 ] 2>/dev/null || exit 0; '
+        'if kill -0 "$pid" 2>/dev/null; then kill -KILL -"$pid" 2>/dev/null || kill -KILL "$pid"; fi; '
+        "exit 0"
+    )
