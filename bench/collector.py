@@ -43,7 +43,7 @@ from sbx_metrics_collector.collector import STATS_THREADS, Collector
 from sbx_metrics_collector.sampler import Sampler
 
 from bench.stack import median, table
-from tests.harness import TEST_IMAGE, build_test_image
+from tests.support.docker import TEST_IMAGE, build_test_image
 
 SANDBOXES = 100
 CGROUP_ROUNDS = 30

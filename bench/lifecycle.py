@@ -19,7 +19,8 @@ import httpx
 from docker.models.containers import Container
 
 from bench.stack import median, percentile, running_platform, table
-from tests.harness import TEST_IMAGE, Platform
+from tests.support.docker import TEST_IMAGE
+from tests.support.platform import Platform
 
 SANDBOXES = 30
 CONCURRENT_CLIENTS = 10

@@ -30,7 +30,8 @@ import httpx
 import websockets
 
 from bench.stack import percentile, running_platform, table
-from tests.harness import TEST_IMAGE, Platform
+from tests.support.docker import TEST_IMAGE
+from tests.support.platform import Platform
 
 LINES = 200_000
 # (lines printed together before a 1 ms pause, lines in the run)

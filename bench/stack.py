@@ -16,7 +16,8 @@ from sbx_common import db, natsconn, topology
 from sbx_common.labels import instance_filter
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 
-from tests.harness import Platform, build_test_image, platform_env
+from tests.support.docker import build_test_image
+from tests.support.platform import Platform, platform_env
 
 
 async def _prepare(database_url: str, nats_url: str) -> None:

@@ -20,7 +20,8 @@ import httpx
 import websockets
 
 from bench.stack import median, percentile, running_platform, table
-from tests.harness import TEST_IMAGE, Platform
+from tests.support.docker import TEST_IMAGE
+from tests.support.platform import Platform
 
 KEYSTROKES = 300
 

@@ -1,4 +1,4 @@
-"""The state machine of API.md: forbidden transitions are 409 `INVALID_STATE` and publish nothing;
+"""The sandbox state machine: forbidden transitions are 409 `INVALID_STATE` and publish nothing;
 start on running and stop on stopped are 200 no-ops; concurrent calls cannot both pass."""
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
+from sbx_common import subjects
 from sbx_common.errors import NotRunning, Unavailable
 from sbx_common.status import Status
 from sbx_common.topology import KV_METRICS
@@ -19,11 +20,6 @@ from sbx_api.state import AppState
 
 # Right after a sandbox starts, the metrics collector may not have sampled it yet.
 FIRST_SAMPLE_WAIT_SECONDS = 3.0
-
-
-def _kv_subject(key: str) -> str:
-    """The subject a KV put of `key` in `sbx_metrics` is published on."""
-    return f"$KV.{KV_METRICS}.{key}"
 
 
 async def latest_sample(state: AppState, caller: Caller, sandbox_id: uuid.UUID) -> dict[str, Any]:
@@ -54,7 +50,7 @@ async def latest_sample(state: AppState, caller: Caller, sandbox_id: uuid.UUID) 
 
 
 async def _next_sample(state: AppState, key: str) -> bytes | None:
-    sub = await state.nc.subscribe(_kv_subject(key))
+    sub = await state.nc.subscribe(subjects.metrics_kv(key))
     try:
         bucket = await state.js.key_value(KV_METRICS)
         try:  # it may have landed between the first get and the subscription

@@ -1,4 +1,4 @@
-"""Routes of the sandboxes domain (API.md, "Sandboxes")."""
+"""Routes of the sandboxes domain (the "Sandboxes" part of the contract, see `/openapi.json`)."""
 
 from __future__ import annotations
 
