@@ -11,6 +11,12 @@ is compared with the store every CATCH_UP_SECONDS, so a missed last batch arrive
 Past lines: with `since`, every stored line after that seq; otherwise the newest `tail`
 (default 100, 0 for none). Each socket has a bounded buffer (SBX_WS_LOG_BUFFER_LINES): a client
 that falls further behind is closed with 1013, so it never slows the shipper or other clients.
+Slow means the client does not take what it is sent: the buffer holds only live lines not
+sent yet (lines already sent, which the shipper republishes after a NATS reconnect, are not
+queued again), and it overflows only while a send waits for the client. While the socket reads
+the store (the past, or lines it missed), and when the buffer is full while the sender is busy
+rather than waiting for the client (a burst after a reconnect, a busy machine), live batches
+are left to the store, which the sender reads again up to the newest line published.
 A `status` frame follows each state change. Once the sandbox is destroyed or expired (already
 when the socket opens, or meanwhile), its last lines are sent, then its status, and the socket
 closes with 1000.
@@ -64,6 +70,12 @@ class LogTail:
         self.max_buffered = state.settings.ws_log_buffer_lines
         self._queue: deque[list[LogLine] | str] = deque()
         self._buffered = 0
+        self._sent = 0  # the newest seq sent (or being sent): live lines up to it are not queued
+        # While the sender reads the store, a live batch only moves `_announced` (its lines are
+        # stored before they are published) and the sender reads the store again up to it.
+        self._reading_store = True
+        self._announced = 0
+        self._sending = False  # a send is waiting for the client to take a frame
         self._wakeup = asyncio.Event()
         self._overflow = asyncio.Event()
 
@@ -108,12 +120,7 @@ class LogTail:
                     last = await repository.last_seq(conn, self.sandbox_id)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
-        for row in rows:
-            await self.websocket.send_text(
-                _dumps(log_frame(row["seq"], row["stream"], row["text"], row["ts"]))
-            )
-            last = row["seq"]
-        return last, status
+        return await self._send_rows(rows, last), status
 
     async def _finish(self, last: int, status: str) -> NoReturn:
         """The sandbox ended: its last lines, its status, then 1000."""
@@ -123,7 +130,7 @@ class LogTail:
             if caught_up == last:
                 break
             last = caught_up
-        await self.websocket.send_text(_dumps(status_frame(status)))
+        await self._send(status_frame(status))
         raise ws.CloseSocket(ws.NORMAL, f"The sandbox is {status}.")
 
     async def _follow(self, last: int) -> None:
@@ -140,8 +147,11 @@ class LogTail:
             sender.result()  # raises the reason it ended
 
     async def _send_live(self, last: int) -> None:
-        websocket = self.websocket
+        self._reading_store = False
+        self._sent = max(self._sent, last)
         while True:
+            if self._announced > last:  # left to the store: published while it was read, or not queued
+                last = await self._send_missing(last)
             try:
                 await asyncio.wait_for(self._wakeup.wait(), CATCH_UP_SECONDS)
             except TimeoutError:
@@ -157,18 +167,20 @@ class LogTail:
                 if isinstance(item, str):
                     if item in _TERMINAL:
                         await self._finish(last, item)
-                    await websocket.send_text(_dumps(status_frame(item)))
+                    await self._send(status_frame(item))
                     continue
                 self._buffered -= len(item)
                 fresh = [line for line in item if line.seq > last]
                 if not fresh:
                     continue
                 if fresh[0].seq > last + 1:
-                    last = await self._send_missing(last, fresh[0].seq)
+                    last = await self._send_missing(last)  # the store has this batch too
+                    fresh = [line for line in fresh if line.seq > last]
+                    if not fresh:
+                        continue
+                self._sent = fresh[-1].seq
                 for line in fresh:
-                    await websocket.send_text(
-                        _dumps(log_frame(line.seq, line.stream, line.text, line.timestamp))
-                    )
+                    await self._send(log_frame(line.seq, line.stream, line.text, line.timestamp))
                 last = fresh[-1].seq
 
     async def _status(self) -> str | None:
@@ -186,32 +198,66 @@ class LogTail:
                 stored = await repository.last_seq(conn, self.sandbox_id)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
-        return await self._send_missing(last, None) if stored > last else last
+        return await self._send_missing(last) if stored > last else last
 
-    async def _send_missing(self, last: int, before: int | None) -> int:
-        """Stored lines after `last` (and before `before`): every published line is stored first."""
+    async def _send_missing(self, last: int) -> int:
+        """Stored lines after `last` (every published line is stored first), read again until
+        they reach the newest line published meanwhile; the last seq sent."""
+        self._reading_store = True
         try:
-            async with self.state.pool.acquire() as conn:
-                rows = await repository.lines_between(conn, self.sandbox_id, last, before)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
+            while True:
+                try:
+                    async with self.state.pool.acquire() as conn:
+                        rows = await repository.lines_between(conn, self.sandbox_id, last)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    raise ws.CloseSocket(ws.INTERNAL_ERROR, "The log store is unavailable.") from exc
+                last = await self._send_rows(rows, last)
+                if not rows or last >= self._announced:
+                    return last
+        finally:
+            self._reading_store = False
+
+    async def _send_rows(self, rows: list[Any], last: int) -> int:
+        """Send stored lines; the last seq sent (`last` if there are none)."""
+        if rows:
+            self._sent = max(self._sent, rows[-1]["seq"])
         for row in rows:
-            await self.websocket.send_text(
-                _dumps(log_frame(row["seq"], row["stream"], row["text"], row["ts"]))
-            )
+            await self._send(log_frame(row["seq"], row["stream"], row["text"], row["ts"]))
             last = row["seq"]
         return last
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        """Send a frame; a send that has to wait is waiting for the client to read."""
+        self._sending = True
+        try:
+            await self.websocket.send_text(_dumps(frame))
+        finally:
+            self._sending = False
 
     async def _on_batch(self, msg: Msg) -> None:
         try:
             batch = LogBatch.model_validate_json(msg.data)
         except ValidationError:
             return
-        if self._buffered + len(batch.lines) > self.max_buffered:
-            self._overflow.set()
+        if not batch.lines:
             return
-        self._buffered += len(batch.lines)
-        self._queue.append(batch.lines)
+        self._announced = max(self._announced, batch.lines[-1].seq)
+        if self._reading_store:
+            lines: list[LogLine] = []
+            behind = self._announced - self._sent
+        else:
+            lines = [line for line in batch.lines if line.seq > self._sent]
+            behind = self._buffered + len(lines)
+        if behind > self.max_buffered:
+            # Slow only if the sender is waiting for the client; a busy sender reads these
+            # lines from the store once it gets to them.
+            if self._sending:
+                self._overflow.set()
+            return
+        if not lines:
+            return  # being read from the store, or sent already (republished after a reconnect)
+        self._buffered += len(lines)
+        self._queue.append(lines)
         self._wakeup.set()
 
     async def _on_event(self, msg: Msg) -> None:
