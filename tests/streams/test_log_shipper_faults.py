@@ -131,29 +131,35 @@ async def test_resume_after_a_line_stamped_earlier_than_the_last_stored_one(
     pg = await asyncpg.connect(plat.database_url)
     async with plat.client() as client:
         user = await signup(client)
-        sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", _out_err(pairs))
-        await _assert_exactly_printed(pg, sandbox, pairs)
-        plat.platform.kill_service("log-shipper")
-
-        rows = await stored_lines(pg, sandbox["id"])
-        inversions = [k for k in range(len(rows) - 1) if rows[k + 1]["ts"] < rows[k]["ts"]]
-        assert inversions, "Docker stamped every line in file order this time"
+        # Whether Docker stamps a line earlier than the one before it is chance (rarer on a busy
+        # machine, where the container prints more slowly): another sandbox gets another chance.
+        for _attempt in range(3):
+            sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", _out_err(pairs))
+            await _assert_exactly_printed(pg, sandbox, pairs)
+            rows = await stored_lines(pg, sandbox["id"])
+            inversions = [k for k in range(len(rows) - 1) if rows[k + 1]["ts"] < rows[k]["ts"]]
+            if inversions:
+                break
+        assert inversions, "Docker stamped every line in file order, in three sandboxes"
         last = rows[inversions[len(inversions) // 2]]
-        async with pg.transaction():
-            await pg.execute(
-                "DELETE FROM sandbox_logs WHERE sandbox_id = $1::uuid AND seq > $2",
-                sandbox["id"],
-                last["seq"],
-            )
-            await pg.execute(
-                "UPDATE log_cursors SET last_seq = $2, last_ts = $3, last_ts_raw = NULL"
-                " WHERE sandbox_id = $1::uuid",
-                sandbox["id"],
-                last["seq"],
-                last["ts"],
-            )
 
-        plat.platform.start_service("log-shipper")
+        plat.platform.kill_service("log-shipper")
+        try:  # the module's later tests need a shipper, whatever happens here
+            async with pg.transaction():
+                await pg.execute(
+                    "DELETE FROM sandbox_logs WHERE sandbox_id = $1::uuid AND seq > $2",
+                    sandbox["id"],
+                    last["seq"],
+                )
+                await pg.execute(
+                    "UPDATE log_cursors SET last_seq = $2, last_ts = $3, last_ts_raw = NULL"
+                    " WHERE sandbox_id = $1::uuid",
+                    sandbox["id"],
+                    last["seq"],
+                    last["ts"],
+                )
+        finally:
+            plat.platform.start_service("log-shipper")
         await _assert_exactly_printed(pg, sandbox, pairs)
     await pg.close()
 

@@ -11,6 +11,12 @@ is compared with the store every CATCH_UP_SECONDS, so a missed last batch arrive
 Past lines: with `since`, every stored line after that seq; otherwise the newest `tail`
 (default 100, 0 for none). Each socket has a bounded buffer (SBX_WS_LOG_BUFFER_LINES): a client
 that falls further behind is closed with 1013, so it never slows the shipper or other clients.
+Slow means the client does not take what it is sent: the buffer holds only live lines not
+sent yet (lines already sent, which the shipper republishes after a NATS reconnect, are not
+queued again), and it overflows only while a send waits for the client. While the socket reads
+the store (the past, or lines it missed), and when the buffer is full while the sender is busy
+rather than waiting for the client (a burst after a reconnect, a busy machine), live batches
+are left to the store, which the sender reads again up to the newest line published.
 A `status` frame follows each state change. Once the sandbox is destroyed or expired (already
 when the socket opens, or meanwhile), its last lines are sent, then its status, and the socket
 closes with 1000.
@@ -66,6 +72,12 @@ class LogTail:
         self.max_buffered = state.settings.ws_log_buffer_lines
         self._queue: deque[list[LogLine] | str] = deque()
         self._buffered = 0
+        self._sent = 0  # the newest seq sent (or being sent): live lines up to it are not queued
+        # While the sender reads the store, a live batch only moves `_announced` (its lines are
+        # stored before they are published) and the sender reads the store again up to it.
+        self._reading_store = True
+        self._announced = 0
+        self._sending = False  # a send is waiting for the client to take a frame
         self._wakeup = asyncio.Event()
         self._overflow = asyncio.Event()
 
@@ -117,7 +129,7 @@ class LogTail:
             if caught_up == last:
                 break
             last = caught_up
-        await self.websocket.send_text(_dumps(status_frame(status)))
+        await self._send(status_frame(status))
         raise CloseSocket(WsClose.NORMAL, f"The sandbox is {status}.")
 
     async def _follow(self, last: int) -> None:
@@ -131,8 +143,11 @@ class LogTail:
             sender.result()  # raises the reason it ended
 
     async def _send_live(self, last: int) -> None:
-        websocket = self.websocket
+        self._reading_store = False
+        self._sent = max(self._sent, last)
         while True:
+            if self._announced > last:  # left to the store: published while it was read, or not queued
+                last = await self._send_missing(last)
             try:
                 await asyncio.wait_for(self._wakeup.wait(), CATCH_UP_SECONDS)
             except TimeoutError:
@@ -148,18 +163,20 @@ class LogTail:
                 if isinstance(item, str):
                     if item in _TERMINAL:
                         await self._finish(last, item)
-                    await websocket.send_text(_dumps(status_frame(item)))
+                    await self._send(status_frame(item))
                     continue
                 self._buffered -= len(item)
                 fresh = [line for line in item if line.seq > last]
                 if not fresh:
                     continue
                 if fresh[0].seq > last + 1:
-                    last = await self._send_missing(last, fresh[0].seq)
+                    last = await self._send_missing(last)  # the store has this batch too
+                    fresh = [line for line in fresh if line.seq > last]
+                    if not fresh:
+                        continue
+                self._sent = fresh[-1].seq
                 for line in fresh:
-                    await websocket.send_text(
-                        _dumps(log_frame(line.seq, line.stream, line.text, line.timestamp))
-                    )
+                    await self._send(log_frame(line.seq, line.stream, line.text, line.timestamp))
                 last = fresh[-1].seq
 
     async def _status(self) -> str | None:
@@ -171,31 +188,63 @@ class LogTail:
         not publish, e.g. while NATS restarted, with nothing published after it)."""
         async with socket.database(self.state, "The log store is unavailable.") as conn:
             stored = await repository.last_seq(conn, self.sandbox_id)
-        return await self._send_missing(last, None) if stored > last else last
+        return await self._send_missing(last) if stored > last else last
 
-    async def _send_missing(self, last: int, before: int | None) -> int:
-        """Stored lines after `last` (and before `before`): every published line is stored first."""
-        async with socket.database(self.state, "The log store is unavailable.") as conn:
-            lines = await repository.log_lines(conn, self.sandbox_id, after=last, before=before)
-        return await self._send_stored(lines, last)
+    async def _send_missing(self, last: int) -> int:
+        """Stored lines after `last` (every published line is stored first), read again until
+        they reach the newest line published meanwhile; the last seq sent."""
+        self._reading_store = True
+        try:
+            while True:
+                async with socket.database(self.state, "The log store is unavailable.") as conn:
+                    lines = await repository.log_lines(conn, self.sandbox_id, after=last)
+                last = await self._send_stored(lines, last)
+                if not lines or last >= self._announced:
+                    return last
+        finally:
+            self._reading_store = False
 
     async def _send_stored(self, lines: list[StoredLine], last: int) -> int:
         """Send lines read from the store; the seq of the last one (`last` when there are none)."""
+        if lines:
+            self._sent = max(self._sent, lines[-1].seq)
         for line in lines:
-            await self.websocket.send_text(_dumps(log_frame(line.seq, line.stream, line.text, line.ts)))
+            await self._send(log_frame(line.seq, line.stream, line.text, line.ts))
             last = line.seq
         return last
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        """Send a frame; a send that has to wait is waiting for the client to read."""
+        self._sending = True
+        try:
+            await self.websocket.send_text(_dumps(frame))
+        finally:
+            self._sending = False
 
     async def _on_batch(self, msg: Msg) -> None:
         try:
             batch = LogBatch.model_validate_json(msg.data)
         except ValidationError:
             return
-        if self._buffered + len(batch.lines) > self.max_buffered:
-            self._overflow.set()
+        if not batch.lines:
             return
-        self._buffered += len(batch.lines)
-        self._queue.append(batch.lines)
+        self._announced = max(self._announced, batch.lines[-1].seq)
+        if self._reading_store:
+            lines: list[LogLine] = []
+            behind = self._announced - self._sent
+        else:
+            lines = [line for line in batch.lines if line.seq > self._sent]
+            behind = self._buffered + len(lines)
+        if behind > self.max_buffered:
+            # Slow only if the sender is waiting for the client; a busy sender reads these
+            # lines from the store once it gets to them.
+            if self._sending:
+                self._overflow.set()
+            return
+        if not lines:
+            return  # being read from the store, or sent already (republished after a reconnect)
+        self._buffered += len(lines)
+        self._queue.append(lines)
         self._wakeup.set()
 
     async def _on_event(self, msg: Msg) -> None:

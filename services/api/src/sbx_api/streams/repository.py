@@ -13,12 +13,10 @@ from datetime import datetime
 import asyncpg
 
 _LINES_AFTER = (
-    "SELECT seq, stream, text, ts FROM sandbox_logs"
-    " WHERE sandbox_id = $1 AND seq > $2 AND ($3::bigint IS NULL OR seq < $3) ORDER BY seq LIMIT $4"
+    "SELECT seq, stream, text, ts FROM sandbox_logs WHERE sandbox_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 )
 _NEWEST_LINES = (
-    "SELECT seq, stream, text, ts FROM sandbox_logs"
-    " WHERE sandbox_id = $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3"
+    "SELECT seq, stream, text, ts FROM sandbox_logs WHERE sandbox_id = $1 ORDER BY seq DESC LIMIT $2"
 )
 
 
@@ -49,16 +47,14 @@ async def log_lines(
     sandbox_id: uuid.UUID,
     *,
     after: int | None = None,
-    before: int | None = None,
     limit: int | None = None,
 ) -> list[StoredLine]:
-    """Lines with `after < seq < before` (either bound may be left out), oldest first, at most
-    `limit` (None: all). With `after`, the first of them, so a reader pages forward without
-    gaps; without it, the newest."""
+    """Lines with `seq > after`, oldest first, at most `limit` (None: all). With `after`, the
+    first of them, so a reader pages forward without gaps; without it, the newest."""
     if after is not None:
-        rows = await conn.fetch(_LINES_AFTER, sandbox_id, after, before, limit)
+        rows = await conn.fetch(_LINES_AFTER, sandbox_id, after, limit)
     else:
-        rows = reversed(await conn.fetch(_NEWEST_LINES, sandbox_id, before, limit))
+        rows = reversed(await conn.fetch(_NEWEST_LINES, sandbox_id, limit))
     return [StoredLine.from_row(row) for row in rows]
 
 
