@@ -4,6 +4,7 @@ answer decoding and WebSocket addresses. Nothing here does I/O, so both clients 
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import enum
 import json
@@ -161,13 +162,17 @@ class ClientConfig:
         token: str | None,
         timeout: float | None,
         max_retries: int | None,
+        *,
+        retry: RetryPolicy | None = None,
     ) -> ClientConfig:
         """Settings from the arguments, else `SBX_API_URL` / `SBX_API_KEY`, else the defaults."""
         url = (base_url or os.environ.get("SBX_API_URL") or DEFAULT_BASE_URL).rstrip("/")
         if api_key is None and token is None:
             api_key = os.environ.get("SBX_API_KEY") or None
         seconds = DEFAULT_TIMEOUT if timeout is None else timeout
-        policy = RetryPolicy() if max_retries is None else RetryPolicy(max_retries=max_retries)
+        policy = retry or RetryPolicy()
+        if max_retries is not None:
+            policy = dataclasses.replace(policy, max_retries=max_retries)
         return cls(
             base_url=url,
             credentials=Credentials(api_key=api_key, token=token),
@@ -175,6 +180,10 @@ class ClientConfig:
             retry=policy,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         )
+
+    def url(self, path: str) -> str:
+        """The absolute URL of a route (so that a caller's own httpx client needs no base URL)."""
+        return self.base_url + path
 
     def ws_url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
         """The `ws://` (or `wss://`) address of a socket route."""

@@ -65,13 +65,16 @@ class Stream(Generic[T]):
 
 
 def open_socket(config: ClientConfig, path: str, params: dict[str, Any] | None = None) -> ClientConnection:
-    """A WebSocket to the API with the client's credential in the handshake."""
-    return connect(
+    """A WebSocket to the API with the client's credential in the handshake; the caller closes it."""
+    connection = connect(
         config.ws_url(path, params),
         additional_headers=config.ws_headers(),
         open_timeout=SOCKET_OPEN_TIMEOUT,
         close_timeout=SOCKET_CLOSE_TIMEOUT,
     )
+    # Entered here as `ExitStack.enter_context` would: its owner closes it (websockets 17 warns
+    # about connections used without being entered).
+    return connection.__enter__()
 
 
 def _pause(failures: int, error: BaseException | None, what: str) -> None:

@@ -55,7 +55,7 @@ def _stream_timeout(config: ClientConfig) -> httpx.Timeout:
 
 
 def _http_args(config: ClientConfig) -> dict[str, Any]:
-    return {"base_url": config.base_url, "timeout": config.timeout, "headers": config.headers}
+    return {"timeout": config.timeout, "headers": config.headers}
 
 
 class SyncTransport:
@@ -73,7 +73,7 @@ class SyncTransport:
         while True:
             try:
                 response = self.http.request(
-                    call.method, call.path, **_request_args(self.config, call, key, cursor)
+                    call.method, self.config.url(call.path), **_request_args(self.config, call, key, cursor)
                 )
             except httpx.TransportError as exc:
                 delay = retry_failure(self.config.retry, call, attempt, exc)
@@ -108,7 +108,7 @@ class SyncTransport:
         """A streamed GET (server-sent events); a refusal raises its typed error."""
         request_headers = {"Accept": "text/event-stream", **self.config.credentials.headers(), **headers}
         with self.http.stream(
-            "GET", path, headers=request_headers, timeout=_stream_timeout(self.config)
+            "GET", self.config.url(path), headers=request_headers, timeout=_stream_timeout(self.config)
         ) as response:
             if response.status_code >= 400:
                 response.read()
@@ -136,7 +136,7 @@ class AsyncTransport:
         while True:
             try:
                 response = await self.http.request(
-                    call.method, call.path, **_request_args(self.config, call, key, cursor)
+                    call.method, self.config.url(call.path), **_request_args(self.config, call, key, cursor)
                 )
             except httpx.TransportError as exc:
                 delay = retry_failure(self.config.retry, call, attempt, exc)
@@ -172,7 +172,7 @@ class AsyncTransport:
         """A streamed GET (server-sent events); a refusal raises its typed error."""
         request_headers = {"Accept": "text/event-stream", **self.config.credentials.headers(), **headers}
         async with self.http.stream(
-            "GET", path, headers=request_headers, timeout=_stream_timeout(self.config)
+            "GET", self.config.url(path), headers=request_headers, timeout=_stream_timeout(self.config)
         ) as response:
             if response.status_code >= 400:
                 await response.aread()

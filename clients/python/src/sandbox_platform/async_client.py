@@ -14,7 +14,7 @@ from pydantic import PrivateAttr
 
 from sandbox_platform import _routes as routes
 from sandbox_platform._async_streams import AsyncStream, AsyncTerminal, Opening, events, log_lines, wait_for
-from sandbox_platform._core import ClientConfig
+from sandbox_platform._core import ClientConfig, RetryPolicy
 from sandbox_platform._routes import PortLike
 from sandbox_platform._transport import AsyncTransport
 from sandbox_platform.client import DEFAULT_WAIT_TIMEOUT, UNSET
@@ -43,7 +43,8 @@ class AsyncClient:
 
     `base_url` defaults to `SBX_API_URL` (else `http://127.0.0.1:3001`), the credential to
     `SBX_API_KEY`; `token` is a JWT from `auth.login`. Every call has a timeout (`timeout`
-    seconds by default) and is retried (at most `max_retries` times) when that is safe."""
+    seconds by default) and is retried when that is safe: at most `max_retries` times, with the
+    backoff of `retry` (a `RetryPolicy`). `http_client` replaces the httpx client (proxies, TLS)."""
 
     def __init__(
         self,
@@ -53,9 +54,10 @@ class AsyncClient:
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._config = ClientConfig.create(base_url, api_key, token, timeout, max_retries)
+        self._config = ClientConfig.create(base_url, api_key, token, timeout, max_retries, retry=retry)
         self._transport = AsyncTransport(self._config, http_client)
         #: Signup, login and the current user.
         self.auth = AsyncAuth(self)

@@ -12,7 +12,7 @@ import httpx
 from pydantic import PrivateAttr
 
 from sandbox_platform import _routes as routes
-from sandbox_platform._core import ClientConfig
+from sandbox_platform._core import ClientConfig, RetryPolicy
 from sandbox_platform._routes import PortLike
 from sandbox_platform._sync_streams import Stream, Terminal, events, log_lines, wait_for
 from sandbox_platform._transport import SyncTransport
@@ -54,7 +54,8 @@ class Client:
 
     `base_url` defaults to `SBX_API_URL` (else `http://127.0.0.1:3001`), the credential to
     `SBX_API_KEY`; `token` is a JWT from `auth.login`. Every call has a timeout (`timeout`
-    seconds by default) and is retried (at most `max_retries` times) when that is safe."""
+    seconds by default) and is retried when that is safe: at most `max_retries` times, with the
+    backoff of `retry` (a `RetryPolicy`). `http_client` replaces the httpx client (proxies, TLS)."""
 
     def __init__(
         self,
@@ -64,9 +65,10 @@ class Client:
         *,
         timeout: float | None = None,
         max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
-        self._config = ClientConfig.create(base_url, api_key, token, timeout, max_retries)
+        self._config = ClientConfig.create(base_url, api_key, token, timeout, max_retries, retry=retry)
         self._transport = SyncTransport(self._config, http_client)
         #: Signup, login and the current user.
         self.auth = Auth(self)

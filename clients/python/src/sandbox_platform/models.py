@@ -1,7 +1,8 @@
 """The API's objects as pydantic models: snake_case attributes, camelCase on the wire.
 
 Unknown fields are kept (`extra="allow"`), so an API newer than this SDK loses nothing, and
-`to_api()` gives back the object as the API sent it (timestamps in the API's own format).
+`to_api()` gives back the object as the API sent it (the same keys, timestamps in the API's own
+format). Schemas are built on first use (`defer_build`), which keeps the CLI's start-up short.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ TERMINAL_STATUSES = frozenset({"destroyed", "expired"})
 class Model(BaseModel):
     """Base of every API object: camelCase aliases, snake_case attributes, unknown fields kept."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True)
 
     def to_api(self) -> dict[str, Any]:
-        """The object as the API's JSON (camelCase keys)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The object as the API's JSON: camelCase keys, only those the API sent (or were set)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class User(Model):

@@ -484,7 +484,7 @@ def replicate(
     _settled_output(copy, json, quiet)
 
 
-@app.command("exec", context_settings={"allow_interspersed_args": False})
+@app.command("exec")
 def exec_(
     ref: Ref,
     command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],

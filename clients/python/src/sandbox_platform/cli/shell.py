@@ -42,7 +42,8 @@ def raw_mode(fd: int) -> Iterator[None]:
         return
     saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)
+        # TCSADRAIN rather than setraw's default TCSAFLUSH: keys typed ahead are kept and sent.
+        tty.setraw(fd, termios.TCSADRAIN)
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
