@@ -32,7 +32,9 @@ TERMINAL_STATUSES = frozenset({"destroyed", "expired"})
 class Model(BaseModel):
     """Base of every API object: camelCase aliases, snake_case attributes, unknown fields kept."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True
+    )
 
     def to_api(self) -> dict[str, Any]:
         """The object as the API's JSON: camelCase keys, only those the API sent (or were set)."""

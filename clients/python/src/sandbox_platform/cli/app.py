@@ -36,9 +36,11 @@ app.add_typer(env_app, name="env")
 app.add_typer(secret_app, name="secret")
 
 Json = Annotated[bool, typer.Option("--json", help="Print the API's data as JSON.")]
-Ref = Annotated[str, typer.Argument(help="A full id, a unique id prefix, or a name.", show_default=False)]
+Ref = Annotated[
+    str, typer.Argument(metavar="REF", help="A full id, a unique id prefix, or a name.", show_default=False)
+]
 EnvPairs = Annotated[
-    list[str] | None, typer.Option("--env", "-e", help="K=V (repeatable).", show_default=False)
+    list[str] | None, typer.Option("--env", "-e", metavar="K=V", help="Repeatable.", show_default=False)
 ]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the sandbox has settled.")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait at most.")]
@@ -202,14 +204,22 @@ def _port_text(port: Port) -> str:
 
 @env_app.command("create")
 def env_create(
-    name: Annotated[str, typer.Argument(help="A name of your choice (letters, digits, . _ -).")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="A name of your choice (letters, digits, . _ -).")
+    ],
     *,
     image: Annotated[str, typer.Option("--image", help="The container image, e.g. python:3.12-slim.")],
     cpu: Annotated[float | None, typer.Option(help="Cores (default 1).")] = None,
     memory: Annotated[int | None, typer.Option(help="MiB (default 256).")] = None,
     port: Annotated[
         list[str] | None,
-        typer.Option("--port", "-p", help="CONTAINER[:HOST] (repeatable).", show_default=False),
+        typer.Option(
+            "--port",
+            "-p",
+            metavar="C[:H]",
+            help="Container port[:host port] (repeatable).",
+            show_default=False,
+        ),
     ] = None,
     env: EnvPairs = None,
     command: Annotated[
@@ -285,10 +295,11 @@ def env_rm(ref: Ref, json: Json = False) -> None:
 
 @secret_app.command("set")
 def secret_set(
-    env: Annotated[str, typer.Argument(help="The environment (REF).")],
-    key: Annotated[str, typer.Argument(help="Upper case, e.g. API_KEY.")],
+    env: Annotated[str, typer.Argument(metavar="ENV", help="The environment (REF).")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Upper case, e.g. API_KEY.")],
     value: Annotated[
-        str | None, typer.Argument(help="The value; `-` or left out reads it from stdin (or a prompt).")
+        str | None,
+        typer.Argument(metavar="VALUE", help="`-` or left out: read from stdin (or a prompt)."),
     ] = None,
     json: Json = False,
 ) -> None:
@@ -308,8 +319,8 @@ def secret_set(
 
 @secret_app.command("rm")
 def secret_rm(
-    env: Annotated[str, typer.Argument(help="The environment (REF).")],
-    key: Annotated[str, typer.Argument(help="The secret's key.")],
+    env: Annotated[str, typer.Argument(metavar="ENV", help="The environment (REF).")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The secret's key.")],
     json: Json = False,
 ) -> None:
     """Remove a secret of an environment."""
@@ -368,13 +379,14 @@ def _settled_output(sandbox: Sandbox, json: bool, quiet: bool = False) -> None:
 
 @app.command()
 def create(
-    env: Annotated[str, typer.Argument(help="The environment (REF).")],
+    env: Annotated[str, typer.Argument(metavar="ENV", help="The environment (REF).")],
     *,
     name: Annotated[str | None, typer.Option(help="A name (default: <environment>-<random>).")] = None,
     ttl: Annotated[int | None, typer.Option(help="Seconds before it is destroyed (default 3600).")] = None,
     env_vars: EnvPairs = None,
     metadata: Annotated[
-        list[str] | None, typer.Option("--metadata", "-m", help="K=V (repeatable).", show_default=False)
+        list[str] | None,
+        typer.Option("--metadata", "-m", metavar="K=V", help="Repeatable.", show_default=False),
     ] = None,
     wait: Wait = True,
     timeout: Timeout = 120.0,
@@ -487,7 +499,9 @@ def replicate(
 @app.command("exec")
 def exec_(
     ref: Ref,
-    command: Annotated[list[str], typer.Argument(help="The command and its arguments (after --).")],
+    command: Annotated[
+        list[str], typer.Argument(metavar="CMD", help="After --: the command and its arguments.")
+    ],
     *,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds before it is ended.")] = None,
     env_vars: EnvPairs = None,
@@ -546,7 +560,9 @@ def logs(
 
 @app.command()
 def events(
-    ref: Annotated[str | None, typer.Argument(help="One sandbox (REF); all of yours when left out.")] = None,
+    ref: Annotated[
+        str | None, typer.Argument(metavar="REF", help="One sandbox; all of yours when left out.")
+    ] = None,
     since: Annotated[str | None, typer.Option(help="Resume right after this event id.")] = None,
     count: Annotated[int | None, typer.Option("--count", "-c", help="Stop after this many events.")] = None,
     json: Json = False,
