@@ -19,11 +19,13 @@ from sandbox_platform import _routes as routes
 from sandbox_platform._core import ClientConfig
 from sandbox_platform._sockets import (
     EVENTS_RECONNECT_STATUSES,
+    READY,
     RECONNECT_POLICY,
     SOCKET_CLOSE_TIMEOUT,
     SOCKET_OPEN_TIMEOUT,
     WAIT_RECHECK_SECONDS,
     LogCursor,
+    Ready,
     closed_code,
     event_of,
     gave_up,
@@ -40,16 +42,36 @@ R = TypeVar("R")
 
 
 class AsyncStream(Generic[T]):
-    """An async iterator over a live stream that can be closed (`aclose()`, or `async with`)."""
+    """An async iterator over a live stream that can be closed (`aclose()`, or `async with`).
 
-    def __init__(self, items: AsyncIterator[T]) -> None:
+    It connects when awaited (`stream = await sandbox.stream_logs()`) or entered (`async with`),
+    else at the first `async for` step: what happens after it connected is in the stream."""
+
+    def __init__(self, items: AsyncIterator[T | Ready]) -> None:
         self._items = items
+        self._connected = False
+
+    async def connect(self) -> AsyncStream[T]:
+        """Open the stream's first connection now (its errors are raised here); returns itself."""
+        if not self._connected:
+            self._connected = True
+            async for item in self._items:
+                if isinstance(item, Ready):
+                    break
+        return self
+
+    def __await__(self) -> Generator[Any, None, AsyncStream[T]]:
+        return self.connect().__await__()
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
 
     async def __anext__(self) -> T:
-        return await self._items.__anext__()
+        await self.connect()
+        while True:
+            item = await self._items.__anext__()
+            if not isinstance(item, Ready):
+                return item
 
     async def aclose(self) -> None:
         """Stop the stream and close its connection."""
@@ -58,7 +80,7 @@ class AsyncStream(Generic[T]):
             await close()
 
     async def __aenter__(self) -> AsyncStream[T]:
-        return self
+        return await self.connect()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -112,7 +134,7 @@ async def _pause(failures: int, error: BaseException | None, what: str) -> None:
 
 async def log_lines(
     transport: AsyncTransport, sandbox_id: str, since: int | None, tail: int
-) -> AsyncIterator[LogLine]:
+) -> AsyncIterator[LogLine | Ready]:
     """A sandbox's log lines (past ones per `since`/`tail`, then live), resumed with
     `since=<last seq>` whenever the socket drops; ends when the sandbox is destroyed."""
     cursor = LogCursor(since, tail)
@@ -131,7 +153,8 @@ async def log_lines(
             failures += 1
             await _pause(failures, exc, "logs")
             continue
-        cursor.opened()
+        if cursor.opened():
+            yield READY
         async with socket:
             while True:
                 try:
@@ -152,16 +175,20 @@ async def log_lines(
 
 async def events(
     transport: AsyncTransport, sandbox_id: str | None, since: str | None
-) -> AsyncIterator[Event]:
+) -> AsyncIterator[Event | Ready]:
     """Server-sent events (one sandbox's, or all the caller's), resumed with `Last-Event-ID`
     after the last event seen whenever the stream drops."""
     path = routes.sandbox_events_path(sandbox_id)
     last = since
     failures = 0
+    announced = False
     while True:
         error: BaseException | None = None
         try:
             async with transport.stream(path, {"Last-Event-ID": last} if last else {}) as response:
+                if not announced:
+                    announced = True
+                    yield READY
                 async for sse in EventSource(response).aiter_sse():
                     event = event_of(sse.data)
                     if event is None:

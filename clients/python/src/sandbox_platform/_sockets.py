@@ -37,6 +37,14 @@ RECONNECT_POLICY = RetryPolicy(max_retries=MAX_RECONNECTS, backoff=0.25, max_bac
 EVENTS_RECONNECT_STATUSES = frozenset({429, 502, 503, 504})
 
 
+class Ready:
+    """Yielded once by a stream's generator when its first connection is open: the stream object
+    runs the generator up to it, so that subscribing happens when the stream is made."""
+
+
+READY = Ready()
+
+
 def json_frame(raw: str | bytes | bytearray) -> dict[str, Any] | None:
     """A text frame's JSON object (None for anything else)."""
     try:
@@ -105,9 +113,11 @@ class LogCursor:
             return {"since": 0}
         return {"tail": self.tail}
 
-    def opened(self) -> None:
-        """The socket is open (its past lines are on their way)."""
+    def opened(self) -> bool:
+        """The socket is open (its past lines are on their way); True the first time."""
+        first = not self._opened
         self._opened = True
+        return first
 
     def accept(self, frame: dict[str, Any]) -> LogLine | None:
         """The frame's line if it is new, else None (status frames, repeats)."""

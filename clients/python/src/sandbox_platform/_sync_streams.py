@@ -18,11 +18,13 @@ from sandbox_platform import _routes as routes
 from sandbox_platform._core import ClientConfig
 from sandbox_platform._sockets import (
     EVENTS_RECONNECT_STATUSES,
+    READY,
     RECONNECT_POLICY,
     SOCKET_CLOSE_TIMEOUT,
     SOCKET_OPEN_TIMEOUT,
     WAIT_RECHECK_SECONDS,
     LogCursor,
+    Ready,
     closed_code,
     event_of,
     gave_up,
@@ -38,16 +40,24 @@ T = TypeVar("T")
 
 
 class Stream(Generic[T]):
-    """An iterator over a live stream that can be closed (`close()`, or `with ... as stream`)."""
+    """An iterator over a live stream that can be closed (`close()`, or `with ... as stream`).
 
-    def __init__(self, items: Iterator[T]) -> None:
+    It is connected when made: what happens after the call that returned it is in the stream."""
+
+    def __init__(self, items: Iterator[T | Ready]) -> None:
         self._items = items
+        for item in items:  # run up to the first connection (its errors are raised here)
+            if isinstance(item, Ready):
+                break
 
     def __iter__(self) -> Iterator[T]:
         return self
 
     def __next__(self) -> T:
-        return next(self._items)
+        while True:
+            item = next(self._items)
+            if not isinstance(item, Ready):
+                return item
 
     def close(self) -> None:
         """Stop the stream and close its connection."""
@@ -86,7 +96,9 @@ def _pause(failures: int, error: BaseException | None, what: str) -> None:
     time.sleep(RECONNECT_POLICY.delay(failures - 1))
 
 
-def log_lines(transport: SyncTransport, sandbox_id: str, since: int | None, tail: int) -> Iterator[LogLine]:
+def log_lines(
+    transport: SyncTransport, sandbox_id: str, since: int | None, tail: int
+) -> Iterator[LogLine | Ready]:
     """A sandbox's log lines (past ones per `since`/`tail`, then live), resumed with
     `since=<last seq>` whenever the socket drops; ends when the sandbox is destroyed."""
     cursor = LogCursor(since, tail)
@@ -105,7 +117,8 @@ def log_lines(transport: SyncTransport, sandbox_id: str, since: int | None, tail
             failures += 1
             _pause(failures, exc, "logs")
             continue
-        cursor.opened()
+        if cursor.opened():
+            yield READY
         with socket:
             while True:
                 try:
@@ -124,16 +137,20 @@ def log_lines(transport: SyncTransport, sandbox_id: str, since: int | None, tail
         _pause(failures, error_from_close(code, reason), "logs")
 
 
-def events(transport: SyncTransport, sandbox_id: str | None, since: str | None) -> Iterator[Event]:
+def events(transport: SyncTransport, sandbox_id: str | None, since: str | None) -> Iterator[Event | Ready]:
     """Server-sent events (one sandbox's, or all the caller's), resumed with `Last-Event-ID`
     after the last event seen whenever the stream drops."""
     path = routes.sandbox_events_path(sandbox_id)
     last = since
     failures = 0
+    announced = False
     while True:
         error: BaseException | None = None
         try:
             with transport.stream(path, {"Last-Event-ID": last} if last else {}) as response:
+                if not announced:
+                    announced = True
+                    yield READY
                 for sse in EventSource(response).iter_sse():
                     event = event_of(sse.data)
                     if event is None:

@@ -19,6 +19,7 @@ else:
     import tomli as tomllib
 
 from sandbox_platform._core import DEFAULT_BASE_URL
+from sandbox_platform.errors import SandboxPlatformError
 
 CONFIG_FILE = "config.toml"
 
@@ -49,6 +50,8 @@ class Config:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return cls()
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise SandboxPlatformError("CONFIG_ERROR", None, f"{path} cannot be read: {exc}") from None
         known = {f.name for f in fields(cls)}
         return cls(**{k: str(v) for k, v in data.items() if k in known and v is not None})
 

@@ -30,6 +30,7 @@ HINTS = {
     "TIMEOUT": "the API did not answer in time; retry, or check that it is healthy",
     "INVALID_STATE": "see the sandbox's status with `sbx show REF`",
     "AMBIGUOUS": "use more characters of the id, or the full id",
+    "CONFIG_ERROR": "fix or remove the file, then `sbx login` again",
 }
 
 

@@ -22,6 +22,7 @@ from sandbox_platform._sockets import NORMAL_CLOSURE
 from sandbox_platform.errors import APIConnectionError
 
 READ_SIZE = 65536
+EOF_KEY = b"\x04"
 DEFAULT_SIZE = (80, 24)
 
 
@@ -69,9 +70,12 @@ async def run(config: ClientConfig, sandbox_id: str) -> int:
             data = os.read(fd_in, READ_SIZE)
         except OSError:
             data = b""
-        if not data:  # end of input: keep showing the output until the shell ends
+        if not data:
+            # End of piped input: the shell gets an end of file (Ctrl-D) and the output is shown
+            # until it exits. A terminal in raw mode never ends: Ctrl-D there is a key.
             loop.remove_reader(fd_in)
-        keys.put_nowait(data or None)
+            data = EOF_KEY
+        keys.put_nowait(data)
 
     def on_resize() -> None:
         keys.put_nowait(None)  # wakes the sender, which reads the new size
