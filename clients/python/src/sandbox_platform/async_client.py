@@ -20,7 +20,6 @@ from sandbox_platform._transport import AsyncTransport
 from sandbox_platform.client import DEFAULT_WAIT_TIMEOUT, UNSET
 from sandbox_platform.errors import NotFoundError
 from sandbox_platform.models import (
-    SETTLED_STATUSES,
     TERMINAL_STATUSES,
     ApiKey,
     AuditEvent,
@@ -35,6 +34,7 @@ from sandbox_platform.models import (
     SandboxInfo,
     Secret,
     User,
+    wanted_statuses,
 )
 
 
@@ -297,13 +297,6 @@ class AsyncSandbox(SandboxInfo):
     def _transport(self) -> AsyncTransport:
         return self._client._transport
 
-    def _update(self, data: Mapping[str, Any]) -> AsyncSandbox:
-        fresh = SandboxInfo.model_validate(data)
-        for name in SandboxInfo.model_fields:
-            setattr(self, name, getattr(fresh, name))
-        self.__pydantic_extra__ = fresh.__pydantic_extra__
-        return self
-
     async def _follow_up(self, remaining: float) -> None:
         # The API waits at most 300 s: a longer wait goes on by following events.
         if not self.settled and remaining > 0:
@@ -311,24 +304,23 @@ class AsyncSandbox(SandboxInfo):
 
     async def _lifecycle(self, call: Any, wait: bool, timeout: float) -> AsyncSandbox:
         started = time.monotonic()
-        self._update(await self._transport.request(call))
+        self._assign(await self._transport.request(call))
         if wait:
             await self._follow_up(timeout - (time.monotonic() - started))
         return self
 
     async def refresh(self) -> AsyncSandbox:
         """Read the sandbox again; returns itself."""
-        return self._update(await self._transport.request(routes.get_sandbox(self.id)))
+        return self._assign(await self._transport.request(routes.get_sandbox(self.id)))
 
     async def wait(
         self, timeout: float = DEFAULT_WAIT_TIMEOUT, status: str | Sequence[str] | None = None
     ) -> AsyncSandbox:
         """Follow the sandbox's events until it has settled (or reached one of `status`) or
         `timeout` seconds passed; returns itself with its fields as they then are."""
-        wanted = (
-            SETTLED_STATUSES if status is None else frozenset([status] if isinstance(status, str) else status)
+        return self._assign(
+            await wait_for(self._transport, self.id, timeout, wanted_statuses(status).__contains__)
         )
-        return self._update(await wait_for(self._transport, self.id, timeout, wanted.__contains__))
 
     async def start(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> AsyncSandbox:
         """Start a stopped sandbox (nothing happens on a running one)."""

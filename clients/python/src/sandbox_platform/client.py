@@ -18,7 +18,6 @@ from sandbox_platform._sync_streams import Stream, Terminal, events, log_lines, 
 from sandbox_platform._transport import SyncTransport
 from sandbox_platform.errors import NotFoundError
 from sandbox_platform.models import (
-    SETTLED_STATUSES,
     TERMINAL_STATUSES,
     ApiKey,
     AuditEvent,
@@ -33,6 +32,7 @@ from sandbox_platform.models import (
     SandboxInfo,
     Secret,
     User,
+    wanted_statuses,
 )
 
 #: How long lifecycle calls wait for the sandbox to settle, by default (seconds).
@@ -297,13 +297,6 @@ class Sandbox(SandboxInfo):
     def _transport(self) -> SyncTransport:
         return self._client._transport
 
-    def _update(self, data: Mapping[str, Any]) -> Sandbox:
-        fresh = SandboxInfo.model_validate(data)
-        for name in SandboxInfo.model_fields:
-            setattr(self, name, getattr(fresh, name))
-        self.__pydantic_extra__ = fresh.__pydantic_extra__
-        return self
-
     def _follow_up(self, remaining: float) -> None:
         # The API waits at most 300 s: a longer wait goes on by following events.
         if not self.settled and remaining > 0:
@@ -311,24 +304,21 @@ class Sandbox(SandboxInfo):
 
     def _lifecycle(self, call: Any, wait: bool, timeout: float) -> Sandbox:
         started = time.monotonic()
-        self._update(self._transport.request(call))
+        self._assign(self._transport.request(call))
         if wait:
             self._follow_up(timeout - (time.monotonic() - started))
         return self
 
     def refresh(self) -> Sandbox:
         """Read the sandbox again; returns itself."""
-        return self._update(self._transport.request(routes.get_sandbox(self.id)))
+        return self._assign(self._transport.request(routes.get_sandbox(self.id)))
 
     def wait(
         self, timeout: float = DEFAULT_WAIT_TIMEOUT, status: str | Sequence[str] | None = None
     ) -> Sandbox:
         """Follow the sandbox's events until it has settled (or reached one of `status`) or
         `timeout` seconds passed; returns itself with its fields as they then are."""
-        wanted = (
-            SETTLED_STATUSES if status is None else frozenset([status] if isinstance(status, str) else status)
-        )
-        return self._update(wait_for(self._transport, self.id, timeout, wanted.__contains__))
+        return self._assign(wait_for(self._transport, self.id, timeout, wanted_statuses(status).__contains__))
 
     def start(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
         """Start a stopped sandbox (nothing happens on a running one)."""

@@ -7,8 +7,9 @@ format). Schemas are built on first use (`defer_build`), which keeps the CLI's s
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
@@ -122,6 +123,16 @@ class Endpoint(Model):
     url: str | None = None
 
 
+S = TypeVar("S", bound="SandboxInfo")
+
+
+def wanted_statuses(status: str | Sequence[str] | None) -> frozenset[str]:
+    """The statuses a wait ends on: the ones given, else the settled ones."""
+    if status is None:
+        return SETTLED_STATUSES
+    return frozenset([status] if isinstance(status, str) else status)
+
+
 class SandboxInfo(Model):
     """A sandbox's fields; `Sandbox` and `AsyncSandbox` add the methods that act on it."""
 
@@ -147,6 +158,14 @@ class SandboxInfo(Model):
     def settled(self) -> bool:
         """True when the sandbox is in a status it stays in until acted on."""
         return self.status in SETTLED_STATUSES
+
+    def _assign(self: S, data: Mapping[str, Any]) -> S:
+        """Take the fields of a newer answer about the same sandbox (the object is updated in place)."""
+        fresh = SandboxInfo.model_validate(data)
+        for name in SandboxInfo.model_fields:
+            setattr(self, name, getattr(fresh, name))
+        self.__pydantic_extra__ = fresh.__pydantic_extra__
+        return self
 
 
 class ExecResult(Model):

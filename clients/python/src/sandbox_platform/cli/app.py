@@ -439,42 +439,23 @@ def show(ref: Ref, json: Json = False) -> None:
         _show_sandbox(sandbox)
 
 
-def _lifecycle(verb: str, ref: str, wait: bool, timeout: float, json: bool) -> None:
-    sandbox = refs.sandbox(_client(), ref)
-    with output.spinner(f"{verb.capitalize()} {sandbox.name}..."):
-        if verb == "start":
-            sandbox.start(wait=wait, timeout=timeout)
-        elif verb == "stop":
-            sandbox.stop(wait=wait, timeout=timeout)
-        elif verb == "restart":
-            sandbox.restart(wait=wait, timeout=timeout)
-        else:
-            sandbox.destroy(wait=wait, timeout=timeout)
-    _settled_output(sandbox, json)
+def _lifecycle_command(name: str, verb: str, summary: str) -> None:
+    """Register `sbx <name> REF`, which calls the sandbox's `verb` method."""
+
+    def command(ref: Ref, wait: Wait = True, timeout: Timeout = 120.0, json: Json = False) -> None:
+        sandbox = refs.sandbox(_client(), ref)
+        with output.spinner(f"{verb.capitalize()} {sandbox.name}..."):
+            getattr(sandbox, verb)(wait=wait, timeout=timeout)
+        _settled_output(sandbox, json)
+
+    command.__doc__ = summary
+    app.command(name)(command)
 
 
-@app.command()
-def start(ref: Ref, wait: Wait = True, timeout: Timeout = 120.0, json: Json = False) -> None:
-    """Start a stopped sandbox."""
-    _lifecycle("start", ref, wait, timeout, json)
-
-
-@app.command()
-def stop(ref: Ref, wait: Wait = True, timeout: Timeout = 120.0, json: Json = False) -> None:
-    """Stop a sandbox."""
-    _lifecycle("stop", ref, wait, timeout, json)
-
-
-@app.command()
-def restart(ref: Ref, wait: Wait = True, timeout: Timeout = 120.0, json: Json = False) -> None:
-    """Restart a sandbox."""
-    _lifecycle("restart", ref, wait, timeout, json)
-
-
-@app.command()
-def rm(ref: Ref, wait: Wait = True, timeout: Timeout = 120.0, json: Json = False) -> None:
-    """Destroy a sandbox (its container is removed)."""
-    _lifecycle("destroy", ref, wait, timeout, json)
+_lifecycle_command("start", "start", "Start a stopped sandbox.")
+_lifecycle_command("stop", "stop", "Stop a sandbox.")
+_lifecycle_command("restart", "restart", "Restart a sandbox.")
+_lifecycle_command("rm", "destroy", "Destroy a sandbox (its container is removed).")
 
 
 @app.command()
