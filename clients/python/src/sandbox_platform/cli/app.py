@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import sys
@@ -52,6 +53,15 @@ class _Exit(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
+
+
+@contextlib.contextmanager
+def _until_interrupted() -> Iterator[None]:
+    """A command that follows a stream ends quietly on Ctrl-C, with the usual status (130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise _Exit(130) from None
 
 
 def _version(value: bool) -> None:
@@ -531,7 +541,7 @@ def logs(
             for line in lines:
                 _print_line(line)
         return
-    with sandbox.stream_logs(tail=tail) as stream:
+    with _until_interrupted(), sandbox.stream_logs(tail=tail) as stream:
         for line in stream:
             if json:
                 print_json_line(line)
@@ -551,7 +561,7 @@ def events(
     """Follow sandbox events (one sandbox's history first, then live ones)."""
     client = _client()
     stream = refs.sandbox(client, ref).events(since=since) if ref else client.events(since=since)
-    with stream:
+    with _until_interrupted(), stream:
         for seen, event in enumerate(stream, start=1):
             _print_event(event, json)
             if count is not None and seen >= count:
@@ -607,13 +617,14 @@ def metrics(
         else:
             out.print(_metrics_table(sample))
         return
-    if json:
-        for sample in _samples(sandbox, interval):
-            print_json_line(sample)
-        return
-    with Live(console=out, auto_refresh=False) as live:
-        for sample in _samples(sandbox, interval):
-            live.update(_metrics_table(sample), refresh=True)
+    with _until_interrupted():
+        if json:
+            for sample in _samples(sandbox, interval):
+                print_json_line(sample)
+            return
+        with Live(console=out, auto_refresh=False) as live:
+            for sample in _samples(sandbox, interval):
+                live.update(_metrics_table(sample), refresh=True)
 
 
 @app.command("shell")
@@ -625,16 +636,14 @@ def shell_(ref: Ref) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Entry point of the `sbx` console script."""
+    """Entry point of the `sbx` console script: runs a command and exits with its status."""
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="sbx", standalone_mode=True)
+        app(args=list(argv) if argv is not None else None, prog_name="sbx")
     except _Exit as done:
         sys.exit(done.code)
     except SandboxPlatformError as error:
         output.print_error(error)
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
     except BrokenPipeError:
         # The reader went away (`sbx logs -f | head`): nothing more to say.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
