@@ -20,6 +20,18 @@ async def _metrics(sandbox) -> Metrics:  # type: ignore[no-untyped-def]
     raise AssertionError("no metrics sample within 60 s")
 
 
+async def _until_resized(terminal, size: bytes) -> None:  # type: ignore[no-untyped-def]
+    """The resize and the keys travel apart: ask again until the new size shows."""
+    for _ in range(10):
+        await terminal.send("stty size\n")
+        try:
+            await terminal.read_until(size, timeout=2)
+        except TimeoutError:
+            continue
+        return
+    raise AssertionError(f"the terminal never showed {size!r}")
+
+
 async def test_async_demo_flow(api_url: str, test_image: str) -> None:
     async with AsyncClient(base_url=api_url) as client:
         email = new_email()
@@ -52,8 +64,7 @@ async def test_async_demo_flow(api_url: str, test_image: str) -> None:
                 await terminal.send("echo hi\n")
                 await terminal.read_until(b"\nhi\r\n", timeout=15)
                 await terminal.resize(100, 33)
-                await terminal.send("stty size\n")
-                await terminal.read_until(b"33 100", timeout=15)
+                await _until_resized(terminal, b"33 100")
 
             metrics = await _metrics(sandbox)
             assert metrics.memory.limit_bytes == 256 * 1024 * 1024

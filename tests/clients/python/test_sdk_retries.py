@@ -92,6 +92,7 @@ def test_lifecycle_call_retries_503_with_the_same_idempotency_key() -> None:
     assert len(keys) == 1
     assert script.requests[0].url.params["wait"] == "true"
     assert script.requests[0].headers["Authorization"] == "Bearer sk_test"
+    assert script.requests[0].headers["User-Agent"].startswith("sandbox-platform-python/")
 
 
 def test_each_lifecycle_call_has_its_own_key() -> None:

@@ -102,8 +102,14 @@ def test_terminal_echo_and_resize(sandbox: Sandbox) -> None:
         terminal.send("stty size\n")
         terminal.read_until(b"30 100", timeout=15)
         terminal.resize(120, 40)
-        terminal.send("stty size\n")
-        terminal.read_until(b"40 120", timeout=15)
+
+        def resized() -> bool:
+            # The resize and the keys travel apart: ask again until the new size shows.
+            terminal.send("stty size\n")
+            terminal.read_until(b"40 120", timeout=2)
+            return True
+
+        wait_until(resized, timeout=20, interval=0)
         terminal.send("exit\n")
         assert wait_until(lambda: terminal.recv(timeout=5) == b"", timeout=20)
         assert terminal.close_code == 1000

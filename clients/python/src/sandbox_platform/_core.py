@@ -119,10 +119,6 @@ class Call(Generic[T_co]):
     accept: frozenset[int] = field(default_factory=frozenset)
     authenticated: bool = True
 
-    def headers(self, idempotency_key: str | None) -> dict[str, str]:
-        """Headers of one attempt of the call."""
-        return {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else {}
-
     def timeout(self, default: httpx.Timeout) -> httpx.Timeout:
         """The httpx timeout of this call."""
         if self.read_timeout is None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 
 from sandbox_platform._core import (
+    IDEMPOTENCY_HEADER,
     STREAM_READ_TIMEOUT,
     Answer,
     Call,
@@ -37,7 +38,9 @@ def _request_args(
     params = clean_params(call.params)
     if cursor is not None:
         params["cursor"] = cursor
-    headers = call.headers(key)
+    headers = dict(config.headers)
+    if key is not None:
+        headers[IDEMPOTENCY_HEADER] = key
     if call.authenticated:
         headers.update(config.credentials.headers())
     args: dict[str, Any] = {
@@ -54,17 +57,13 @@ def _stream_timeout(config: ClientConfig) -> httpx.Timeout:
     return httpx.Timeout(STREAM_READ_TIMEOUT, connect=config.timeout.connect)
 
 
-def _http_args(config: ClientConfig) -> dict[str, Any]:
-    return {"timeout": config.timeout, "headers": config.headers}
-
-
 class SyncTransport:
     """Runs calls with `httpx.Client`, retrying as the call's rule allows."""
 
     def __init__(self, config: ClientConfig, http_client: httpx.Client | None = None) -> None:
         self.config = config
         self._owns_http = http_client is None
-        self.http = http_client or httpx.Client(**_http_args(config))
+        self.http = http_client or httpx.Client(timeout=config.timeout)
 
     def send(self, call: Call[Any], cursor: str | None = None) -> Answer:
         """One call, retried; the last answer (errors included) or a connection error."""
@@ -106,7 +105,12 @@ class SyncTransport:
     @contextlib.contextmanager
     def stream(self, path: str, headers: Mapping[str, str]) -> Iterator[httpx.Response]:
         """A streamed GET (server-sent events); a refusal raises its typed error."""
-        request_headers = {"Accept": "text/event-stream", **self.config.credentials.headers(), **headers}
+        request_headers = {
+            **self.config.headers,
+            "Accept": "text/event-stream",
+            **self.config.credentials.headers(),
+            **headers,
+        }
         with self.http.stream(
             "GET", self.config.url(path), headers=request_headers, timeout=_stream_timeout(self.config)
         ) as response:
@@ -127,7 +131,7 @@ class AsyncTransport:
     def __init__(self, config: ClientConfig, http_client: httpx.AsyncClient | None = None) -> None:
         self.config = config
         self._owns_http = http_client is None
-        self.http = http_client or httpx.AsyncClient(**_http_args(config))
+        self.http = http_client or httpx.AsyncClient(timeout=config.timeout)
 
     async def send(self, call: Call[Any], cursor: str | None = None) -> Answer:
         """One call, retried; the last answer (errors included) or a connection error."""
@@ -170,7 +174,12 @@ class AsyncTransport:
     @contextlib.asynccontextmanager
     async def stream(self, path: str, headers: Mapping[str, str]) -> AsyncIterator[httpx.Response]:
         """A streamed GET (server-sent events); a refusal raises its typed error."""
-        request_headers = {"Accept": "text/event-stream", **self.config.credentials.headers(), **headers}
+        request_headers = {
+            **self.config.headers,
+            "Accept": "text/event-stream",
+            **self.config.credentials.headers(),
+            **headers,
+        }
         async with self.http.stream(
             "GET", self.config.url(path), headers=request_headers, timeout=_stream_timeout(self.config)
         ) as response:
