@@ -21,8 +21,10 @@ lint: sync
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 
+# The Python SDK (clients/python) supports Python 3.10: it is checked against that version.
 typecheck: sync
 	$(UV) run --frozen mypy libs services tools
+	$(UV) run --frozen mypy --python-version 3.10 clients/python/src
 
 test: sync lint typecheck
 	$(UV) run --frozen pytest $(PYTEST_ARGS)

@@ -1,0 +1,300 @@
+"""Every HTTP route of the API as a `Call`: its method, path, body, parsing and retry rule.
+
+The sync and async clients run these same descriptions, so a route is written once.
+Sandbox routes answer raw dicts: each client binds them to its own `Sandbox` class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel
+
+from sandbox_platform._core import SERVER_WAIT_MARGIN, Call, Retry, server_wait
+from sandbox_platform.models import (
+    ApiKey,
+    AuditEvent,
+    CreatedApiKey,
+    Environment,
+    EnvironmentVersion,
+    ExecResult,
+    Health,
+    LogLine,
+    Metrics,
+    Port,
+    Secret,
+    User,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Lifecycle verbs with a `POST /sandboxes/:id/<verb>` route.
+ACTIONS = ("start", "stop", "restart")
+#: Default of an exec's own timeout on the server (seconds).
+EXEC_DEFAULT_TIMEOUT = 30.0
+
+PortLike = Port | int | Mapping[str, int]
+
+
+def _model(cls: type[M]) -> Callable[[Any], M]:
+    return cls.model_validate
+
+
+def _dict(data: Any) -> dict[str, Any]:
+    return dict(data)
+
+
+def _none(_data: Any) -> None:
+    return None
+
+
+def _id(value: str) -> str:
+    """A path segment: ids and keys are quoted so that no value can change the route."""
+    return quote(str(value), safe="")
+
+
+def _auth(data: Any) -> tuple[User, str]:
+    return User.model_validate(data["user"]), str(data["token"])
+
+
+def signup(email: str, password: str) -> Call[tuple[User, str]]:
+    return Call("POST", "/auth/signup", _auth, body={"email": email, "password": password}, retry=Retry.ONCE)
+
+
+def login(email: str, password: str) -> Call[tuple[User, str]]:
+    return Call("POST", "/auth/login", _auth, body={"email": email, "password": password}, retry=Retry.ONCE)
+
+
+def me() -> Call[User]:
+    return Call("GET", "/auth/me", _model(User))
+
+
+def create_api_key(name: str) -> Call[CreatedApiKey]:
+    return Call("POST", "/api-keys", _model(CreatedApiKey), body={"name": name}, retry=Retry.ONCE)
+
+
+def list_api_keys(limit: int | None) -> Call[ApiKey]:
+    return Call("GET", "/api-keys", _model(ApiKey), params={"limit": limit})
+
+
+def revoke_api_key(key_id: str) -> Call[None]:
+    return Call("DELETE", f"/api-keys/{_id(key_id)}", _none, retry=Retry.ONCE)
+
+
+def ports_body(ports: Sequence[PortLike]) -> list[dict[str, int]]:
+    """Ports as the API takes them: a bare int is a container port with a host port chosen per sandbox."""
+    out: list[dict[str, int]] = []
+    for port in ports:
+        if isinstance(port, int):
+            out.append({"container": port})
+        elif isinstance(port, Port):
+            out.append(port.model_dump(exclude_none=True))
+        else:
+            out.append(dict(port))
+    return out
+
+
+def environment_fields(
+    image: str | None,
+    cpu: float | None,
+    memory: int | None,
+    ports: Sequence[PortLike] | None,
+    env: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """The definition fields that were given, in the API's names."""
+    body: dict[str, Any] = {}
+    if image is not None:
+        body["image"] = image
+    if cpu is not None:
+        body["cpu"] = cpu
+    if memory is not None:
+        body["memory"] = memory
+    if ports is not None:
+        body["ports"] = ports_body(ports)
+    if env is not None:
+        body["env"] = dict(env)
+    return body
+
+
+def create_environment(name: str, fields: Mapping[str, Any]) -> Call[Environment]:
+    return Call("POST", "/environments", _model(Environment), body={"name": name, **fields}, retry=Retry.ONCE)
+
+
+def list_environments(limit: int | None) -> Call[Environment]:
+    return Call("GET", "/environments", _model(Environment), params={"limit": limit})
+
+
+def get_environment(environment_id: str) -> Call[Environment]:
+    return Call("GET", f"/environments/{_id(environment_id)}", _model(Environment))
+
+
+def update_environment(environment_id: str, fields: Mapping[str, Any]) -> Call[Environment]:
+    return Call(
+        "PUT",
+        f"/environments/{_id(environment_id)}",
+        _model(Environment),
+        body=dict(fields),
+        retry=Retry.ONCE,
+    )
+
+
+def delete_environment(environment_id: str) -> Call[None]:
+    return Call("DELETE", f"/environments/{_id(environment_id)}", _none, retry=Retry.ONCE)
+
+
+def environment_versions(environment_id: str, limit: int | None) -> Call[EnvironmentVersion]:
+    return Call(
+        "GET",
+        f"/environments/{_id(environment_id)}/versions",
+        _model(EnvironmentVersion),
+        params={"limit": limit},
+    )
+
+
+def set_secret(environment_id: str, key: str, value: str) -> Call[Secret]:
+    # Setting a key again replaces it: repeating the call is harmless.
+    return Call(
+        "POST",
+        f"/environments/{_id(environment_id)}/secrets",
+        _model(Secret),
+        body={"key": key, "value": value},
+    )
+
+
+def delete_secret(environment_id: str, key: str) -> Call[None]:
+    return Call("DELETE", f"/environments/{_id(environment_id)}/secrets/{_id(key)}", _none, retry=Retry.ONCE)
+
+
+def sandbox_body(
+    name: str | None,
+    ttl_seconds: int | None,
+    env: Mapping[str, str] | None,
+    metadata: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """The optional fields of a create or replicate body, in the API's names."""
+    body: dict[str, Any] = {}
+    if name is not None:
+        body["name"] = name
+    if ttl_seconds is not None:
+        body["ttlSeconds"] = ttl_seconds
+    if env:
+        body["env"] = dict(env)
+    if metadata:
+        body["metadata"] = dict(metadata)
+    return body
+
+
+def _lifecycle(method: str, path: str, wait: float | None, body: Any = None) -> Call[dict[str, Any]]:
+    params, read_timeout = server_wait(wait)
+    return Call(
+        method, path, _dict, params=params, body=body, retry=Retry.LIFECYCLE, read_timeout=read_timeout
+    )
+
+
+def create_sandbox(body: Mapping[str, Any], wait: float | None) -> Call[dict[str, Any]]:
+    return _lifecycle("POST", "/sandboxes", wait, dict(body))
+
+
+def get_sandbox(sandbox_id: str) -> Call[dict[str, Any]]:
+    return Call("GET", f"/sandboxes/{_id(sandbox_id)}", _dict)
+
+
+def list_sandboxes(
+    status: str | Sequence[str] | None,
+    environment_id: str | None,
+    metadata: Mapping[str, str] | None,
+    limit: int | None,
+) -> Call[dict[str, Any]]:
+    params: dict[str, Any] = {"environmentId": environment_id, "limit": limit}
+    if status is not None:
+        params["status"] = status if isinstance(status, str) else ",".join(status)
+    for key, value in (metadata or {}).items():
+        params[f"metadata.{key}"] = value
+    return Call("GET", "/sandboxes", _dict, params=params)
+
+
+def sandbox_action(sandbox_id: str, verb: str, wait: float | None) -> Call[dict[str, Any]]:
+    return _lifecycle("POST", f"/sandboxes/{_id(sandbox_id)}/{verb}", wait)
+
+
+def destroy_sandbox(sandbox_id: str, wait: float | None) -> Call[dict[str, Any]]:
+    return _lifecycle("DELETE", f"/sandboxes/{_id(sandbox_id)}", wait)
+
+
+def replicate_sandbox(sandbox_id: str, body: Mapping[str, Any], wait: float | None) -> Call[dict[str, Any]]:
+    return _lifecycle("POST", f"/sandboxes/{_id(sandbox_id)}/replicate", wait, dict(body))
+
+
+def exec_command(
+    sandbox_id: str,
+    command: str | Sequence[str],
+    timeout: float | None,
+    env: Mapping[str, str] | None,
+    workdir: str | None,
+) -> Call[ExecResult]:
+    body: dict[str, Any] = {"command": command if isinstance(command, str) else list(command)}
+    if timeout is not None:
+        body["timeoutSeconds"] = timeout
+    if env:
+        body["env"] = dict(env)
+    if workdir is not None:
+        body["workdir"] = workdir
+    # Running a command twice is not harmless: it is retried only when it surely did not arrive.
+    own = EXEC_DEFAULT_TIMEOUT if timeout is None else timeout
+    return Call(
+        "POST",
+        f"/sandboxes/{_id(sandbox_id)}/exec",
+        _model(ExecResult),
+        body=body,
+        retry=Retry.ONCE,
+        read_timeout=own + SERVER_WAIT_MARGIN,
+    )
+
+
+def _log_lines(data: Any) -> list[LogLine]:
+    return [LogLine.model_validate(line) for line in data]
+
+
+def sandbox_logs(sandbox_id: str, tail: int | None, since: int | None) -> Call[list[LogLine]]:
+    return Call(
+        "GET", f"/sandboxes/{_id(sandbox_id)}/logs", _log_lines, params={"tail": tail, "since": since}
+    )
+
+
+def sandbox_metrics(sandbox_id: str) -> Call[Metrics]:
+    return Call("GET", f"/sandboxes/{_id(sandbox_id)}/metrics", _model(Metrics))
+
+
+def list_audit(limit: int | None) -> Call[AuditEvent]:
+    return Call("GET", "/audit", _model(AuditEvent), params={"limit": limit})
+
+
+def health() -> Call[Health]:
+    # The body is the answer also when degraded (503), and a probe is not retried.
+    return Call(
+        "GET",
+        "/health",
+        _model(Health),
+        envelope=False,
+        accept=frozenset({503}),
+        authenticated=False,
+        retry=Retry.ONCE,
+    )
+
+
+def sandbox_events_path(sandbox_id: str | None) -> str:
+    """The SSE route of one sandbox's events, or of all the caller's."""
+    return "/events" if sandbox_id is None else f"/sandboxes/{_id(sandbox_id)}/events"
+
+
+def logs_socket_path(sandbox_id: str) -> str:
+    return f"/ws/sandboxes/{_id(sandbox_id)}/logs"
+
+
+def terminal_socket_path(sandbox_id: str) -> str:
+    return f"/ws/sandboxes/{_id(sandbox_id)}/terminal"
+
+
+EVENTS_SOCKET_PATH = "/ws/events"

@@ -1,0 +1,5 @@
+"""`python -m sandbox_platform.cli`: the same as `sbx`."""
+
+from sandbox_platform.cli.app import main
+
+main()

@@ -1,0 +1,651 @@
+"""The `sbx` commands (typer). Each takes `--json` to print the API's data instead of tables."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.live import Live
+
+from sandbox_platform._version import __version__
+from sandbox_platform.cli import output, refs, shell
+from sandbox_platform.cli.config import Config
+from sandbox_platform.cli.output import out, print_json, print_json_line, short, when
+from sandbox_platform.client import Client, Sandbox
+from sandbox_platform.errors import SandboxPlatformError, UnauthorizedError
+from sandbox_platform.models import Environment, Event, LogLine, Metrics, Port
+
+app = typer.Typer(
+    name="sbx",
+    help="Sandbox Platform: environments, sandboxes, exec, logs, shells.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+env_app = typer.Typer(help="Environments: what sandboxes are made from.", no_args_is_help=True)
+secret_app = typer.Typer(
+    help="Secrets of an environment (env variables stored encrypted).", no_args_is_help=True
+)
+app.add_typer(env_app, name="env")
+app.add_typer(secret_app, name="secret")
+
+Json = Annotated[bool, typer.Option("--json", help="Print the API's data as JSON.")]
+Ref = Annotated[
+    str, typer.Argument(metavar="REF", help="A full id, a unique id prefix, or a name.", show_default=False)
+]
+EnvPairs = Annotated[
+    list[str] | None, typer.Option("--env", "-e", metavar="K=V", help="Repeatable.", show_default=False)
+]
+Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the sandbox has settled.")]
+Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait at most.")]
+
+
+class _Exit(Exception):
+    """Leave with this exit status (after the command's own output)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextlib.contextmanager
+def _until_interrupted() -> Iterator[None]:
+    """A command that follows a stream ends quietly on Ctrl-C, with the usual status (130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise _Exit(130) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"sbx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Sandbox Platform: environments, sandboxes, exec, logs, shells."""
+
+
+def _client(config: Config | None = None, require_login: bool = True) -> Client:
+    config = config or Config.load()
+    if require_login and not config.logged_in:
+        raise UnauthorizedError("UNAUTHORIZED", None, "You are not logged in.")
+    return Client(base_url=config.effective_url, api_key=config.effective_api_key, token=config.token)
+
+
+def _pairs(values: Sequence[str] | None, what: str = "--env") -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{value!r} is not K=V", param_hint=what)
+        pairs[key] = rest
+    return pairs
+
+
+def _ports(values: Sequence[str] | None) -> list[Port]:
+    ports: list[Port] = []
+    for value in values or []:
+        container, _, host = value.partition(":")
+        try:
+            ports.append(Port(container=int(container), host=int(host) if host else None))
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not CONTAINER[:HOST]", param_hint="--port") from None
+    return ports
+
+
+def _prompt_secret(label: str) -> str:
+    return str(typer.prompt(label, hide_input=True))
+
+
+# ---------------------------------------------------------------- account
+
+
+def _remember(config: Config, client: Client, email: str | None, api_key: str | None) -> None:
+    config.api_url = client.base_url
+    config.email = email
+    config.api_key = api_key
+    config.token = client.token if api_key is None else None
+    path = config.save()
+    output.err.print(f"Credentials saved in {path}")
+
+
+@app.command()
+def signup(
+    email: Annotated[str | None, typer.Option(help="Your email.")] = None,
+    password: Annotated[str | None, typer.Option(help="8-128 characters (prompted when missing).")] = None,
+    api_url: Annotated[str | None, typer.Option("--api-url", help="The API's URL.")] = None,
+    json: Json = False,
+) -> None:
+    """Create an account and log in as it."""
+    config = Config.load()
+    if api_url:
+        config.api_url = api_url
+    email = email or str(typer.prompt("Email"))
+    if password is None:
+        password = str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    client = _client(config, require_login=False)
+    user = client.auth.signup(email, password)
+    _remember(config, client, user.email, None)
+    if json:
+        print_json({"user": user.to_api(), "token": client.token})
+    else:
+        out.print(f"Signed up and logged in as {user.email}")
+
+
+@app.command()
+def login(
+    email: Annotated[str | None, typer.Option(help="Your email.")] = None,
+    password: Annotated[str | None, typer.Option(help="Prompted when missing.")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="Log in with an API key instead.")] = None,
+    api_url: Annotated[str | None, typer.Option("--api-url", help="The API's URL.")] = None,
+    json: Json = False,
+) -> None:
+    """Log in with email and password (or an API key); the credential is saved for later commands."""
+    config = Config.load()
+    if api_url:
+        config.api_url = api_url
+    if api_key:
+        client = Client(base_url=config.effective_url, api_key=api_key)
+        user = client.auth.me()
+        _remember(config, client, user.email, api_key)
+        data: dict[str, Any] = {"user": user.to_api()}
+    else:
+        email = email or str(typer.prompt("Email"))
+        password = password if password is not None else _prompt_secret("Password")
+        client = _client(config, require_login=False)
+        user = client.auth.login(email, password)
+        _remember(config, client, user.email, None)
+        data = {"user": user.to_api(), "token": client.token}
+    if json:
+        print_json(data)
+    else:
+        out.print(f"Logged in as {user.email}")
+
+
+@app.command()
+def whoami(json: Json = False) -> None:
+    """Show the user the saved credential belongs to."""
+    user = _client().auth.me()
+    if json:
+        print_json(user)
+    else:
+        out.print(user.email)
+
+
+# ---------------------------------------------------------------- environments
+
+
+def _show_environment(environment: Environment) -> None:
+    output.details(
+        [
+            ("id", environment.id),
+            ("name", environment.name),
+            ("version", environment.version),
+            ("image", environment.image),
+            ("cpu", environment.cpu),
+            ("memory", f"{environment.memory} MiB"),
+            ("ports", ", ".join(_port_text(p) for p in environment.ports) or "-"),
+            ("env", " ".join(f"{k}={v}" for k, v in environment.env.items()) or "-"),
+            ("command", shlex.join(environment.command) if environment.command else "(the image's)"),
+            ("secrets", ", ".join(s.key for s in environment.secrets) or "-"),
+            ("created", when(environment.created_at)),
+            ("updated", when(environment.updated_at)),
+        ]
+    )
+
+
+def _port_text(port: Port) -> str:
+    return f"{port.container}:{port.host}" if port.host else str(port.container)
+
+
+@env_app.command("create")
+def env_create(
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="A name of your choice (letters, digits, . _ -).")
+    ],
+    *,
+    image: Annotated[str, typer.Option("--image", help="The container image, e.g. python:3.12-slim.")],
+    cpu: Annotated[float | None, typer.Option(help="Cores (default 1).")] = None,
+    memory: Annotated[int | None, typer.Option(help="MiB (default 256).")] = None,
+    port: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--port",
+            "-p",
+            metavar="C[:H]",
+            help="Container port[:host port] (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
+    env: EnvPairs = None,
+    command: Annotated[
+        str | None, typer.Option(help="Overrides the image's command (split like a shell).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
+    json: Json = False,
+) -> None:
+    """Create an environment (version 1)."""
+    environment = _client().environments.create(
+        name=name,
+        image=image,
+        cpu=cpu,
+        memory=memory,
+        ports=_ports(port),
+        env=_pairs(env),
+        command=shlex.split(command) if command is not None else None,
+    )
+    if json:
+        print_json(environment)
+    elif quiet:
+        out.print(environment.id)
+    else:
+        out.print(f"Created environment {environment.name} ({environment.id}), version {environment.version}")
+
+
+@env_app.command("ls")
+def env_ls(json: Json = False) -> None:
+    """List your environments."""
+    environments = list(_client().environments.list())
+    if json:
+        print_json(environments)
+        return
+    output.table(
+        ["ID", "NAME", "VERSION", "IMAGE", "CPU", "MEMORY", "SECRETS", "UPDATED"],
+        [
+            [
+                short(e.id),
+                e.name,
+                e.version,
+                e.image,
+                e.cpu,
+                f"{e.memory} MiB",
+                len(e.secrets),
+                when(e.updated_at),
+            ]
+            for e in environments
+        ],
+    )
+
+
+@env_app.command("show")
+def env_show(ref: Ref, json: Json = False) -> None:
+    """Show an environment at its current version."""
+    environment = refs.environment(_client(), ref)
+    if json:
+        print_json(environment)
+    else:
+        _show_environment(environment)
+
+
+@env_app.command("rm")
+def env_rm(ref: Ref, json: Json = False) -> None:
+    """Delete an environment (refused while sandboxes that are not destroyed use it)."""
+    client = _client()
+    environment = refs.environment(client, ref)
+    client.environments.delete(environment.id)
+    if json:
+        print_json({"id": environment.id, "deleted": True})
+    else:
+        out.print(f"Deleted environment {environment.name}")
+
+
+@secret_app.command("set")
+def secret_set(
+    env: Annotated[str, typer.Argument(metavar="ENV", help="The environment (REF).")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Upper case, e.g. API_KEY.")],
+    value: Annotated[
+        str | None,
+        typer.Argument(metavar="VALUE", help="`-` or left out: read from stdin (or a prompt)."),
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Set (or replace) a secret of an environment; new sandboxes get it as an env variable."""
+    if value is None and sys.stdin.isatty():
+        value = _prompt_secret(f"Value of {key}")
+    elif value is None or value == "-":
+        value = sys.stdin.read().removesuffix("\n")
+    client = _client()
+    environment = refs.environment(client, env)
+    secret = client.environments.set_secret(environment.id, key, value)
+    if json:
+        print_json(secret)
+    else:
+        out.print(f"Set secret {secret.key} of {environment.name}")
+
+
+@secret_app.command("rm")
+def secret_rm(
+    env: Annotated[str, typer.Argument(metavar="ENV", help="The environment (REF).")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help="The secret's key.")],
+    json: Json = False,
+) -> None:
+    """Remove a secret of an environment."""
+    client = _client()
+    environment = refs.environment(client, env)
+    client.environments.delete_secret(environment.id, key)
+    if json:
+        print_json({"key": key, "deleted": True})
+    else:
+        out.print(f"Removed secret {key} of {environment.name}")
+
+
+# ---------------------------------------------------------------- sandboxes
+
+
+def _summary(sandbox: Sandbox) -> str:
+    reason = f" ({sandbox.status_reason})" if sandbox.status_reason else ""
+    return f"{sandbox.name} ({sandbox.id}) is {sandbox.status}{reason}"
+
+
+def _show_sandbox(sandbox: Sandbox) -> None:
+    output.details(
+        [
+            ("id", sandbox.id),
+            ("name", sandbox.name),
+            ("status", sandbox.status + (f" ({sandbox.status_reason})" if sandbox.status_reason else "")),
+            ("environment", f"{sandbox.environment_id} (version {sandbox.environment_version})"),
+            ("image", sandbox.image),
+            ("cpu", sandbox.cpu),
+            ("memory", f"{sandbox.memory} MiB"),
+            ("env", " ".join(f"{k}={v}" for k, v in sandbox.env.items()) or "-"),
+            ("metadata", " ".join(f"{k}={v}" for k, v in sandbox.metadata.items()) or "-"),
+            (
+                "endpoints",
+                ", ".join(e.url or f"{e.container_port}->{e.host_port}" for e in sandbox.endpoints) or "-",
+            ),
+            ("created", when(sandbox.created_at)),
+            ("started", when(sandbox.started_at)),
+            ("stopped", when(sandbox.stopped_at)),
+            ("expires", when(sandbox.expires_at)),
+            ("destroyed", when(sandbox.destroyed_at)),
+        ]
+    )
+
+
+def _settled_output(sandbox: Sandbox, json: bool, quiet: bool = False) -> None:
+    if json:
+        print_json(sandbox)
+    elif quiet:
+        out.print(sandbox.id)
+    else:
+        out.print(_summary(sandbox))
+    if sandbox.status == "failed":
+        raise SandboxPlatformError("SANDBOX_FAILED", None, f"{sandbox.name} failed: {sandbox.status_reason}")
+
+
+@app.command()
+def create(
+    env: Annotated[str, typer.Argument(metavar="ENV", help="The environment (REF).")],
+    *,
+    name: Annotated[str | None, typer.Option(help="A name (default: <environment>-<random>).")] = None,
+    ttl: Annotated[int | None, typer.Option(help="Seconds before it is destroyed (default 3600).")] = None,
+    env_vars: EnvPairs = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option("--metadata", "-m", metavar="K=V", help="Repeatable.", show_default=False),
+    ] = None,
+    wait: Wait = True,
+    timeout: Timeout = 120.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
+    json: Json = False,
+) -> None:
+    """Create a sandbox from an environment; waits until it runs unless --no-wait."""
+    client = _client()
+    environment = refs.environment(client, env)
+    with output.spinner(f"Creating a sandbox of {environment.name}..."):
+        sandbox = client.sandboxes.create(
+            environment.id,
+            name=name,
+            ttl_seconds=ttl,
+            env=_pairs(env_vars),
+            metadata=_pairs(metadata, "--metadata"),
+            wait=wait,
+            timeout=timeout,
+        )
+    _settled_output(sandbox, json, quiet)
+
+
+@app.command("ls")
+def ls(
+    all_: Annotated[
+        bool, typer.Option("--all", "-a", help="Include destroyed and expired sandboxes.")
+    ] = False,
+    status: Annotated[str | None, typer.Option(help="Only these statuses (comma separated).")] = None,
+    json: Json = False,
+) -> None:
+    """List your sandboxes, newest first."""
+    statuses = status if status else (",".join(refs.ALL_STATUSES) if all_ else None)
+    sandboxes = list(_client().sandboxes.list(status=statuses))
+    if json:
+        print_json(sandboxes)
+        return
+    output.table(
+        ["ID", "NAME", "STATUS", "IMAGE", "CREATED", "EXPIRES"],
+        [[short(s.id), s.name, s.status, s.image, when(s.created_at), when(s.expires_at)] for s in sandboxes],
+    )
+
+
+@app.command()
+def show(ref: Ref, json: Json = False) -> None:
+    """Show a sandbox."""
+    sandbox = refs.sandbox(_client(), ref)
+    if json:
+        print_json(sandbox)
+    else:
+        _show_sandbox(sandbox)
+
+
+def _lifecycle_command(name: str, verb: str, summary: str) -> None:
+    """Register `sbx <name> REF`, which calls the sandbox's `verb` method."""
+
+    def command(ref: Ref, wait: Wait = True, timeout: Timeout = 120.0, json: Json = False) -> None:
+        sandbox = refs.sandbox(_client(), ref)
+        with output.spinner(f"{verb.capitalize()} {sandbox.name}..."):
+            getattr(sandbox, verb)(wait=wait, timeout=timeout)
+        _settled_output(sandbox, json)
+
+    command.__doc__ = summary
+    app.command(name)(command)
+
+
+_lifecycle_command("start", "start", "Start a stopped sandbox.")
+_lifecycle_command("stop", "stop", "Stop a sandbox.")
+_lifecycle_command("restart", "restart", "Restart a sandbox.")
+_lifecycle_command("rm", "destroy", "Destroy a sandbox (its container is removed).")
+
+
+@app.command()
+def replicate(
+    ref: Ref,
+    *,
+    name: Annotated[str | None, typer.Option(help="The copy's name.")] = None,
+    ttl: Annotated[int | None, typer.Option(help="The copy's TTL in seconds.")] = None,
+    env_vars: EnvPairs = None,
+    wait: Wait = True,
+    timeout: Timeout = 120.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
+    json: Json = False,
+) -> None:
+    """Create a copy of a sandbox: same environment version and env (--env merged over it)."""
+    sandbox = refs.sandbox(_client(), ref)
+    with output.spinner(f"Replicating {sandbox.name}..."):
+        copy = sandbox.replicate(name=name, ttl_seconds=ttl, env=_pairs(env_vars), wait=wait, timeout=timeout)
+    _settled_output(copy, json, quiet)
+
+
+@app.command("exec")
+def exec_(
+    ref: Ref,
+    command: Annotated[
+        list[str], typer.Argument(metavar="CMD", help="After --: the command and its arguments.")
+    ],
+    *,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds before it is ended.")] = None,
+    env_vars: EnvPairs = None,
+    workdir: Annotated[
+        str | None, typer.Option("--workdir", "-w", help="Absolute directory to run in.")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Run a command in a running sandbox: its output on ours, its exit code as ours."""
+    sandbox = refs.sandbox(_client(), ref)
+    result = sandbox.exec(command, timeout=timeout, env=_pairs(env_vars) or None, workdir=workdir)
+    if json:
+        print_json(result)
+    else:
+        sys.stdout.write(result.stdout)
+        sys.stdout.flush()
+        sys.stderr.write(result.stderr)
+        sys.stderr.flush()
+    if result.timed_out:
+        if not json:
+            output.fail(f"TIMED_OUT: the command did not end within {timeout or 30:g} s")
+        raise _Exit(124)
+    raise _Exit(result.exit_code or 0)
+
+
+def _print_line(line: LogLine) -> None:
+    stream = sys.stderr if line.stream == "stderr" else sys.stdout
+    stream.write(line.text + "\n")
+    stream.flush()
+
+
+@app.command()
+def logs(
+    ref: Ref,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    tail: Annotated[int, typer.Option("--tail", "-n", help="How many past lines.")] = 100,
+    json: Json = False,
+) -> None:
+    """Print a sandbox's log lines (stderr lines on stderr); -f follows and survives dropped connections."""
+    sandbox = refs.sandbox(_client(), ref)
+    if not follow:
+        lines = sandbox.logs(tail=tail) if tail > 0 else []
+        if json:
+            print_json(lines)
+        else:
+            for line in lines:
+                _print_line(line)
+        return
+    with _until_interrupted(), sandbox.stream_logs(tail=tail) as stream:
+        for line in stream:
+            if json:
+                print_json_line(line)
+            else:
+                _print_line(line)
+
+
+@app.command()
+def events(
+    ref: Annotated[
+        str | None, typer.Argument(metavar="REF", help="One sandbox; all of yours when left out.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Resume right after this event id.")] = None,
+    count: Annotated[int | None, typer.Option("--count", "-c", help="Stop after this many events.")] = None,
+    json: Json = False,
+) -> None:
+    """Follow sandbox events (one sandbox's history first, then live ones)."""
+    client = _client()
+    stream = refs.sandbox(client, ref).events(since=since) if ref else client.events(since=since)
+    with _until_interrupted(), stream:
+        for seen, event in enumerate(stream, start=1):
+            _print_event(event, json)
+            if count is not None and seen >= count:
+                return
+
+
+def _print_event(event: Event, json: bool) -> None:
+    if json:
+        print_json_line(event)
+        return
+    reason = event.data.get("reason")
+    suffix = f"  {reason}" if reason else ""
+    out.print(f"{when(event.occurred_at)}  {event.id:>6}  {short(event.sandbox_id)}  {event.type}{suffix}")
+
+
+def _metrics_table(metrics: Metrics) -> Any:
+    from rich.table import Table
+
+    grid = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("CPU", "MEMORY", "NET RX/TX", "IO READ/WRITE", "PIDS", "SAMPLED"):
+        grid.add_column(column)
+    grid.add_row(
+        f"{metrics.cpu.usage_percent:.1f}% of {metrics.cpu.cores:g} cores",
+        f"{output.size(metrics.memory.usage_bytes)} / {output.size(metrics.memory.limit_bytes)}"
+        f" ({metrics.memory.usage_percent:.1f}%)",
+        f"{output.size(metrics.network.rx_bytes)} / {output.size(metrics.network.tx_bytes)}",
+        f"{output.size(metrics.io.read_bytes)} / {output.size(metrics.io.write_bytes)}",
+        str(metrics.pids),
+        when(metrics.timestamp),
+    )
+    return grid
+
+
+def _samples(sandbox: Sandbox, interval: float) -> Iterator[Metrics]:
+    while True:
+        yield sandbox.metrics()
+        time.sleep(interval)
+
+
+@app.command()
+def metrics(
+    ref: Ref,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until interrupted.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 2.0,
+    json: Json = False,
+) -> None:
+    """Show a running sandbox's CPU, memory, network and I/O."""
+    sandbox = refs.sandbox(_client(), ref)
+    if not watch:
+        sample = sandbox.metrics()
+        if json:
+            print_json(sample)
+        else:
+            out.print(_metrics_table(sample))
+        return
+    with _until_interrupted():
+        if json:
+            for sample in _samples(sandbox, interval):
+                print_json_line(sample)
+            return
+        with Live(console=out, auto_refresh=False) as live:
+            for sample in _samples(sandbox, interval):
+                live.update(_metrics_table(sample), refresh=True)
+
+
+@app.command("shell")
+def shell_(ref: Ref) -> None:
+    """Open a shell in a running sandbox: a real terminal (raw mode, resized with the window)."""
+    client = _client()
+    sandbox = refs.sandbox(client, ref)
+    raise _Exit(asyncio.run(shell.run(client._config, sandbox.id)))
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the `sbx` console script: runs a command and exits with its status."""
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="sbx")
+    except _Exit as done:
+        sys.exit(done.code)
+    except SandboxPlatformError as error:
+        output.print_error(error)
+        sys.exit(1)
+    except BrokenPipeError:
+        # The reader went away (`sbx logs -f | head`): nothing more to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    sys.exit(0)

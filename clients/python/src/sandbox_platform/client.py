@@ -1,0 +1,404 @@
+"""The synchronous client: `Client`, its resources, and `Sandbox` objects that act on themselves."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import PrivateAttr
+
+from sandbox_platform import _routes as routes
+from sandbox_platform._core import ClientConfig, RetryPolicy
+from sandbox_platform._routes import PortLike
+from sandbox_platform._sync_streams import Stream, Terminal, events, log_lines, wait_for
+from sandbox_platform._transport import SyncTransport
+from sandbox_platform.errors import NotFoundError
+from sandbox_platform.models import (
+    TERMINAL_STATUSES,
+    ApiKey,
+    AuditEvent,
+    CreatedApiKey,
+    Environment,
+    EnvironmentVersion,
+    Event,
+    ExecResult,
+    Health,
+    LogLine,
+    Metrics,
+    SandboxInfo,
+    Secret,
+    User,
+    wanted_statuses,
+)
+
+#: How long lifecycle calls wait for the sandbox to settle, by default (seconds).
+DEFAULT_WAIT_TIMEOUT = 60.0
+
+
+class _Unset:
+    """Marks an argument that was not given (where None has a meaning of its own)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+class Client:
+    """A client of the Sandbox Platform API.
+
+    `base_url` defaults to `SBX_API_URL` (else `http://127.0.0.1:3001`), the credential to
+    `SBX_API_KEY`; `token` is a JWT from `auth.login`. Every call has a timeout (`timeout`
+    seconds by default) and is retried when that is safe: at most `max_retries` times, with the
+    backoff of `retry` (a `RetryPolicy`). `http_client` replaces the httpx client (proxies, TLS)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self._config = ClientConfig.create(base_url, api_key, token, timeout, max_retries, retry=retry)
+        self._transport = SyncTransport(self._config, http_client)
+        #: Signup, login and the current user.
+        self.auth = Auth(self)
+        #: API keys of the current user.
+        self.api_keys = ApiKeys(self)
+        #: Environments: images, limits, ports, env and secrets, in immutable versions.
+        self.environments = Environments(self)
+        #: Sandboxes made from environments.
+        self.sandboxes = Sandboxes(self)
+        #: The current user's audit trail.
+        self.audit = Audit(self)
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL."""
+        return self._config.base_url
+
+    @property
+    def token(self) -> str | None:
+        """The JWT kept from signup or login (None with an API key)."""
+        return self._config.credentials.token
+
+    @property
+    def api_key(self) -> str | None:
+        """The API key this client uses, if any."""
+        return self._config.credentials.api_key
+
+    def health(self) -> Health:
+        """The API's health (`status` `degraded` when a dependency is down); no credential needed."""
+        return self._transport.request(routes.health())
+
+    def events(self, since: str | None = None) -> Stream[Event]:
+        """Live events of all the caller's sandboxes (from now on, or right after event `since`),
+        resumed after a dropped connection."""
+        return Stream(events(self._transport, None, since))
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self._transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _Resource:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._transport = client._transport
+
+
+class Auth(_Resource):
+    """Signup and login keep the token on the client, so the calls after them are authenticated."""
+
+    def signup(self, email: str, password: str) -> User:
+        """Create an account (password 8-128 characters) and log in as it."""
+        user, token = self._transport.request(routes.signup(email, password))
+        self._client._config.credentials.use_token(token)
+        return user
+
+    def login(self, email: str, password: str) -> User:
+        """Log in; the token is kept on the client (it replaces an API key given before)."""
+        user, token = self._transport.request(routes.login(email, password))
+        self._client._config.credentials.use_token(token)
+        return user
+
+    def me(self) -> User:
+        """The user the credential belongs to."""
+        return self._transport.request(routes.me())
+
+
+class ApiKeys(_Resource):
+    """API keys (`sk_...`): credentials for scripts, revocable one by one."""
+
+    def create(self, name: str) -> CreatedApiKey:
+        """A new key; its `key` is shown only in this answer."""
+        return self._transport.request(routes.create_api_key(name))
+
+    def list(self, *, limit: int | None = None) -> Iterator[ApiKey]:
+        """Every key of the user (never the keys themselves), page after page."""
+        return self._transport.iterate(routes.list_api_keys(limit))
+
+    def revoke(self, key_id: str) -> None:
+        """Revoke a key: it is refused (401) from then on."""
+        self._transport.request(routes.revoke_api_key(key_id))
+
+
+class Environments(_Resource):
+    """Environments: what sandboxes are made from. Every update makes a new immutable version."""
+
+    def create(
+        self,
+        name: str,
+        image: str,
+        *,
+        cpu: float | None = None,
+        memory: int | None = None,
+        ports: Sequence[PortLike] | None = None,
+        env: Mapping[str, str] | None = None,
+        command: Sequence[str] | None = None,
+    ) -> Environment:
+        """A new environment (version 1). `cpu` in cores, `memory` in MiB, `ports` as container
+        ports (ints) or `Port(container=, host=)`, `command` overrides the image's."""
+        fields = routes.environment_fields(image, cpu, memory, ports, env)
+        if command is not None:
+            fields["command"] = list(command)
+        return self._transport.request(routes.create_environment(name, fields))
+
+    def list(self, *, limit: int | None = None) -> Iterator[Environment]:
+        """Every environment of the user, page after page."""
+        return self._transport.iterate(routes.list_environments(limit))
+
+    def get(self, environment_id: str) -> Environment:
+        """One environment at its current version."""
+        return self._transport.request(routes.get_environment(environment_id))
+
+    def update(
+        self,
+        environment_id: str,
+        *,
+        image: str | None = None,
+        cpu: float | None = None,
+        memory: int | None = None,
+        ports: Sequence[PortLike] | None = None,
+        env: Mapping[str, str] | None = None,
+        command: Sequence[str] | None = UNSET,
+    ) -> Environment:
+        """A new version with the fields given (the others carried over); `command=None` clears
+        the command. Sandboxes already made keep their version."""
+        fields = routes.environment_fields(image, cpu, memory, ports, env)
+        if command is not UNSET:
+            fields["command"] = None if command is None else list(command)
+        return self._transport.request(routes.update_environment(environment_id, fields))
+
+    def delete(self, environment_id: str) -> None:
+        """Delete an environment (`ConflictError` while sandboxes that are not destroyed use it)."""
+        self._transport.request(routes.delete_environment(environment_id))
+
+    def versions(self, environment_id: str, *, limit: int | None = None) -> Iterator[EnvironmentVersion]:
+        """Every version of an environment, oldest first."""
+        return self._transport.iterate(routes.environment_versions(environment_id, limit))
+
+    def set_secret(self, environment_id: str, key: str, value: str) -> Secret:
+        """Set (or replace) a secret: an env variable of new sandboxes, stored encrypted, never shown."""
+        return self._transport.request(routes.set_secret(environment_id, key, value))
+
+    def delete_secret(self, environment_id: str, key: str) -> None:
+        """Remove a secret (`NotFoundError` if there is none of that key)."""
+        self._transport.request(routes.delete_secret(environment_id, key))
+
+
+class Sandboxes(_Resource):
+    """Sandboxes: containers made from an environment version, with a lifecycle and a TTL."""
+
+    def create(
+        self,
+        environment_id: str,
+        *,
+        environment_version: int | None = None,
+        name: str | None = None,
+        ttl_seconds: int | None = None,
+        env: Mapping[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        wait: bool = True,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> Sandbox:
+        """A new sandbox; with `wait`, returned once it runs (or failed) or `timeout` passed.
+
+        `with client.sandboxes.create(...) as sandbox:` destroys it at the end of the block."""
+        body = routes.sandbox_body(name, ttl_seconds, env, metadata)
+        body["environmentId"] = environment_id
+        if environment_version is not None:
+            body["environmentVersion"] = environment_version
+        return self._settle(routes.create_sandbox(body, timeout if wait else None), wait, timeout)
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        """One sandbox (also once destroyed)."""
+        return Sandbox.bind(self._client, self._transport.request(routes.get_sandbox(sandbox_id)))
+
+    def list(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        environment_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Sandbox]:
+        """Every sandbox of the user, newest first, page after page; without `status`, destroyed
+        and expired ones are left out. `metadata` keeps those with all the given entries."""
+        call = routes.list_sandboxes(status, environment_id, metadata, limit)
+        return (Sandbox.bind(self._client, data) for data in self._transport.iterate(call))
+
+    def _settle(self, call: Any, wait: bool, timeout: float) -> Sandbox:
+        started = time.monotonic()
+        sandbox = Sandbox.bind(self._client, self._transport.request(call))
+        if wait:
+            sandbox._follow_up(timeout - (time.monotonic() - started))
+        return sandbox
+
+
+class Audit(_Resource):
+    """The user's audit trail: what was done with the account, refused attempts included."""
+
+    def list(self, *, limit: int | None = None) -> Iterator[AuditEvent]:
+        """Every entry, newest first, page after page."""
+        return self._transport.iterate(routes.list_audit(limit))
+
+
+class Sandbox(SandboxInfo):
+    """A sandbox: its fields as attributes, and methods that act on it and refresh them."""
+
+    _client: Client = PrivateAttr()
+
+    @classmethod
+    def bind(cls, client: Client, data: Mapping[str, Any]) -> Sandbox:
+        """A sandbox object from the API's data, acting through `client`."""
+        sandbox = cls.model_validate(data)
+        sandbox._client = client
+        return sandbox
+
+    @property
+    def _transport(self) -> SyncTransport:
+        return self._client._transport
+
+    def _follow_up(self, remaining: float) -> None:
+        # The API waits at most 300 s: a longer wait goes on by following events.
+        if not self.settled and remaining > 0:
+            self.wait(timeout=remaining)
+
+    def _lifecycle(self, call: Any, wait: bool, timeout: float) -> Sandbox:
+        started = time.monotonic()
+        self._assign(self._transport.request(call))
+        if wait:
+            self._follow_up(timeout - (time.monotonic() - started))
+        return self
+
+    def refresh(self) -> Sandbox:
+        """Read the sandbox again; returns itself."""
+        return self._assign(self._transport.request(routes.get_sandbox(self.id)))
+
+    def wait(
+        self, timeout: float = DEFAULT_WAIT_TIMEOUT, status: str | Sequence[str] | None = None
+    ) -> Sandbox:
+        """Follow the sandbox's events until it has settled (or reached one of `status`) or
+        `timeout` seconds passed; returns itself with its fields as they then are."""
+        return self._assign(wait_for(self._transport, self.id, timeout, wanted_statuses(status).__contains__))
+
+    def start(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
+        """Start a stopped sandbox (nothing happens on a running one)."""
+        return self._lifecycle(
+            routes.sandbox_action(self.id, "start", timeout if wait else None), wait, timeout
+        )
+
+    def stop(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
+        """Stop the sandbox (nothing happens on a stopped one)."""
+        return self._lifecycle(
+            routes.sandbox_action(self.id, "stop", timeout if wait else None), wait, timeout
+        )
+
+    def restart(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
+        """Restart a running or stopped sandbox."""
+        return self._lifecycle(
+            routes.sandbox_action(self.id, "restart", timeout if wait else None), wait, timeout
+        )
+
+    def destroy(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
+        """Destroy the sandbox: its container is removed; the record stays readable."""
+        return self._lifecycle(routes.destroy_sandbox(self.id, timeout if wait else None), wait, timeout)
+
+    def replicate(
+        self,
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        ttl_seconds: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        wait: bool = True,
+        timeout: float = DEFAULT_WAIT_TIMEOUT,
+    ) -> Sandbox:
+        """A new sandbox with this one's environment version and env (`env` merged over it)."""
+        body = routes.sandbox_body(name, ttl_seconds, env, metadata)
+        return self._client.sandboxes._settle(
+            routes.replicate_sandbox(self.id, body, timeout if wait else None), wait, timeout
+        )
+
+    def exec(
+        self,
+        command: str | Sequence[str],
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> ExecResult:
+        """Run a command and wait for it: a string runs through `sh -c`, a list as is.
+        `timeout` (seconds, the API's default 30) ends it with `timed_out`."""
+        return self._transport.request(routes.exec_command(self.id, command, timeout, env, workdir))
+
+    def logs(self, tail: int = 100, since: int | None = None) -> list[LogLine]:
+        """Stored log lines, oldest first: the newest `tail`, or the first `tail` after seq `since`."""
+        return self._transport.request(routes.sandbox_logs(self.id, tail, since))
+
+    def stream_logs(self, since: int | None = None, tail: int = 100) -> Stream[LogLine]:
+        """Log lines as they are printed: first the newest `tail` (or every line after seq
+        `since`), then live ones. A dropped connection is resumed where it was, with no line
+        lost or repeated; the stream ends when the sandbox is destroyed."""
+        return Stream(log_lines(self._transport, self.id, since, tail))
+
+    def events(self, since: str | None = None) -> Stream[Event]:
+        """The sandbox's events: its retained history then live ones (or those after event
+        `since`), resumed after a dropped connection."""
+        return Stream(events(self._transport, self.id, since))
+
+    def metrics(self) -> Metrics:
+        """The latest resource sample (`NotRunningError` unless running)."""
+        return self._transport.request(routes.sandbox_metrics(self.id))
+
+    def terminal(self, cols: int = 80, rows: int = 24) -> Terminal:
+        """An interactive shell on a PTY of `cols` x `rows` (`NotRunningError` unless running)."""
+        return Terminal.open(self._client._config, self.id, cols, rows)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.status in TERMINAL_STATUSES:
+            return
+        with contextlib.suppress(NotFoundError):
+            self.destroy()

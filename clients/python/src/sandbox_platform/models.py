@@ -1,0 +1,266 @@
+"""The API's objects as pydantic models: snake_case attributes, camelCase on the wire.
+
+Unknown fields are kept (`extra="allow"`), so an API newer than this SDK loses nothing, and
+`to_api()` gives back the object as the API sent it (the same keys, timestamps in the API's own
+format). Schemas are built on first use (`defer_build`), which keeps the CLI's start-up short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+
+def _rfc3339(moment: datetime) -> str:
+    """RFC 3339 UTC with milliseconds and a `Z`, as the API writes timestamps."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+Timestamp = Annotated[datetime, PlainSerializer(_rfc3339, return_type=str, when_used="json")]
+
+#: Statuses a sandbox settles in: lifecycle calls with `wait=True` return once one is reached.
+SETTLED_STATUSES = frozenset({"running", "stopped", "destroyed", "expired", "failed"})
+#: Statuses after which nothing more happens to a sandbox.
+TERMINAL_STATUSES = frozenset({"destroyed", "expired"})
+
+
+class Model(BaseModel):
+    """Base of every API object: camelCase aliases, snake_case attributes, unknown fields kept."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True
+    )
+
+    def to_api(self) -> dict[str, Any]:
+        """The object as the API's JSON: camelCase keys, only those the API sent (or were set)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class User(Model):
+    """An account."""
+
+    id: str
+    email: str
+    created_at: Timestamp
+
+
+class ApiKey(Model):
+    """An API key as listed (never with the key itself)."""
+
+    id: str
+    name: str
+    key_prefix: str
+    created_at: Timestamp
+    last_used_at: Timestamp | None = None
+
+
+class CreatedApiKey(Model):
+    """A new API key: `key` (`sk_...`) is shown only in this answer."""
+
+    id: str
+    name: str
+    key_prefix: str
+    key: str
+    created_at: Timestamp
+
+
+class Port(Model):
+    """A container port of an environment; `host` None means a free host port per sandbox."""
+
+    container: int
+    host: int | None = None
+
+
+class Secret(Model):
+    """A secret of an environment: its key and when it was set (never the value)."""
+
+    key: str
+    updated_at: Timestamp
+
+
+class EnvironmentVersion(Model):
+    """One immutable version of an environment's definition."""
+
+    version: int
+    image: str
+    cpu: float
+    memory: int
+    ports: list[Port] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    command: list[str] | None = None
+    created_at: Timestamp
+
+
+class Environment(Model):
+    """An environment at its current version: image, limits (`cpu` cores, `memory` MiB), ports,
+    plain `env`, `command`, and the keys of its secrets."""
+
+    id: str
+    name: str
+    version: int
+    image: str
+    cpu: float
+    memory: int
+    ports: list[Port] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    command: list[str] | None = None
+    secrets: list[Secret] = Field(default_factory=list)
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class Endpoint(Model):
+    """A published port of a sandbox."""
+
+    container_port: int
+    host_port: int | None = None
+    url: str | None = None
+
+
+S = TypeVar("S", bound="SandboxInfo")
+
+
+def wanted_statuses(status: str | Sequence[str] | None) -> frozenset[str]:
+    """The statuses a wait ends on: the ones given, else the settled ones."""
+    if status is None:
+        return SETTLED_STATUSES
+    return frozenset([status] if isinstance(status, str) else status)
+
+
+class SandboxInfo(Model):
+    """A sandbox's fields; `Sandbox` and `AsyncSandbox` add the methods that act on it."""
+
+    id: str
+    name: str
+    environment_id: str
+    environment_version: int
+    status: str
+    status_reason: str | None = None
+    image: str
+    cpu: float
+    memory: int
+    env: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    stopped_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
+    destroyed_at: Timestamp | None = None
+
+    @property
+    def settled(self) -> bool:
+        """True when the sandbox is in a status it stays in until acted on."""
+        return self.status in SETTLED_STATUSES
+
+    def _assign(self: S, data: Mapping[str, Any]) -> S:
+        """Take the fields of a newer answer about the same sandbox (the object is updated in place)."""
+        fresh = SandboxInfo.model_validate(data)
+        for name in SandboxInfo.model_fields:
+            setattr(self, name, getattr(fresh, name))
+        self.__pydantic_extra__ = fresh.__pydantic_extra__
+        return self
+
+
+class ExecResult(Model):
+    """What a command run by `exec` did; `exit_code` is None when it timed out."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    duration_ms: int
+    timed_out: bool
+    truncated: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+
+class LogLine(Model):
+    """One line a sandbox printed; `seq` grows by one per line of that sandbox."""
+
+    seq: int
+    stream: str
+    text: str
+    timestamp: Timestamp
+
+
+class Event(Model):
+    """A sandbox's change of status; `id` resumes a stream right after it."""
+
+    id: str
+    type: str
+    sandbox_id: str
+    status: str
+    occurred_at: Timestamp
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class CpuUsage(Model):
+    """CPU use: percent of one core (can pass 100 with several cores) and the cores allowed."""
+
+    usage_percent: float
+    cores: float
+
+
+class MemoryUsage(Model):
+    """Memory use against the sandbox's limit."""
+
+    usage_bytes: int
+    limit_bytes: int
+    usage_percent: float
+
+
+class NetworkUsage(Model):
+    """Network counters since the container started."""
+
+    rx_bytes: int
+    tx_bytes: int
+    rx_packets: int
+    tx_packets: int
+
+
+class IoUsage(Model):
+    """Block I/O counters since the container started."""
+
+    read_bytes: int
+    write_bytes: int
+
+
+class Metrics(Model):
+    """The latest resource sample of a running sandbox."""
+
+    cpu: CpuUsage
+    memory: MemoryUsage
+    network: NetworkUsage
+    io: IoUsage
+    pids: int
+    timestamp: Timestamp
+
+
+class AuditEvent(Model):
+    """An entry of the caller's audit trail (what was done with the account, refusals too)."""
+
+    id: str
+    action: str
+    target_type: str | None = None
+    target_id: str | None = None
+    outcome: str
+    trace_id: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: Timestamp
+
+
+class Health(Model):
+    """`GET /health`: `status` is `ok` or `degraded`; each dependency `ok` or `down`."""
+
+    status: str
+    db: str
+    nats: str
+    docker: str
+    timestamp: Timestamp
