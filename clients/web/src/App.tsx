@@ -1,0 +1,47 @@
+/** Routes of the dashboard, under /ui/ (the API answers every client route with index.html). */
+
+import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-router";
+import type { ReactNode } from "react";
+
+import { Loading } from "./components/Feedback";
+import { Layout } from "./components/Layout";
+import { ApiKeysPage } from "./pages/ApiKeysPage";
+import { EnvironmentPage } from "./pages/EnvironmentPage";
+import { EnvironmentsPage } from "./pages/EnvironmentsPage";
+import { LoginPage, SignupPage } from "./pages/AuthPages";
+import { NotFoundPage } from "./pages/NotFoundPage";
+import { SandboxPage } from "./pages/SandboxPage";
+import { SandboxesPage } from "./pages/SandboxesPage";
+import { SessionProvider, useSession } from "./session";
+
+function RequireSignedIn({ children }: { children: ReactNode }) {
+  const { state } = useSession();
+  const location = useLocation();
+  if (state.status === "loading") return <Loading label="Signing in…" />;
+  if (state.status === "signed-out") {
+    return <Navigate to="/login" replace state={{ from: location.pathname + location.search }} />;
+  }
+  return children;
+}
+
+export function App() {
+  return (
+    <SessionProvider>
+      <BrowserRouter basename="/ui">
+        <Routes>
+          <Route element={<Layout />}>
+            <Route path="/login" element={<LoginPage />} />
+            <Route path="/signup" element={<SignupPage />} />
+            <Route path="/" element={<Navigate to="/sandboxes" replace />} />
+            <Route path="/sandboxes" element={<RequireSignedIn><SandboxesPage /></RequireSignedIn>} />
+            <Route path="/sandboxes/:id" element={<RequireSignedIn><SandboxPage /></RequireSignedIn>} />
+            <Route path="/environments" element={<RequireSignedIn><EnvironmentsPage /></RequireSignedIn>} />
+            <Route path="/environments/:id" element={<RequireSignedIn><EnvironmentPage /></RequireSignedIn>} />
+            <Route path="/api-keys" element={<RequireSignedIn><ApiKeysPage /></RequireSignedIn>} />
+            <Route path="*" element={<NotFoundPage />} />
+          </Route>
+        </Routes>
+      </BrowserRouter>
+    </SessionProvider>
+  );
+}
