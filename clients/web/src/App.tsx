@@ -1,7 +1,8 @@
 /** Routes of the dashboard, under /ui/ (the API answers every client route with index.html). */
 
-import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-router";
+import { Suspense, lazy } from "react";
 import type { ReactNode } from "react";
+import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-router";
 
 import { Loading } from "./components/Feedback";
 import { Layout } from "./components/Layout";
@@ -10,9 +11,11 @@ import { EnvironmentPage } from "./pages/EnvironmentPage";
 import { EnvironmentsPage } from "./pages/EnvironmentsPage";
 import { LoginPage, SignupPage } from "./pages/AuthPages";
 import { NotFoundPage } from "./pages/NotFoundPage";
-import { SandboxPage } from "./pages/SandboxPage";
 import { SandboxesPage } from "./pages/SandboxesPage";
 import { SessionProvider, useSession } from "./session";
+
+// The sandbox page carries xterm.js and uPlot: loaded when first opened, not with every page.
+const SandboxPage = lazy(() => import("./pages/SandboxPage").then((module) => ({ default: module.SandboxPage })));
 
 function RequireSignedIn({ children }: { children: ReactNode }) {
   const { state } = useSession();
@@ -21,7 +24,7 @@ function RequireSignedIn({ children }: { children: ReactNode }) {
   if (state.status === "signed-out") {
     return <Navigate to="/login" replace state={{ from: location.pathname + location.search }} />;
   }
-  return children;
+  return <Suspense fallback={<Loading />}>{children}</Suspense>;
 }
 
 export function App() {

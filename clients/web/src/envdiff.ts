@@ -16,7 +16,7 @@ type Comparable = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" 
 export function describeVersion(version: Comparable): Record<string, string> {
   return {
     image: version.image,
-    cpu: `${version.cpu} cores`,
+    cpu: version.cpu === 1 ? "1 core" : `${version.cpu} cores`,
     memory: `${version.memory} MiB`,
     ports: formatPorts(version.ports) || "none",
     env: formatEnv(version.env) || "none",

@@ -7,6 +7,8 @@
 
 import type { Metrics } from "@sandbox-platform/sdk";
 
+/** Seconds between two samples (the metrics panel polls this often). */
+export const POLL_SECONDS = 2;
 /** Points kept per chart: 2 minutes at one sample every 2 s. */
 export const MAX_POINTS = 60;
 

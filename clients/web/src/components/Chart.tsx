@@ -4,8 +4,10 @@ import { useEffect, useRef } from "react";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 
-import { chartData } from "../metrics";
+import { MAX_POINTS, POLL_SECONDS, chartData } from "../metrics";
 import type { MetricsPoint, SeriesKey } from "../metrics";
+
+const WINDOW_SECONDS = MAX_POINTS * POLL_SECONDS;
 
 export interface ChartSeries {
   key: SeriesKey;
@@ -41,7 +43,11 @@ export function Chart({ title, points, series, format, minMax = 1 }: Props) {
       height: 160,
       legend: { show: true, live: false },
       cursor: { show: true, drag: { x: false, y: false } },
-      scales: { y: { range: (_u, _min, max) => [0, Math.max(minMax, max * 1.1)] } },
+      scales: {
+        // A rolling window ending at the newest sample, also while there is only one.
+        x: { time: true, range: (_u, _min, max) => [max - WINDOW_SECONDS, max] },
+        y: { range: (_u, _min, max) => [0, Math.max(minMax, max * 1.1)] },
+      },
       axes: [
         { stroke: "#64748b", grid: { stroke: "#e2e8f0" } },
         { stroke: "#64748b", grid: { stroke: "#e2e8f0" }, size: 70, values: (_u, values) => values.map((v) => formatRef.current(v)) },

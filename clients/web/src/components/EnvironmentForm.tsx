@@ -1,6 +1,6 @@
 /** The fields of an environment, for creating one and for saving a new version of one. */
 
-import { useState } from "react";
+import { useId, useState } from "react";
 import type { SyntheticEvent } from "react";
 import type { EnvironmentConfig, EnvironmentPatch, EnvironmentVersion } from "@sandbox-platform/sdk";
 
@@ -82,6 +82,7 @@ interface Props {
 }
 
 export function EnvironmentForm({ current, submitLabel, onCreate, onUpdate, onCancel, pending, error }: Props) {
+  const id = useId();
   const [fields, setFields] = useState<Fields>(() => fieldsOf(current));
   const [problem, setProblem] = useState<string | undefined>(undefined);
   const set = (key: keyof Fields) => (event: { target: { value: string } }) => {
@@ -130,27 +131,34 @@ export function EnvironmentForm({ current, submitLabel, onCreate, onUpdate, onCa
         Memory (MiB)
         <input inputMode="numeric" required value={fields.memory} onChange={set("memory")} />
       </label>
-      <label>
-        Ports
-        <input value={fields.ports} onChange={set("ports")} placeholder="8080, 3000:3001" aria-describedby="ports-hint" />
-        <span className="hint" id="ports-hint">
+      <div className="field">
+        <label htmlFor={`${id}-ports`}>Ports</label>
+        <input id={`${id}-ports`} value={fields.ports} onChange={set("ports")} placeholder="8080, 3000:3001" aria-describedby={`${id}-ports-hint`} />
+        <span className="hint" id={`${id}-ports-hint`}>
           Container port, or container:host. A port without a host port gets a free one per sandbox.
         </span>
-      </label>
-      <label className="wide">
-        Command
-        <input value={fields.command} onChange={set("command")} placeholder="sh -c 'echo hello; sleep 3600'" aria-describedby="command-hint" />
-        <span className="hint" id="command-hint">
+      </div>
+      <div className="field wide">
+        <label htmlFor={`${id}-command`}>Command</label>
+        <input
+          id={`${id}-command`}
+          value={fields.command}
+          onChange={set("command")}
+          placeholder="sh -c 'echo hello; sleep 3600'"
+          aria-describedby={`${id}-command-hint`}
+          spellCheck={false}
+        />
+        <span className="hint" id={`${id}-command-hint`}>
           As a shell would split it. Empty: the image&apos;s own command.
         </span>
-      </label>
-      <label className="wide">
-        Variables
-        <textarea rows={4} value={fields.env} onChange={set("env")} placeholder={"LOG_LEVEL=debug\nPORT=8080"} aria-describedby="env-hint" />
-        <span className="hint" id="env-hint">
+      </div>
+      <div className="field wide">
+        <label htmlFor={`${id}-env`}>Variables</label>
+        <textarea id={`${id}-env`} rows={4} value={fields.env} onChange={set("env")} placeholder={"LOG_LEVEL=debug\nPORT=8080"} aria-describedby={`${id}-env-hint`} />
+        <span className="hint" id={`${id}-env-hint`}>
           One KEY=value per line. Secrets go in the Secrets section: their values are never shown again.
         </span>
-      </label>
+      </div>
       {problem && (
         <div className="error wide" role="alert">
           <p>{problem}</p>

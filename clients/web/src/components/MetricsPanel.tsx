@@ -7,13 +7,13 @@ import { isSandboxApiError } from "@sandbox-platform/sdk";
 import { useEffect, useState } from "react";
 
 import { formatBytes, formatRate } from "../format";
-import { EMPTY_HISTORY, addSample } from "../metrics";
+import { EMPTY_HISTORY, POLL_SECONDS, addSample } from "../metrics";
 import type { MetricsHistory } from "../metrics";
 import { useSession } from "../session";
 import { Chart } from "./Chart";
 import { ErrorMessage, Spinner } from "./Feedback";
 
-const POLL_MS = 2000;
+const POLL_MS = POLL_SECONDS * 1000;
 
 export function MetricsPanel({ sandboxId, running }: { sandboxId: string; running: boolean }) {
   const { client, check } = useSession();

@@ -19,6 +19,9 @@ import { LatestEvents, STATUSES, listAfterEvent, matchesFilter } from "../sandbo
 import type { ListFilter } from "../sandboxes";
 import { useSession } from "../session";
 
+/** How long an event of a sandbox the list does not hold waits before that sandbox is fetched. */
+const UNKNOWN_FETCH_DELAY_MS = 1000;
+
 function FeedIndicator({ state, retry }: { state: FeedState; retry: () => void }) {
   if (state.status === "live") {
     return (
@@ -134,36 +137,49 @@ export function SandboxesPage() {
   );
   const setList = list.setData;
   const fetching = useRef(new Set<string>());
+  // The ids the list holds now, for callbacks that run outside a render.
+  const held = useRef(new Set<string>());
+  held.current = new Set((list.data ?? []).map((s) => s.id));
+  const loaded = useRef(false);
+  loaded.current = list.data !== undefined;
+
+  const fetchUnknown = useCallback(
+    (sandboxId: string) => {
+      if (held.current.has(sandboxId)) {
+        fetching.current.delete(sandboxId);
+        return;
+      }
+      client.getSandbox(sandboxId).then(
+        (fetched) => {
+          fetching.current.delete(fetched.id);
+          const sandbox = latest.current.merge(fetched);
+          if (!matchesFilter(sandbox, filterRef.current)) return;
+          setList((current) => (current && !current.some((s) => s.id === sandbox.id) ? [sandbox, ...current] : current));
+        },
+        (error: unknown) => {
+          fetching.current.delete(sandboxId);
+          check(error);
+        },
+      );
+    },
+    [client, check, setList],
+  );
 
   const onEvent = useCallback(
     (event: SandboxEvent) => {
       if (!latest.current.record(event)) return;
-      const seen = { unknown: false };
-      setList((current) => {
-        if (current === undefined) return current; // the list is loading: it will have the new state
-        const next = listAfterEvent(current, event, filterRef.current);
-        if (next !== undefined) return next;
-        seen.unknown = true;
-        return current;
-      });
-      // A sandbox this list does not hold (made in another tab, or now matching the filter): fetch it once.
-      if (seen.unknown && !fetching.current.has(event.sandboxId)) {
+      setList((current) => (current === undefined ? current : (listAfterEvent(current, event, filterRef.current) ?? current)));
+      // A sandbox this list does not hold (made in another tab, or now matching the filter):
+      // fetch it once, a moment later, unless this page's own create answered meanwhile (its
+      // events can arrive before the answer to the POST). A list still loading gets it anyway.
+      if (loaded.current && !held.current.has(event.sandboxId) && !fetching.current.has(event.sandboxId)) {
         fetching.current.add(event.sandboxId);
-        client.getSandbox(event.sandboxId).then(
-          (fetched) => {
-            fetching.current.delete(fetched.id);
-            const sandbox = latest.current.merge(fetched);
-            if (!matchesFilter(sandbox, filterRef.current)) return;
-            setList((current) => (current && !current.some((s) => s.id === sandbox.id) ? [sandbox, ...current] : current));
-          },
-          (error: unknown) => {
-            fetching.current.delete(event.sandboxId);
-            check(error);
-          },
-        );
+        setTimeout(() => {
+          fetchUnknown(event.sandboxId);
+        }, UNKNOWN_FETCH_DELAY_MS);
       }
     },
-    [client, check, setList],
+    [setList, fetchUnknown],
   );
   const feed = useEventFeed(onEvent);
 

@@ -81,9 +81,10 @@ def _index(request: Request, index: Path) -> Response:
 
 def _is_file_request(path: str) -> bool:
     """Whether a path names a built file (assets, or a name with an extension) rather than a
-    route of the dashboard: a missing file is a 404, not the dashboard."""
-    last = path.rsplit("/", 1)[-1]
-    return path.startswith("assets/") or "." in last
+    route of the dashboard: a missing file is a 404, not the dashboard. A path climbing out
+    with `..` is never a route either."""
+    parts = path.split("/")
+    return path.startswith("assets/") or "." in parts[-1] or ".." in parts
 
 
 def install(app: FastAPI, settings: ApiSettings) -> None:
