@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Request, Route, async_playwright
 from sbx_devstack.webui import BuildError, build
 
 from tests.support.platform import Platform, start_api
@@ -118,7 +118,7 @@ async def watched_page(context: BrowserContext) -> tuple[Page, Watch]:
     """A page that may only reach loopback, with everything else it tries recorded."""
     watch = Watch()
 
-    async def only_loopback(route, request) -> None:  # type: ignore[no-untyped-def]
+    async def only_loopback(route: Route, request: Request) -> None:
         host = request.url.split("/")[2] if "://" in request.url else ""
         if request.url.startswith(("data:", "blob:")) or host.startswith(("127.0.0.1", "localhost")):
             await route.continue_()
