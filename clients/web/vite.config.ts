@@ -16,7 +16,7 @@ export default defineConfig({
   server: {
     // `npm run dev`: the API answers the dashboard's requests (same origin as in production).
     proxy: {
-      "^/(auth|api-keys|environments|sandboxes|events|health|audit)": "http://127.0.0.1:3001",
+      "^/(auth|api-keys|environments|sandboxes|events|health|audit|docs|redoc|openapi.json)": "http://127.0.0.1:3001",
       "/ws": { target: "ws://127.0.0.1:3001", ws: true },
     },
   },

@@ -246,7 +246,7 @@ async def test_api_keys_are_shown_once_listed_and_revoked(
     await shot(page, artifacts, "06-api-key")
     await page.get_by_role("button", name="Done").click()
     assert key not in await page.content()
-    await expect(page.get_by_role("cell", name="ci-runner")).to_be_visible()
+    await expect(page.get_by_role("cell", name="ci-runner", exact=True)).to_be_visible()
     await page.get_by_role("button", name="Revoke ci-runner").click()
     await expect(page.get_by_text("No API keys yet.")).to_be_visible()
     # A wrong password on the login page reads as the API's sentence, not as JSON.
