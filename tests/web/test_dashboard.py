@@ -257,6 +257,13 @@ async def test_api_keys_are_shown_once_listed_and_revoked(
     alert = page.get_by_role("alert")
     await expect(alert).to_be_visible()
     assert "{" not in (await alert.text_content() or "")
+    # A token the API no longer takes (expired, say) signs out at the first call, saying why.
+    await page.evaluate(
+        "localStorage.setItem('sbx.session', JSON.stringify("
+        "{token: 'expired.token.here', user: {id: 'x', email: 'ghost@example.com', createdAt: ''}}))"
+    )
+    await page.goto(f"{ui_api.api_url}/ui/environments")
+    await expect(page.get_by_text("Your session has ended. Log in again.")).to_be_visible()
     await watch.assert_clean(page)
 
 

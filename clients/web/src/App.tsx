@@ -20,7 +20,6 @@ const SandboxPage = lazy(() => import("./pages/SandboxPage").then((module) => ({
 function RequireSignedIn({ children }: { children: ReactNode }) {
   const { state } = useSession();
   const location = useLocation();
-  if (state.status === "loading") return <Loading label="Signing in…" />;
   if (state.status === "signed-out") {
     return <Navigate to="/login" replace state={{ from: location.pathname + location.search }} />;
   }

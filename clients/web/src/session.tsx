@@ -1,20 +1,26 @@
 /**
- * Who is signed in, and the SDK client that acts for them. The JWT is kept in localStorage so
- * a reload stays signed in; logging out forgets it here (the API has no logout route yet: the
- * token expires by itself after SBX_JWT_TTL_HOURS).
+ * Who is signed in, and the SDK client that acts for them. The JWT and the user it was issued
+ * for are kept in localStorage, so a reload stays signed in without asking the API: `/auth/*`
+ * is rate limited per address (SBX_AUTH_RATE_LIMIT), and a dashboard reloaded often must not
+ * spend it. The first call that answers UNAUTHORIZED (the token expired) signs out. Logging out
+ * forgets the token here (the API has no logout route yet: it expires after SBX_JWT_TTL_HOURS).
  */
 
 import { SandboxClient } from "@sandbox-platform/sdk";
 import type { User } from "@sandbox-platform/sdk";
-import { createContext, useCallback, useContext, useEffect, useMemo, useState } from "react";
+import { createContext, useCallback, useContext, useMemo, useState } from "react";
 import type { ReactNode } from "react";
 
 import { isUnauthorized } from "./errors";
 
-const TOKEN_KEY = "sbx.token";
+const SESSION_KEY = "sbx.session";
+
+interface Stored {
+  token: string;
+  user: User;
+}
 
 export type SessionState =
-  | { status: "loading" }
   | { status: "signed-out"; notice?: string | undefined }
   | { status: "signed-in"; user: User };
 
@@ -30,18 +36,23 @@ export interface Session {
 
 const SessionContext = createContext<Session | undefined>(undefined);
 
-function storedToken(): string | undefined {
+function stored(): Stored | undefined {
   try {
-    return window.localStorage.getItem(TOKEN_KEY) ?? undefined;
+    const text = window.localStorage.getItem(SESSION_KEY);
+    if (text === null) return undefined;
+    const value = JSON.parse(text) as Partial<Stored> | null;
+    return typeof value?.token === "string" && typeof value.user?.email === "string"
+      ? { token: value.token, user: value.user }
+      : undefined;
   } catch {
     return undefined;
   }
 }
 
-function storeToken(token: string | undefined): void {
+function store(session: Stored | undefined): void {
   try {
-    if (token === undefined) window.localStorage.removeItem(TOKEN_KEY);
-    else window.localStorage.setItem(TOKEN_KEY, token);
+    if (session === undefined) window.localStorage.removeItem(SESSION_KEY);
+    else window.localStorage.setItem(SESSION_KEY, JSON.stringify(session));
   } catch {
     // Storage refused (private mode): the session lasts as long as the page.
   }
@@ -53,70 +64,61 @@ export function newClient(token?: string): SandboxClient {
 }
 
 export function SessionProvider({ children }: { children: ReactNode }) {
-  const [client] = useState(() => newClient(storedToken()));
+  const [initial] = useState(stored);
+  const [client] = useState(() => newClient(initial?.token));
   const [state, setState] = useState<SessionState>(() =>
-    client.token === undefined ? { status: "signed-out" } : { status: "loading" },
+    initial ? { status: "signed-in", user: initial.user } : { status: "signed-out" },
   );
 
-  useEffect(() => {
-    if (client.token === undefined) return;
-    let live = true;
-    client.me().then(
-      (user) => {
-        if (live) setState({ status: "signed-in", user });
-      },
-      (error: unknown) => {
-        if (!live) return;
-        if (isUnauthorized(error)) {
-          client.token = undefined;
-          storeToken(undefined);
-          setState({ status: "signed-out", notice: "Your session has ended. Log in again." });
-        } else {
-          // The platform is down or slow: stay signed in with what is known; pages show the error.
-          setState({ status: "signed-in", user: { id: "", email: "", createdAt: "" } });
-        }
-      },
-    );
-    return () => {
-      live = false;
-    };
-  }, [client]);
+  const signedIn = useCallback(
+    (token: string, user: User) => {
+      client.token = token;
+      store({ token, user });
+      setState({ status: "signed-in", user });
+    },
+    [client],
+  );
 
   const login = useCallback(
     async (email: string, password: string) => {
       const result = await client.login(email, password);
-      storeToken(result.token);
-      setState({ status: "signed-in", user: result.user });
+      signedIn(result.token, result.user);
     },
-    [client],
+    [client, signedIn],
   );
 
   const signup = useCallback(
     async (email: string, password: string) => {
       const result = await client.signup(email, password);
-      storeToken(result.token);
-      setState({ status: "signed-in", user: result.user });
+      signedIn(result.token, result.user);
+    },
+    [client, signedIn],
+  );
+
+  const signOut = useCallback(
+    (notice: string) => {
+      client.token = undefined;
+      store(undefined);
+      setState({ status: "signed-out", notice });
     },
     [client],
   );
 
   const logout = useCallback(() => {
-    client.token = undefined;
-    storeToken(undefined);
-    setState({ status: "signed-out", notice: "You are logged out." });
-  }, [client]);
+    signOut("You are logged out.");
+  }, [signOut]);
 
   const check = useCallback(
     (error: unknown) => {
-      if (!isUnauthorized(error) || client.token === undefined) return;
-      client.token = undefined;
-      storeToken(undefined);
-      setState({ status: "signed-out", notice: "Your session has ended. Log in again." });
+      if (isUnauthorized(error) && client.token !== undefined) signOut("Your session has ended. Log in again.");
     },
-    [client],
+    [client, signOut],
   );
 
-  const session = useMemo(() => ({ state, client, login, signup, logout, check }), [state, client, login, signup, logout, check]);
+  const session = useMemo(
+    () => ({ state, client, login, signup, logout, check }),
+    [state, client, login, signup, logout, check],
+  );
   return <SessionContext.Provider value={session}>{children}</SessionContext.Provider>;
 }
 

@@ -43,6 +43,18 @@ export function TerminalPane({ sandboxId }: { sandboxId: string }) {
       scrollback: 5000,
       theme: { background: "#0f172a", foreground: "#e2e8f0" },
     });
+    // Tab belongs to the shell (completion); Esc then Tab leaves the terminal, so that the
+    // keyboard never stays trapped in it.
+    let escaped = false;
+    term.attachCustomKeyEventHandler((event) => {
+      if (event.type !== "keydown") return true;
+      if (event.key === "Tab" && escaped) {
+        escaped = false;
+        return false;
+      }
+      escaped = event.key === "Escape";
+      return true;
+    });
     const fit = new FitAddon();
     term.loadAddon(fit);
     term.open(element);
@@ -141,7 +153,7 @@ export function TerminalPane({ sandboxId }: { sandboxId: string }) {
             <Spinner label="Opening the terminal" /> Opening a shell…
           </>
         )}
-        {state.status === "open" && <span className="muted">Connected</span>}
+        {state.status === "open" && <span className="muted">Connected · Esc then Tab leaves the terminal</span>}
         {state.status === "reconnecting" && (
           <>
             <Spinner label="Reconnecting" /> Connection lost, reconnecting (attempt {state.attempt})…

@@ -27,7 +27,7 @@ function AuthForm({ mode }: { mode: "login" | "signup" }) {
     await action.run(() => (mode === "login" ? session.login(email, password) : session.signup(email, password)));
   };
   const title = mode === "login" ? "Log in" : "Sign up";
-  const notice = session.state.status === "signed-out" ? session.state.notice : undefined;
+  const { notice } = session.state;
 
   return (
     <section className="auth">
