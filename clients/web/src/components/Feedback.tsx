@@ -43,10 +43,11 @@ export function ErrorMessage({ error, onDismiss }: { error: unknown; onDismiss?:
   );
 }
 
-export function StatusBadge({ status }: { status: SandboxStatus }) {
+/** A sandbox's status; a transitional one turns a small spinner, unless it is history (`past`). */
+export function StatusBadge({ status, past = false }: { status: SandboxStatus; past?: boolean }) {
   return (
     <span className={`status status-${status}`} data-status={status}>
-      {!isSettled(status) && <span className="spinner-dot small" aria-hidden="true" />}
+      {!past && !isSettled(status) && <span className="spinner-dot small" aria-hidden="true" />}
       {status}
     </span>
   );

@@ -69,7 +69,7 @@ function Timeline({ events, state, error }: ReturnType<typeof useSandboxEvents>)
           const reason = typeof event.data.reason === "string" ? event.data.reason : undefined;
           return (
             <li key={event.id} data-status={event.status}>
-              <StatusBadge status={event.status} />
+              <StatusBadge status={event.status} past />
               <time dateTime={event.occurredAt}>{new Date(event.occurredAt).toLocaleTimeString()}</time>
               {reason && <span className="muted"> {reason}</span>}
             </li>
