@@ -22,8 +22,16 @@ from sbx_api.webui.headers import dashboard_policy, new_nonce, security_headers
 
 logger = logging.getLogger(__name__)
 
-# services/api/src/sbx_api/webui/dashboard.py -> the repository root, in a source checkout.
-SOURCE_DIST = Path(__file__).resolve().parents[5] / "clients" / "web" / "dist"
+
+def _source_dist() -> Path:
+    """clients/web/dist of the source checkout the API runs from (services/api/src/sbx_api/
+    webui/ is five levels below the repository root); elsewhere a path that does not exist."""
+    here = Path(__file__).resolve()
+    root = here.parents[5] if len(here.parents) > 5 else here.parent
+    return root / "clients" / "web" / "dist"
+
+
+SOURCE_DIST = _source_dist()
 NONCE_PLACEHOLDER = "__SBX_STYLE_NONCE__"
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Types the platform's mimetypes table may lack; with nosniff a wrong type would break the file.
