@@ -11,6 +11,7 @@ import pytest
 from sbx_devstack import run, webui
 
 
+@pytest.mark.timeout(600)  # the first test of the directory: the build (npm ci and vite) runs here
 def test_a_build_is_current_until_its_sources_change(dashboard_dist: Path, tmp_path: Path) -> None:
     assert webui.is_current(dashboard_dist)
     copy = tmp_path / "dist"
