@@ -22,6 +22,7 @@ from sbx_api.ratelimit import RateLimiter
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.state import AppState
 from sbx_api.streams.router import router as streams_router
+from sbx_api.webui import install as install_webui
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -55,6 +56,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Create, run and watch isolated sandboxes.",
+        # /docs and /redoc are served by sbx_api.webui from local assets (FastAPI's use a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     exception_handlers.install(app)
     # Operations routes are never rate limited; every other route is (RateLimitMiddleware).
@@ -68,6 +72,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         audit_router,
     ):
         app.include_router(router)
+    install_webui(app, settings)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitMiddleware)  # inside CORS: preflights are not counted

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from sbx_common.settings import CryptoSettings
 
@@ -13,6 +15,9 @@ class ApiSettings(CryptoSettings):
     jwt_ttl_hours: float = Field(default=24.0, gt=0)
     max_body_bytes: int = 1024 * 1024
     cors_origins: str = ""  # comma separated; empty disables CORS
+    # The web dashboard's built files (clients/web/dist), served at /ui/. Unset: that folder of
+    # the source tree the API runs from, when it exists.
+    ui_dir: Path | None = None
     # Comma separated addresses of reverse proxies whose X-Forwarded-For names the client (per-IP
     # rate limits count that address). Empty: no header is believed, so no client can pick the
     # address it is counted under.

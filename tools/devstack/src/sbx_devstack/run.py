@@ -24,6 +24,8 @@ from sbx_common.settings import CommonSettings
 
 from sbx_devstack.processes import DEFAULT_METRICS_PORTS, SERVICES, ServiceProcess
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
+from sbx_devstack.webui import BuildError
+from sbx_devstack.webui import build as build_dashboard
 
 COLOURS = {"api": 36, "orchestrator": 35, "log-shipper": 33, "reaper": 32, "metrics-collector": 34}
 _print_lock = threading.Lock()
@@ -85,7 +87,22 @@ def load_dev_secrets(state: Path) -> dict[str, str]:
     return values
 
 
+def prepare_dashboard() -> None:
+    """Build the web dashboard when it is missing or stale (unless SBX_UI_DIR names a build).
+    Without Node.js, or when the build fails, the platform starts anyway and /ui/ says how to
+    build it."""
+    if os.environ.get("SBX_UI_DIR"):
+        return
+    try:
+        result = build_dashboard(say=lambda line: say("devstack", line))
+    except BuildError as exc:
+        say("devstack", f"WARNING: the web dashboard was not built, /ui/ will say so: {exc}")
+        return
+    say("devstack", f"web dashboard {'built' if result.built else 'up to date'} ({result.dist})")
+
+
 def main() -> None:
+    prepare_dashboard()
     state = Path(os.environ.get("SBX_STATE_DIR", ".state")).resolve()
     state.mkdir(parents=True, exist_ok=True)
     env: dict[str, str] = {}
@@ -115,7 +132,8 @@ def main() -> None:
             service_env["SBX_METRICS_PORT"] = str(DEFAULT_METRICS_PORTS[name])
         processes.append(ServiceProcess(name, service_env, sink=say).start())
     host = os.environ.get("SBX_API_HOST", "127.0.0.1")
-    say("devstack", f"API on http://{host}:{os.environ.get('SBX_API_PORT', '3001')} (Ctrl-C to stop)")
+    port = os.environ.get("SBX_API_PORT", "3001")
+    say("devstack", f"API on http://{host}:{port}, dashboard on http://{host}:{port}/ui/ (Ctrl-C to stop)")
 
     stopping = threading.Event()
 
