@@ -17,8 +17,9 @@ router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 
 @router.post("", status_code=201, response_model=Envelope[CreatedApiKey])
 async def create_api_key(body: CreateApiKeyRequest, caller: CurrentUser, state: State) -> JSONResponse:
-    """Create a key. The full `key` is in this response only; store it now."""
-    created = await service.create(state, caller.user_id, body.name)
+    """Create a key, optionally expiring after `expiresInDays`. The full `key` is in this
+    response only; store it now."""
+    created = await service.create(state, caller.user_id, body.name, body.expires_in_days)
     return ok(created.dump(), status_code=201)
 
 
