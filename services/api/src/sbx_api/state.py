@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from nats.aio.client import Client as NatsClient
@@ -11,6 +11,7 @@ from sbx_common.crypto import SecretBox
 
 from sbx_api.config import ApiSettings
 from sbx_api.ratelimit import RateLimiter
+from sbx_api.usage import LocalUsage, UsageCounter
 
 
 @dataclass
@@ -21,3 +22,4 @@ class AppState:
     js: JetStreamContext
     secret_box: SecretBox
     limiter: RateLimiter
+    usage: UsageCounter = field(default_factory=LocalUsage)

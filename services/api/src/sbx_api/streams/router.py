@@ -16,6 +16,7 @@ from sbx_api.streams import repository
 from sbx_api.streams.events import EventFeed, EventStreamResponse, StartAt, serve_events
 from sbx_api.streams.logs import serve_logs
 from sbx_api.streams.terminal import serve_terminal
+from sbx_api.usage import CapReached, Held
 
 router = APIRouter(tags=["events"])
 
@@ -42,6 +43,26 @@ async def _sse_caller(request: Request, state: AppState) -> Caller:
     return await authenticate(state, bearer_token(request) or request.query_params.get("token"))
 
 
+async def _event_stream(state: AppState, caller: Caller, feed: EventFeed) -> EventStreamResponse:
+    """Open the feed as an SSE response holding one of the caller's stream slots (429 when they
+    are all taken) until the response ends."""
+    usage, owner = state.usage, caller.user_id
+    try:
+        await usage.acquire(Held.STREAMS, owner, state.settings.max_streams_per_user)
+    except CapReached as exc:
+        raise exc.as_error() from None
+    try:
+        await feed.open()
+    except BaseException:
+        await usage.release(Held.STREAMS, owner)
+        raise
+
+    async def release() -> None:
+        await usage.release(Held.STREAMS, owner)
+
+    return EventStreamResponse(feed, state.settings.sse_heartbeat_seconds, on_close=release)
+
+
 @router.get("/events", response_model=None, responses=SSE_RESPONSES)
 async def all_events(
     request: Request,
@@ -53,10 +74,8 @@ async def all_events(
     events from now on."""
     caller = await _sse_caller(request, state)
     after = _after_seq(last_event_id or last_event_id_query, "Last-Event-ID")
-    feed = await EventFeed(
-        state.js, subjects.events_of_owner(caller.user_id), StartAt(after_seq=after)
-    ).open()
-    return EventStreamResponse(feed, state.settings.sse_heartbeat_seconds)
+    feed = EventFeed(state.js, subjects.events_of_owner(caller.user_id), StartAt(after_seq=after))
+    return await _event_stream(state, caller, feed)
 
 
 @router.get("/sandboxes/{sandbox_id}/events", response_model=None, responses=SSE_RESPONSES)
@@ -76,8 +95,8 @@ async def sandbox_events(
             raise NotFound("No such sandbox.")
     after = _after_seq(last_event_id or last_event_id_query, "Last-Event-ID")
     start = StartAt(after_seq=after, everything=after is None)
-    feed = await EventFeed(state.js, subjects.events_of_sandbox(caller.user_id, sid), start).open()
-    return EventStreamResponse(feed, state.settings.sse_heartbeat_seconds)
+    feed = EventFeed(state.js, subjects.events_of_sandbox(caller.user_id, sid), start)
+    return await _event_stream(state, caller, feed)
 
 
 @router.websocket("/ws/events")
