@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 from sbx_common.crypto import SecretBox
 
 from sbx_api.config import ApiSettings
+from sbx_api.gauges import BusinessGauges
 from sbx_api.ratelimit import RateLimiter
 from sbx_api.usage import LocalUsage, UsageCounter
 
@@ -23,3 +24,4 @@ class AppState:
     secret_box: SecretBox
     limiter: RateLimiter
     usage: UsageCounter = field(default_factory=LocalUsage)
+    gauges: BusinessGauges = field(default_factory=BusinessGauges)

@@ -13,7 +13,7 @@ from sbx_common.status import Status, Verb
 
 from sbx_api import ratelimit
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
-from sbx_api.pagination import Page
+from sbx_api.pagination import Page, time_id_key
 from sbx_api.responses import ok, page
 from sbx_api.sandboxes import idempotency, service
 from sbx_api.sandboxes.exec import run_command
@@ -169,7 +169,12 @@ async def list_sandboxes(
         environment_id=_uuid_filter("environmentId", environment_id),
         metadata=_metadata_filter(request),
     )
-    return page([sandbox_out(r) for r in rows], next_cursor)
+    return page(
+        [sandbox_out(r) for r in rows],
+        next_cursor,
+        max_bytes=state.settings.max_page_bytes,
+        key_of=lambda item: time_id_key(item.created_at, item.id),
+    )
 
 
 def _statuses(value: str | None) -> list[str] | None:
