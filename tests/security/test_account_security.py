@@ -3,15 +3,24 @@ JWT presented, and API keys can expire (all 401 from then on)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
+from sandbox_platform import AsyncClient, Client, UnauthorizedError, ValidationError
 
 from tests.support.api import User, data_of, error_of, error_paths, signup
+from tests.support.platform import Platform
 
 PASSWORD = "correct horse battery"
+SBX = str(Path(sys.executable).parent / "sbx")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -126,3 +135,71 @@ async def test_api_key_expiry_is_validated(client: httpx.AsyncClient, user: User
     for days in (1, 3650):
         body = {"name": "k", "expiresInDays": days}
         data_of(await client.post("/api-keys", json=body, headers=user.headers), 201)
+
+
+# --- clients --------------------------------------------------------------------------------------
+
+
+def test_python_sdk_password_logout_and_expiring_keys(platform: Platform) -> None:
+    with Client(base_url=platform.api_url) as client:
+        email = f"sdk-{uuid.uuid4().hex[:12]}@example.com"
+        client.auth.signup(email, PASSWORD)
+        before = client.token
+        key = client.api_keys.create("ci", expires_in_days=30)
+        assert key.expires_at is not None
+        assert [k.expires_at for k in client.api_keys.list() if k.id == key.id] == [key.expires_at]
+        assert client.api_keys.create("forever").expires_at is None
+        with pytest.raises(ValidationError):
+            client.api_keys.create("bad", expires_in_days=0)
+
+        assert client.auth.change_password(PASSWORD, "another passphrase").email == email
+        assert client.token != before
+        assert client.auth.me().email == email  # the client moved to the new token
+        with Client(base_url=platform.api_url, token=before) as old, pytest.raises(UnauthorizedError):
+            old.auth.me()
+
+        client.auth.logout()
+        with pytest.raises(UnauthorizedError):
+            client.auth.me()
+
+
+async def test_async_sdk_has_the_same_calls(platform: Platform) -> None:
+    async with AsyncClient(base_url=platform.api_url) as client:
+        await client.auth.signup(f"sdk-{uuid.uuid4().hex[:12]}@example.com", PASSWORD)
+        assert (await client.api_keys.create("ci", expires_in_days=1)).expires_at is not None
+        await client.auth.change_password(PASSWORD, "another passphrase")
+        await client.auth.me()
+        await client.auth.logout()
+        with pytest.raises(UnauthorizedError):
+            await client.auth.me()
+
+
+def test_cli_passwd_logout_and_key_create(platform: Platform, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SBX_API_KEY", "SBX_API_URL")}
+    env |= {"SBX_API_URL": platform.api_url, "SBX_CONFIG_DIR": str(tmp_path), "COLUMNS": "200"}
+
+    def sbx(*args: str) -> str:
+        result = subprocess.run(
+            [SBX, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}"
+        return result.stdout
+
+    email = f"cli-{uuid.uuid4().hex[:12]}@example.com"
+    sbx("signup", "--email", email, "--password", PASSWORD)
+    created = json.loads(sbx("key", "create", "ci", "--expires-in-days", "7", "--json"))
+    assert created["expiresAt"] is not None
+    assert created["id"] in sbx("key", "ls")
+    old_token = json.loads(sbx("login", "--email", email, "--password", PASSWORD, "--json"))["token"]
+
+    sbx("passwd", "--current", PASSWORD, "--new", "another passphrase")
+    assert sbx("whoami").strip() == email  # the saved token is the new one
+    with Client(base_url=platform.api_url, token=old_token) as old, pytest.raises(UnauthorizedError):
+        old.auth.me()
+
+    saved = (tmp_path / "config.toml").read_text()
+    sbx("logout")
+    assert "token" not in (tmp_path / "config.toml").read_text()
+    token = next(line.split('"')[1] for line in saved.splitlines() if line.startswith("token"))
+    with Client(base_url=platform.api_url, token=token) as revoked, pytest.raises(UnauthorizedError):
+        revoked.auth.me()
