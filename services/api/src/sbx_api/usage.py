@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from sbx_common.errors import QuotaExceeded
 
@@ -88,3 +88,13 @@ async def holding(counter: UsageCounter, kind: Held, user_id: uuid.UUID, limit: 
         yield
     finally:
         await counter.release(kind, user_id)
+
+
+# OpenAPI: the 429 of routes that hold a unit while they run.
+CAP_RESPONSE: dict[int | str, dict[str, Any]] = {
+    429: {
+        "description": "QUOTA_EXCEEDED: a per-user cap on what is open at once was reached; "
+        "`details` has `resource`, `limit` and `current`.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+    }
+}

@@ -16,6 +16,7 @@ from sbx_api.deps import Caller, CurrentUser, State, parse_id
 from sbx_api.pagination import Page, time_id_key
 from sbx_api.responses import ok, page
 from sbx_api.sandboxes import idempotency, service
+from sbx_api import usage
 from sbx_api.sandboxes.exec import run_command
 from sbx_api.sandboxes.metrics import latest_sample
 from sbx_api.sandboxes.repository import SandboxRow
@@ -262,7 +263,11 @@ async def replicate_sandbox(
     return await call.once(replica.model_dump(mode="json"), action)
 
 
-@router.post("/{sandbox_id}/exec", response_model=None, responses={200: {"model": Envelope[ExecOut]}})
+@router.post(
+    "/{sandbox_id}/exec",
+    response_model=None,
+    responses={200: {"model": Envelope[ExecOut]}, **usage.CAP_RESPONSE},
+)
 async def exec_in_sandbox(
     *, sandbox_id: str, body: ExecRequestBody, state: State, caller: CurrentUser
 ) -> JSONResponse:

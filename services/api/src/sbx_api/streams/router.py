@@ -4,7 +4,7 @@ They keep the OpenAPI tag `events` they were published under."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, WebSocket
 from sbx_common import subjects
@@ -16,16 +16,17 @@ from sbx_api.streams import repository
 from sbx_api.streams.events import EventFeed, EventStreamResponse, StartAt, serve_events
 from sbx_api.streams.logs import serve_logs
 from sbx_api.streams.terminal import serve_terminal
-from sbx_api.usage import CapReached, Held
+from sbx_api.usage import CAP_RESPONSE, CapReached, Held
 
 router = APIRouter(tags=["events"])
 
-SSE_RESPONSES: dict[int | str, dict[str, object]] = {
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A `text/event-stream`: each event as `id: <id>` and `data: <event JSON>`; a "
         "`: subscribed` comment first, `: heartbeat` comments on quiet streams.",
         "content": {"text/event-stream": {}},
-    }
+    },
+    **CAP_RESPONSE,
 }
 LAST_EVENT_ID_DOC = "Resume right after this event id (the SSE `id:` field); also `?lastEventId=`."
 
