@@ -11,12 +11,11 @@ from fastapi.responses import JSONResponse
 from sbx_common.errors import ValidationFailed
 from sbx_common.status import Status, Verb
 
-from sbx_api import ratelimit
+from sbx_api import ratelimit, usage
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
 from sbx_api.pagination import Page, time_id_key
 from sbx_api.responses import ok, page
 from sbx_api.sandboxes import idempotency, service
-from sbx_api import usage
 from sbx_api.sandboxes.exec import run_command
 from sbx_api.sandboxes.metrics import latest_sample
 from sbx_api.sandboxes.repository import SandboxRow
