@@ -18,6 +18,7 @@ import docker
 import httpx
 import pytest
 import websockets
+from sbx_orchestrator.messaging.exec_scheduler import FairScheduler, QueueFull
 
 from tests.support.api import User, create_environment, data_of, error_of, signup
 from tests.support.platform import Platform, dedicated_platform, start_api
@@ -334,3 +335,49 @@ async def test_one_users_long_execs_never_delay_anothers(
             # Queued for up to ~9 s, yet none timed out: the 5 s timeout starts when each starts.
             assert [(r["exitCode"], r["timedOut"]) for r in results] == [(0, False)] * 8
             assert total > 9
+
+
+# --- the orchestrator's scheduler on its own --------------------------------------------------------
+
+
+async def test_scheduler_shares_slots_in_turn_between_users() -> None:
+    """A user at their share waits while another user starts at once; freed slots go to the
+    users with requests waiting in turn, and a request that gives up leaves the queue."""
+    scheduler = FairScheduler(slots=3, per_user=2, queue_per_user=2)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    held = [await scheduler.acquire(a, 1), await scheduler.acquire(a, 1)]
+    a_third = asyncio.create_task(scheduler.acquire(a, 5))
+    await asyncio.sleep(0)
+    assert not a_third.done()  # at its share, though a slot is free
+    b_first = await asyncio.wait_for(scheduler.acquire(b, 5), 1)  # B is not behind A
+    assert scheduler.running == 3
+
+    b_second = asyncio.create_task(scheduler.acquire(b, 5))
+    c_first = asyncio.create_task(scheduler.acquire(c, 5))
+    await asyncio.sleep(0)
+    a_fourth = asyncio.create_task(scheduler.acquire(a, 5))
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFull):  # A's own queue (2) is full
+        await scheduler.acquire(a, 5)
+    a_fourth.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await a_fourth
+    with held.pop():  # A's slot goes to the first user in turn with a share left: A itself
+        pass
+    a_slot = await asyncio.wait_for(a_third, 1)
+    with b_first:  # then B's turn, then C's
+        pass
+    b_slot = await asyncio.wait_for(b_second, 1)
+    assert not c_first.done()
+    with b_slot:
+        pass
+    c_slot = await asyncio.wait_for(c_first, 1)
+    assert scheduler.waiting == 0
+
+    with pytest.raises(TimeoutError):
+        await scheduler.acquire(c, 0.05)
+    assert scheduler.waiting == 0  # the request that gave up is gone
+    for slot in (*held, a_slot, c_slot):
+        with slot:
+            pass
+    assert scheduler.running == 0
