@@ -51,6 +51,8 @@ def platform_env(database_url: str, nats_url: str, instance: str = TEST_INSTANCE
         "SBX_AUTH_RATE_LIMIT": "100000",
         "SBX_RATE_LIMIT_PER_MINUTE": "100000",
         "SBX_SANDBOX_CREATE_RATE_LIMIT": "100000",
+        # The API's business gauges: refreshed often, so tests see changes soon.
+        "SBX_METRICS_REFRESH_SECONDS": "0.5",
     }
 
 

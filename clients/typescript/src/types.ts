@@ -26,6 +26,9 @@ export type User = Schemas["UserOut"];
 export type AuthResult = Schemas["AuthResult"];
 export type ApiKey = Schemas["ApiKeyOut"];
 export type CreatedApiKey = Schemas["CreatedApiKey"];
+export type CreateApiKeyRequest = Schemas["CreateApiKeyRequest"];
+export type ChangePasswordRequest = Schemas["ChangePasswordRequest"];
+export type LoggedOut = Schemas["LoggedOut"];
 
 export type Environment = Schemas["EnvironmentOut"];
 export type EnvironmentVersion = Schemas["VersionOut"];

@@ -71,8 +71,20 @@ def me() -> Call[User]:
     return Call("GET", "/auth/me", _model(User))
 
 
-def create_api_key(name: str) -> Call[CreatedApiKey]:
-    return Call("POST", "/api-keys", _model(CreatedApiKey), body={"name": name}, retry=Retry.ONCE)
+def change_password(current_password: str, new_password: str) -> Call[tuple[User, str]]:
+    body = {"currentPassword": current_password, "newPassword": new_password}
+    return Call("POST", "/auth/password", _auth, body=body, retry=Retry.ONCE)
+
+
+def logout() -> Call[None]:
+    return Call("POST", "/auth/logout", _none, retry=Retry.ONCE)
+
+
+def create_api_key(name: str, expires_in_days: int | None = None) -> Call[CreatedApiKey]:
+    body: dict[str, Any] = {"name": name}
+    if expires_in_days is not None:
+        body["expiresInDays"] = expires_in_days
+    return Call("POST", "/api-keys", _model(CreatedApiKey), body=body, retry=Retry.ONCE)
 
 
 def list_api_keys(limit: int | None) -> Call[ApiKey]:

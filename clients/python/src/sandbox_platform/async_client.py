@@ -132,13 +132,25 @@ class AsyncAuth(_AsyncResource):
         """The user the credential belongs to."""
         return await self._transport.request(routes.me())
 
+    async def change_password(self, current: str, new: str) -> User:
+        """Change the password. Every token issued before is refused from then on; the client
+        keeps using the new token the answer carries."""
+        user, token = await self._transport.request(routes.change_password(current, new))
+        self._client._config.credentials.use_token(token)
+        return user
+
+    async def logout(self) -> None:
+        """Revoke the client's token: it is refused (401) from then on."""
+        await self._transport.request(routes.logout())
+
 
 class AsyncApiKeys(_AsyncResource):
     """API keys (`sk_...`): credentials for scripts, revocable one by one."""
 
-    async def create(self, name: str) -> CreatedApiKey:
-        """A new key; its `key` is shown only in this answer."""
-        return await self._transport.request(routes.create_api_key(name))
+    async def create(self, name: str, expires_in_days: int | None = None) -> CreatedApiKey:
+        """A new key, expiring after `expires_in_days` (1-3650) when given; its `key` is shown
+        only in this answer."""
+        return await self._transport.request(routes.create_api_key(name, expires_in_days))
 
     def list(self, *, limit: int | None = None) -> AsyncIterator[ApiKey]:
         """Every key of the user (never the keys themselves), page after page (`async for`)."""

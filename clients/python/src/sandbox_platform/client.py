@@ -143,13 +143,25 @@ class Auth(_Resource):
         """The user the credential belongs to."""
         return self._transport.request(routes.me())
 
+    def change_password(self, current: str, new: str) -> User:
+        """Change the password. Every token issued before is refused from then on; the client
+        keeps using the new token the answer carries."""
+        user, token = self._transport.request(routes.change_password(current, new))
+        self._client._config.credentials.use_token(token)
+        return user
+
+    def logout(self) -> None:
+        """Revoke the client's token: it is refused (401) from then on."""
+        self._transport.request(routes.logout())
+
 
 class ApiKeys(_Resource):
     """API keys (`sk_...`): credentials for scripts, revocable one by one."""
 
-    def create(self, name: str) -> CreatedApiKey:
-        """A new key; its `key` is shown only in this answer."""
-        return self._transport.request(routes.create_api_key(name))
+    def create(self, name: str, expires_in_days: int | None = None) -> CreatedApiKey:
+        """A new key, expiring after `expires_in_days` (1-3650) when given; its `key` is shown
+        only in this answer."""
+        return self._transport.request(routes.create_api_key(name, expires_in_days))
 
     def list(self, *, limit: int | None = None) -> Iterator[ApiKey]:
         """Every key of the user (never the keys themselves), page after page."""

@@ -58,6 +58,7 @@ class ApiKey(Model):
     key_prefix: str
     created_at: Timestamp
     last_used_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
 
 
 class CreatedApiKey(Model):
@@ -68,6 +69,7 @@ class CreatedApiKey(Model):
     key_prefix: str
     key: str
     created_at: Timestamp
+    expires_at: Timestamp | None = None
 
 
 class Port(Model):

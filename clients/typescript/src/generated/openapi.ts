@@ -73,7 +73,8 @@ export interface paths {
         };
         /**
          * Metrics
-         * @description Prometheus text: the process's HTTP metrics plus business gauges read from the database.
+         * @description Prometheus text: the process's HTTP metrics plus business gauges (refreshed in the
+         *     background). With SBX_METRICS_TOKEN set, only `Authorization: Bearer <token>` is served.
          */
         get: operations["metrics_metrics_get"];
         put?: never;
@@ -144,6 +145,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change Password
+         * @description Change the password. Every JWT issued before is refused (401) from now on; the answer
+         *     carries a new token. API keys keep working (revoke them with DELETE /api-keys/:id).
+         */
+        post: operations["change_password_auth_password_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Logout
+         * @description Revoke the JWT presented: it is refused (401) from now on.
+         */
+        post: operations["logout_auth_logout_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api-keys": {
         parameters: {
             query?: never;
@@ -159,7 +201,8 @@ export interface paths {
         put?: never;
         /**
          * Create Api Key
-         * @description Create a key. The full `key` is in this response only; store it now.
+         * @description Create a key, optionally expiring after `expiresInDays`. The full `key` is in this
+         *     response only; store it now.
          */
         post: operations["create_api_key_api_keys_post"];
         delete?: never;
@@ -572,6 +615,11 @@ export interface components {
             createdAt: string;
             /** Lastusedat */
             lastUsedAt: string | null;
+            /**
+             * Expiresat
+             * @description When the key stops working; null: never.
+             */
+            expiresAt: string | null;
         };
         /** AuditEvent */
         AuditEvent: {
@@ -603,6 +651,19 @@ export interface components {
              */
             token: string;
         };
+        /** ChangePasswordRequest */
+        ChangePasswordRequest: {
+            /**
+             * Currentpassword
+             * @example password123
+             */
+            currentPassword: string;
+            /**
+             * Newpassword
+             * @example a new passphrase
+             */
+            newPassword: string;
+        };
         /** CpuSample */
         CpuSample: {
             /** Usagepercent */
@@ -617,6 +678,12 @@ export interface components {
              * @example Development Key
              */
             name: string;
+            /**
+             * Expiresindays
+             * @description The key stops working (401) this many days from now; omitted: never.
+             * @example 90
+             */
+            expiresInDays?: number | null;
         };
         /** CreateEnvironmentRequest */
         CreateEnvironmentRequest: {
@@ -694,6 +761,11 @@ export interface components {
             key: string;
             /** Createdat */
             createdAt: string;
+            /**
+             * Expiresat
+             * @description When the key stops working; null: never.
+             */
+            expiresAt: string | null;
         };
         /**
          * Deleted
@@ -788,6 +860,16 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["ExecOut"];
+        };
+        /** Envelope[LoggedOut] */
+        Envelope_LoggedOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["LoggedOut"];
         };
         /** Envelope[MetricsOut] */
         Envelope_MetricsOut_: {
@@ -933,6 +1015,15 @@ export interface components {
             text: string;
             /** Timestamp */
             timestamp: string;
+        };
+        /** LoggedOut */
+        LoggedOut: {
+            /**
+             * Loggedout
+             * @description The token presented is refused (401) from now on.
+             * @default true
+             */
+            loggedOut?: boolean;
         };
         /** LoginRequest */
         LoginRequest: {
@@ -1349,6 +1440,13 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description SBX_METRICS_TOKEN is set and the request does not carry it. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {
                 headers: {
@@ -1460,6 +1558,77 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Envelope_UserOut_"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    change_password_auth_password_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePasswordRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_AuthResult_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    logout_auth_logout_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_LoggedOut_"];
                 };
             };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
@@ -2414,6 +2583,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description QUOTA_EXCEEDED: a per-user cap on what is open at once was reached; `details` has `resource`, `limit` and `current`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {
                 headers: {
@@ -2541,6 +2719,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description QUOTA_EXCEEDED: a per-user cap on what is open at once was reached; `details` has `resource`, `limit` and `current`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {
                 headers: {
@@ -2578,6 +2765,15 @@ export interface operations {
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description QUOTA_EXCEEDED: a per-user cap on what is open at once was reached; `details` has `resource`, `limit` and `current`. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

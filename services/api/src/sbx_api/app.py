@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sbx_common import db, natsconn
+from sbx_common import db, natsconn, tasks
 from sbx_common.crypto import SecretBox
 
 from sbx_api import exception_handlers, openapi
@@ -45,9 +46,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             secret_box=secret_box,
             limiter=RateLimiter(settings.rate_limit_storage),
         )
+        refresher = asyncio.create_task(
+            app.state.sbx.gauges.refresh_forever(pool, settings.metrics_refresh_seconds)
+        )
         try:
             yield
         finally:
+            await tasks.cancel_and_wait([refresher])
             await nc.drain()
             await pool.close()
 

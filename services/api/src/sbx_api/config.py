@@ -41,3 +41,20 @@ class ApiSettings(CryptoSettings):
     ws_terminal_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # per terminal socket
     terminal_open_timeout_seconds: float = Field(default=10.0, gt=0)
     terminal_keepalive_seconds: float = Field(default=10.0, gt=0)  # "still here" to the orchestrator
+    # Largest WebSocket message a client may send (terminal input included); past it: close 1009.
+    ws_max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    # Fair use: what one user holds open at once (429 QUOTA_EXCEEDED, or close 4029 for sockets).
+    max_concurrent_execs_per_user: int = Field(default=8, ge=1)
+    max_terminals_per_user: int = Field(default=10, ge=1)
+    max_streams_per_user: int = Field(default=20, ge=1)  # event (SSE, WebSocket) and log sockets
+    # How long an exec may wait in the orchestrator's queue before it starts; the API waits this
+    # long beyond the command's own timeout for the answer.
+    exec_queue_wait_seconds: float = Field(default=30.0, ge=0)
+    # A list page stops growing once its JSON passes this many bytes (and gives a nextCursor).
+    max_page_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # /metrics: the business gauges are refreshed this often in the background; a non-empty token
+    # makes /metrics require `Authorization: Bearer <token>` (401 without it).
+    metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    metrics_token: SecretStr = SecretStr("")

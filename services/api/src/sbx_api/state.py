@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from nats.aio.client import Client as NatsClient
@@ -10,7 +10,9 @@ from nats.js import JetStreamContext
 from sbx_common.crypto import SecretBox
 
 from sbx_api.config import ApiSettings
+from sbx_api.gauges import BusinessGauges
 from sbx_api.ratelimit import RateLimiter
+from sbx_api.usage import LocalUsage, UsageCounter
 
 
 @dataclass
@@ -21,3 +23,5 @@ class AppState:
     js: JetStreamContext
     secret_box: SecretBox
     limiter: RateLimiter
+    usage: UsageCounter = field(default_factory=LocalUsage)
+    gauges: BusinessGauges = field(default_factory=BusinessGauges)

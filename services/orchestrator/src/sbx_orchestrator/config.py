@@ -51,6 +51,13 @@ class OrchestratorSettings(CryptoSettings):
     exec_threads: int = Field(default=64, ge=1)
     exec_output_limit: int = Field(default=1024 * 1024, ge=1024)  # bytes kept per stream
     exec_max_timeout: float = Field(default=3600.0, gt=0)
+    # Fair use: one user runs at most this many commands at once; more wait in the user's own
+    # queue (at most SBX_EXEC_QUEUE_PER_USER, for at most SBX_EXEC_QUEUE_TIMEOUT seconds, which
+    # do not count against the command's timeout) while other users' commands go ahead.
+    exec_threads_per_user: int = Field(default=8, ge=1)
+    exec_queue_per_user: int = Field(default=32, ge=0)
+    exec_queue_timeout: float = Field(default=30.0, ge=0)
+    exec_max_requests: int = Field(default=512, ge=1)  # requests taken at once, running or waiting
 
     # --- terminal ---
     # A session with neither input nor output for this long is closed.

@@ -33,8 +33,10 @@ env_app = typer.Typer(help="Environments: what sandboxes are made from.", no_arg
 secret_app = typer.Typer(
     help="Secrets of an environment (env variables stored encrypted).", no_args_is_help=True
 )
+key_app = typer.Typer(help="API keys: credentials for scripts, revocable one by one.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
 app.add_typer(secret_app, name="secret")
+app.add_typer(key_app, name="key")
 
 Json = Annotated[bool, typer.Option("--json", help="Print the API's data as JSON.")]
 Ref = Annotated[
@@ -184,6 +186,106 @@ def whoami(json: Json = False) -> None:
         print_json(user)
     else:
         out.print(user.email)
+
+
+@app.command()
+def passwd(
+    current: Annotated[str | None, typer.Option("--current", help="Prompted when missing.")] = None,
+    new: Annotated[
+        str | None, typer.Option("--new", help="8-128 characters (prompted when missing).")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Change your password. Every token issued before is refused from then on; the new one is
+    saved here."""
+    config = Config.load()
+    client = _client(config)
+    current = current if current is not None else _prompt_secret("Current password")
+    if new is None:
+        new = str(typer.prompt("New password", hide_input=True, confirmation_prompt=True))
+    user = client.auth.change_password(current, new)
+    if config.effective_api_key is None:  # a saved session: keep the new token
+        _remember(config, client, user.email, None)
+    if json:
+        print_json({"user": user.to_api()})
+    else:
+        out.print(f"Password changed for {user.email}; earlier sessions are logged out")
+
+
+@app.command()
+def logout(json: Json = False) -> None:
+    """Log out: the saved token is revoked (refused from then on) and forgotten."""
+    config = Config.load()
+    if config.token:
+        client = Client(base_url=config.effective_url, token=config.token)
+        with contextlib.suppress(UnauthorizedError):  # already refused: forgetting it is enough
+            client.auth.logout()
+    config.token = None
+    config.email = None
+    config.api_key = None
+    config.save()
+    if json:
+        print_json({"loggedOut": True})
+    else:
+        out.print("Logged out")
+
+
+@key_app.command("create")
+def key_create(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="What the key is for.")],
+    expires_in_days: Annotated[
+        int | None, typer.Option("--expires-in-days", help="The key stops working after 1-3650 days.")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Create an API key and print it (shown only now)."""
+    created = _client().api_keys.create(name, expires_in_days=expires_in_days)
+    if json:
+        print_json(created)
+        return
+    output.details(
+        [
+            ("id", created.id),
+            ("name", created.name),
+            ("key", created.key),
+            ("expires", when(created.expires_at) if created.expires_at else "never"),
+        ]
+    )
+
+
+@key_app.command("ls")
+def key_ls(json: Json = False) -> None:
+    """List your API keys (never the keys themselves)."""
+    keys = list(_client().api_keys.list())
+    if json:
+        print_json(keys)
+        return
+    output.table(
+        ["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "EXPIRES"],
+        [
+            [
+                k.id,
+                k.name,
+                k.key_prefix,
+                when(k.created_at),
+                when(k.last_used_at) if k.last_used_at else "-",
+                when(k.expires_at) if k.expires_at else "never",
+            ]
+            for k in keys
+        ],
+    )
+
+
+@key_app.command("rm")
+def key_rm(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id.")], json: Json = False
+) -> None:
+    """Revoke an API key: it is refused from then on."""
+    _client().api_keys.revoke(key_id)
+    if json:
+        print_json({"id": key_id, "deleted": True})
+    else:
+        out.print(f"Revoked key {key_id}")
 
 
 # ---------------------------------------------------------------- environments

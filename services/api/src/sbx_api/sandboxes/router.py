@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse
 from sbx_common.errors import ValidationFailed
 from sbx_common.status import Status, Verb
 
-from sbx_api import ratelimit
+from sbx_api import ratelimit, usage
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
-from sbx_api.pagination import Page
+from sbx_api.pagination import Page, time_id_key
 from sbx_api.responses import ok, page
 from sbx_api.sandboxes import idempotency, service
 from sbx_api.sandboxes.exec import run_command
@@ -169,7 +169,12 @@ async def list_sandboxes(
         environment_id=_uuid_filter("environmentId", environment_id),
         metadata=_metadata_filter(request),
     )
-    return page([sandbox_out(r) for r in rows], next_cursor)
+    return page(
+        [sandbox_out(r) for r in rows],
+        next_cursor,
+        max_bytes=state.settings.max_page_bytes,
+        key_of=lambda item: time_id_key(item.created_at, item.id),
+    )
 
 
 def _statuses(value: str | None) -> list[str] | None:
@@ -257,7 +262,11 @@ async def replicate_sandbox(
     return await call.once(replica.model_dump(mode="json"), action)
 
 
-@router.post("/{sandbox_id}/exec", response_model=None, responses={200: {"model": Envelope[ExecOut]}})
+@router.post(
+    "/{sandbox_id}/exec",
+    response_model=None,
+    responses={200: {"model": Envelope[ExecOut]}, **usage.CAP_RESPONSE},
+)
 async def exec_in_sandbox(
     *, sandbox_id: str, body: ExecRequestBody, state: State, caller: CurrentUser
 ) -> JSONResponse:
