@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
+from sandbox_platform import AsyncClient, NetworkPolicy
 from sbx_common import labels
 from sbx_orchestrator.engine.firewall import Chains, bridge_name, network_name
 
@@ -352,3 +354,63 @@ async def test_a_bad_live_change_is_refused_and_changes_nothing(
         f"/sandboxes/{sandbox['id']}/network", json={"egress": "none"}, headers=other.headers
     )
     assert response.status_code == 404
+
+
+async def test_the_clients_set_policies(
+    platform: Platform, owner: User, http: httpx.AsyncClient, test_image: str
+) -> None:
+    """The Python SDK (`network=` on environments, `Sandbox.update_network`) and the CLI
+    (`sbx env create --egress/--allow`, `sbx network`)."""
+    async with AsyncClient(base_url=platform.api_url, token=owner.token) as client:
+        env = await client.environments.create(
+            f"sdk-{uuid.uuid4().hex[:8]}",
+            test_image,
+            cpu=0.25,
+            memory=32,
+            command=["sleep", "3600"],
+            network=NetworkPolicy(egress="none"),
+        )
+        assert env.network.egress == "none"
+        sandbox = await client.sandboxes.create(env.id)
+        assert sandbox.network.egress == "none"
+        await sandbox.update_network("allowlist", [INTERNET, "localhost"])
+        assert sandbox.network.allow == [f"{INTERNET}/32", "localhost"]
+        assert (await client.sandboxes.get(sandbox.id)).network.egress == "allowlist"
+
+    key = (await http.post("/api-keys", json={"name": "cli"}, headers=owner.headers)).json()["data"]["key"]
+    cli_env = {
+        "PATH": str(Path(sys.executable).parent),
+        "HOME": "/nonexistent",
+        "SBX_API_URL": platform.api_url,
+        "SBX_API_KEY": key,
+    }
+
+    def sbx(*args: str) -> str:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "sbx"), *args],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    created = json.loads(
+        sbx(
+            "env",
+            "create",
+            f"cli-{uuid.uuid4().hex[:8]}",
+            "--image",
+            test_image,
+            "--egress",
+            "allowlist",
+            "--allow",
+            "203.0.113.0/24",
+            "--json",
+        )
+    )
+    assert created["network"] == {"egress": "allowlist", "allow": ["203.0.113.0/24"]}
+    changed = json.loads(sbx("network", sandbox.id, "--egress", "none", "--json"))
+    assert changed["network"] == {"egress": "none", "allow": []}

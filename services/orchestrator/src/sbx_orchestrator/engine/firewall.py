@@ -239,7 +239,8 @@ class Firewall:
         await self._run([f"{self.iptables}-restore", "--noflush", "-w", "5"], stdin=text)
         self._loaded = text
         # Chains of sandboxes that are gone: unreferenced now, so they can be flushed and deleted.
-        existing = self._declared | await self._platform_chains()
+        # A rebuild also looks for chains an earlier run of the orchestrator left.
+        existing = self._declared | (await self._platform_chains() if force else set())
         for name in sorted(existing - set(sandbox_chains)):
             if name in (self.chains.main, self.chains.input, self.chains.deny):
                 continue
