@@ -216,6 +216,12 @@ async def test_an_allowlist_lets_through_only_what_it_lists(
     assert sandbox["network"] == policy
     assert await reaches(http, owner, sandbox["id"], INTERNET)
     assert not await reaches(http, owner, sandbox["id"], OTHER_INTERNET)
+    # The hostname was resolved on the host (from its hosts file: no DNS query leaves the
+    # machine) and its address let through after the deny chain, which still drops loopback.
+    rules = [line for line in iptables_rules().splitlines() if CHAINS.of(uuid.UUID(sandbox["id"])) in line]
+    assert any("-d 127.0.0.1/32 -j RETURN" in line for line in rules), rules
+    deny_at = next(i for i, line in enumerate(rules) if line.endswith(f"-j {CHAINS.deny}"))
+    assert deny_at < next(i for i, line in enumerate(rules) if "-d 127.0.0.1/32" in line)
 
 
 async def test_a_live_change_applies_within_a_second(
