@@ -21,11 +21,12 @@ ENV_KEYS = {
     "ports",
     "env",
     "command",
+    "network",
     "secrets",
     "createdAt",
     "updatedAt",
 }
-VERSION_KEYS = {"version", "image", "cpu", "memory", "ports", "env", "command", "createdAt"}
+VERSION_KEYS = {"version", "image", "cpu", "memory", "ports", "env", "command", "network", "createdAt"}
 
 
 async def test_create_with_defaults_and_read_back(client: httpx.AsyncClient, user: User) -> None:

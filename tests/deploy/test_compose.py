@@ -64,9 +64,17 @@ def test_compose_runs_the_whole_platform(resolved: dict[str, Any]) -> None:
         assert service["image"].startswith(f"sbx-{name}:"), name
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         env = service["environment"]
-        assert env["SBX_NATS_URL"] == "nats://nats:4222"
         assert env["SBX_DATABASE_URL"].startswith("postgresql://")
-        assert "@postgres:5432/" in env["SBX_DATABASE_URL"]
+        if name == "orchestrator":
+            # In the host's network namespace (the sandboxes' firewall): NATS and PostgreSQL on
+            # the host's loopback, where compose publishes them.
+            assert service["network_mode"] == "host"
+            assert service["cap_add"] == ["NET_ADMIN"]
+            assert env["SBX_NATS_URL"] == "nats://127.0.0.1:4222"
+            assert "@127.0.0.1:5432/" in env["SBX_DATABASE_URL"]
+        else:
+            assert env["SBX_NATS_URL"] == "nats://nats:4222"
+            assert "@postgres:5432/" in env["SBX_DATABASE_URL"]
         port = env["SBX_API_PORT"] if name == "api" else env["SBX_METRICS_PORT"]
         assert int(port) == OPS_PORTS[name], name
         assert service["cap_drop"] == ["ALL"]
@@ -89,4 +97,5 @@ def test_prometheus_scrapes_every_service_of_the_compose_file() -> None:
         for job in config["scrape_configs"]
     }
     for name in SERVICES:
-        assert targets[name] == [f"{name}:{OPS_PORTS[name]}"]
+        host = "host.docker.internal" if name == "orchestrator" else name  # on the host network
+        assert targets[name] == [f"{host}:{OPS_PORTS[name]}"]

@@ -32,8 +32,15 @@ def test_every_service_has_a_workload_placed_as_documented() -> None:
         workload = docs[(kind, f"sbx-{name}")]
         assert (("Service", f"sbx-{name}")) in docs
         pod = workload["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True
         container = pod["containers"][0]
+        if name == "orchestrator":
+            # The sandboxes' firewall: root in the node's network namespace with NET_ADMIN only
+            # (docs/security.md, "Sandbox networks").
+            assert pod["hostNetwork"] is True
+            assert pod["securityContext"]["runAsUser"] == 0
+            assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
+        else:
+            assert pod["securityContext"]["runAsNonRoot"] is True
         assert container["image"] == f"sbx-{name}"
         assert container["ports"][0]["containerPort"] == OPS_PORTS[name]
         assert container["securityContext"]["allowPrivilegeEscalation"] is False

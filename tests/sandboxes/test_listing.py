@@ -23,6 +23,7 @@ SANDBOX_KEYS = {
     "env",
     "metadata",
     "endpoints",
+    "network",
     "createdAt",
     "startedAt",
     "stoppedAt",

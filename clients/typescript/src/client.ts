@@ -25,6 +25,7 @@ import type {
   HealthStatus,
   LogLine,
   Metrics,
+  NetworkPolicy,
   Page,
   ReplicateOverrides,
   Sandbox,
@@ -298,6 +299,14 @@ export class SandboxClient {
   /** A sandbox, also once destroyed. */
   getSandbox(id: string): Promise<Sandbox> {
     return this.call("GET", `/sandboxes/${seg(id)}`);
+  }
+
+  /**
+   * Change what a running (or stopped) sandbox may reach: `egress` "internet", "none" or
+   * "allowlist" (`allow`: IPv4 CIDRs and hostnames). A running sandbox follows within a second.
+   */
+  updateSandboxNetwork(id: string, policy: NetworkPolicy): Promise<Sandbox> {
+    return this.call("PATCH", `/sandboxes/${seg(id)}/network`, { body: policy });
   }
 
   startSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {

@@ -35,6 +35,9 @@ export type EnvironmentVersion = Schemas["VersionOut"];
 export type EnvironmentConfig = Schemas["CreateEnvironmentRequest"];
 export type EnvironmentPatch = Schemas["UpdateEnvironmentRequest"];
 export type PortSpec = Schemas["PortSpec"];
+/** What a sandbox may reach (environments' `network`, and `updateSandboxNetwork`). */
+export type NetworkPolicy = Schemas["NetworkPolicyIn"];
+export type NetworkPolicyOut = Schemas["NetworkPolicyOut"];
 export type Secret = Schemas["SecretOut"];
 export type DeletedSecret = Schemas["DeletedSecret"];
 export type Deleted = Schemas["Deleted"];

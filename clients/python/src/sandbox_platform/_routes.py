@@ -23,6 +23,7 @@ from sandbox_platform.models import (
     Health,
     LogLine,
     Metrics,
+    NetworkPolicy,
     Port,
     Secret,
     User,
@@ -36,6 +37,7 @@ ACTIONS = ("start", "stop", "restart")
 EXEC_DEFAULT_TIMEOUT = 30.0
 
 PortLike = Port | int | Mapping[str, int]
+NetworkLike = NetworkPolicy | Mapping[str, Any]
 
 
 def _model(cls: type[M]) -> Callable[[Any], M]:
@@ -127,6 +129,20 @@ def environment_fields(
         body["ports"] = ports_body(ports)
     if env is not None:
         body["env"] = dict(env)
+    return body
+
+
+def network_body(network: NetworkLike) -> dict[str, Any]:
+    """A network policy in the API's form (`{"egress", "allow"}`)."""
+    if isinstance(network, NetworkPolicy):
+        return {"egress": network.egress, "allow": list(network.allow)}
+    return dict(network)
+
+
+def policy_body(egress: str, allow: Sequence[str] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"egress": egress}
+    if allow is not None:
+        body["allow"] = list(allow)
     return body
 
 
@@ -237,6 +253,11 @@ def destroy_sandbox(sandbox_id: str, wait: float | None) -> Call[dict[str, Any]]
 
 def replicate_sandbox(sandbox_id: str, body: Mapping[str, Any], wait: float | None) -> Call[dict[str, Any]]:
     return _lifecycle("POST", f"/sandboxes/{_id(sandbox_id)}/replicate", wait, dict(body))
+
+
+def update_sandbox_network(sandbox_id: str, body: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    # Setting the same policy again changes nothing: safe to repeat.
+    return Call("PATCH", f"/sandboxes/{_id(sandbox_id)}/network", _dict, body=dict(body), retry=Retry.SAFE)
 
 
 def exec_command(

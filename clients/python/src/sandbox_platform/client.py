@@ -13,7 +13,7 @@ from pydantic import PrivateAttr
 
 from sandbox_platform import _routes as routes
 from sandbox_platform._core import ClientConfig, RetryPolicy
-from sandbox_platform._routes import PortLike
+from sandbox_platform._routes import NetworkLike, PortLike
 from sandbox_platform._sync_streams import Stream, Terminal, events, log_lines, wait_for
 from sandbox_platform._transport import SyncTransport
 from sandbox_platform.errors import NotFoundError
@@ -185,12 +185,16 @@ class Environments(_Resource):
         ports: Sequence[PortLike] | None = None,
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
+        network: NetworkLike | None = None,
     ) -> Environment:
         """A new environment (version 1). `cpu` in cores, `memory` in MiB, `ports` as container
-        ports (ints) or `Port(container=, host=)`, `command` overrides the image's."""
+        ports (ints) or `Port(container=, host=)`, `command` overrides the image's, `network` a
+        `NetworkPolicy` or `{"egress": ..., "allow": [...]}` (default: internet)."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
         if command is not None:
             fields["command"] = list(command)
+        if network is not None:
+            fields["network"] = routes.network_body(network)
         return self._transport.request(routes.create_environment(name, fields))
 
     def list(self, *, limit: int | None = None) -> Iterator[Environment]:
@@ -211,12 +215,15 @@ class Environments(_Resource):
         ports: Sequence[PortLike] | None = None,
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = UNSET,
+        network: NetworkLike | None = None,
     ) -> Environment:
         """A new version with the fields given (the others carried over); `command=None` clears
         the command. Sandboxes already made keep their version."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
         if command is not UNSET:
             fields["command"] = None if command is None else list(command)
+        if network is not None:
+            fields["network"] = routes.network_body(network)
         return self._transport.request(routes.update_environment(environment_id, fields))
 
     def delete(self, environment_id: str) -> None:
@@ -369,6 +376,12 @@ class Sandbox(SandboxInfo):
         return self._client.sandboxes._settle(
             routes.replicate_sandbox(self.id, body, timeout if wait else None), wait, timeout
         )
+
+    def update_network(self, egress: str, allow: Sequence[str] | None = None) -> Sandbox:
+        """Change what the sandbox may reach (`egress` "internet", "none" or "allowlist" with
+        `allow` CIDRs and hostnames); a running sandbox follows within a second. Returns itself."""
+        body = routes.policy_body(egress, allow)
+        return self._assign(self._transport.request(routes.update_sandbox_network(self.id, body)))
 
     def exec(
         self,

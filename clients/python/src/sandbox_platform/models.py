@@ -79,6 +79,15 @@ class Port(Model):
     host: int | None = None
 
 
+class NetworkPolicy(Model):
+    """What a sandbox may reach: `egress` "internet" (default), "none" or "allowlist" (only the
+    `allow` entries: IPv4 CIDRs and hostnames). Other sandboxes, the host, the platform's
+    services and link-local addresses are out of reach whatever the policy."""
+
+    egress: str = "internet"
+    allow: list[str] = Field(default_factory=list)
+
+
 class Secret(Model):
     """A secret of an environment: its key and when it was set (never the value)."""
 
@@ -96,6 +105,7 @@ class EnvironmentVersion(Model):
     ports: list[Port] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     command: list[str] | None = None
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
     created_at: Timestamp
 
 
@@ -112,6 +122,7 @@ class Environment(Model):
     ports: list[Port] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     command: list[str] | None = None
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
     secrets: list[Secret] = Field(default_factory=list)
     created_at: Timestamp
     updated_at: Timestamp
@@ -150,6 +161,7 @@ class SandboxInfo(Model):
     env: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     endpoints: list[Endpoint] = Field(default_factory=list)
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
     created_at: Timestamp
     started_at: Timestamp | None = None
     stopped_at: Timestamp | None = None

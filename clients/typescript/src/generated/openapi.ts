@@ -451,6 +451,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/sandboxes/{sandbox_id}/network": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Update Sandbox Network
+         * @description Change what the sandbox may reach. A running sandbox follows within a second; a stopped
+         *     one starts with it. The sandbox keeps it until the next change (its environment's `network`
+         *     is only where it starts).
+         */
+        patch: operations["update_sandbox_network_sandboxes__sandbox_id__network_patch"];
+        trace?: never;
+    };
     "/sandboxes/{sandbox_id}/replicate": {
         parameters: {
             query?: never;
@@ -717,6 +739,7 @@ export interface components {
             };
             /** Command */
             command?: string[] | null;
+            network?: components["schemas"]["NetworkPolicyIn"];
         };
         /** CreateSandboxRequest */
         CreateSandboxRequest: {
@@ -792,6 +815,11 @@ export interface components {
              */
             deleted?: true;
         };
+        /**
+         * Egress
+         * @enum {string}
+         */
+        Egress: "internet" | "none" | "allowlist";
         /** Endpoint */
         Endpoint: {
             /** Containerport */
@@ -949,6 +977,7 @@ export interface components {
             };
             /** Command */
             command: string[] | null;
+            network: components["schemas"]["NetworkPolicyOut"];
             /** Secrets */
             secrets: components["schemas"]["SecretOut"][];
             /** Createdat */
@@ -1057,6 +1086,38 @@ export interface components {
             pids: number;
             /** Timestamp */
             timestamp: string;
+        };
+        /**
+         * NetworkPolicyIn
+         * @description What a sandbox may reach. Whatever the egress, it never reaches other sandboxes, the host,
+         *     the platform's services, link-local addresses (the cloud metadata address), private ranges or
+         *     the operator's `SBX_EGRESS_DENY`; replies to its published ports always flow.
+         *
+         *     `internet`: everything else. `none`: nothing at all (not even DNS). `allowlist`: DNS and the
+         *     `allow` entries only: IPv4 CIDRs or addresses, and hostnames (resolved on the host when the
+         *     policy is applied and again every `SBX_EGRESS_REFRESH_SECONDS`; the addresses of the DNS
+         *     answers are let through). At most 64 entries.
+         */
+        NetworkPolicyIn: {
+            /**
+             * @default internet
+             * @example allowlist
+             */
+            egress?: components["schemas"]["Egress"];
+            /**
+             * Allow
+             * @example [
+             *       "203.0.113.0/24",
+             *       "pypi.org"
+             *     ]
+             */
+            allow?: string[];
+        };
+        /** NetworkPolicyOut */
+        NetworkPolicyOut: {
+            egress: components["schemas"]["Egress"];
+            /** Allow */
+            allow: string[];
         };
         /** NetworkSample */
         NetworkSample: {
@@ -1200,6 +1261,7 @@ export interface components {
             };
             /** Endpoints */
             endpoints: components["schemas"]["Endpoint"][];
+            network: components["schemas"]["NetworkPolicyOut"];
             /** Createdat */
             createdAt: string;
             /** Startedat */
@@ -1266,6 +1328,7 @@ export interface components {
             } | null;
             /** Command */
             command?: string[] | null;
+            network?: components["schemas"]["NetworkPolicyIn"] | null;
         };
         /** UserOut */
         UserOut: {
@@ -1299,6 +1362,7 @@ export interface components {
             };
             /** Command */
             command: string[] | null;
+            network: components["schemas"]["NetworkPolicyOut"];
             /** Createdat */
             createdAt: string;
         };
@@ -2481,6 +2545,57 @@ export interface operations {
                 };
             };
             /** @description INVALID_STATE: not allowed from the current status. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    update_sandbox_network_sandboxes__sandbox_id__network_patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NetworkPolicyIn"];
+            };
+        };
+        responses: {
+            /** @description The policy is recorded and sent to the orchestrator. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: the sandbox is destroyed or expired. */
             409: {
                 headers: {
                     [name: string]: unknown;

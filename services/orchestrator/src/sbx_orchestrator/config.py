@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+from sbx_common.network import parse_cidr
 from sbx_common.settings import CryptoSettings
 
 
@@ -27,8 +31,10 @@ class OrchestratorSettings(CryptoSettings):
 
     # --- containers ---
     sandbox_pids_limit: int = Field(default=256, ge=16)
-    # Host address the sandboxes' ports are published on (their URLs use `public_host`).
-    port_bind_host: str = "0.0.0.0"
+    # Host address the sandboxes' ports are published on (their URLs use `public_host`, which
+    # defaults to the same loopback address): only the host itself reaches them unless the
+    # operator publishes them wider.
+    port_bind_host: str = "127.0.0.1"
     # Grace period of a stop before Docker kills the container.
     stop_timeout: int = Field(default=10, ge=0)
     # How long a container with a HEALTHCHECK may take to become healthy.
@@ -38,6 +44,18 @@ class OrchestratorSettings(CryptoSettings):
     # Docker's json-file log rotation per container.
     container_log_max_size: str = "20m"
     container_log_max_files: int = Field(default=3, ge=1)
+
+    # --- sandbox networks (see engine/firewall.py and docs/security.md) ---
+    # iptables rules in the platform's own chains. Off only where the orchestrator cannot run
+    # iptables (then sandboxes are isolated by Docker's bridge settings alone).
+    sandbox_firewall: bool = True
+    iptables: str = "iptables"  # and `<iptables>-restore`
+    # Ranges no sandbox may reach whatever its egress, besides the built-in ones (comma-separated
+    # IPv4 CIDRs).
+    egress_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How often the rules are rebuilt from the database and Docker, with allowlist hostnames
+    # resolved again.
+    egress_refresh_seconds: float = Field(default=30.0, gt=0)
 
     # --- Docker engine ---
     docker_host: str | None = None  # unset: DOCKER_HOST or the local socket
@@ -71,6 +89,20 @@ class OrchestratorSettings(CryptoSettings):
 
     # How often the consumer's pending count is read for /metrics.
     consumer_metrics_interval: float = Field(default=5.0, gt=0)
+
+    @field_validator("egress_deny", mode="before")
+    @classmethod
+    def _cidrs(cls, value: object) -> list[str]:
+        entries = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        found = []
+        for entry in (str(e).strip() for e in entries):
+            if not entry:
+                continue
+            cidr = parse_cidr(entry)
+            if cidr is None:
+                raise ValueError(f"not an IPv4 CIDR: {entry!r}")
+            found.append(str(cidr))
+        return found
 
     @field_validator("command_retry_delays")
     @classmethod

@@ -7,10 +7,11 @@ writes only `sandbox_runtime`, the observed state of each sandbox's container.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from sbx_common.network import NetworkPolicy
 from sbx_common.status import Status, Verb
 
 
@@ -49,6 +50,7 @@ class SandboxRecord:
     last_command_id: uuid.UUID
     last_command_verb: Verb
     runtime: RuntimeState | None
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ RUNTIME_COLUMNS = frozenset(
 
 _SANDBOX_QUERY = """
 SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
-       s.last_command_id, s.last_command_verb,
+       s.last_command_id, s.last_command_verb, s.network,
        v.image, v.cpu, v.memory_mib, v.ports, v.env AS version_env, v.command,
        r.status AS runtime_status, r.status_reason, r.last_command_id AS applied_command_id,
        r.container_id, r.endpoints, r.exit_code
@@ -154,7 +156,15 @@ class Repository:
             last_command_id=row["last_command_id"],
             last_command_verb=Verb(row["last_command_verb"]),
             runtime=_runtime(row),
+            network=NetworkPolicy.from_json(row["network"]),
         )
+
+    async def network_policies(self, sandbox_ids: list[uuid.UUID]) -> dict[uuid.UUID, NetworkPolicy]:
+        """The recorded network policy of each sandbox (a sandbox without a row is absent)."""
+        rows = await self.pool.fetch(
+            "SELECT id, network FROM sandboxes WHERE id = ANY($1::uuid[])", sandbox_ids
+        )
+        return {r["id"]: NetworkPolicy.from_json(r["network"]) for r in rows}
 
     async def load_state(self, sandbox_id: uuid.UUID) -> SandboxState | None:
         """Owner, latest API command and runtime of a sandbox, or None when it does not exist."""

@@ -20,7 +20,7 @@ from sandbox_platform.cli.config import Config
 from sandbox_platform.cli.output import out, print_json, print_json_line, short, when
 from sandbox_platform.client import Client, Sandbox
 from sandbox_platform.errors import SandboxPlatformError, UnauthorizedError
-from sandbox_platform.models import Environment, Event, LogLine, Metrics, Port
+from sandbox_platform.models import Environment, Event, LogLine, Metrics, NetworkPolicy, Port
 
 app = typer.Typer(
     name="sbx",
@@ -46,6 +46,18 @@ EnvPairs = Annotated[
     list[str] | None, typer.Option("--env", "-e", metavar="K=V", help="Repeatable.", show_default=False)
 ]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the sandbox has settled.")]
+Egress = Annotated[
+    str | None,
+    typer.Option(
+        "--egress", metavar="internet|none|allowlist", help="What the sandbox may reach.", show_default=False
+    ),
+]
+Allow = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow", metavar="CIDR|HOST", help="With --egress allowlist (repeatable).", show_default=False
+    ),
+]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait at most.")]
 
 
@@ -303,11 +315,22 @@ def _show_environment(environment: Environment) -> None:
             ("ports", ", ".join(_port_text(p) for p in environment.ports) or "-"),
             ("env", " ".join(f"{k}={v}" for k, v in environment.env.items()) or "-"),
             ("command", shlex.join(environment.command) if environment.command else "(the image's)"),
+            ("network", _network_text(environment.network)),
             ("secrets", ", ".join(s.key for s in environment.secrets) or "-"),
             ("created", when(environment.created_at)),
             ("updated", when(environment.updated_at)),
         ]
     )
+
+
+def _network_text(network: NetworkPolicy) -> str:
+    return network.egress + (f" ({', '.join(network.allow)})" if network.allow else "")
+
+
+def _network(egress: str | None, allow: Sequence[str] | None) -> dict[str, Any] | None:
+    if egress is None and not allow:
+        return None
+    return {"egress": egress or ("allowlist" if allow else "internet"), "allow": list(allow or [])}
 
 
 def _port_text(port: Port) -> str:
@@ -337,6 +360,8 @@ def env_create(
     command: Annotated[
         str | None, typer.Option(help="Overrides the image's command (split like a shell).")
     ] = None,
+    egress: Egress = None,
+    allow: Allow = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
     json: Json = False,
 ) -> None:
@@ -349,6 +374,7 @@ def env_create(
         ports=_ports(port),
         env=_pairs(env),
         command=shlex.split(command) if command is not None else None,
+        network=_network(egress, allow),
     )
     if json:
         print_json(environment)
@@ -469,6 +495,7 @@ def _show_sandbox(sandbox: Sandbox) -> None:
                 "endpoints",
                 ", ".join(e.url or f"{e.container_port}->{e.host_port}" for e in sandbox.endpoints) or "-",
             ),
+            ("network", _network_text(sandbox.network)),
             ("created", when(sandbox.created_at)),
             ("started", when(sandbox.started_at)),
             ("stopped", when(sandbox.stopped_at)),
@@ -568,6 +595,25 @@ _lifecycle_command("start", "start", "Start a stopped sandbox.")
 _lifecycle_command("stop", "stop", "Stop a sandbox.")
 _lifecycle_command("restart", "restart", "Restart a sandbox.")
 _lifecycle_command("rm", "destroy", "Destroy a sandbox (its container is removed).")
+
+
+@app.command()
+def network(
+    ref: Ref,
+    *,
+    egress: Annotated[
+        str,
+        typer.Option("--egress", metavar="internet|none|allowlist", help="What the sandbox may reach."),
+    ],
+    allow: Allow = None,
+    json: Json = False,
+) -> None:
+    """Change what a sandbox may reach; a running sandbox follows within a second."""
+    sandbox = refs.sandbox(_client(), ref).update_network(egress, allow)
+    if json:
+        print_json(sandbox)
+    else:
+        out.print(f"{sandbox.name} ({sandbox.id}): network {_network_text(sandbox.network)}")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from sbx_common.status import Status, Verb
 
 from sbx_api import ratelimit, usage
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
+from sbx_api.environments.schemas import NetworkPolicyIn, NetworkPolicyOut
 from sbx_api.pagination import Page, time_id_key
 from sbx_api.responses import ok, page
 from sbx_api.sandboxes import idempotency, service
@@ -83,6 +84,7 @@ def sandbox_out(row: SandboxRow) -> SandboxOut:
         env=row.env,
         metadata=row.metadata,
         endpoints=[Endpoint.model_validate(e) for e in row.endpoints],
+        network=NetworkPolicyOut.model_validate(row.network),
         created_at=row.created_at,
         started_at=row.started_at,
         stopped_at=row.stopped_at,
@@ -245,6 +247,24 @@ async def restart_sandbox(sandbox_id: str, call: Call) -> JSONResponse:
 async def destroy_sandbox(sandbox_id: str, call: Call) -> JSONResponse:
     """Destroy a sandbox (202 `destroying`): its container is removed, then it is `destroyed`."""
     return await _act(Verb.DESTROY, sandbox_id, call)
+
+
+@router.patch(
+    "/{sandbox_id}/network",
+    response_model=None,
+    responses={
+        200: {**_SANDBOX, "description": "The policy is recorded and sent to the orchestrator."},
+        409: {"description": "INVALID_STATE: the sandbox is destroyed or expired."},
+    },
+)
+async def update_sandbox_network(
+    sandbox_id: str, body: NetworkPolicyIn, state: State, caller: CurrentUser
+) -> JSONResponse:
+    """Change what the sandbox may reach. A running sandbox follows within a second; a stopped
+    one starts with it. The sandbox keeps it until the next change (its environment's `network`
+    is only where it starts)."""
+    row = await service.update_network(state, caller, parse_id(sandbox_id), body.stored())
+    return ok(sandbox_out(row).dump())
 
 
 @router.post("/{sandbox_id}/replicate", status_code=201, response_model=None, responses={201: _SANDBOX})
