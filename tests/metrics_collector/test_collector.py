@@ -113,7 +113,7 @@ async def test_a_start_whose_running_event_was_missed_is_sampled_again(
 
     before = await wait_sample(kv, sandbox.id)
     await record(Status.STOPPING)
-    await wait_no_sample(kv, sandbox.id, timeout=2)
+    await wait_no_sample(kv, sandbox.id, timeout=15)
     # Quickly, so that no listing (every 10 s) falls while the container is down.
     await asyncio.to_thread(container.stop, timeout=0)
     await record(Status.STOPPED)
