@@ -95,7 +95,7 @@ async def _assert_every_line_once(pg: asyncpg.Connection, sandbox: dict[str, Any
     async def complete() -> bool:
         return await _last_seq(pg, sandbox) >= LINES
 
-    await wait_for(complete, timeout=90, interval=0.2)
+    await wait_for(complete, timeout=300, interval=0.2)
     rows = await stored_lines(pg, sandbox["id"])
     assert_contiguous([r["seq"] for r in rows])
     assert [r["text"] for r in rows] == [str(i) for i in range(1, LINES + 1)]
