@@ -100,7 +100,8 @@ async def test_a_users_event_stream_never_shows_another_users_sandbox(
 ) -> None:
     async with (
         event_stream(client, "/events", user) as mine,
-        ws_connect(ws_url(platform.ws_url, "/ws/events", other_user.token)) as theirs_socket,
+        # `since=0`: every event of the (new) user, however late the socket's feed starts.
+        ws_connect(ws_url(platform.ws_url, "/ws/events", other_user.token, since=0)) as theirs_socket,
     ):
         theirs = await sandboxes.run(other_user, "sleep 600")
         own = await sandboxes.run(user, "sleep 600")
@@ -123,7 +124,8 @@ async def test_a_users_event_stream_never_shows_another_users_sandbox(
 async def test_events_socket_resumes_after_since(
     platform: Platform, client: httpx.AsyncClient, user: User, sandboxes: Sandboxes
 ) -> None:
-    url = ws_url(platform.ws_url, "/ws/events", user.token)
+    # `since=0`: every event of the (new) user, however late the socket's feed starts.
+    url = ws_url(platform.ws_url, "/ws/events", user.token, since=0)
     async with ws_connect(url) as socket:
         sandbox = await sandboxes.run(user, "sleep 600")
         await lifecycle(client, user, sandbox["id"], "stop")
