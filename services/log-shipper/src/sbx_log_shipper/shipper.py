@@ -84,6 +84,7 @@ class LogShipper:
                 deliver_policy=DeliverPolicy.NEW,  # containers running before are found by the scan
             ),
             pull_sub=PullSub(batch_size=100, timeout=5.0),
+            inbox_prefix=self._broker.inbox_prefix,
             ack_policy=Acking.MANUAL,
         )(self._on_running)
         await self._broker.start()
