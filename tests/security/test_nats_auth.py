@@ -36,6 +36,13 @@ from tests.support.waiting import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _embedded_nats_only(request: pytest.FixtureRequest) -> None:
+    # The testcontainers NATS runs without the authorization block.
+    if request.config.getoption("--infra") != "embedded":
+        pytest.skip("NATS users are configured on the embedded server only")
+
+
 class Client:
     """A raw connection as one user that keeps the server's errors (permission violations come
     back as asynchronous errors on a connection that stays open)."""

@@ -23,14 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sbx_common import subjects
+from sbx_common.topology import STREAM_CMD, STREAM_DLQ, STREAM_EVT, STREAM_LOG
 
-STREAM_CMD = "SBX_CMD"
-STREAM_EVT = "SBX_EVT"
-STREAM_LOG = "SBX_LOG"
-STREAM_DLQ = "SBX_DLQ"
+# The stream JetStream keeps the metrics bucket in.
 KV_STREAM = f"KV_{subjects.METRICS_BUCKET}"
 
-# The durable consumers, as the services name them.
+# The workers' durable consumers (each service takes its consumer's name from here).
 ORCHESTRATOR_CONSUMER = "orchestrator__commands"
 REAPER_CONSUMER = "reaper__events"
 LOG_SHIPPER_CONSUMER = "log-shipper__events"
@@ -180,12 +178,9 @@ SERVICE_USERS: dict[str, NatsUser] = {
             "sbx-migrate",
             "declares the streams and the metrics bucket (sbx-migrate)",
             publish=[
-                "$JS.API.INFO",
-                *[
-                    subject
-                    for stream in (STREAM_CMD, STREAM_EVT, STREAM_LOG, STREAM_DLQ, KV_STREAM)
-                    for subject in _stream_admin(stream)
-                ],
+                subject
+                for stream in (STREAM_CMD, STREAM_EVT, STREAM_LOG, STREAM_DLQ, KV_STREAM)
+                for subject in _stream_admin(stream)
             ],
         ),
     ]

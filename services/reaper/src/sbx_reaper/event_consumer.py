@@ -22,11 +22,12 @@ from pydantic import ValidationError
 from sbx_common import subjects
 from sbx_common.broker import WorkerBroker, bound_stream
 from sbx_common.messages import SandboxEvent
+from sbx_common.nats_permissions import REAPER_CONSUMER
 from sbx_common.topology import STREAM_EVT
 
 logger = logging.getLogger(__name__)
 
-DURABLE = "reaper__events"
+DURABLE = REAPER_CONSUMER
 ACK_WAIT = 30.0
 BACKOFF = [1.0, 5.0, 15.0]
 MAX_DELIVER = len(BACKOFF) + 1
