@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck unit bench sync uv migrate asyncapi images base-image clean ui
+.PHONY: run test lint typecheck unit bench sync uv migrate asyncapi nats-config images base-image clean ui
 
 uv:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet uv
@@ -41,6 +41,10 @@ bench: sync
 # The AsyncAPI document of the NATS subjects (FastStream), from sbx_common's subjects and messages.
 asyncapi: sync
 	$(UV) run --frozen python -m sbx_devstack.asyncapi docs/asyncapi.json
+
+# The NATS users and permissions of compose and Kubernetes, from sbx_common/nats_permissions.py.
+nats-config: sync
+	$(UV) run --frozen python -m sbx_common.nats_permissions > infra/nats/auth.conf
 
 # Service images from a wheelhouse built on the host (no index is reached inside the build).
 # SBX_BASE_IMAGE (default python:3.11-slim), SBX_IMAGE_TAG (default latest): docs/deployment.md.

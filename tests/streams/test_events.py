@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 from nats.aio.client import Client as NatsClient
-from sbx_common import natsconn
 from sbx_common.topology import STREAM_EVT
 
 from tests.streams.clients import SseEvent, sse_events
 from tests.support.api import User
+from tests.support.nats_auth import admin_connect
 from tests.support.platform import Platform, extra_api
 from tests.support.sandboxes import Sandboxes, lifecycle
 from tests.support.sockets import close_code_of, ws_connect, ws_url
@@ -152,7 +152,7 @@ async def _consumers_of(nc: NatsClient, user: User) -> int:
 async def test_ending_a_subscription_frees_its_consumer(
     platform: Platform, client: httpx.AsyncClient, user: User, nats_url: str
 ) -> None:
-    nc = await natsconn.connect(nats_url, "tests-streams-consumers")
+    nc = await admin_connect(nats_url, "tests-streams-consumers")
     try:
         assert await _consumers_of(nc, user) == 0
         async with contextlib.AsyncExitStack() as stack:

@@ -37,7 +37,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             settings.secrets_master_key.get_secret_value(), settings.secrets_old_keys.get_secret_value()
         )
         pool = await db.create_pool(settings.database_url.get_secret_value(), max_size=20)
-        nc = await natsconn.connect(settings.nats_url, "sbx-api")
+        nc = await natsconn.connect_with(settings, "sbx-api")
         app.state.sbx = AppState(
             settings=settings,
             pool=pool,
