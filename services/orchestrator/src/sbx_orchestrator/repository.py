@@ -49,6 +49,8 @@ class SandboxRecord:
     last_command_id: uuid.UUID
     last_command_verb: Verb
     runtime: RuntimeState | None
+    container_runtime: str = "runc"  # the platform's name: "runc" or "gvisor"
+    disk_mib: int = 2048
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ _SANDBOX_QUERY = """
 SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
        s.last_command_id, s.last_command_verb,
        v.image, v.cpu, v.memory_mib, v.ports, v.env AS version_env, v.command,
+       v.runtime AS container_runtime, v.disk_mib,
        r.status AS runtime_status, r.status_reason, r.last_command_id AS applied_command_id,
        r.container_id, r.endpoints, r.exit_code
 FROM sandboxes s
@@ -154,6 +157,8 @@ class Repository:
             last_command_id=row["last_command_id"],
             last_command_verb=Verb(row["last_command_verb"]),
             runtime=_runtime(row),
+            container_runtime=row["container_runtime"] or "runc",
+            disk_mib=int(row["disk_mib"] or 0),
         )
 
     async def load_state(self, sandbox_id: uuid.UUID) -> SandboxState | None:
