@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -41,12 +42,20 @@ async def connect(url: str, name: str) -> Client:
     return nc
 
 
-async def orchestrator_reaches_docker(nc: Client, wait_seconds: float) -> bool:
-    """Whether an orchestrator answers its health request and reports the Docker engine up."""
+async def orchestrator_health(nc: Client, wait_seconds: float) -> dict[str, Any] | None:
+    """An orchestrator's health answer (`docker`, and the engine's `runtimes` and `diskLimit`
+    while it reaches Docker), or None when none answers."""
     if not nc.is_connected:
-        return False
+        return None
     try:
         reply = await nc.request(subjects.RPC_ORCHESTRATOR_HEALTH, b"{}", timeout=wait_seconds)
-        return bool(json.loads(reply.data).get("docker") == "ok")
+        answer = json.loads(reply.data)
     except (NatsError, TimeoutError, ValueError, AttributeError):
-        return False
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+async def orchestrator_reaches_docker(nc: Client, wait_seconds: float) -> bool:
+    """Whether an orchestrator answers its health request and reports the Docker engine up."""
+    answer = await orchestrator_health(nc, wait_seconds)
+    return answer is not None and answer.get("docker") == "ok"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from nats.aio.client import Client as NatsClient
@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 from sbx_common.crypto import SecretBox
 
 from sbx_api.config import ApiSettings
+from sbx_api.info.offer import EngineOfferCache
 from sbx_api.ratelimit import RateLimiter
 
 
@@ -21,3 +22,4 @@ class AppState:
     js: JetStreamContext
     secret_box: SecretBox
     limiter: RateLimiter
+    engine_offer: EngineOfferCache = field(default_factory=EngineOfferCache)
