@@ -85,7 +85,12 @@ async def test_gvisor_sandbox_runs_exec_terminal_logs_and_metrics(
 ) -> None:
     assert "runsc" in engine_runtimes(docker_client), REGISTER_HINT
     env = await create_environment(
-        client, owner, test_image, runtime="gvisor", command=["sh", "-c", "echo hello-from-gvisor; sleep 600"]
+        client,
+        owner,
+        test_image,
+        runtime="gvisor",
+        disk=64,
+        command=["sh", "-c", "echo hello-from-gvisor; sleep 600"],
     )
     assert env["runtime"] == "gvisor"
     versions = data_of(await client.get(f"/environments/{env['id']}/versions", headers=owner.headers))
@@ -126,6 +131,21 @@ async def test_gvisor_sandbox_runs_exec_terminal_logs_and_metrics(
 
     metrics = await wait_for(sampled, timeout=30, interval=0.5, what="a metrics sample")
     assert metrics["memory"]["limitBytes"] == 256 * 1024 * 1024
+
+    # The disk limit holds under gVisor too (its writes land in the same writable layer). The
+    # exec may end any way once the sandbox is stopped under it.
+    await client.post(
+        f"/sandboxes/{sandbox['id']}/exec",
+        json={"command": "dd if=/dev/zero of=/fill bs=1M count=100; sync"},
+        headers=owner.headers,
+    )
+
+    async def stopped() -> dict[str, Any] | None:
+        found = await get_sandbox(client, owner, sandbox["id"])
+        return found if found["status"] == "stopped" else None
+
+    over = await wait_for(stopped, timeout=30, interval=0.2, what="the gVisor sandbox stopped over its disk")
+    assert over["statusReason"] == "disk quota exceeded"
 
 
 async def test_unknown_runtime_and_bad_disk_are_400_and_change_nothing(

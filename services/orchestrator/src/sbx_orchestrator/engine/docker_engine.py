@@ -178,14 +178,12 @@ class DockerEngine:
         return str(upper) if upper else None
 
     async def layer_size(self, container_id: str) -> int | None:
-        """Docker's own measure of a container's writable layer (SizeRw), None if it is gone."""
-        try:
-            sized: dict[str, Any] = await self.call(
-                "inspect_size", self.api.inspect_container, container_id, size=True
-            )
-        except docker.errors.NotFound:
-            return None
-        return int(sized.get("SizeRw") or 0)
+        """Docker's own measure of a container's writable layer (SizeRw, from a list call with
+        `size`: the engine walks the layer), None if the container is gone."""
+        found: list[dict[str, Any]] = await self.call(
+            "list_size", self.api.containers, all=True, size=True, filters={"id": container_id}
+        )
+        return int(found[0].get("SizeRw") or 0) if found else None
 
     # --- images ---
 
