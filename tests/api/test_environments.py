@@ -172,7 +172,7 @@ async def test_definition_is_validated_field_by_field(client: httpx.AsyncClient,
     await create_environment(
         client, user, cpu=cores, memory=65536, ports=[{"container": 65535, "host": 1024}]
     )
-    await create_environment(client, user, cpu=0.01, memory=16, image="registry.example.com:5000/team/app:1.2-rc")
+    await create_environment(client, user, cpu=0.01, memory=16, image="registry.example.com:5000/app:1.2-rc")
 
 
 async def test_names_are_unique_per_user(client: httpx.AsyncClient, user: User, other_user: User) -> None:

@@ -113,6 +113,19 @@ async def test_gvisor_sandbox_runs_exec_terminal_logs_and_metrics(
         await term.expect("hi-42")
         await term.type("exit\n")
         assert await term.closed() == 1000
+    # Leaving a terminal with a program still running ends it (the shell is hung up).
+    async with open_terminal(terminal_url(platform.ws_url, owner, sandbox["id"])) as term:
+        await term.type("sleep 4321\n")
+
+        async def sleeping() -> bool:
+            return "sleep 4321" in (await exec_in(client, owner, sandbox["id"], "ps"))["stdout"]
+
+        await wait_for(sleeping, timeout=15, interval=0.3, what="the terminal's program running")
+
+    async def hung_up() -> bool:
+        return "sleep 4321" not in (await exec_in(client, owner, sandbox["id"], "ps"))["stdout"]
+
+    await wait_for(hung_up, timeout=15, interval=0.5, what="the terminal's program ended")
 
     # Logs.
     async def logged() -> list[str]:

@@ -46,7 +46,7 @@ _IMAGE = re.compile(
 
 def check_image(value: str) -> str:
     if len(value) > 255 or not _IMAGE.match(value):
-        raise ValueError("Enter an image reference such as `nginx:alpine` or `registry.example.com/team/app:1.2`.")
+        raise ValueError("Enter an image reference such as `nginx:alpine` or `ghcr.io/team/app:1.2`.")
     return value
 
 
