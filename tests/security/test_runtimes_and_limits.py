@@ -106,6 +106,15 @@ async def test_gvisor_sandbox_runs_exec_terminal_logs_and_metrics(
     assert dmesg["stdout"].lstrip().split("\n")[0].endswith("Starting gVisor..."), dmesg["stdout"][:200]
     listed = await exec_in(client, owner, sandbox["id"], ["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (listed["exitCode"], listed["stdout"], listed["stderr"]) == (3, "out\n", "err\n")
+    # A timed-out exec is killed with its descendants (found inside: the host PID is runsc's).
+    slow = await exec_in(client, owner, sandbox["id"], "sleep 77 & sleep 78", timeoutSeconds=1)
+    assert slow["timedOut"] is True
+
+    async def slow_gone() -> bool:
+        listing = (await exec_in(client, owner, sandbox["id"], "ps"))["stdout"]
+        return "sleep 77" not in listing and "sleep 78" not in listing
+
+    await wait_for(slow_gone, timeout=15, interval=0.5, what="the timed-out exec's processes killed")
 
     # A terminal.
     async with open_terminal(terminal_url(platform.ws_url, owner, sandbox["id"])) as term:

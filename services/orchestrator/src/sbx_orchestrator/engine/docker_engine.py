@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 PING_CACHE_SECONDS = 1.0
 PING_TIMEOUT = 2.0
+GVISOR_CACHE_SIZE = 4096
 # Docker's create warning when the kernel has no block I/O weight controller for the disk.
 _BLKIO_WARNING = "block i/o weight"
 # Docker's create error when `--storage-opt size=` is not available after all (e.g. no pquota).
@@ -84,6 +85,8 @@ class DockerEngine:
         self._ping_lock = asyncio.Lock()
         self._info: EngineInfo | None = None
         self._info_at = 0.0
+        # Container id -> whether it runs under gVisor (bounded: oldest forgotten first).
+        self._gvisor: dict[str, bool] = {}
         # Learnt from the engine's answers: None while untried.
         self._storage_quota_works: bool | None = None
         self._blkio_weight_works: bool | None = None
@@ -168,6 +171,16 @@ class DockerEngine:
             storage_quota=bool(info and info.may_limit_storage) and self._storage_quota_works is not False,
             blkio_weight=self._blkio_weight_works is not False,
         )
+
+    async def runs_gvisor(self, container_id: str) -> bool:
+        """Whether a container runs under gVisor's runsc (remembered per container)."""
+        if container_id not in self._gvisor:
+            info = await self.inspect(container_id)
+            runtime = ((info or {}).get("HostConfig") or {}).get("Runtime")
+            if len(self._gvisor) >= GVISOR_CACHE_SIZE:
+                del self._gvisor[next(iter(self._gvisor))]
+            self._gvisor[container_id] = runtime == runtimes.engine_name(runtimes.GVISOR)
+        return self._gvisor[container_id]
 
     async def upper_dir(self, container_id: str) -> str | None:
         """The host directory holding a container's writable layer (overlay2), else None."""
