@@ -16,6 +16,7 @@ from sbx_common import natsconn, runtimes
 
 TTL = 5.0
 ASK_TIMEOUT = 1.0
+RETRY_AFTER = 1.0  # while no orchestrator answers: ask again after this long, not per request
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class EngineOffer:
 @dataclass
 class EngineOfferCache:
     offer: EngineOffer = field(default_factory=lambda: EngineOffer([runtimes.RUNC], None))
-    fetched_at: float = 0.0
+    fetched_at: float = float("-inf")
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def get(self, nc: NatsClient) -> EngineOffer:
@@ -42,4 +43,6 @@ class EngineOfferCache:
                         disk_limit=str(disk_limit) if disk_limit else None,
                     )
                     self.fetched_at = time.monotonic()
+                else:
+                    self.fetched_at = time.monotonic() - TTL + RETRY_AFTER
             return self.offer
