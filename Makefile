@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck unit bench sync uv migrate asyncapi images base-image clean
+.PHONY: run test lint typecheck unit bench sync uv migrate asyncapi nats-config images base-image clean ui
 
 uv:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet uv
@@ -11,8 +11,14 @@ uv:
 sync: uv
 	@$(UV) sync --frozen --all-groups --quiet 2>/dev/null || $(UV) sync --all-groups --quiet
 
+# Builds the web dashboard first when it is missing or stale (needs Node.js and npm; without
+# them the platform still starts, and /ui/ says how to build it).
 run: sync
 	$(UV) run --frozen sbx-dev
+
+# The web dashboard (clients/web) built into clients/web/dist, which the API serves at /ui/.
+ui: sync
+	$(UV) run --frozen python -m sbx_devstack.webui
 
 migrate: sync
 	$(UV) run --frozen sbx-migrate
@@ -36,6 +42,10 @@ bench: sync
 asyncapi: sync
 	$(UV) run --frozen python -m sbx_devstack.asyncapi docs/asyncapi.json
 
+# The NATS users and permissions of compose and Kubernetes, from sbx_common/nats_permissions.py.
+nats-config: sync
+	$(UV) run --frozen python -m sbx_common.nats_permissions > infra/nats/auth.conf
+
 # Service images from a wheelhouse built on the host (no index is reached inside the build).
 # SBX_BASE_IMAGE (default python:3.11-slim), SBX_IMAGE_TAG (default latest): docs/deployment.md.
 images: sync
@@ -47,4 +57,4 @@ base-image:
 	infra/docker/make-local-base.sh
 
 clean:
-	rm -rf .state .build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .state .build .pytest_cache .mypy_cache .ruff_cache clients/web/dist test-artifacts

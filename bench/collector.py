@@ -37,13 +37,14 @@ from pathlib import Path
 
 import docker
 from docker.errors import DockerException, ImageNotFound
-from sbx_common import labels, natsconn, topology
-from sbx_devstack.servers import EmbeddedNats
+from sbx_common import labels, topology
 from sbx_metrics_collector.collector import STATS_THREADS, Collector
 from sbx_metrics_collector.sampler import Sampler
 
 from bench.stack import median, table
 from tests.support.docker import TEST_IMAGE, build_test_image
+from tests.support.nats_auth import admin_connect
+from tests.support.nats_auth import nats_server as test_nats
 
 SANDBOXES = 100
 CGROUP_ROUNDS = 30
@@ -152,7 +153,7 @@ def remove_containers(client: docker.DockerClient, instance: str) -> None:
 async def collector_paths(
     client: docker.DockerClient, nats_url: str, instance: str, count: int
 ) -> list[Measured]:
-    nc = await natsconn.connect(nats_url, "bench-collector")
+    nc = await admin_connect(nats_url, "bench-collector")
     await topology.apply_topology(nc.jetstream())
     loop = asyncio.get_running_loop()
 
@@ -306,7 +307,7 @@ def run(count: int = SANDBOXES) -> str:
     ensure_image(client)
     instance = f"bench-{uuid.uuid4().hex[:10]}"
     with tempfile.TemporaryDirectory(prefix="sbx-bench-collector-") as tmp:
-        nats_server = EmbeddedNats(Path(tmp) / "nats").start()
+        nats_server = test_nats(Path(tmp) / "nats").start()
         try:
             container_ids = start_containers(client, instance, count)
             results = asyncio.run(collector_paths(client, nats_server.url, instance, count))

@@ -12,17 +12,19 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from sbx_common import db, natsconn, topology
+from sbx_common import db, topology
 from sbx_common.labels import instance_filter
-from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
+from sbx_devstack.servers import EmbeddedPostgres
 
 from tests.support.docker import build_test_image
+from tests.support.nats_auth import admin_connect
+from tests.support.nats_auth import nats_server as test_nats
 from tests.support.platform import Platform, platform_env
 
 
 async def _prepare(database_url: str, nats_url: str) -> None:
     await db.migrate(database_url)
-    nc = await natsconn.connect(nats_url, "bench-setup")
+    nc = await admin_connect(nats_url, "bench-setup")
     await topology.apply_topology(nc.jetstream())
     await nc.close()
 
@@ -44,7 +46,7 @@ def running_platform(
 ) -> Iterator[Platform]:
     with tempfile.TemporaryDirectory(prefix="sbx-bench-") as tmp:
         root = Path(tmp)
-        nats_server = EmbeddedNats(root / "nats").start()
+        nats_server = test_nats(root / "nats").start()
         pg = EmbeddedPostgres(root / "pg").start()
         try:
             asyncio.run(_prepare(pg.url, nats_server.url))

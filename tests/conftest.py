@@ -15,7 +15,6 @@ import docker
 import httpx
 import pytest
 from nats.aio.client import Client as NatsClient
-from sbx_common import natsconn
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 
 from tests.support.api import User, signup
@@ -30,6 +29,8 @@ from tests.support.docker import (
     remove_image,
     remove_instance_containers,
 )
+from tests.support.nats_auth import admin_connect
+from tests.support.nats_auth import nats_server as start_nats
 from tests.support.platform import TEST_INSTANCE, Platform, platform_env, prepare
 
 
@@ -57,7 +58,7 @@ def nats_server(request: pytest.FixtureRequest, infra_dir: Path) -> Iterator[Emb
             server.port = int(container.get_exposed_port(4222))
             yield server
         return
-    server = EmbeddedNats(infra_dir / "nats").start()
+    server = start_nats(infra_dir / "nats").start()
     yield server
     server.stop()
 
@@ -149,7 +150,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
 @pytest.fixture
 async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
     """A NATS connection of the test's own."""
-    conn = await natsconn.connect(nats_url, "tests")
+    conn = await admin_connect(nats_url, "tests")
     yield conn
     await conn.close()
 

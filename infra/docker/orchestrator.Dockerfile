@@ -3,6 +3,8 @@
 # wheelhouse, per-service requirements and the uv binary: nothing is fetched during the build.
 # Needs the host's Docker socket at run time: mount /var/run/docker.sock and add the socket's
 # group id to the process (compose: group_add: ["${DOCKER_GID}"]). See docs/deployment.md.
+# The sandboxes' firewall needs the host's network namespace and CAP_NET_ADMIN, as root: compose
+# and k8s run this image that way (docs/security.md, "Sandbox networks").
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
@@ -15,6 +17,9 @@ RUN uv venv --python python3 /opt/sbx \
       -r /tmp/requirements.txt sbx-common sbx-orchestrator
 
 FROM ${BASE_IMAGE}
+# iptables: the sandboxes' firewall (engine/firewall.py), the one package fetched (Debian's apt).
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables \
+ && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin sbx
 COPY --from=build /opt/sbx /opt/sbx

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sbx_devstack.servers import EmbeddedNats
 
+from tests.support.nats_auth import nats_server
 from tests.support.platform import Platform, apply_topology, start_api
 
 AUTH_LIMIT = 3
@@ -42,7 +43,7 @@ async def limited_client(limited_api: Platform) -> AsyncIterator[httpx.AsyncClie
 @pytest.fixture
 async def lone_api(platform: Platform, tmp_path: Path) -> AsyncIterator[tuple[Platform, EmbeddedNats]]:
     """An API process with a NATS server of its own, where no orchestrator answers."""
-    nats = EmbeddedNats(tmp_path / "nats").start()
+    nats = nats_server(tmp_path / "nats").start()
     await apply_topology(nats.url)
     api = start_api(platform.base_env, tmp_path / "logs", SBX_NATS_URL=nats.url)
     yield api, nats

@@ -18,7 +18,7 @@ async def test_create_use_list_and_revoke_a_key(
     client: httpx.AsyncClient, user: User, pg: asyncpg.Connection
 ) -> None:
     created = await create_key(client, user)
-    assert set(created) == {"id", "name", "keyPrefix", "key", "createdAt"}
+    assert set(created) == {"id", "name", "keyPrefix", "key", "createdAt", "expiresAt"}
     assert created["name"] == "Development Key"
     assert created["key"].startswith("sk_")
     assert len(created["key"]) >= 3 + 43
@@ -29,7 +29,9 @@ async def test_create_use_list_and_revoke_a_key(
     listed = await client.get("/api-keys", headers=user.headers)
     assert listed.json()["nextCursor"] is None
     [item] = data_of(listed)
-    assert item == {k: created[k] for k in ("id", "name", "keyPrefix", "createdAt")} | {"lastUsedAt": None}
+    assert item == {k: created[k] for k in ("id", "name", "keyPrefix", "createdAt", "expiresAt")} | {
+        "lastUsedAt": None
+    }
     assert created["key"] not in listed.text
 
     key_headers = {"Authorization": f"Bearer {created['key']}"}

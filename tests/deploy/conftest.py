@@ -28,6 +28,13 @@ COMPOSE_REQUIRED_ENV = {
     "SBX_SECRETS_MASTER_KEY": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
     "GRAFANA_ADMIN_PASSWORD": "compose-check-password",
     "DOCKER_GID": "998",
+    # One NATS password per service user.
+    "SBX_NATS_PASSWORD_API": "compose-check-nats-api",
+    "SBX_NATS_PASSWORD_ORCHESTRATOR": "compose-check-nats-orchestrator",
+    "SBX_NATS_PASSWORD_LOG_SHIPPER": "compose-check-nats-log-shipper",
+    "SBX_NATS_PASSWORD_REAPER": "compose-check-nats-reaper",
+    "SBX_NATS_PASSWORD_METRICS_COLLECTOR": "compose-check-nats-metrics-collector",
+    "SBX_NATS_PASSWORD_MIGRATE": "compose-check-nats-migrate",
 }
 
 

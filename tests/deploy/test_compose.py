@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sbx_common.nats_permissions import SERVICE_USER_OF, SERVICE_USERS
 
 from tests.deploy.conftest import COMPOSE_REQUIRED_ENV, DOCKER_SERVICES, OPS_PORTS, ROOT, SERVICES, load_yaml
 
@@ -48,7 +49,9 @@ def test_compose_file_validates(empty_env_file: Path) -> None:
 
 
 def test_compose_refuses_to_start_without_the_secrets(empty_env_file: Path) -> None:
-    result = compose(["config", "-q"], {}, empty_env_file)
+    assert compose(["config", "-q"], {}, empty_env_file).returncode != 0
+    env = {k: v for k, v in COMPOSE_REQUIRED_ENV.items() if k != "SBX_JWT_SECRET"}
+    result = compose(["config", "-q"], env, empty_env_file)
     assert result.returncode != 0
     assert "SBX_JWT_SECRET" in result.stderr
 
@@ -57,16 +60,27 @@ def test_compose_runs_the_whole_platform(resolved: dict[str, Any]) -> None:
     services = resolved["services"]
     assert set(services) == {*SERVICES, "nats", "postgres", "migrate", "prometheus", "grafana"}
     assert services["postgres"]["image"].startswith("postgres:16")
-    assert "--jetstream" in services["nats"]["command"]
+    assert services["nats"]["command"] == ["--config", "/etc/nats/nats-server.conf"]
+    server_config = (ROOT / "infra" / "nats" / "nats-server.conf").read_text()
+    assert "jetstream" in server_config
+    assert "include ./auth.conf" in server_config
     assert services["migrate"]["entrypoint"] == ["sbx-migrate"]
     for name in SERVICES:
         service = services[name]
         assert service["image"].startswith(f"sbx-{name}:"), name
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         env = service["environment"]
-        assert env["SBX_NATS_URL"] == "nats://nats:4222"
         assert env["SBX_DATABASE_URL"].startswith("postgresql://")
-        assert "@postgres:5432/" in env["SBX_DATABASE_URL"]
+        if name == "orchestrator":
+            # In the host's network namespace (the sandboxes' firewall): NATS and PostgreSQL on
+            # the host's loopback, where compose publishes them.
+            assert service["network_mode"] == "host"
+            assert service["cap_add"] == ["NET_ADMIN"]
+            assert env["SBX_NATS_URL"] == "nats://127.0.0.1:4222"
+            assert "@127.0.0.1:5432/" in env["SBX_DATABASE_URL"]
+        else:
+            assert env["SBX_NATS_URL"] == "nats://nats:4222"
+            assert "@postgres:5432/" in env["SBX_DATABASE_URL"]
         port = env["SBX_API_PORT"] if name == "api" else env["SBX_METRICS_PORT"]
         assert int(port) == OPS_PORTS[name], name
         assert service["cap_drop"] == ["ALL"]
@@ -89,4 +103,31 @@ def test_prometheus_scrapes_every_service_of_the_compose_file() -> None:
         for job in config["scrape_configs"]
     }
     for name in SERVICES:
-        assert targets[name] == [f"{name}:{OPS_PORTS[name]}"]
+        host = "host.docker.internal" if name == "orchestrator" else name  # on the host network
+        assert targets[name] == [f"{host}:{OPS_PORTS[name]}"]
+
+
+def test_every_service_logs_in_to_nats_as_its_own_user(resolved: dict[str, Any]) -> None:
+    """Each service (and the migrations) has its own NATS user and password, and nats-server
+    knows every one of them, from the environment its auth.conf reads."""
+    services = resolved["services"]
+    nats_env = services["nats"]["environment"]
+    seen = set()
+    for name, user in SERVICE_USER_OF.items():
+        env = services[name]["environment"]
+        assert env["SBX_NATS_USER"] == user, name
+        password = env["SBX_NATS_PASSWORD"]
+        assert password == COMPOSE_REQUIRED_ENV[f"SBX_NATS_PASSWORD_{name.upper().replace('-', '_')}"]
+        assert nats_env[SERVICE_USERS[user].env_name] == password, name
+        seen.add(password)
+    assert len(seen) == len(SERVICE_USER_OF)
+    auth = (ROOT / "infra" / "nats" / "auth.conf").read_text()
+    for user in SERVICE_USERS.values():
+        assert f"${user.env_name}" in auth
+
+
+def test_compose_refuses_to_start_without_the_nats_passwords(empty_env_file: Path) -> None:
+    env = {k: v for k, v in COMPOSE_REQUIRED_ENV.items() if k != "SBX_NATS_PASSWORD_REAPER"}
+    result = compose(["config", "-q"], env, empty_env_file)
+    assert result.returncode != 0
+    assert "SBX_NATS_PASSWORD_REAPER" in result.stderr

@@ -224,12 +224,11 @@ class OrchestratorDriver:
         )
         found: list[bytes] = []
         try:
-            while True:
-                try:
-                    messages = await sub.fetch(100, timeout=0.3)
-                except TimeoutError:
-                    break
-                for message in messages:
+            # Every message on the subject when the consumer was made: the count tells when all
+            # are read, rather than a fetch coming back empty in time.
+            total = (await sub.consumer_info()).num_pending
+            while len(found) < total:
+                for message in await sub.fetch(min(100, total - len(found)), timeout=30):
                     found.append(message.data)
                     await message.ack()
         finally:

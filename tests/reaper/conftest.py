@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sbx_devstack.processes import ServiceProcess
 
+from tests.reaper.reapers import QuickReaper
 from tests.support.platform import Platform, start_process
 
 # A second reaper beside the platform's own: short grace and sweep interval so the tests do not
@@ -18,9 +18,9 @@ QUICK_REAPER_ENV = {
 
 
 @pytest.fixture(scope="module")
-def quick_reaper(platform: Platform) -> Iterator[ServiceProcess]:
-    proc, _ = start_process(
+def quick_reaper(platform: Platform) -> Iterator[QuickReaper]:
+    proc, port = start_process(
         "reaper", {**platform.base_env, **QUICK_REAPER_ENV}, platform.log_dir / "reaper-quick.log"
     )
-    yield proc
+    yield QuickReaper(proc, port)
     proc.stop()

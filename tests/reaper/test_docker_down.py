@@ -8,11 +8,12 @@ from pathlib import Path
 
 import asyncpg
 from nats.aio.msg import Msg
-from sbx_common import natsconn, subjects
+from sbx_common import subjects
 from sbx_common.status import Verb
 
 from tests.reaper.conftest import QUICK_REAPER_ENV
 from tests.support.commands import Seen, tap_commands
+from tests.support.nats_auth import admin_connect
 from tests.support.platform import dedicated_platform, metric
 from tests.support.rows import seed_sandbox
 from tests.support.waiting import wait_for
@@ -22,7 +23,7 @@ async def test_stuck_sandboxes_wait_while_the_orchestrator_reports_docker_down(t
     # NATS and PostgreSQL of its own, and an instance name of its own: no other reaper or
     # orchestrator sees this sandbox, and this reaper touches no other test's containers.
     async with dedicated_platform(tmp_path, env=QUICK_REAPER_ENV) as plat:
-        nc = await natsconn.connect(plat.nats_url, "tests-reaper-docker-down")
+        nc = await admin_connect(plat.nats_url, "tests-reaper-docker-down")
         try:
             docker_status = "down"
 

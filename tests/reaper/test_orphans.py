@@ -11,8 +11,8 @@ import docker
 import pytest
 from docker.errors import NotFound
 from docker.models.containers import Container
-from sbx_devstack.processes import ServiceProcess
 
+from tests.reaper.reapers import QuickReaper
 from tests.support.docker import TEST_IMAGE, remove_quietly, sandbox_labels
 from tests.support.platform import TEST_INSTANCE
 from tests.support.rows import seed_sandbox
@@ -57,7 +57,7 @@ async def wait_gone(container: Container, timeout: float = 20.0) -> None:
 
 
 async def test_orphans_are_removed_and_owned_containers_kept(
-    quick_reaper: ServiceProcess,
+    quick_reaper: QuickReaper,
     docker_client: docker.DockerClient,
     containers: list[Container],
     pg: asyncpg.Connection,
@@ -73,6 +73,6 @@ async def test_orphans_are_removed_and_owned_containers_kept(
 
     await asyncio.gather(wait_gone(no_row), wait_gone(no_label), wait_gone(of_ended))
     # The reaper has swept several times since: what it keeps, it keeps on purpose.
-    await asyncio.sleep(1.5)
+    await quick_reaper.swept()
     assert exists(of_live)
     assert exists(other_instance)

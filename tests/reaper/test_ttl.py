@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 from sbx_common.status import Verb
-from sbx_devstack.processes import ServiceProcess
 from sbx_reaper.command_publisher import ttl_command_id
 
+from tests.reaper.reapers import QuickReaper
 from tests.support.commands import CommandTap
 from tests.support.rows import seed_sandbox
 
 
 async def test_expired_sandbox_gets_one_ttl_destroy_within_two_seconds(
-    quick_reaper: ServiceProcess, command_tap: CommandTap, pg: asyncpg.Connection
+    quick_reaper: QuickReaper, command_tap: CommandTap, pg: asyncpg.Connection
 ) -> None:
     # Armed by the sweep of both reapers; expires 3 s from now.
     sandbox = await seed_sandbox(pg, runtime_status="running", expires_in=3)
@@ -32,15 +30,17 @@ async def test_expired_sandbox_gets_one_ttl_destroy_within_two_seconds(
     assert seen.command.reason == "ttl"
     assert seen.at >= expires_at - 0.05
     assert seen.at - expires_at < 2.0
-    # Both reapers may publish; every copy carries the same id, so the stream keeps one.
-    await asyncio.sleep(0.5)
+    # Both reapers may publish (each at the expiry); every copy carries the same id, so the
+    # stream keeps one. What either sent by the time of later sweeps has reached the tap.
+    await quick_reaper.swept(2)
+    await command_tap.settle()
     copies = command_tap.matching(is_ttl_destroy)
     assert {c.command.id for c in copies} == {ttl_command_id(sandbox.id)}
     assert {c.msg_id for c in copies} == {str(ttl_command_id(sandbox.id))}
 
 
 async def test_sandbox_expired_while_no_reaper_ran_is_caught_by_the_sweep(
-    quick_reaper: ServiceProcess, command_tap: CommandTap, pg: asyncpg.Connection
+    quick_reaper: QuickReaper, command_tap: CommandTap, pg: asyncpg.Connection
 ) -> None:
     sandbox = await seed_sandbox(pg, runtime_status="running", expires_in=-600)
     seen = await command_tap.wait(lambda c: c.sandbox_id == sandbox.id, timeout=10)
@@ -49,12 +49,13 @@ async def test_sandbox_expired_while_no_reaper_ran_is_caught_by_the_sweep(
 
 
 async def test_ended_or_destroying_sandboxes_are_not_expired(
-    quick_reaper: ServiceProcess, command_tap: CommandTap, pg: asyncpg.Connection
+    quick_reaper: QuickReaper, command_tap: CommandTap, pg: asyncpg.Connection
 ) -> None:
     ended = await seed_sandbox(pg, verb="destroy", runtime_status="destroyed", expires_in=-600)
     destroying = await seed_sandbox(pg, verb="destroy", runtime_status="destroying", expires_in=-600)
     marker = await seed_sandbox(pg, runtime_status="running", expires_in=-600)
     # Once the marker (seeded last) is expired, a full sweep has seen the other two.
     await command_tap.wait(lambda c: c.sandbox_id == marker.id, timeout=10)
-    await asyncio.sleep(1.2)
+    await quick_reaper.swept()  # and more full sweeps since
+    await command_tap.settle()
     assert not command_tap.matching(lambda c: c.sandbox_id in (ended.id, destroying.id))

@@ -14,6 +14,7 @@ from tests.support.api import User, set_secret
 from tests.support.docker import inspect_container
 from tests.support.platform import TEST_INSTANCE, Platform
 from tests.support.sandboxes import create_sandbox, exec_in, lifecycle
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -72,7 +73,15 @@ async def test_sandbox_lifecycle_in_docker(
     assert endpoint["containerPort"] == 8080
     assert isinstance(endpoint["hostPort"], int)
     async with httpx.AsyncClient(timeout=10) as http:
-        page = await http.get(endpoint["url"])
+        # `running` is the container's state, not its server's: that one may still be starting.
+        async def answered() -> httpx.Response | None:
+            try:
+                response = await http.get(endpoint["url"])
+            except httpx.TransportError:
+                return None
+            return response if response.status_code == 200 else None
+
+        page = await wait_for(answered, timeout=30, interval=0.2, what="the published port answering")
     assert page.status_code == 200
     assert "hello-from-sandbox" in page.text
 

@@ -25,6 +25,7 @@ SANDBOX_KEYS = {
     "env",
     "metadata",
     "endpoints",
+    "network",
     "createdAt",
     "startedAt",
     "stoppedAt",

@@ -12,9 +12,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sbx_devstack.servers import EmbeddedNats
 
 from tests.support.api import User
+from tests.support.nats_auth import nats_server
 from tests.support.platform import Platform, extra_api
 from tests.support.sandboxes import create_sandbox
 
@@ -23,7 +23,7 @@ from tests.support.sandboxes import create_sandbox
 async def cut_off(
     platform: Platform, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[httpx.AsyncClient]:
-    bare = EmbeddedNats(tmp_path_factory.mktemp("bare-nats")).start()
+    bare = nats_server(tmp_path_factory.mktemp("bare-nats")).start()
     try:
         async with extra_api(platform, tmp_path_factory.mktemp("cut-off-api"), SBX_NATS_URL=bare.url) as http:
             yield http

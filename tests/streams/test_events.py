@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 from nats.aio.client import Client as NatsClient
-from sbx_common import natsconn
 from sbx_common.topology import STREAM_EVT
 
 from tests.streams.clients import SseEvent, sse_events
 from tests.support.api import User
+from tests.support.nats_auth import admin_connect
 from tests.support.platform import Platform, extra_api
 from tests.support.sandboxes import Sandboxes, lifecycle
 from tests.support.sockets import close_code_of, ws_connect, ws_url
@@ -100,7 +100,8 @@ async def test_a_users_event_stream_never_shows_another_users_sandbox(
 ) -> None:
     async with (
         event_stream(client, "/events", user) as mine,
-        ws_connect(ws_url(platform.ws_url, "/ws/events", other_user.token)) as theirs_socket,
+        # `since=0`: every event of the (new) user, however late the socket's feed starts.
+        ws_connect(ws_url(platform.ws_url, "/ws/events", other_user.token, since=0)) as theirs_socket,
     ):
         theirs = await sandboxes.run(other_user, "sleep 600")
         own = await sandboxes.run(user, "sleep 600")
@@ -123,7 +124,8 @@ async def test_a_users_event_stream_never_shows_another_users_sandbox(
 async def test_events_socket_resumes_after_since(
     platform: Platform, client: httpx.AsyncClient, user: User, sandboxes: Sandboxes
 ) -> None:
-    url = ws_url(platform.ws_url, "/ws/events", user.token)
+    # `since=0`: every event of the (new) user, however late the socket's feed starts.
+    url = ws_url(platform.ws_url, "/ws/events", user.token, since=0)
     async with ws_connect(url) as socket:
         sandbox = await sandboxes.run(user, "sleep 600")
         await lifecycle(client, user, sandbox["id"], "stop")
@@ -150,7 +152,7 @@ async def _consumers_of(nc: NatsClient, user: User) -> int:
 async def test_ending_a_subscription_frees_its_consumer(
     platform: Platform, client: httpx.AsyncClient, user: User, nats_url: str
 ) -> None:
-    nc = await natsconn.connect(nats_url, "tests-streams-consumers")
+    nc = await admin_connect(nats_url, "tests-streams-consumers")
     try:
         assert await _consumers_of(nc, user) == 0
         async with contextlib.AsyncExitStack() as stack:

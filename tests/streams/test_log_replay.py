@@ -9,10 +9,11 @@ from sbx_log_shipper.frames import RawLine, ReplayFilter
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def line(n: int, text: str | None = None, stream: str = "stdout") -> RawLine:
+def line(n: int, text: str | None = None, stream: str = "stdout", partial: bool = False) -> RawLine:
     ts = START + timedelta(microseconds=n)
     raw = ts.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
-    return RawLine(stream=stream, text=text if text is not None else f"line {n}", ts=ts, ts_raw=raw)  # type: ignore[arg-type]
+    body = text if text is not None else f"line {n}"
+    return RawLine(stream=stream, text=body, ts=ts, ts_raw=raw, partial=partial)  # type: ignore[arg-type]
 
 
 def kept(lines: list[RawLine]) -> list[str]:
@@ -28,6 +29,15 @@ def test_a_replayed_run_is_dropped_and_what_follows_is_kept() -> None:
 def test_a_replay_of_only_the_newest_line_is_dropped() -> None:
     sent = [line(n) for n in range(1, 4)]
     assert kept([*sent, sent[-1], line(4)]) == ["line 1", "line 2", "line 3", "line 4"]
+
+
+def test_identical_pieces_sharing_a_timestamp_are_all_kept() -> None:
+    """Docker cuts a line longer than 16 KiB into pieces stamped alike; two can be identical."""
+    piece = line(1, "x" * 16384, partial=True)
+    last = line(1, "x" * 7232)
+    whole = ["line 0", piece.text, piece.text, last.text]
+    assert kept([line(0), piece, piece, last]) == whole
+    assert kept([line(0), piece, piece, last, last, line(2)]) == [*whole, "line 2"]
 
 
 def test_a_new_line_stamped_like_the_newest_is_kept() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -28,6 +30,7 @@ DEDICATED_ENV = {"SBX_LOG_RETENTION_LINES": "1000000", "SBX_LOG_KEEP_DESTROYED_D
 LINES = 60_000
 # Prints 1..LINES to stdout, one number per line, over a few seconds.
 COUNTER = f"i=1; while [ $i -le {LINES} ]; do echo $i; i=$((i+1)); done; sleep 600"
+MARK = "mark-"  # how the marker lines printed by `_mark` begin
 
 
 def _out_err(pairs: int) -> str:
@@ -36,18 +39,51 @@ def _out_err(pairs: int) -> str:
     return f'i=1; while [ $i -le {pairs} ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; sleep 600'
 
 
-async def _assert_exactly_printed(pg: asyncpg.Connection, sandbox: dict[str, Any], pairs: int) -> None:
+async def _mark(client: httpx.AsyncClient, user: User, sandbox: dict[str, Any]) -> str:
+    """Print a line of its own on the sandbox's stdout (from an exec, after everything printed so
+    far); its text. The shipper stores lines in the order of the log, so once it has stored this
+    one, anything it was going to store before it (a duplicate too) is stored."""
+    marker = f"{MARK}{uuid.uuid4().hex}"
+    await exec_in(client, user, sandbox["id"], f"echo {marker} > /proc/1/fd/1")
+    return marker
+
+
+async def _stored(pg: asyncpg.Connection, sandbox: dict[str, Any], text: str) -> None:
+    async def found() -> bool:
+        count = await pg.fetchval(
+            "SELECT count(*) FROM sandbox_logs WHERE sandbox_id = $1::uuid AND text = $2", sandbox["id"], text
+        )
+        return bool(count)
+
+    await wait_for(found, timeout=60, interval=0.2, what=f"{text!r} stored")
+
+
+async def _assert_exactly_printed(
+    client: httpx.AsyncClient,
+    user: User,
+    pg: asyncpg.Connection,
+    sandbox: dict[str, Any],
+    pairs: int,
+    *,
+    marks: list[str],
+) -> None:
+    """The sandbox's stored lines are exactly the `pairs` it printed, and the marker lines
+    (`marks`, then one more printed here, added to `marks`) after them."""
+
     async def complete() -> bool:
         return await _last_seq(pg, sandbox) >= 2 * pairs
 
     with contextlib.suppress(AssertionError):  # the comparisons below tell what went wrong
         await wait_for(complete, timeout=60, interval=0.2)
-    await asyncio.sleep(0.5)  # a duplicate, if any, would be stored with or right after the last line
+        marks.append(await _mark(client, user, sandbox))
+        await _stored(pg, sandbox, marks[-1])
     rows = await stored_lines(pg, sandbox["id"])
     assert_contiguous([r["seq"] for r in rows])
-    assert len(rows) == 2 * pairs
-    assert [r["text"] for r in rows if r["stream"] == "stdout"] == [f"out {i}" for i in range(1, pairs + 1)]
-    assert [r["text"] for r in rows if r["stream"] == "stderr"] == [f"err {i}" for i in range(1, pairs + 1)]
+    assert [r["text"] for r in rows if r["text"].startswith(MARK)] == marks
+    lines = [r for r in rows if not r["text"].startswith(MARK)]
+    assert len(lines) == 2 * pairs
+    assert [r["text"] for r in lines if r["stream"] == "stdout"] == [f"out {i}" for i in range(1, pairs + 1)]
+    assert [r["text"] for r in lines if r["stream"] == "stderr"] == [f"err {i}" for i in range(1, pairs + 1)]
 
 
 async def _last_seq(pg: asyncpg.Connection, sandbox: dict[str, Any]) -> int:
@@ -59,16 +95,29 @@ async def _assert_every_line_once(pg: asyncpg.Connection, sandbox: dict[str, Any
     async def complete() -> bool:
         return await _last_seq(pg, sandbox) >= LINES
 
-    await wait_for(complete, timeout=90, interval=0.2)
+    await wait_for(complete, timeout=300, interval=0.2)
     rows = await stored_lines(pg, sandbox["id"])
     assert_contiguous([r["seq"] for r in rows])
     assert [r["text"] for r in rows] == [str(i) for i in range(1, LINES + 1)]
 
 
-async def _read_all(plat: DedicatedPlatform, user: User, sandbox: dict[str, Any], reader: LogReader) -> None:
-    await reader.read_until(lambda r: len(r.lines) >= LINES, timeout=90)
+async def _read_all(reader: LogReader) -> None:
+    await reader.read_until(lambda r: len(r.lines) >= LINES, timeout=300)
     assert_contiguous(reader.seqs)
     assert reader.texts == [str(i) for i in range(1, LINES + 1)]
+
+
+@contextlib.asynccontextmanager
+async def _reading_all(reader: LogReader) -> AsyncIterator[asyncio.Task[None]]:
+    """`_read_all` running while the block goes on: the client reads as the lines come (tens of
+    MB do not wait in socket buffers, and its pings are answered), as a real follower does."""
+    reading = asyncio.create_task(_read_all(reader))
+    try:
+        yield reading
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
 
 
 async def test_log_shipper_killed_mid_stream_resumes_without_gap_or_duplicate(
@@ -80,8 +129,7 @@ async def test_log_shipper_killed_mid_stream_resumes_without_gap_or_duplicate(
         user = await signup(client)
         sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", COUNTER)
         url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, since=0)
-        async with ws_connect(url) as socket:
-            reader = LogReader(socket)
+        async with ws_connect(url) as socket, _reading_all(LogReader(socket)) as reading:
             for threshold in (LINES // 6, LINES // 2):
 
                 async def reached(threshold: int = threshold) -> bool:
@@ -92,7 +140,7 @@ async def test_log_shipper_killed_mid_stream_resumes_without_gap_or_duplicate(
                 plat.platform.start_service("log-shipper")
             await _assert_every_line_once(pg, sandbox)
             # A client following all along saw every line exactly once too.
-            await _read_all(plat, user, sandbox, reader)
+            await reading
     await pg.close()
 
 
@@ -113,7 +161,7 @@ async def test_log_shipper_killed_while_stdout_and_stderr_interleave_stores_exac
             await wait_for(reached, timeout=60, interval=0.02)
             plat.platform.kill_service("log-shipper")
             plat.platform.start_service("log-shipper")
-        await _assert_exactly_printed(pg, sandbox, pairs)
+        await _assert_exactly_printed(client, user, pg, sandbox, pairs, marks=[])
     await pg.close()
 
 
@@ -135,7 +183,8 @@ async def test_resume_after_a_line_stamped_earlier_than_the_last_stored_one(
         # machine, where the container prints more slowly): another sandbox gets another chance.
         for _attempt in range(3):
             sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", _out_err(pairs))
-            await _assert_exactly_printed(pg, sandbox, pairs)
+            marks: list[str] = []
+            await _assert_exactly_printed(client, user, pg, sandbox, pairs, marks=marks)
             rows = await stored_lines(pg, sandbox["id"])
             inversions = [k for k in range(len(rows) - 1) if rows[k + 1]["ts"] < rows[k]["ts"]]
             if inversions:
@@ -160,7 +209,8 @@ async def test_resume_after_a_line_stamped_earlier_than_the_last_stored_one(
                 )
         finally:
             plat.platform.start_service("log-shipper")
-        await _assert_exactly_printed(pg, sandbox, pairs)
+        # The shipper stores again every line after `last`, the first marker among them.
+        await _assert_exactly_printed(client, user, pg, sandbox, pairs, marks=marks)
     await pg.close()
 
 
@@ -173,18 +223,17 @@ async def test_nats_restarted_mid_stream_loses_and_duplicates_nothing(
         user = await signup(client)
         sandbox = await run_sandbox(client, user, "sbx-test-busybox:latest", COUNTER)
         url = ws_url(plat.platform.ws_url, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, since=0)
-        async with ws_connect(url) as socket:
-            reader = LogReader(socket)
+        async with ws_connect(url) as socket, _reading_all(LogReader(socket)) as reading:
 
             async def started() -> bool:
                 return await _last_seq(pg, sandbox) >= LINES // 5
 
             await wait_for(started, timeout=60, interval=0.02)
             plat.nats.kill()
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1.5)  # NATS down for a while, not just a reconnect
             plat.nats.start()
             await _assert_every_line_once(pg, sandbox)
-            await _read_all(plat, user, sandbox, reader)
+            await reading
 
         # Everything works again after the restart: a new sandbox's line is stored.
         later = await _run_when_ready(client, user, "echo after-restart; sleep 600")
@@ -241,9 +290,10 @@ async def test_resume_skips_exactly_the_stored_lines_sharing_the_last_timestamp(
             return (await stored_lines(pg, sandbox["id"]))[-1]["text"] == "after"
 
         await wait_for(after_stored, timeout=30)
-        await asyncio.sleep(0.5)  # a duplicate, if any, would come with or right after "after"
+        marker = await _mark(client, user, sandbox)  # a duplicate would be stored before it
+        await _stored(pg, sandbox, marker)
         rows = await stored_lines(pg, sandbox["id"])
-        assert [r["text"] for r in rows] == [r["text"] for r in before] + ["after"]
+        assert [r["text"] for r in rows] == [r["text"] for r in before] + ["after", marker]
         assert_contiguous([r["seq"] for r in rows])
     await pg.close()
 

@@ -49,19 +49,22 @@ async def test_terminal_handles_an_interactive_program(
         await term.expect("I /notes")  # insert mode
         await term.type("hello from vi")
         await term.expect("hello from vi")
-        await term.type("\x1b")  # Escape; vi waits briefly for more keys of an escape sequence
-        await asyncio.sleep(0.3)
+        # Escape: vi waits briefly for more keys of an escape sequence, so `:` typed before it
+        # has given up would be read as part of one. Its status line back in command mode says
+        # it has.
+        await term.type("\x1b")
+        await term.expect("- /notes")
         await term.type(":wq\r")
         await term.type("cat /notes\n")
         await term.expect("hello from vi\r\n")
         await term.type("vi /notes\n")
-        await term.expect("/notes")
+        await term.expect("- /notes")  # vi is up, in command mode
         await term.type(":q!\r")
         await term.type("echo back-in-shell\n")
         await term.expect("back-in-shell\r\n")
         # Leaving with vi still open ends it (the shell is hung up like a closed terminal).
         await term.type("vi /other\n")
-        await term.expect("/other")
+        await term.expect("- /other")  # vi is up (not just the command line echoed)
 
     async def vi_gone() -> bool:
         result = await exec_in(client, user, sandbox["id"], "ps")

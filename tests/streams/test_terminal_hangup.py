@@ -9,9 +9,16 @@ sent from inside the sandbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+from sbx_common import natsconn, subjects
+from sbx_common.messages import TerminalControl
 
 from tests.streams.clients import Terminal, open_terminal, terminal_url
 from tests.support.api import User, signup
@@ -84,18 +91,58 @@ async def test_the_socket_closes_when_the_orchestrator_dies(dedicated_platform: 
         user = await signup(client)
         sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
         url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
+        nc = await natsconn.connect(plat.nats_url, "tests-terminal-keepalives")
         try:
-            async with open_terminal(url) as term:
+            async with _keepalive_answers(nc) as answered, open_terminal(url) as term:
                 await term.type("echo alive\n")
                 await term.expect("alive\r\n")
-                await asyncio.sleep(1.5)  # keepalives answered: the API knows this orchestrator
+                # Only an orchestrator that has answered a keepalive is ever taken for gone.
+                await wait_for(answered, timeout=15, what="a keepalive answered")
                 plat.platform.kill_service("orchestrator")
                 loop = asyncio.get_running_loop()
                 killed_at = loop.time()
-                # Three keepalive intervals (1 s) without an answer, then the close.
-                assert await term.closed(timeout=10) == 1011
-                assert loop.time() - killed_at < 8
+                # Three keepalive intervals (1 s) without an answer, then the close: seconds,
+                # not the minutes of any other clean-up.
+                assert await term.closed(timeout=30) == 1011
+                assert loop.time() - killed_at < 15
                 assert term.socket.close_reason is not None
                 assert "stopped answering" in term.socket.close_reason
         finally:
+            await nc.close()
             plat.platform.start_service("orchestrator")
+
+
+@contextlib.asynccontextmanager
+async def _keepalive_answers(nc: NatsClient) -> AsyncIterator[Callable[[], Awaitable[bool]]]:
+    """A probe: has the orchestrator answered one of the API's keepalive requests yet? Seen on the
+    wire, the requests on the sessions' control subjects and the answers on their reply subjects."""
+    requests: set[str] = set()
+    answers: set[str] = set()
+
+    def keepalive_from(msg: Msg, sender: str) -> bool:
+        with contextlib.suppress(ValidationError):
+            control = TerminalControl.model_validate_json(msg.data)
+            return control.type == "keepalive" and control.sender == sender
+        return False
+
+    async def on_control(msg: Msg) -> None:
+        if msg.reply and keepalive_from(msg, "api"):
+            requests.add(msg.reply)
+
+    async def on_reply(msg: Msg) -> None:
+        if keepalive_from(msg, "orchestrator"):
+            answers.add(msg.subject)
+
+    async def answered() -> bool:
+        return bool(requests & answers)
+
+    subscriptions = [
+        await nc.subscribe(subjects.terminal_control("*"), cb=on_control),
+        await nc.subscribe("_INBOX.>", cb=on_reply),
+    ]
+    await nc.flush()
+    try:
+        yield answered
+    finally:
+        for subscription in subscriptions:
+            await subscription.unsubscribe()

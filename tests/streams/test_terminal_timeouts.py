@@ -55,17 +55,19 @@ async def test_a_session_whose_api_went_away_is_ended(dedicated_platform: Dedica
         user = await signup(client)
         sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
         url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
-        async with open_terminal(url) as term:
-            await term.type("top\n")  # output all the time: never idle
-            await term.expect("PID")
-            assert await _open_sessions(plat) == 1
-            plat.platform.kill_service("api")  # no close, no more keepalives
+        try:  # the module's later tests need an API, whatever happens here
+            async with open_terminal(url) as term:
+                await term.type("top\n")  # output all the time: never idle
+                await term.expect("PID")
+                assert await _open_sessions(plat) == 1
+                plat.platform.kill_service("api")  # no close, no more keepalives
 
-            async def ended() -> bool:
-                return await _open_sessions(plat) == 0
+                async def ended() -> bool:
+                    return await _open_sessions(plat) == 0
 
-            await wait_for(ended, timeout=15, interval=0.5)
-    plat.platform.start_service("api")
+                await wait_for(ended, timeout=15, interval=0.5)
+        finally:
+            plat.platform.start_service("api")
 
     container = docker.from_env().containers.get(f"sbx-{sandbox['id']}")
 

@@ -6,7 +6,6 @@ core NATS subscription: it sees each publish, including duplicates that the stre
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from sbx_common import subjects
 from sbx_common.messages import SandboxCommand
 
@@ -37,8 +37,11 @@ class CommandTap:
 
     nc: NatsClient
     seen: list[Seen] = field(default_factory=list)
+    subscription: Subscription | None = None
 
     async def on_msg(self, msg: Msg) -> None:
+        # No await in here: a message taken from the subscription's queue is recorded in the
+        # same step, which `settle` relies on.
         self.seen.append(
             Seen(
                 SandboxCommand.model_validate_json(msg.data),
@@ -73,18 +76,30 @@ class CommandTap:
         ]
 
     async def settle(self) -> None:
-        """Make sure everything published before now has reached us."""
+        """Make sure every command published before now is recorded.
+
+        The API answers a call only once JetStream has acknowledged its command, and the server
+        hands a message to every subscriber, this tap included, as it routes the publish, before
+        the stream stores and acknowledges it. A server round trip on the tap's connection (the
+        PONG comes after everything sent to it before) then has the message in the
+        subscription's queue, and the queue empties as `on_msg` records what it takes."""
         await self.nc.flush()
-        await asyncio.sleep(0.05)
+        subscription = self.subscription
+        assert subscription is not None, "the tap is not subscribed"
+
+        async def recorded() -> bool:
+            return subscription.pending_msgs == 0
+
+        await wait_for(recorded, timeout=10, interval=0.01, what="the tapped commands recorded")
 
 
 @contextlib.asynccontextmanager
 async def tap_commands(nc: NatsClient) -> AsyncIterator[CommandTap]:
     """A tap subscribed on `nc` (in place once this returns) until the block ends."""
     tap = CommandTap(nc)
-    sub = await nc.subscribe(subjects.CMD_ALL, cb=tap.on_msg)
+    tap.subscription = await nc.subscribe(subjects.CMD_ALL, cb=tap.on_msg)
     await nc.flush()
     try:
         yield tap
     finally:
-        await sub.unsubscribe()
+        await tap.subscription.unsubscribe()

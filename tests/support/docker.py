@@ -92,8 +92,32 @@ def remove_containers(*selectors: str) -> None:
 
 
 def remove_instance_containers(instance: str) -> None:
-    """Everything a platform of installation `instance` left on the engine."""
+    """Everything a platform of installation `instance` left on the engine and the host: its
+    containers, its sandbox network, and its firewall chains."""
     remove_containers(f"{labels.INSTANCE}={instance}")
+    remove_instance_network(instance)
+
+
+def remove_instance_network(instance: str) -> None:
+    """The sandbox network the orchestrator of `instance` made, and its iptables chains."""
+    from sbx_orchestrator.engine.firewall import Chains, bridge_name, network_name
+
+    subprocess.run(["docker", "network", "rm", network_name(instance)], capture_output=True, check=False)
+    chains, bridge = Chains(instance), bridge_name(instance)
+
+    def iptables(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True, check=False)
+
+    for chain, target in (("DOCKER-USER", chains.main), ("INPUT", chains.input)):
+        while iptables("-D", chain, "-i", bridge, "-j", target).returncode == 0:
+            pass
+    listing = iptables("-S").stdout.splitlines()
+    names = [line.split()[1] for line in listing if line.startswith("-N ")]
+    ours = [n for n in names if n == chains.main or n.startswith(chains.prefix)]
+    for name in ours:
+        iptables("-F", name)
+    for name in ours:
+        iptables("-X", name)
 
 
 def remove_containers_named(*names: str) -> None:

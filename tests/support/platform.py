@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from sbx_common import db, natsconn, topology
+from sbx_common import db, topology
+from sbx_common.nats_permissions import SERVICE_USER_OF
 from sbx_devstack.processes import ServiceProcess
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
 
 from tests.support.docker import remove_instance_containers
+from tests.support.nats_auth import connect_as, nats_server, service_env
 
 
 def new_instance() -> str:
@@ -51,12 +53,14 @@ def platform_env(database_url: str, nats_url: str, instance: str = TEST_INSTANCE
         "SBX_AUTH_RATE_LIMIT": "100000",
         "SBX_RATE_LIMIT_PER_MINUTE": "100000",
         "SBX_SANDBOX_CREATE_RATE_LIMIT": "100000",
+        # The API's business gauges: refreshed often, so tests see changes soon.
+        "SBX_METRICS_REFRESH_SECONDS": "0.5",
     }
 
 
 async def apply_topology(nats_url: str) -> None:
-    """Declare the streams and the KV bucket, as `sbx-migrate` does."""
-    nc = await natsconn.connect(nats_url, "tests-setup")
+    """Declare the streams and the KV bucket, as `sbx-migrate` does (as its NATS user)."""
+    nc = await connect_as(nats_url, SERVICE_USER_OF["migrate"], "tests-setup")
     try:
         await topology.apply_topology(nc.jetstream())
     finally:
@@ -72,7 +76,9 @@ async def prepare(database_url: str, nats_url: str) -> None:
 def start_process(name: str, env: Mapping[str, str], log_file: Path) -> tuple[ServiceProcess, int]:
     """One service process on its own free ops port, once that port answers; returns it and the port."""
     port = free_port()
-    process = ServiceProcess(name, {**env, "SBX_METRICS_PORT": str(port)}, log_file=log_file).start()
+    process = ServiceProcess(
+        name, {**service_env(name), **env, "SBX_METRICS_PORT": str(port)}, log_file=log_file
+    ).start()
     try:
         wait_for_port(port, timeout=30)
     except BaseException:
@@ -116,7 +122,8 @@ class Platform:
         return httpx.AsyncClient(base_url=self.api_url, timeout=timeout)
 
     def start_service(self, name: str, extra_env: Mapping[str, str] | None = None) -> ServiceProcess:
-        env = dict(self.base_env)
+        # Each service connects to NATS as its own user, as in every deployment.
+        env = {**self.base_env, **service_env(name)}
         if name == "api":
             self.api_port = self.api_port or free_port()
             env["SBX_API_PORT"] = str(self.api_port)
@@ -209,21 +216,21 @@ async def dedicated_platform(
     """Own NATS and PostgreSQL in `root`, an instance name of its own, and `services` started
     with `env` over the usual settings (and `service_env[name]` over those for one service).
     Everything is stopped, and the instance's containers removed, at the end."""
-    nats_server = EmbeddedNats(root / "nats").start()
+    nats = nats_server(root / "nats").start()
     postgres = EmbeddedPostgres(root / "postgres").start()
     instance = new_instance()
     plat = Platform(
-        base_env={**platform_env(postgres.url, nats_server.url, instance), **(env or {})},
+        base_env={**platform_env(postgres.url, nats.url, instance), **(env or {})},
         log_dir=root / "logs",
     )
     try:
-        await prepare(postgres.url, nats_server.url)
+        await prepare(postgres.url, nats.url)
         plat.log_dir.mkdir()
         for name in services:
             plat.start_service(name, (service_env or {}).get(name))
-        yield DedicatedPlatform(plat, nats_server, postgres, instance)
+        yield DedicatedPlatform(plat, nats, postgres, instance)
     finally:
         plat.stop_all()
         remove_instance_containers(instance)
         postgres.stop()
-        nats_server.stop()
+        nats.stop()

@@ -14,13 +14,15 @@ from pathlib import Path
 from nats.aio.msg import Msg
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from sbx_common import natsconn, telemetry
+from sbx_common import telemetry
+
+from tests.support.nats_auth import admin_connect
 
 
 async def test_a_trace_continues_through_nats_message_headers(nats_url: str) -> None:
     exporter = telemetry.install_in_memory_exporter()
     exporter.clear()
-    nc = await natsconn.connect(nats_url, "tests-telemetry")
+    nc = await admin_connect(nats_url, "tests-telemetry")
     subject = f"tests.telemetry.{uuid.uuid4().hex}"
     received: asyncio.Queue[Msg] = asyncio.Queue()
 

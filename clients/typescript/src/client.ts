@@ -13,6 +13,7 @@ import type {
   ApiKey,
   AuditEvent,
   AuthResult,
+  CreateApiKeyRequest,
   CreatedApiKey,
   Deleted,
   DeletedSecret,
@@ -24,6 +25,7 @@ import type {
   HealthStatus,
   LogLine,
   Metrics,
+  NetworkPolicy,
   Page,
   PlatformInfo,
   ReplicateOverrides,
@@ -205,11 +207,30 @@ export class SandboxClient {
     return this.call("GET", "/auth/me");
   }
 
+  /**
+   * Change the password: every token issued before is refused from then on. The client keeps
+   * the new token the answer carries.
+   */
+  async changePassword(currentPassword: string, newPassword: string): Promise<AuthResult> {
+    const result = await this.call<AuthResult>("POST", "/auth/password", {
+      body: { currentPassword, newPassword },
+    });
+    this.tokenValue = result.token;
+    return result;
+  }
+
+  /** Revoke the client's token: it is refused (401) from then on. */
+  async logout(): Promise<void> {
+    await this.call("POST", "/auth/logout");
+  }
+
   // API keys
 
-  /** A new API key; its `key` is shown only in this answer. */
-  createApiKey(name: string): Promise<CreatedApiKey> {
-    return this.call("POST", "/api-keys", { body: { name } });
+  /** A new API key, expiring after `expiresInDays` (1-3650) when given; its `key` is shown only in this answer. */
+  createApiKey(name: string, options: { expiresInDays?: number } = {}): Promise<CreatedApiKey> {
+    const body: CreateApiKeyRequest = { name };
+    if (options.expiresInDays !== undefined) body.expiresInDays = options.expiresInDays;
+    return this.call("POST", "/api-keys", { body });
   }
 
   listApiKeys(): Promise<ApiKey[]> {
@@ -284,6 +305,14 @@ export class SandboxClient {
   /** A sandbox, also once destroyed. */
   getSandbox(id: string): Promise<Sandbox> {
     return this.call("GET", `/sandboxes/${seg(id)}`);
+  }
+
+  /**
+   * Change what a running (or stopped) sandbox may reach: `egress` "internet", "none" or
+   * "allowlist" (`allow`: IPv4 CIDRs and hostnames). A running sandbox follows within a second.
+   */
+  updateSandboxNetwork(id: string, policy: NetworkPolicy): Promise<Sandbox> {
+    return this.call("PATCH", `/sandboxes/${seg(id)}/network`, { body: policy });
   }
 
   startSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {

@@ -15,7 +15,7 @@
 
 import { SandboxApiError, errorFromResponse } from "./errors.js";
 
-export type HttpMethod = "GET" | "POST" | "PUT" | "DELETE";
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 export type QueryValue = string | number | boolean | null | undefined;
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 

@@ -26,12 +26,18 @@ export type User = Schemas["UserOut"];
 export type AuthResult = Schemas["AuthResult"];
 export type ApiKey = Schemas["ApiKeyOut"];
 export type CreatedApiKey = Schemas["CreatedApiKey"];
+export type CreateApiKeyRequest = Schemas["CreateApiKeyRequest"];
+export type ChangePasswordRequest = Schemas["ChangePasswordRequest"];
+export type LoggedOut = Schemas["LoggedOut"];
 
 export type Environment = Schemas["EnvironmentOut"];
 export type EnvironmentVersion = Schemas["VersionOut"];
 export type EnvironmentConfig = Schemas["CreateEnvironmentRequest"];
 export type EnvironmentPatch = Schemas["UpdateEnvironmentRequest"];
 export type PortSpec = Schemas["PortSpec"];
+/** What a sandbox may reach (environments' `network`, and `updateSandboxNetwork`). */
+export type NetworkPolicy = Schemas["NetworkPolicyIn"];
+export type NetworkPolicyOut = Schemas["NetworkPolicyOut"];
 export type Secret = Schemas["SecretOut"];
 export type DeletedSecret = Schemas["DeletedSecret"];
 export type Deleted = Schemas["Deleted"];

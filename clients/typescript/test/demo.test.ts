@@ -49,6 +49,26 @@ describe("demo flow", { timeout: TEST_TIMEOUT_MS }, () => {
     assert.equal(refused.status, 401);
   });
 
+  it("changes the password, logs out and makes expiring keys", async () => {
+    const email = uniqueEmail();
+    const client = newClient();
+    const first = await client.signup(email, PASSWORD);
+    const expiring = await client.createApiKey("expiring", { expiresInDays: 7 });
+    assert.notEqual(expiring.expiresAt, null);
+    assert.equal((await client.createApiKey("forever")).expiresAt, null);
+    const bad = await apiError(() => client.createApiKey("bad", { expiresInDays: 0 }));
+    assert.equal(bad.code, "VALIDATION_ERROR");
+
+    const changed = await client.changePassword(PASSWORD, "another passphrase");
+    assert.equal(client.token, changed.token);
+    assert.equal((await client.me()).email, email);
+    const old = newClient({ token: first.token });
+    assert.equal((await apiError(() => old.me())).status, 401);
+
+    await client.logout();
+    assert.equal((await apiError(() => client.me())).status, 401);
+  });
+
   it("manages environments, versions and secrets", async () => {
     const client = await newUser();
     const env = await createEnvironment(client, { env: { MODE: "one" } });

@@ -24,6 +24,7 @@ from sandbox_platform.models import (
     Info,
     LogLine,
     Metrics,
+    NetworkPolicy,
     Port,
     Secret,
     User,
@@ -37,6 +38,7 @@ ACTIONS = ("start", "stop", "restart")
 EXEC_DEFAULT_TIMEOUT = 30.0
 
 PortLike = Port | int | Mapping[str, int]
+NetworkLike = NetworkPolicy | Mapping[str, Any]
 
 
 def _model(cls: type[M]) -> Callable[[Any], M]:
@@ -72,8 +74,20 @@ def me() -> Call[User]:
     return Call("GET", "/auth/me", _model(User))
 
 
-def create_api_key(name: str) -> Call[CreatedApiKey]:
-    return Call("POST", "/api-keys", _model(CreatedApiKey), body={"name": name}, retry=Retry.ONCE)
+def change_password(current_password: str, new_password: str) -> Call[tuple[User, str]]:
+    body = {"currentPassword": current_password, "newPassword": new_password}
+    return Call("POST", "/auth/password", _auth, body=body, retry=Retry.ONCE)
+
+
+def logout() -> Call[None]:
+    return Call("POST", "/auth/logout", _none, retry=Retry.ONCE)
+
+
+def create_api_key(name: str, expires_in_days: int | None = None) -> Call[CreatedApiKey]:
+    body: dict[str, Any] = {"name": name}
+    if expires_in_days is not None:
+        body["expiresInDays"] = expires_in_days
+    return Call("POST", "/api-keys", _model(CreatedApiKey), body=body, retry=Retry.ONCE)
 
 
 def list_api_keys(limit: int | None) -> Call[ApiKey]:
@@ -116,6 +130,20 @@ def environment_fields(
         body["ports"] = ports_body(ports)
     if env is not None:
         body["env"] = dict(env)
+    return body
+
+
+def network_body(network: NetworkLike) -> dict[str, Any]:
+    """A network policy in the API's form (`{"egress", "allow"}`)."""
+    if isinstance(network, NetworkPolicy):
+        return {"egress": network.egress, "allow": list(network.allow)}
+    return dict(network)
+
+
+def policy_body(egress: str, allow: Sequence[str] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"egress": egress}
+    if allow is not None:
+        body["allow"] = list(allow)
     return body
 
 
@@ -226,6 +254,11 @@ def destroy_sandbox(sandbox_id: str, wait: float | None) -> Call[dict[str, Any]]
 
 def replicate_sandbox(sandbox_id: str, body: Mapping[str, Any], wait: float | None) -> Call[dict[str, Any]]:
     return _lifecycle("POST", f"/sandboxes/{_id(sandbox_id)}/replicate", wait, dict(body))
+
+
+def update_sandbox_network(sandbox_id: str, body: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    # Setting the same policy again changes nothing: safe to repeat.
+    return Call("PATCH", f"/sandboxes/{_id(sandbox_id)}/network", _dict, body=dict(body), retry=Retry.SAFE)
 
 
 def exec_command(

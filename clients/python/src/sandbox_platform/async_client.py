@@ -15,7 +15,7 @@ from pydantic import PrivateAttr
 from sandbox_platform import _routes as routes
 from sandbox_platform._async_streams import AsyncStream, AsyncTerminal, Opening, events, log_lines, wait_for
 from sandbox_platform._core import ClientConfig, RetryPolicy
-from sandbox_platform._routes import PortLike
+from sandbox_platform._routes import NetworkLike, PortLike
 from sandbox_platform._transport import AsyncTransport
 from sandbox_platform.client import DEFAULT_WAIT_TIMEOUT, UNSET
 from sandbox_platform.errors import NotFoundError
@@ -137,13 +137,25 @@ class AsyncAuth(_AsyncResource):
         """The user the credential belongs to."""
         return await self._transport.request(routes.me())
 
+    async def change_password(self, current: str, new: str) -> User:
+        """Change the password. Every token issued before is refused from then on; the client
+        keeps using the new token the answer carries."""
+        user, token = await self._transport.request(routes.change_password(current, new))
+        self._client._config.credentials.use_token(token)
+        return user
+
+    async def logout(self) -> None:
+        """Revoke the client's token: it is refused (401) from then on."""
+        await self._transport.request(routes.logout())
+
 
 class AsyncApiKeys(_AsyncResource):
     """API keys (`sk_...`): credentials for scripts, revocable one by one."""
 
-    async def create(self, name: str) -> CreatedApiKey:
-        """A new key; its `key` is shown only in this answer."""
-        return await self._transport.request(routes.create_api_key(name))
+    async def create(self, name: str, expires_in_days: int | None = None) -> CreatedApiKey:
+        """A new key, expiring after `expires_in_days` (1-3650) when given; its `key` is shown
+        only in this answer."""
+        return await self._transport.request(routes.create_api_key(name, expires_in_days))
 
     def list(self, *, limit: int | None = None) -> AsyncIterator[ApiKey]:
         """Every key of the user (never the keys themselves), page after page (`async for`)."""
@@ -167,16 +179,20 @@ class AsyncEnvironments(_AsyncResource):
         ports: Sequence[PortLike] | None = None,
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
+        network: NetworkLike | None = None,
         runtime: str | None = None,
         disk: int | None = None,
     ) -> Environment:
         """A new environment (version 1). `cpu` in cores, `memory` in MiB, `ports` as container
-        ports (ints) or `Port(container=, host=)`, `command` overrides the image's, `runtime`
-        one of `info().runtimes` (`runc`, `gvisor`), `disk` MiB of writable filesystem."""
+        ports (ints) or `Port(container=, host=)`, `command` overrides the image's, `network` a
+        `NetworkPolicy` or `{"egress": ..., "allow": [...]}` (default: internet), `runtime` one of
+        `info().runtimes` (`runc`, `gvisor`), `disk` MiB of writable filesystem."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
         fields.update(routes.runtime_fields(runtime, disk))
         if command is not None:
             fields["command"] = list(command)
+        if network is not None:
+            fields["network"] = routes.network_body(network)
         return await self._transport.request(routes.create_environment(name, fields))
 
     def list(self, *, limit: int | None = None) -> AsyncIterator[Environment]:
@@ -197,6 +213,7 @@ class AsyncEnvironments(_AsyncResource):
         ports: Sequence[PortLike] | None = None,
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = UNSET,
+        network: NetworkLike | None = None,
         runtime: str | None = None,
         disk: int | None = None,
     ) -> Environment:
@@ -206,6 +223,8 @@ class AsyncEnvironments(_AsyncResource):
         fields.update(routes.runtime_fields(runtime, disk))
         if command is not UNSET:
             fields["command"] = None if command is None else list(command)
+        if network is not None:
+            fields["network"] = routes.network_body(network)
         return await self._transport.request(routes.update_environment(environment_id, fields))
 
     async def delete(self, environment_id: str) -> None:
@@ -369,6 +388,12 @@ class AsyncSandbox(SandboxInfo):
         body = routes.sandbox_body(name, ttl_seconds, env, metadata)
         call = routes.replicate_sandbox(self.id, body, timeout if wait else None)
         return await self._client.sandboxes._settle(call, wait, timeout)
+
+    async def update_network(self, egress: str, allow: Sequence[str] | None = None) -> AsyncSandbox:
+        """Change what the sandbox may reach (`egress` "internet", "none" or "allowlist" with
+        `allow` CIDRs and hostnames); a running sandbox follows within a second. Returns itself."""
+        body = routes.policy_body(egress, allow)
+        return self._assign(await self._transport.request(routes.update_sandbox_network(self.id, body)))
 
     async def exec(
         self,

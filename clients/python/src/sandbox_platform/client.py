@@ -13,7 +13,7 @@ from pydantic import PrivateAttr
 
 from sandbox_platform import _routes as routes
 from sandbox_platform._core import ClientConfig, RetryPolicy
-from sandbox_platform._routes import PortLike
+from sandbox_platform._routes import NetworkLike, PortLike
 from sandbox_platform._sync_streams import Stream, Terminal, events, log_lines, wait_for
 from sandbox_platform._transport import SyncTransport
 from sandbox_platform.errors import NotFoundError
@@ -148,13 +148,25 @@ class Auth(_Resource):
         """The user the credential belongs to."""
         return self._transport.request(routes.me())
 
+    def change_password(self, current: str, new: str) -> User:
+        """Change the password. Every token issued before is refused from then on; the client
+        keeps using the new token the answer carries."""
+        user, token = self._transport.request(routes.change_password(current, new))
+        self._client._config.credentials.use_token(token)
+        return user
+
+    def logout(self) -> None:
+        """Revoke the client's token: it is refused (401) from then on."""
+        self._transport.request(routes.logout())
+
 
 class ApiKeys(_Resource):
     """API keys (`sk_...`): credentials for scripts, revocable one by one."""
 
-    def create(self, name: str) -> CreatedApiKey:
-        """A new key; its `key` is shown only in this answer."""
-        return self._transport.request(routes.create_api_key(name))
+    def create(self, name: str, expires_in_days: int | None = None) -> CreatedApiKey:
+        """A new key, expiring after `expires_in_days` (1-3650) when given; its `key` is shown
+        only in this answer."""
+        return self._transport.request(routes.create_api_key(name, expires_in_days))
 
     def list(self, *, limit: int | None = None) -> Iterator[ApiKey]:
         """Every key of the user (never the keys themselves), page after page."""
@@ -178,16 +190,20 @@ class Environments(_Resource):
         ports: Sequence[PortLike] | None = None,
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
+        network: NetworkLike | None = None,
         runtime: str | None = None,
         disk: int | None = None,
     ) -> Environment:
         """A new environment (version 1). `cpu` in cores, `memory` in MiB, `ports` as container
-        ports (ints) or `Port(container=, host=)`, `command` overrides the image's, `runtime`
-        one of `info().runtimes` (`runc`, `gvisor`), `disk` MiB of writable filesystem."""
+        ports (ints) or `Port(container=, host=)`, `command` overrides the image's, `network` a
+        `NetworkPolicy` or `{"egress": ..., "allow": [...]}` (default: internet), `runtime` one of
+        `info().runtimes` (`runc`, `gvisor`), `disk` MiB of writable filesystem."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
         fields.update(routes.runtime_fields(runtime, disk))
         if command is not None:
             fields["command"] = list(command)
+        if network is not None:
+            fields["network"] = routes.network_body(network)
         return self._transport.request(routes.create_environment(name, fields))
 
     def list(self, *, limit: int | None = None) -> Iterator[Environment]:
@@ -208,6 +224,7 @@ class Environments(_Resource):
         ports: Sequence[PortLike] | None = None,
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = UNSET,
+        network: NetworkLike | None = None,
         runtime: str | None = None,
         disk: int | None = None,
     ) -> Environment:
@@ -217,6 +234,8 @@ class Environments(_Resource):
         fields.update(routes.runtime_fields(runtime, disk))
         if command is not UNSET:
             fields["command"] = None if command is None else list(command)
+        if network is not None:
+            fields["network"] = routes.network_body(network)
         return self._transport.request(routes.update_environment(environment_id, fields))
 
     def delete(self, environment_id: str) -> None:
@@ -369,6 +388,12 @@ class Sandbox(SandboxInfo):
         return self._client.sandboxes._settle(
             routes.replicate_sandbox(self.id, body, timeout if wait else None), wait, timeout
         )
+
+    def update_network(self, egress: str, allow: Sequence[str] | None = None) -> Sandbox:
+        """Change what the sandbox may reach (`egress` "internet", "none" or "allowlist" with
+        `allow` CIDRs and hostnames); a running sandbox follows within a second. Returns itself."""
+        body = routes.policy_body(egress, allow)
+        return self._assign(self._transport.request(routes.update_sandbox_network(self.id, body)))
 
     def exec(
         self,

@@ -58,6 +58,7 @@ class ApiKey(Model):
     key_prefix: str
     created_at: Timestamp
     last_used_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
 
 
 class CreatedApiKey(Model):
@@ -68,6 +69,7 @@ class CreatedApiKey(Model):
     key_prefix: str
     key: str
     created_at: Timestamp
+    expires_at: Timestamp | None = None
 
 
 class Port(Model):
@@ -75,6 +77,15 @@ class Port(Model):
 
     container: int
     host: int | None = None
+
+
+class NetworkPolicy(Model):
+    """What a sandbox may reach: `egress` "internet" (default), "none" or "allowlist" (only the
+    `allow` entries: IPv4 CIDRs and hostnames). Other sandboxes, the host, the platform's
+    services and link-local addresses are out of reach whatever the policy."""
+
+    egress: str = "internet"
+    allow: list[str] = Field(default_factory=list)
 
 
 class Secret(Model):
@@ -94,6 +105,7 @@ class EnvironmentVersion(Model):
     ports: list[Port] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     command: list[str] | None = None
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
     runtime: str = "runc"
     disk: int | None = None
     created_at: Timestamp
@@ -113,6 +125,7 @@ class Environment(Model):
     ports: list[Port] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     command: list[str] | None = None
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
     runtime: str = "runc"
     disk: int | None = None
     secrets: list[Secret] = Field(default_factory=list)
@@ -155,6 +168,7 @@ class SandboxInfo(Model):
     env: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     endpoints: list[Endpoint] = Field(default_factory=list)
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
     created_at: Timestamp
     started_at: Timestamp | None = None
     stopped_at: Timestamp | None = None

@@ -73,7 +73,8 @@ export interface paths {
         };
         /**
          * Metrics
-         * @description Prometheus text: the process's HTTP metrics plus business gauges read from the database.
+         * @description Prometheus text: the process's HTTP metrics plus business gauges (refreshed in the
+         *     background). With SBX_METRICS_TOKEN set, only `Authorization: Bearer <token>` is served.
          */
         get: operations["metrics_metrics_get"];
         put?: never;
@@ -164,6 +165,47 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change Password
+         * @description Change the password. Every JWT issued before is refused (401) from now on; the answer
+         *     carries a new token. API keys keep working (revoke them with DELETE /api-keys/:id).
+         */
+        post: operations["change_password_auth_password_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Logout
+         * @description Revoke the JWT presented: it is refused (401) from now on.
+         */
+        post: operations["logout_auth_logout_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api-keys": {
         parameters: {
             query?: never;
@@ -179,7 +221,8 @@ export interface paths {
         put?: never;
         /**
          * Create Api Key
-         * @description Create a key. The full `key` is in this response only; store it now.
+         * @description Create a key, optionally expiring after `expiresInDays`. The full `key` is in this
+         *     response only; store it now.
          */
         post: operations["create_api_key_api_keys_post"];
         delete?: never;
@@ -428,6 +471,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/sandboxes/{sandbox_id}/network": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Update Sandbox Network
+         * @description Change what the sandbox may reach. A running sandbox follows within a second; a stopped
+         *     one starts with it. The sandbox keeps it until the next change (its environment's `network`
+         *     is only where it starts).
+         */
+        patch: operations["update_sandbox_network_sandboxes__sandbox_id__network_patch"];
+        trace?: never;
+    };
     "/sandboxes/{sandbox_id}/replicate": {
         parameters: {
             query?: never;
@@ -592,6 +657,11 @@ export interface components {
             createdAt: string;
             /** Lastusedat */
             lastUsedAt: string | null;
+            /**
+             * Expiresat
+             * @description When the key stops working; null: never.
+             */
+            expiresAt: string | null;
         };
         /** AuditEvent */
         AuditEvent: {
@@ -623,6 +693,19 @@ export interface components {
              */
             token: string;
         };
+        /** ChangePasswordRequest */
+        ChangePasswordRequest: {
+            /**
+             * Currentpassword
+             * @example password123
+             */
+            currentPassword: string;
+            /**
+             * Newpassword
+             * @example a new passphrase
+             */
+            newPassword: string;
+        };
         /** CpuSample */
         CpuSample: {
             /** Usagepercent */
@@ -637,6 +720,12 @@ export interface components {
              * @example Development Key
              */
             name: string;
+            /**
+             * Expiresindays
+             * @description The key stops working (401) this many days from now; omitted: never.
+             * @example 90
+             */
+            expiresInDays?: number | null;
         };
         /** CreateEnvironmentRequest */
         CreateEnvironmentRequest: {
@@ -670,6 +759,7 @@ export interface components {
             };
             /** Command */
             command?: string[] | null;
+            network?: components["schemas"]["NetworkPolicyIn"];
             /**
              * Runtime
              * @description Container runtime: `runc` (default) or `gvisor`, as `GET /info` lists them.
@@ -722,6 +812,11 @@ export interface components {
             key: string;
             /** Createdat */
             createdAt: string;
+            /**
+             * Expiresat
+             * @description When the key stops working; null: never.
+             */
+            expiresAt: string | null;
         };
         /**
          * Deleted
@@ -748,6 +843,11 @@ export interface components {
              */
             deleted?: true;
         };
+        /**
+         * Egress
+         * @enum {string}
+         */
+        Egress: "internet" | "none" | "allowlist";
         /** Endpoint */
         Endpoint: {
             /** Containerport */
@@ -827,6 +927,16 @@ export interface components {
             success?: true;
             data: components["schemas"]["InfoOut"];
         };
+        /** Envelope[LoggedOut] */
+        Envelope_LoggedOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["LoggedOut"];
+        };
         /** Envelope[MetricsOut] */
         Envelope_MetricsOut_: {
             /**
@@ -905,6 +1015,7 @@ export interface components {
             };
             /** Command */
             command: string[] | null;
+            network: components["schemas"]["NetworkPolicyOut"];
             /** Runtime */
             runtime: string;
             /** Disk */
@@ -1018,6 +1129,15 @@ export interface components {
             /** Timestamp */
             timestamp: string;
         };
+        /** LoggedOut */
+        LoggedOut: {
+            /**
+             * Loggedout
+             * @description The token presented is refused (401) from now on.
+             * @default true
+             */
+            loggedOut?: boolean;
+        };
         /** LoginRequest */
         LoginRequest: {
             /**
@@ -1050,6 +1170,38 @@ export interface components {
             pids: number;
             /** Timestamp */
             timestamp: string;
+        };
+        /**
+         * NetworkPolicyIn
+         * @description What a sandbox may reach. Whatever the egress, it never reaches other sandboxes, the host,
+         *     the platform's services, link-local addresses (the cloud metadata address), private ranges or
+         *     the operator's `SBX_EGRESS_DENY`; replies to its published ports always flow.
+         *
+         *     `internet`: everything else. `none`: nothing at all (not even DNS). `allowlist`: DNS and the
+         *     `allow` entries only: IPv4 CIDRs or addresses, and hostnames (resolved on the host when the
+         *     policy is applied and again every `SBX_EGRESS_REFRESH_SECONDS`; the addresses of the DNS
+         *     answers are let through). At most 64 entries.
+         */
+        NetworkPolicyIn: {
+            /**
+             * @default internet
+             * @example allowlist
+             */
+            egress?: components["schemas"]["Egress"];
+            /**
+             * Allow
+             * @example [
+             *       "203.0.113.0/24",
+             *       "pypi.org"
+             *     ]
+             */
+            allow?: string[];
+        };
+        /** NetworkPolicyOut */
+        NetworkPolicyOut: {
+            egress: components["schemas"]["Egress"];
+            /** Allow */
+            allow: string[];
         };
         /** NetworkSample */
         NetworkSample: {
@@ -1203,6 +1355,7 @@ export interface components {
             };
             /** Endpoints */
             endpoints: components["schemas"]["Endpoint"][];
+            network: components["schemas"]["NetworkPolicyOut"];
             /** Createdat */
             createdAt: string;
             /** Startedat */
@@ -1269,6 +1422,7 @@ export interface components {
             } | null;
             /** Command */
             command?: string[] | null;
+            network?: components["schemas"]["NetworkPolicyIn"] | null;
             /** Runtime */
             runtime?: string | null;
             /** Disk */
@@ -1306,6 +1460,7 @@ export interface components {
             };
             /** Command */
             command: string[] | null;
+            network: components["schemas"]["NetworkPolicyOut"];
             /** Runtime */
             runtime: string;
             /** Disk */
@@ -1451,6 +1606,13 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description SBX_METRICS_TOKEN is set and the request does not carry it. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {
                 headers: {
@@ -1591,6 +1753,77 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Envelope_UserOut_"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    change_password_auth_password_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePasswordRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_AuthResult_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    logout_auth_logout_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_LoggedOut_"];
                 };
             };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
@@ -2460,6 +2693,57 @@ export interface operations {
             };
         };
     };
+    update_sandbox_network_sandboxes__sandbox_id__network_patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NetworkPolicyIn"];
+            };
+        };
+        responses: {
+            /** @description The policy is recorded and sent to the orchestrator. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: the sandbox is destroyed or expired. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     replicate_sandbox_sandboxes__sandbox_id__replicate_post: {
         parameters: {
             query?: {
@@ -2538,6 +2822,15 @@ export interface operations {
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description QUOTA_EXCEEDED: a per-user cap on what is open at once was reached; `details` has `resource`, `limit` and `current`. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2672,6 +2965,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
+            /** @description QUOTA_EXCEEDED: a per-user cap on what is open at once was reached; `details` has `resource`, `limit` and `current`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {
                 headers: {
@@ -2709,6 +3011,15 @@ export interface operations {
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description QUOTA_EXCEEDED: a per-user cap on what is open at once was reached; `details` has `resource`, `limit` and `current`. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -33,6 +33,14 @@ class WorkerBroker(NatsBroker):
         )
         self._worker_connection = nc
 
+    @property
+    def inbox_prefix(self) -> bytes:
+        """The connection's own reply prefix, with its dot, for a pull subscriber's inbox:
+        FastStream would otherwise use the plain `_INBOX.`, which a NATS user with replies of
+        its own (sbx_common.nats_permissions) may not subscribe to."""
+        inbox = self._worker_connection.new_inbox()
+        return inbox[: inbox.rindex(".") + 1].encode()
+
     async def _connect(self) -> Client:
         self.config.connect(self._worker_connection)
         return self._worker_connection

@@ -11,7 +11,7 @@ import re
 import secrets as _secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from cryptography.exceptions import InvalidTag
@@ -160,16 +160,46 @@ class InvalidToken(Exception):
     """The token is malformed, expired, or not signed by us."""
 
 
-def issue_token(user_id: uuid.UUID, secret: str, ttl: timedelta) -> str:
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a verified JWT says: whose it is, its id (for logout), when it expires, and the
+    user's token version it was issued under (a password change bumps it)."""
+
+    user_id: uuid.UUID
+    jti: str
+    expires_at: datetime
+    version: int
+
+
+def issue_token(user_id: uuid.UUID, secret: str, ttl: timedelta, version: int = 0) -> str:
     now = utcnow()
-    claims = {"sub": str(user_id), "iat": now, "exp": now + ttl, "jti": _secrets.token_hex(8)}
+    claims = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + ttl,
+        "jti": _secrets.token_hex(16),
+        "ver": version,
+    }
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
-def decode_token(token: str, secret: str) -> uuid.UUID:
+def decode_claims(token: str, secret: str) -> TokenClaims:
     try:
         # The algorithm is pinned: tokens with "alg: none" or another algorithm are rejected.
         claims = jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub"]})
-        return uuid.UUID(str(claims["sub"]))
-    except (jwt.PyJWTError, ValueError) as exc:
+        version = claims.get("ver", 0)
+        jti = claims.get("jti", "")
+        if not isinstance(version, int) or not isinstance(jti, str) or len(jti) > 64:
+            raise InvalidToken("malformed claims")
+        return TokenClaims(
+            user_id=uuid.UUID(str(claims["sub"])),
+            jti=jti,
+            expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+            version=version,
+        )
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
         raise InvalidToken(str(exc)) from exc
+
+
+def decode_token(token: str, secret: str) -> uuid.UUID:
+    return decode_claims(token, secret).user_id

@@ -14,7 +14,7 @@ logger = logging.getLogger("sbx.migrate")
 
 async def run(settings: CommonSettings) -> None:
     applied = await db.migrate(settings.database_url.get_secret_value())
-    nc = await natsconn.connect(settings.nats_url, "sbx-migrate")
+    nc = await natsconn.connect_with(settings, "sbx-migrate")
     try:
         await topology.apply_topology(nc.jetstream())
     finally:

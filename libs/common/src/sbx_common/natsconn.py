@@ -4,17 +4,54 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+import ssl
+from typing import TYPE_CHECKING, Any
 
-from nats.aio.client import Client
+from nats.aio.client import DEFAULT_INBOX_PREFIX, Client
 from nats.errors import Error as NatsError
+from pydantic import SecretStr
 
 from sbx_common import subjects
+from sbx_common.nats_permissions import inbox_prefix
+
+if TYPE_CHECKING:
+    from sbx_common.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
 
 
-async def connect(url: str, name: str) -> Client:
+def tls_context(ca: str, cert: str = "", key: str = "") -> ssl.SSLContext:
+    """A client TLS context trusting `ca`, presenting `cert`/`key` when given."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    if cert:
+        context.load_cert_chain(cert, key or None)
+    return context
+
+
+async def connect_with(settings: CommonSettings, name: str) -> Client:
+    """`connect` as the service's own NATS user, over TLS when a CA is set."""
+    tls = (
+        tls_context(settings.nats_tls_ca, settings.nats_tls_cert, settings.nats_tls_key)
+        if settings.nats_tls_ca
+        else None
+    )
+    return await connect(
+        settings.nats_url, name, user=settings.nats_user, password=settings.nats_password, tls=tls
+    )
+
+
+async def connect(
+    url: str,
+    name: str,
+    *,
+    user: str = "",
+    password: SecretStr | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> Client:
+    """A connection that reconnects forever; as `user` (its replies on its own inbox) if given.
+
+    The password goes to the server in the CONNECT message only; it is never logged.
+    """
     nc = Client()
 
     async def on_error(exc: Exception) -> None:
@@ -33,6 +70,10 @@ async def connect(url: str, name: str) -> Client:
     await nc.connect(
         servers=[url],
         name=name,
+        tls=tls,
+        user=user or None,
+        password=(password.get_secret_value() if password else "") if user else None,
+        inbox_prefix=inbox_prefix(user) if user else DEFAULT_INBOX_PREFIX,
         max_reconnect_attempts=-1,  # keep trying forever: NATS restarts must not kill a service
         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int, used as a float sleep
         error_cb=on_error,

@@ -17,6 +17,14 @@ class CommonSettings(BaseSettings):
 
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/sandbox")
     nats_url: str = "nats://127.0.0.1:4222"
+    # This service's own NATS user (see sbx_common/nats_permissions.py); empty: no credentials.
+    nats_user: str = ""
+    nats_password: SecretStr = SecretStr("")
+    # TLS to NATS: a CA file to trust (turns TLS on), and a client certificate and key for
+    # servers that verify clients. Paths; empty: unused.
+    nats_tls_ca: str = ""
+    nats_tls_cert: str = ""
+    nats_tls_key: str = ""
     log_level: str = "INFO"
     # Each service serves /metrics and /health/* on its own port (the API on its main port).
     metrics_host: str = "127.0.0.1"

@@ -28,6 +28,10 @@ class Verb(StrEnum):
     # as `failed` with the command's reason. The orchestrator applies it only if the sandbox is
     # still unsettled when the command arrives, and then takes up the API's latest command.
     FAIL = "fail"
+    # Apply the sandbox's recorded network policy (`sandboxes.network`) to its running
+    # container. Not a lifecycle step: never recorded as the sandbox's last command, so it leaves
+    # the status alone, and it always applies the policy as recorded when it is handled.
+    NETWORK = "network"
 
 
 TERMINAL = frozenset({Status.DESTROYED, Status.EXPIRED})

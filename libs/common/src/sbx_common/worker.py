@@ -31,7 +31,7 @@ class Worker(Protocol):
 
 
 async def serve(name: str, settings: CommonSettings, worker: Worker) -> None:
-    nc = await natsconn.connect(settings.nats_url, f"sbx-{name}")
+    nc = await natsconn.connect_with(settings, f"sbx-{name}")
 
     async def ready() -> dict[str, bool]:
         return {"nats": nc.is_connected, **(await worker.checks())}

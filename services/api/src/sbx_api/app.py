@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sbx_common import db, natsconn
+from sbx_common import db, natsconn, tasks
 from sbx_common.crypto import SecretBox
 
 from sbx_api import exception_handlers, openapi
@@ -23,6 +24,7 @@ from sbx_api.ratelimit import RateLimiter
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.state import AppState
 from sbx_api.streams.router import router as streams_router
+from sbx_api.webui import install as install_webui
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -36,7 +38,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             settings.secrets_master_key.get_secret_value(), settings.secrets_old_keys.get_secret_value()
         )
         pool = await db.create_pool(settings.database_url.get_secret_value(), max_size=20)
-        nc = await natsconn.connect(settings.nats_url, "sbx-api")
+        nc = await natsconn.connect_with(settings, "sbx-api")
         app.state.sbx = AppState(
             settings=settings,
             pool=pool,
@@ -45,9 +47,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             secret_box=secret_box,
             limiter=RateLimiter(settings.rate_limit_storage),
         )
+        refresher = asyncio.create_task(
+            app.state.sbx.gauges.refresh_forever(pool, settings.metrics_refresh_seconds)
+        )
         try:
             yield
         finally:
+            await tasks.cancel_and_wait([refresher])
             await nc.drain()
             await pool.close()
 
@@ -56,6 +62,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Create, run and watch isolated sandboxes.",
+        # /docs and /redoc are served by sbx_api.webui from local assets (FastAPI's use a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     exception_handlers.install(app)
     # Operations routes are never rate limited; every other route is (RateLimitMiddleware).
@@ -70,6 +79,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         audit_router,
     ):
         app.include_router(router)
+    install_webui(app, settings)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RateLimitMiddleware)  # inside CORS: preflights are not counted

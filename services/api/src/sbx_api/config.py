@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from sbx_common.settings import CryptoSettings
 
@@ -13,6 +15,9 @@ class ApiSettings(CryptoSettings):
     jwt_ttl_hours: float = Field(default=24.0, gt=0)
     max_body_bytes: int = 1024 * 1024
     cors_origins: str = ""  # comma separated; empty disables CORS
+    # The web dashboard's built files (clients/web/dist), served at /ui/. Unset: that folder of
+    # the source tree the API runs from, when it exists.
+    ui_dir: Path | None = None
     # Comma separated addresses of reverse proxies whose X-Forwarded-For names the client (per-IP
     # rate limits count that address). Empty: no header is believed, so no client can pick the
     # address it is counted under.
@@ -41,3 +46,20 @@ class ApiSettings(CryptoSettings):
     ws_terminal_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # per terminal socket
     terminal_open_timeout_seconds: float = Field(default=10.0, gt=0)
     terminal_keepalive_seconds: float = Field(default=10.0, gt=0)  # "still here" to the orchestrator
+    # Largest WebSocket message a client may send (terminal input included); past it: close 1009.
+    ws_max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    # Fair use: what one user holds open at once (429 QUOTA_EXCEEDED, or close 4029 for sockets).
+    max_concurrent_execs_per_user: int = Field(default=8, ge=1)
+    max_terminals_per_user: int = Field(default=10, ge=1)
+    max_streams_per_user: int = Field(default=20, ge=1)  # event (SSE, WebSocket) and log sockets
+    # How long an exec may wait in the orchestrator's queue before it starts; the API waits this
+    # long beyond the command's own timeout for the answer.
+    exec_queue_wait_seconds: float = Field(default=30.0, ge=0)
+    # A list page stops growing once its JSON passes this many bytes (and gives a nextCursor).
+    max_page_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # /metrics: the business gauges are refreshed this often in the background; a non-empty token
+    # makes /metrics require `Authorization: Bearer <token>` (401 without it).
+    metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+    metrics_token: SecretStr = SecretStr("")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import asyncpg
@@ -14,7 +14,7 @@ from sbx_common.crypto import (
     InvalidToken,
     api_key_matches,
     api_key_prefix,
-    decode_token,
+    decode_claims,
     is_well_formed_api_key,
 )
 from sbx_common.errors import NotFound, Unauthorized
@@ -43,6 +43,9 @@ class Caller:
     user_id: uuid.UUID
     email: str
     api_key_id: uuid.UUID | None = None
+    # The JWT's id and expiry when the caller presented a JWT (what a logout revokes).
+    token_id: str | None = None
+    token_expires_at: datetime | None = None
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:
@@ -65,13 +68,16 @@ async def authenticate(state: AppState, token: str | None) -> Caller:
                 raise Unauthorized("Invalid or revoked API key.")
             return await _authenticate_api_key(conn, token)
         try:
-            user_id = decode_token(token, state.settings.jwt_secret.get_secret_value())
+            claims = decode_claims(token, state.settings.jwt_secret.get_secret_value())
         except InvalidToken:
             raise Unauthorized("Invalid or expired token.") from None
-        row = await users.get_user(conn, user_id)
-    if row is None:
+        row = await users.token_owner(conn, claims.user_id, claims.jti)
+    # Refused too: a token issued before the last password change, or revoked by a logout.
+    if row is None or row["revoked"] or claims.version != row["token_version"]:
         raise Unauthorized("Invalid or expired token.")
-    return Caller(user_id=row["id"], email=row["email"])
+    return Caller(
+        user_id=row["id"], email=row["email"], token_id=claims.jti, token_expires_at=claims.expires_at
+    )
 
 
 async def _authenticate_api_key(conn: asyncpg.Connection, key: str) -> Caller:

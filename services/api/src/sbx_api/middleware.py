@@ -124,7 +124,8 @@ class RateLimitMiddleware:
     `deps.global_limits`, before the route reads its body: a malformed body counts too, so no
     request can skip the limits (FastAPI parses a body before it runs route dependencies)."""
 
-    UNLIMITED = ("/health", "/metrics", "/openapi.json", "/docs", "/redoc")
+    # The dashboard's static files (/ui) count no more than the documentation pages do.
+    UNLIMITED = ("/health", "/metrics", "/openapi.json", "/docs", "/redoc", "/ui")
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -10,8 +10,10 @@ from nats.js import JetStreamContext
 from sbx_common.crypto import SecretBox
 
 from sbx_api.config import ApiSettings
+from sbx_api.gauges import BusinessGauges
 from sbx_api.info.offer import EngineOfferCache
 from sbx_api.ratelimit import RateLimiter
+from sbx_api.usage import LocalUsage, UsageCounter
 
 
 @dataclass
@@ -23,3 +25,5 @@ class AppState:
     secret_box: SecretBox
     limiter: RateLimiter
     engine_offer: EngineOfferCache = field(default_factory=EngineOfferCache)
+    usage: UsageCounter = field(default_factory=LocalUsage)
+    gauges: BusinessGauges = field(default_factory=BusinessGauges)

@@ -101,6 +101,9 @@ class RawLine:
     text: str
     ts: datetime  # microsecond precision (PostgreSQL's)
     ts_raw: str  # Docker's own text, nanosecond precision
+    # A piece of a longer line (Docker's 16 KiB pieces, or ours past `max_line_bytes`): its
+    # pieces share one timestamp and may be identical, so only a whole line identifies itself.
+    partial: bool = False
 
 
 def parse_timestamp(raw: str) -> datetime:
@@ -161,12 +164,15 @@ class LineParser:
                 self._last_ts = parse_timestamp(ts_raw)
                 self._last_ts_raw = ts_raw
             text = payload[space + 1 :]
-            if text.endswith(b"\n"):
+            whole = text.endswith(b"\n")
+            if whole:
                 text = text[:-1]
                 if text.endswith(b"\r"):
                     text = text[:-1]
-            for piece in split_text(text, self.max_line_bytes):
-                lines.append(RawLine(stream, decode_text(piece), self._last_ts, ts_raw))
+            pieces = split_text(text, self.max_line_bytes)
+            for i, piece in enumerate(pieces):
+                partial = not whole or i < len(pieces) - 1
+                lines.append(RawLine(stream, decode_text(piece), self._last_ts, ts_raw, partial))
         return lines
 
 
@@ -185,10 +191,10 @@ class ReplayFilter:
 
     When a container's log file rotates while it is followed, Docker (20.10 at least) sends a
     run of lines it had already sent, in order, then carries on. Such a run starts with a line
-    earlier than (or as old as) the newest one seen; if that line is one of the recent lines, the lines that
-    follow it are matched against the lines that followed it the first time and dropped while
-    they match. A line that is merely out of order (stdout and stderr are stamped by two
-    goroutines) is not a line seen before, so it is kept.
+    earlier than the newest one seen, or is just the newest whole line again; if that line is one
+    of the recent lines, the lines that follow it are matched against the lines that followed it
+    the first time and dropped while they match. A line that is merely out of order (stdout and
+    stderr are stamped by two goroutines) is not a line seen before, so it is kept.
     """
 
     def __init__(self, memory: int = 200_000) -> None:
@@ -198,6 +204,7 @@ class ReplayFilter:
         self._base = 0  # position of history[0] among all lines kept
         self._newest = datetime.fromtimestamp(0, UTC)
         self._expect: int | None = None  # during a replay: position of the line expected next
+        self._newest_whole: LineKey | None = None  # the last line kept, if a whole line
 
     @staticmethod
     def key(line: RawLine) -> LineKey:
@@ -213,15 +220,18 @@ class ReplayFilter:
                     self._expect = None  # caught up: what comes next is new
                 return False
             self._expect = None  # the run diverged: this line is new
-        elif line.ts <= self._newest:
-            # `<=`: a replay may be just the newest line sent, stamped as it was the first time
-            # (or sharing its microsecond); a new line is never found among the seen ones.
+        elif line.ts < self._newest:
             position = self._first_position.get(key)
             if position is not None:
                 self._expect = position + 1 if position + 1 < end else None
                 return False
+        elif key == self._newest_whole:
+            # A run of one: the newest line again, stamped as the first time. Only a whole line
+            # counts: the pieces of a long line share one timestamp and can be identical.
+            return False
         self._remember(key)
         self._newest = max(self._newest, line.ts)
+        self._newest_whole = None if line.partial else key
         return True
 
     def _remember(self, key: LineKey) -> None:

@@ -27,6 +27,7 @@ from sbx_common import db, labels, subjects, telemetry
 from sbx_common.broker import WorkerBroker, bound_stream
 from sbx_common.consumer_lag import start_lag_export
 from sbx_common.messages import SandboxEvent
+from sbx_common.nats_permissions import LOG_SHIPPER_CONSUMER
 from sbx_common.status import Status
 from sbx_common.tasks import cancel_and_wait
 from sbx_common.topology import STREAM_EVT
@@ -38,7 +39,7 @@ from sbx_log_shipper.store import LogStore
 
 logger = logging.getLogger(__name__)
 
-CONSUMER = "log-shipper__events"
+CONSUMER = LOG_SHIPPER_CONSUMER
 FORGET_INTERVAL = 3600.0  # seconds between deletions of long-destroyed sandboxes' lines
 FOLLOWED = Gauge("log_shipper_containers_followed", "Sandbox containers whose logs are being followed")
 
@@ -84,6 +85,7 @@ class LogShipper:
                 deliver_policy=DeliverPolicy.NEW,  # containers running before are found by the scan
             ),
             pull_sub=PullSub(batch_size=100, timeout=5.0),
+            inbox_prefix=self._broker.inbox_prefix,
             ack_policy=Acking.MANUAL,
         )(self._on_running)
         await self._broker.start()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
+from sbx_common.network import parse_cidr
 from sbx_common.settings import CryptoSettings
 
 
@@ -42,8 +46,10 @@ class OrchestratorSettings(CryptoSettings):
     disk_walk_max_entries: int = Field(default=200_000, ge=1000)
     # How long the engine's runtimes and storage driver are remembered before being read again.
     engine_info_ttl: float = Field(default=30.0, gt=0)
-    # Host address the sandboxes' ports are published on (their URLs use `public_host`).
-    port_bind_host: str = "0.0.0.0"
+    # Host address the sandboxes' ports are published on (their URLs use `public_host`, which
+    # defaults to the same loopback address): only the host itself reaches them unless the
+    # operator publishes them wider.
+    port_bind_host: str = "127.0.0.1"
     # Grace period of a stop before Docker kills the container.
     stop_timeout: int = Field(default=10, ge=0)
     # How long a container with a HEALTHCHECK may take to become healthy.
@@ -53,6 +59,18 @@ class OrchestratorSettings(CryptoSettings):
     # Docker's json-file log rotation per container.
     container_log_max_size: str = "20m"
     container_log_max_files: int = Field(default=3, ge=1)
+
+    # --- sandbox networks (see engine/firewall.py and docs/security.md) ---
+    # iptables rules in the platform's own chains. Off only where the orchestrator cannot run
+    # iptables (then sandboxes are isolated by Docker's bridge settings alone).
+    sandbox_firewall: bool = True
+    iptables: str = "iptables"  # and `<iptables>-restore`
+    # Ranges no sandbox may reach whatever its egress, besides the built-in ones (comma-separated
+    # IPv4 CIDRs).
+    egress_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How often the rules are rebuilt from the database and Docker, with allowlist hostnames
+    # resolved again.
+    egress_refresh_seconds: float = Field(default=30.0, gt=0)
 
     # --- Docker engine ---
     docker_host: str | None = None  # unset: DOCKER_HOST or the local socket
@@ -66,6 +84,13 @@ class OrchestratorSettings(CryptoSettings):
     exec_threads: int = Field(default=64, ge=1)
     exec_output_limit: int = Field(default=1024 * 1024, ge=1024)  # bytes kept per stream
     exec_max_timeout: float = Field(default=3600.0, gt=0)
+    # Fair use: one user runs at most this many commands at once; more wait in the user's own
+    # queue (at most SBX_EXEC_QUEUE_PER_USER, for at most SBX_EXEC_QUEUE_TIMEOUT seconds, which
+    # do not count against the command's timeout) while other users' commands go ahead.
+    exec_threads_per_user: int = Field(default=8, ge=1)
+    exec_queue_per_user: int = Field(default=32, ge=0)
+    exec_queue_timeout: float = Field(default=30.0, ge=0)
+    exec_max_requests: int = Field(default=512, ge=1)  # requests taken at once, running or waiting
 
     # --- terminal ---
     # A session with neither input nor output for this long is closed.
@@ -85,6 +110,20 @@ class OrchestratorSettings(CryptoSettings):
         if self.sandbox_nofile_soft > self.sandbox_nofile_hard:
             raise ValueError("SBX_SANDBOX_NOFILE_SOFT must not exceed SBX_SANDBOX_NOFILE_HARD")
         return self
+
+    @field_validator("egress_deny", mode="before")
+    @classmethod
+    def _cidrs(cls, value: object) -> list[str]:
+        entries = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        found = []
+        for entry in (str(e).strip() for e in entries):
+            if not entry:
+                continue
+            cidr = parse_cidr(entry)
+            if cidr is None:
+                raise ValueError(f"not an IPv4 CIDR: {entry!r}")
+            found.append(str(cidr))
+        return found
 
     @field_validator("command_retry_delays")
     @classmethod

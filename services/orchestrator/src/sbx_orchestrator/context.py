@@ -22,6 +22,7 @@ from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.lifecycle import Lifecycle
 from sbx_orchestrator.locks import SandboxLocks
 from sbx_orchestrator.messaging.event_publisher import EventPublisher
+from sbx_orchestrator.network_guard import NetworkGuard
 from sbx_orchestrator.repository import Repository
 from sbx_orchestrator.secrets import SecretOpener
 
@@ -44,6 +45,7 @@ class OrchestratorContext:
     events: EventPublisher
     locks: SandboxLocks
     lifecycle: Lifecycle
+    guard: NetworkGuard
 
     @classmethod
     async def open(cls, settings: OrchestratorSettings, nc: NatsClient) -> OrchestratorContext:
@@ -55,7 +57,8 @@ class OrchestratorContext:
         engine = DockerEngine(settings)
         await engine.ping()  # connects if the engine answers; otherwise later, when it does
         events = EventPublisher(js)
-        lifecycle = Lifecycle(settings, repository, engine, events, SecretOpener(settings))
+        guard = NetworkGuard(settings, repository, engine)
+        lifecycle = Lifecycle(settings, repository, engine, events, SecretOpener(settings), guard=guard)
         return cls(
             settings=settings,
             nc=nc,
@@ -67,6 +70,7 @@ class OrchestratorContext:
             events=events,
             locks=SandboxLocks(),
             lifecycle=lifecycle,
+            guard=guard,
         )
 
     async def close(self) -> None:

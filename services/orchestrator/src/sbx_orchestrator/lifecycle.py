@@ -41,6 +41,7 @@ from sbx_orchestrator.engine.containers import ContainerState, container_spec, r
 from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.errors import SandboxFailed
 from sbx_orchestrator.messaging.event_publisher import EventPublisher
+from sbx_orchestrator.network_guard import NetworkGuard
 from sbx_orchestrator.repository import Repository, RuntimeState, SandboxRecord
 from sbx_orchestrator.secrets import SecretOpener
 
@@ -139,12 +140,15 @@ class Lifecycle:
         engine: DockerEngine,
         events: EventPublisher,
         secrets: SecretOpener,
+        *,
+        guard: NetworkGuard,
     ) -> None:
         self.settings = settings
         self.repository = repository
         self.engine = engine
         self.events = events
         self.secrets = secrets
+        self.guard = guard
 
     # --- commands ---
 
@@ -163,6 +167,8 @@ class Lifecycle:
             return Outcome.TERMINAL
         if command.verb is Verb.FAIL:
             return await self._fail_unsettled(sandbox, command)
+        if command.verb is Verb.NETWORK:
+            return await self._apply_network(sandbox)
         if not is_expiry(command):
             if command.id != sandbox.last_command_id:
                 logger.info(
@@ -189,6 +195,7 @@ class Lifecycle:
             )
             return Outcome.SUPERSEDED
         except ContainerExited as exited:
+            await self.guard.release(sandbox.id)
             status, reason, data = exit_outcome(exited.state)
             await self._record(
                 job,
@@ -212,8 +219,8 @@ class Lifecycle:
         """After a command's last delivery failed: the sandbox becomes `failed` (if still current)."""
         # Only what is needed to record it: the full sandbox may be what keeps failing to load.
         state = await self.repository.load_state(command.sandbox_id)
-        if state is None or state.owner_id != command.owner_id:
-            return
+        if state is None or state.owner_id != command.owner_id or command.verb is Verb.NETWORK:
+            return  # a policy not applied leaves the sandbox as it was (and the refresh retries)
         if state.runtime is not None and state.runtime.status in TERMINAL:
             return
         if not is_expiry(command) and command.id != state.last_command_id:
@@ -230,6 +237,14 @@ class Lifecycle:
             reason=reason,
             command_id=command.id,
         )
+
+    async def _apply_network(self, sandbox: SandboxRecord) -> Outcome:
+        """The `network` command: the policy recorded now, applied to the running container (a
+        sandbox that does not run gets it when it starts)."""
+        info = await self.engine.inspect(labels.container_name(sandbox.id))
+        if info is not None and read_state(info).running:
+            await self.guard.apply(sandbox.id, info, sandbox.network)
+        return Outcome.DONE
 
     async def _fail_unsettled(self, sandbox: SandboxRecord, command: SandboxCommand) -> Outcome:
         """The reaper's `fail`: a sandbox still unsettled becomes `failed` with its reason.
@@ -313,6 +328,10 @@ class Lifecycle:
             await self.engine.restart(state.id, self.settings.stop_timeout)
         elif not state.running:
             await self._start(state.id)
+        # Guarded as soon as it runs (until then the platform's chain drops whatever it sends).
+        started = await self.engine.inspect(state.id)
+        if started is not None and read_state(started).running:
+            await self.guard.apply(job.sandbox.id, started, job.sandbox.network)
         info = await self._wait_until_ready(job, state.id)
         endpoints = read_endpoints(info, self.settings.public_host)
         await self._record(
@@ -330,11 +349,13 @@ class Lifecycle:
         info = await self.engine.inspect(job.name)
         if info is not None and read_state(info).running:
             await self.engine.stop(str(info["Id"]), self.settings.stop_timeout)
+        await self.guard.release(job.sandbox.id)
         await self._record(job, Status.STOPPED, endpoints=[], stopped_at=utcnow(), exit_code=None)
 
     async def _destroy(self, job: Job) -> None:
         info = await self.engine.inspect(job.name)
         await self.engine.remove(job.name)
+        await self.guard.release(job.sandbox.id)
         columns: dict[str, Any] = {"endpoints": [], "destroyed_at": utcnow()}
         if info is not None and read_state(info).running:
             columns["stopped_at"] = columns["destroyed_at"]
@@ -350,6 +371,7 @@ class Lifecycle:
         if not sandbox.image:
             raise SandboxFailed("the environment version of the sandbox does not exist")
         await self._ensure_image(sandbox.image)
+        await self.guard.ensure_network()
         secrets = self.secrets.open_all(
             sandbox.id, sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)
         )
@@ -446,6 +468,7 @@ class Lifecycle:
                 return
             status, reason, data = exit_outcome(container)
             exit_code = container.exit_code
+        await self.guard.release(sandbox_id)
         await self.repository.write_runtime(
             sandbox_id,
             status=status,

@@ -21,12 +21,14 @@ from sbx_orchestrator.messaging.command_consumer import CommandConsumer
 from sbx_orchestrator.messaging.exec_responder import ExecResponder
 from sbx_orchestrator.messaging.health_responder import HealthResponder
 from sbx_orchestrator.messaging.terminal_server import TerminalServer
+from sbx_orchestrator.network_guard import NetworkRefresher
 
 logger = logging.getLogger(__name__)
 
 COMPONENTS: tuple[ComponentFactory, ...] = (
     HealthResponder,
     ContainerWatcher,
+    NetworkRefresher,
     ExecResponder,
     TerminalServer,
     CommandConsumer,

@@ -7,10 +7,11 @@ writes only `sandbox_runtime`, the observed state of each sandbox's container.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from sbx_common.network import NetworkPolicy
 from sbx_common.status import Status, Verb
 
 
@@ -51,6 +52,7 @@ class SandboxRecord:
     runtime: RuntimeState | None
     container_runtime: str = "runc"  # the platform's name: "runc" or "gvisor"
     disk_mib: int = 2048
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ RUNTIME_COLUMNS = frozenset(
 
 _SANDBOX_QUERY = """
 SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
-       s.last_command_id, s.last_command_verb,
+       s.last_command_id, s.last_command_verb, s.network,
        v.image, v.cpu, v.memory_mib, v.ports, v.env AS version_env, v.command,
        v.runtime AS container_runtime, v.disk_mib,
        r.status AS runtime_status, r.status_reason, r.last_command_id AS applied_command_id,
@@ -159,7 +161,15 @@ class Repository:
             runtime=_runtime(row),
             container_runtime=row["container_runtime"] or "runc",
             disk_mib=int(row["disk_mib"] or 0),
+            network=NetworkPolicy.from_json(row["network"]),
         )
+
+    async def network_policies(self, sandbox_ids: list[uuid.UUID]) -> dict[uuid.UUID, NetworkPolicy]:
+        """The recorded network policy of each sandbox (a sandbox without a row is absent)."""
+        rows = await self.pool.fetch(
+            "SELECT id, network FROM sandboxes WHERE id = ANY($1::uuid[])", sandbox_ids
+        )
+        return {r["id"]: NetworkPolicy.from_json(r["network"]) for r in rows}
 
     async def load_state(self, sandbox_id: uuid.UUID) -> SandboxState | None:
         """Owner, latest API command and runtime of a sandbox, or None when it does not exist."""

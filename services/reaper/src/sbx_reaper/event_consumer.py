@@ -14,19 +14,20 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from faststream.middlewares import AckPolicy as Acking
-from faststream.nats import NatsBroker, PullSub
+from faststream.nats import PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sbx_common import subjects
-from sbx_common.broker import bound_stream
+from sbx_common.broker import WorkerBroker, bound_stream
 from sbx_common.messages import SandboxEvent
+from sbx_common.nats_permissions import REAPER_CONSUMER
 from sbx_common.topology import STREAM_EVT
 
 logger = logging.getLogger(__name__)
 
-DURABLE = "reaper__events"
+DURABLE = REAPER_CONSUMER
 ACK_WAIT = 30.0
 BACKOFF = [1.0, 5.0, 15.0]
 MAX_DELIVER = len(BACKOFF) + 1
@@ -46,7 +47,7 @@ def consumer_config() -> ConsumerConfig:
     )
 
 
-def subscribe_events(broker: NatsBroker, handler: Handler) -> None:
+def subscribe_events(broker: WorkerBroker, handler: Handler) -> None:
     """Register the consumer on `broker`; it consumes once the broker starts."""
 
     @broker.subscriber(
@@ -55,6 +56,7 @@ def subscribe_events(broker: NatsBroker, handler: Handler) -> None:
         durable=DURABLE,
         config=consumer_config(),
         pull_sub=PullSub(batch_size=1, timeout=FETCH_WAIT),  # one at a time, in order
+        inbox_prefix=broker.inbox_prefix,
         ack_policy=Acking.MANUAL,
     )
     async def on_event(message: NatsMessage) -> None:

@@ -19,11 +19,15 @@ import threading
 import time
 from pathlib import Path
 
+from pydantic import SecretStr
 from sbx_common.migrate_cli import run as migrate
 from sbx_common.settings import CommonSettings
 
+from sbx_devstack.nats_auth import NatsCredentials
 from sbx_devstack.processes import DEFAULT_METRICS_PORTS, SERVICES, ServiceProcess
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
+from sbx_devstack.webui import BuildError
+from sbx_devstack.webui import build as build_dashboard
 
 COLOURS = {"api": 36, "orchestrator": 35, "log-shipper": 33, "reaper": 32, "metrics-collector": 34}
 _print_lock = threading.Lock()
@@ -85,7 +89,22 @@ def load_dev_secrets(state: Path) -> dict[str, str]:
     return values
 
 
+def prepare_dashboard() -> None:
+    """Build the web dashboard when it is missing or stale (unless SBX_UI_DIR names a build).
+    Without Node.js, or when the build fails, the platform starts anyway and /ui/ says how to
+    build it."""
+    if os.environ.get("SBX_UI_DIR"):
+        return
+    try:
+        result = build_dashboard(say=lambda line: say("devstack", line))
+    except BuildError as exc:
+        say("devstack", f"WARNING: the web dashboard was not built, /ui/ will say so: {exc}")
+        return
+    say("devstack", f"web dashboard {'built' if result.built else 'up to date'} ({result.dist})")
+
+
 def main() -> None:
+    prepare_dashboard()
     state = Path(os.environ.get("SBX_STATE_DIR", ".state")).resolve()
     state.mkdir(parents=True, exist_ok=True)
     env: dict[str, str] = {}
@@ -93,11 +112,20 @@ def main() -> None:
         env[key] = os.environ.get(key, value)
 
     servers: list[EmbeddedNats | EmbeddedPostgres] = []
+    # Each service's own NATS user and password (embedded NATS only; with SBX_NATS_URL set, the
+    # services read SBX_NATS_USER / SBX_NATS_PASSWORD from the environment).
+    nats_env: dict[str, dict[str, str]] = {}
     if not os.environ.get("SBX_NATS_URL"):
-        nats_server = EmbeddedNats(state / "nats", port=int(os.environ.get("SBX_EMBEDDED_NATS_PORT", "4222")))
+        credentials = NatsCredentials.load_or_create(state / "nats-users.env")
+        nats_env = {name: credentials.service_env(name) for name in [*SERVICES, "migrate"]}
+        nats_server = EmbeddedNats(
+            state / "nats",
+            port=int(os.environ.get("SBX_EMBEDDED_NATS_PORT", "4222")),
+            config=credentials.authorization(),
+        )
         servers.append(nats_server.start())
         env["SBX_NATS_URL"] = nats_server.url
-        say("devstack", f"embedded NATS JetStream on {nats_server.url}")
+        say("devstack", f"embedded NATS JetStream on {nats_server.url} (a user per service)")
     if not os.environ.get("SBX_DATABASE_URL"):
         pg = EmbeddedPostgres(state / "postgres", port=int(os.environ.get("SBX_EMBEDDED_PG_PORT", "5433")))
         servers.append(pg.start())
@@ -105,17 +133,26 @@ def main() -> None:
         say("devstack", f"embedded PostgreSQL on 127.0.0.1:{pg.port}")
 
     os.environ.update(env)
-    asyncio.run(migrate(CommonSettings()))
+    settings = CommonSettings()
+    if "migrate" in nats_env:
+        settings = settings.model_copy(
+            update={
+                "nats_user": nats_env["migrate"]["SBX_NATS_USER"],
+                "nats_password": SecretStr(nats_env["migrate"]["SBX_NATS_PASSWORD"]),
+            }
+        )
+    asyncio.run(migrate(settings))
     say("devstack", "migrations and stream topology applied")
 
     processes: list[ServiceProcess] = []
     for name in SERVICES:
-        service_env = dict(env)
+        service_env = {**env, **nats_env.get(name, {})}
         if name in DEFAULT_METRICS_PORTS and not os.environ.get("SBX_METRICS_PORT"):
             service_env["SBX_METRICS_PORT"] = str(DEFAULT_METRICS_PORTS[name])
         processes.append(ServiceProcess(name, service_env, sink=say).start())
     host = os.environ.get("SBX_API_HOST", "127.0.0.1")
-    say("devstack", f"API on http://{host}:{os.environ.get('SBX_API_PORT', '3001')} (Ctrl-C to stop)")
+    port = os.environ.get("SBX_API_PORT", "3001")
+    say("devstack", f"API on http://{host}:{port}, dashboard on http://{host}:{port}/ui/ (Ctrl-C to stop)")
 
     stopping = threading.Event()
 

@@ -60,11 +60,17 @@ def stop_process(process: subprocess.Popen[bytes], signum: int, wait_seconds: fl
 
 
 class EmbeddedNats:
-    """A nats-server with JetStream, its store in `data_dir`."""
+    """A nats-server with JetStream, its store in `data_dir`.
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    `config` is nats-server configuration text, typically the `authorization { ... }` block of
+    `sbx_devstack.nats_auth` (then the server refuses every client without a user of it); it
+    goes to the server in a file of mode 0600, never on its command line.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, config: str | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.config = config
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,8 +80,25 @@ class EmbeddedNats:
     def start(self) -> EmbeddedNats:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / "nats-server.log").open("ab")
+        config: list[str] = []
+        if self.config is not None:
+            path = self.data_dir / "nats-server.conf"
+            path.touch(mode=0o600)
+            path.chmod(0o600)
+            path.write_text(self.config)
+            config = ["-c", str(path)]
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.data_dir)],
+            [
+                nats_server_binary(),
+                *config,
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.data_dir),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

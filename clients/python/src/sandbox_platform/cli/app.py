@@ -20,7 +20,7 @@ from sandbox_platform.cli.config import Config
 from sandbox_platform.cli.output import out, print_json, print_json_line, short, when
 from sandbox_platform.client import Client, Sandbox
 from sandbox_platform.errors import SandboxPlatformError, UnauthorizedError
-from sandbox_platform.models import Environment, Event, LogLine, Metrics, Port
+from sandbox_platform.models import Environment, Event, LogLine, Metrics, NetworkPolicy, Port
 
 app = typer.Typer(
     name="sbx",
@@ -33,8 +33,10 @@ env_app = typer.Typer(help="Environments: what sandboxes are made from.", no_arg
 secret_app = typer.Typer(
     help="Secrets of an environment (env variables stored encrypted).", no_args_is_help=True
 )
+key_app = typer.Typer(help="API keys: credentials for scripts, revocable one by one.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
 app.add_typer(secret_app, name="secret")
+app.add_typer(key_app, name="key")
 
 Json = Annotated[bool, typer.Option("--json", help="Print the API's data as JSON.")]
 Ref = Annotated[
@@ -44,6 +46,18 @@ EnvPairs = Annotated[
     list[str] | None, typer.Option("--env", "-e", metavar="K=V", help="Repeatable.", show_default=False)
 ]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the sandbox has settled.")]
+Egress = Annotated[
+    str | None,
+    typer.Option(
+        "--egress", metavar="internet|none|allowlist", help="What the sandbox may reach.", show_default=False
+    ),
+]
+Allow = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow", metavar="CIDR|HOST", help="With --egress allowlist (repeatable).", show_default=False
+    ),
+]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait at most.")]
 
 
@@ -186,6 +200,106 @@ def whoami(json: Json = False) -> None:
         out.print(user.email)
 
 
+@app.command()
+def passwd(
+    current: Annotated[str | None, typer.Option("--current", help="Prompted when missing.")] = None,
+    new: Annotated[
+        str | None, typer.Option("--new", help="8-128 characters (prompted when missing).")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Change your password. Every token issued before is refused from then on; the new one is
+    saved here."""
+    config = Config.load()
+    client = _client(config)
+    current = current if current is not None else _prompt_secret("Current password")
+    if new is None:
+        new = str(typer.prompt("New password", hide_input=True, confirmation_prompt=True))
+    user = client.auth.change_password(current, new)
+    if config.effective_api_key is None:  # a saved session: keep the new token
+        _remember(config, client, user.email, None)
+    if json:
+        print_json({"user": user.to_api()})
+    else:
+        out.print(f"Password changed for {user.email}; earlier sessions are logged out")
+
+
+@app.command()
+def logout(json: Json = False) -> None:
+    """Log out: the saved token is revoked (refused from then on) and forgotten."""
+    config = Config.load()
+    if config.token:
+        client = Client(base_url=config.effective_url, token=config.token)
+        with contextlib.suppress(UnauthorizedError):  # already refused: forgetting it is enough
+            client.auth.logout()
+    config.token = None
+    config.email = None
+    config.api_key = None
+    config.save()
+    if json:
+        print_json({"loggedOut": True})
+    else:
+        out.print("Logged out")
+
+
+@key_app.command("create")
+def key_create(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="What the key is for.")],
+    expires_in_days: Annotated[
+        int | None, typer.Option("--expires-in-days", help="The key stops working after 1-3650 days.")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Create an API key and print it (shown only now)."""
+    created = _client().api_keys.create(name, expires_in_days=expires_in_days)
+    if json:
+        print_json(created)
+        return
+    output.details(
+        [
+            ("id", created.id),
+            ("name", created.name),
+            ("key", created.key),
+            ("expires", when(created.expires_at) if created.expires_at else "never"),
+        ]
+    )
+
+
+@key_app.command("ls")
+def key_ls(json: Json = False) -> None:
+    """List your API keys (never the keys themselves)."""
+    keys = list(_client().api_keys.list())
+    if json:
+        print_json(keys)
+        return
+    output.table(
+        ["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "EXPIRES"],
+        [
+            [
+                k.id,
+                k.name,
+                k.key_prefix,
+                when(k.created_at),
+                when(k.last_used_at) if k.last_used_at else "-",
+                when(k.expires_at) if k.expires_at else "never",
+            ]
+            for k in keys
+        ],
+    )
+
+
+@key_app.command("rm")
+def key_rm(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id.")], json: Json = False
+) -> None:
+    """Revoke an API key: it is refused from then on."""
+    _client().api_keys.revoke(key_id)
+    if json:
+        print_json({"id": key_id, "deleted": True})
+    else:
+        out.print(f"Revoked key {key_id}")
+
+
 # ---------------------------------------------------------------- installation
 
 
@@ -233,11 +347,22 @@ def _show_environment(environment: Environment) -> None:
             ("ports", ", ".join(_port_text(p) for p in environment.ports) or "-"),
             ("env", " ".join(f"{k}={v}" for k, v in environment.env.items()) or "-"),
             ("command", shlex.join(environment.command) if environment.command else "(the image's)"),
+            ("network", _network_text(environment.network)),
             ("secrets", ", ".join(s.key for s in environment.secrets) or "-"),
             ("created", when(environment.created_at)),
             ("updated", when(environment.updated_at)),
         ]
     )
+
+
+def _network_text(network: NetworkPolicy) -> str:
+    return network.egress + (f" ({', '.join(network.allow)})" if network.allow else "")
+
+
+def _network(egress: str | None, allow: Sequence[str] | None) -> dict[str, Any] | None:
+    if egress is None and not allow:
+        return None
+    return {"egress": egress or ("allowlist" if allow else "internet"), "allow": list(allow or [])}
 
 
 def _port_text(port: Port) -> str:
@@ -267,6 +392,8 @@ def env_create(
     command: Annotated[
         str | None, typer.Option(help="Overrides the image's command (split like a shell).")
     ] = None,
+    egress: Egress = None,
+    allow: Allow = None,
     runtime: Runtime = None,
     disk: Disk = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
@@ -281,6 +408,7 @@ def env_create(
         ports=_ports(port),
         env=_pairs(env),
         command=shlex.split(command) if command is not None else None,
+        network=_network(egress, allow),
         runtime=runtime,
         disk=disk,
     )
@@ -299,6 +427,8 @@ def env_update(
     image: Annotated[str | None, typer.Option("--image", help="The container image.")] = None,
     cpu: Annotated[float | None, typer.Option(help="Cores.")] = None,
     memory: Annotated[int | None, typer.Option(help="MiB.")] = None,
+    egress: Egress = None,
+    allow: Allow = None,
     runtime: Runtime = None,
     disk: Disk = None,
     json: Json = False,
@@ -306,7 +436,13 @@ def env_update(
     """Make a new version of an environment with the fields given (the others carried over)."""
     client = _client()
     environment = client.environments.update(
-        refs.environment(client, ref).id, image=image, cpu=cpu, memory=memory, runtime=runtime, disk=disk
+        refs.environment(client, ref).id,
+        image=image,
+        cpu=cpu,
+        memory=memory,
+        network=_network(egress, allow),
+        runtime=runtime,
+        disk=disk,
     )
     if json:
         print_json(environment)
@@ -429,6 +565,7 @@ def _show_sandbox(sandbox: Sandbox) -> None:
                 "endpoints",
                 ", ".join(e.url or f"{e.container_port}->{e.host_port}" for e in sandbox.endpoints) or "-",
             ),
+            ("network", _network_text(sandbox.network)),
             ("created", when(sandbox.created_at)),
             ("started", when(sandbox.started_at)),
             ("stopped", when(sandbox.stopped_at)),
@@ -528,6 +665,25 @@ _lifecycle_command("start", "start", "Start a stopped sandbox.")
 _lifecycle_command("stop", "stop", "Stop a sandbox.")
 _lifecycle_command("restart", "restart", "Restart a sandbox.")
 _lifecycle_command("rm", "destroy", "Destroy a sandbox (its container is removed).")
+
+
+@app.command()
+def network(
+    ref: Ref,
+    *,
+    egress: Annotated[
+        str,
+        typer.Option("--egress", metavar="internet|none|allowlist", help="What the sandbox may reach."),
+    ],
+    allow: Allow = None,
+    json: Json = False,
+) -> None:
+    """Change what a sandbox may reach; a running sandbox follows within a second."""
+    sandbox = refs.sandbox(_client(), ref).update_network(egress, allow)
+    if json:
+        print_json(sandbox)
+    else:
+        out.print(f"{sandbox.name} ({sandbox.id}): network {_network_text(sandbox.network)}")
 
 
 @app.command()

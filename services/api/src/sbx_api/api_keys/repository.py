@@ -9,16 +9,24 @@ import asyncpg
 
 
 async def insert(
-    conn: asyncpg.Connection, *, key_id: uuid.UUID, user_id: uuid.UUID, name: str, prefix: str, key_hash: str
+    conn: asyncpg.Connection,
+    *,
+    key_id: uuid.UUID,
+    user_id: uuid.UUID,
+    name: str,
+    prefix: str,
+    key_hash: str,
+    expires_at: datetime | None = None,
 ) -> asyncpg.Record:
     row: asyncpg.Record = await conn.fetchrow(
-        "INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash) VALUES ($1, $2, $3, $4, $5)"
-        " RETURNING id, name, key_prefix, created_at",
+        "INSERT INTO api_keys (id, user_id, name, key_prefix, key_hash, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, name, key_prefix, created_at, expires_at",
         key_id,
         user_id,
         name,
         prefix,
         key_hash,
+        expires_at,
     )
     return row
 
@@ -28,7 +36,7 @@ async def list_active(
 ) -> list[asyncpg.Record]:
     """The user's keys that are not revoked, oldest first, after the keyset `after`."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, name, key_prefix, created_at, last_used_at FROM api_keys"
+        "SELECT id, name, key_prefix, created_at, last_used_at, expires_at FROM api_keys"
         " WHERE user_id = $1 AND revoked_at IS NULL"
         " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))"
         " ORDER BY created_at, id LIMIT $4",
@@ -51,11 +59,12 @@ async def revoke(conn: asyncpg.Connection, user_id: uuid.UUID, key_id: uuid.UUID
 
 
 async def active_with_prefix(conn: asyncpg.Connection, prefix: str) -> list[asyncpg.Record]:
-    """Keys not revoked whose stored prefix is `prefix`, with their hash, last use and owner
-    (`user_id`, `email`): the candidates a presented key is checked against."""
+    """Keys not revoked nor expired whose stored prefix is `prefix`, with their hash, last use
+    and owner (`user_id`, `email`): the candidates a presented key is checked against."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT k.id, k.key_hash, k.last_used_at, u.id AS user_id, u.email FROM api_keys k"
-        " JOIN users u ON u.id = k.user_id WHERE k.key_prefix = $1 AND k.revoked_at IS NULL",
+        " JOIN users u ON u.id = k.user_id WHERE k.key_prefix = $1 AND k.revoked_at IS NULL"
+        " AND (k.expires_at IS NULL OR k.expires_at > now())",
         prefix,
     )
     return rows

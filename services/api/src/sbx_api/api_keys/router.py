@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from sbx_api.api_keys import service
 from sbx_api.api_keys.schemas import ApiKeyOut, CreateApiKeyRequest, CreatedApiKey
 from sbx_api.deps import CurrentUser, State, parse_id
-from sbx_api.pagination import Page
+from sbx_api.pagination import Page, time_id_key
 from sbx_api.responses import ok, page
 from sbx_api.schemas import Deleted, Envelope, PageEnvelope
 
@@ -17,8 +17,9 @@ router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 
 @router.post("", status_code=201, response_model=Envelope[CreatedApiKey])
 async def create_api_key(body: CreateApiKeyRequest, caller: CurrentUser, state: State) -> JSONResponse:
-    """Create a key. The full `key` is in this response only; store it now."""
-    created = await service.create(state, caller.user_id, body.name)
+    """Create a key, optionally expiring after `expiresInDays`. The full `key` is in this
+    response only; store it now."""
+    created = await service.create(state, caller.user_id, body.name, body.expires_in_days)
     return ok(created.dump(), status_code=201)
 
 
@@ -26,7 +27,12 @@ async def create_api_key(body: CreateApiKeyRequest, caller: CurrentUser, state: 
 async def list_api_keys(caller: CurrentUser, state: State, params: Page) -> JSONResponse:
     """The caller's keys that are not revoked, oldest first (never the key itself)."""
     items, next_cursor = await service.list_keys(state, caller.user_id, params)
-    return page(items, next_cursor)
+    return page(
+        items,
+        next_cursor,
+        max_bytes=state.settings.max_page_bytes,
+        key_of=lambda item: time_id_key(item.created_at, item.id),
+    )
 
 
 @router.delete("/{key_id}", response_model=Envelope[Deleted])

@@ -11,6 +11,13 @@ from sbx_api.schemas import ApiModel, RequestModel, Timestamp
 
 class CreateApiKeyRequest(RequestModel):
     name: str = Field(min_length=1, max_length=100, examples=["Development Key"])
+    expires_in_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="The key stops working (401) this many days from now; omitted: never.",
+        examples=[90],
+    )
 
     @field_validator("name")
     @classmethod
@@ -27,6 +34,7 @@ class ApiKeyOut(ApiModel):
     key_prefix: str = Field(description="The first characters of the key, to recognise it.")
     created_at: Timestamp
     last_used_at: Timestamp | None
+    expires_at: Timestamp | None = Field(description="When the key stops working; null: never.")
 
 
 class CreatedApiKey(ApiModel):
@@ -35,3 +43,4 @@ class CreatedApiKey(ApiModel):
     key_prefix: str
     key: str = Field(description="The full key (`sk_...`). Returned only once, here.")
     created_at: Timestamp
+    expires_at: Timestamp | None = Field(description="When the key stops working; null: never.")

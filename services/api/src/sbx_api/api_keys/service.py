@@ -1,11 +1,14 @@
-"""API keys: `sk_` + 32 random bytes, stored as a SHA-256 hash, found by prefix, revocable."""
+"""API keys: `sk_` + 32 random bytes, stored as a SHA-256 hash, found by prefix, revocable, and
+optionally expiring (`expires_at`: past it the key is a 401)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from sbx_common.crypto import generate_api_key
 from sbx_common.errors import NotFound
+from sbx_common.timeutil import utcnow
 
 from sbx_api.api_keys import repository
 from sbx_api.api_keys.schemas import ApiKeyOut, CreatedApiKey
@@ -16,9 +19,12 @@ from sbx_api.state import AppState
 TARGET = "api_key"
 
 
-async def create(state: AppState, user_id: uuid.UUID, name: str) -> CreatedApiKey:
+async def create(
+    state: AppState, user_id: uuid.UUID, name: str, expires_in_days: int | None = None
+) -> CreatedApiKey:
     new_key = generate_api_key()
     key_id = uuid.uuid4()
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days is not None else None
     async with (
         audit.attempt(
             state.pool, user_id=user_id, action="api_key.create", target_type=TARGET, target_id=key_id
@@ -27,15 +33,23 @@ async def create(state: AppState, user_id: uuid.UUID, name: str) -> CreatedApiKe
         conn.transaction(),
     ):
         row = await repository.insert(
-            conn, key_id=key_id, user_id=user_id, name=name, prefix=new_key.prefix, key_hash=new_key.key_hash
+            conn,
+            key_id=key_id,
+            user_id=user_id,
+            name=name,
+            prefix=new_key.prefix,
+            key_hash=new_key.key_hash,
+            expires_at=expires_at,
         )
-        await attempt.succeeded(conn, details={"name": name, "keyPrefix": new_key.prefix})
+        details = {"name": name, "keyPrefix": new_key.prefix, "expiresInDays": expires_in_days}
+        await attempt.succeeded(conn, details=details)
     return CreatedApiKey(
         id=row["id"],
         name=row["name"],
         key_prefix=row["key_prefix"],
         key=new_key.key,
         created_at=row["created_at"],
+        expires_at=row["expires_at"],
     )
 
 

@@ -19,4 +19,6 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 async def list_audit_events(caller: CurrentUser, state: State, params: Page) -> JSONResponse:
     """What was done with the caller's account (including refused attempts), newest first."""
     items, next_cursor = await service.list_events(state.pool, caller.user_id, params)
-    return page(items, next_cursor)
+    return page(
+        items, next_cursor, max_bytes=state.settings.max_page_bytes, key_of=lambda item: [int(item.id)]
+    )

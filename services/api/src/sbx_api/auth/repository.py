@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import asyncpg
 
@@ -12,7 +13,8 @@ async def insert_user(
 ) -> asyncpg.Record:
     """Raises asyncpg.UniqueViolationError when the email (case-insensitive) is taken."""
     row: asyncpg.Record = await conn.fetchrow(
-        "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING id, email, created_at",
+        "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)"
+        " RETURNING id, email, token_version, created_at",
         user_id,
         email,
         password_hash,
@@ -22,7 +24,9 @@ async def insert_user(
 
 async def find_by_email(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT id, email, password_hash, created_at FROM users WHERE lower(email) = lower($1)", email
+        "SELECT id, email, password_hash, token_version, created_at FROM users"
+        " WHERE lower(email) = lower($1)",
+        email,
     )
     return row
 
@@ -32,3 +36,47 @@ async def get_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Reco
         "SELECT id, email, created_at FROM users WHERE id = $1", user_id
     )
     return row
+
+
+async def token_owner(conn: asyncpg.Connection, user_id: uuid.UUID, jti: str) -> asyncpg.Record | None:
+    """The user a JWT names, with its token version and whether the token was revoked by a
+    logout: one round trip, two primary-key lookups (the auth path runs on every request)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT u.id, u.email, u.token_version,"
+        " EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $2) AS revoked"
+        " FROM users u WHERE u.id = $1",
+        user_id,
+        jti,
+    )
+    return row
+
+
+async def find_by_id(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record | None:
+    """The user with its password hash and token version (for a password change)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT id, email, password_hash, token_version, created_at FROM users WHERE id = $1 FOR UPDATE",
+        user_id,
+    )
+    return row
+
+
+async def set_password(conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> asyncpg.Record:
+    """Store the new hash and bump the token version, so every JWT issued before is refused."""
+    row: asyncpg.Record = await conn.fetchrow(
+        "UPDATE users SET password_hash = $2, token_version = token_version + 1 WHERE id = $1"
+        " RETURNING id, email, token_version, created_at",
+        user_id,
+        password_hash,
+    )
+    return row
+
+
+async def revoke_token(conn: asyncpg.Connection, jti: str, expires_at: datetime) -> None:
+    """Revoke one JWT until it would have expired anyway, and prune the revocations that are past
+    that point (they can no longer matter)."""
+    await conn.execute(
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+        jti,
+        expires_at,
+    )
+    await conn.execute("DELETE FROM revoked_tokens WHERE expires_at < now()")

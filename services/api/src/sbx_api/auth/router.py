@@ -1,4 +1,5 @@
-"""Routes of the auth domain: `POST /auth/signup`, `POST /auth/login`, `GET /auth/me`."""
+"""Routes of the auth domain: `POST /auth/signup`, `POST /auth/login`, `GET /auth/me`,
+`POST /auth/password`, `POST /auth/logout`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from sbx_api.auth import service
-from sbx_api.auth.schemas import AuthResult, LoginRequest, SignupRequest, UserOut
+from sbx_api.auth.schemas import (
+    AuthResult,
+    ChangePasswordRequest,
+    LoggedOut,
+    LoginRequest,
+    SignupRequest,
+    UserOut,
+)
 from sbx_api.deps import CurrentUser, State
 from sbx_api.responses import ok
 from sbx_api.schemas import Envelope
@@ -32,3 +40,18 @@ async def login(body: LoginRequest, state: State) -> JSONResponse:
 async def me(caller: CurrentUser, state: State) -> JSONResponse:
     """The authenticated user."""
     return ok((await service.me(state, caller.user_id)).dump())
+
+
+@router.post("/password", response_model=Envelope[AuthResult])
+async def change_password(body: ChangePasswordRequest, caller: CurrentUser, state: State) -> JSONResponse:
+    """Change the password. Every JWT issued before is refused (401) from now on; the answer
+    carries a new token. API keys keep working (revoke them with DELETE /api-keys/:id)."""
+    result = await service.change_password(state, caller, body.current_password, body.new_password)
+    return ok(result.dump())
+
+
+@router.post("/logout", response_model=Envelope[LoggedOut])
+async def logout(caller: CurrentUser, state: State) -> JSONResponse:
+    """Revoke the JWT presented: it is refused (401) from now on."""
+    await service.logout(state, caller)
+    return ok(LoggedOut().dump())

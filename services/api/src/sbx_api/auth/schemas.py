@@ -49,3 +49,13 @@ class UserOut(ApiModel):
 class AuthResult(ApiModel):
     user: UserOut
     token: str = Field(description="A JWT (HS256); send it as `Authorization: Bearer <token>`.")
+
+
+class ChangePasswordRequest(RequestModel):
+    # The current password is only checked, never validated beyond its type (a wrong one is 401).
+    current_password: str = Field(max_length=1024, examples=["password123"])
+    new_password: str = Field(min_length=8, max_length=128, examples=["a new passphrase"])
+
+
+class LoggedOut(ApiModel):
+    logged_out: bool = Field(default=True, description="The token presented is refused (401) from now on.")

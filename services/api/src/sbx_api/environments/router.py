@@ -16,7 +16,7 @@ from sbx_api.environments.schemas import (
     UpdateEnvironmentRequest,
     VersionOut,
 )
-from sbx_api.pagination import Page
+from sbx_api.pagination import Page, time_id_key
 from sbx_api.responses import ok, page
 from sbx_api.schemas import Deleted, Envelope, PageEnvelope
 
@@ -36,7 +36,12 @@ async def create_environment(
 async def list_environments(caller: CurrentUser, state: State, params: Page) -> JSONResponse:
     """The caller's environments at their current versions, oldest first."""
     items, next_cursor = await service.list_environments(state, caller.user_id, params)
-    return page(items, next_cursor)
+    return page(
+        items,
+        next_cursor,
+        max_bytes=state.settings.max_page_bytes,
+        key_of=lambda item: time_id_key(item.created_at, item.id),
+    )
 
 
 @router.get("/{environment_id}", response_model=Envelope[EnvironmentOut])
@@ -49,7 +54,9 @@ async def get_environment(environment_id: str, caller: CurrentUser, state: State
 async def list_versions(environment_id: str, caller: CurrentUser, state: State, params: Page) -> JSONResponse:
     """Every version of the environment, oldest first."""
     items, next_cursor = await service.list_versions(state, caller.user_id, parse_id(environment_id), params)
-    return page(items, next_cursor)
+    return page(
+        items, next_cursor, max_bytes=state.settings.max_page_bytes, key_of=lambda item: [item.version]
+    )
 
 
 @router.put("/{environment_id}", response_model=Envelope[EnvironmentOut])

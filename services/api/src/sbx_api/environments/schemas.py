@@ -15,6 +15,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, PlainSerializer, StringConstraints, field_validator
+from sbx_common.network import MAX_ALLOW, Egress, check_allow_entry
 
 from sbx_api.schemas import ApiModel, RequestModel, Timestamp
 
@@ -130,6 +131,40 @@ def dump_ports(ports: list[PortSpec]) -> list[dict[str, int]]:
     return [p.model_dump(exclude_none=True) for p in ports]
 
 
+AllowEntry = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=253), AfterValidator(check_allow_entry)
+]
+
+
+class NetworkPolicyIn(RequestModel):
+    """What a sandbox may reach. Whatever the egress, it never reaches other sandboxes, the host,
+    the platform's services, link-local addresses (the cloud metadata address), private ranges or
+    the operator's `SBX_EGRESS_DENY`; replies to its published ports always flow.
+
+    `internet`: everything else. `none`: nothing at all (not even DNS). `allowlist`: DNS and the
+    `allow` entries only: IPv4 CIDRs or addresses, and hostnames (resolved on the host when the
+    policy is applied and again every `SBX_EGRESS_REFRESH_SECONDS`; the addresses of the DNS
+    answers are let through). At most 64 entries."""
+
+    egress: Egress = Field(default=Egress.INTERNET, examples=["allowlist"])
+    allow: Annotated[list[AllowEntry], Field(max_length=MAX_ALLOW)] = Field(
+        default_factory=list, examples=[["203.0.113.0/24", "pypi.org"]]
+    )
+
+    def stored(self) -> dict[str, Any]:
+        # Entries deduplicated, order kept.
+        return {"egress": self.egress.value, "allow": list(dict.fromkeys(self.allow))}
+
+
+class NetworkPolicyOut(ApiModel):
+    egress: Egress
+    allow: list[str]
+
+
+def default_network() -> NetworkPolicyIn:
+    return NetworkPolicyIn()
+
+
 class CreateEnvironmentRequest(RequestModel):
     name: EnvironmentName = Field(examples=["nginx-demo"])
     image: ImageRef = Field(examples=["nginx:alpine"])
@@ -138,6 +173,7 @@ class CreateEnvironmentRequest(RequestModel):
     ports: Ports = Field(default_factory=list)
     env: EnvMap = Field(default_factory=dict)
     command: Command | None = None
+    network: NetworkPolicyIn = Field(default_factory=default_network)
     runtime: RuntimeName = "runc"
     disk: DiskMiB | None = None
 
@@ -154,10 +190,11 @@ class UpdateEnvironmentRequest(RequestModel):
     ports: Ports | None = None
     env: EnvMap | None = None
     command: Command | None = None
+    network: NetworkPolicyIn | None = None
     runtime: RuntimeName | None = None
     disk: DiskMiB | None = None
 
-    @field_validator("image", "cpu", "memory", "ports", "env", "runtime", "disk", mode="before")
+    @field_validator("image", "cpu", "memory", "ports", "env", "network", "runtime", "disk", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         # Runs only for fields the body gives: leaving a field out keeps it, null is an error.
@@ -195,6 +232,7 @@ class VersionOut(ApiModel):
     ports: StoredPorts
     env: dict[str, str]
     command: list[str] | None
+    network: NetworkPolicyOut
     runtime: str
     disk: int
     created_at: Timestamp
@@ -210,6 +248,7 @@ class EnvironmentOut(ApiModel):
     ports: StoredPorts
     env: dict[str, str]
     command: list[str] | None
+    network: NetworkPolicyOut
     runtime: str
     disk: int
     secrets: list[SecretOut]
@@ -227,6 +266,7 @@ def version_fields(spec: Any) -> dict[str, Any]:
         "ports": spec.ports,
         "env": spec.env,
         "command": spec.command,
+        "network": spec.network,
         "runtime": spec.runtime,
         "disk": spec.disk_mib,
     }

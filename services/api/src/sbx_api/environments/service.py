@@ -109,6 +109,7 @@ async def create(state: AppState, owner_id: uuid.UUID, body: CreateEnvironmentRe
         "ports": dump_ports(body.ports),
         "env": body.env,
         "command": body.command,
+        "network": body.network.stored(),
         "runtime": body.runtime,
         "disk": body.disk if body.disk is not None else state.settings.default_disk_mb,
     }
@@ -192,6 +193,8 @@ async def update(
                 spec[field] = getattr(body, field)
         if "ports" in given and body.ports is not None:
             spec["ports"] = dump_ports(body.ports)
+        if "network" in given and body.network is not None:
+            spec["network"] = body.network.stored()
         spec["version"] = row["current_version"] + 1
         await repository.insert_version(conn, environment_id, spec)
         await repository.set_current_version(conn, environment_id, spec["version"])

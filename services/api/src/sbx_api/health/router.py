@@ -5,7 +5,9 @@ Their bodies are plain JSON (no envelope), as monitoring tools expect.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
 from sbx_common.timeutil import rfc3339, utcnow
@@ -52,11 +54,21 @@ async def live() -> JSONResponse:
     return JSONResponse({"alive": True})
 
 
-@router.get("/metrics", response_class=Response)
-async def metrics(state: State) -> Response:
-    """Prometheus text: the process's HTTP metrics plus business gauges read from the database."""
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={401: {"description": "SBX_METRICS_TOKEN is set and the request does not carry it."}},
+)
+async def metrics(request: Request, state: State) -> Response:
+    """Prometheus text: the process's HTTP metrics plus business gauges (refreshed in the
+    background). With SBX_METRICS_TOKEN set, only `Authorization: Bearer <token>` is served."""
+    token = state.settings.metrics_token.get_secret_value()
+    if token:
+        scheme, _, presented = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            return Response("Unauthorized\n", status_code=401, headers={"WWW-Authenticate": "Bearer"})
     text = generate_latest(REGISTRY)
-    totals = await service.business_totals(state)
+    totals = state.gauges.totals
     if totals is not None:
         scrape = CollectorRegistry()
         for name, doc, value in (

@@ -1,4 +1,4 @@
-"""Dependency checks for `/health` and `/health/ready`, and the business gauges of `/metrics`."""
+"""Dependency checks for `/health` and `/health/ready`."""
 
 from __future__ import annotations
 
@@ -44,28 +44,3 @@ async def run_checks(state: AppState, *, docker: bool = True) -> Checks:
 
 async def _true() -> bool:
     return True
-
-
-@dataclass(frozen=True)
-class Totals:
-    users: int
-    environments: int
-    sandboxes: int
-    sandboxes_running: int
-
-
-async def business_totals(state: AppState) -> Totals | None:
-    """Counts read from PostgreSQL at scrape time, in one round trip (None if it is down)."""
-    try:
-        async with asyncio.timeout(DB_TIMEOUT):
-            row = await state.pool.fetchrow(
-                "SELECT (SELECT count(*) FROM users) AS users,"
-                " (SELECT count(*) FROM environments WHERE deleted_at IS NULL) AS environments,"
-                " s.live AS sandboxes, s.running"
-                " FROM (SELECT count(*) FILTER (WHERE status NOT IN ('destroyed', 'expired')) AS live,"
-                " count(*) FILTER (WHERE status = 'running') AS running FROM sandbox_view) AS s"
-            )
-    except Exception:
-        logger.warning("metrics query failed", exc_info=True)
-        return None
-    return Totals(row["users"], row["environments"], row["sandboxes"], row["running"])

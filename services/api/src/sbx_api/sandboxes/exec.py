@@ -16,10 +16,12 @@ from sbx_common.logging import trace_id_var
 from sbx_common.messages import ExecRequest, ExecResult
 from sbx_common.status import Status
 
+from sbx_api import usage
 from sbx_api.deps import Caller
 from sbx_api.sandboxes.schemas import ExecRequestBody
 from sbx_api.sandboxes.service import audited, get
 from sbx_api.state import AppState
+from sbx_api.usage import Held
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +50,12 @@ async def run_command(
     state: AppState, caller: Caller, sandbox_id: uuid.UUID, body: ExecRequestBody
 ) -> ExecResult:
     """Run a command by NATS request/reply to the orchestrator (`sbx.rpc.exec`). Audited with
-    its exit code, never with the command line (it may hold credentials)."""
-    async with audited(state, caller, "sandbox.exec", sandbox_id) as attempt:
+    its exit code, never with the command line (it may hold credentials). At most
+    SBX_MAX_CONCURRENT_EXECS_PER_USER of a user's commands are under way at once (429 past it)."""
+    async with (
+        usage.holding(state.usage, Held.EXECS, caller.user_id, state.settings.max_concurrent_execs_per_user),
+        audited(state, caller, "sandbox.exec", sandbox_id) as attempt,
+    ):
         row = await get(state, caller, sandbox_id)
         if row.status != Status.RUNNING:
             raise NotRunning(f"The sandbox is {row.status}; commands run only while it runs.")
@@ -66,7 +72,10 @@ async def run_command(
             reply = await state.nc.request(
                 subjects.RPC_EXEC,
                 request.to_bytes(),
-                timeout=body.timeout_seconds + EXEC_REPLY_MARGIN_SECONDS,
+                # The orchestrator may queue the command (fairly between users) before it starts.
+                timeout=body.timeout_seconds
+                + state.settings.exec_queue_wait_seconds
+                + EXEC_REPLY_MARGIN_SECONDS,
                 headers=telemetry.inject_headers(),
             )
         except nats.errors.NoRespondersError:

@@ -19,7 +19,8 @@ SELECT v.id, v.owner_id, v.name, v.environment_id, v.environment_version, v.stat
        v.status_reason, ev.image, ev.cpu, ev.memory_mib, ev.runtime, ev.disk_mib, v.env, v.metadata,
        v.endpoints,
        v.created_at, v.started_at, v.stopped_at, v.expires_at, v.destroyed_at, v.ttl_seconds,
-       v.last_command_id, v.last_command_verb, v.last_command_at
+       v.last_command_id, v.last_command_verb, v.last_command_at,
+       (SELECT n.network FROM sandboxes n WHERE n.id = v.id) AS network
 FROM sandbox_view v
 JOIN environment_versions ev
   ON ev.environment_id = v.environment_id AND ev.version = v.environment_version
@@ -55,6 +56,7 @@ class SandboxRow:
     last_command_id: uuid.UUID
     last_command_verb: str
     last_command_at: datetime
+    network: dict[str, Any]  # the current policy {"egress", "allow"} (sbx_common.network)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> SandboxRow:
@@ -77,6 +79,7 @@ class ReplicaSource:
     environment_version: int
     env: dict[str, str]
     ttl_seconds: int
+    network: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class NewSandbox:
     metadata: dict[str, str]
     ttl_seconds: int
     command_id: uuid.UUID
+    network: dict[str, Any]
     replicated_from: uuid.UUID | None = None
 
 
@@ -168,8 +172,9 @@ async def insert_sandbox(conn: asyncpg.Connection, s: NewSandbox) -> None:
     await conn.execute(
         """
 INSERT INTO sandboxes (id, owner_id, environment_id, environment_version, name, env, metadata,
-                       ttl_seconds, expires_at, last_command_id, last_command_verb, replicated_from)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), $9, 'create', $10)""",
+                       ttl_seconds, expires_at, last_command_id, last_command_verb, replicated_from,
+                       network)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), $9, 'create', $10, $11)""",
         s.id,
         s.owner_id,
         s.environment_id,
@@ -180,6 +185,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), 
         s.ttl_seconds,
         s.command_id,
         s.replicated_from,
+        s.network,
     )
 
 
@@ -243,7 +249,7 @@ async def source_for_replica(
 ) -> ReplicaSource | None:
     """What a replica copies from the owner's sandbox, of any status (None: no such sandbox)."""
     row = await conn.fetchrow(
-        "SELECT id, name, environment_id, environment_version, env, ttl_seconds FROM sandboxes"
+        "SELECT id, name, environment_id, environment_version, env, ttl_seconds, network FROM sandboxes"
         " WHERE id = $1 AND owner_id = $2",
         sandbox_id,
         owner_id,
@@ -256,3 +262,22 @@ async def exists(conn: asyncpg.Connection, sandbox_id: uuid.UUID, owner_id: uuid
         "SELECT true FROM sandboxes WHERE id = $1 AND owner_id = $2", sandbox_id, owner_id
     )
     return bool(found)
+
+
+async def set_network(conn: asyncpg.Connection, sandbox_id: uuid.UUID, network: dict[str, Any]) -> None:
+    """Record the sandbox's network policy (the orchestrator applies what is recorded here)."""
+    await conn.execute("UPDATE sandboxes SET network = $2 WHERE id = $1", sandbox_id, network)
+
+
+async def restore_network(
+    conn: asyncpg.Connection, sandbox_id: uuid.UUID, ours: dict[str, Any], previous: dict[str, Any]
+) -> bool:
+    """Put the previous policy back when the change could not be sent, unless another change
+    was recorded meanwhile. True when it was put back."""
+    restored = await conn.fetchval(
+        "UPDATE sandboxes SET network = $3 WHERE id = $1 AND network = $2 RETURNING true",
+        sandbox_id,
+        ours,
+        previous,
+    )
+    return bool(restored)

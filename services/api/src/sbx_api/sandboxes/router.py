@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse
 from sbx_common.errors import ValidationFailed
 from sbx_common.status import Status, Verb
 
-from sbx_api import ratelimit
+from sbx_api import ratelimit, usage
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
-from sbx_api.pagination import Page
+from sbx_api.environments.schemas import NetworkPolicyIn, NetworkPolicyOut
+from sbx_api.pagination import Page, time_id_key
 from sbx_api.responses import ok, page
 from sbx_api.sandboxes import idempotency, service
 from sbx_api.sandboxes.exec import run_command
@@ -85,6 +86,7 @@ def sandbox_out(row: SandboxRow) -> SandboxOut:
         env=row.env,
         metadata=row.metadata,
         endpoints=[Endpoint.model_validate(e) for e in row.endpoints],
+        network=NetworkPolicyOut.model_validate(row.network),
         created_at=row.created_at,
         started_at=row.started_at,
         stopped_at=row.stopped_at,
@@ -171,7 +173,12 @@ async def list_sandboxes(
         environment_id=_uuid_filter("environmentId", environment_id),
         metadata=_metadata_filter(request),
     )
-    return page([sandbox_out(r) for r in rows], next_cursor)
+    return page(
+        [sandbox_out(r) for r in rows],
+        next_cursor,
+        max_bytes=state.settings.max_page_bytes,
+        key_of=lambda item: time_id_key(item.created_at, item.id),
+    )
 
 
 def _statuses(value: str | None) -> list[str] | None:
@@ -244,6 +251,24 @@ async def destroy_sandbox(sandbox_id: str, call: Call) -> JSONResponse:
     return await _act(Verb.DESTROY, sandbox_id, call)
 
 
+@router.patch(
+    "/{sandbox_id}/network",
+    response_model=None,
+    responses={
+        200: {**_SANDBOX, "description": "The policy is recorded and sent to the orchestrator."},
+        409: {"description": "INVALID_STATE: the sandbox is destroyed or expired."},
+    },
+)
+async def update_sandbox_network(
+    sandbox_id: str, body: NetworkPolicyIn, state: State, caller: CurrentUser
+) -> JSONResponse:
+    """Change what the sandbox may reach. A running sandbox follows within a second; a stopped
+    one starts with it. The sandbox keeps it until the next change (its environment's `network`
+    is only where it starts)."""
+    row = await service.update_network(state, caller, parse_id(sandbox_id), body.stored())
+    return ok(sandbox_out(row).dump())
+
+
 @router.post("/{sandbox_id}/replicate", status_code=201, response_model=None, responses={201: _SANDBOX})
 async def replicate_sandbox(
     sandbox_id: str, call: Call, body: Annotated[ReplicateSandboxRequest | None, Body()] = None
@@ -259,7 +284,11 @@ async def replicate_sandbox(
     return await call.once(replica.model_dump(mode="json"), action)
 
 
-@router.post("/{sandbox_id}/exec", response_model=None, responses={200: {"model": Envelope[ExecOut]}})
+@router.post(
+    "/{sandbox_id}/exec",
+    response_model=None,
+    responses={200: {"model": Envelope[ExecOut]}, **usage.CAP_RESPONSE},
+)
 async def exec_in_sandbox(
     *, sandbox_id: str, body: ExecRequestBody, state: State, caller: CurrentUser
 ) -> JSONResponse:

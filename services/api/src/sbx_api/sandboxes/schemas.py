@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, field_validator
 
-from sbx_api.environments.schemas import EnvMap
+from sbx_api.environments.schemas import EnvMap, NetworkPolicyOut
 from sbx_api.schemas import ApiModel, RequestModel, Timestamp
 
 TTL_MIN = 10
@@ -100,6 +100,7 @@ class SandboxOut(ApiModel):
     env: dict[str, str]
     metadata: dict[str, str]
     endpoints: list[Endpoint]
+    network: NetworkPolicyOut
     created_at: Timestamp
     started_at: Timestamp | None
     stopped_at: Timestamp | None

@@ -36,7 +36,7 @@ from sbx_common.errors import (
 )
 from sbx_common.logging import trace_id_var
 from sbx_common.messages import SandboxCommand
-from sbx_common.status import NO_OP, Verb, is_allowed
+from sbx_common.status import NO_OP, TERMINAL, Verb, is_allowed
 
 from sbx_api.audit import service as audit
 from sbx_api.deps import Caller
@@ -70,6 +70,7 @@ class Draft:
     name: str
     env: dict[str, str]
     ttl_seconds: int
+    network: dict[str, Any]
 
 
 Plan = Callable[[asyncpg.Connection, uuid.UUID], Awaitable[Draft]]
@@ -139,6 +140,7 @@ async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wa
             name=body.name or f"{version.environment_name}-{sandbox_id.hex[:8]}",
             env={**version.env, **body.env},
             ttl_seconds=body.ttl_seconds,
+            network=version.network,
         )
 
     return await _make(
@@ -167,6 +169,7 @@ async def replicate(
             name=body.name or f"{source.name[:119]}-{sandbox_id.hex[:8]}",
             env={**source.env, **body.env},
             ttl_seconds=body.ttl_seconds or source.ttl_seconds,
+            network=source.network,  # the source's policy as it now is
         )
 
     return await _make(
@@ -211,6 +214,7 @@ async def _make(
                 metadata=metadata,
                 ttl_seconds=draft.ttl_seconds,
                 command_id=command.id,
+                network=draft.network,
                 replicated_from=source_id,
             )
             await _check_quota(state, conn, caller, draft.version)
@@ -255,6 +259,47 @@ async def act(
             withdraw=lambda c: repository.withdraw_command(c, sandbox_id, command.id, previous),
         )
         return Outcome(202, await _settle(state, caller, sandbox_id, watcher, wait))
+
+
+async def update_network(
+    state: AppState, caller: Caller, sandbox_id: uuid.UUID, network: dict[str, Any]
+) -> repository.SandboxRow:
+    """Record the sandbox's new network policy, then send `network` to the orchestrator, which
+    applies what is recorded (so of two quick changes the last one wins whatever the order the
+    commands arrive in). Not a lifecycle command: the status is left alone. If the command cannot
+    be published the old policy is put back and the answer is 503: nothing changed."""
+    async with audited(state, caller, "sandbox.network", sandbox_id) as attempt:
+        async with state.pool.acquire() as conn, conn.transaction():
+            locked = await repository.lock_sandbox(conn, sandbox_id, caller.user_id)
+            current = await repository.get_sandbox(conn, sandbox_id, caller.user_id) if locked else None
+            if current is None:
+                raise NotFound("No such sandbox.")
+            if current.status in TERMINAL:
+                raise InvalidState(
+                    f"Cannot change the network of a sandbox that is {current.status.value}.",
+                    details={"status": current.status.value, "action": "network"},
+                )
+            previous = current.network
+            await repository.set_network(conn, sandbox_id, network)
+            command = _command(Verb.NETWORK, sandbox_id, caller)
+            await attempt.succeeded(
+                conn,
+                details={
+                    "egress": network["egress"],
+                    "allow": len(network["allow"]),
+                    "commandId": str(command.id),
+                },
+            )
+        await _send(
+            state,
+            command,
+            withdraw=lambda c: repository.restore_network(c, sandbox_id, network, previous),
+        )
+        async with state.pool.acquire() as conn:
+            row = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
+        if row is None:
+            raise NotFound("No such sandbox.")
+        return row
 
 
 def audited(

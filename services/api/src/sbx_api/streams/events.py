@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -44,6 +45,7 @@ from sbx_api.state import AppState
 from sbx_api.streams import socket
 from sbx_api.streams.schemas import event_object
 from sbx_api.streams.socket import CloseSocket
+from sbx_api.usage import Held
 
 logger = logging.getLogger(__name__)
 
@@ -150,15 +152,22 @@ async def _sse_body(feed: EventFeed, heartbeat_seconds: float) -> AsyncIterator[
 
 
 class EventStreamResponse(StreamingResponse):
-    """A `text/event-stream` response that owns its feed."""
+    """A `text/event-stream` response that owns its feed (and the caller's stream slot, given
+    back by `on_close` when the response ends)."""
 
-    def __init__(self, feed: EventFeed, heartbeat_seconds: float) -> None:
+    def __init__(
+        self,
+        feed: EventFeed,
+        heartbeat_seconds: float,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(
             _sse_body(feed, heartbeat_seconds),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         self.feed = feed
+        self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -166,7 +175,11 @@ class EventStreamResponse(StreamingResponse):
         finally:
             # The response may end by cancellation (client gone): clean up regardless.
             with anyio.CancelScope(shield=True), anyio.move_on_after(SSE_CLOSE_TIMEOUT):
-                await self.feed.close()
+                try:
+                    await self.feed.close()
+                finally:
+                    if self.on_close is not None:
+                        await self.on_close()
 
 
 # --- WebSocket ----------------------------------------------------------------------------------
@@ -182,20 +195,28 @@ async def serve_events(websocket: WebSocket, state: AppState) -> None:
     async def session() -> None:
         caller = await socket.caller_of(websocket, state)
         since = socket.optional_int_param(websocket, "since", 0, 10**18)
-        feed = EventFeed(state.js, subjects.events_of_owner(caller.user_id), StartAt(after_seq=since))
-        try:
-            await feed.open()
-        except Unavailable as exc:
-            raise CloseSocket(WsClose.INTERNAL_ERROR, exc.message) from None
-        try:
-            sender = asyncio.create_task(_send_events(websocket, feed))
-            reader = asyncio.create_task(socket.until_disconnected(websocket, socket.ignore))
-            if sender in await socket.until_first(sender, reader):
-                try:
-                    sender.result()
-                except FeedOverflow:
-                    raise CloseSocket(WsClose.TRY_AGAIN_LATER, "The client reads too slowly.") from None
-        finally:
-            await feed.close()
+        async with socket.holding_socket(
+            state.usage, Held.STREAMS, caller.user_id, state.settings.max_streams_per_user
+        ):
+            await _serve_feed(websocket, state, caller.user_id, since)
 
     await socket.serve(websocket, session)
+
+
+async def _serve_feed(websocket: WebSocket, state: AppState, owner_id: uuid.UUID, since: int | None) -> None:
+    """Send the owner's events from `since` until the client goes away or falls behind."""
+    feed = EventFeed(state.js, subjects.events_of_owner(owner_id), StartAt(after_seq=since))
+    try:
+        await feed.open()
+    except Unavailable as exc:
+        raise CloseSocket(WsClose.INTERNAL_ERROR, exc.message) from None
+    try:
+        sender = asyncio.create_task(_send_events(websocket, feed))
+        reader = asyncio.create_task(socket.until_disconnected(websocket, socket.ignore))
+        if sender in await socket.until_first(sender, reader):
+            try:
+                sender.result()
+            except FeedOverflow:
+                raise CloseSocket(WsClose.TRY_AGAIN_LATER, "The client reads too slowly.") from None
+    finally:
+        await feed.close()

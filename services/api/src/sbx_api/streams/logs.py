@@ -8,8 +8,9 @@ A live batch that starts past the next expected `seq` (a batch the shipper could
 or missed during a reconnect) is completed from PostgreSQL before it is sent, and a quiet feed
 is compared with the store every CATCH_UP_SECONDS, so a missed last batch arrives too.
 
-Past lines: with `since`, every stored line after that seq; otherwise the newest `tail`
-(default 100, 0 for none). Each socket has a bounded buffer (SBX_WS_LOG_BUFFER_LINES): a client
+Past lines: with `since`, every stored line after that seq, read and sent a page
+(STORE_PAGE_LINES) at a time so memory stays flat whatever the history's size; otherwise the
+newest `tail` (default 100, 0 for none). Each socket has a bounded buffer (SBX_WS_LOG_BUFFER_LINES): a client
 that falls further behind is closed with 1013, so it never slows the shipper or other clients.
 Slow means the client does not take what it is sent: the buffer holds only live lines not
 sent yet (lines already sent, which the shipper republishes after a NATS reconnect, are not
@@ -46,10 +47,12 @@ from sbx_api.streams import repository, socket
 from sbx_api.streams.repository import StoredLine
 from sbx_api.streams.schemas import log_frame, status_frame
 from sbx_api.streams.socket import CloseSocket
+from sbx_api.usage import Held
 
 DEFAULT_TAIL = 100
 CATCH_UP_SECONDS = 2.0  # quiet live feed: compare with the store this often
 MAX_TAIL = 10_000
+STORE_PAGE_LINES = 1_000  # stored lines read at once (`since` and catching up)
 # The log shipper stores a container's last lines when its log stream ends, which can be a
 # moment after the orchestrator records the sandbox's end: an ended sandbox's store is read
 # again after this long, for as long as it still grows, before the socket closes.
@@ -111,7 +114,7 @@ class LogTail:
             # before the lines, so an ended sandbox's lines are all there.
             status = await repository.sandbox_status(conn, self.sandbox_id, self.owner_id)
             if since is not None:
-                lines = await repository.log_lines(conn, self.sandbox_id, after=since)
+                lines = []
                 last = since
             elif tail > 0:
                 lines = await repository.log_lines(conn, self.sandbox_id, limit=tail)
@@ -119,7 +122,10 @@ class LogTail:
             else:
                 lines = []
                 last = await repository.last_seq(conn, self.sandbox_id)
-        return await self._send_stored(lines, last), status
+        last = await self._send_stored(lines, last)
+        if since is not None:
+            last = await self._send_pages(last)  # however long the history: a page at a time
+        return last, status
 
     async def _finish(self, last: int, status: str) -> NoReturn:
         """The sandbox ended: its last lines, its status, then 1000."""
@@ -195,14 +201,19 @@ class LogTail:
         they reach the newest line published meanwhile; the last seq sent."""
         self._reading_store = True
         try:
-            while True:
-                async with socket.database(self.state, "The log store is unavailable.") as conn:
-                    lines = await repository.log_lines(conn, self.sandbox_id, after=last)
-                last = await self._send_stored(lines, last)
-                if not lines or last >= self._announced:
-                    return last
+            return await self._send_pages(last)
         finally:
             self._reading_store = False
+
+    async def _send_pages(self, last: int) -> int:
+        """Send stored lines after `last`, STORE_PAGE_LINES per read (memory stays bounded however
+        long the history), until the store has nothing newer than what was published."""
+        while True:
+            async with socket.database(self.state, "The log store is unavailable.") as conn:
+                lines = await repository.log_lines(conn, self.sandbox_id, after=last, limit=STORE_PAGE_LINES)
+            last = await self._send_stored(lines, last)
+            if not lines or (len(lines) < STORE_PAGE_LINES and last >= self._announced):
+                return last
 
     async def _send_stored(self, lines: list[StoredLine], last: int) -> int:
         """Send lines read from the store; the seq of the last one (`last` when there are none)."""
@@ -258,6 +269,9 @@ async def serve_logs(websocket: WebSocket, state: AppState, raw_sandbox_id: str)
         sandbox_id, _status = await socket.owned_sandbox(state, caller, raw_sandbox_id)
         since = socket.optional_int_param(websocket, "since", 0, 2**62)
         tail = socket.int_param(websocket, "tail", DEFAULT_TAIL, 0, MAX_TAIL)
-        await LogTail(websocket, state, caller.user_id, sandbox_id).run(tail, since)
+        async with socket.holding_socket(
+            state.usage, Held.STREAMS, caller.user_id, state.settings.max_streams_per_user
+        ):
+            await LogTail(websocket, state, caller.user_id, sandbox_id).run(tail, since)
 
     await socket.serve(websocket, session)

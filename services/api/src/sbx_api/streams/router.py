@@ -4,7 +4,7 @@ They keep the OpenAPI tag `events` they were published under."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, WebSocket
 from sbx_common import subjects
@@ -16,15 +16,17 @@ from sbx_api.streams import repository
 from sbx_api.streams.events import EventFeed, EventStreamResponse, StartAt, serve_events
 from sbx_api.streams.logs import serve_logs
 from sbx_api.streams.terminal import serve_terminal
+from sbx_api.usage import CAP_RESPONSE, CapReached, Held
 
 router = APIRouter(tags=["events"])
 
-SSE_RESPONSES: dict[int | str, dict[str, object]] = {
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A `text/event-stream`: each event as `id: <id>` and `data: <event JSON>`; a "
         "`: subscribed` comment first, `: heartbeat` comments on quiet streams.",
         "content": {"text/event-stream": {}},
-    }
+    },
+    **CAP_RESPONSE,
 }
 LAST_EVENT_ID_DOC = "Resume right after this event id (the SSE `id:` field); also `?lastEventId=`."
 
@@ -42,6 +44,26 @@ async def _sse_caller(request: Request, state: AppState) -> Caller:
     return await authenticate(state, bearer_token(request) or request.query_params.get("token"))
 
 
+async def _event_stream(state: AppState, caller: Caller, feed: EventFeed) -> EventStreamResponse:
+    """Open the feed as an SSE response holding one of the caller's stream slots (429 when they
+    are all taken) until the response ends."""
+    usage, owner = state.usage, caller.user_id
+    try:
+        await usage.acquire(Held.STREAMS, owner, state.settings.max_streams_per_user)
+    except CapReached as exc:
+        raise exc.as_error() from None
+    try:
+        await feed.open()
+    except BaseException:
+        await usage.release(Held.STREAMS, owner)
+        raise
+
+    async def release() -> None:
+        await usage.release(Held.STREAMS, owner)
+
+    return EventStreamResponse(feed, state.settings.sse_heartbeat_seconds, on_close=release)
+
+
 @router.get("/events", response_model=None, responses=SSE_RESPONSES)
 async def all_events(
     request: Request,
@@ -53,10 +75,8 @@ async def all_events(
     events from now on."""
     caller = await _sse_caller(request, state)
     after = _after_seq(last_event_id or last_event_id_query, "Last-Event-ID")
-    feed = await EventFeed(
-        state.js, subjects.events_of_owner(caller.user_id), StartAt(after_seq=after)
-    ).open()
-    return EventStreamResponse(feed, state.settings.sse_heartbeat_seconds)
+    feed = EventFeed(state.js, subjects.events_of_owner(caller.user_id), StartAt(after_seq=after))
+    return await _event_stream(state, caller, feed)
 
 
 @router.get("/sandboxes/{sandbox_id}/events", response_model=None, responses=SSE_RESPONSES)
@@ -76,8 +96,8 @@ async def sandbox_events(
             raise NotFound("No such sandbox.")
     after = _after_seq(last_event_id or last_event_id_query, "Last-Event-ID")
     start = StartAt(after_seq=after, everything=after is None)
-    feed = await EventFeed(state.js, subjects.events_of_sandbox(caller.user_id, sid), start).open()
-    return EventStreamResponse(feed, state.settings.sse_heartbeat_seconds)
+    feed = EventFeed(state.js, subjects.events_of_sandbox(caller.user_id, sid), start)
+    return await _event_stream(state, caller, feed)
 
 
 @router.websocket("/ws/events")

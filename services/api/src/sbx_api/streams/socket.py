@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from sbx_api.deps import Caller, authenticate, bearer_token
 from sbx_api.state import AppState
 from sbx_api.streams import repository
+from sbx_api.usage import CapReached, Held, UsageCounter
 
 logger = logging.getLogger(__name__)
 
@@ -135,3 +136,18 @@ async def serve(websocket: WebSocket, session: Callable[[], Awaitable[None]]) ->
         await close(websocket, WsClose.INTERNAL_ERROR, "Internal error.")
     else:
         await close(websocket, WsClose.NORMAL)
+
+
+@contextlib.asynccontextmanager
+async def holding_socket(
+    counter: UsageCounter, kind: Held, user_id: uuid.UUID, limit: int
+) -> AsyncIterator[None]:
+    """Hold one unit for a socket's life; close 4029 at the cap."""
+    try:
+        await counter.acquire(kind, user_id, limit)
+    except CapReached as exc:
+        raise CloseSocket(WsClose.CAP_REACHED, str(exc)) from None
+    try:
+        yield
+    finally:
+        await counter.release(kind, user_id)

@@ -44,6 +44,7 @@ from starlette.websockets import WebSocket
 from sbx_api.state import AppState
 from sbx_api.streams import repository, socket
 from sbx_api.streams.socket import CloseSocket
+from sbx_api.usage import Held
 
 MAX_SIZE = 1000
 MODES = ("raw", "line")
@@ -269,7 +270,10 @@ async def serve_terminal(websocket: WebSocket, state: AppState, raw_sandbox_id: 
             raise CloseSocket(WsClose.POLICY, "mode must be raw or line.")
         if status != Status.RUNNING.value:
             raise CloseSocket(WsClose.NOT_RUNNING, f"The sandbox is {status}.")
-        bridge = TerminalBridge(websocket, state, caller.user_id, sandbox_id, line_mode=mode == "line")
-        await bridge.run(cols, rows)
+        async with socket.holding_socket(
+            state.usage, Held.TERMINALS, caller.user_id, state.settings.max_terminals_per_user
+        ):
+            bridge = TerminalBridge(websocket, state, caller.user_id, sandbox_id, line_mode=mode == "line")
+            await bridge.run(cols, rows)
 
     await socket.serve(websocket, session)

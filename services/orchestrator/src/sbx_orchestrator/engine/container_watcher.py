@@ -80,6 +80,12 @@ class ContainerWatcher:
         )
         pump.start()
         await self.reconcile()
+        try:
+            # The firewall rebuilt from Docker and the database (at start-up, and after an
+            # engine restart, which recreates DOCKER-USER without the platform's jump).
+            await self.context.guard.resync()
+        except Exception:
+            logger.exception("sandbox network rules could not be rebuilt")
         self.connected.set()
         logger.info("following docker events")
         while True:

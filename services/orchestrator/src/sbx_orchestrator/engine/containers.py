@@ -13,6 +13,7 @@ from typing import Any
 from sbx_common import labels, runtimes
 
 from sbx_orchestrator.config import OrchestratorSettings
+from sbx_orchestrator.engine.firewall import network_name
 from sbx_orchestrator.repository import SandboxRecord
 
 MIB = 1024 * 1024
@@ -71,6 +72,10 @@ def container_spec(
         "binds": None,
         "mounts": None,
         "init": settings.container_init,
+        # The platform's bridge network (no inter-container traffic; see engine/firewall.py).
+        "network_mode": network_name(settings.instance),
+        # The firewall speaks IPv4: IPv6 (link-local addresses included) is off inside.
+        "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
         "port_bindings": {
             port.container: {"HostIp": settings.port_bind_host, "HostPort": str(port.host or "")}
             for port in sandbox.ports
@@ -130,6 +135,13 @@ def read_state(info: dict[str, Any]) -> ContainerState:
         oom_killed=bool(state.get("OOMKilled")),
         health=health.get("Status") or None,
     )
+
+
+def read_address(info: dict[str, Any], network: str) -> str | None:
+    """The container's IPv4 address on the platform's network (None when not attached)."""
+    networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+    address = (networks.get(network) or {}).get("IPAddress")
+    return str(address) if address else None
 
 
 def read_endpoints(info: dict[str, Any], public_host: str) -> list[dict[str, Any]]:

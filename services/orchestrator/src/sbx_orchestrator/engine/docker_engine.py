@@ -285,6 +285,30 @@ class DockerEngine:
             raise
         return True
 
+    async def ensure_network(self, name: str, bridge: str, instance: str) -> None:
+        """The platform's bridge network for sandboxes, created once: its own bridge interface
+        (named so firewall rules can match it) and no traffic between its containers."""
+        found = await self.call("networks", self.api.networks, names=[name])
+        if any(n.get("Name") == name for n in found):
+            return
+        try:
+            await self.call(
+                "create_network",
+                self.api.create_network,
+                name,
+                driver="bridge",
+                options={
+                    "com.docker.network.bridge.name": bridge,
+                    "com.docker.network.bridge.enable_icc": "false",
+                },
+                labels={labels.PLATFORM: labels.PLATFORM_VALUE, labels.INSTANCE: instance},
+                check_duplicate=True,
+            )
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # made meanwhile by a concurrent call
+                raise
+        logger.info("sandbox network created", extra={"network": name, "bridge": bridge})
+
     async def instance_containers(self, instance: str) -> list[dict[str, Any]]:
         """Every container (running or not) labelled with this installation's instance."""
         found: list[dict[str, Any]] = await self.call(

@@ -36,6 +36,7 @@ from sbx_common import subjects, telemetry, topology
 from sbx_common.consumer_lag import start_lag_export
 from sbx_common.logging import redact_text, scoped_redaction, trace_id_var
 from sbx_common.messages import SandboxCommand
+from sbx_common.nats_permissions import ORCHESTRATOR_CONSUMER
 
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.context import OrchestratorContext
@@ -43,7 +44,7 @@ from sbx_orchestrator.metrics import COMMAND_DURATION
 
 logger = logging.getLogger(__name__)
 
-CONSUMER = "orchestrator__commands"
+CONSUMER = ORCHESTRATOR_CONSUMER
 FETCH_WAIT = 1.0  # seconds one fetch waits for a message (also bounds how long a stop waits)
 DOCKER_DOWN_PAUSE = 1.0
 

@@ -1,5 +1,9 @@
 """Exec: `sbx.rpc.exec` (core NATS request/reply, queue group "orchestrator"), a FastStream
-core subscriber running up to `SBX_EXEC_THREADS` requests at once (the exec pool's size).
+core subscriber taking up to SBX_EXEC_MAX_REQUESTS requests at once. Commands run on the exec
+pool (SBX_EXEC_THREADS), shared fairly between users by `exec_scheduler.FairScheduler`: a user
+runs at most SBX_EXEC_THREADS_PER_USER at once, the rest wait in that user's own queue, and a
+command's timeout starts when it starts, not when it was queued. A request that cannot start
+within SBX_EXEC_QUEUE_TIMEOUT, or finds its user's queue full, is answered UNAVAILABLE.
 
 An ExecRequest runs a command in a running sandbox through the Docker exec API and is answered
 with an ExecResult: exit code, stdout and stderr apart (each capped, with a `truncated` flag),
@@ -44,6 +48,7 @@ from sbx_common.status import Status
 
 from sbx_orchestrator.context import OrchestratorContext
 from sbx_orchestrator.engine.exec_run import ExecRun
+from sbx_orchestrator.messaging.exec_scheduler import FairScheduler, QueueFull
 from sbx_orchestrator.metrics import DOCKER_ERRORS, EXEC_DURATION
 
 logger = logging.getLogger(__name__)
@@ -107,11 +112,17 @@ class ExecResponder:
         self.context = context
         self.settings = context.settings
         self._executor = ThreadPoolExecutor(self.settings.exec_threads, thread_name_prefix="exec")
+        self.scheduler = FairScheduler(
+            self.settings.exec_threads, self.settings.exec_threads_per_user, self.settings.exec_queue_per_user
+        )
         self._subscriber: LogicSubscriber[Any] | None = None
 
     async def start(self) -> None:
+        # More requests are taken than the pool runs, so that one user's waiting commands never
+        # keep another user's request from being read.
+        workers = max(self.settings.exec_max_requests, self.settings.exec_threads)
         self._subscriber = await self.context.broker.answer(
-            subjects.RPC_EXEC, self._serve, queue=QUEUE_GROUP, max_workers=self.settings.exec_threads
+            subjects.RPC_EXEC, self._serve, queue=QUEUE_GROUP, max_workers=workers
         )
 
     async def stop(self) -> None:
@@ -149,7 +160,14 @@ class ExecResponder:
                 return _error("NOT_FOUND", "the sandbox was not found")
             if target.status is not Status.RUNNING or not target.container_id:
                 return _error("NOT_RUNNING", "the sandbox is not running")
-            return await self._run(target.container_id, request)
+            try:
+                slot = await self.scheduler.acquire(request.owner_id, self.settings.exec_queue_timeout)
+            except QueueFull:
+                return _error("UNAVAILABLE", "too many of this user's commands are waiting")
+            except TimeoutError:
+                return _error("UNAVAILABLE", "the command could not start in time")
+            with slot:
+                return await self._run(target.container_id, request)
         finally:
             trace_id_var.reset(token)
 

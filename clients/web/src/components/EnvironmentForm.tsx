@@ -1,0 +1,182 @@
+/** The fields of an environment, for creating one and for saving a new version of one. */
+
+import { useId, useState } from "react";
+import type { SyntheticEvent } from "react";
+import type { EnvironmentConfig, EnvironmentPatch, EnvironmentVersion } from "@sandbox-platform/sdk";
+
+import { formatEnv, formatPorts, parseEnv, parsePorts } from "../keyvalue";
+import { joinCommand, splitCommand } from "../shellwords";
+import { ErrorMessage, Spinner } from "./Feedback";
+
+type Current = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" | "env" | "command">;
+
+interface Fields {
+  name: string;
+  image: string;
+  cpu: string;
+  memory: string;
+  ports: string;
+  env: string;
+  command: string;
+}
+
+function fieldsOf(current: Current | undefined): Fields {
+  return {
+    name: "",
+    image: current?.image ?? "",
+    cpu: String(current?.cpu ?? 1),
+    memory: String(current?.memory ?? 256),
+    ports: formatPorts(current?.ports),
+    env: formatEnv(current?.env),
+    command: current?.command ? joinCommand(current.command) : "",
+  };
+}
+
+/** The form's text as the API's fields; throws an Error naming the field that is wrong. */
+function parse(fields: Fields): Required<Omit<EnvironmentConfig, "name">> {
+  const cpu = Number(fields.cpu);
+  if (!Number.isFinite(cpu) || cpu <= 0) throw new Error("CPU: a number of cores above 0, e.g. 0.5.");
+  const memory = Number(fields.memory);
+  if (!Number.isInteger(memory) || memory <= 0) throw new Error("Memory: a whole number of MiB, e.g. 256.");
+  let ports, env, command;
+  try {
+    ports = parsePorts(fields.ports);
+  } catch (error) {
+    throw new Error(`Ports: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    env = parseEnv(fields.env);
+  } catch (error) {
+    throw new Error(`Variables: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    const args = splitCommand(fields.command);
+    command = args.length > 0 ? args : null;
+  } catch (error) {
+    throw new Error(`Command: ${(error as Error).message}`, { cause: error });
+  }
+  return { image: fields.image.trim(), cpu, memory, ports, env, command };
+}
+
+/** Only what differs from `current`, so the new version says what was changed. */
+function patchOf(current: Current, next: Required<Omit<EnvironmentConfig, "name">>): EnvironmentPatch {
+  const patch: EnvironmentPatch = {};
+  if (next.image !== current.image) patch.image = next.image;
+  if (next.cpu !== current.cpu) patch.cpu = next.cpu;
+  if (next.memory !== current.memory) patch.memory = next.memory;
+  if (JSON.stringify(next.ports) !== JSON.stringify(current.ports)) patch.ports = next.ports;
+  if (JSON.stringify(next.env) !== JSON.stringify(current.env)) patch.env = next.env;
+  if (JSON.stringify(next.command) !== JSON.stringify(current.command)) patch.command = next.command;
+  return patch;
+}
+
+interface Props {
+  /** Editing: the current version; creating: undefined (the form then asks for a name). */
+  current?: Current | undefined;
+  submitLabel: string;
+  onCreate?: (config: EnvironmentConfig) => Promise<unknown>;
+  onUpdate?: (patch: EnvironmentPatch) => Promise<unknown>;
+  onCancel?: () => void;
+  pending: boolean;
+  error: unknown;
+}
+
+export function EnvironmentForm({ current, submitLabel, onCreate, onUpdate, onCancel, pending, error }: Props) {
+  const id = useId();
+  const [fields, setFields] = useState<Fields>(() => fieldsOf(current));
+  const [problem, setProblem] = useState<string | undefined>(undefined);
+  const set = (key: keyof Fields) => (event: { target: { value: string } }) => {
+    setFields((f) => ({ ...f, [key]: event.target.value }));
+  };
+
+  const submit = async (event: SyntheticEvent<HTMLFormElement>) => {
+    event.preventDefault();
+    let parsed;
+    try {
+      parsed = parse(fields);
+    } catch (failure) {
+      setProblem((failure as Error).message);
+      return;
+    }
+    setProblem(undefined);
+    if (current && onUpdate) {
+      const patch = patchOf(current, parsed);
+      if (Object.keys(patch).length === 0) {
+        setProblem("Nothing changed: a new version needs at least one change.");
+        return;
+      }
+      await onUpdate(patch);
+    } else if (onCreate) {
+      await onCreate({ name: fields.name.trim(), ...parsed });
+    }
+  };
+
+  return (
+    <form onSubmit={submit} className="form grid" aria-label={submitLabel}>
+      {!current && (
+        <label>
+          Name
+          <input required maxLength={100} value={fields.name} onChange={set("name")} placeholder="web-app" />
+        </label>
+      )}
+      <label>
+        Image
+        <input required value={fields.image} onChange={set("image")} placeholder="busybox:latest" />
+      </label>
+      <label>
+        CPU (cores)
+        <input inputMode="decimal" required value={fields.cpu} onChange={set("cpu")} />
+      </label>
+      <label>
+        Memory (MiB)
+        <input inputMode="numeric" required value={fields.memory} onChange={set("memory")} />
+      </label>
+      <div className="field">
+        <label htmlFor={`${id}-ports`}>Ports</label>
+        <input id={`${id}-ports`} value={fields.ports} onChange={set("ports")} placeholder="8080, 3000:3001" aria-describedby={`${id}-ports-hint`} />
+        <span className="hint" id={`${id}-ports-hint`}>
+          Container port, or container:host. A port without a host port gets a free one per sandbox.
+        </span>
+      </div>
+      <div className="field wide">
+        <label htmlFor={`${id}-command`}>Command</label>
+        <input
+          id={`${id}-command`}
+          value={fields.command}
+          onChange={set("command")}
+          placeholder="sh -c 'echo hello; sleep 3600'"
+          aria-describedby={`${id}-command-hint`}
+          spellCheck={false}
+        />
+        <span className="hint" id={`${id}-command-hint`}>
+          As a shell would split it. Empty: the image&apos;s own command.
+        </span>
+      </div>
+      <div className="field wide">
+        <label htmlFor={`${id}-env`}>Variables</label>
+        <textarea id={`${id}-env`} rows={4} value={fields.env} onChange={set("env")} placeholder={"LOG_LEVEL=debug\nPORT=8080"} aria-describedby={`${id}-env-hint`} />
+        <span className="hint" id={`${id}-env-hint`}>
+          One KEY=value per line. Secrets go in the Secrets section: their values are never shown again.
+        </span>
+      </div>
+      {problem && (
+        <div className="error wide" role="alert">
+          <p>{problem}</p>
+        </div>
+      )}
+      <div className="wide">
+        <ErrorMessage error={error} />
+      </div>
+      <div className="actions wide">
+        <button type="submit" className="primary" disabled={pending}>
+          {pending && <Spinner label="Saving" />} {submitLabel}
+        </button>
+        {onCancel && (
+          <button type="button" onClick={onCancel} disabled={pending}>
+            Cancel
+          </button>
+        )}
+      </div>
+    </form>
+  );
+}

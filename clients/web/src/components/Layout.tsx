@@ -1,0 +1,49 @@
+/** The frame of every page: the header with navigation and the account, then the page. */
+
+import { NavLink, Outlet } from "react-router";
+
+import { useSession } from "../session";
+
+export function Layout() {
+  const { state, logout } = useSession();
+  return (
+    <div className="app">
+      <a className="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header className="topbar">
+        <NavLink to="/sandboxes" className="brand">
+          Sandbox Platform
+        </NavLink>
+        {state.status === "signed-in" && (
+          <nav aria-label="Main">
+            <NavLink to="/sandboxes">Sandboxes</NavLink>
+            <NavLink to="/environments">Environments</NavLink>
+            <NavLink to="/api-keys">API keys</NavLink>
+            <a href="/docs">API docs</a>
+          </nav>
+        )}
+        <div className="account">
+          {state.status === "signed-in" ? (
+            <>
+              <span className="email" title="Signed in as">
+                {state.user.email}
+              </span>
+              <button type="button" onClick={logout}>
+                Log out
+              </button>
+            </>
+          ) : (
+            <>
+              <NavLink to="/login">Log in</NavLink>
+              <NavLink to="/signup">Sign up</NavLink>
+            </>
+          )}
+        </div>
+      </header>
+      <main id="main" tabIndex={-1}>
+        <Outlet />
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,212 @@
+import type { LogLine, Metrics, Sandbox, SandboxEvent } from "@sandbox-platform/sdk";
+import { describe, expect, it } from "vitest";
+
+import { diffVersions } from "./envdiff";
+import { readableError } from "./errors";
+import { formatBytes } from "./format";
+import { formatPorts, parseEnv, parsePorts } from "./keyvalue";
+import { appendLines, compileQuery, filterLogs } from "./logfilter";
+import { EMPTY_HISTORY, addSample, chartData } from "./metrics";
+import { LatestEvents, isLaterEvent, listAfterEvent, matchesFilter } from "./sandboxes";
+import { joinCommand, splitCommand } from "./shellwords";
+import { SandboxApiError } from "@sandbox-platform/sdk";
+
+function line(seq: number, text: string, stream: "stdout" | "stderr" = "stdout"): LogLine {
+  return { seq, text, stream, timestamp: new Date(1_700_000_000_000 + seq * 1000).toISOString() };
+}
+
+describe("log search", () => {
+  const lines = [line(1, "tick"), line(2, "Error: disk full", "stderr"), line(3, "tock"), line(4, "TICK again")];
+
+  it("matches text case-insensitively", () => {
+    expect(filterLogs(lines, { text: "tick" }).map((l) => l.seq)).toEqual([1, 4]);
+  });
+
+  it("keeps every line for an empty query", () => {
+    expect(filterLogs(lines, { text: "  " })).toHaveLength(4);
+  });
+
+  it("takes /regex/flags", () => {
+    expect(filterLogs(lines, { text: "/^t.ck$/" }).map((l) => l.seq)).toEqual([1, 3]);
+    expect(filterLogs(lines, { text: "/^tick/i" }).map((l) => l.seq)).toEqual([1, 4]);
+  });
+
+  it("reports a broken pattern instead of throwing", () => {
+    const compiled = compileQuery("/(unclosed/");
+    expect(compiled.error).toMatch(/regular expression/);
+    expect(compiled.test("anything")).toBe(true);
+  });
+
+  it("filters by stream", () => {
+    expect(filterLogs(lines, { text: "", stream: "stderr" }).map((l) => l.seq)).toEqual([2]);
+  });
+
+  it("appends only unseen lines and keeps the newest", () => {
+    const first = appendLines([], [line(1, "a"), line(2, "b")]);
+    const second = appendLines(first, [line(2, "b"), line(3, "c"), line(4, "d")], 3);
+    expect(second.map((l) => l.seq)).toEqual([2, 3, 4]);
+    expect(appendLines(second, [line(3, "c")])).toBe(second);
+  });
+});
+
+function sample(seconds: number, cpu: number, rx: number, read: number): Metrics {
+  return {
+    cpu: { usagePercent: cpu, cores: 1 },
+    memory: { usageBytes: 1024 * 1024 * (seconds + 1), limitBytes: 256 * 1024 * 1024, usagePercent: 1 },
+    network: { rxBytes: rx, txBytes: 0, rxPackets: 0, txPackets: 0 },
+    io: { readBytes: read, writeBytes: 0 },
+    pids: 3,
+    timestamp: new Date(1_700_000_000_000 + seconds * 1000).toISOString(),
+  };
+}
+
+describe("metrics to chart", () => {
+  it("turns counters into rates per second", () => {
+    let history = addSample(EMPTY_HISTORY, sample(0, 5, 1000, 0));
+    history = addSample(history, sample(2, 10, 5000, 4096));
+    expect(history.points).toHaveLength(2);
+    expect(history.points[0]?.rxRate).toBe(0);
+    expect(history.points[1]?.rxRate).toBe(2000);
+    expect(history.points[1]?.readRate).toBe(2048);
+    expect(history.points[1]?.cpuPercent).toBe(10);
+  });
+
+  it("never draws a negative rate when a counter restarts", () => {
+    let history = addSample(EMPTY_HISTORY, sample(0, 5, 9000, 0));
+    history = addSample(history, sample(2, 5, 100, 0));
+    expect(history.points[1]?.rxRate).toBe(0);
+  });
+
+  it("ignores a repeated sample and keeps a bounded window", () => {
+    let history = EMPTY_HISTORY;
+    for (let i = 0; i < 10; i++) history = addSample(history, sample(i * 2, i, i * 100, 0), 5);
+    const again = addSample(history, sample(18, 1, 1, 0), 5);
+    expect(again).toBe(history);
+    expect(history.points).toHaveLength(5);
+    expect(history.points[0]?.cpuPercent).toBe(5);
+  });
+
+  it("lays out uPlot data: x values then one array per series", () => {
+    let history = addSample(EMPTY_HISTORY, sample(0, 1, 0, 0));
+    history = addSample(history, sample(2, 3, 0, 0));
+    const [xs, cpu, memory] = chartData(history.points, ["cpuPercent", "memoryBytes"]);
+    expect(xs).toEqual([1_700_000_000, 1_700_000_002]);
+    expect(cpu).toEqual([1, 3]);
+    expect(memory).toEqual([1024 * 1024, 3 * 1024 * 1024]);
+  });
+});
+
+describe("command lines", () => {
+  it("splits like a shell", () => {
+    expect(splitCommand(`sh -c 'while true; do echo tick; sleep 0.5; done'`)).toEqual([
+      "sh",
+      "-c",
+      "while true; do echo tick; sleep 0.5; done",
+    ]);
+    expect(splitCommand(`echo "a \\"b\\"" c\\ d ''`)).toEqual(["echo", 'a "b"', "c d", ""]);
+  });
+
+  it("refuses an unclosed quote", () => {
+    expect(() => splitCommand("echo 'oops")).toThrow(/unclosed/);
+  });
+
+  it("joins so that splitting gives the same list", () => {
+    const args = ["sh", "-c", "echo 'hi' && ls", ""];
+    expect(splitCommand(joinCommand(args))).toEqual(args);
+  });
+});
+
+describe("form fields", () => {
+  it("reads variables and ports", () => {
+    expect(parseEnv("A=1\n# note\n\nB=x=y")).toEqual({ A: "1", B: "x=y" });
+    expect(() => parseEnv("NOEQUALS")).toThrow(/Line 1/);
+    expect(parsePorts("8080, 3000:3001")).toEqual([{ container: 8080 }, { container: 3000, host: 3001 }]);
+    expect(() => parsePorts("99999")).toThrow(/not a port/);
+    expect(formatPorts([{ container: 80 }, { container: 3000, host: 3001 }])).toBe("80, 3000:3001");
+  });
+
+  it("compares versions field by field", () => {
+    const base = { image: "busybox", cpu: 1, memory: 256, ports: [], env: { A: "1" }, command: null };
+    const changes = diffVersions(base, { ...base, memory: 512, command: ["sleep", "1"] });
+    expect(changes.map((c) => c.field)).toEqual(["memory", "command"]);
+    expect(changes[1]).toEqual({ field: "command", before: "the image's own", after: "sleep 1" });
+  });
+});
+
+function sandbox(id: string, status: string): Sandbox {
+  return {
+    id,
+    name: id,
+    environmentId: "env",
+    environmentVersion: 1,
+    status,
+    statusReason: null,
+    image: "busybox",
+    cpu: 1,
+    memory: 256,
+    env: {},
+    metadata: {},
+    endpoints: [],
+    createdAt: "2024-01-01T00:00:00Z",
+    startedAt: null,
+    stoppedAt: null,
+    expiresAt: "2024-01-01T01:00:00Z",
+    destroyedAt: null,
+  };
+}
+
+function event(id: string, sandboxId: string, status: string): SandboxEvent {
+  return { id, type: `sandbox.${status}`, sandboxId, status, occurredAt: "2024-01-01T00:00:05Z", data: {} };
+}
+
+describe("the live sandbox list", () => {
+  it("moves a sandbox to the status an event carries", () => {
+    const next = listAfterEvent([sandbox("a", "pending")], event("7", "a", "running"), {});
+    expect(next?.[0]?.status).toBe("running");
+    expect(next?.[0]?.startedAt).toBe("2024-01-01T00:00:05Z");
+  });
+
+  it("drops a destroyed sandbox from the default view and keeps it when filtered for", () => {
+    expect(listAfterEvent([sandbox("a", "running")], event("8", "a", "destroyed"), {})).toEqual([]);
+    expect(listAfterEvent([sandbox("a", "running")], event("8", "a", "destroyed"), { status: "destroyed" })).toHaveLength(1);
+  });
+
+  it("says when an event names a sandbox it does not hold", () => {
+    expect(listAfterEvent([], event("9", "b", "running"), {})).toBeUndefined();
+  });
+
+  it("lays the newest event over an older answer", () => {
+    const latest = new LatestEvents();
+    expect(latest.record(event("10", "a", "running"))).toBe(true);
+    expect(latest.record(event("9", "a", "starting"))).toBe(false);
+    expect(latest.merge(sandbox("a", "pending")).status).toBe("running");
+    expect(isLaterEvent("100", "99")).toBe(true);
+  });
+
+  it("filters by environment", () => {
+    expect(matchesFilter(sandbox("a", "running"), { environmentId: "other" })).toBe(false);
+  });
+});
+
+describe("errors and numbers for people", () => {
+  it("shows the API's message and the fields of a validation error", () => {
+    const error = new SandboxApiError({
+      code: "VALIDATION_ERROR",
+      status: 400,
+      message: "The request is invalid.",
+      details: { errors: [{ path: "memory", message: "Must be at least 6." }] },
+    });
+    expect(readableError(error)).toEqual({ message: "The request is invalid.", fields: ["memory: Must be at least 6."], code: "VALIDATION_ERROR" });
+  });
+
+  it("says the platform cannot be reached instead of a stack", () => {
+    const error = new SandboxApiError({ code: "NETWORK_ERROR", status: 0, message: "fetch failed" });
+    expect(readableError(error).message).toMatch(/cannot be reached/);
+  });
+
+  it("formats bytes", () => {
+    expect(formatBytes(0)).toBe("0 B");
+    expect(formatBytes(1536)).toBe("1.5 KiB");
+    expect(formatBytes(256 * 1024 * 1024)).toBe("256 MiB");
+  });
+});

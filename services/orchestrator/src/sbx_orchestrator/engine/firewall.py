@@ -1,0 +1,311 @@
+"""The host firewall of the sandboxes: iptables rules in chains the platform owns.
+
+Every sandbox of an installation sits on one bridge network the orchestrator creates
+(`sbx-<instance>`, bridge interface `sbx<hash>`, inter-container communication off). Its traffic
+meets these chains (`<h>` is a hash of the instance name, so installations never share a chain):
+
+- `DOCKER-USER -i <bridge> -j SBX-<h>` (FORWARD, everything a sandbox sends off its host):
+  replies to connections made *to* the sandbox (published ports) return at once; anything to
+  another sandbox on the bridge is dropped; each sandbox's source address goes (`-g`) to its own
+  chain `SBX-<h>-<sandbox>`; an address the platform does not know (a container whose rules are
+  not in yet) is dropped.
+- `SBX-<h>-<sandbox>`: `none` drops everything; `internet` lets DNS to the host's resolvers
+  through, then `SBX-<h>-DENY`; `allowlist` lets DNS through, then `SBX-<h>-DENY`, then only
+  the listed CIDRs and the addresses the listed hostnames resolved to, and drops the rest.
+- `SBX-<h>-DENY`: the always-denied ranges (link-local and the metadata address, loopback,
+  private ranges where the host, the platform's services and other networks live, ...) and the
+  operator's `SBX_EGRESS_DENY`.
+- `INPUT -i <bridge> -j SBX-<h>-IN`: a sandbox reaches none of the host's own addresses (the
+  bridge's gateway included), except replies to connections the host opened and DNS to a resolver
+  that is a host address.
+
+A packet a sandbox sends in a connection it opened is checked against its policy every time
+(only replies to inbound connections skip the checks), so a policy change also cuts connections
+that are already open. The whole set of chains is rendered from the state held here and loaded
+in one `iptables-restore --noflush` (atomic; declaring a chain flushes it), serialised by a lock;
+jumps into the platform's chains are added only after `-C` finds them missing. Rules that are not
+the platform's are never touched. Hostnames are resolved on the host when a policy is applied and
+again every `SBX_EGRESS_REFRESH_SECONDS`: what is allowed is the addresses of the DNS answers at
+resolution time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sbx_common.network import ALWAYS_DENIED, Egress, NetworkPolicy
+
+logger = logging.getLogger(__name__)
+
+RESOLV_CONF = Path("/etc/resolv.conf")
+# Docker's embedded DNS forwards to these when the host only names loopback resolvers.
+DOCKER_FALLBACK_DNS = ("8.8.8.8", "8.8.4.4")
+RESOLVE_TIMEOUT = 3.0
+IPTABLES_TIMEOUT = 20.0
+
+
+class FirewallError(Exception):
+    """iptables refused or failed."""
+
+
+def instance_hash(instance: str) -> str:
+    return hashlib.sha256(instance.encode()).hexdigest()[:8]
+
+
+def network_name(instance: str) -> str:
+    """The Docker network every sandbox of the installation is attached to."""
+    return f"sbx-{instance}"
+
+
+def bridge_name(instance: str) -> str:
+    """The Linux bridge of that network (interface names have at most 15 characters)."""
+    return f"sbx{instance_hash(instance)}"
+
+
+def dns_servers(resolv_conf: Path = RESOLV_CONF) -> list[str]:
+    """The IPv4 resolvers Docker's embedded DNS forwards a sandbox's queries to."""
+    found: list[str] = []
+    try:
+        lines = resolv_conf.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                address = ipaddress.ip_address(parts[1])
+            except ValueError:
+                continue
+            if address.version == 4 and not address.is_loopback:
+                found.append(str(address))
+    return found or list(DOCKER_FALLBACK_DNS)
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """A running sandbox as the firewall knows it."""
+
+    sandbox_id: uuid.UUID
+    address: str  # its IPv4 address on the platform's bridge
+    policy: NetworkPolicy
+    resolved: tuple[str, ...] = ()  # addresses of the policy's hostnames, /32 each
+
+
+class Chains:
+    """The names of one installation's chains."""
+
+    def __init__(self, instance: str) -> None:
+        h = instance_hash(instance)
+        self.main = f"SBX-{h}"
+        self.input = f"SBX-{h}-IN"
+        self.deny = f"SBX-{h}-DENY"
+        self.prefix = f"SBX-{h}-"
+
+    def of(self, sandbox_id: uuid.UUID) -> str:
+        return f"{self.prefix}{sandbox_id.hex[:12]}"
+
+
+def render(
+    chains: Chains, bridge: str, guarded: list[Guarded], deny: list[str], resolvers: list[str]
+) -> tuple[str, list[str]]:
+    """The iptables-restore input that rebuilds every chain of the installation, and the names
+    of the per-sandbox chains it declares."""
+    sandbox_chains = [chains.of(g.sandbox_id) for g in guarded]
+    lines = ["*filter"]
+    lines += [f":{name} - [0:0]" for name in (chains.main, chains.input, chains.deny, *sandbox_chains)]
+    reply = "-m conntrack --ctstate RELATED,ESTABLISHED --ctdir REPLY -j RETURN"
+    lines.append(f"-A {chains.main} {reply}")
+    lines.append(f"-A {chains.main} -o {bridge} -j DROP")
+    for g, name in zip(guarded, sandbox_chains, strict=True):
+        lines.append(f"-A {chains.main} -s {g.address}/32 -g {name}")
+    lines.append(f"-A {chains.main} -j DROP")
+
+    for cidr in deny:
+        lines.append(f"-A {chains.deny} -d {cidr} -j DROP")
+
+    lines.append(f"-A {chains.input} {reply}")
+    for g in guarded:
+        if g.policy.egress is not Egress.NONE:
+            lines += _dns(chains.input, resolvers, source=g.address)
+    lines.append(f"-A {chains.input} -j DROP")
+
+    for g, name in zip(guarded, sandbox_chains, strict=True):
+        if g.policy.egress is Egress.NONE:
+            lines.append(f"-A {name} -j DROP")
+            continue
+        lines += _dns(name, resolvers)
+        lines.append(f"-A {name} -j {chains.deny}")
+        if g.policy.egress is Egress.ALLOWLIST:
+            for cidr in dict.fromkeys([*g.policy.cidrs, *g.resolved]):
+                lines.append(f"-A {name} -d {cidr} -j RETURN")
+            lines.append(f"-A {name} -j DROP")
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n", sandbox_chains
+
+
+def _dns(chain: str, resolvers: list[str], source: str | None = None) -> list[str]:
+    match = f"-s {source}/32 " if source else ""
+    return [
+        f"-A {chain} {match}-d {resolver}/32 -p {proto} --dport 53 -j RETURN"
+        for resolver in resolvers
+        for proto in ("udp", "tcp")
+    ]
+
+
+async def resolve(hostname: str) -> list[str]:
+    """The IPv4 addresses a hostname resolves to on the host now (none if it does not)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(hostname, None, family=socket.AF_INET, type=socket.SOCK_STREAM),
+            RESOLVE_TIMEOUT,
+        )
+    except (OSError, TimeoutError) as exc:
+        logger.info("allowlist hostname did not resolve", extra={"hostname": hostname, "error": repr(exc)})
+        return []
+    return sorted({f"{info[4][0]}/32" for info in infos})
+
+
+class Firewall:
+    """The installation's chains, and the sandboxes they guard (one writer: this object)."""
+
+    def __init__(self, instance: str, *, iptables: str, egress_deny: list[str], enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.iptables = iptables
+        self.chains = Chains(instance)
+        self.bridge = bridge_name(instance)
+        self.deny = list(dict.fromkeys([*ALWAYS_DENIED, *egress_deny]))
+        self._guarded: dict[uuid.UUID, Guarded] = {}
+        self._declared: set[str] = set()
+        self._loaded: str | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def guarded(self) -> dict[uuid.UUID, Guarded]:
+        return dict(self._guarded)
+
+    # --- changes ---
+
+    async def guard(self, sandbox_id: uuid.UUID, address: str, policy: NetworkPolicy) -> None:
+        """Apply `policy` to the sandbox at `address` (replacing what it had)."""
+        resolved = await self._resolve(policy)
+        async with self._lock:
+            # An address belongs to one sandbox: a stale entry for it (a container gone without
+            # notice) must not lend its policy to the new one.
+            for other in [g.sandbox_id for g in self._guarded.values() if g.address == address]:
+                del self._guarded[other]
+            self._guarded[sandbox_id] = Guarded(sandbox_id, address, policy, resolved)
+            await self._load()
+
+    async def release(self, sandbox_id: uuid.UUID) -> None:
+        """The sandbox's container no longer runs: its rules go."""
+        async with self._lock:
+            if self._guarded.pop(sandbox_id, None) is not None or self._loaded is None:
+                await self._load()
+
+    async def replace_all(self, guarded: list[tuple[uuid.UUID, str, NetworkPolicy]]) -> None:
+        """Rebuild from scratch (start-up, Docker back, the periodic refresh), hostnames
+        resolved again, and the jumps into the platform's chains checked."""
+        entries = [
+            Guarded(sid, address, policy, await self._resolve(policy)) for sid, address, policy in guarded
+        ]
+        async with self._lock:
+            self._guarded = {g.sandbox_id: g for g in entries}
+            await self._load(force=True)
+            await self._ensure_jumps()
+
+    # --- iptables ---
+
+    async def _resolve(self, policy: NetworkPolicy) -> tuple[str, ...]:
+        if policy.egress is not Egress.ALLOWLIST or not policy.hostnames:
+            return ()
+        found = await asyncio.gather(*(resolve(h) for h in policy.hostnames))
+        return tuple(sorted({address for addresses in found for address in addresses}))
+
+    async def _load(self, *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        guarded = sorted(self._guarded.values(), key=lambda g: g.address)
+        text, sandbox_chains = render(self.chains, self.bridge, guarded, self.deny, dns_servers())
+        if text == self._loaded and not force:
+            return
+        await self._run([f"{self.iptables}-restore", "--noflush", "-w", "5"], stdin=text)
+        self._loaded = text
+        # Chains of sandboxes that are gone: unreferenced now, so they can be flushed and deleted.
+        # A rebuild also looks for chains an earlier run of the orchestrator left.
+        existing = self._declared | (await self._platform_chains() if force else set())
+        for name in sorted(existing - set(sandbox_chains)):
+            if name in (self.chains.main, self.chains.input, self.chains.deny):
+                continue
+            await self._iptables("-F", name, check=False)
+            await self._iptables("-X", name, check=False)
+        self._declared = set(sandbox_chains)
+
+    async def _platform_chains(self) -> set[str]:
+        listing = await self._iptables("-S", check=False)
+        return {
+            line.split()[1]
+            for line in listing.splitlines()
+            if line.startswith("-N ") and line.split()[1].startswith(self.chains.prefix)
+        }
+
+    async def _ensure_jumps(self) -> None:
+        if not self.enabled:
+            return
+        await self._ensure("DOCKER-USER", ["-i", self.bridge, "-j", self.chains.main])
+        await self._ensure("INPUT", ["-i", self.bridge, "-j", self.chains.input])
+
+    async def _ensure(self, chain: str, rule: list[str]) -> None:
+        """Insert the rule at the top of `chain` unless it is there (Docker recreates
+        DOCKER-USER when it restarts; the check keeps this idempotent)."""
+        if chain == "DOCKER-USER":
+            await self._iptables("-N", chain, check=False)  # Docker down: the chain may be gone
+        try:
+            await self._iptables("-C", chain, *rule)
+        except FirewallError:
+            await self._iptables("-I", chain, "1", *rule)
+            logger.info("firewall jump added", extra={"chain": chain, "target": rule[-1]})
+
+    async def _iptables(self, *args: str, check: bool = True) -> str:
+        return await self._run([self.iptables, "-w", "5", *args], check=check)
+
+    async def _run(self, argv: list[str], stdin: str | None = None, check: bool = True) -> str:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(
+            process.communicate(stdin.encode() if stdin is not None else None), IPTABLES_TIMEOUT
+        )
+        if check and process.returncode != 0:
+            raise FirewallError(
+                f"{Path(argv[0]).name} {argv[-1] if stdin is None else ''}: {err.decode()[:300]}"
+            )
+        return out.decode()
+
+    async def remove_everything(self) -> None:
+        """Take the installation's jumps and chains away (used by tests and uninstalls, never on
+        a normal stop: running sandboxes must stay guarded while the orchestrator is down)."""
+        async with self._lock:
+            for chain, target in (("DOCKER-USER", self.chains.main), ("INPUT", self.chains.input)):
+                while True:
+                    try:
+                        await self._iptables("-D", chain, "-i", self.bridge, "-j", target)
+                    except FirewallError:
+                        break
+            names = await self._platform_chains() | {self.chains.main, self.chains.input, self.chains.deny}
+            for name in names:
+                await self._iptables("-F", name, check=False)
+            for name in names:
+                await self._iptables("-X", name, check=False)
+            self._guarded.clear()
+            self._loaded = None

@@ -1,0 +1,113 @@
+"""Sandbox networks: the platform's bridge network and the firewall rules of each sandbox.
+
+The lifecycle calls `apply` once a sandbox's container runs and `release` once it stops or goes;
+the `network` command calls `apply` with the policy recorded now. `resync` rebuilds every rule
+from what Docker runs and what the database records: at start-up and whenever the Docker event
+stream (re)connects (an engine restart loses DOCKER-USER's jump), and every
+`SBX_EGRESS_REFRESH_SECONDS` (allowlist hostnames resolved again; a lost `network` command
+caught up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from sbx_common import labels
+from sbx_common.network import NetworkPolicy
+
+from sbx_orchestrator.config import OrchestratorSettings
+from sbx_orchestrator.engine.containers import read_address
+from sbx_orchestrator.engine.docker_engine import DockerEngine
+from sbx_orchestrator.engine.firewall import Firewall, bridge_name, network_name
+from sbx_orchestrator.repository import Repository
+
+if TYPE_CHECKING:
+    from sbx_orchestrator.context import OrchestratorContext
+
+logger = logging.getLogger(__name__)
+
+
+class NetworkGuard:
+    def __init__(self, settings: OrchestratorSettings, repository: Repository, engine: DockerEngine) -> None:
+        self.settings = settings
+        self.repository = repository
+        self.engine = engine
+        self.network = network_name(settings.instance)
+        self.bridge = bridge_name(settings.instance)
+        self.firewall = Firewall(
+            settings.instance,
+            iptables=settings.iptables,
+            egress_deny=settings.egress_deny,
+            enabled=settings.sandbox_firewall,
+        )
+        self._network_ready = False
+
+    async def ensure_network(self) -> None:
+        if not self._network_ready:
+            await self.engine.ensure_network(self.network, self.bridge, self.settings.instance)
+            self._network_ready = True
+
+    async def apply(self, sandbox_id: uuid.UUID, info: dict[str, Any], policy: NetworkPolicy) -> None:
+        """Guard a running container (its inspect output) with `policy`."""
+        address = read_address(info, self.network)
+        if address is None:
+            # Not on the platform's network (made before it existed): nothing to match it by.
+            logger.warning(
+                "sandbox container not on the sandbox network", extra={"sandboxId": str(sandbox_id)}
+            )
+            return
+        await self.firewall.guard(sandbox_id, address, policy)
+        logger.info(
+            "network policy applied",
+            extra={"sandboxId": str(sandbox_id), "egress": policy.egress.value, "allow": len(policy.allow)},
+        )
+
+    async def release(self, sandbox_id: uuid.UUID) -> None:
+        await self.firewall.release(sandbox_id)
+
+    async def resync(self) -> None:
+        """Every running sandbox container of this instance, guarded by its recorded policy."""
+        self._network_ready = False
+        await self.ensure_network()
+        containers = await self.engine.instance_containers(self.settings.instance)
+        running: dict[uuid.UUID, str] = {}
+        for container in containers:
+            sandbox_id = (container.get("Labels") or {}).get(labels.SANDBOX_ID)
+            networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+            address = (networks.get(self.network) or {}).get("IPAddress")
+            if container.get("State") == "running" and sandbox_id and address:
+                running[uuid.UUID(sandbox_id)] = str(address)
+        policies = await self.repository.network_policies(list(running))
+        # A container without a sandbox row (an orphan the reaper will remove) gets no rules:
+        # the platform's chain drops whatever comes from an address it does not know.
+        await self.firewall.replace_all(
+            [(sid, address, policies[sid]) for sid, address in running.items() if sid in policies]
+        )
+
+
+class NetworkRefresher:
+    """Component: rebuild the rules every `SBX_EGRESS_REFRESH_SECONDS`."""
+
+    def __init__(self, context: OrchestratorContext) -> None:
+        self.guard = context.guard
+        self.interval = context.settings.egress_refresh_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="network-refresh")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.guard.resync()
+            except Exception as exc:
+                logger.warning("network rules not refreshed", extra={"error": repr(exc)[:300]})

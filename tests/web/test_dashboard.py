@@ -1,0 +1,280 @@
+"""The dashboard in a real browser against the real platform: a person signs up, makes an
+environment (and a second version of it, and a secret), starts a sandbox and watches it turn
+running without reloading, uses its terminal (also across an API restart), reads its logs,
+sees its CPU chart draw, runs a command, then stops and destroys it. Screenshots are saved
+under test-artifacts/web/.
+
+Run this file alone: it drives Chromium and a sandbox, which a loaded 2-core machine feels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Awaitable
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Locator, Page, expect
+
+from tests.support.platform import Platform
+from tests.support.waiting import wait_for
+from tests.web.conftest import Watch
+
+TICKER = "sh -c 'while true; do echo tick; sleep 0.5; done'"
+# Text of the terminal's rows, as xterm.js's DOM renderer draws them.
+TERMINAL_ROWS = (
+    "() => [...document.querySelectorAll('.xterm-rows > div')].map((row) => row.textContent.trim())"
+)
+
+
+async def shot(page: Page, artifacts: Path, name: str) -> None:
+    path = artifacts / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+
+
+async def terminal_lines(page: Page) -> list[str]:
+    rows: list[str] = await page.evaluate(TERMINAL_ROWS)
+    return rows
+
+
+async def wait_for_terminal_line(page: Page, wanted: str, timeout: float = 20) -> list[str]:
+    """Until a row of the terminal reads exactly `wanted` (a command's output, not its echo)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    rows: list[str] = []
+    while asyncio.get_running_loop().time() < deadline:
+        rows = await terminal_lines(page)
+        if wanted in rows:
+            return rows
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the terminal never showed a line {wanted!r}; it shows {rows}")
+
+
+async def sign_up(page: Page, base: str) -> str:
+    email = f"web-{uuid.uuid4().hex[:10]}@example.com"
+    await page.goto(f"{base}/ui/")
+    # Not signed in: the dashboard sends a visitor to log in, which links to signing up.
+    await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    await page.get_by_role("main").get_by_role("link", name="Sign up").click()
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill("correct horse battery")
+    await page.get_by_role("button", name="Sign up").click()
+    await expect(page.get_by_role("heading", name="Sandboxes")).to_be_visible()
+    await expect(page.get_by_text(email)).to_be_visible()
+    return email
+
+
+@pytest.mark.timeout(900)
+async def test_a_person_runs_a_sandbox_from_the_dashboard(
+    ui_api: Platform, test_image: str, watched_page: tuple[Page, Watch], artifacts: Path
+) -> None:
+    page, watch = watched_page
+    page.set_default_timeout(30_000)
+    base = ui_api.api_url
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await sign_up(page, base)
+
+    # An environment: the test image, a command that prints a line every 0.5 s.
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Environments").click()
+    await page.get_by_role("button", name="New environment").click()
+    await page.get_by_label("Name", exact=True).fill("ticker")
+    await page.get_by_label("Image").fill(test_image)
+    await page.get_by_label("Command").fill(TICKER)
+    await page.get_by_label("Variables").fill("GREETING=hello")
+    await page.get_by_role("button", name="Create environment").click()
+    await expect(page.get_by_role("heading", name=re.compile(r"ticker\s*v1"))).to_be_visible()
+
+    # A second version, compared with the first.
+    await page.get_by_role("button", name="Edit").click()
+    await page.get_by_label("Memory (MiB)").fill("128")
+    await page.get_by_role("button", name="Save as v2").click()
+    await expect(page.get_by_role("heading", name=re.compile(r"ticker\s*v2"))).to_be_visible()
+    diff = page.get_by_role("table", name="Changes from v1 to v2")
+    await expect(diff.get_by_role("row", name=re.compile("memory"))).to_contain_text("128 MiB")
+
+    # A secret: listed by its key, its value never shown.
+    await page.get_by_label("Key").fill("API_TOKEN")
+    await page.get_by_label("Value").fill("s3cret-value-never-shown")
+    await page.get_by_role("button", name="Set secret").click()
+    await expect(page.get_by_role("button", name="Delete secret API_TOKEN")).to_be_visible()
+    assert "s3cret-value-never-shown" not in await page.content()
+    await shot(page, artifacts, "01-environment")
+
+    # A sandbox from it, created on the list page; it turns running by the events socket alone.
+    await page.get_by_role("link", name="New sandbox").click()
+    await expect(page.get_by_text("Live", exact=True)).to_be_visible()
+    reads: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            reads.append(request.url)
+            if request.method == "GET" and "/sandboxes" in request.url and "/ui/" not in request.url
+            else None
+        ),
+    )
+    await page.get_by_label("Name (optional)").fill("web-e2e")
+    await page.get_by_role("button", name="Create sandbox").click()
+    row = page.locator("tr", has=page.get_by_role("link", name="web-e2e"))
+    await expect(row).to_be_visible()
+    await expect(row.locator("[data-status]")).to_have_attribute("data-status", "running", timeout=90_000)
+    # Events moved it: no list was read again, and the sandbox itself at most once (when its
+    # first events overtake the answer to the create by more than a second).
+    lists = [url for url in reads if re.search(r"/sandboxes(\?|$)", url)]
+    assert lists == [], f"the list was read again instead of following events: {reads}"
+    assert len(reads) <= 1, f"the sandbox was polled instead of following events: {reads}"
+    sandbox_id = await row.get_attribute("data-sandbox-id")
+    assert sandbox_id
+    await shot(page, artifacts, "02-sandboxes-live")
+
+    # Its page, opened by a deep link (a full load of /ui/sandboxes/<id>).
+    await page.goto(f"{base}/ui/sandboxes/{sandbox_id}")
+    await expect(page.get_by_role("heading", name=re.compile("web-e2e"))).to_be_visible()
+    timeline = page.get_by_role("list", name="Status timeline")
+    await expect(timeline.locator("[data-status=running]").first).to_be_visible()
+
+    # The terminal: type a command, read its output from xterm's rows.
+    terminal = page.locator(".terminal-pane")
+    await expect(terminal).to_have_attribute("data-state", "open", timeout=30_000)
+    await page.locator(".terminal-host").click()
+    await page.keyboard.type("echo hi\n")
+    await wait_for_terminal_line(page, "hi")
+
+    # The terminal fits a narrower window and tells the shell its new size.
+    await page.keyboard.type("stty size\n")
+    wide = await wait_for_stty(page)
+    await page.set_viewport_size({"width": 600, "height": 900})
+    await page.keyboard.type("clear; stty size\n")
+    narrow = await wait_for_stty(page, other_than=wide)
+    assert narrow[1] < wide[1], f"columns did not shrink with the window: {wide} -> {narrow}"
+    await shot(page, artifacts, "03-sandbox-narrow")
+    await page.set_viewport_size({"width": 1280, "height": 900})
+
+    # Logs arrive live, and the search filters them.
+    lines = page.get_by_role("log", name="Log lines")
+    await expect(lines).to_contain_text("tick")
+    first = int(await lines.get_attribute("data-count") or 0)
+    await wait_for(lambda: more_than(first, count(lines)), timeout=15, what="new log lines")
+    await page.get_by_role("searchbox", name="Search").fill("no-such-text")
+    await expect(lines).to_contain_text("No line matches.")
+    await page.get_by_role("searchbox", name="Search").fill("tick")
+    await expect(lines.locator(".log-line").first).to_contain_text("tick")
+
+    # The CPU chart draws points from the metrics route.
+    cpu = page.locator("figure[data-chart=CPU]")
+    await wait_for(lambda: more_than(1, points(cpu)), timeout=60, what="two points on the CPU chart")
+
+    # The exec box.
+    await page.get_by_role("textbox", name="Command", exact=True).fill(
+        "echo from-exec; echo oops >&2; exit 3"
+    )
+    await page.get_by_role("button", name="Run").click()
+    result = page.locator(".exec-result")
+    await expect(result).to_have_attribute("data-exit-code", "3")
+    await expect(result).to_contain_text("from-exec")
+    await expect(result).to_contain_text("oops")
+    await shot(page, artifacts, "04-sandbox")
+
+    # The API goes away and comes back: the terminal reopens by itself on the same screen.
+    await asyncio.to_thread(ui_api.restart_service, "api")
+    await expect(terminal).to_have_attribute("data-state", "open", timeout=60_000)
+    await page.locator(".terminal-host").click()
+    await page.keyboard.type("echo back-again\n")
+    await wait_for_terminal_line(page, "back-again")
+
+    # Stop, then destroy; the status follows each.
+    await page.get_by_role("button", name="Stop", exact=True).click()
+    heading_status = page.get_by_role("heading", name=re.compile("web-e2e")).locator("[data-status]")
+    await expect(heading_status).to_have_attribute("data-status", "stopped", timeout=60_000)
+    await page.get_by_role("button", name="Destroy", exact=True).click()
+    await expect(heading_status).to_have_attribute("data-status", "destroyed", timeout=60_000)
+    await expect(timeline.locator("[data-status=destroyed]").first).to_be_visible()
+    await shot(page, artifacts, "05-destroyed")
+
+    await watch.assert_clean(page)
+
+    # Log out: back to the login page, and the dashboard no longer opens.
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    await page.goto(f"{base}/ui/sandboxes")
+    await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
+async def count(locator: Locator) -> int:
+    return int(await locator.get_attribute("data-count") or 0)
+
+
+async def points(locator: Locator) -> int:
+    return int(await locator.get_attribute("data-points") or 0)
+
+
+async def more_than(floor: int, value: Awaitable[int]) -> int | None:
+    found = await value
+    return found if found > floor else None
+
+
+async def wait_for_stty(page: Page, other_than: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The last `rows cols` line `stty size` printed in the terminal."""
+    deadline = asyncio.get_running_loop().time() + 20
+    rows: list[str] = []
+    while asyncio.get_running_loop().time() < deadline:
+        rows = await terminal_lines(page)
+        sizes = [tuple(int(n) for n in row.split()) for row in rows if re.fullmatch(r"\d+ \d+", row)]
+        if sizes and sizes[-1] != other_than:
+            size = sizes[-1]
+            return size[0], size[1]
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no new `stty size` output in the terminal: {rows}")
+
+
+@pytest.mark.timeout(300)
+async def test_api_keys_are_shown_once_listed_and_revoked(
+    ui_api: Platform, watched_page: tuple[Page, Watch], artifacts: Path
+) -> None:
+    page, watch = watched_page
+    page.set_default_timeout(30_000)
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await sign_up(page, ui_api.api_url)
+    await page.get_by_role("link", name="API keys").click()
+    await page.get_by_label("Name").fill("ci-runner")
+    await page.get_by_role("button", name="Create key").click()
+    key = await page.get_by_test_id("new-api-key").text_content()
+    assert key is not None
+    assert key.startswith("sk_")
+    await expect(page.get_by_role("button", name="Copy")).to_be_visible()
+    await shot(page, artifacts, "06-api-key")
+    await page.get_by_role("button", name="Done").click()
+    assert key not in await page.content()
+    await expect(page.get_by_role("cell", name="ci-runner", exact=True)).to_be_visible()
+    await page.get_by_role("button", name="Revoke ci-runner").click()
+    await expect(page.get_by_text("No API keys yet.")).to_be_visible()
+    # A wrong password on the login page reads as the API's sentence, not as JSON.
+    await page.get_by_role("button", name="Log out").click()
+    await page.get_by_label("Email").fill("nobody@example.com")
+    await page.get_by_label("Password").fill("wrong password")
+    await page.get_by_role("main").get_by_role("button", name="Log in").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_be_visible()
+    assert "{" not in (await alert.text_content() or "")
+    # A token the API no longer takes (expired, say) signs out at the first call, saying why.
+    await page.evaluate(
+        "localStorage.setItem('sbx.session', JSON.stringify("
+        "{token: 'expired.token.here', user: {id: 'x', email: 'ghost@example.com', createdAt: ''}}))"
+    )
+    await page.goto(f"{ui_api.api_url}/ui/environments")
+    await expect(page.get_by_text("Your session has ended. Log in again.")).to_be_visible()
+    await watch.assert_clean(page)
+
+
+@pytest.mark.timeout(120)
+async def test_docs_work_offline(ui_api: Platform, watched_page: tuple[Page, Watch], artifacts: Path) -> None:
+    """Swagger UI renders the API's document from the API's own assets, with other hosts blocked."""
+    page, watch = watched_page
+    await page.goto(f"{ui_api.api_url}/docs")
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+        "Sandbox Platform API", timeout=30_000
+    )
+    await expect(page.locator(".opblock").first).to_be_visible()
+    await shot(page, artifacts, "07-docs")
+    await watch.assert_clean(page)
