@@ -494,6 +494,7 @@ class Lifecycle:
         if state.runtime.container_id not in (None, container_id):
             return False
         await self.engine.stop(container_id, grace=0)
+        await self.guard.release(sandbox_id)
         await self.repository.write_runtime(
             sandbox_id,
             status=Status.STOPPED,
