@@ -325,7 +325,11 @@ async def test_ulimits_and_block_io_weight_are_set_on_every_container(
         assert config["BlkioWeight"] == 500
     else:
         assert config["BlkioWeight"] == 0
-        assert "block I/O weight is not supported" in platform.logs("orchestrator")
+
+        async def said_so() -> bool:  # the log line may still be on its way to the file
+            return "block I/O weight is not supported" in platform.logs("orchestrator")
+
+        await wait_for(said_so, timeout=30, what="the orchestrator's note on block I/O weight")
 
 
 # --- the walk that measures a writable layer ------------------------------------------------------
