@@ -99,6 +99,10 @@ async def metric(port: int, name: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+# The webhooks service of a test platform delivers to loopback receivers; retries come soon.
+WEBHOOKS_ENV = {"SBX_WEBHOOK_ALLOW_PRIVATE": "true", "SBX_WEBHOOK_RETRY_BASE_SECONDS": "0.5"}
+
+
 @dataclass
 class Platform:
     """The five services running as processes against the test NATS and PostgreSQL."""

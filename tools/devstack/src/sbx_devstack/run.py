@@ -29,7 +29,14 @@ from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 from sbx_devstack.webui import BuildError
 from sbx_devstack.webui import build as build_dashboard
 
-COLOURS = {"api": 36, "orchestrator": 35, "log-shipper": 33, "reaper": 32, "metrics-collector": 34}
+COLOURS = {
+    "api": 36,
+    "orchestrator": 35,
+    "log-shipper": 33,
+    "reaper": 32,
+    "metrics-collector": 34,
+    "webhooks": 31,
+}
 _print_lock = threading.Lock()
 
 
