@@ -38,6 +38,7 @@ from sandbox_platform.models import (
     AuditEvent,
     CpuUsage,
     CreatedApiKey,
+    CreatedWebhook,
     Endpoint,
     Environment,
     EnvironmentVersion,
@@ -54,7 +55,10 @@ from sandbox_platform.models import (
     SandboxInfo,
     Secret,
     User,
+    Webhook,
+    WebhookDelivery,
 )
+from sandbox_platform.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "SETTLED_STATUSES",
@@ -71,6 +75,7 @@ __all__ = [
     "ConflictError",
     "CpuUsage",
     "CreatedApiKey",
+    "CreatedWebhook",
     "Endpoint",
     "Environment",
     "EnvironmentVersion",
@@ -103,5 +108,9 @@ __all__ = [
     "UnavailableError",
     "User",
     "ValidationError",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookVerificationError",
     "__version__",
+    "verify_webhook",
 ]

@@ -16,7 +16,7 @@ from sbx_common.status import Status
 
 ALL_EVENTS = "sandbox.*"
 EVENT_TYPES = frozenset({ALL_EVENTS, *(f"sandbox.{s.value}" for s in Status)})
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
 
 class RefusedTarget(ValueError):

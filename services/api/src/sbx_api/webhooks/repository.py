@@ -54,7 +54,8 @@ async def list_active(
     conn: asyncpg.Connection, owner_id: uuid.UUID, *, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, url, events, description, created_at FROM webhooks WHERE owner_id = $1 AND deleted_at IS NULL"
+        "SELECT id, url, events, description, created_at FROM webhooks"
+        " WHERE owner_id = $1 AND deleted_at IS NULL"
         " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))"
         " ORDER BY created_at, id LIMIT $4",
         owner_id,
