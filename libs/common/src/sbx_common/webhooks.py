@@ -10,7 +10,7 @@ import ipaddress
 import secrets as _secrets
 import socket
 import uuid
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from sbx_common.status import Status
 
@@ -64,13 +64,14 @@ def is_refused_address(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
-async def check_target(url: str, *, allow_private: bool, resolve_timeout: float = 5.0) -> None:
+async def check_target(url: str, *, allow_private: bool, resolve_timeout: float = 5.0) -> list[str]:
     """Refuse `url` unless it is http(s) and every address its host resolves to is public
     (`allow_private` lifts the address check). Called at creation and again before every
-    delivery, so a name that later resolves to an inner address is refused then."""
+    delivery, so a name that later resolves to an inner address is refused then. Returns the
+    checked addresses (none when `allow_private`), for `pinned` to connect to."""
     host, port = check_url_shape(url)
     if allow_private:
-        return
+        return []
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(
@@ -78,6 +79,20 @@ async def check_target(url: str, *, allow_private: bool, resolve_timeout: float 
         )
     except (OSError, TimeoutError) as exc:
         raise RefusedTarget("The URL's host does not resolve.") from exc
-    addresses = {str(info[4][0]) for info in infos}
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses or any(is_refused_address(a) for a in addresses):
         raise RefusedTarget("The URL points at a loopback, private or link-local address.")
+    return addresses
+
+
+def pinned(url: str, address: str) -> tuple[str, str, dict[str, str]]:
+    """`url` with its host replaced by `address` (one the check passed), the `Host` header to
+    send, and the TLS server name: the connection goes where the check looked, whatever the
+    name resolves to a moment later, and HTTPS still verifies the certificate for the name."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{address}]" if ":" in address else address
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), parts.netloc, extensions

@@ -4,7 +4,8 @@
 The row stays locked while its POST is in flight, so two workers (or two replicas) never send
 the same delivery at once; a crash releases the lock and the delivery is sent again
 (at least once: receivers deduplicate on `Sbx-Event-Id`). Every attempt resolves the target
-again and refuses it if it now points at an inner address. No redirect is followed, no
+again, refuses it if it now points at an inner address, and connects to the address it
+checked (DNS rebinding finds no second lookup to answer). No redirect is followed, no
 response body is read, and every call has a timeout. Nothing secret is logged: only ids, the
 status code and the class of a network error.
 """
@@ -22,7 +23,7 @@ import httpx
 from sbx_common.crypto import DecryptionFailed, SealedSecret, SecretBox
 from sbx_common.tasks import cancel_and_wait
 from sbx_common.timeutil import utcnow
-from sbx_common.webhooks import RefusedTarget, check_target, secret_binding, signature
+from sbx_common.webhooks import RefusedTarget, check_target, pinned, secret_binding, signature
 
 from sbx_webhooks import repository
 from sbx_webhooks.config import WebhooksSettings
@@ -104,8 +105,8 @@ class Dispatcher:
                 SealedSecret(row["key_id"], row["nonce"], row["ciphertext"]),
                 secret_binding(row["webhook_id"]),
             )
-            await check_target(row["url"], allow_private=self.settings.webhook_allow_private)
-            status_code = await self._post(row, secret)
+            addresses = await check_target(row["url"], allow_private=self.settings.webhook_allow_private)
+            status_code = await self._post(row, secret, addresses[0] if addresses else None)
             outcome = "delivered" if 200 <= status_code < 300 else "http_error"
         except RefusedTarget:
             outcome, error = "refused_target", "refused target"
@@ -150,7 +151,7 @@ class Dispatcher:
             return "failed", None
         return "retrying", next_at
 
-    async def _post(self, row: asyncpg.Record, secret: str) -> int:
+    async def _post(self, row: asyncpg.Record, secret: str, address: str | None) -> int:
         body: bytes = row["body"]
         timestamp = str(int(time.time()))
         headers = {
@@ -160,6 +161,12 @@ class Dispatcher:
             "Sbx-Timestamp": timestamp,
             "Sbx-Signature": signature(secret, timestamp, body),
         }
+        url: str = row["url"]
+        extensions: dict[str, str] = {}
+        if address is not None:  # connect to the address just checked (no second lookup)
+            url, headers["Host"], extensions = pinned(url, address)
         # The response's body is never read: only its status counts.
-        async with self._http.stream("POST", row["url"], content=body, headers=headers) as response:
+        async with self._http.stream(
+            "POST", url, content=body, headers=headers, extensions=extensions
+        ) as response:
             return response.status_code
