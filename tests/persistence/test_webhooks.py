@@ -5,17 +5,22 @@ the webhooks service; targets the platform must not call, and other users' webho
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sandbox_platform import WebhookVerificationError, verify_webhook
+from sandbox_platform import AsyncClient, NotFoundError, WebhookVerificationError, verify_webhook
 from sbx_common import subjects
 from sbx_common.messages import SandboxEvent
 from sbx_common.status import Status
@@ -25,6 +30,8 @@ from tests.support.nats_auth import admin_connect
 from tests.support.platform import WEBHOOKS_ENV, Platform, extra_api
 from tests.support.sandboxes import create_sandbox, destroy_all
 from tests.support.waiting import wait_for
+
+SBX = str(Path(sys.executable).parent / "sbx")
 
 MAX_WEBHOOKS = 3
 
@@ -314,3 +321,68 @@ async def test_webhooks_are_private_capped_and_never_show_their_secret(
     # No secret reached any service's log.
     logs = platform.logs()
     assert all(hook["secret"] not in logs for hook in hooks)
+
+
+async def test_the_sdk_and_the_cli_manage_webhooks(
+    private_api: httpx.AsyncClient, receiver: Receiver, nats_url: str, tmp_path: Path
+) -> None:
+    user = await signup(private_api)
+    async with AsyncClient(base_url=str(private_api.base_url), token=user.token) as sdk:
+        created = await sdk.webhooks.create(receiver.url("/ok"), ["sandbox.stopped"], description="sdk")
+        assert created.secret.startswith("whsec_")
+        listed = [w async for w in sdk.webhooks.list()]
+        assert [w.id for w in listed] == [created.id]
+        assert "secret" not in listed[0].to_api()
+        [event] = await publish_events(nats_url, user, 1)
+
+        async def delivered() -> list[Any]:
+            items = [d async for d in sdk.webhooks.deliveries(created.id)]
+            return items if items and items[0].status == "delivered" else []
+
+        [delivery] = await wait_for(delivered, timeout=15, what="the delivery through the SDK")
+        assert delivery.attempts == 1
+        assert delivery.response_status == 200
+        await sdk.webhooks.delete(created.id)
+        with pytest.raises(NotFoundError):
+            await sdk.webhooks.delete(created.id)
+    assert any(str(event.sandbox_id).encode() in r.body for r in receiver.on("/ok"))
+
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("SBX_API_KEY", "SBX_API_URL")},
+        "SBX_API_URL": str(private_api.base_url),
+        "SBX_CONFIG_DIR": str(tmp_path),
+    }
+
+    def sbx(*args: str) -> Any:
+        result = subprocess.run(
+            [SBX, *args, "--json"], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    await asyncio.to_thread(
+        sbx,
+        "signup",
+        "--email",
+        f"cli-{uuid.uuid4().hex[:10]}@example.com",
+        "--password",
+        "correct horse battery",
+    )
+    hook = await asyncio.to_thread(
+        sbx,
+        "webhook",
+        "create",
+        receiver.url("/ok"),
+        "--event",
+        "sandbox.running",
+        "--event",
+        "sandbox.failed",
+    )
+    assert hook["events"] == ["sandbox.running", "sandbox.failed"]
+    assert hook["secret"].startswith("whsec_")
+    listed_cli = await asyncio.to_thread(sbx, "webhook", "ls")
+    assert [h["id"] for h in listed_cli] == [hook["id"]]
+    assert hook["secret"] not in json.dumps(listed_cli)
+    assert await asyncio.to_thread(sbx, "webhook", "deliveries", hook["id"]) == []
+    assert (await asyncio.to_thread(sbx, "webhook", "rm", hook["id"]))["deleted"] is True
+    assert await asyncio.to_thread(sbx, "webhook", "ls") == []

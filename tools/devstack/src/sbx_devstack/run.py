@@ -2,7 +2,7 @@
 
 Starts embedded servers unless SBX_NATS_URL / SBX_DATABASE_URL point elsewhere, creates
 development-only secrets on first run (kept in the git-ignored `.state/` folder), applies the
-migrations and the stream topology once, then runs the five services as separate processes with
+migrations and the stream topology once, then runs the six services as separate processes with
 prefixed logs. Ctrl-C or SIGTERM stops everything; data in `.state/` survives a restart.
 """
 
