@@ -49,8 +49,11 @@ function header(headers: WebhookHeaders, name: string): string {
 async function subtleCrypto(): Promise<SubtleCrypto> {
   const global = (globalThis as { crypto?: Crypto }).crypto;
   if (global?.subtle !== undefined) return global.subtle;
-  const nodeCrypto = await import("node:crypto");
-  return nodeCrypto.webcrypto.subtle as unknown as SubtleCrypto;
+  // Named through a variable: bundlers for browsers leave it alone, and the SDK's types need no
+  // Node declarations (browsers never get here).
+  const specifier = "node:crypto";
+  const nodeCrypto = (await import(/* @vite-ignore */ specifier)) as { webcrypto: { subtle: SubtleCrypto } };
+  return nodeCrypto.webcrypto.subtle;
 }
 
 function toHex(bytes: ArrayBuffer): string {
