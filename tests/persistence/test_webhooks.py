@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sandbox_platform import AsyncClient, NotFoundError, WebhookVerificationError, verify_webhook
@@ -27,7 +28,7 @@ from sbx_common.status import Status
 
 from tests.support.api import User, create_environment, data_of, error_of, error_paths, signup
 from tests.support.nats_auth import admin_connect
-from tests.support.platform import WEBHOOKS_ENV, Platform, extra_api
+from tests.support.platform import WEBHOOKS_ENV, Platform, dedicated_platform, extra_api
 from tests.support.sandboxes import create_sandbox, destroy_all
 from tests.support.waiting import wait_for
 
@@ -125,13 +126,15 @@ async def deliveries(http: httpx.AsyncClient, user: User, webhook_id: str) -> li
     return items
 
 
-async def publish_events(nats_url: str, user: User, count: int) -> list[SandboxEvent]:
+async def publish_events(
+    nats_url: str, user: User, count: int, status: Status = Status.STOPPED
+) -> list[SandboxEvent]:
     """`count` events of the user's (made-up) sandboxes on SBX_EVT, as the orchestrator emits them."""
     nc = await admin_connect(nats_url, "tests-webhooks-burst")
     try:
         js = nc.jetstream()
         events = [
-            SandboxEvent(sandbox_id=uuid.uuid4(), owner_id=uuid.UUID(user.id), status=Status.STOPPED)
+            SandboxEvent(sandbox_id=uuid.uuid4(), owner_id=uuid.UUID(user.id), status=status)
             for _ in range(count)
         ]
         for event in events:
@@ -386,3 +389,39 @@ async def test_the_sdk_and_the_cli_manage_webhooks(
     assert await asyncio.to_thread(sbx, "webhook", "deliveries", hook["id"]) == []
     assert (await asyncio.to_thread(sbx, "webhook", "rm", hook["id"]))["deleted"] is True
     assert await asyncio.to_thread(sbx, "webhook", "ls") == []
+
+
+async def test_a_target_is_checked_again_at_delivery_time(receiver: Receiver, tmp_path: Path) -> None:
+    # An API that let a loopback URL in (as a public name re-pointed at loopback later would be),
+    # and a webhooks service that does not allow private targets: it must not call it.
+    async with (
+        dedicated_platform(
+            tmp_path,
+            services=("webhooks", "api"),
+            service_env={
+                "api": {"SBX_WEBHOOK_ALLOW_PRIVATE": "true"},
+                "webhooks": {"SBX_WEBHOOK_RETRY_BASE_SECONDS": "0.2"},
+            },
+        ) as plat,
+        plat.client() as http,
+    ):
+        user = await signup(http)
+        hook = await create_webhook(http, user, receiver.url("/ok"), ["sandbox.*"])
+        [event] = await publish_events(plat.nats_url, user, 1)
+
+        async def refused_twice() -> list[dict[str, Any]]:
+            items = await deliveries(http, user, hook["id"])
+            return items if items and items[0]["attempts"] >= 2 else []
+
+        [row] = await wait_for(refused_twice, timeout=30, what="two refused attempts")
+        assert row["status"] == "retrying"
+        assert row["responseStatus"] is None
+        pg = await asyncpg.connect(plat.database_url)
+        try:
+            errors = await pg.fetch(
+                "SELECT error FROM webhook_delivery_attempts WHERE delivery_id = $1", uuid.UUID(row["id"])
+            )
+        finally:
+            await pg.close()
+        assert {e["error"] for e in errors} == {"refused target"}
+        assert not [r for r in receiver.requests if str(event.sandbox_id).encode() in r.body]
