@@ -77,7 +77,7 @@ async def check_target(url: str, *, allow_private: bool, resolve_timeout: float 
         infos = await asyncio.wait_for(
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=resolve_timeout
         )
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a name IDNA cannot encode
         raise RefusedTarget("The URL's host does not resolve.") from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses or any(is_refused_address(a) for a in addresses):

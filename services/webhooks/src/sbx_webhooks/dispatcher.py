@@ -72,7 +72,7 @@ class Dispatcher:
         while True:
             try:
                 worked = await self.deliver_one()
-            except (asyncpg.PostgresError, OSError):
+            except Exception:  # the database away, or a bug: the row is due again, later
                 logger.exception("delivery round failed")
                 worked = False
             if not worked:
@@ -112,7 +112,7 @@ class Dispatcher:
             outcome, error = "refused_target", "refused target"
         except DecryptionFailed:
             outcome, error = "network_error", "secret unavailable"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             outcome, error = "network_error", type(exc).__name__
         elapsed = time.monotonic() - started
         ATTEMPTS.labels(outcome).inc()
