@@ -15,6 +15,8 @@ import type {
   AuthResult,
   CreateApiKeyRequest,
   CreatedApiKey,
+  CreatedWebhook,
+  CreateWebhookRequest,
   Deleted,
   DeletedSecret,
   Environment,
@@ -35,6 +37,8 @@ import type {
   SandboxStatus,
   Secret,
   User,
+  Webhook,
+  WebhookDelivery,
 } from "./types.js";
 
 export interface SandboxClientOptions {
@@ -239,6 +243,34 @@ export class SandboxClient {
 
   revokeApiKey(id: string): Promise<Deleted> {
     return this.call("DELETE", `/api-keys/${seg(id)}`);
+  }
+
+  // Webhooks
+
+  /**
+   * A new webhook: the caller's sandbox events of the types in `events` (`sandbox.*` or e.g.
+   * `sandbox.running`) POSTed, signed, to `url`. Its `secret` is shown only in this answer;
+   * check deliveries with `verifyWebhook`.
+   */
+  createWebhook(url: string, events: string[] = ["sandbox.*"], options: { description?: string } = {}): Promise<CreatedWebhook> {
+    const body: CreateWebhookRequest = { url, events };
+    if (options.description !== undefined) body.description = options.description;
+    return this.call("POST", "/webhooks", { body });
+  }
+
+  /** Every webhook of the caller (never their secrets). */
+  listWebhooks(): Promise<Webhook[]> {
+    return this.collect("/webhooks");
+  }
+
+  /** Delete a webhook: nothing more is delivered to it. */
+  deleteWebhook(id: string): Promise<Deleted> {
+    return this.call("DELETE", `/webhooks/${seg(id)}`);
+  }
+
+  /** A webhook's deliveries, oldest first: `delivered`, `retrying` or `failed`, with their attempts. */
+  listWebhookDeliveries(id: string): Promise<WebhookDelivery[]> {
+    return this.collect(`/webhooks/${seg(id)}/deliveries`);
   }
 
   // Environments

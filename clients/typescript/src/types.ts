@@ -55,6 +55,11 @@ export type AuditEvent = Schemas["AuditEvent"];
 export type PlatformInfo = Schemas["InfoOut"];
 export type PlatformLimits = Schemas["InfoLimits"];
 
+export type Webhook = Schemas["WebhookOut"];
+export type CreatedWebhook = Schemas["CreatedWebhook"];
+export type CreateWebhookRequest = Schemas["CreateWebhookRequest"];
+export type WebhookDelivery = Schemas["DeliveryOut"];
+
 /** One page of a collection: its items and the cursor of the next page (null on the last). */
 export interface Page<T> {
   data: T[];

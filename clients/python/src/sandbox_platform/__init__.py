@@ -38,6 +38,7 @@ from sandbox_platform.models import (
     AuditEvent,
     CpuUsage,
     CreatedApiKey,
+    CreatedWebhook,
     Endpoint,
     Environment,
     EnvironmentVersion,
@@ -56,7 +57,10 @@ from sandbox_platform.models import (
     SandboxInfo,
     Secret,
     User,
+    Webhook,
+    WebhookDelivery,
 )
+from sandbox_platform.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "SETTLED_STATUSES",
@@ -73,6 +77,7 @@ __all__ = [
     "ConflictError",
     "CpuUsage",
     "CreatedApiKey",
+    "CreatedWebhook",
     "Endpoint",
     "Environment",
     "EnvironmentVersion",
@@ -107,5 +112,9 @@ __all__ = [
     "UnavailableError",
     "User",
     "ValidationError",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookVerificationError",
     "__version__",
+    "verify_webhook",
 ]

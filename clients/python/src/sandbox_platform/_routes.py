@@ -17,6 +17,7 @@ from sandbox_platform.models import (
     ApiKey,
     AuditEvent,
     CreatedApiKey,
+    CreatedWebhook,
     Environment,
     EnvironmentVersion,
     ExecResult,
@@ -28,6 +29,8 @@ from sandbox_platform.models import (
     Port,
     Secret,
     User,
+    Webhook,
+    WebhookDelivery,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -96,6 +99,28 @@ def list_api_keys(limit: int | None) -> Call[ApiKey]:
 
 def revoke_api_key(key_id: str) -> Call[None]:
     return Call("DELETE", f"/api-keys/{_id(key_id)}", _none, retry=Retry.ONCE)
+
+
+def create_webhook(url: str, events: Sequence[str], description: str | None) -> Call[CreatedWebhook]:
+    body: dict[str, Any] = {"url": url, "events": list(events)}
+    if description is not None:
+        body["description"] = description
+    # Not retried: a retry after a lost answer would make a second webhook.
+    return Call("POST", "/webhooks", _model(CreatedWebhook), body=body)
+
+
+def list_webhooks(limit: int | None) -> Call[Webhook]:
+    return Call("GET", "/webhooks", _model(Webhook), params={"limit": limit})
+
+
+def delete_webhook(webhook_id: str) -> Call[None]:
+    return Call("DELETE", f"/webhooks/{_id(webhook_id)}", _none, retry=Retry.ONCE)
+
+
+def webhook_deliveries(webhook_id: str, limit: int | None) -> Call[WebhookDelivery]:
+    return Call(
+        "GET", f"/webhooks/{_id(webhook_id)}/deliveries", _model(WebhookDelivery), params={"limit": limit}
+    )
 
 
 def ports_body(ports: Sequence[PortLike]) -> list[dict[str, int]]:

@@ -24,6 +24,7 @@ from sandbox_platform.models import (
     ApiKey,
     AuditEvent,
     CreatedApiKey,
+    CreatedWebhook,
     Environment,
     EnvironmentVersion,
     Event,
@@ -35,6 +36,8 @@ from sandbox_platform.models import (
     SandboxInfo,
     Secret,
     User,
+    Webhook,
+    WebhookDelivery,
     wanted_statuses,
 )
 
@@ -70,6 +73,8 @@ class AsyncClient:
         self.sandboxes = AsyncSandboxes(self)
         #: The current user's audit trail.
         self.audit = AsyncAudit(self)
+        #: Webhooks: the user's sandbox events POSTed, signed, to a URL.
+        self.webhooks = AsyncWebhooks(self)
 
     @property
     def base_url(self) -> str:
@@ -164,6 +169,29 @@ class AsyncApiKeys(_AsyncResource):
     async def revoke(self, key_id: str) -> None:
         """Revoke a key: it is refused (401) from then on."""
         await self._transport.request(routes.revoke_api_key(key_id))
+
+
+class AsyncWebhooks(_AsyncResource):
+    """Webhooks: the user's sandbox events POSTed to a URL, signed with the webhook's secret."""
+
+    async def create(
+        self, url: str, events: Sequence[str] = ("sandbox.*",), *, description: str | None = None
+    ) -> CreatedWebhook:
+        """A new webhook for `events` (`sandbox.*` or types like `sandbox.running`); its `secret`
+        is shown only in this answer."""
+        return await self._transport.request(routes.create_webhook(url, events, description))
+
+    def list(self, *, limit: int | None = None) -> AsyncIterator[Webhook]:
+        """Every webhook of the user (never their secrets), page after page."""
+        return self._transport.iterate(routes.list_webhooks(limit))
+
+    async def delete(self, webhook_id: str) -> None:
+        """Delete a webhook: nothing more is delivered to it."""
+        await self._transport.request(routes.delete_webhook(webhook_id))
+
+    def deliveries(self, webhook_id: str, *, limit: int | None = None) -> AsyncIterator[WebhookDelivery]:
+        """The webhook's deliveries, oldest first, page after page."""
+        return self._transport.iterate(routes.webhook_deliveries(webhook_id, limit))
 
 
 class AsyncEnvironments(_AsyncResource):

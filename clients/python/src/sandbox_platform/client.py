@@ -22,6 +22,7 @@ from sandbox_platform.models import (
     ApiKey,
     AuditEvent,
     CreatedApiKey,
+    CreatedWebhook,
     Environment,
     EnvironmentVersion,
     Event,
@@ -33,6 +34,8 @@ from sandbox_platform.models import (
     SandboxInfo,
     Secret,
     User,
+    Webhook,
+    WebhookDelivery,
     wanted_statuses,
 )
 
@@ -81,6 +84,8 @@ class Client:
         self.sandboxes = Sandboxes(self)
         #: The current user's audit trail.
         self.audit = Audit(self)
+        #: Webhooks: the user's sandbox events POSTed, signed, to a URL.
+        self.webhooks = Webhooks(self)
 
     @property
     def base_url(self) -> str:
@@ -175,6 +180,29 @@ class ApiKeys(_Resource):
     def revoke(self, key_id: str) -> None:
         """Revoke a key: it is refused (401) from then on."""
         self._transport.request(routes.revoke_api_key(key_id))
+
+
+class Webhooks(_Resource):
+    """Webhooks: the user's sandbox events POSTed to a URL, signed with the webhook's secret."""
+
+    def create(
+        self, url: str, events: Sequence[str] = ("sandbox.*",), *, description: str | None = None
+    ) -> CreatedWebhook:
+        """A new webhook for `events` (`sandbox.*` or types like `sandbox.running`); its `secret`
+        is shown only in this answer."""
+        return self._transport.request(routes.create_webhook(url, events, description))
+
+    def list(self, *, limit: int | None = None) -> Iterator[Webhook]:
+        """Every webhook of the user (never their secrets), page after page."""
+        return self._transport.iterate(routes.list_webhooks(limit))
+
+    def delete(self, webhook_id: str) -> None:
+        """Delete a webhook: nothing more is delivered to it."""
+        self._transport.request(routes.delete_webhook(webhook_id))
+
+    def deliveries(self, webhook_id: str, *, limit: int | None = None) -> Iterator[WebhookDelivery]:
+        """The webhook's deliveries, oldest first, page after page."""
+        return self._transport.iterate(routes.webhook_deliveries(webhook_id, limit))
 
 
 class Environments(_Resource):

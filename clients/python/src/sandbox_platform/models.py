@@ -72,6 +72,33 @@ class CreatedApiKey(Model):
     expires_at: Timestamp | None = None
 
 
+class Webhook(Model):
+    """A webhook as listed (never with its secret)."""
+
+    id: str
+    url: str
+    events: list[str]
+    description: str | None = None
+    created_at: Timestamp
+
+
+class CreatedWebhook(Webhook):
+    """A new webhook: `secret` (checks `Sbx-Signature`, see `verify_webhook`) is shown only here."""
+
+    secret: str
+
+
+class WebhookDelivery(Model):
+    """One event's delivery to a webhook: `delivered`, `retrying` or `failed`, with its attempts."""
+
+    id: str
+    event_id: str
+    status: str
+    attempts: int
+    response_status: int | None = None
+    last_attempt_at: Timestamp | None = None
+
+
 class Port(Model):
     """A container port of an environment; `host` None means a free host port per sandbox."""
 

@@ -635,6 +635,71 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Webhooks
+         * @description The caller's webhooks, oldest first (never their secret).
+         */
+        get: operations["list_webhooks_webhooks_get"];
+        put?: never;
+        /**
+         * Create Webhook
+         * @description Deliver the caller's sandbox events of the given types to `url` (http or https; loopback,
+         *     private and link-local addresses are refused). The `secret` is in this response only.
+         */
+        post: operations["create_webhook_webhooks_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{webhook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete Webhook
+         * @description Delete a webhook: nothing more is delivered to it, retries included.
+         */
+        delete: operations["delete_webhook_webhooks__webhook_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{webhook_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Webhook Deliveries
+         * @description The webhook's deliveries, oldest first: one per event, with its attempts so far.
+         */
+        get: operations["list_webhook_deliveries_webhooks__webhook_id__deliveries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -794,6 +859,25 @@ export interface components {
                 [key: string]: string;
             };
         };
+        /** CreateWebhookRequest */
+        CreateWebhookRequest: {
+            /**
+             * Url
+             * @example https://example.com/hooks/sbx
+             */
+            url: string;
+            /**
+             * Events
+             * @description `sandbox.*` (every event) or event types such as `sandbox.running`.
+             * @example [
+             *       "sandbox.running",
+             *       "sandbox.failed"
+             *     ]
+             */
+            events: string[];
+            /** Description */
+            description?: string | null;
+        };
         /** CreatedApiKey */
         CreatedApiKey: {
             /**
@@ -817,6 +901,27 @@ export interface components {
              * @description When the key stops working; null: never.
              */
             expiresAt: string | null;
+        };
+        /** CreatedWebhook */
+        CreatedWebhook: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Url */
+            url: string;
+            /** Events */
+            events: string[];
+            /** Description */
+            description: string | null;
+            /** Createdat */
+            createdAt: string;
+            /**
+             * Secret
+             * @description Signs every delivery (`Sbx-Signature`). Returned only once, here; store it now.
+             */
+            secret: string;
         };
         /**
          * Deleted
@@ -842,6 +947,38 @@ export interface components {
              * @constant
              */
             deleted?: true;
+        };
+        /** DeliveryOut */
+        DeliveryOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Eventid
+             * @description The event's `id`, also sent as `Sbx-Event-Id`.
+             */
+            eventId: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "delivered" | "retrying" | "failed";
+            /** Attempts */
+            attempts: number;
+            /**
+             * Responsestatus
+             * @description The HTTP status of the last attempt, if any.
+             */
+            responseStatus: number | null;
+            /** Lastattemptat */
+            lastAttemptAt: string | null;
+            /**
+             * Createdat
+             * @description When the event was taken up for this webhook.
+             */
+            createdAt: string;
         };
         /**
          * Egress
@@ -876,6 +1013,16 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["CreatedApiKey"];
+        };
+        /** Envelope[CreatedWebhook] */
+        Envelope_CreatedWebhook_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["CreatedWebhook"];
         };
         /** Envelope[DeletedSecret] */
         Envelope_DeletedSecret_: {
@@ -1240,6 +1387,19 @@ export interface components {
             /** Nextcursor */
             nextCursor: string | null;
         };
+        /** PageEnvelope[DeliveryOut] */
+        PageEnvelope_DeliveryOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["DeliveryOut"][];
+            /** Nextcursor */
+            nextCursor: string | null;
+        };
         /** PageEnvelope[EnvironmentOut] */
         PageEnvelope_EnvironmentOut_: {
             /**
@@ -1276,6 +1436,19 @@ export interface components {
             success?: true;
             /** Data */
             data: components["schemas"]["VersionOut"][];
+            /** Nextcursor */
+            nextCursor: string | null;
+        };
+        /** PageEnvelope[WebhookOut] */
+        PageEnvelope_WebhookOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["WebhookOut"][];
             /** Nextcursor */
             nextCursor: string | null;
         };
@@ -1465,6 +1638,22 @@ export interface components {
             runtime: string;
             /** Disk */
             disk: number;
+            /** Createdat */
+            createdAt: string;
+        };
+        /** WebhookOut */
+        WebhookOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Url */
+            url: string;
+            /** Events */
+            events: string[];
+            /** Description */
+            description: string | null;
             /** Createdat */
             createdAt: string;
         };
@@ -3059,6 +3248,176 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PageEnvelope_AuditEvent_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_webhooks_webhooks_get: {
+        parameters: {
+            query?: {
+                /** @description Page size (1-500). */
+                limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageEnvelope_WebhookOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_webhook_webhooks_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhookRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_CreatedWebhook_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_webhook_webhooks__webhook_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_Deleted_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_webhook_deliveries_webhooks__webhook_id__deliveries_get: {
+        parameters: {
+            query?: {
+                /** @description Page size (1-500). */
+                limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageEnvelope_DeliveryOut_"];
                 };
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */

@@ -24,6 +24,7 @@ from sbx_api.ratelimit import RateLimiter
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.state import AppState
 from sbx_api.streams.router import router as streams_router
+from sbx_api.webhooks.router import router as webhooks_router
 from sbx_api.webui import install as install_webui
 
 
@@ -77,6 +78,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         sandboxes_router,
         streams_router,
         audit_router,
+        webhooks_router,
     ):
         app.include_router(router)
     install_webui(app, settings)

@@ -33,6 +33,10 @@ class ApiSettings(CryptoSettings):
     max_sandboxes_per_user: int = Field(default=10, ge=0)
     max_cpu_per_user: float = Field(default=16.0, gt=0)  # cores, over sandboxes not terminal
     max_memory_per_user: int = Field(default=32768, gt=0)  # MiB, over sandboxes not terminal
+    max_webhooks_per_user: int = Field(default=20, ge=0)
+    # Webhook URLs on loopback, private or link-local addresses are refused (400) unless true
+    # (the webhooks service has the same setting for delivery time).
+    webhook_allow_private: bool = False
     sandbox_create_rate_limit: int = Field(default=30, ge=1)  # creates + replicates per minute
     # Writable filesystem of a sandbox (MiB) when its environment gives no `disk`.
     default_disk_mb: int = Field(default=2048, ge=64, le=102400)

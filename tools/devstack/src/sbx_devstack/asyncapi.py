@@ -151,6 +151,21 @@ async def track_expiry(event: SandboxEvent) -> None:
 
 @broker.subscriber(
     f"{subjects.EVT_PREFIX}.{{owner_id}}.{{sandbox_id}}.{{status}}",
+    stream=EVT,
+    durable="webhooks__events",
+    pull_sub=PullSub(batch_size=20),
+    title="sbx.evt.{owner_id}.{sandbox_id}.{status}:webhooks",
+    description=(
+        "The webhooks service records a delivery per matching webhook of the owner (before the "
+        "ack), then POSTs the event object, signed, to each (docs/webhooks.md)."
+    ),
+)
+async def deliver_to_webhooks(event: SandboxEvent) -> None:
+    """Record and send the event's webhook deliveries."""
+
+
+@broker.subscriber(
+    f"{subjects.EVT_PREFIX}.{{owner_id}}.{{sandbox_id}}.{{status}}",
     title="sbx.evt.{owner_id}.{sandbox_id}.{status}:metrics-collector",
     description=(
         "The metrics collector reads only the subject (core NATS, no durable): `stopping`, "
@@ -266,7 +281,7 @@ app = FastStream(
         version="1",
         description=(
             "Subjects, streams and message schemas joining the five services (api, orchestrator, "
-            "log-shipper, reaper, metrics-collector). Generated from `sbx_common` by "
+            "log-shipper, reaper, metrics-collector, webhooks). Generated from `sbx_common` by "
             "`make asyncapi`; see docs/architecture.md."
         ),
     ),

@@ -36,7 +36,13 @@ secret_app = typer.Typer(
 key_app = typer.Typer(help="API keys: credentials for scripts, revocable one by one.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
 app.add_typer(secret_app, name="secret")
+webhook_app = typer.Typer(
+    help="Webhooks: your sandbox events POSTed, signed, to a URL.", no_args_is_help=True
+)
+app.add_typer(env_app, name="env")
+app.add_typer(secret_app, name="secret")
 app.add_typer(key_app, name="key")
+app.add_typer(webhook_app, name="webhook")
 
 Json = Annotated[bool, typer.Option("--json", help="Print the API's data as JSON.")]
 Ref = Annotated[
@@ -284,6 +290,81 @@ def key_ls(json: Json = False) -> None:
                 when(k.expires_at) if k.expires_at else "never",
             ]
             for k in keys
+        ],
+    )
+
+
+@webhook_app.command("create")
+def webhook_create(
+    url: Annotated[str, typer.Argument(metavar="URL", help="Where to POST the events (http or https).")],
+    event: Annotated[
+        list[str] | None,
+        typer.Option("--event", help="An event type (e.g. sandbox.running), repeatable; default sandbox.*."),
+    ] = None,
+    description: Annotated[str | None, typer.Option("--description", help="What the webhook is for.")] = None,
+    json: Json = False,
+) -> None:
+    """Create a webhook and print its secret (shown only now)."""
+    created = _client().webhooks.create(url, event or ["sandbox.*"], description=description)
+    if json:
+        print_json(created)
+        return
+    output.details(
+        [
+            ("id", created.id),
+            ("url", created.url),
+            ("events", ", ".join(created.events)),
+            ("secret", created.secret),
+        ]
+    )
+
+
+@webhook_app.command("ls")
+def webhook_ls(json: Json = False) -> None:
+    """List your webhooks (never their secrets)."""
+    hooks = list(_client().webhooks.list())
+    if json:
+        print_json(hooks)
+        return
+    output.table(
+        ["ID", "URL", "EVENTS", "CREATED"],
+        [[h.id, h.url, ",".join(h.events), when(h.created_at)] for h in hooks],
+    )
+
+
+@webhook_app.command("rm")
+def webhook_rm(
+    webhook_id: Annotated[str, typer.Argument(metavar="ID", help="The webhook's id.")], json: Json = False
+) -> None:
+    """Delete a webhook: nothing more is delivered to it."""
+    _client().webhooks.delete(webhook_id)
+    if json:
+        print_json({"id": webhook_id, "deleted": True})
+    else:
+        out.print(f"Deleted webhook {webhook_id}")
+
+
+@webhook_app.command("deliveries")
+def webhook_deliveries(
+    webhook_id: Annotated[str, typer.Argument(metavar="ID", help="The webhook's id.")], json: Json = False
+) -> None:
+    """List a webhook's deliveries: one per event, with its attempts."""
+    items = list(_client().webhooks.deliveries(webhook_id))
+    if json:
+        print_json(items)
+        return
+    output.table(
+        ["ID", "EVENT", "STATUS", "ATTEMPTS", "HTTP", "LAST ATTEMPT"],
+        [
+            [
+                d.id,
+                d.event_id,
+                d.status,
+                str(d.attempts),
+                str(d.response_status) if d.response_status is not None else "-",
+                when(d.last_attempt_at) if d.last_attempt_at else "-",
+            ]
+            for d in items
         ],
     )
 
