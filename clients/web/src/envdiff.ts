@@ -3,6 +3,7 @@
 import type { EnvironmentVersion } from "@sandbox-platform/sdk";
 
 import { formatEnv, formatPorts } from "./keyvalue";
+import { describeNetwork } from "./network";
 import { joinCommand } from "./shellwords";
 
 export interface FieldChange {
@@ -11,7 +12,7 @@ export interface FieldChange {
   after: string;
 }
 
-type Comparable = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" | "env" | "command">;
+type Comparable = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" | "env" | "command" | "network">;
 
 export function describeVersion(version: Comparable): Record<string, string> {
   return {
@@ -21,6 +22,7 @@ export function describeVersion(version: Comparable): Record<string, string> {
     ports: formatPorts(version.ports) || "none",
     env: formatEnv(version.env) || "none",
     command: version.command ? joinCommand(version.command) : "the image's own",
+    network: describeNetwork(version.network),
   };
 }
 

@@ -2,11 +2,12 @@ import type { LogLine, Metrics, Sandbox, SandboxEvent } from "@sandbox-platform/
 import { describe, expect, it } from "vitest";
 
 import { diffVersions } from "./envdiff";
-import { readableError } from "./errors";
+import { describeAllowProblem, otherFieldLines, problemsUnder, readableError } from "./errors";
 import { formatBytes } from "./format";
 import { formatPorts, parseEnv, parsePorts } from "./keyvalue";
 import { appendLines, compileQuery, filterLogs } from "./logfilter";
 import { EMPTY_HISTORY, addSample, chartData } from "./metrics";
+import { describeNetwork, formatAllow, parseAllow, policyOf, samePolicy } from "./network";
 import { LatestEvents, isLaterEvent, listAfterEvent, matchesFilter } from "./sandboxes";
 import { joinCommand, splitCommand } from "./shellwords";
 import { SandboxApiError } from "@sandbox-platform/sdk";
@@ -126,10 +127,63 @@ describe("form fields", () => {
   });
 
   it("compares versions field by field", () => {
-    const base = { image: "busybox", cpu: 1, memory: 256, ports: [], env: { A: "1" }, command: null };
+    const network = { egress: "internet" as const, allow: [] };
+    const base = { image: "busybox", cpu: 1, memory: 256, ports: [], env: { A: "1" }, command: null, network };
     const changes = diffVersions(base, { ...base, memory: 512, command: ["sleep", "1"] });
     expect(changes.map((c) => c.field)).toEqual(["memory", "command"]);
     expect(changes[1]).toEqual({ field: "command", before: "the image's own", after: "sleep 1" });
+    const closed = diffVersions(base, { ...base, network: { egress: "allowlist", allow: ["pypi.org", "10.0.0.0/8"] } });
+    expect(closed).toEqual([{ field: "network", before: "internet", after: "allowlist: pypi.org, 10.0.0.0/8" }]);
+  });
+});
+
+describe("network policy fields", () => {
+  it("reads the allow list from lines, commas and spaces, once each", () => {
+    expect(parseAllow("pypi.org\n 203.0.113.0/24, example.com  pypi.org\n\n")).toEqual([
+      "pypi.org",
+      "203.0.113.0/24",
+      "example.com",
+    ]);
+    expect(parseAllow("  ")).toEqual([]);
+    expect(formatAllow(["a.org", "b.org"])).toBe("a.org\nb.org");
+    expect(parseAllow(formatAllow(["a.org", "10.0.0.1"]))).toEqual(["a.org", "10.0.0.1"]);
+  });
+
+  it("sends the allow list only with the allowlist egress", () => {
+    expect(policyOf("none", "pypi.org")).toEqual({ egress: "none", allow: [] });
+    expect(policyOf("internet", "")).toEqual({ egress: "internet", allow: [] });
+    expect(policyOf("allowlist", "pypi.org")).toEqual({ egress: "allowlist", allow: ["pypi.org"] });
+    expect(() => policyOf("allowlist", " ")).toThrow(/at least one/);
+    expect(() => policyOf("allowlist", Array.from({ length: 65 }, (_, i) => `h${i}.org`).join("\n"))).toThrow(/at most 64/);
+  });
+
+  it("describes and compares policies", () => {
+    expect(describeNetwork({ egress: "none", allow: [] })).toBe("none");
+    expect(describeNetwork(undefined)).toBe("internet");
+    expect(describeNetwork({ egress: "allowlist", allow: ["a.org"] })).toBe("allowlist: a.org");
+    expect(samePolicy({ egress: "none", allow: ["x"] }, { egress: "none", allow: [] })).toBe(true);
+    expect(samePolicy({ egress: "allowlist", allow: ["x"] }, { egress: "allowlist", allow: ["y"] })).toBe(false);
+  });
+
+  it("puts the API's validation problems on the network field, naming the entry", () => {
+    const error = new SandboxApiError({
+      code: "VALIDATION_ERROR",
+      message: "The request is invalid.",
+      status: 422,
+      details: {
+        errors: [
+          { path: "network.allow.1", message: "Each entry must be an IPv4 CIDR (such as 203.0.113.0/24) or a hostname." },
+          { path: "memory", message: "Too much." },
+        ],
+      },
+    });
+    const problems = problemsUnder(error, "network");
+    expect(problems).toEqual([{ path: "allow.1", message: "Each entry must be an IPv4 CIDR (such as 203.0.113.0/24) or a hostname." }]);
+    expect(problems.map((p) => describeAllowProblem(p, ["pypi.org", "not a host!"]))).toEqual([
+      '"not a host!": Each entry must be an IPv4 CIDR (such as 203.0.113.0/24) or a hostname.',
+    ]);
+    expect(otherFieldLines(error, ["network"])).toEqual(["memory: Too much."]);
+    expect(problemsUnder(error, "")).toHaveLength(2);
   });
 });
 
@@ -144,6 +198,7 @@ function sandbox(id: string, status: string): Sandbox {
     image: "busybox",
     cpu: 1,
     memory: 256,
+    network: { egress: "internet", allow: [] },
     env: {},
     metadata: {},
     endpoints: [],
@@ -196,7 +251,12 @@ describe("errors and numbers for people", () => {
       message: "The request is invalid.",
       details: { errors: [{ path: "memory", message: "Must be at least 6." }] },
     });
-    expect(readableError(error)).toEqual({ message: "The request is invalid.", fields: ["memory: Must be at least 6."], code: "VALIDATION_ERROR" });
+    expect(readableError(error)).toEqual({
+      message: "The request is invalid.",
+      fields: ["memory: Must be at least 6."],
+      problems: [{ path: "memory", message: "Must be at least 6." }],
+      code: "VALIDATION_ERROR",
+    });
   });
 
   it("says the platform cannot be reached instead of a stack", () => {

@@ -4,11 +4,18 @@ import { useId, useState } from "react";
 import type { SyntheticEvent } from "react";
 import type { EnvironmentConfig, EnvironmentPatch, EnvironmentVersion } from "@sandbox-platform/sdk";
 
+import { problemsUnder } from "../errors";
 import { formatEnv, formatPorts, parseEnv, parsePorts } from "../keyvalue";
+import { formatAllow, policyOf, samePolicy } from "../network";
+import type { Egress } from "../network";
 import { joinCommand, splitCommand } from "../shellwords";
 import { ErrorMessage, Spinner } from "./Feedback";
+import { NetworkFields } from "./NetworkFields";
 
-type Current = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" | "env" | "command">;
+type Current = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" | "env" | "command" | "network">;
+
+/** What the form sends (a patch takes the fields that differ). */
+type Parsed = Pick<Required<EnvironmentConfig>, "image" | "cpu" | "memory" | "ports" | "env" | "command" | "network">;
 
 interface Fields {
   name: string;
@@ -18,6 +25,8 @@ interface Fields {
   ports: string;
   env: string;
   command: string;
+  egress: Egress;
+  allow: string;
 }
 
 function fieldsOf(current: Current | undefined): Fields {
@@ -29,11 +38,13 @@ function fieldsOf(current: Current | undefined): Fields {
     ports: formatPorts(current?.ports),
     env: formatEnv(current?.env),
     command: current?.command ? joinCommand(current.command) : "",
+    egress: current?.network.egress ?? "internet",
+    allow: formatAllow(current?.network.allow),
   };
 }
 
 /** The form's text as the API's fields; throws an Error naming the field that is wrong. */
-function parse(fields: Fields): Required<Omit<EnvironmentConfig, "name">> {
+function parse(fields: Fields): Parsed {
   const cpu = Number(fields.cpu);
   if (!Number.isFinite(cpu) || cpu <= 0) throw new Error("CPU: a number of cores above 0, e.g. 0.5.");
   const memory = Number(fields.memory);
@@ -55,11 +66,12 @@ function parse(fields: Fields): Required<Omit<EnvironmentConfig, "name">> {
   } catch (error) {
     throw new Error(`Command: ${(error as Error).message}`, { cause: error });
   }
-  return { image: fields.image.trim(), cpu, memory, ports, env, command };
+  const network = policyOf(fields.egress, fields.allow);
+  return { image: fields.image.trim(), cpu, memory, ports, env, command, network };
 }
 
 /** Only what differs from `current`, so the new version says what was changed. */
-function patchOf(current: Current, next: Required<Omit<EnvironmentConfig, "name">>): EnvironmentPatch {
+function patchOf(current: Current, next: Parsed): EnvironmentPatch {
   const patch: EnvironmentPatch = {};
   if (next.image !== current.image) patch.image = next.image;
   if (next.cpu !== current.cpu) patch.cpu = next.cpu;
@@ -67,6 +79,7 @@ function patchOf(current: Current, next: Required<Omit<EnvironmentConfig, "name"
   if (JSON.stringify(next.ports) !== JSON.stringify(current.ports)) patch.ports = next.ports;
   if (JSON.stringify(next.env) !== JSON.stringify(current.env)) patch.env = next.env;
   if (JSON.stringify(next.command) !== JSON.stringify(current.command)) patch.command = next.command;
+  if (!samePolicy(next.network, current.network)) patch.network = next.network;
   return patch;
 }
 
@@ -85,6 +98,8 @@ export function EnvironmentForm({ current, submitLabel, onCreate, onUpdate, onCa
   const id = useId();
   const [fields, setFields] = useState<Fields>(() => fieldsOf(current));
   const [problem, setProblem] = useState<string | undefined>(undefined);
+  // The allow entries of the last submit: the API names a wrong one by its index.
+  const [sentAllow, setSentAllow] = useState<string[]>([]);
   const set = (key: keyof Fields) => (event: { target: { value: string } }) => {
     setFields((f) => ({ ...f, [key]: event.target.value }));
   };
@@ -99,6 +114,7 @@ export function EnvironmentForm({ current, submitLabel, onCreate, onUpdate, onCa
       return;
     }
     setProblem(undefined);
+    setSentAllow(parsed.network.allow ?? []);
     if (current && onUpdate) {
       const patch = patchOf(current, parsed);
       if (Object.keys(patch).length === 0) {
@@ -159,13 +175,21 @@ export function EnvironmentForm({ current, submitLabel, onCreate, onUpdate, onCa
           One KEY=value per line. Secrets go in the Secrets section: their values are never shown again.
         </span>
       </div>
+      <NetworkFields
+        egress={fields.egress}
+        allow={fields.allow}
+        onEgress={(egress) => { setFields((f) => ({ ...f, egress })); }}
+        onAllow={(allow) => { setFields((f) => ({ ...f, allow })); }}
+        problems={problemsUnder(error, "network")}
+        sent={sentAllow}
+      />
       {problem && (
         <div className="error wide" role="alert">
           <p>{problem}</p>
         </div>
       )}
       <div className="wide">
-        <ErrorMessage error={error} />
+        <ErrorMessage error={error} shownOnFields={["network"]} />
       </div>
       <div className="actions wide">
         <button type="submit" className="primary" disabled={pending}>
