@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 
 import { diffVersions } from "./envdiff";
 import { describeAllowProblem, otherFieldLines, problemsUnder, readableError } from "./errors";
-import { formatBytes } from "./format";
+import { formatBytes, formatExpiry, parseExpiryDays } from "./format";
 import { formatPorts, parseEnv, parsePorts } from "./keyvalue";
 import { appendLines, compileQuery, filterLogs } from "./logfilter";
 import { EMPTY_HISTORY, addSample, chartData } from "./metrics";
@@ -240,6 +240,26 @@ describe("the live sandbox list", () => {
 
   it("filters by environment", () => {
     expect(matchesFilter(sandbox("a", "running"), { environmentId: "other" })).toBe(false);
+  });
+});
+
+describe("API key expiry", () => {
+  const now = Date.parse("2026-01-10T12:00:00Z");
+
+  it("says when a key stops working, and marks an expired one", () => {
+    expect(formatExpiry(null, now)).toEqual({ text: "never", expired: false });
+    expect(formatExpiry("2026-02-09T12:00:00Z", now)).toEqual({ text: "in 30 days", expired: false });
+    expect(formatExpiry("2026-01-11T13:00:00Z", now)).toEqual({ text: "in 1 day", expired: false });
+    expect(formatExpiry("2026-01-10T17:30:00Z", now)).toEqual({ text: "in 5 h", expired: false });
+    expect(formatExpiry("2026-01-10T12:10:00Z", now)).toEqual({ text: "in 10 min", expired: false });
+    expect(formatExpiry("2026-01-10T10:00:00Z", now)).toEqual({ text: "expired 2 h ago", expired: true });
+  });
+
+  it("reads the expires-in-days field", () => {
+    expect(parseExpiryDays("")).toBeUndefined();
+    expect(parseExpiryDays(" 30 ")).toBe(30);
+    expect(parseExpiryDays("3650")).toBe(3650);
+    for (const wrong of ["0", "3651", "1.5", "-2", "soon"]) expect(() => parseExpiryDays(wrong)).toThrow(/1 to 3650/);
   });
 });
 
