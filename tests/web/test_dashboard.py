@@ -92,9 +92,11 @@ async def test_a_person_runs_a_sandbox_from_the_dashboard(
     problems = page.get_by_role("alert", name="Network problems")
     await expect(problems).to_contain_text('"bad!host"')
     await expect(page.get_by_label("Allowed hosts")).to_have_attribute("aria-invalid", "true")
+    await shot(page, artifacts, "00-environment-network-error")
     # No network at all: the allow list is no longer asked for.
     await page.get_by_label("Egress").select_option("none")
     await expect(page.get_by_label("Allowed hosts")).to_have_count(0)
+    await expect(problems).to_have_count(0)
     await page.get_by_role("button", name="Create environment").click()
     await expect(page.get_by_role("heading", name=re.compile(r"ticker\s*v1"))).to_be_visible()
     settings = page.locator("dl.settings")

@@ -21,7 +21,9 @@ interface Props {
 
 export function NetworkFields({ egress, allow, onEgress, onAllow, problems, sent, disabled = false }: Props) {
   const id = useId();
-  const invalid = problems.length > 0;
+  // Problems with allow entries stop mattering once another egress is chosen.
+  const shown = egress === "allowlist" ? problems : problems.filter((p) => !p.path.startsWith("allow"));
+  const invalid = shown.length > 0;
   return (
     <fieldset className="field wide network-fields" disabled={disabled}>
       <legend>Network</legend>
@@ -30,7 +32,7 @@ export function NetworkFields({ egress, allow, onEgress, onAllow, problems, sent
         <select
           value={egress}
           onChange={(e) => { onEgress(e.target.value as Egress); }}
-          aria-invalid={invalid && problems.some((p) => p.path === "egress")}
+          aria-invalid={shown.some((p) => p.path === "egress")}
           aria-describedby={invalid ? `${id}-problems` : undefined}
         >
           {EGRESS_CHOICES.map((choice) => (
@@ -61,7 +63,7 @@ export function NetworkFields({ egress, allow, onEgress, onAllow, problems, sent
       )}
       {invalid && (
         <ul className="field-problems" id={`${id}-problems`} role="alert" aria-label="Network problems">
-          {problems.map((problem) => {
+          {shown.map((problem) => {
             const text = describeAllowProblem(problem, sent);
             return <li key={text}>{text}</li>;
           })}
