@@ -15,6 +15,8 @@ import type { ReactNode } from "react";
 import { isUnauthorized } from "./errors";
 
 const SESSION_KEY = "sbx.session";
+// How long logging out waits for the API to revoke the token before forgetting it anyway.
+const LOGOUT_WAIT_MS = 5000;
 
 interface Stored {
   token: string;
@@ -109,10 +111,18 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   );
 
   const logout = useCallback(async () => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await client.logout();
+      await Promise.race([
+        client.logout(),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, LOGOUT_WAIT_MS);
+        }),
+      ]);
     } catch {
       // Unreachable API or a token already refused: forgetting it locally is what is left to do.
+    } finally {
+      clearTimeout(timer);
     }
     signOut("You are logged out.");
   }, [client, signOut]);
