@@ -342,6 +342,11 @@ async def test_password_change_and_logout_end_the_old_sessions(
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
     await expect(page.get_by_role("heading", name="Account")).to_be_visible()
     form = page.get_by_role("form", name="Change password")
+    # A narrow window: the form fits without scrolling sideways.
+    await page.set_viewport_size({"width": 380, "height": 800})
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await shot(page, artifacts, "08-account-narrow")
+    await page.set_viewport_size({"width": 1280, "height": 900})
 
     # A wrong current password is shown on its field, and the person stays signed in.
     await form.get_by_label("Current password").fill("not my password")
