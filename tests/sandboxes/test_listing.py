@@ -20,6 +20,8 @@ SANDBOX_KEYS = {
     "image",
     "cpu",
     "memory",
+    "runtime",
+    "disk",
     "env",
     "metadata",
     "endpoints",

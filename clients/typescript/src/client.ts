@@ -27,6 +27,7 @@ import type {
   Metrics,
   NetworkPolicy,
   Page,
+  PlatformInfo,
   ReplicateOverrides,
   Sandbox,
   SandboxConfig,
@@ -179,6 +180,11 @@ export class SandboxClient {
   async health(): Promise<HealthStatus> {
     const answer = await this.transport.send({ method: "GET", path: "/health", idempotent: true, acceptStatuses: [503] });
     return answer.body as HealthStatus;
+  }
+
+  /** `GET /info` (no credentials): version, container runtimes, features and limits of this installation. */
+  getInfo(): Promise<PlatformInfo> {
+    return this.call("GET", "/info");
   }
 
   // Auth

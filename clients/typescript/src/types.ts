@@ -52,6 +52,8 @@ export type Metrics = Schemas["MetricsOut"];
 export type ExecResult = Schemas["ExecOut"];
 export type ExecRequest = Schemas["ExecRequestBody"];
 export type AuditEvent = Schemas["AuditEvent"];
+export type PlatformInfo = Schemas["InfoOut"];
+export type PlatformLimits = Schemas["InfoLimits"];
 
 /** One page of a collection: its items and the cursor of the next page (null on the last). */
 export interface Page<T> {

@@ -197,6 +197,19 @@ describe("demo flow", { timeout: TEST_TIMEOUT_MS }, () => {
     }
   });
 
+  it("tells what the installation offers", async () => {
+    const info = await newClient().getInfo();
+    assert.equal(info.runtimes[0], "runc");
+    assert.equal(info.limits.defaultDiskMib, 2048);
+    const client = await newUser();
+    const env = await createEnvironment(client, { disk: 256 });
+    assert.equal(env.disk, 256);
+    assert.equal(env.runtime, "runc");
+    const updated = await client.updateEnvironment(env.id, { runtime: info.runtimes[info.runtimes.length - 1] });
+    assert.equal(updated.version, 2);
+    assert.equal(updated.disk, 256);
+  });
+
   it("answers health", async () => {
     const health = await newClient().health();
     assert.equal(health.status, "ok");

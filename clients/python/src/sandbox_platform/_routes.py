@@ -21,6 +21,7 @@ from sandbox_platform.models import (
     EnvironmentVersion,
     ExecResult,
     Health,
+    Info,
     LogLine,
     Metrics,
     NetworkPolicy,
@@ -315,6 +316,20 @@ def health() -> Call[Health]:
         authenticated=False,
         retry=Retry.ONCE,
     )
+
+
+def info() -> Call[Info]:
+    return Call("GET", "/info", _model(Info), authenticated=False)
+
+
+def runtime_fields(runtime: str | None, disk: int | None) -> dict[str, Any]:
+    """`runtime` and `disk` of an environment, when given."""
+    body: dict[str, Any] = {}
+    if runtime is not None:
+        body["runtime"] = runtime
+    if disk is not None:
+        body["disk"] = disk
+    return body
 
 
 def sandbox_events_path(sandbox_id: str | None) -> str:

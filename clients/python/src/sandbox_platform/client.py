@@ -27,6 +27,7 @@ from sandbox_platform.models import (
     Event,
     ExecResult,
     Health,
+    Info,
     LogLine,
     Metrics,
     SandboxInfo,
@@ -95,6 +96,10 @@ class Client:
     def api_key(self) -> str | None:
         """The API key this client uses, if any."""
         return self._config.credentials.api_key
+
+    def info(self) -> Info:
+        """What this installation offers (runtimes, features, limits); no credential needed."""
+        return self._transport.request(routes.info())
 
     def health(self) -> Health:
         """The API's health (`status` `degraded` when a dependency is down); no credential needed."""
@@ -186,11 +191,15 @@ class Environments(_Resource):
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
         network: NetworkLike | None = None,
+        runtime: str | None = None,
+        disk: int | None = None,
     ) -> Environment:
         """A new environment (version 1). `cpu` in cores, `memory` in MiB, `ports` as container
         ports (ints) or `Port(container=, host=)`, `command` overrides the image's, `network` a
-        `NetworkPolicy` or `{"egress": ..., "allow": [...]}` (default: internet)."""
+        `NetworkPolicy` or `{"egress": ..., "allow": [...]}` (default: internet), `runtime` one of
+        `info().runtimes` (`runc`, `gvisor`), `disk` MiB of writable filesystem."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
+        fields.update(routes.runtime_fields(runtime, disk))
         if command is not None:
             fields["command"] = list(command)
         if network is not None:
@@ -216,10 +225,13 @@ class Environments(_Resource):
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = UNSET,
         network: NetworkLike | None = None,
+        runtime: str | None = None,
+        disk: int | None = None,
     ) -> Environment:
         """A new version with the fields given (the others carried over); `command=None` clears
         the command. Sandboxes already made keep their version."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
+        fields.update(routes.runtime_fields(runtime, disk))
         if command is not UNSET:
             fields["command"] = None if command is None else list(command)
         if network is not None:

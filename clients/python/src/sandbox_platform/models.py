@@ -106,12 +106,15 @@ class EnvironmentVersion(Model):
     env: dict[str, str] = Field(default_factory=dict)
     command: list[str] | None = None
     network: NetworkPolicy = Field(default_factory=NetworkPolicy)
+    runtime: str = "runc"
+    disk: int | None = None
     created_at: Timestamp
 
 
 class Environment(Model):
-    """An environment at its current version: image, limits (`cpu` cores, `memory` MiB), ports,
-    plain `env`, `command`, and the keys of its secrets."""
+    """An environment at its current version: image, limits (`cpu` cores, `memory` MiB, `disk`
+    MiB of writable filesystem), container `runtime`, ports, plain `env`, `command`, and the keys
+    of its secrets."""
 
     id: str
     name: str
@@ -123,6 +126,8 @@ class Environment(Model):
     env: dict[str, str] = Field(default_factory=dict)
     command: list[str] | None = None
     network: NetworkPolicy = Field(default_factory=NetworkPolicy)
+    runtime: str = "runc"
+    disk: int | None = None
     secrets: list[Secret] = Field(default_factory=list)
     created_at: Timestamp
     updated_at: Timestamp
@@ -158,6 +163,8 @@ class SandboxInfo(Model):
     image: str
     cpu: float
     memory: int
+    runtime: str = "runc"
+    disk: int | None = None
     env: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     endpoints: list[Endpoint] = Field(default_factory=list)
@@ -268,6 +275,29 @@ class AuditEvent(Model):
     trace_id: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     occurred_at: Timestamp
+
+
+class InfoLimits(Model):
+    """Limits of an installation (`GET /info`); unknown ones are kept as extra fields."""
+
+    max_body_bytes: int | None = None
+    default_disk_mib: int | None = None
+    min_disk_mib: int | None = None
+    max_disk_mib: int | None = None
+    max_sandboxes_per_user: int | None = None
+    max_environments_per_user: int | None = None
+
+
+class Info(Model):
+    """`GET /info`: what this installation offers: its version, the container `runtimes` an
+    environment may ask for, optional `features`, `limits`, and how `disk` holds (`disk_limit`:
+    `quota` writes past it fail, `watch` the sandbox is stopped)."""
+
+    version: str
+    runtimes: list[str] = Field(default_factory=list)
+    features: list[str] = Field(default_factory=list)
+    limits: InfoLimits = Field(default_factory=InfoLimits)
+    disk_limit: str | None = None
 
 
 class Health(Model):

@@ -85,6 +85,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/info": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Info
+         * @description Version, container runtimes, optional features and limits of this installation.
+         */
+        get: operations["get_info_info_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/signup": {
         parameters: {
             query?: never;
@@ -740,6 +760,14 @@ export interface components {
             /** Command */
             command?: string[] | null;
             network?: components["schemas"]["NetworkPolicyIn"];
+            /**
+             * Runtime
+             * @description Container runtime: `runc` (default) or `gvisor`, as `GET /info` lists them.
+             * @default runc
+             */
+            runtime?: string;
+            /** Disk */
+            disk?: number | null;
         };
         /** CreateSandboxRequest */
         CreateSandboxRequest: {
@@ -889,6 +917,16 @@ export interface components {
             success?: true;
             data: components["schemas"]["ExecOut"];
         };
+        /** Envelope[InfoOut] */
+        Envelope_InfoOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["InfoOut"];
+        };
         /** Envelope[LoggedOut] */
         Envelope_LoggedOut_: {
             /**
@@ -978,6 +1016,10 @@ export interface components {
             /** Command */
             command: string[] | null;
             network: components["schemas"]["NetworkPolicyOut"];
+            /** Runtime */
+            runtime: string;
+            /** Disk */
+            disk: number;
             /** Secrets */
             secrets: components["schemas"]["SecretOut"][];
             /** Createdat */
@@ -1026,6 +1068,48 @@ export interface components {
             };
             /** Workdir */
             workdir?: string | null;
+        };
+        /** InfoLimits */
+        InfoLimits: {
+            /**
+             * Maxbodybytes
+             * @description Largest JSON request body.
+             */
+            maxBodyBytes: number;
+            /**
+             * Defaultdiskmib
+             * @description `disk` of an environment that gives none.
+             */
+            defaultDiskMib: number;
+            /** Mindiskmib */
+            minDiskMib: number;
+            /** Maxdiskmib */
+            maxDiskMib: number;
+            /** Maxsandboxesperuser */
+            maxSandboxesPerUser: number;
+            /** Maxenvironmentsperuser */
+            maxEnvironmentsPerUser: number;
+        };
+        /** InfoOut */
+        InfoOut: {
+            /** Version */
+            version: string;
+            /**
+             * Runtimes
+             * @description Runtimes an environment may ask for (`runc`, `gvisor`).
+             */
+            runtimes: string[];
+            /**
+             * Features
+             * @description Optional capabilities of this installation.
+             */
+            features: string[];
+            limits: components["schemas"]["InfoLimits"];
+            /**
+             * Disklimit
+             * @description How `disk` holds here: `quota`, writes past it fail inside the sandbox (No space left on device); `watch`, the sandbox is stopped with statusReason `disk quota exceeded` within seconds; null while the orchestrator has not said.
+             */
+            diskLimit: string | null;
         };
         /** IoSample */
         IoSample: {
@@ -1251,6 +1335,16 @@ export interface components {
             cpu: number;
             /** Memory */
             memory: number;
+            /**
+             * Runtime
+             * @description Container runtime of its environment version (`runc`, `gvisor`).
+             */
+            runtime: string;
+            /**
+             * Disk
+             * @description MiB of writable filesystem.
+             */
+            disk: number;
             /** Env */
             env: {
                 [key: string]: string;
@@ -1329,6 +1423,10 @@ export interface components {
             /** Command */
             command?: string[] | null;
             network?: components["schemas"]["NetworkPolicyIn"] | null;
+            /** Runtime */
+            runtime?: string | null;
+            /** Disk */
+            disk?: number | null;
         };
         /** UserOut */
         UserOut: {
@@ -1363,6 +1461,10 @@ export interface components {
             /** Command */
             command: string[] | null;
             network: components["schemas"]["NetworkPolicyOut"];
+            /** Runtime */
+            runtime: string;
+            /** Disk */
+            disk: number;
             /** Createdat */
             createdAt: string;
         };
@@ -1510,6 +1612,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_info_info_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_InfoOut_"];
+                };
             };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {

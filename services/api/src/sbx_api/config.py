@@ -34,6 +34,11 @@ class ApiSettings(CryptoSettings):
     max_cpu_per_user: float = Field(default=16.0, gt=0)  # cores, over sandboxes not terminal
     max_memory_per_user: int = Field(default=32768, gt=0)  # MiB, over sandboxes not terminal
     sandbox_create_rate_limit: int = Field(default=30, ge=1)  # creates + replicates per minute
+    # Writable filesystem of a sandbox (MiB) when its environment gives no `disk`.
+    default_disk_mb: int = Field(default=2048, ge=64, le=102400)
+    # Registries on loopback, link-local or private hosts that environments may still use
+    # (comma separated, as written in image references: `localhost:5000,10.0.0.5`).
+    allowed_registries: str = ""
 
     # Streams (SSE, WebSockets, terminal).
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)  # comment line on idle event streams

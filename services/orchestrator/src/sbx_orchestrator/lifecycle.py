@@ -31,7 +31,7 @@ from typing import Any
 import docker.errors
 from sbx_common import labels
 from sbx_common.codes import CommandReason
-from sbx_common.logging import redact_text
+from sbx_common.logging import forget_secrets, redact_text
 from sbx_common.messages import SandboxCommand
 from sbx_common.status import SETTLED, TERMINAL, Status, Verb
 from sbx_common.timeutil import utcnow
@@ -72,6 +72,7 @@ _PERMANENT_START_ERRORS = {
     "permission denied": "the command of the environment could not be executed",
 }
 HEALTH_POLL_MAX = 0.5
+DISK_QUOTA_EXCEEDED = "disk quota exceeded"
 SUPERSEDED_CHECK = 1.0  # seconds between looks for a newer command while waiting for health
 
 
@@ -362,6 +363,7 @@ class Lifecycle:
             await self._record(job, Status.EXPIRED, reason=CommandReason.TTL, **columns)
         else:
             await self._record(job, Status.DESTROYED, **columns)
+        forget_secrets(str(job.sandbox.id))
 
     # --- steps ---
 
@@ -371,9 +373,9 @@ class Lifecycle:
         await self._ensure_image(sandbox.image)
         await self.guard.ensure_network()
         secrets = self.secrets.open_all(
-            sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)
+            sandbox.id, sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)
         )
-        spec = container_spec(sandbox, secrets, self.settings)
+        spec = container_spec(sandbox, secrets, self.settings, await self.engine.features())
         try:
             container_id = await self.engine.create(spec)
         except docker.errors.ImageNotFound:
@@ -478,3 +480,30 @@ class Lifecycle:
         await self.events.sandbox_event(
             sandbox_id=sandbox_id, owner_id=state.owner_id, status=status, reason=reason, data=data
         )
+
+    async def stop_over_quota(self, sandbox_id: uuid.UUID, container_id: str) -> bool:
+        """Stop a running sandbox whose writable layer outgrew its `disk` (caller holds the lock).
+
+        The container is killed at once (a grace period would let it write on), and the sandbox
+        is recorded `stopped` with the reason `disk quota exceeded`, like any other stop: the
+        event is published and its exit is not reported again by the container watcher.
+        """
+        state = await self.repository.load_state(sandbox_id)
+        if state is None or state.runtime is None or state.runtime.status is not Status.RUNNING:
+            return False
+        if state.runtime.container_id not in (None, container_id):
+            return False
+        await self.engine.stop(container_id, grace=0)
+        await self.guard.release(sandbox_id)
+        await self.repository.write_runtime(
+            sandbox_id,
+            status=Status.STOPPED,
+            status_reason=DISK_QUOTA_EXCEEDED,
+            stopped_at=utcnow(),
+            endpoints=[],
+            exit_code=None,
+        )
+        await self.events.sandbox_event(
+            sandbox_id=sandbox_id, owner_id=state.owner_id, status=Status.STOPPED, reason=DISK_QUOTA_EXCEEDED
+        )
+        return True

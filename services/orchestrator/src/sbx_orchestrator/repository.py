@@ -50,6 +50,8 @@ class SandboxRecord:
     last_command_id: uuid.UUID
     last_command_verb: Verb
     runtime: RuntimeState | None
+    container_runtime: str = "runc"  # the platform's name: "runc" or "gvisor"
+    disk_mib: int = 2048
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
 
@@ -96,6 +98,7 @@ _SANDBOX_QUERY = """
 SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
        s.last_command_id, s.last_command_verb, s.network,
        v.image, v.cpu, v.memory_mib, v.ports, v.env AS version_env, v.command,
+       v.runtime AS container_runtime, v.disk_mib,
        r.status AS runtime_status, r.status_reason, r.last_command_id AS applied_command_id,
        r.container_id, r.endpoints, r.exit_code
 FROM sandboxes s
@@ -156,6 +159,8 @@ class Repository:
             last_command_id=row["last_command_id"],
             last_command_verb=Verb(row["last_command_verb"]),
             runtime=_runtime(row),
+            container_runtime=row["container_runtime"] or "runc",
+            disk_mib=int(row["disk_mib"] or 0),
             network=NetworkPolicy.from_json(row["network"]),
         )
 

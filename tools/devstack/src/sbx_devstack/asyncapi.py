@@ -59,6 +59,14 @@ class OrchestratorHealth(BaseModel):
     """Reply of `sbx.rpc.orchestrator.health`."""
 
     docker: str = Field(pattern="^(ok|down)$", description="State of the Docker engine.")
+    runtimes: list[str] | None = Field(
+        default=None, description="Container runtimes the engine offers (`runc`, `gvisor`); while it is up."
+    )
+    diskLimit: str | None = Field(  # noqa: N815 (the wire name)
+        default=None,
+        pattern="^(quota|watch)$",
+        description="How a sandbox's `disk` holds there: the engine's quota, or the orchestrator's watch.",
+    )
 
 
 # --- Commands: api and reaper -> orchestrator ------------------------------------------------
@@ -225,10 +233,13 @@ async def open_terminal(request: TerminalOpenRequest) -> TerminalOpenReply:
 @broker.subscriber(
     subjects.RPC_ORCHESTRATOR_HEALTH,
     title="sbx.rpc.orchestrator.health:orchestrator",
-    description="The API's `GET /health` asks whether the orchestrator reaches Docker.",
+    description=(
+        "The API's `GET /health` asks whether the orchestrator reaches Docker; `GET /info` what the"
+        " engine offers."
+    ),
 )
 async def orchestrator_health() -> OrchestratorHealth:
-    """Answers `{"docker": "ok"}` or `{"docker": "down"}`."""
+    """Answers `{"docker": "ok", "runtimes": [...], "diskLimit": ...}` or `{"docker": "down"}`."""
     raise NotImplementedError
 
 

@@ -300,7 +300,37 @@ def key_rm(
         out.print(f"Revoked key {key_id}")
 
 
+# ---------------------------------------------------------------- installation
+
+
+@app.command()
+def info(json: Json = False) -> None:
+    """Show what the platform offers: version, container runtimes, features and limits."""
+    about = _client(require_login=False).info()
+    if json:
+        print_json(about)
+        return
+    limits = about.limits
+    output.details(
+        [
+            ("version", about.version),
+            ("runtimes", ", ".join(about.runtimes) or "-"),
+            ("features", ", ".join(about.features) or "-"),
+            (
+                "disk",
+                f"default {limits.default_disk_mib} MiB, {limits.min_disk_mib}-{limits.max_disk_mib} MiB"
+                + (f" ({about.disk_limit})" if about.disk_limit else ""),
+            ),
+        ]
+    )
+
+
 # ---------------------------------------------------------------- environments
+
+Runtime = Annotated[
+    str | None, typer.Option(help="Container runtime: runc (default) or gvisor (see `sbx info`).")
+]
+Disk = Annotated[int | None, typer.Option(help="MiB of writable filesystem per sandbox (64-102400).")]
 
 
 def _show_environment(environment: Environment) -> None:
@@ -312,6 +342,8 @@ def _show_environment(environment: Environment) -> None:
             ("image", environment.image),
             ("cpu", environment.cpu),
             ("memory", f"{environment.memory} MiB"),
+            ("disk", f"{environment.disk} MiB" if environment.disk is not None else "-"),
+            ("runtime", environment.runtime),
             ("ports", ", ".join(_port_text(p) for p in environment.ports) or "-"),
             ("env", " ".join(f"{k}={v}" for k, v in environment.env.items()) or "-"),
             ("command", shlex.join(environment.command) if environment.command else "(the image's)"),
@@ -362,6 +394,8 @@ def env_create(
     ] = None,
     egress: Egress = None,
     allow: Allow = None,
+    runtime: Runtime = None,
+    disk: Disk = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
     json: Json = False,
 ) -> None:
@@ -375,6 +409,8 @@ def env_create(
         env=_pairs(env),
         command=shlex.split(command) if command is not None else None,
         network=_network(egress, allow),
+        runtime=runtime,
+        disk=disk,
     )
     if json:
         print_json(environment)
@@ -382,6 +418,38 @@ def env_create(
         out.print(environment.id)
     else:
         out.print(f"Created environment {environment.name} ({environment.id}), version {environment.version}")
+
+
+@env_app.command("update")
+def env_update(
+    ref: Ref,
+    *,
+    image: Annotated[str | None, typer.Option("--image", help="The container image.")] = None,
+    cpu: Annotated[float | None, typer.Option(help="Cores.")] = None,
+    memory: Annotated[int | None, typer.Option(help="MiB.")] = None,
+    egress: Egress = None,
+    allow: Allow = None,
+    runtime: Runtime = None,
+    disk: Disk = None,
+    json: Json = False,
+) -> None:
+    """Make a new version of an environment with the fields given (the others carried over)."""
+    client = _client()
+    environment = client.environments.update(
+        refs.environment(client, ref).id,
+        image=image,
+        cpu=cpu,
+        memory=memory,
+        network=_network(egress, allow),
+        runtime=runtime,
+        disk=disk,
+    )
+    if json:
+        print_json(environment)
+    else:
+        out.print(
+            f"Updated environment {environment.name} ({environment.id}), now version {environment.version}"
+        )
 
 
 @env_app.command("ls")
@@ -489,6 +557,8 @@ def _show_sandbox(sandbox: Sandbox) -> None:
             ("image", sandbox.image),
             ("cpu", sandbox.cpu),
             ("memory", f"{sandbox.memory} MiB"),
+            ("disk", f"{sandbox.disk} MiB" if sandbox.disk is not None else "-"),
+            ("runtime", sandbox.runtime),
             ("env", " ".join(f"{k}={v}" for k, v in sandbox.env.items()) or "-"),
             ("metadata", " ".join(f"{k}={v}" for k, v in sandbox.metadata.items()) or "-"),
             (

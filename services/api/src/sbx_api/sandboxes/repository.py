@@ -16,7 +16,8 @@ QUOTA_LOCK_NAMESPACE = 0x5B8_0002
 
 _SANDBOX_SELECT = """
 SELECT v.id, v.owner_id, v.name, v.environment_id, v.environment_version, v.status,
-       v.status_reason, ev.image, ev.cpu, ev.memory_mib, v.env, v.metadata, v.endpoints,
+       v.status_reason, ev.image, ev.cpu, ev.memory_mib, ev.runtime, ev.disk_mib, v.env, v.metadata,
+       v.endpoints,
        v.created_at, v.started_at, v.stopped_at, v.expires_at, v.destroyed_at, v.ttl_seconds,
        v.last_command_id, v.last_command_verb, v.last_command_at,
        (SELECT n.network FROM sandboxes n WHERE n.id = v.id) AS network
@@ -41,6 +42,8 @@ class SandboxRow:
     image: str
     cpu: float
     memory_mib: int
+    runtime: str
+    disk_mib: int
     env: dict[str, str]
     metadata: dict[str, str]
     endpoints: list[dict[str, Any]]  # [{"containerPort", "hostPort", "url"}]

@@ -81,6 +81,8 @@ def sandbox_out(row: SandboxRow) -> SandboxOut:
         image=row.image,
         cpu=row.cpu,
         memory=row.memory_mib,
+        runtime=row.runtime,
+        disk=row.disk_mib,
         env=row.env,
         metadata=row.metadata,
         endpoints=[Endpoint.model_validate(e) for e in row.endpoints],

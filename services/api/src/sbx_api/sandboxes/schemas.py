@@ -95,6 +95,8 @@ class SandboxOut(ApiModel):
     image: str
     cpu: float
     memory: int
+    runtime: str = Field(description="Container runtime of its environment version (`runc`, `gvisor`).")
+    disk: int = Field(description="MiB of writable filesystem.")
     env: dict[str, str]
     metadata: dict[str, str]
     endpoints: list[Endpoint]

@@ -10,13 +10,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sbx_common import labels
+from sbx_common import labels, runtimes
 
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.engine.firewall import network_name
 from sbx_orchestrator.repository import SandboxRecord
 
 MIB = 1024 * 1024
+# The sandbox's `disk` limit in MiB, read back by the disk watcher from the running container.
+DISK_LABEL = "sbx.disk-mib"
+
+
+@dataclass(frozen=True)
+class EngineFeatures:
+    """What the engine can enforce itself (see DockerEngine.features)."""
+
+    storage_quota: bool = False  # `--storage-opt size=` (overlay2 on xfs with pquota)
+    blkio_weight: bool = True  # a block I/O weight controller Docker can write to
 
 
 @dataclass(frozen=True)
@@ -38,13 +48,18 @@ def container_labels(sandbox: SandboxRecord, instance: str) -> dict[str, str]:
         labels.INSTANCE: instance,
         labels.SANDBOX_ID: str(sandbox.id),
         labels.OWNER_ID: str(sandbox.owner_id),
+        DISK_LABEL: str(sandbox.disk_mib),
     }
 
 
 def container_spec(
-    sandbox: SandboxRecord, secrets: dict[str, str], settings: OrchestratorSettings
+    sandbox: SandboxRecord,
+    secrets: dict[str, str],
+    settings: OrchestratorSettings,
+    features: EngineFeatures | None = None,
 ) -> ContainerSpec:
     """The hardened container of a sandbox. Secrets win over plain variables of the same name."""
+    features = features or EngineFeatures()
     memory = sandbox.memory_mib * MIB
     host: dict[str, Any] = {
         "nano_cpus": round(sandbox.cpu * 1e9),
@@ -72,7 +87,17 @@ def container_spec(
                 "max-file": str(settings.container_log_max_files),
             },
         },
+        "ulimits": [
+            {"Name": "nofile", "Soft": settings.sandbox_nofile_soft, "Hard": settings.sandbox_nofile_hard},
+            {"Name": "nproc", "Soft": settings.sandbox_nproc, "Hard": settings.sandbox_nproc},
+        ],
     }
+    if sandbox.container_runtime != runtimes.RUNC:
+        host["runtime"] = runtimes.engine_name(sandbox.container_runtime)
+    if settings.sandbox_blkio_weight and features.blkio_weight:
+        host["blkio_weight"] = settings.sandbox_blkio_weight
+    if features.storage_quota and sandbox.disk_mib:
+        host["storage_opt"] = {"size": f"{sandbox.disk_mib}M"}
     return ContainerSpec(
         name=labels.container_name(sandbox.id),
         image=sandbox.image,
