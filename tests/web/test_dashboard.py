@@ -97,18 +97,31 @@ async def test_a_person_runs_a_sandbox_from_the_dashboard(
     await page.get_by_label("Egress").select_option("none")
     await expect(page.get_by_label("Allowed hosts")).to_have_count(0)
     await expect(problems).to_have_count(0)
+    # The runtime is chosen from those GET /info lists; the disk is set in MiB.
+    info = await (await page.request.get(f"{base}/info")).json()
+    runtime = page.get_by_label("Runtime")
+    await expect(runtime.locator("option")).to_have_count(len(info["data"]["runtimes"]))
+    offered = await runtime.locator("option").evaluate_all("(options) => options.map((o) => o.value)")
+    assert offered == info["data"]["runtimes"]
+    await runtime.select_option("runc")
+    await page.get_by_label("Disk (MiB)").fill("512")
+    await shot(page, artifacts, "00-environment-form")
     await page.get_by_role("button", name="Create environment").click()
     await expect(page.get_by_role("heading", name=re.compile(r"ticker\s*v1"))).to_be_visible()
     settings = page.locator("dl.settings")
+    await expect(settings.locator("div", has=page.get_by_text("runtime", exact=True))).to_contain_text("runc")
+    await expect(settings.locator("div", has=page.get_by_text("disk", exact=True))).to_contain_text("512 MiB")
     await expect(settings.locator("div", has=page.get_by_text("network", exact=True))).to_contain_text("none")
 
     # A second version, compared with the first.
     await page.get_by_role("button", name="Edit").click()
     await page.get_by_label("Memory (MiB)").fill("128")
+    await page.get_by_label("Disk (MiB)").fill("1024")
     await page.get_by_role("button", name="Save as v2").click()
     await expect(page.get_by_role("heading", name=re.compile(r"ticker\s*v2"))).to_be_visible()
     diff = page.get_by_role("table", name="Changes from v1 to v2")
     await expect(diff.get_by_role("row", name=re.compile("memory"))).to_contain_text("128 MiB")
+    await expect(diff.get_by_role("row", name=re.compile("disk"))).to_contain_text("1024 MiB")
     await expect(diff.get_by_role("row", name=re.compile("network"))).to_have_count(0)
 
     # A secret: listed by its key, its value never shown.
@@ -150,6 +163,10 @@ async def test_a_person_runs_a_sandbox_from_the_dashboard(
     await expect(page.get_by_role("heading", name=re.compile("web-e2e"))).to_be_visible()
     timeline = page.get_by_role("list", name="Status timeline")
     await expect(timeline.locator("[data-status=running]").first).to_be_visible()
+
+    details = page.get_by_role("region", name="Details")
+    await expect(details).to_contain_text("1024 MiB disk")
+    await expect(details.locator("div", has=page.get_by_text("runtime", exact=True))).to_contain_text("runc")
 
     # Its network policy, from the environment, changed on its page.
     policy = page.get_by_test_id("sandbox-network")

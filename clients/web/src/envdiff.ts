@@ -12,13 +12,15 @@ export interface FieldChange {
   after: string;
 }
 
-type Comparable = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" | "env" | "command" | "network">;
+type Comparable = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" | "env" | "command" | "network" | "runtime" | "disk">;
 
 export function describeVersion(version: Comparable): Record<string, string> {
   return {
     image: version.image,
     cpu: version.cpu === 1 ? "1 core" : `${version.cpu} cores`,
     memory: `${version.memory} MiB`,
+    disk: `${version.disk} MiB`,
+    runtime: version.runtime,
     ports: formatPorts(version.ports) || "none",
     env: formatEnv(version.env) || "none",
     command: version.command ? joinCommand(version.command) : "the image's own",

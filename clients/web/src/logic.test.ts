@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { diffVersions } from "./envdiff";
 import { describeAllowProblem, otherFieldLines, problemsUnder, readableError } from "./errors";
 import { formatBytes, formatExpiry, parseExpiryDays } from "./format";
-import { formatPorts, parseEnv, parsePorts } from "./keyvalue";
+import { formatPorts, parseDisk, parseEnv, parsePorts } from "./keyvalue";
 import { appendLines, compileQuery, filterLogs } from "./logfilter";
 import { EMPTY_HISTORY, addSample, chartData } from "./metrics";
 import { describeNetwork, formatAllow, parseAllow, policyOf, samePolicy } from "./network";
@@ -128,12 +128,23 @@ describe("form fields", () => {
 
   it("compares versions field by field", () => {
     const network = { egress: "internet" as const, allow: [] };
-    const base = { image: "busybox", cpu: 1, memory: 256, ports: [], env: { A: "1" }, command: null, network };
+    const base = { image: "busybox", cpu: 1, memory: 256, ports: [], env: { A: "1" }, command: null, network, runtime: "runc", disk: 1024 };
     const changes = diffVersions(base, { ...base, memory: 512, command: ["sleep", "1"] });
     expect(changes.map((c) => c.field)).toEqual(["memory", "command"]);
     expect(changes[1]).toEqual({ field: "command", before: "the image's own", after: "sleep 1" });
     const closed = diffVersions(base, { ...base, network: { egress: "allowlist", allow: ["pypi.org", "10.0.0.0/8"] } });
     expect(closed).toEqual([{ field: "network", before: "internet", after: "allowlist: pypi.org, 10.0.0.0/8" }]);
+    expect(diffVersions(base, { ...base, runtime: "gvisor", disk: 2048 })).toEqual([
+      { field: "disk", before: "1024 MiB", after: "2048 MiB" },
+      { field: "runtime", before: "runc", after: "gvisor" },
+    ]);
+  });
+
+  it("reads the disk field, empty for the default", () => {
+    expect(parseDisk("")).toBeUndefined();
+    expect(parseDisk(" 512 ")).toBe(512);
+    expect(() => parseDisk("1.5")).toThrow(/whole number of MiB/);
+    expect(() => parseDisk("0")).toThrow(/whole number of MiB/);
   });
 });
 
@@ -199,6 +210,8 @@ function sandbox(id: string, status: string): Sandbox {
     cpu: 1,
     memory: 256,
     network: { egress: "internet", allow: [] },
+    runtime: "runc",
+    disk: 1024,
     env: {},
     metadata: {},
     endpoints: [],

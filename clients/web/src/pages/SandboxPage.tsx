@@ -99,7 +99,13 @@ function Details({ sandbox }: { sandbox: Sandbox }) {
       <div>
         <dt>resources</dt>
         <dd>
-          {sandbox.cpu} CPU, {sandbox.memory} MiB
+          {sandbox.cpu} CPU, {sandbox.memory} MiB memory, {sandbox.disk} MiB disk
+        </dd>
+      </div>
+      <div>
+        <dt>runtime</dt>
+        <dd>
+          <code>{sandbox.runtime}</code>
         </dd>
       </div>
       <div>
