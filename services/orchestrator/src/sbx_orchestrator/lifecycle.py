@@ -6,7 +6,11 @@ carries on, start on a running container and stop on a stopped one change nothin
 
 Which commands are carried out (the caller holds the sandbox's lock):
 - a sandbox already `destroyed` or `expired`: nothing, ever again;
-- the reaper's TTL destroy (`reason == "ttl"`): always, ending `expired`;
+- the reaper's TTL command (`reason == "ttl"`: destroy, stop or pause, as the sandbox's
+  `onExpire` says): only while the sandbox's `expires_at` has passed and no TTL stop or pause
+  has spent it (a PATCH may have moved it since the reaper sent the command); a destroy ends
+  `expired`, a stop or pause `stopped` / `paused` with reason "ttl" and spends that
+  `expires_at` (`sandbox_runtime.ttl_applied_for`), so the sandbox shows no `expiresAt`;
 - the reaper's `fail` (a sandbox stuck unsettled): the sandbox becomes `failed` with the
   command's reason, unless it settled meanwhile;
 - an API command: only if it is the sandbox's latest (`sandboxes.last_command_id`). An older
@@ -54,6 +58,8 @@ UNDER_WAY = {
     Verb.RESTART: Status.RESTARTING,
     Verb.STOP: Status.STOPPING,
     Verb.DESTROY: Status.DESTROYING,
+    Verb.PAUSE: Status.PAUSING,
+    Verb.RESUME: Status.RESUMING,
 }
 GOAL = {
     Verb.CREATE: Status.RUNNING,
@@ -61,7 +67,11 @@ GOAL = {
     Verb.RESTART: Status.RUNNING,
     Verb.STOP: Status.STOPPED,
     Verb.DESTROY: Status.DESTROYED,
+    Verb.PAUSE: Status.PAUSED,
+    Verb.RESUME: Status.RUNNING,
 }
+# The verbs the reaper sends when a TTL runs out (the sandbox's `onExpire`).
+EXPIRY_VERBS = frozenset({Verb.DESTROY, Verb.STOP, Verb.PAUSE})
 
 # Docker start errors that no retry can fix (reported as the sandbox's failure reason).
 _PERMANENT_START_ERRORS = {
@@ -116,7 +126,7 @@ class Job:
 
 
 def is_expiry(command: SandboxCommand) -> bool:
-    return command.verb is Verb.DESTROY and command.reason == CommandReason.TTL
+    return command.verb in EXPIRY_VERBS and command.reason == CommandReason.TTL
 
 
 def exit_outcome(state: ContainerState) -> tuple[Status, str | None, dict[str, Any]]:
@@ -168,7 +178,12 @@ class Lifecycle:
             return await self._fail_unsettled(sandbox, command)
         if command.verb is Verb.NETWORK:
             return await self._apply_network(sandbox)
-        if not is_expiry(command):
+        if is_expiry(command):
+            if not sandbox.ttl_due:
+                return Outcome.STALE
+            if command.verb is not Verb.DESTROY and not await self._ttl_has_work(sandbox, command):
+                return Outcome.DONE
+        else:
             if command.id != sandbox.last_command_id:
                 logger.info(
                     "stale command skipped",
@@ -186,6 +201,10 @@ class Lifecycle:
                 await self._destroy(job)
             elif command.verb is Verb.STOP:
                 await self._stop(job)
+            elif command.verb is Verb.PAUSE:
+                await self._pause(job)
+            elif command.verb is Verb.RESUME:
+                await self._resume(job)
             else:
                 await self._run(job, restart=command.verb is Verb.RESTART)
         except Superseded:
@@ -285,6 +304,10 @@ class Lifecycle:
         fields: dict[str, Any] = {"status": status, "status_reason": reason, **columns}
         if not job.expiring:
             fields["last_command_id"] = job.command.id
+        elif job.command.verb is not Verb.DESTROY and status in SETTLED:
+            fields["ttl_applied_for"] = job.sandbox.expires_at
+            if status is GOAL[job.command.verb]:
+                fields["status_reason"] = reason = CommandReason.TTL
         await self.repository.write_runtime(job.sandbox.id, **fields)
         await self.events.sandbox_event(
             sandbox_id=job.sandbox.id,
@@ -344,8 +367,54 @@ class Lifecycle:
             exit_code=None,
         )
 
+    async def _ttl_has_work(self, sandbox: SandboxRecord, command: SandboxCommand) -> bool:
+        """A TTL stop or pause of a sandbox whose container is not running (stopped, failed, or
+        already paused for a pause) changes nothing: the TTL is only spent, with no event."""
+        info = await self.engine.inspect(labels.container_name(sandbox.id))
+        state = read_state(info) if info is not None else None
+        if state is not None and (state.running or (state.paused and command.verb is Verb.STOP)):
+            return True
+        runtime = sandbox.runtime
+        if runtime is not None:
+            await self.repository.write_runtime(
+                sandbox.id, status=runtime.status, ttl_applied_for=sandbox.expires_at
+            )
+        return False
+
+    async def _pause(self, job: Job) -> None:
+        """Freeze the container (Docker's pause: the cgroup freezer). Its memory, files and
+        network stay as they are; exec and terminals answer `NOT_RUNNING` until it resumes."""
+        info = await self.engine.inspect(job.name)
+        if info is None:
+            raise SandboxFailed("the container was removed outside the platform")
+        state = read_state(info)
+        if state.running:
+            await self.engine.pause(state.id)
+        elif not state.paused:
+            raise ContainerExited(state)
+        await self._record(job, Status.PAUSED)
+
+    async def _resume(self, job: Job) -> None:
+        """Thaw a paused container; it runs on from where it was frozen."""
+        info = await self.engine.inspect(job.name)
+        if info is None:
+            raise SandboxFailed("the container was removed outside the platform")
+        state = read_state(info)
+        if state.paused:
+            await self.engine.unpause(state.id)
+        elif not state.running:
+            raise ContainerExited(state)
+        endpoints = read_endpoints(info, self.settings.public_host)
+        await self._record(
+            job, Status.RUNNING, data={"endpoints": endpoints}, container_id=state.id, endpoints=endpoints
+        )
+
     async def _stop(self, job: Job) -> None:
         info = await self.engine.inspect(job.name)
+        if info is not None and read_state(info).paused:
+            # A frozen process cannot take the SIGTERM of a graceful stop: thaw it first.
+            await self.engine.unpause(str(info["Id"]))
+            info = await self.engine.inspect(job.name)
         if info is not None and read_state(info).running:
             await self.engine.stop(str(info["Id"]), self.settings.stop_timeout)
         await self.guard.release(job.sandbox.id)
@@ -353,10 +422,12 @@ class Lifecycle:
 
     async def _destroy(self, job: Job) -> None:
         info = await self.engine.inspect(job.name)
+        if info is not None and read_state(info).paused:
+            await self.engine.unpause(str(info["Id"]))  # removal kills it: thawed, it can die
         await self.engine.remove(job.name)
         await self.guard.release(job.sandbox.id)
         columns: dict[str, Any] = {"endpoints": [], "destroyed_at": utcnow()}
-        if info is not None and read_state(info).running:
+        if info is not None and (read_state(info).running or read_state(info).paused):
             columns["stopped_at"] = columns["destroyed_at"]
         if job.expiring:
             await self._record(job, Status.EXPIRED, reason=CommandReason.TTL, **columns)

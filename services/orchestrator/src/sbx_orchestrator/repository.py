@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -51,6 +52,9 @@ class SandboxRecord:
     last_command_verb: Verb
     runtime: RuntimeState | None
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    expires_at: datetime | None = None
+    # Its `expires_at` has passed and no TTL stop or pause has spent it yet.
+    ttl_due: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,12 +93,14 @@ RUNTIME_COLUMNS = frozenset(
         "destroyed_at",
         "exit_code",
         "last_command_id",
+        "ttl_applied_for",
     }
 )
 
 _SANDBOX_QUERY = """
 SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
-       s.last_command_id, s.last_command_verb, s.network,
+       s.last_command_id, s.last_command_verb, s.network, s.expires_at,
+       (s.expires_at <= now() AND r.ttl_applied_for IS DISTINCT FROM s.expires_at) AS ttl_due,
        v.image, v.cpu, v.memory_mib, v.ports, v.env AS version_env, v.command,
        r.status AS runtime_status, r.status_reason, r.last_command_id AS applied_command_id,
        r.container_id, r.endpoints, r.exit_code
@@ -157,6 +163,8 @@ class Repository:
             last_command_verb=Verb(row["last_command_verb"]),
             runtime=_runtime(row),
             network=NetworkPolicy.from_json(row["network"]),
+            expires_at=row["expires_at"],
+            ttl_due=bool(row["ttl_due"]),
         )
 
     async def network_policies(self, sandbox_ids: list[uuid.UUID]) -> dict[uuid.UUID, NetworkPolicy]:
@@ -184,7 +192,8 @@ class Repository:
         """Whether a newer command was recorded for the sandbox, or its TTL ran out (the
         reaper's expiry command is not recorded in the table: it comes on its own)."""
         superseded: bool | None = await self.pool.fetchval(
-            "SELECT last_command_id IS DISTINCT FROM $2 OR expires_at <= now() FROM sandboxes WHERE id = $1",
+            "SELECT last_command_id IS DISTINCT FROM $2 OR active_expires_at <= now()"
+            " FROM sandbox_view WHERE id = $1",
             sandbox_id,
             command_id,
         )
