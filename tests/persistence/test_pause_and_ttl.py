@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import tarfile
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
 import pytest
+from sandbox_platform import AsyncClient, Client
 from sbx_common.labels import INSTANCE, OWNER_ID, container_name
 
+from tests.clients.python.support import PASSWORD
+from tests.clients.python.test_cli import cli_env, ok, runner
 from tests.support.api import User, create_environment, data_of, error_of, error_paths
 from tests.support.docker import inspect_container, remove_containers
-from tests.support.platform import TEST_INSTANCE
+from tests.support.platform import TEST_INSTANCE, Platform
 from tests.support.sandboxes import (
     create_sandbox,
     destroy_all,
@@ -281,3 +286,56 @@ async def test_patch_bad_input_and_other_users_and_ended_sandboxes(
     await lifecycle(client, user, sid, "destroy")
     refused = await patch(client, user, sid, {"ttlSeconds": 60})
     assert error_of(refused, 409, "INVALID_STATE")["details"]["status"] == "destroyed"
+
+
+def sdk_user(platform: Platform) -> Client:
+    client = Client(base_url=platform.api_url)
+    client.auth.signup(f"lc-{uuid.uuid4().hex[:10]}@example.com", PASSWORD)
+    return client
+
+
+def test_python_sdk_and_cli_pause_resume_and_update(
+    platform: Platform, test_image: str, tmp_path: Path
+) -> None:
+    with sdk_user(platform) as sdk:
+        environment = sdk.environments.create(
+            name=f"lc-{uuid.uuid4().hex[:8]}", image=test_image, command=["sh", "-c", "sleep 3600"]
+        )
+        with sdk.sandboxes.create(environment.id, on_expire="stop", ttl_seconds=600) as sandbox:
+            assert sandbox.status == "running"
+            assert sandbox.on_expire == "stop"
+            assert sandbox.pause().status == "paused"
+            assert sandbox.resume().status == "running"
+            updated = sandbox.update(ttl_seconds=7200, metadata={"k": "v"}, on_expire="pause")
+            assert updated is sandbox
+            assert sandbox.metadata == {"k": "v"}
+            assert sandbox.on_expire == "pause"
+            assert sandbox.expires_at is not None
+            assert sandbox.expires_at.timestamp() > time.time() + 7000
+
+            async def with_async_client() -> None:
+                async with AsyncClient(base_url=platform.api_url, token=sdk.token) as client:
+                    same = await client.sandboxes.get(sandbox.id)
+                    assert (await same.pause()).status == "paused"
+                    assert (await same.resume()).status == "running"
+                    assert (await same.update(metadata={})).metadata == {}
+
+            asyncio.run(with_async_client())
+
+            # The CLI, as a person would run it.
+            env = cli_env(platform.api_url, tmp_path)
+            env["SBX_API_KEY"] = sdk.api_keys.create("cli").key
+            run = runner(env)
+            assert json.loads(ok(run("pause", sandbox.id, "--json")))["status"] == "paused"
+            refused = run("exec", sandbox.id, "--", "true")
+            assert refused.returncode == 1
+            assert "NOT_RUNNING" in refused.stderr
+            assert json.loads(ok(run("resume", sandbox.id, "--json")))["status"] == "running"
+            shown = json.loads(ok(run("ttl", sandbox.id, "60", "--json")))
+            assert abs(parse_time(shown["expiresAt"]) - (time.time() + 60)) < 30
+            shown = json.loads(ok(run("update", sandbox.id, "--on-expire", "destroy", "-m", "a=b", "--json")))
+            assert shown["onExpire"] == "destroy"
+            assert shown["metadata"] == {"a": "b"}
+            bad = run("ttl", sandbox.id, "5")
+            assert bad.returncode != 0
+            assert "VALIDATION_ERROR" in bad.stderr
