@@ -29,6 +29,7 @@ SANDBOX_KEYS = {
     "stoppedAt",
     "expiresAt",
     "destroyedAt",
+    "onExpire",
 }
 
 

@@ -29,6 +29,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -70,6 +71,12 @@ GOAL = {
     Verb.PAUSE: Status.PAUSED,
     Verb.RESUME: Status.RUNNING,
 }
+# A container that finished this long before the orchestrator lost the engine's event stream
+# ended by itself, not with the engine (the stream breaks first: dockerd closes its API, then
+# stops the containers).
+ENGINE_LOSS_MARGIN = 5.0
+# Recorded statuses whose container must be there, running or frozen.
+ALIVE = frozenset({Status.RUNNING, Status.PAUSED})
 # The verbs the reaper sends when a TTL runs out (the sandbox's `onExpire`).
 EXPIRY_VERBS = frozenset({Verb.DESTROY, Verb.STOP, Verb.PAUSE})
 
@@ -135,6 +142,19 @@ def exit_outcome(state: ContainerState) -> tuple[Status, str | None, dict[str, A
     if state.exit_code == 0:
         return Status.STOPPED, None, data
     return Status.FAILED, state.exit_reason, data
+
+
+def finished_at(info: dict[str, Any]) -> float | None:
+    """Docker's `State.FinishedAt` as epoch seconds (None when it never finished)."""
+    raw = str((info.get("State") or {}).get("FinishedAt") or "")
+    if not raw or raw.startswith("0001-"):
+        return None
+    head, _, fraction = raw.rstrip("Z").partition(".")
+    try:
+        moment = datetime.fromisoformat(f"{head}.{(fraction + '000000')[:6]}+00:00")
+    except ValueError:
+        return None
+    return moment.timestamp()
 
 
 def _docker_message(exc: docker.errors.APIError) -> str:
@@ -517,14 +537,69 @@ class Lifecycle:
 
     # --- what Docker reports ---
 
+    async def recover(self, sandbox_id: uuid.UUID, engine_lost_at: float) -> bool:
+        """After the engine came back: a sandbox recorded `running` or `paused` whose container
+        the engine stopped when it went down (finished after `engine_lost_at`, epoch seconds) is
+        started again, and paused again if it was paused (the freezer and the processes' memory
+        do not survive an engine restart; the files do). The caller holds the lock. False when
+        this does not apply or the container can never start: `observe` then records it."""
+        sandbox = await self.repository.load_sandbox(sandbox_id)
+        runtime = sandbox.runtime if sandbox is not None else None
+        if sandbox is None or runtime is None or runtime.status not in ALIVE:
+            return True
+        info = await self.engine.inspect(labels.container_name(sandbox_id))
+        if info is None:
+            return False
+        container = read_state(info)
+        if container.running or container.paused:
+            return True
+        finished = finished_at(info)
+        if finished is None or finished < engine_lost_at - ENGINE_LOSS_MARGIN:
+            return False
+        try:
+            await self._start(container.id)
+        except SandboxFailed as exc:
+            logger.info("sandbox not restored", extra={"sandboxId": str(sandbox_id), "error": exc.reason})
+            return False
+        except Exception as exc:
+            # The engine is not (yet, or any more) able to: left as recorded for the next
+            # reconcile, which follows the next time the event stream comes back.
+            logger.warning("sandbox restore failed", extra={"sandboxId": str(sandbox_id), "error": repr(exc)})
+            return True
+        started = await self.engine.inspect(container.id)
+        if started is None or not read_state(started).running:
+            return False
+        await self.guard.apply(sandbox_id, started, sandbox.network)
+        if runtime.status is Status.PAUSED:
+            await self.engine.pause(container.id)
+        endpoints = read_endpoints(started, self.settings.public_host)
+        await self.repository.write_runtime(
+            sandbox_id,
+            status=runtime.status,
+            status_reason=runtime.status_reason,
+            container_id=container.id,
+            endpoints=endpoints,
+            started_at=utcnow(),
+        )
+        await self.events.sandbox_event(
+            sandbox_id=sandbox_id,
+            owner_id=sandbox.owner_id,
+            status=runtime.status,
+            reason=runtime.status_reason,
+            data={"endpoints": endpoints, "restored": True},
+        )
+        logger.info("sandbox restored after an engine restart", extra={"sandboxId": str(sandbox_id)})
+        return True
+
     async def observe(self, sandbox_id: uuid.UUID) -> None:
-        """Record a running sandbox whose container ended by itself (caller holds the lock).
+        """Record a running (or paused) sandbox whose container ended by itself or is gone (the
+        caller holds the lock).
 
         Exits the orchestrator caused (stop, restart, destroy) are recognised by the recorded
         status: those commands hold the sandbox's lock and settle before this runs.
         """
         state = await self.repository.load_state(sandbox_id)
-        if state is None or state.runtime is None or state.runtime.status is not Status.RUNNING:
+        if state is None or state.runtime is None or state.runtime.status not in ALIVE:
             return
         info = await self.engine.inspect(labels.container_name(sandbox_id))
         status: Status = Status.FAILED
@@ -533,7 +608,7 @@ class Lifecycle:
         exit_code: int | None = None
         if info is not None:
             container = read_state(info)
-            if container.running:
+            if container.running or container.paused:
                 return
             status, reason, data = exit_outcome(container)
             exit_code = container.exit_code
