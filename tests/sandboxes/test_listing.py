@@ -31,6 +31,7 @@ SANDBOX_KEYS = {
     "stoppedAt",
     "expiresAt",
     "destroyedAt",
+    "onExpire",
 }
 
 

@@ -31,6 +31,7 @@ import type {
   Page,
   PlatformInfo,
   ReplicateOverrides,
+  SandboxPatch,
   Sandbox,
   SandboxConfig,
   SandboxEvent,
@@ -357,6 +358,24 @@ export class SandboxClient {
 
   restartSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {
     return this.lifecycle("POST", `/sandboxes/${seg(id)}/restart`, options);
+  }
+
+  /** Pause a running sandbox: its processes are frozen, memory and files kept (`paused`). */
+  pauseSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {
+    return this.lifecycle("POST", `/sandboxes/${seg(id)}/pause`, options);
+  }
+
+  /** Resume a paused sandbox: it runs on from where it was frozen. */
+  resumeSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {
+    return this.lifecycle("POST", `/sandboxes/${seg(id)}/resume`, options);
+  }
+
+  /**
+   * Change a sandbox's TTL (`ttlSeconds`, counted from now), replace its `metadata`, or choose
+   * what happens when the TTL runs out (`onExpire`: "destroy", "stop" or "pause").
+   */
+  updateSandbox(id: string, patch: SandboxPatch): Promise<Sandbox> {
+    return this.call("PATCH", `/sandboxes/${seg(id)}`, { body: patch });
   }
 
   /** Destroy a sandbox: its container is removed; by default the call waits for `destroyed`. */

@@ -16,6 +16,9 @@ export type SandboxStatus =
   | "stopping"
   | "stopped"
   | "restarting"
+  | "pausing"
+  | "paused"
+  | "resuming"
   | "destroying"
   | "destroyed"
   | "expired"
@@ -46,6 +49,8 @@ export type Sandbox = Omit<Schemas["SandboxOut"], "status"> & { status: SandboxS
 export type Endpoint = Schemas["Endpoint"];
 export type SandboxConfig = Schemas["CreateSandboxRequest"];
 export type ReplicateOverrides = Schemas["ReplicateSandboxRequest"];
+/** `updateSandbox`: `ttlSeconds` (from now), `metadata` (replaces), `onExpire`. */
+export type SandboxPatch = Schemas["UpdateSandboxRequest"];
 
 export type LogLine = Schemas["LogLineOut"];
 export type Metrics = Schemas["MetricsOut"];

@@ -281,6 +281,26 @@ def replicate_sandbox(sandbox_id: str, body: Mapping[str, Any], wait: float | No
     return _lifecycle("POST", f"/sandboxes/{_id(sandbox_id)}/replicate", wait, dict(body))
 
 
+def update_sandbox(sandbox_id: str, body: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    # A repeat sets the same metadata and onExpire; a repeated TTL counts from the repeat, which
+    # is what the caller asked for anyway.
+    return Call("PATCH", f"/sandboxes/{_id(sandbox_id)}", _dict, body=dict(body), retry=Retry.SAFE)
+
+
+def update_body(
+    ttl_seconds: int | None, metadata: Mapping[str, str] | None, on_expire: str | None
+) -> dict[str, Any]:
+    """The PATCH body: only the fields given (metadata replaces; `{}` empties it)."""
+    body: dict[str, Any] = {}
+    if ttl_seconds is not None:
+        body["ttlSeconds"] = ttl_seconds
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    if on_expire is not None:
+        body["onExpire"] = on_expire
+    return body
+
+
 def update_sandbox_network(sandbox_id: str, body: Mapping[str, Any]) -> Call[dict[str, Any]]:
     # Setting the same policy again changes nothing: safe to repeat.
     return Call("PATCH", f"/sandboxes/{_id(sandbox_id)}/network", _dict, body=dict(body), retry=Retry.SAFE)

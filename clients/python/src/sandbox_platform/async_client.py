@@ -291,15 +291,19 @@ class AsyncSandboxes(_AsyncResource):
         ttl_seconds: int | None = None,
         env: Mapping[str, str] | None = None,
         metadata: Mapping[str, str] | None = None,
+        on_expire: str | None = None,
         wait: bool = True,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> Opening[AsyncSandbox]:
         """A new sandbox; with `wait`, returned once it runs (or failed) or `timeout` passed.
+        `on_expire` is what its TTL does: "destroy" (default), "stop" or "pause".
 
         `sandbox = await client.sandboxes.create(...)`, or `async with client.sandboxes.create(...)
         as sandbox:` to destroy it at the end of the block."""
         body = routes.sandbox_body(name, ttl_seconds, env, metadata)
         body["environmentId"] = environment_id
+        if on_expire is not None:
+            body["onExpire"] = on_expire
         if environment_version is not None:
             body["environmentVersion"] = environment_version
         call = routes.create_sandbox(body, timeout if wait else None)
@@ -395,6 +399,28 @@ class AsyncSandbox(SandboxInfo):
         """Restart a running or stopped sandbox."""
         call = routes.sandbox_action(self.id, "restart", timeout if wait else None)
         return await self._lifecycle(call, wait, timeout)
+
+    async def pause(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> AsyncSandbox:
+        """Pause a running sandbox: its processes are frozen, memory and files kept."""
+        call = routes.sandbox_action(self.id, "pause", timeout if wait else None)
+        return await self._lifecycle(call, wait, timeout)
+
+    async def resume(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> AsyncSandbox:
+        """Resume a paused sandbox: it runs on from where it was frozen."""
+        call = routes.sandbox_action(self.id, "resume", timeout if wait else None)
+        return await self._lifecycle(call, wait, timeout)
+
+    async def update(
+        self,
+        *,
+        ttl_seconds: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        on_expire: str | None = None,
+    ) -> AsyncSandbox:
+        """Set a new TTL (counted from now), replace the metadata, or choose what the TTL does
+        (`on_expire` "destroy", "stop" or "pause"). Returns itself."""
+        body = routes.update_body(ttl_seconds, metadata, on_expire)
+        return self._assign(await self._transport.request(routes.update_sandbox(self.id, body)))
 
     async def destroy(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> AsyncSandbox:
         """Destroy the sandbox: its container is removed; the record stays readable."""

@@ -295,14 +295,18 @@ class Sandboxes(_Resource):
         ttl_seconds: int | None = None,
         env: Mapping[str, str] | None = None,
         metadata: Mapping[str, str] | None = None,
+        on_expire: str | None = None,
         wait: bool = True,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> Sandbox:
         """A new sandbox; with `wait`, returned once it runs (or failed) or `timeout` passed.
+        `on_expire` is what its TTL does: "destroy" (default), "stop" or "pause".
 
         `with client.sandboxes.create(...) as sandbox:` destroys it at the end of the block."""
         body = routes.sandbox_body(name, ttl_seconds, env, metadata)
         body["environmentId"] = environment_id
+        if on_expire is not None:
+            body["onExpire"] = on_expire
         if environment_version is not None:
             body["environmentVersion"] = environment_version
         return self._settle(routes.create_sandbox(body, timeout if wait else None), wait, timeout)
@@ -396,6 +400,30 @@ class Sandbox(SandboxInfo):
         return self._lifecycle(
             routes.sandbox_action(self.id, "restart", timeout if wait else None), wait, timeout
         )
+
+    def pause(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
+        """Pause a running sandbox: its processes are frozen, memory and files kept."""
+        return self._lifecycle(
+            routes.sandbox_action(self.id, "pause", timeout if wait else None), wait, timeout
+        )
+
+    def resume(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
+        """Resume a paused sandbox: it runs on from where it was frozen."""
+        return self._lifecycle(
+            routes.sandbox_action(self.id, "resume", timeout if wait else None), wait, timeout
+        )
+
+    def update(
+        self,
+        *,
+        ttl_seconds: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        on_expire: str | None = None,
+    ) -> Sandbox:
+        """Set a new TTL (counted from now), replace the metadata, or choose what the TTL does
+        (`on_expire` "destroy", "stop" or "pause"). Returns itself."""
+        body = routes.update_body(ttl_seconds, metadata, on_expire)
+        return self._assign(self._transport.request(routes.update_sandbox(self.id, body)))
 
     def destroy(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
         """Destroy the sandbox: its container is removed; the record stays readable."""

@@ -25,7 +25,7 @@ def _rfc3339(moment: datetime) -> str:
 Timestamp = Annotated[datetime, PlainSerializer(_rfc3339, return_type=str, when_used="json")]
 
 #: Statuses a sandbox settles in: lifecycle calls with `wait=True` return once one is reached.
-SETTLED_STATUSES = frozenset({"running", "stopped", "destroyed", "expired", "failed"})
+SETTLED_STATUSES = frozenset({"running", "stopped", "paused", "destroyed", "expired", "failed"})
 #: Statuses after which nothing more happens to a sandbox.
 TERMINAL_STATUSES = frozenset({"destroyed", "expired"})
 
@@ -199,8 +199,10 @@ class SandboxInfo(Model):
     created_at: Timestamp
     started_at: Timestamp | None = None
     stopped_at: Timestamp | None = None
+    # None once a TTL stop or pause has spent it (until `update(ttl_seconds=...)`).
     expires_at: Timestamp | None = None
     destroyed_at: Timestamp | None = None
+    on_expire: str = "destroy"  # what the TTL does: "destroy", "stop" or "pause"
 
     @property
     def settled(self) -> bool:

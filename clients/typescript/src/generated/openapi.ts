@@ -408,7 +408,12 @@ export interface paths {
         delete: operations["destroy_sandbox_sandboxes__sandbox_id__delete"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Update Sandbox
+         * @description Change the TTL (`ttlSeconds`, counted from now), replace the metadata, or choose what
+         *     happens at expiry (`onExpire`: destroy, stop or pause).
+         */
+        patch: operations["update_sandbox_sandboxes__sandbox_id__patch"];
         trace?: never;
     };
     "/sandboxes/{sandbox_id}/start": {
@@ -465,6 +470,47 @@ export interface paths {
          * @description Restart a running or stopped sandbox (202 `restarting`).
          */
         post: operations["restart_sandbox_sandboxes__sandbox_id__restart_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause Sandbox
+         * @description Pause a running sandbox (202 `pausing`, then `paused`): its processes are frozen, memory
+         *     and files kept. Exec and terminals answer 409 `NOT_RUNNING` until it is resumed.
+         */
+        post: operations["pause_sandbox_sandboxes__sandbox_id__pause_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resume Sandbox
+         * @description Resume a paused sandbox (202 `resuming`, then `running`): it carries on where it was.
+         */
+        post: operations["resume_sandbox_sandboxes__sandbox_id__resume_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -858,6 +904,12 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             };
+            /**
+             * Onexpire
+             * @default destroy
+             * @enum {string}
+             */
+            onExpire?: "destroy" | "stop" | "pause";
         };
         /** CreateWebhookRequest */
         CreateWebhookRequest: {
@@ -1536,9 +1588,11 @@ export interface components {
             /** Stoppedat */
             stoppedAt: string | null;
             /** Expiresat */
-            expiresAt: string;
+            expiresAt: string | null;
             /** Destroyedat */
             destroyedAt: string | null;
+            /** Onexpire */
+            onExpire: string;
         };
         /** SecretOut */
         SecretOut: {
@@ -1600,6 +1654,21 @@ export interface components {
             runtime?: string | null;
             /** Disk */
             disk?: number | null;
+        };
+        /**
+         * UpdateSandboxRequest
+         * @description `ttlSeconds` counts from now; `metadata` replaces the sandbox's metadata as a whole;
+         *     `onExpire` applies from now on. A field left out is left as it is.
+         */
+        UpdateSandboxRequest: {
+            /** Ttlseconds */
+            ttlSeconds?: number | null;
+            /** Metadata */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            /** Onexpire */
+            onExpire?: ("destroy" | "stop" | "pause") | null;
         };
         /** UserOut */
         UserOut: {
@@ -2539,7 +2608,7 @@ export interface operations {
     create_sandbox_sandboxes_post: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -2629,7 +2698,7 @@ export interface operations {
     destroy_sandbox_sandboxes__sandbox_id__delete: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -2690,10 +2759,61 @@ export interface operations {
             };
         };
     };
+    update_sandbox_sandboxes__sandbox_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateSandboxRequest"];
+            };
+        };
+        responses: {
+            /** @description The sandbox with its new TTL, metadata or onExpire. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: the sandbox is destroyed or expired. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     start_sandbox_sandboxes__sandbox_id__start_post: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -2757,7 +2877,7 @@ export interface operations {
     stop_sandbox_sandboxes__sandbox_id__stop_post: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -2821,7 +2941,135 @@ export interface operations {
     restart_sandbox_sandboxes__sandbox_id__restart_post: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
+                wait?: boolean;
+                /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
+                timeout?: number;
+            };
+            header?: {
+                /** @description A repeat with the same key by the same user returns the first answer and acts no more. */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Nothing to do (start on running, stop on stopped). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description Accepted: the sandbox in its new transitional status. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: not allowed from the current status. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    pause_sandbox_sandboxes__sandbox_id__pause_post: {
+        parameters: {
+            query?: {
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
+                wait?: boolean;
+                /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
+                timeout?: number;
+            };
+            header?: {
+                /** @description A repeat with the same key by the same user returns the first answer and acts no more. */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Nothing to do (start on running, stop on stopped). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description Accepted: the sandbox in its new transitional status. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: not allowed from the current status. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    resume_sandbox_sandboxes__sandbox_id__resume_post: {
+        parameters: {
+            query?: {
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -2936,7 +3184,7 @@ export interface operations {
     replicate_sandbox_sandboxes__sandbox_id__replicate_post: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -53,6 +54,9 @@ class SandboxRecord:
     container_runtime: str = "runc"  # the platform's name: "runc" or "gvisor"
     disk_mib: int = 2048
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    expires_at: datetime | None = None
+    # Its `expires_at` has passed and no TTL stop or pause has spent it yet.
+    ttl_due: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,14 @@ RUNTIME_COLUMNS = frozenset(
         "destroyed_at",
         "exit_code",
         "last_command_id",
+        "ttl_applied_for",
     }
 )
 
 _SANDBOX_QUERY = """
 SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
-       s.last_command_id, s.last_command_verb, s.network,
+       s.last_command_id, s.last_command_verb, s.network, s.expires_at,
+       (s.expires_at <= now() AND r.ttl_applied_for IS DISTINCT FROM s.expires_at) AS ttl_due,
        v.image, v.cpu, v.memory_mib, v.ports, v.env AS version_env, v.command,
        v.runtime AS container_runtime, v.disk_mib,
        r.status AS runtime_status, r.status_reason, r.last_command_id AS applied_command_id,
@@ -162,6 +168,8 @@ class Repository:
             container_runtime=row["container_runtime"] or "runc",
             disk_mib=int(row["disk_mib"] or 0),
             network=NetworkPolicy.from_json(row["network"]),
+            expires_at=row["expires_at"],
+            ttl_due=bool(row["ttl_due"]),
         )
 
     async def network_policies(self, sandbox_ids: list[uuid.UUID]) -> dict[uuid.UUID, NetworkPolicy]:
@@ -189,7 +197,8 @@ class Repository:
         """Whether a newer command was recorded for the sandbox, or its TTL ran out (the
         reaper's expiry command is not recorded in the table: it comes on its own)."""
         superseded: bool | None = await self.pool.fetchval(
-            "SELECT last_command_id IS DISTINCT FROM $2 OR expires_at <= now() FROM sandboxes WHERE id = $1",
+            "SELECT last_command_id IS DISTINCT FROM $2 OR active_expires_at <= now()"
+            " FROM sandbox_view WHERE id = $1",
             sandbox_id,
             command_id,
         )

@@ -65,6 +65,14 @@ Allow = Annotated[
     ),
 ]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait at most.")]
+OnExpire = Annotated[
+    str | None,
+    typer.Option(
+        "--on-expire",
+        metavar="destroy|stop|pause",
+        help="What happens when the TTL runs out (default destroy).",
+    ),
+]
 
 
 class _Exit(Exception):
@@ -650,7 +658,7 @@ def _show_sandbox(sandbox: Sandbox) -> None:
             ("created", when(sandbox.created_at)),
             ("started", when(sandbox.started_at)),
             ("stopped", when(sandbox.stopped_at)),
-            ("expires", when(sandbox.expires_at)),
+            ("expires", f"{when(sandbox.expires_at)} (then {sandbox.on_expire})"),
             ("destroyed", when(sandbox.destroyed_at)),
         ]
     )
@@ -678,6 +686,7 @@ def create(
         list[str] | None,
         typer.Option("--metadata", "-m", metavar="K=V", help="Repeatable.", show_default=False),
     ] = None,
+    on_expire: OnExpire = None,
     wait: Wait = True,
     timeout: Timeout = 120.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
@@ -693,6 +702,7 @@ def create(
             ttl_seconds=ttl,
             env=_pairs(env_vars),
             metadata=_pairs(metadata, "--metadata"),
+            on_expire=on_expire,
             wait=wait,
             timeout=timeout,
         )
@@ -745,7 +755,50 @@ def _lifecycle_command(name: str, verb: str, summary: str) -> None:
 _lifecycle_command("start", "start", "Start a stopped sandbox.")
 _lifecycle_command("stop", "stop", "Stop a sandbox.")
 _lifecycle_command("restart", "restart", "Restart a sandbox.")
+_lifecycle_command("pause", "pause", "Pause a running sandbox (processes frozen, memory and files kept).")
+_lifecycle_command("resume", "resume", "Resume a paused sandbox.")
 _lifecycle_command("rm", "destroy", "Destroy a sandbox (its container is removed).")
+
+
+def _updated_output(sandbox: Sandbox, json: bool) -> None:
+    if json:
+        print_json(sandbox)
+    else:
+        expiry = when(sandbox.expires_at) if sandbox.expires_at else "never"
+        out.print(f"{sandbox.name} ({sandbox.id}): expires {expiry} (then {sandbox.on_expire})")
+
+
+@app.command()
+def ttl(
+    ref: Ref,
+    seconds: Annotated[
+        int, typer.Argument(metavar="SECONDS", help="The new TTL, counted from now (10-604800).")
+    ],
+    json: Json = False,
+) -> None:
+    """Set a sandbox's TTL, counted from now."""
+    _updated_output(refs.sandbox(_client(), ref).update(ttl_seconds=seconds), json)
+
+
+@app.command()
+def update(
+    ref: Ref,
+    *,
+    ttl: Annotated[int | None, typer.Option(help="A new TTL in seconds, counted from now.")] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata", "-m", metavar="K=V", help="Repeatable; replaces all metadata.", show_default=False
+        ),
+    ] = None,
+    clear_metadata: Annotated[bool, typer.Option("--clear-metadata", help="Remove all metadata.")] = False,
+    on_expire: OnExpire = None,
+    json: Json = False,
+) -> None:
+    """Change a sandbox's TTL, metadata or what happens when its TTL runs out."""
+    new_metadata = {} if clear_metadata else (_pairs(metadata, "--metadata") if metadata else None)
+    sandbox = refs.sandbox(_client(), ref).update(ttl_seconds=ttl, metadata=new_metadata, on_expire=on_expire)
+    _updated_output(sandbox, json)
 
 
 @app.command()

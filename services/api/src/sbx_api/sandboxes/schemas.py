@@ -11,7 +11,7 @@ Limits that the contract leaves open (documented in the OpenAPI schema through t
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 
@@ -30,6 +30,9 @@ MetadataValue = Annotated[str, StringConstraints(max_length=256)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)]
 SandboxName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 TtlSeconds = Annotated[int, Field(ge=TTL_MIN, le=TTL_MAX, strict=True)]
+# What the reaper does when the TTL runs out: destroy (status `expired`), or stop / pause (status
+# `stopped` / `paused` with reason "ttl", and no `expiresAt` until a PATCH sets a new TTL).
+OnExpire = Literal["destroy", "stop", "pause"]
 
 
 class CreateSandboxRequest(RequestModel):
@@ -39,6 +42,16 @@ class CreateSandboxRequest(RequestModel):
     ttl_seconds: TtlSeconds = TTL_DEFAULT
     env: EnvMap = Field(default_factory=dict)
     metadata: Metadata = Field(default_factory=dict)
+    on_expire: OnExpire = "destroy"
+
+
+class UpdateSandboxRequest(RequestModel):
+    """`ttlSeconds` counts from now; `metadata` replaces the sandbox's metadata as a whole;
+    `onExpire` applies from now on. A field left out is left as it is."""
+
+    ttl_seconds: TtlSeconds | None = None
+    metadata: Metadata | None = None
+    on_expire: OnExpire | None = None
 
 
 class ReplicateSandboxRequest(RequestModel):
@@ -104,8 +117,10 @@ class SandboxOut(ApiModel):
     created_at: Timestamp
     started_at: Timestamp | None
     stopped_at: Timestamp | None
-    expires_at: Timestamp
+    # None once a TTL stop or pause has spent it (until a PATCH sets a new TTL).
+    expires_at: Timestamp | None
     destroyed_at: Timestamp | None
+    on_expire: str
 
 
 class ExecOut(ApiModel):

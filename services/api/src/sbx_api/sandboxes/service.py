@@ -43,7 +43,7 @@ from sbx_api.deps import Caller
 from sbx_api.environments import repository as environments
 from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
 from sbx_api.sandboxes import commands, repository
-from sbx_api.sandboxes.schemas import CreateSandboxRequest, ReplicateSandboxRequest
+from sbx_api.sandboxes.schemas import CreateSandboxRequest, ReplicateSandboxRequest, UpdateSandboxRequest
 from sbx_api.sandboxes.waiting import SettleWatcher
 from sbx_api.state import AppState
 from sbx_api.streams import repository as streams
@@ -71,6 +71,7 @@ class Draft:
     env: dict[str, str]
     ttl_seconds: int
     network: dict[str, Any]
+    on_expire: str = "destroy"
 
 
 Plan = Callable[[asyncpg.Connection, uuid.UUID], Awaitable[Draft]]
@@ -141,6 +142,7 @@ async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wa
             env={**version.env, **body.env},
             ttl_seconds=body.ttl_seconds,
             network=version.network,
+            on_expire=body.on_expire,
         )
 
     return await _make(
@@ -216,6 +218,7 @@ async def _make(
                 command_id=command.id,
                 network=draft.network,
                 replicated_from=source_id,
+                on_expire=draft.on_expire,
             )
             await _check_quota(state, conn, caller, draft.version)
             await repository.insert_sandbox(conn, new)
@@ -296,6 +299,39 @@ async def update_network(
             withdraw=lambda c: repository.restore_network(c, sandbox_id, network, previous),
         )
         async with state.pool.acquire() as conn:
+            row = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
+        if row is None:
+            raise NotFound("No such sandbox.")
+        return row
+
+
+async def update(
+    state: AppState, caller: Caller, sandbox_id: uuid.UUID, body: UpdateSandboxRequest
+) -> repository.SandboxRow:
+    """PATCH: TTL (from now), metadata, `onExpire`. Nothing to send: the reaper reads the new
+    `expires_at` at its next sweep (a new TTL is at least 10 s away, longer than a sweep), and
+    an expiry it already sent for the old time is refused by the orchestrator, which checks the
+    recorded `expires_at` before it acts."""
+    changed = sorted(body.model_dump(exclude_none=True, by_alias=True))
+    async with audited(state, caller, "sandbox.update", sandbox_id) as attempt:
+        async with state.pool.acquire() as conn, conn.transaction():
+            locked = await repository.lock_sandbox(conn, sandbox_id, caller.user_id)
+            current = await repository.get_sandbox(conn, sandbox_id, caller.user_id) if locked else None
+            if current is None:
+                raise NotFound("No such sandbox.")
+            if current.status in TERMINAL:
+                raise InvalidState(
+                    f"Cannot update a sandbox that is {current.status.value}.",
+                    details={"status": current.status.value, "action": "update"},
+                )
+            await repository.update_settings(
+                conn,
+                sandbox_id,
+                ttl_seconds=body.ttl_seconds,
+                metadata=body.metadata,
+                on_expire=body.on_expire,
+            )
+            await attempt.succeeded(conn, details={"fields": changed})
             row = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
         if row is None:
             raise NotFound("No such sandbox.")

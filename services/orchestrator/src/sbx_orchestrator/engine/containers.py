@@ -114,10 +114,11 @@ class ContainerState:
     """The parts of `docker inspect` the orchestrator acts on."""
 
     id: str
-    running: bool
+    running: bool  # running and not paused
     exit_code: int
     oom_killed: bool
     health: str | None  # "starting" | "healthy" | "unhealthy", None without a HEALTHCHECK
+    paused: bool = False  # running, with its processes frozen
 
     @property
     def exit_reason(self) -> str:
@@ -134,6 +135,7 @@ def read_state(info: dict[str, Any]) -> ContainerState:
         exit_code=int(state.get("ExitCode") or 0),
         oom_killed=bool(state.get("OOMKilled")),
         health=health.get("Status") or None,
+        paused=bool(state.get("Running")) and bool(state.get("Paused")),
     )
 
 

@@ -269,6 +269,13 @@ class DockerEngine:
         except docker.errors.NotFound:
             return
 
+    async def pause(self, container_id: str) -> None:
+        """Freeze every process of the container (the cgroup freezer): memory and files stay."""
+        await self.call("pause", self.api.pause, container_id)
+
+    async def unpause(self, container_id: str) -> None:
+        await self.call("unpause", self.api.unpause, container_id)
+
     async def restart(self, container_id: str, grace: int) -> None:
         await self.call("restart", self.api.restart, container_id, timeout=grace)
 
