@@ -219,6 +219,7 @@ function sandbox(id: string, status: string): Sandbox {
     startedAt: null,
     stoppedAt: null,
     expiresAt: "2024-01-01T01:00:00Z",
+    onExpire: "destroy",
     destroyedAt: null,
   };
 }
