@@ -7,7 +7,14 @@ import os
 import platform
 import sys
 
-MODULES = ["bench.lifecycle", "bench.pause", "bench.logs", "bench.terminal", "bench.collector", "bench.webhooks"]
+MODULES = [
+    "bench.lifecycle",
+    "bench.pause",
+    "bench.logs",
+    "bench.terminal",
+    "bench.collector",
+    "bench.webhooks",
+]
 
 
 def main() -> None:
