@@ -17,12 +17,13 @@ import httpx
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from pydantic import ValidationError
-from sbx_common import natsconn, subjects
+from sbx_common import subjects
 from sbx_common.messages import TerminalControl
 
 from tests.streams.clients import Terminal, open_terminal, terminal_url
 from tests.support.api import User, signup
 from tests.support.docker import TEST_IMAGE
+from tests.support.nats_auth import admin_connect
 from tests.support.platform import DedicatedPlatform
 from tests.support.sandboxes import exec_in, run_sandbox
 from tests.support.waiting import wait_for
@@ -91,7 +92,7 @@ async def test_the_socket_closes_when_the_orchestrator_dies(dedicated_platform: 
         user = await signup(client)
         sandbox = await run_sandbox(client, user, TEST_IMAGE, "sleep 600")
         url = terminal_url(plat.platform.ws_url, user, sandbox["id"])
-        nc = await natsconn.connect(plat.nats_url, "tests-terminal-keepalives")
+        nc = await admin_connect(plat.nats_url, "tests-terminal-keepalives")
         try:
             async with _keepalive_answers(nc) as answered, open_terminal(url) as term:
                 await term.type("echo alive\n")

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ from sbx_common import labels
 TEST_IMAGE = "sbx-test-busybox:latest"
 IMAGES_DIR = Path(__file__).parents[1] / "images"
 
-HEALTHCHECK_IMAGE = "sbx-test-healthcheck:latest"
-UNHEALTHY_IMAGE = "sbx-test-unhealthy:latest"
+# Tagged per test session: a session removes its images at its end, which must not pull them
+# from under another session running beside it on the same engine.
+_SESSION_TAG = uuid.uuid4().hex[:10]
+HEALTHCHECK_IMAGE = f"sbx-test-healthcheck:{_SESSION_TAG}"
+UNHEALTHY_IMAGE = f"sbx-test-unhealthy:{_SESSION_TAG}"
 # Healthy once /tmp/ready exists (the environment's command decides when); failed checks do not
 # count during the first 60 s.
 HEALTHCHECK_DOCKERFILE = """
