@@ -168,7 +168,7 @@ async def list_sandboxes(
         caller,
         params,
         statuses=_statuses(status),
-        environment_id=_uuid_filter("environmentId", environment_id),
+        environment_id=uuid_filter("environmentId", environment_id),
         metadata=_metadata_filter(request),
     )
     return page(
@@ -190,7 +190,7 @@ def _statuses(value: str | None) -> list[str] | None:
     return wanted
 
 
-def _uuid_filter(name: str, value: str | None) -> uuid.UUID | None:
+def uuid_filter(name: str, value: str | None) -> uuid.UUID | None:
     if value is None:
         return None
     try:
