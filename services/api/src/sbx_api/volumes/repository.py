@@ -21,7 +21,7 @@ ARRAY(SELECT s.id FROM sandboxes s JOIN sandbox_view sv ON sv.id = s.id
 """
 
 _SELECT = (
-    "SELECT v.id, v.owner_id, v.name, v.size_mib, v.created_at, COALESCE(r.used_bytes, 0) AS used_bytes, "
+    "SELECT v.id, v.owner_id, v.name, v.size_mib, v.created_at, COALESCE(r.used_bytes, 0) AS used_bytes, "  # noqa: S608
     + _ATTACHED
     + " AS attached_to FROM volumes v LEFT JOIN volume_runtime r ON r.volume_id = v.id"
 )
