@@ -53,7 +53,10 @@ from sandbox_platform.models import (
     Port,
     SandboxInfo,
     Secret,
+    Snapshot,
     User,
+    Volume,
+    VolumeMount,
 )
 
 __all__ = [
@@ -97,11 +100,14 @@ __all__ = [
     "SandboxInfo",
     "SandboxPlatformError",
     "Secret",
+    "Snapshot",
     "Stream",
     "Terminal",
     "UnauthorizedError",
     "UnavailableError",
     "User",
     "ValidationError",
+    "Volume",
+    "VolumeMount",
     "__version__",
 ]
