@@ -4,14 +4,24 @@ cannot tell (the image is gone, the source kept running)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import docker
 import docker.errors
 import httpx
 import pytest
-from sbx_common.labels import INSTANCE, OWNER_ID, container_name, snapshot_image
+from sbx_common.labels import (
+    INSTANCE,
+    OWNER_ID,
+    PLATFORM,
+    PLATFORM_VALUE,
+    SNAPSHOT_ID,
+    container_name,
+    snapshot_image,
+)
 
 from tests.support.api import User, create_environment, data_of, error_of, signup
 from tests.support.docker import remove_containers
@@ -194,3 +204,48 @@ async def test_snapshot_quota(client: httpx.AsyncClient, owner: User, test_image
     assert error["details"]["quota"] == "snapshots"
     listed = data_of(await client.get("/snapshots?limit=100", headers=owner.headers))
     assert len(listed) == limit
+
+
+async def test_reaper_finishes_half_made_snapshots(
+    client: httpx.AsyncClient,
+    owner: User,
+    test_image: str,
+    docker_client: docker.DockerClient,
+    pg: asyncpg.Connection,
+) -> None:
+    """A snapshot recorded but whose command never went out is carried out by the reaper; an
+    image of this instance without a snapshot row is removed."""
+    source = await running(client, owner, test_image)
+    snapshot_id = uuid.uuid4()
+    await pg.execute(
+        "INSERT INTO snapshots (id, owner_id, sandbox_id, environment_id, environment_version, name,"
+        " command_id) VALUES ($1, $2, $3, $4, $5, 'seeded', $6)",
+        snapshot_id,
+        uuid.UUID(owner.id),
+        uuid.UUID(source["id"]),
+        uuid.UUID(source["environmentId"]),
+        source["environmentVersion"],
+        uuid.uuid4(),
+    )
+
+    async def ready() -> bool:
+        got = data_of(await client.get(f"/snapshots/{snapshot_id}", headers=owner.headers))
+        return bool(got["status"] == "ready")
+
+    await wait_for(ready, timeout=60, what="seeded snapshot made by the reaper's re-publish")
+    assert image_exists(docker_client, str(snapshot_id))
+
+    orphan = uuid.uuid4()
+    docker_client.api.commit(
+        container_name(source["id"]),
+        repository=snapshot_image(orphan).rsplit(":", 1)[0],
+        tag="latest",
+        conf={"Labels": {PLATFORM: PLATFORM_VALUE, INSTANCE: TEST_INSTANCE, SNAPSHOT_ID: str(orphan)}},
+    )
+    assert image_exists(docker_client, str(orphan))
+
+    async def orphan_gone() -> bool:
+        return not image_exists(docker_client, str(orphan))
+
+    await wait_for(orphan_gone, timeout=90, interval=0.5, what="orphan snapshot image removed")
+    assert image_exists(docker_client, str(snapshot_id))
