@@ -7,7 +7,7 @@ import os
 import platform
 import sys
 
-MODULES = ["bench.lifecycle", "bench.logs", "bench.terminal", "bench.collector"]
+MODULES = ["bench.lifecycle", "bench.logs", "bench.terminal", "bench.collector", "bench.snapvol"]
 
 
 def main() -> None:
