@@ -23,7 +23,7 @@ from sbx_common.labels import (
     snapshot_image,
 )
 
-from tests.support.api import User, create_environment, data_of, error_of, signup
+from tests.support.api import User, create_environment, data_of, error_of, error_paths, signup
 from tests.support.docker import remove_containers
 from tests.support.platform import TEST_INSTANCE
 from tests.support.sandboxes import create_sandbox, destroy_all, exec_in, lifecycle
@@ -182,8 +182,8 @@ async def test_snapshot_refusals(
     both = await client.post(
         "/sandboxes", json={"snapshotId": snap["id"], "environmentId": env_id}, headers=owner.headers
     )
-    error_of(both, 400, "VALIDATION_ERROR")
-    error_of(await client.post("/sandboxes", json={}, headers=owner.headers), 400, "VALIDATION_ERROR")
+    assert error_paths(both) == ["environmentId"]
+    assert error_paths(await client.post("/sandboxes", json={}, headers=owner.headers)) == ["environmentId"]
 
     # A destroyed sandbox has no filesystem left to keep.
     await lifecycle(client, owner, source["id"], "destroy")

@@ -138,7 +138,9 @@ Call = Annotated[LifecycleCall, Depends(lifecycle_call)]
 
 @router.post("", status_code=201, response_model=None, responses={201: _SANDBOX})
 async def create_sandbox(body: CreateSandboxRequest, call: Call) -> JSONResponse:
-    """Create a sandbox from an environment (its current version unless one is named)."""
+    """Create a sandbox from an environment (its current version unless one is named), or from
+    a snapshot (`snapshotId`: its files, with its environment version's settings)."""
+    body.check()
 
     async def action() -> JSONResponse:
         await call.limit_creates()
@@ -274,6 +276,7 @@ async def replicate_sandbox(
     """A new sandbox with the source's environment version and env (overrides merged over it)."""
     parsed = parse_id(sandbox_id)
     replica = body or ReplicateSandboxRequest()
+    replica.check()
 
     async def action() -> JSONResponse:
         await call.limit_creates()

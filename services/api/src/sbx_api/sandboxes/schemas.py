@@ -13,7 +13,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator
+from sbx_common.errors import ValidationFailed
 
 from sbx_api.environments.schemas import EnvMap, NetworkPolicyOut
 from sbx_api.schemas import ApiModel, RequestModel, Timestamp
@@ -71,7 +72,7 @@ VolumeMounts = Annotated[list[VolumeMountIn], Field(max_length=MAX_VOLUME_MOUNTS
 def _distinct_paths(mounts: list[VolumeMountIn]) -> None:
     paths = [m.mount_path for m in mounts]
     if len(set(paths)) != len(paths):
-        raise ValueError("volumes: two volumes on one mountPath")
+        raise ValidationFailed.for_field("volumes", "Two volumes on one mountPath.")
 
 
 class CreateSandboxRequest(RequestModel):
@@ -87,14 +88,15 @@ class CreateSandboxRequest(RequestModel):
     metadata: Metadata = Field(default_factory=dict)
     volumes: VolumeMounts = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _one_source(self) -> CreateSandboxRequest:
+    def check(self) -> None:
+        """What one field cannot say alone (400 `VALIDATION_ERROR` naming the field)."""
         if (self.environment_id is None) == (self.snapshot_id is None):
-            raise ValueError("environmentId: give either environmentId or snapshotId")
+            raise ValidationFailed.for_field("environmentId", "Give either environmentId or snapshotId.")
         if self.snapshot_id is not None and self.environment_version is not None:
-            raise ValueError("environmentVersion: not with snapshotId (the snapshot's version is used)")
+            raise ValidationFailed.for_field(
+                "environmentVersion", "Not with snapshotId (the snapshot's version is used)."
+            )
         _distinct_paths(self.volumes)
-        return self
 
 
 class ReplicateSandboxRequest(RequestModel):
@@ -111,10 +113,8 @@ class ReplicateSandboxRequest(RequestModel):
     # Volumes are not copied: the copy mounts the ones named here.
     volumes: VolumeMounts = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _distinct(self) -> ReplicateSandboxRequest:
+    def check(self) -> None:
         _distinct_paths(self.volumes)
-        return self
 
 
 class ExecRequestBody(RequestModel):
