@@ -358,7 +358,8 @@ export interface paths {
         put?: never;
         /**
          * Create Sandbox
-         * @description Create a sandbox from an environment (its current version unless one is named).
+         * @description Create a sandbox from an environment (its current version unless one is named), or from
+         *     a snapshot (`snapshotId`: its files, with its environment version's settings).
          */
         post: operations["create_sandbox_sandboxes_post"];
         delete?: never;
