@@ -42,6 +42,15 @@ async def owner(client: httpx.AsyncClient) -> AsyncIterator[User]:
     listed = await client.get("/snapshots?limit=500", headers=user.headers)
     for snap in listed.json()["data"]:
         await client.delete(f"/snapshots/{snap['id']}", headers=user.headers)
+    client_images = docker.from_env()
+    try:
+
+        async def images_gone() -> bool:
+            return not client_images.api.images(filters={"label": f"{OWNER_ID}={user.id}"})
+
+        await wait_for(images_gone, timeout=60, interval=0.5, what="the user's snapshot images removed")
+    finally:
+        client_images.close()
 
 
 async def running(client: httpx.AsyncClient, user: User, image: str) -> dict[str, Any]:
