@@ -7,7 +7,15 @@ import os
 import platform
 import sys
 
-MODULES = ["bench.lifecycle", "bench.logs", "bench.terminal", "bench.collector", "bench.snapvol"]
+MODULES = [
+    "bench.lifecycle",
+    "bench.pause",
+    "bench.logs",
+    "bench.terminal",
+    "bench.collector",
+    "bench.webhooks",
+    "bench.snapvol",
+]
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from tests.support.docker import (
 )
 from tests.support.nats_auth import admin_connect
 from tests.support.nats_auth import nats_server as start_nats
-from tests.support.platform import TEST_INSTANCE, Platform, platform_env, prepare
+from tests.support.platform import TEST_INSTANCE, WEBHOOKS_ENV, Platform, platform_env, prepare
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -108,10 +108,11 @@ def unhealthy_image(test_image: str) -> Iterator[str]:
 def platform(
     migrated: str, nats_url: str, test_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    """All five services, started once for the session."""
+    """All six services, started once for the session."""
     plat = Platform(base_env=platform_env(migrated, nats_url), log_dir=tmp_path_factory.mktemp("logs"))
-    for name in ("orchestrator", "log-shipper", "reaper", "metrics-collector", "api"):
-        plat.start_service(name)
+    for name in ("orchestrator", "log-shipper", "reaper", "metrics-collector", "webhooks", "api"):
+        # The webhook tests' receivers listen on loopback.
+        plat.start_service(name, WEBHOOKS_ENV if name == "webhooks" else None)
     yield plat
     plat.stop_all()
     remove_instance_containers(TEST_INSTANCE)

@@ -8,6 +8,13 @@ from tests.support.platform import Platform
 
 
 async def test_every_worker_service_answers_health_and_metrics(platform: Platform) -> None:
+    assert set(platform.ops_ports) == {
+        "orchestrator",
+        "log-shipper",
+        "reaper",
+        "metrics-collector",
+        "webhooks",
+    }
     async with httpx.AsyncClient(timeout=10) as http:
         for name, port in platform.ops_ports.items():
             live = await http.get(f"http://127.0.0.1:{port}/health/live")

@@ -22,7 +22,7 @@ BASE_IMAGE="${SBX_BASE_IMAGE:-python:3.11-slim}"
 TAG="${SBX_IMAGE_TAG:-latest}"
 PYTHON_VERSION="${SBX_PYTHON_VERSION:-3.11}"
 CONTEXT="${SBX_IMAGE_CONTEXT:-$ROOT/.build/images}"
-ALL_SERVICES=(api orchestrator log-shipper reaper metrics-collector)
+ALL_SERVICES=(api orchestrator log-shipper reaper metrics-collector webhooks)
 if [ "$#" -gt 0 ]; then SERVICES=("$@"); else SERVICES=("${ALL_SERVICES[@]}"); fi
 
 log() { printf '==> %s\n' "$*" >&2; }

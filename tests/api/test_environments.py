@@ -22,11 +22,25 @@ ENV_KEYS = {
     "env",
     "command",
     "network",
+    "runtime",
+    "disk",
     "secrets",
     "createdAt",
     "updatedAt",
 }
-VERSION_KEYS = {"version", "image", "cpu", "memory", "ports", "env", "command", "network", "createdAt"}
+VERSION_KEYS = {
+    "version",
+    "image",
+    "cpu",
+    "memory",
+    "ports",
+    "env",
+    "command",
+    "network",
+    "runtime",
+    "disk",
+    "createdAt",
+}
 
 
 async def test_create_with_defaults_and_read_back(client: httpx.AsyncClient, user: User) -> None:
@@ -34,6 +48,7 @@ async def test_create_with_defaults_and_read_back(client: httpx.AsyncClient, use
     assert set(env) == ENV_KEYS
     assert (env["name"], env["version"], env["cpu"], env["memory"]) == ("plain", 1, 1.0, 256)
     assert (env["ports"], env["env"], env["command"], env["secrets"]) == ([], {}, None, [])
+    assert (env["runtime"], env["disk"]) == ("runc", 2048)
     assert RFC3339_UTC.match(env["createdAt"])
     assert RFC3339_UTC.match(env["updatedAt"])
     assert data_of(await client.get(f"/environments/{env['id']}", headers=user.headers)) == env
@@ -159,7 +174,7 @@ async def test_definition_is_validated_field_by_field(client: httpx.AsyncClient,
     await create_environment(
         client, user, cpu=cores, memory=65536, ports=[{"container": 65535, "host": 1024}]
     )
-    await create_environment(client, user, cpu=0.01, memory=16, image="registry.local:5000/team/app:1.2-rc")
+    await create_environment(client, user, cpu=0.01, memory=16, image="registry.example.com:5000/app:1.2-rc")
 
 
 async def test_names_are_unique_per_user(client: httpx.AsyncClient, user: User, other_user: User) -> None:

@@ -11,7 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-SERVICES = ("api", "orchestrator", "log-shipper", "reaper", "metrics-collector")
+SERVICES = ("api", "orchestrator", "log-shipper", "reaper", "metrics-collector", "webhooks")
 # The port each service serves /metrics on (the API on its main port).
 OPS_PORTS = {
     "api": 3001,
@@ -19,6 +19,7 @@ OPS_PORTS = {
     "log-shipper": 9102,
     "reaper": 9103,
     "metrics-collector": 9104,
+    "webhooks": 9105,
 }
 # The services that reach the host's Docker engine.
 DOCKER_SERVICES = ("orchestrator", "log-shipper", "reaper", "metrics-collector")
@@ -34,6 +35,7 @@ COMPOSE_REQUIRED_ENV = {
     "SBX_NATS_PASSWORD_LOG_SHIPPER": "compose-check-nats-log-shipper",
     "SBX_NATS_PASSWORD_REAPER": "compose-check-nats-reaper",
     "SBX_NATS_PASSWORD_METRICS_COLLECTOR": "compose-check-nats-metrics-collector",
+    "SBX_NATS_PASSWORD_WEBHOOKS": "compose-check-nats-webhooks",
     "SBX_NATS_PASSWORD_MIGRATE": "compose-check-nats-migrate",
 }
 

@@ -90,7 +90,12 @@ async def test_running_waits_for_a_healthy_container(
 
 async def test_health_rpc_and_metrics(driver: OrchestratorDriver, platform: Platform) -> None:
     reply = await driver.nc.request("sbx.rpc.orchestrator.health", b"", timeout=10)
-    assert json.loads(reply.data) == {"docker": "ok"}
+    answer = json.loads(reply.data)
+    assert answer["docker"] == "ok"
+    # What the engine offers, for the API's GET /info: runc always; runsc is announced as gvisor.
+    assert answer["runtimes"][0] == "runc"
+    assert set(answer["runtimes"]) <= {"runc", "gvisor"}
+    assert answer["diskLimit"] in ("quota", "watch")
     async with httpx.AsyncClient(timeout=10) as http:
         port = platform.ops_ports["orchestrator"]
         ready = await http.get(f"http://127.0.0.1:{port}/health/ready")

@@ -55,7 +55,9 @@ async def test_create_runs_a_hardened_container_with_env_secrets_and_ports(
         "sbx.instance": platform.base_env["SBX_INSTANCE"],
         "sbx.sandbox-id": str(sandbox.id),
         "sbx.owner-id": str(owner),
+        "sbx.disk-mib": "2048",  # the version's `disk`, for the disk watcher
     }
+    assert {u["Name"] for u in host["Ulimits"]} == {"nofile", "nproc"}
     assert info["Config"]["Cmd"] == HTTPD
 
     [endpoint] = row["endpoints"]

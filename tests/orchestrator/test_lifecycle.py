@@ -116,6 +116,9 @@ async def test_ttl_destroy_ends_expired(driver: OrchestratorDriver) -> None:
     owner = await driver.create_user()
     sandbox = await driver.start_sandbox(owner, await driver.create_environment(owner, command=SERVE))
     await driver.wait_settled(sandbox, "running")
+    # A TTL command is carried out only once the sandbox's expiry has passed (a PATCH may have
+    # moved it since the reaper sent it).
+    await driver.pg.execute("UPDATE sandboxes SET expires_at = now() WHERE id = $1", sandbox.id)
     # The reaper's command: its own id (it writes no table) and reason "ttl".
     await driver.publish(
         SandboxCommand(verb=Verb.DESTROY, sandbox_id=sandbox.id, owner_id=owner, reason="ttl")
@@ -126,6 +129,26 @@ async def test_ttl_destroy_ends_expired(driver: OrchestratorDriver) -> None:
     assert driver.inspect(sandbox) is None
     [expired] = [e for e in await driver.events(sandbox, until="expired") if e.status == "expired"]
     assert expired.reason == "ttl"
+
+
+async def test_ttl_command_for_an_expiry_not_yet_due_is_stale(driver: OrchestratorDriver) -> None:
+    owner = await driver.create_user()
+    sandbox = await driver.start_sandbox(owner, await driver.create_environment(owner, command=SERVE))
+    await driver.wait_settled(sandbox, "running")
+    await driver.publish(
+        SandboxCommand(verb=Verb.DESTROY, sandbox_id=sandbox.id, owner_id=owner, reason="ttl")
+    )
+    await driver.drain_commands()
+    assert (await driver.view(sandbox.id))["status"] == "running"
+    assert driver.inspect(sandbox) is not None
+    # Once the expiry has passed, the TTL command (here onExpire "stop") is carried out.
+    await driver.pg.execute("UPDATE sandboxes SET expires_at = now() WHERE id = $1", sandbox.id)
+    await driver.publish(SandboxCommand(verb=Verb.STOP, sandbox_id=sandbox.id, owner_id=owner, reason="ttl"))
+    row = await driver.wait_settled(sandbox, "stopped")
+    assert row["status_reason"] == "ttl"
+    assert row["active_expires_at"] is None
+    statuses = [e.status for e in await driver.events(sandbox, until="stopped")]
+    assert "destroying" not in statuses
 
 
 async def test_sandboxes_are_handled_in_parallel(driver: OrchestratorDriver, healthcheck_image: str) -> None:

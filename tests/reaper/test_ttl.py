@@ -19,6 +19,7 @@ async def test_expired_sandbox_gets_one_ttl_destroy_within_two_seconds(
     expires_at = await pg.fetchval(
         "SELECT extract(epoch FROM expires_at)::float8 FROM sandboxes WHERE id = $1", sandbox.id
     )
+    expiry = await pg.fetchval("SELECT expires_at FROM sandboxes WHERE id = $1", sandbox.id)
 
     def is_ttl_destroy(command: object) -> bool:
         return (
@@ -35,8 +36,8 @@ async def test_expired_sandbox_gets_one_ttl_destroy_within_two_seconds(
     await quick_reaper.swept(2)
     await command_tap.settle()
     copies = command_tap.matching(is_ttl_destroy)
-    assert {c.command.id for c in copies} == {ttl_command_id(sandbox.id)}
-    assert {c.msg_id for c in copies} == {str(ttl_command_id(sandbox.id))}
+    assert {c.command.id for c in copies} == {ttl_command_id(sandbox.id, expiry)}
+    assert {c.msg_id for c in copies} == {str(ttl_command_id(sandbox.id, expiry))}
 
 
 async def test_sandbox_expired_while_no_reaper_ran_is_caught_by_the_sweep(

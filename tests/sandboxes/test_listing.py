@@ -20,6 +20,8 @@ SANDBOX_KEYS = {
     "image",
     "cpu",
     "memory",
+    "runtime",
+    "disk",
     "env",
     "metadata",
     "endpoints",
@@ -29,6 +31,7 @@ SANDBOX_KEYS = {
     "stoppedAt",
     "expiresAt",
     "destroyedAt",
+    "onExpire",
 }
 
 

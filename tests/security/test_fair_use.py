@@ -117,7 +117,12 @@ async def test_streams_over_the_cap_close_4029_and_sse_is_429(
     user, sandbox = running
     events = ws_url(capped_api.ws_url, "/ws/events", user.token)
     logs = ws_url(capped_api.ws_url, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, tail=0)
-    async with ws_connect(events) as first, ws_connect(logs) as second:
+    # A socket is counted once the server has authenticated it, after the handshake: sockets
+    # that replay the user's past events (`since=0`) have been counted once a frame arrives.
+    replaying = ws_url(capped_api.ws_url, "/ws/events", user.token, since=0)
+    async with ws_connect(replaying) as first, ws_connect(replaying) as second:
+        await asyncio.wait_for(first.recv(), 15)
+        await asyncio.wait_for(second.recv(), 15)
         assert await closed_with(events) == 4029
         assert await closed_with(logs) == 4029
         error = error_of(await capped.get("/events", headers=user.headers), 429, "QUOTA_EXCEEDED")
@@ -133,13 +138,13 @@ async def test_streams_over_the_cap_close_4029_and_sse_is_429(
 
     # Closed sockets give their slots back.
     async def reopened() -> bool:
-        async with ws_connect(events) as socket:
-            with contextlib.suppress(TimeoutError, websockets.ConnectionClosed):
-                async with asyncio.timeout(0.3):
-                    await socket.recv()
+        # Counted and served: a replayed event arrives (a refused socket closes with 4029).
+        async with ws_connect(replaying) as socket:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(socket.recv(), 15)
             return socket.close_code is None
 
-    assert await wait_for(reopened, timeout=10, what="a stream slot given back")
+    assert await wait_for(reopened, timeout=30, what="a stream slot given back")
 
 
 async def test_terminals_over_the_cap_close_4029(

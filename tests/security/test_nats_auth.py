@@ -135,6 +135,10 @@ DENIED_PUBLISH = [
     ("sbx-api", "$JS.API.CONSUMER.DELETE.SBX_EVT.reaper__events"),
     ("sbx-metrics-collector", "$JS.API.STREAM.DELETE.SBX_CMD"),
     ("sbx-migrate", "sbx.cmd.sandbox.create"),
+    ("sbx-webhooks", "sbx.cmd.sandbox.destroy"),  # it only reads events
+    ("sbx-webhooks", f"sbx.evt.{uuid.uuid4()}.{uuid.uuid4()}.running"),
+    ("sbx-webhooks", "$JS.API.CONSUMER.MSG.NEXT.SBX_EVT.reaper__events"),
+    ("sbx-api", "$JS.API.CONSUMER.DELETE.SBX_EVT.webhooks__events"),
 ]
 
 
@@ -169,6 +173,7 @@ DENIED_SUBSCRIBE = [
     ("sbx-log-shipper", "_INBOX.sbx-api.>"),  # another service's replies
     ("sbx-reaper", "_INBOX.>"),
     ("sbx-api", ">"),
+    ("sbx-webhooks", "sbx.term.*.out"),
 ]
 
 

@@ -1,5 +1,5 @@
 """The platform under test: NATS and PostgreSQL prepared as `sbx-migrate` leaves them, and the
-five services as real processes.
+six services as real processes.
 
 The session's platform is started once by the root conftest; tests that break things start a
 platform, or a single service, of their own beside it with the helpers here.
@@ -102,9 +102,13 @@ async def metric(port: int, name: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+# The webhooks service of a test platform delivers to loopback receivers; retries come soon.
+WEBHOOKS_ENV = {"SBX_WEBHOOK_ALLOW_PRIVATE": "true", "SBX_WEBHOOK_RETRY_BASE_SECONDS": "0.5"}
+
+
 @dataclass
 class Platform:
-    """The five services running as processes against the test NATS and PostgreSQL."""
+    """The six services running as processes against the test NATS and PostgreSQL."""
 
     base_env: dict[str, str]
     log_dir: Path

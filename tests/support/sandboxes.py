@@ -15,8 +15,15 @@ from tests.support.api import User, create_environment
 from tests.support.waiting import ConditionTimeout, wait_for
 
 # Statuses a sandbox stays in until it is told otherwise.
-SETTLED = frozenset({"running", "stopped", "destroyed", "expired", "failed"})
-VERB_METHODS = {"start": "POST", "stop": "POST", "restart": "POST", "destroy": "DELETE"}
+SETTLED = frozenset({"running", "stopped", "paused", "destroyed", "expired", "failed"})
+VERB_METHODS = {
+    "start": "POST",
+    "stop": "POST",
+    "restart": "POST",
+    "pause": "POST",
+    "resume": "POST",
+    "destroy": "DELETE",
+}
 
 
 async def create_sandbox(
@@ -41,7 +48,7 @@ async def get_sandbox(client: httpx.AsyncClient, user: User, sandbox_id: str) ->
 async def lifecycle_call(
     client: httpx.AsyncClient, user: User, sandbox_id: str, verb: str, query: str = ""
 ) -> httpx.Response:
-    """start, stop, restart (POST /sandboxes/:id/<verb>) or destroy (DELETE /sandboxes/:id),
+    """start, stop, restart, pause, resume (POST /sandboxes/:id/<verb>) or destroy (DELETE /sandboxes/:id),
     answered as it is."""
     path = f"/sandboxes/{sandbox_id}" if verb == "destroy" else f"/sandboxes/{sandbox_id}/{verb}"
     return await client.request(VERB_METHODS[verb], path + query, headers=user.headers)

@@ -1,8 +1,9 @@
 """The dashboard in a real browser against the real platform: a person signs up, makes an
-environment (and a second version of it, and a secret), starts a sandbox and watches it turn
-running without reloading, uses its terminal (also across an API restart), reads its logs,
-sees its CPU chart draw, runs a command, then stops and destroys it. Screenshots are saved
-under test-artifacts/web/.
+environment without network (and a second version of it, and a secret), starts a sandbox and
+watches it turn running without reloading, changes its network policy, uses its terminal (also
+across an API restart), reads its logs, sees its CPU chart draw, runs a command, then stops and
+destroys it. API keys (with an expiry), a password change and a logout that really ends the
+session have a test of their own. Screenshots are saved under test-artifacts/web/.
 
 Run this file alone: it drives Chromium and a sandbox, which a loaded 2-core machine feels.
 """
@@ -13,6 +14,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -83,16 +85,44 @@ async def test_a_person_runs_a_sandbox_from_the_dashboard(
     await page.get_by_label("Image").fill(test_image)
     await page.get_by_label("Command").fill(TICKER)
     await page.get_by_label("Variables").fill("GREETING=hello")
+    # An allow entry the API refuses: its message is shown on the network field, naming it.
+    await page.get_by_label("Egress").select_option("allowlist")
+    await page.get_by_label("Allowed hosts").fill("203.0.113.0/24\nbad!host")
+    await page.get_by_role("button", name="Create environment").click()
+    problems = page.get_by_role("alert", name="Network problems")
+    await expect(problems).to_contain_text('"bad!host"')
+    await expect(page.get_by_label("Allowed hosts")).to_have_attribute("aria-invalid", "true")
+    await shot(page, artifacts, "00-environment-network-error")
+    # No network at all: the allow list is no longer asked for.
+    await page.get_by_label("Egress").select_option("none")
+    await expect(page.get_by_label("Allowed hosts")).to_have_count(0)
+    await expect(problems).to_have_count(0)
+    # The runtime is chosen from those GET /info lists; the disk is set in MiB.
+    info = await (await page.request.get(f"{base}/info")).json()
+    runtime = page.get_by_label("Runtime")
+    await expect(runtime.locator("option")).to_have_count(len(info["data"]["runtimes"]))
+    offered = await runtime.locator("option").evaluate_all("(options) => options.map((o) => o.value)")
+    assert offered == info["data"]["runtimes"]
+    await runtime.select_option("runc")
+    await page.get_by_label("Disk (MiB)").fill("512")
+    await shot(page, artifacts, "00-environment-form")
     await page.get_by_role("button", name="Create environment").click()
     await expect(page.get_by_role("heading", name=re.compile(r"ticker\s*v1"))).to_be_visible()
+    settings = page.locator("dl.settings")
+    await expect(settings.locator("div", has=page.get_by_text("runtime", exact=True))).to_contain_text("runc")
+    await expect(settings.locator("div", has=page.get_by_text("disk", exact=True))).to_contain_text("512 MiB")
+    await expect(settings.locator("div", has=page.get_by_text("network", exact=True))).to_contain_text("none")
 
     # A second version, compared with the first.
     await page.get_by_role("button", name="Edit").click()
     await page.get_by_label("Memory (MiB)").fill("128")
+    await page.get_by_label("Disk (MiB)").fill("1024")
     await page.get_by_role("button", name="Save as v2").click()
     await expect(page.get_by_role("heading", name=re.compile(r"ticker\s*v2"))).to_be_visible()
     diff = page.get_by_role("table", name="Changes from v1 to v2")
     await expect(diff.get_by_role("row", name=re.compile("memory"))).to_contain_text("128 MiB")
+    await expect(diff.get_by_role("row", name=re.compile("disk"))).to_contain_text("1024 MiB")
+    await expect(diff.get_by_role("row", name=re.compile("network"))).to_have_count(0)
 
     # A secret: listed by its key, its value never shown.
     await page.get_by_label("Key").fill("API_TOKEN")
@@ -133,6 +163,21 @@ async def test_a_person_runs_a_sandbox_from_the_dashboard(
     await expect(page.get_by_role("heading", name=re.compile("web-e2e"))).to_be_visible()
     timeline = page.get_by_role("list", name="Status timeline")
     await expect(timeline.locator("[data-status=running]").first).to_be_visible()
+
+    details = page.get_by_role("region", name="Details")
+    await expect(details).to_contain_text("1024 MiB disk")
+    await expect(details.locator("div", has=page.get_by_text("runtime", exact=True))).to_contain_text("runc")
+
+    # Its network policy, from the environment, changed on its page.
+    policy = page.get_by_test_id("sandbox-network")
+    await expect(policy).to_have_text("none")
+    await page.get_by_role("button", name="Change network").click()
+    await page.get_by_label("Egress").select_option("allowlist")
+    await page.get_by_label("Allowed hosts").fill("203.0.113.0/24, 198.51.100.0/24")
+    await page.get_by_role("button", name="Apply policy").click()
+    await expect(policy).to_have_text("allowlist: 203.0.113.0/24, 198.51.100.0/24")
+    await expect(page.get_by_text("Network policy changed")).to_be_visible()
+    await shot(page, artifacts, "03-sandbox-network")
 
     # The terminal: type a command, read its output from xterm's rows.
     terminal = page.locator(".terminal-pane")
@@ -247,10 +292,35 @@ async def test_api_keys_are_shown_once_listed_and_revoked(
     await page.get_by_role("button", name="Done").click()
     assert key not in await page.content()
     await expect(page.get_by_role("cell", name="ci-runner", exact=True)).to_be_visible()
+    forever = page.locator("tr", has=page.get_by_role("cell", name="ci-runner", exact=True))
+    await expect(forever.get_by_test_id("key-expiry")).to_have_text("never")
+
+    # A key that expires: its expiresAt is listed (in days from now, the time in the title).
+    await page.get_by_label("Name").fill("nightly")
+    await page.get_by_label("Expires in days (optional)").fill("30")
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.get_by_test_id("new-api-key")).to_be_visible()
+    await page.get_by_role("button", name="Done").click()
+    nightly = page.locator("tr", has=page.get_by_role("cell", name="nightly", exact=True))
+    expiry = nightly.get_by_test_id("key-expiry")
+    await expect(expiry).to_have_text(re.compile(r"^in (29|30) days$"))
+    assert await nightly.get_attribute("data-expired") == "false"
+    expires_at = await expiry.locator("time").get_attribute("datetime")
+    assert expires_at
+    left = datetime.fromisoformat(expires_at) - datetime.now(UTC)
+    assert timedelta(days=29, hours=23) < left <= timedelta(days=30), expires_at
+    await shot(page, artifacts, "06-api-key-expiry")
+
     await page.get_by_role("button", name="Revoke ci-runner").click()
+    await expect(page.get_by_role("cell", name="ci-runner", exact=True)).to_have_count(0)
+    await page.get_by_role("button", name="Revoke nightly").click()
     await expect(page.get_by_text("No API keys yet.")).to_be_visible()
-    # A wrong password on the login page reads as the API's sentence, not as JSON.
+    # Logging out when the API cannot revoke the token still forgets it in this browser.
+    await page.route("**/auth/logout", lambda route: route.abort())
     await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_text("You are logged out.")).to_be_visible()
+    await page.unroute("**/auth/logout")
+    # A wrong password on the login page reads as the API's sentence, not as JSON.
     await page.get_by_label("Email").fill("nobody@example.com")
     await page.get_by_label("Password").fill("wrong password")
     await page.get_by_role("main").get_by_role("button", name="Log in").click()
@@ -264,6 +334,80 @@ async def test_api_keys_are_shown_once_listed_and_revoked(
     )
     await page.goto(f"{ui_api.api_url}/ui/environments")
     await expect(page.get_by_text("Your session has ended. Log in again.")).to_be_visible()
+    await watch.assert_clean(page)
+
+
+async def stored_token(page: Page) -> str:
+    token: str = await page.evaluate("JSON.parse(localStorage.getItem('sbx.session')).token")
+    return token
+
+
+async def me_status(page: Page, base: str, token: str) -> int:
+    answer = await page.request.get(f"{base}/auth/me", headers={"Authorization": f"Bearer {token}"})
+    return answer.status
+
+
+@pytest.mark.timeout(300)
+async def test_password_change_and_logout_end_the_old_sessions(
+    ui_api: Platform, watched_page: tuple[Page, Watch], artifacts: Path
+) -> None:
+    page, watch = watched_page
+    page.set_default_timeout(30_000)
+    base = ui_api.api_url
+    email = await sign_up(page, base)
+    first = await stored_token(page)
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
+    await expect(page.get_by_role("heading", name="Account")).to_be_visible()
+    form = page.get_by_role("form", name="Change password")
+    # A narrow window: the form fits without scrolling sideways.
+    await page.set_viewport_size({"width": 380, "height": 800})
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await shot(page, artifacts, "08-account-narrow")
+    await page.set_viewport_size({"width": 1280, "height": 900})
+
+    # A wrong current password is shown on its field, and the person stays signed in.
+    await form.get_by_label("Current password").fill("not my password")
+    await form.get_by_label("New password", exact=True).fill("a brand new passphrase")
+    await form.get_by_label("Repeat the new password").fill("a brand new passphrase")
+    await form.get_by_role("button", name="Change password").click()
+    await expect(form.get_by_text("The current password is wrong.")).to_be_visible()
+    await expect(page.get_by_title("Signed in as")).to_have_text(email)
+
+    await form.get_by_label("Current password").fill("correct horse battery")
+    await form.get_by_role("button", name="Change password").click()
+    await expect(page.get_by_role("status").filter(has_text="Password changed")).to_be_visible()
+    await shot(page, artifacts, "08-password-changed")
+    second = await stored_token(page)
+    assert second != first
+    # The session before the change has ended; this one goes on with the token the API sent.
+    assert await me_status(page, base, first) == 401
+    assert await me_status(page, base, second) == 200
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Environments").click()
+    await expect(page.get_by_role("heading", name="Environments")).to_be_visible()
+
+    # Logging out revokes the token on the API, not only in this browser.
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    await expect(page.get_by_text("You are logged out.")).to_be_visible()
+    assert await me_status(page, base, second) == 401
+    # Put back in the browser, the old session is refused at its first call.
+    await page.evaluate(
+        "(token) => localStorage.setItem('sbx.session', JSON.stringify("
+        "{token, user: {id: 'x', email: 'ghost@example.com', createdAt: ''}}))",
+        second,
+    )
+    await page.goto(f"{base}/ui/environments")
+    await expect(page.get_by_text("Your session has ended. Log in again.")).to_be_visible()
+
+    # The old password no longer opens the account; the new one does.
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill("correct horse battery")
+    await page.get_by_role("main").get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("alert")).to_be_visible()
+    await page.get_by_label("Password").fill("a brand new passphrase")
+    await page.get_by_role("main").get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("heading", name="Environments")).to_be_visible()
+    await expect(page.get_by_title("Signed in as")).to_have_text(email)
     await watch.assert_clean(page)
 
 

@@ -15,6 +15,8 @@ import type {
   AuthResult,
   CreateApiKeyRequest,
   CreatedApiKey,
+  CreatedWebhook,
+  CreateWebhookRequest,
   Deleted,
   DeletedSecret,
   Environment,
@@ -27,7 +29,9 @@ import type {
   Metrics,
   NetworkPolicy,
   Page,
+  PlatformInfo,
   ReplicateOverrides,
+  SandboxPatch,
   Sandbox,
   SandboxConfig,
   SandboxEvent,
@@ -37,6 +41,9 @@ import type {
   User,
   Volume,
   VolumeConfig,
+
+  Webhook,
+  WebhookDelivery,
 } from "./types.js";
 
 export interface SandboxClientOptions {
@@ -184,6 +191,11 @@ export class SandboxClient {
     return answer.body as HealthStatus;
   }
 
+  /** `GET /info` (no credentials): version, container runtimes, features and limits of this installation. */
+  getInfo(): Promise<PlatformInfo> {
+    return this.call("GET", "/info");
+  }
+
   // Auth
 
   /** Create an account; the client keeps its token for the calls that follow. */
@@ -236,6 +248,34 @@ export class SandboxClient {
 
   revokeApiKey(id: string): Promise<Deleted> {
     return this.call("DELETE", `/api-keys/${seg(id)}`);
+  }
+
+  // Webhooks
+
+  /**
+   * A new webhook: the caller's sandbox events of the types in `events` (`sandbox.*` or e.g.
+   * `sandbox.running`) POSTed, signed, to `url`. Its `secret` is shown only in this answer;
+   * check deliveries with `verifyWebhook`.
+   */
+  createWebhook(url: string, events: string[] = ["sandbox.*"], options: { description?: string } = {}): Promise<CreatedWebhook> {
+    const body: CreateWebhookRequest = { url, events };
+    if (options.description !== undefined) body.description = options.description;
+    return this.call("POST", "/webhooks", { body });
+  }
+
+  /** Every webhook of the caller (never their secrets). */
+  listWebhooks(): Promise<Webhook[]> {
+    return this.collect("/webhooks");
+  }
+
+  /** Delete a webhook: nothing more is delivered to it. */
+  deleteWebhook(id: string): Promise<Deleted> {
+    return this.call("DELETE", `/webhooks/${seg(id)}`);
+  }
+
+  /** A webhook's deliveries, oldest first: `delivered`, `retrying` or `failed`, with their attempts. */
+  listWebhookDeliveries(id: string): Promise<WebhookDelivery[]> {
+    return this.collect(`/webhooks/${seg(id)}/deliveries`);
   }
 
   // Environments
@@ -322,6 +362,24 @@ export class SandboxClient {
 
   restartSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {
     return this.lifecycle("POST", `/sandboxes/${seg(id)}/restart`, options);
+  }
+
+  /** Pause a running sandbox: its processes are frozen, memory and files kept (`paused`). */
+  pauseSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {
+    return this.lifecycle("POST", `/sandboxes/${seg(id)}/pause`, options);
+  }
+
+  /** Resume a paused sandbox: it runs on from where it was frozen. */
+  resumeSandbox(id: string, options: WaitOptions = {}): Promise<Sandbox> {
+    return this.lifecycle("POST", `/sandboxes/${seg(id)}/resume`, options);
+  }
+
+  /**
+   * Change a sandbox's TTL (`ttlSeconds`, counted from now), replace its `metadata`, or choose
+   * what happens when the TTL runs out (`onExpire`: "destroy", "stop" or "pause").
+   */
+  updateSandbox(id: string, patch: SandboxPatch): Promise<Sandbox> {
+    return this.call("PATCH", `/sandboxes/${seg(id)}`, { body: patch });
   }
 
   /** Destroy a sandbox: its container is removed; by default the call waits for `destroyed`. */

@@ -16,6 +16,9 @@ export type SandboxStatus =
   | "stopping"
   | "stopped"
   | "restarting"
+  | "pausing"
+  | "paused"
+  | "resuming"
   | "destroying"
   | "destroyed"
   | "expired"
@@ -54,11 +57,21 @@ export type Snapshot = Schemas["SnapshotOut"];
 export type Volume = Schemas["VolumeOut"];
 export type VolumeConfig = Schemas["CreateVolumeRequest"];
 
+/** `updateSandbox`: `ttlSeconds` (from now), `metadata` (replaces), `onExpire`. */
+export type SandboxPatch = Schemas["UpdateSandboxRequest"];
+
 export type LogLine = Schemas["LogLineOut"];
 export type Metrics = Schemas["MetricsOut"];
 export type ExecResult = Schemas["ExecOut"];
 export type ExecRequest = Schemas["ExecRequestBody"];
 export type AuditEvent = Schemas["AuditEvent"];
+export type PlatformInfo = Schemas["InfoOut"];
+export type PlatformLimits = Schemas["InfoLimits"];
+
+export type Webhook = Schemas["WebhookOut"];
+export type CreatedWebhook = Schemas["CreatedWebhook"];
+export type CreateWebhookRequest = Schemas["CreateWebhookRequest"];
+export type WebhookDelivery = Schemas["DeliveryOut"];
 
 /** One page of a collection: its items and the cursor of the next page (null on the last). */
 export interface Page<T> {

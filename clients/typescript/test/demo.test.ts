@@ -138,6 +138,13 @@ describe("demo flow", { timeout: TEST_TIMEOUT_MS }, () => {
       assert.equal(started.status, "running");
       const restarted = await client.restartSandbox(sandbox.id);
       assert.equal(restarted.status, "running");
+      const paused = await client.pauseSandbox(sandbox.id);
+      assert.equal(paused.status, "paused");
+      const resumed = await client.resumeSandbox(sandbox.id);
+      assert.equal(resumed.status, "running");
+      const updated = await client.updateSandbox(sandbox.id, { ttlSeconds: 7200, onExpire: "stop" });
+      assert.equal(updated.onExpire, "stop");
+      assert.ok(Date.parse(updated.expiresAt ?? "") > Date.now() + 7000 * 1000);
 
       const replica = await client.replicateSandbox(sandbox.id, { name: "copy", env: { GREETING: "hi" } });
       ids.push(replica.id);
@@ -195,6 +202,19 @@ describe("demo flow", { timeout: TEST_TIMEOUT_MS }, () => {
     } finally {
       await destroyQuietly(client, sandbox.id);
     }
+  });
+
+  it("tells what the installation offers", async () => {
+    const info = await newClient().getInfo();
+    assert.equal(info.runtimes[0], "runc");
+    assert.equal(info.limits.defaultDiskMib, 2048);
+    const client = await newUser();
+    const env = await createEnvironment(client, { disk: 256 });
+    assert.equal(env.disk, 256);
+    assert.equal(env.runtime, "runc");
+    const updated = await client.updateEnvironment(env.id, { runtime: info.runtimes[info.runtimes.length - 1] });
+    assert.equal(updated.version, 2);
+    assert.equal(updated.disk, 256);
   });
 
   it("answers health", async () => {

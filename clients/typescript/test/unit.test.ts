@@ -6,7 +6,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { SandboxApiError, SandboxClient } from "../src/index.js";
+import { createHmac } from "node:crypto";
+
+import { SandboxApiError, SandboxClient, WebhookVerificationError, verifyWebhook } from "../src/index.js";
 import type { FetchLike } from "../src/index.js";
 import { parseEventStream } from "../src/sse.js";
 
@@ -162,5 +164,37 @@ describe("server-sent events", { timeout: TEST_TIMEOUT_MS }, () => {
       { id: "7", event: "message", data: '{"a":1}' },
       { id: "8", event: "message", data: "line one\nline two" },
     ]);
+  });
+});
+
+describe("verifyWebhook", () => {
+  const secret = "whsec_test-secret";
+  const body = JSON.stringify({
+    id: "42",
+    type: "sandbox.running",
+    sandboxId: "s1",
+    status: "running",
+    occurredAt: "2026-01-01T00:00:00.000Z",
+    data: {},
+  });
+  const timestamp = "1767225600";
+  const now = Number(timestamp) * 1000;
+  const signature = "v1=" + createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex");
+
+  it("returns the event of a delivery signed with the secret", async () => {
+    const headers = { "sbx-timestamp": timestamp, "sbx-signature": signature };
+    const event = await verifyWebhook(body, headers, secret, { now });
+    assert.equal(event.id, "42");
+    assert.equal(event.type, "sandbox.running");
+    const fromFetch = await verifyWebhook(new TextEncoder().encode(body), new Headers(headers), secret, { now });
+    assert.equal(fromFetch.sandboxId, "s1");
+  });
+
+  it("refuses another secret, a changed body, an old delivery and a missing header", async () => {
+    const headers = { "Sbx-Timestamp": timestamp, "Sbx-Signature": signature };
+    await assert.rejects(verifyWebhook(body, headers, "whsec_other", { now }), WebhookVerificationError);
+    await assert.rejects(verifyWebhook(body + " ", headers, secret, { now }), WebhookVerificationError);
+    await assert.rejects(verifyWebhook(body, headers, secret, { now: now + 301_000 }), WebhookVerificationError);
+    await assert.rejects(verifyWebhook(body, { "Sbx-Timestamp": timestamp }, secret, { now }), WebhookVerificationError);
   });
 });

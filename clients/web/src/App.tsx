@@ -6,6 +6,7 @@ import { BrowserRouter, Navigate, Route, Routes, useLocation } from "react-route
 
 import { Loading } from "./components/Feedback";
 import { Layout } from "./components/Layout";
+import { AccountPage } from "./pages/AccountPage";
 import { ApiKeysPage } from "./pages/ApiKeysPage";
 import { EnvironmentPage } from "./pages/EnvironmentPage";
 import { EnvironmentsPage } from "./pages/EnvironmentsPage";
@@ -40,6 +41,7 @@ export function App() {
             <Route path="/environments" element={<RequireSignedIn><EnvironmentsPage /></RequireSignedIn>} />
             <Route path="/environments/:id" element={<RequireSignedIn><EnvironmentPage /></RequireSignedIn>} />
             <Route path="/api-keys" element={<RequireSignedIn><ApiKeysPage /></RequireSignedIn>} />
+            <Route path="/account" element={<RequireSignedIn><AccountPage /></RequireSignedIn>} />
             <Route path="*" element={<NotFoundPage />} />
           </Route>
         </Routes>

@@ -3,6 +3,7 @@
 import type { EnvironmentVersion } from "@sandbox-platform/sdk";
 
 import { formatEnv, formatPorts } from "./keyvalue";
+import { describeNetwork } from "./network";
 import { joinCommand } from "./shellwords";
 
 export interface FieldChange {
@@ -11,16 +12,19 @@ export interface FieldChange {
   after: string;
 }
 
-type Comparable = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" | "env" | "command">;
+type Comparable = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" | "env" | "command" | "network" | "runtime" | "disk">;
 
 export function describeVersion(version: Comparable): Record<string, string> {
   return {
     image: version.image,
     cpu: version.cpu === 1 ? "1 core" : `${version.cpu} cores`,
     memory: `${version.memory} MiB`,
+    disk: `${version.disk} MiB`,
+    runtime: version.runtime,
     ports: formatPorts(version.ports) || "none",
     env: formatEnv(version.env) || "none",
     command: version.command ? joinCommand(version.command) : "the image's own",
+    network: describeNetwork(version.network),
   };
 }
 

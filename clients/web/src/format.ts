@@ -41,3 +41,27 @@ export function formatAgo(iso: string | null | undefined, now: number = Date.now
 export function shortId(id: string): string {
   return id.slice(0, 8);
 }
+
+/** When an API key stops working: "never", "in 30 days", "in 5 h", or "expired 2 h ago". */
+export function formatExpiry(iso: string | null | undefined, now: number = Date.now()): { text: string; expired: boolean } {
+  if (!iso) return { text: "never", expired: false };
+  const at = new Date(iso).getTime();
+  if (Number.isNaN(at)) return { text: iso, expired: false };
+  const seconds = Math.round((at - now) / 1000);
+  if (seconds <= 0) return { text: `expired ${formatAgo(iso, now)}`, expired: true };
+  if (seconds < 3600) return { text: `in ${Math.max(1, Math.floor(seconds / 60))} min`, expired: false };
+  if (seconds < 86400) return { text: `in ${Math.floor(seconds / 3600)} h`, expired: false };
+  const days = Math.floor(seconds / 86400);
+  return { text: days === 1 ? "in 1 day" : `in ${days} days`, expired: false };
+}
+
+/** The "expires in days" field: empty for never, else a whole number from 1 to 3650. */
+export function parseExpiryDays(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (trimmed === "") return undefined;
+  const days = Number(trimmed);
+  if (!/^\d+$/.test(trimmed) || days < 1 || days > 3650) {
+    throw new Error("Expires in days: a whole number from 1 to 3650, or empty for a key that never expires.");
+  }
+  return days;
+}

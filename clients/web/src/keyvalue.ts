@@ -48,3 +48,12 @@ export function formatPorts(ports: readonly Partial<Record<string, number | null
     .map((p) => (p.host ? `${String(p.container)}:${String(p.host)}` : String(p.container)))
     .join(", ");
 }
+
+/** The disk field: empty for the platform's default (undefined), else a whole number of MiB. */
+export function parseDisk(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (trimmed === "") return undefined;
+  const value = Number(trimmed);
+  if (!/^\d+$/.test(trimmed) || value <= 0) throw new Error(`"${trimmed}" is not a whole number of MiB.`);
+  return value;
+}

@@ -2,11 +2,12 @@ import type { LogLine, Metrics, Sandbox, SandboxEvent } from "@sandbox-platform/
 import { describe, expect, it } from "vitest";
 
 import { diffVersions } from "./envdiff";
-import { readableError } from "./errors";
-import { formatBytes } from "./format";
-import { formatPorts, parseEnv, parsePorts } from "./keyvalue";
+import { describeAllowProblem, otherFieldLines, problemsUnder, readableError } from "./errors";
+import { formatBytes, formatExpiry, parseExpiryDays } from "./format";
+import { formatPorts, parseDisk, parseEnv, parsePorts } from "./keyvalue";
 import { appendLines, compileQuery, filterLogs } from "./logfilter";
 import { EMPTY_HISTORY, addSample, chartData } from "./metrics";
+import { describeNetwork, formatAllow, parseAllow, policyOf, samePolicy } from "./network";
 import { LatestEvents, isLaterEvent, listAfterEvent, matchesFilter } from "./sandboxes";
 import { joinCommand, splitCommand } from "./shellwords";
 import { SandboxApiError } from "@sandbox-platform/sdk";
@@ -126,10 +127,74 @@ describe("form fields", () => {
   });
 
   it("compares versions field by field", () => {
-    const base = { image: "busybox", cpu: 1, memory: 256, ports: [], env: { A: "1" }, command: null };
+    const network = { egress: "internet" as const, allow: [] };
+    const base = { image: "busybox", cpu: 1, memory: 256, ports: [], env: { A: "1" }, command: null, network, runtime: "runc", disk: 1024 };
     const changes = diffVersions(base, { ...base, memory: 512, command: ["sleep", "1"] });
     expect(changes.map((c) => c.field)).toEqual(["memory", "command"]);
     expect(changes[1]).toEqual({ field: "command", before: "the image's own", after: "sleep 1" });
+    const closed = diffVersions(base, { ...base, network: { egress: "allowlist", allow: ["pypi.org", "10.0.0.0/8"] } });
+    expect(closed).toEqual([{ field: "network", before: "internet", after: "allowlist: pypi.org, 10.0.0.0/8" }]);
+    expect(diffVersions(base, { ...base, runtime: "gvisor", disk: 2048 })).toEqual([
+      { field: "disk", before: "1024 MiB", after: "2048 MiB" },
+      { field: "runtime", before: "runc", after: "gvisor" },
+    ]);
+  });
+
+  it("reads the disk field, empty for the default", () => {
+    expect(parseDisk("")).toBeUndefined();
+    expect(parseDisk(" 512 ")).toBe(512);
+    expect(() => parseDisk("1.5")).toThrow(/whole number of MiB/);
+    expect(() => parseDisk("0")).toThrow(/whole number of MiB/);
+  });
+});
+
+describe("network policy fields", () => {
+  it("reads the allow list from lines, commas and spaces, once each", () => {
+    expect(parseAllow("pypi.org\n 203.0.113.0/24, example.com  pypi.org\n\n")).toEqual([
+      "pypi.org",
+      "203.0.113.0/24",
+      "example.com",
+    ]);
+    expect(parseAllow("  ")).toEqual([]);
+    expect(formatAllow(["a.org", "b.org"])).toBe("a.org\nb.org");
+    expect(parseAllow(formatAllow(["a.org", "10.0.0.1"]))).toEqual(["a.org", "10.0.0.1"]);
+  });
+
+  it("sends the allow list only with the allowlist egress", () => {
+    expect(policyOf("none", "pypi.org")).toEqual({ egress: "none", allow: [] });
+    expect(policyOf("internet", "")).toEqual({ egress: "internet", allow: [] });
+    expect(policyOf("allowlist", "pypi.org")).toEqual({ egress: "allowlist", allow: ["pypi.org"] });
+    expect(() => policyOf("allowlist", " ")).toThrow(/at least one/);
+    expect(() => policyOf("allowlist", Array.from({ length: 65 }, (_, i) => `h${i}.org`).join("\n"))).toThrow(/at most 64/);
+  });
+
+  it("describes and compares policies", () => {
+    expect(describeNetwork({ egress: "none", allow: [] })).toBe("none");
+    expect(describeNetwork(undefined)).toBe("internet");
+    expect(describeNetwork({ egress: "allowlist", allow: ["a.org"] })).toBe("allowlist: a.org");
+    expect(samePolicy({ egress: "none", allow: ["x"] }, { egress: "none", allow: [] })).toBe(true);
+    expect(samePolicy({ egress: "allowlist", allow: ["x"] }, { egress: "allowlist", allow: ["y"] })).toBe(false);
+  });
+
+  it("puts the API's validation problems on the network field, naming the entry", () => {
+    const error = new SandboxApiError({
+      code: "VALIDATION_ERROR",
+      message: "The request is invalid.",
+      status: 422,
+      details: {
+        errors: [
+          { path: "network.allow.1", message: "Each entry must be an IPv4 CIDR (such as 203.0.113.0/24) or a hostname." },
+          { path: "memory", message: "Too much." },
+        ],
+      },
+    });
+    const problems = problemsUnder(error, "network");
+    expect(problems).toEqual([{ path: "allow.1", message: "Each entry must be an IPv4 CIDR (such as 203.0.113.0/24) or a hostname." }]);
+    expect(problems.map((p) => describeAllowProblem(p, ["pypi.org", "not a host!"]))).toEqual([
+      '"not a host!": Each entry must be an IPv4 CIDR (such as 203.0.113.0/24) or a hostname.',
+    ]);
+    expect(otherFieldLines(error, ["network"])).toEqual(["memory: Too much."]);
+    expect(problemsUnder(error, "")).toHaveLength(2);
   });
 });
 
@@ -144,6 +209,9 @@ function sandbox(id: string, status: string): Sandbox {
     image: "busybox",
     cpu: 1,
     memory: 256,
+    network: { egress: "internet", allow: [] },
+    runtime: "runc",
+    disk: 1024,
     env: {},
     metadata: {},
     endpoints: [],
@@ -151,6 +219,7 @@ function sandbox(id: string, status: string): Sandbox {
     startedAt: null,
     stoppedAt: null,
     expiresAt: "2024-01-01T01:00:00Z",
+    onExpire: "destroy",
     destroyedAt: null,
   };
 }
@@ -188,6 +257,26 @@ describe("the live sandbox list", () => {
   });
 });
 
+describe("API key expiry", () => {
+  const now = Date.parse("2026-01-10T12:00:00Z");
+
+  it("says when a key stops working, and marks an expired one", () => {
+    expect(formatExpiry(null, now)).toEqual({ text: "never", expired: false });
+    expect(formatExpiry("2026-02-09T12:00:00Z", now)).toEqual({ text: "in 30 days", expired: false });
+    expect(formatExpiry("2026-01-11T13:00:00Z", now)).toEqual({ text: "in 1 day", expired: false });
+    expect(formatExpiry("2026-01-10T17:30:00Z", now)).toEqual({ text: "in 5 h", expired: false });
+    expect(formatExpiry("2026-01-10T12:10:00Z", now)).toEqual({ text: "in 10 min", expired: false });
+    expect(formatExpiry("2026-01-10T10:00:00Z", now)).toEqual({ text: "expired 2 h ago", expired: true });
+  });
+
+  it("reads the expires-in-days field", () => {
+    expect(parseExpiryDays("")).toBeUndefined();
+    expect(parseExpiryDays(" 30 ")).toBe(30);
+    expect(parseExpiryDays("3650")).toBe(3650);
+    for (const wrong of ["0", "3651", "1.5", "-2", "soon"]) expect(() => parseExpiryDays(wrong)).toThrow(/1 to 3650/);
+  });
+});
+
 describe("errors and numbers for people", () => {
   it("shows the API's message and the fields of a validation error", () => {
     const error = new SandboxApiError({
@@ -196,7 +285,12 @@ describe("errors and numbers for people", () => {
       message: "The request is invalid.",
       details: { errors: [{ path: "memory", message: "Must be at least 6." }] },
     });
-    expect(readableError(error)).toEqual({ message: "The request is invalid.", fields: ["memory: Must be at least 6."], code: "VALIDATION_ERROR" });
+    expect(readableError(error)).toEqual({
+      message: "The request is invalid.",
+      fields: ["memory: Must be at least 6."],
+      problems: [{ path: "memory", message: "Must be at least 6." }],
+      code: "VALIDATION_ERROR",
+    });
   });
 
   it("says the platform cannot be reached instead of a stack", () => {

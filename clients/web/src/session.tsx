@@ -2,8 +2,9 @@
  * Who is signed in, and the SDK client that acts for them. The JWT and the user it was issued
  * for are kept in localStorage, so a reload stays signed in without asking the API: `/auth/*`
  * is rate limited per address (SBX_AUTH_RATE_LIMIT), and a dashboard reloaded often must not
- * spend it. The first call that answers UNAUTHORIZED (the token expired) signs out. Logging out
- * forgets the token here (the API has no logout route yet: it expires after SBX_JWT_TTL_HOURS).
+ * spend it. The first call that answers UNAUTHORIZED (the token expired or was revoked) signs
+ * out. Logging out revokes the token on the API (`POST /auth/logout`), then forgets it here even
+ * when that call fails: a person who asked to log out is logged out of this browser either way.
  */
 
 import { SandboxClient } from "@sandbox-platform/sdk";
@@ -14,6 +15,8 @@ import type { ReactNode } from "react";
 import { isUnauthorized } from "./errors";
 
 const SESSION_KEY = "sbx.session";
+// How long logging out waits for the API to revoke the token before forgetting it anyway.
+const LOGOUT_WAIT_MS = 5000;
 
 interface Stored {
   token: string;
@@ -29,7 +32,10 @@ export interface Session {
   client: SandboxClient;
   login: (email: string, password: string) => Promise<void>;
   signup: (email: string, password: string) => Promise<void>;
-  logout: () => void;
+  /** Revoke the token on the API (best effort), then forget it here. */
+  logout: () => Promise<void>;
+  /** Change the password; the API revokes every earlier token and answers with a new one, kept. */
+  changePassword: (currentPassword: string, newPassword: string) => Promise<void>;
   /** Call with any error: an UNAUTHORIZED one (expired or revoked token) signs out. */
   check: (error: unknown) => void;
 }
@@ -104,9 +110,30 @@ export function SessionProvider({ children }: { children: ReactNode }) {
     [client],
   );
 
-  const logout = useCallback(() => {
+  const logout = useCallback(async () => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        client.logout(),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, LOGOUT_WAIT_MS);
+        }),
+      ]);
+    } catch {
+      // Unreachable API or a token already refused: forgetting it locally is what is left to do.
+    } finally {
+      clearTimeout(timer);
+    }
     signOut("You are logged out.");
-  }, [signOut]);
+  }, [client, signOut]);
+
+  const changePassword = useCallback(
+    async (currentPassword: string, newPassword: string) => {
+      const result = await client.changePassword(currentPassword, newPassword);
+      signedIn(result.token, result.user);
+    },
+    [client, signedIn],
+  );
 
   const check = useCallback(
     (error: unknown) => {
@@ -116,8 +143,8 @@ export function SessionProvider({ children }: { children: ReactNode }) {
   );
 
   const session = useMemo(
-    () => ({ state, client, login, signup, logout, check }),
-    [state, client, login, signup, logout, check],
+    () => ({ state, client, login, signup, logout, changePassword, check }),
+    [state, client, login, signup, logout, changePassword, check],
   );
   return <SessionContext.Provider value={session}>{children}</SessionContext.Provider>;
 }

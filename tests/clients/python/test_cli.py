@@ -124,8 +124,17 @@ def test_environment_and_secret_commands(sbx: Run, environment: str, test_image:
     assert "OTHER" not in details
 
     spare = f"spare-{uuid.uuid4().hex[:6]}"
-    created = json.loads(ok(sbx("env", "create", spare, "--image", test_image, "--port", "8080", "--json")))
+    created = json.loads(
+        ok(sbx("env", "create", spare, "--image", test_image, "--port", "8080", "--disk", "256", "--json"))
+    )
     assert created["ports"] == [{"container": 8080}]
+    assert (created["disk"], created["runtime"]) == (256, "runc")
+    updated = json.loads(ok(sbx("env", "update", spare, "--runtime", "gvisor", "--disk", "128", "--json")))
+    assert (updated["version"], updated["runtime"], updated["disk"]) == (2, "gvisor", 128)
+    assert "runtime" in ok(sbx("env", "show", spare))
+    info = json.loads(ok(sbx("info", "--json")))
+    assert "gvisor" in info["runtimes"]
+    assert "gvisor" in ok(sbx("info"))
     ok(sbx("env", "rm", spare))
     gone = sbx("env", "show", spare)
     assert gone.returncode == 1

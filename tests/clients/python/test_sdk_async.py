@@ -45,12 +45,16 @@ async def test_async_demo_flow(api_url: str, test_image: str) -> None:
             image=test_image,
             env={"GREETING": "hello"},
             command=["sh", "-c", "echo booted $GREETING; while true; do sleep 3600; done"],
+            disk=256,
         )
+        assert (environment.disk, environment.runtime) == (256, "runc")
+        assert "runc" in (await client.info()).runtimes
         assert environment.id in [e.id async for e in client.environments.list()]
         await client.environments.set_secret(environment.id, "API_KEY", "super-secret-value")
 
         async with client.sandboxes.create(environment.id) as sandbox:
             assert sandbox.status == "running"
+            assert (sandbox.disk, sandbox.runtime) == (256, "runc")
             assert sandbox.id in [s.id async for s in client.sandboxes.list()]
             result = await sandbox.exec("echo $API_KEY; exit 4")
             assert (result.exit_code, result.stdout) == (4, "super-secret-value\n")

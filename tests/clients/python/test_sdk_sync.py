@@ -14,6 +14,7 @@ from sandbox_platform import (
     Sandbox,
     UnauthorizedError,
     UnavailableError,
+    ValidationError,
 )
 
 from tests.clients.python.support import PASSWORD, new_email, wait_until
@@ -51,12 +52,22 @@ def test_environment_versions_and_secrets(sdk: Client, test_image: str) -> None:
     assert environment.ports[0].container == 8080
     assert environment.ports[0].host is None
 
+    assert (environment.runtime, environment.disk) == ("runc", 2048)
+
     updated = sdk.environments.update(environment.id, memory=128, command=["sleep", "60"])
     assert (updated.version, updated.memory, updated.command) == (2, 128, ["sleep", "60"])
     cleared = sdk.environments.update(environment.id, command=None)
     assert cleared.version == 3
     assert cleared.command is None
-    assert [v.version for v in sdk.environments.versions(environment.id)] == [1, 2, 3]
+    info = sdk.info()
+    assert info.runtimes[0] == "runc"
+    sized = sdk.environments.update(environment.id, disk=512, runtime=info.runtimes[-1])
+    assert (sized.version, sized.disk, sized.runtime) == (4, 512, info.runtimes[-1])
+    with pytest.raises(ValidationError) as refused:
+        sdk.environments.update(environment.id, runtime="no-such-runtime")
+    assert refused.value.details["errors"][0]["path"] == "runtime"
+    assert [v.version for v in sdk.environments.versions(environment.id)] == [1, 2, 3, 4]
+    assert [v.disk for v in sdk.environments.versions(environment.id)] == [2048, 2048, 2048, 512]
 
     secret = sdk.environments.set_secret(environment.id, "API_KEY", "super-secret-value")
     assert secret.key == "API_KEY"

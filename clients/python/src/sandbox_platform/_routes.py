@@ -17,10 +17,12 @@ from sandbox_platform.models import (
     ApiKey,
     AuditEvent,
     CreatedApiKey,
+    CreatedWebhook,
     Environment,
     EnvironmentVersion,
     ExecResult,
     Health,
+    Info,
     LogLine,
     Metrics,
     NetworkPolicy,
@@ -30,6 +32,8 @@ from sandbox_platform.models import (
     User,
     Volume,
     VolumeMount,
+    Webhook,
+    WebhookDelivery,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -99,6 +103,28 @@ def list_api_keys(limit: int | None) -> Call[ApiKey]:
 
 def revoke_api_key(key_id: str) -> Call[None]:
     return Call("DELETE", f"/api-keys/{_id(key_id)}", _none, retry=Retry.ONCE)
+
+
+def create_webhook(url: str, events: Sequence[str], description: str | None) -> Call[CreatedWebhook]:
+    body: dict[str, Any] = {"url": url, "events": list(events)}
+    if description is not None:
+        body["description"] = description
+    # Not retried: a retry after a lost answer would make a second webhook.
+    return Call("POST", "/webhooks", _model(CreatedWebhook), body=body)
+
+
+def list_webhooks(limit: int | None) -> Call[Webhook]:
+    return Call("GET", "/webhooks", _model(Webhook), params={"limit": limit})
+
+
+def delete_webhook(webhook_id: str) -> Call[None]:
+    return Call("DELETE", f"/webhooks/{_id(webhook_id)}", _none, retry=Retry.ONCE)
+
+
+def webhook_deliveries(webhook_id: str, limit: int | None) -> Call[WebhookDelivery]:
+    return Call(
+        "GET", f"/webhooks/{_id(webhook_id)}/deliveries", _model(WebhookDelivery), params={"limit": limit}
+    )
 
 
 def ports_body(ports: Sequence[PortLike]) -> list[dict[str, int]]:
@@ -282,6 +308,26 @@ def replicate_sandbox(sandbox_id: str, body: Mapping[str, Any], wait: float | No
     return _lifecycle("POST", f"/sandboxes/{_id(sandbox_id)}/replicate", wait, dict(body))
 
 
+def update_sandbox(sandbox_id: str, body: Mapping[str, Any]) -> Call[dict[str, Any]]:
+    # A repeat sets the same metadata and onExpire; a repeated TTL counts from the repeat, which
+    # is what the caller asked for anyway.
+    return Call("PATCH", f"/sandboxes/{_id(sandbox_id)}", _dict, body=dict(body), retry=Retry.SAFE)
+
+
+def update_body(
+    ttl_seconds: int | None, metadata: Mapping[str, str] | None, on_expire: str | None
+) -> dict[str, Any]:
+    """The PATCH body: only the fields given (metadata replaces; `{}` empties it)."""
+    body: dict[str, Any] = {}
+    if ttl_seconds is not None:
+        body["ttlSeconds"] = ttl_seconds
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    if on_expire is not None:
+        body["onExpire"] = on_expire
+    return body
+
+
 def update_sandbox_network(sandbox_id: str, body: Mapping[str, Any]) -> Call[dict[str, Any]]:
     # Setting the same policy again changes nothing: safe to repeat.
     return Call("PATCH", f"/sandboxes/{_id(sandbox_id)}/network", _dict, body=dict(body), retry=Retry.SAFE)
@@ -380,6 +426,20 @@ def health() -> Call[Health]:
         authenticated=False,
         retry=Retry.ONCE,
     )
+
+
+def info() -> Call[Info]:
+    return Call("GET", "/info", _model(Info), authenticated=False)
+
+
+def runtime_fields(runtime: str | None, disk: int | None) -> dict[str, Any]:
+    """`runtime` and `disk` of an environment, when given."""
+    body: dict[str, Any] = {}
+    if runtime is not None:
+        body["runtime"] = runtime
+    if disk is not None:
+        body["disk"] = disk
+    return body
 
 
 def sandbox_events_path(sandbox_id: str | None) -> str:

@@ -24,11 +24,13 @@ from sandbox_platform.models import (
     ApiKey,
     AuditEvent,
     CreatedApiKey,
+    CreatedWebhook,
     Environment,
     EnvironmentVersion,
     Event,
     ExecResult,
     Health,
+    Info,
     LogLine,
     Metrics,
     SandboxInfo,
@@ -36,6 +38,8 @@ from sandbox_platform.models import (
     Snapshot,
     User,
     Volume,
+    Webhook,
+    WebhookDelivery,
     wanted_statuses,
 )
 
@@ -75,6 +79,8 @@ class AsyncClient:
         self.volumes = AsyncVolumes(self)
         #: The current user's audit trail.
         self.audit = AsyncAudit(self)
+        #: Webhooks: the user's sandbox events POSTed, signed, to a URL.
+        self.webhooks = AsyncWebhooks(self)
 
     @property
     def base_url(self) -> str:
@@ -90,6 +96,10 @@ class AsyncClient:
     def api_key(self) -> str | None:
         """The API key this client uses, if any."""
         return self._config.credentials.api_key
+
+    async def info(self) -> Info:
+        """What this installation offers (runtimes, features, limits); no credential needed."""
+        return await self._transport.request(routes.info())
 
     async def health(self) -> Health:
         """The API's health (`status` `degraded` when a dependency is down); no credential needed."""
@@ -167,6 +177,29 @@ class AsyncApiKeys(_AsyncResource):
         await self._transport.request(routes.revoke_api_key(key_id))
 
 
+class AsyncWebhooks(_AsyncResource):
+    """Webhooks: the user's sandbox events POSTed to a URL, signed with the webhook's secret."""
+
+    async def create(
+        self, url: str, events: Sequence[str] = ("sandbox.*",), *, description: str | None = None
+    ) -> CreatedWebhook:
+        """A new webhook for `events` (`sandbox.*` or types like `sandbox.running`); its `secret`
+        is shown only in this answer."""
+        return await self._transport.request(routes.create_webhook(url, events, description))
+
+    def list(self, *, limit: int | None = None) -> AsyncIterator[Webhook]:
+        """Every webhook of the user (never their secrets), page after page."""
+        return self._transport.iterate(routes.list_webhooks(limit))
+
+    async def delete(self, webhook_id: str) -> None:
+        """Delete a webhook: nothing more is delivered to it."""
+        await self._transport.request(routes.delete_webhook(webhook_id))
+
+    def deliveries(self, webhook_id: str, *, limit: int | None = None) -> AsyncIterator[WebhookDelivery]:
+        """The webhook's deliveries, oldest first, page after page."""
+        return self._transport.iterate(routes.webhook_deliveries(webhook_id, limit))
+
+
 class AsyncEnvironments(_AsyncResource):
     """Environments: what sandboxes are made from. Every update makes a new immutable version."""
 
@@ -181,11 +214,15 @@ class AsyncEnvironments(_AsyncResource):
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
         network: NetworkLike | None = None,
+        runtime: str | None = None,
+        disk: int | None = None,
     ) -> Environment:
         """A new environment (version 1). `cpu` in cores, `memory` in MiB, `ports` as container
         ports (ints) or `Port(container=, host=)`, `command` overrides the image's, `network` a
-        `NetworkPolicy` or `{"egress": ..., "allow": [...]}` (default: internet)."""
+        `NetworkPolicy` or `{"egress": ..., "allow": [...]}` (default: internet), `runtime` one of
+        `info().runtimes` (`runc`, `gvisor`), `disk` MiB of writable filesystem."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
+        fields.update(routes.runtime_fields(runtime, disk))
         if command is not None:
             fields["command"] = list(command)
         if network is not None:
@@ -211,10 +248,13 @@ class AsyncEnvironments(_AsyncResource):
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = UNSET,
         network: NetworkLike | None = None,
+        runtime: str | None = None,
+        disk: int | None = None,
     ) -> Environment:
         """A new version with the fields given (the others carried over); `command=None` clears
         the command. Sandboxes already made keep their version."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
+        fields.update(routes.runtime_fields(runtime, disk))
         if command is not UNSET:
             fields["command"] = None if command is None else list(command)
         if network is not None:
@@ -259,10 +299,12 @@ class AsyncSandboxes(_AsyncResource):
         ttl_seconds: int | None = None,
         env: Mapping[str, str] | None = None,
         metadata: Mapping[str, str] | None = None,
+        on_expire: str | None = None,
         wait: bool = True,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> Opening[AsyncSandbox]:
         """A new sandbox; with `wait`, returned once it runs (or failed) or `timeout` passed.
+        `on_expire` is what its TTL does: "destroy" (default), "stop" or "pause".
 
         `sandbox = await client.sandboxes.create(...)`, or `async with client.sandboxes.create(...)
         as sandbox:` to destroy it at the end of the block."""
@@ -274,6 +316,8 @@ class AsyncSandboxes(_AsyncResource):
             body["snapshotId"] = snapshot_id
         if volumes:
             body["volumes"] = routes.volumes_body(volumes)
+        if on_expire is not None:
+            body["onExpire"] = on_expire
         if environment_version is not None:
             body["environmentVersion"] = environment_version
         call = routes.create_sandbox(body, timeout if wait else None)
@@ -407,6 +451,28 @@ class AsyncSandbox(SandboxInfo):
         """Restart a running or stopped sandbox."""
         call = routes.sandbox_action(self.id, "restart", timeout if wait else None)
         return await self._lifecycle(call, wait, timeout)
+
+    async def pause(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> AsyncSandbox:
+        """Pause a running sandbox: its processes are frozen, memory and files kept."""
+        call = routes.sandbox_action(self.id, "pause", timeout if wait else None)
+        return await self._lifecycle(call, wait, timeout)
+
+    async def resume(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> AsyncSandbox:
+        """Resume a paused sandbox: it runs on from where it was frozen."""
+        call = routes.sandbox_action(self.id, "resume", timeout if wait else None)
+        return await self._lifecycle(call, wait, timeout)
+
+    async def update(
+        self,
+        *,
+        ttl_seconds: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        on_expire: str | None = None,
+    ) -> AsyncSandbox:
+        """Set a new TTL (counted from now), replace the metadata, or choose what the TTL does
+        (`on_expire` "destroy", "stop" or "pause"). Returns itself."""
+        body = routes.update_body(ttl_seconds, metadata, on_expire)
+        return self._assign(await self._transport.request(routes.update_sandbox(self.id, body)))
 
     async def destroy(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> AsyncSandbox:
         """Destroy the sandbox: its container is removed; the record stays readable."""

@@ -22,11 +22,13 @@ from sandbox_platform.models import (
     ApiKey,
     AuditEvent,
     CreatedApiKey,
+    CreatedWebhook,
     Environment,
     EnvironmentVersion,
     Event,
     ExecResult,
     Health,
+    Info,
     LogLine,
     Metrics,
     SandboxInfo,
@@ -34,6 +36,8 @@ from sandbox_platform.models import (
     Snapshot,
     User,
     Volume,
+    Webhook,
+    WebhookDelivery,
     wanted_statuses,
 )
 
@@ -86,6 +90,8 @@ class Client:
         self.volumes = Volumes(self)
         #: The current user's audit trail.
         self.audit = Audit(self)
+        #: Webhooks: the user's sandbox events POSTed, signed, to a URL.
+        self.webhooks = Webhooks(self)
 
     @property
     def base_url(self) -> str:
@@ -101,6 +107,10 @@ class Client:
     def api_key(self) -> str | None:
         """The API key this client uses, if any."""
         return self._config.credentials.api_key
+
+    def info(self) -> Info:
+        """What this installation offers (runtimes, features, limits); no credential needed."""
+        return self._transport.request(routes.info())
 
     def health(self) -> Health:
         """The API's health (`status` `degraded` when a dependency is down); no credential needed."""
@@ -178,6 +188,29 @@ class ApiKeys(_Resource):
         self._transport.request(routes.revoke_api_key(key_id))
 
 
+class Webhooks(_Resource):
+    """Webhooks: the user's sandbox events POSTed to a URL, signed with the webhook's secret."""
+
+    def create(
+        self, url: str, events: Sequence[str] = ("sandbox.*",), *, description: str | None = None
+    ) -> CreatedWebhook:
+        """A new webhook for `events` (`sandbox.*` or types like `sandbox.running`); its `secret`
+        is shown only in this answer."""
+        return self._transport.request(routes.create_webhook(url, events, description))
+
+    def list(self, *, limit: int | None = None) -> Iterator[Webhook]:
+        """Every webhook of the user (never their secrets), page after page."""
+        return self._transport.iterate(routes.list_webhooks(limit))
+
+    def delete(self, webhook_id: str) -> None:
+        """Delete a webhook: nothing more is delivered to it."""
+        self._transport.request(routes.delete_webhook(webhook_id))
+
+    def deliveries(self, webhook_id: str, *, limit: int | None = None) -> Iterator[WebhookDelivery]:
+        """The webhook's deliveries, oldest first, page after page."""
+        return self._transport.iterate(routes.webhook_deliveries(webhook_id, limit))
+
+
 class Environments(_Resource):
     """Environments: what sandboxes are made from. Every update makes a new immutable version."""
 
@@ -192,11 +225,15 @@ class Environments(_Resource):
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
         network: NetworkLike | None = None,
+        runtime: str | None = None,
+        disk: int | None = None,
     ) -> Environment:
         """A new environment (version 1). `cpu` in cores, `memory` in MiB, `ports` as container
         ports (ints) or `Port(container=, host=)`, `command` overrides the image's, `network` a
-        `NetworkPolicy` or `{"egress": ..., "allow": [...]}` (default: internet)."""
+        `NetworkPolicy` or `{"egress": ..., "allow": [...]}` (default: internet), `runtime` one of
+        `info().runtimes` (`runc`, `gvisor`), `disk` MiB of writable filesystem."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
+        fields.update(routes.runtime_fields(runtime, disk))
         if command is not None:
             fields["command"] = list(command)
         if network is not None:
@@ -222,10 +259,13 @@ class Environments(_Resource):
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = UNSET,
         network: NetworkLike | None = None,
+        runtime: str | None = None,
+        disk: int | None = None,
     ) -> Environment:
         """A new version with the fields given (the others carried over); `command=None` clears
         the command. Sandboxes already made keep their version."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
+        fields.update(routes.runtime_fields(runtime, disk))
         if command is not UNSET:
             fields["command"] = None if command is None else list(command)
         if network is not None:
@@ -263,10 +303,12 @@ class Sandboxes(_Resource):
         ttl_seconds: int | None = None,
         env: Mapping[str, str] | None = None,
         metadata: Mapping[str, str] | None = None,
+        on_expire: str | None = None,
         wait: bool = True,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> Sandbox:
         """A new sandbox; with `wait`, returned once it runs (or failed) or `timeout` passed.
+        `on_expire` is what its TTL does: "destroy" (default), "stop" or "pause".
 
         `with client.sandboxes.create(...) as sandbox:` destroys it at the end of the block."""
         body = routes.sandbox_body(name, ttl_seconds, env, metadata)
@@ -277,6 +319,8 @@ class Sandboxes(_Resource):
             body["snapshotId"] = snapshot_id
         if volumes:
             body["volumes"] = routes.volumes_body(volumes)
+        if on_expire is not None:
+            body["onExpire"] = on_expire
         if environment_version is not None:
             body["environmentVersion"] = environment_version
         return self._settle(routes.create_sandbox(body, timeout if wait else None), wait, timeout)
@@ -408,6 +452,30 @@ class Sandbox(SandboxInfo):
         return self._lifecycle(
             routes.sandbox_action(self.id, "restart", timeout if wait else None), wait, timeout
         )
+
+    def pause(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
+        """Pause a running sandbox: its processes are frozen, memory and files kept."""
+        return self._lifecycle(
+            routes.sandbox_action(self.id, "pause", timeout if wait else None), wait, timeout
+        )
+
+    def resume(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
+        """Resume a paused sandbox: it runs on from where it was frozen."""
+        return self._lifecycle(
+            routes.sandbox_action(self.id, "resume", timeout if wait else None), wait, timeout
+        )
+
+    def update(
+        self,
+        *,
+        ttl_seconds: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        on_expire: str | None = None,
+    ) -> Sandbox:
+        """Set a new TTL (counted from now), replace the metadata, or choose what the TTL does
+        (`on_expire` "destroy", "stop" or "pause"). Returns itself."""
+        body = routes.update_body(ttl_seconds, metadata, on_expire)
+        return self._assign(self._transport.request(routes.update_sandbox(self.id, body)))
 
     def destroy(self, wait: bool = True, timeout: float = DEFAULT_WAIT_TIMEOUT) -> Sandbox:
         """Destroy the sandbox: its container is removed; the record stays readable."""

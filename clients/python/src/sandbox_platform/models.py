@@ -25,7 +25,7 @@ def _rfc3339(moment: datetime) -> str:
 Timestamp = Annotated[datetime, PlainSerializer(_rfc3339, return_type=str, when_used="json")]
 
 #: Statuses a sandbox settles in: lifecycle calls with `wait=True` return once one is reached.
-SETTLED_STATUSES = frozenset({"running", "stopped", "destroyed", "expired", "failed"})
+SETTLED_STATUSES = frozenset({"running", "stopped", "paused", "destroyed", "expired", "failed"})
 #: Statuses after which nothing more happens to a sandbox.
 TERMINAL_STATUSES = frozenset({"destroyed", "expired"})
 
@@ -72,6 +72,33 @@ class CreatedApiKey(Model):
     expires_at: Timestamp | None = None
 
 
+class Webhook(Model):
+    """A webhook as listed (never with its secret)."""
+
+    id: str
+    url: str
+    events: list[str]
+    description: str | None = None
+    created_at: Timestamp
+
+
+class CreatedWebhook(Webhook):
+    """A new webhook: `secret` (checks `Sbx-Signature`, see `verify_webhook`) is shown only here."""
+
+    secret: str
+
+
+class WebhookDelivery(Model):
+    """One event's delivery to a webhook: `delivered`, `retrying` or `failed`, with its attempts."""
+
+    id: str
+    event_id: str
+    status: str
+    attempts: int
+    response_status: int | None = None
+    last_attempt_at: Timestamp | None = None
+
+
 class Port(Model):
     """A container port of an environment; `host` None means a free host port per sandbox."""
 
@@ -106,6 +133,8 @@ class EnvironmentVersion(Model):
     env: dict[str, str] = Field(default_factory=dict)
     command: list[str] | None = None
     network: NetworkPolicy = Field(default_factory=NetworkPolicy)
+    runtime: str = "runc"
+    disk: int | None = None
     created_at: Timestamp
 
 
@@ -143,8 +172,9 @@ class VolumeMount(Model):
 
 
 class Environment(Model):
-    """An environment at its current version: image, limits (`cpu` cores, `memory` MiB), ports,
-    plain `env`, `command`, and the keys of its secrets."""
+    """An environment at its current version: image, limits (`cpu` cores, `memory` MiB, `disk`
+    MiB of writable filesystem), container `runtime`, ports, plain `env`, `command`, and the keys
+    of its secrets."""
 
     id: str
     name: str
@@ -156,6 +186,8 @@ class Environment(Model):
     env: dict[str, str] = Field(default_factory=dict)
     command: list[str] | None = None
     network: NetworkPolicy = Field(default_factory=NetworkPolicy)
+    runtime: str = "runc"
+    disk: int | None = None
     secrets: list[Secret] = Field(default_factory=list)
     created_at: Timestamp
     updated_at: Timestamp
@@ -191,6 +223,8 @@ class SandboxInfo(Model):
     image: str
     cpu: float
     memory: int
+    runtime: str = "runc"
+    disk: int | None = None
     env: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     endpoints: list[Endpoint] = Field(default_factory=list)
@@ -198,8 +232,10 @@ class SandboxInfo(Model):
     created_at: Timestamp
     started_at: Timestamp | None = None
     stopped_at: Timestamp | None = None
+    # None once a TTL stop or pause has spent it (until `update(ttl_seconds=...)`).
     expires_at: Timestamp | None = None
     destroyed_at: Timestamp | None = None
+    on_expire: str = "destroy"  # what the TTL does: "destroy", "stop" or "pause"
 
     @property
     def settled(self) -> bool:
@@ -301,6 +337,29 @@ class AuditEvent(Model):
     trace_id: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     occurred_at: Timestamp
+
+
+class InfoLimits(Model):
+    """Limits of an installation (`GET /info`); unknown ones are kept as extra fields."""
+
+    max_body_bytes: int | None = None
+    default_disk_mib: int | None = None
+    min_disk_mib: int | None = None
+    max_disk_mib: int | None = None
+    max_sandboxes_per_user: int | None = None
+    max_environments_per_user: int | None = None
+
+
+class Info(Model):
+    """`GET /info`: what this installation offers: its version, the container `runtimes` an
+    environment may ask for, optional `features`, `limits`, and how `disk` holds (`disk_limit`:
+    `quota` writes past it fail, `watch` the sandbox is stopped)."""
+
+    version: str
+    runtimes: list[str] = Field(default_factory=list)
+    features: list[str] = Field(default_factory=list)
+    limits: InfoLimits = Field(default_factory=InfoLimits)
+    disk_limit: str | None = None
 
 
 class Health(Model):

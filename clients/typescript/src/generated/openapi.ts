@@ -85,6 +85,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/info": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Info
+         * @description Version, container runtimes, optional features and limits of this installation.
+         */
+        get: operations["get_info_info_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/signup": {
         parameters: {
             query?: never;
@@ -389,7 +409,12 @@ export interface paths {
         delete: operations["destroy_sandbox_sandboxes__sandbox_id__delete"];
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Update Sandbox
+         * @description Change the TTL (`ttlSeconds`, counted from now), replace the metadata, or choose what
+         *     happens at expiry (`onExpire`: destroy, stop or pause).
+         */
+        patch: operations["update_sandbox_sandboxes__sandbox_id__patch"];
         trace?: never;
     };
     "/sandboxes/{sandbox_id}/start": {
@@ -446,6 +471,47 @@ export interface paths {
          * @description Restart a running or stopped sandbox (202 `restarting`).
          */
         post: operations["restart_sandbox_sandboxes__sandbox_id__restart_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/pause": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pause Sandbox
+         * @description Pause a running sandbox (202 `pausing`, then `paused`): its processes are frozen, memory
+         *     and files kept. Exec and terminals answer 409 `NOT_RUNNING` until it is resumed.
+         */
+        post: operations["pause_sandbox_sandboxes__sandbox_id__pause_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Resume Sandbox
+         * @description Resume a paused sandbox (202 `resuming`, then `running`): it carries on where it was.
+         */
+        post: operations["resume_sandbox_sandboxes__sandbox_id__resume_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -729,6 +795,71 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Webhooks
+         * @description The caller's webhooks, oldest first (never their secret).
+         */
+        get: operations["list_webhooks_webhooks_get"];
+        put?: never;
+        /**
+         * Create Webhook
+         * @description Deliver the caller's sandbox events of the given types to `url` (http or https; loopback,
+         *     private and link-local addresses are refused). The `secret` is in this response only.
+         */
+        post: operations["create_webhook_webhooks_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{webhook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete Webhook
+         * @description Delete a webhook: nothing more is delivered to it, retries included.
+         */
+        delete: operations["delete_webhook_webhooks__webhook_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/{webhook_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Webhook Deliveries
+         * @description The webhook's deliveries, oldest first: one per event, with its attempts so far.
+         */
+        get: operations["list_webhook_deliveries_webhooks__webhook_id__deliveries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -854,6 +985,14 @@ export interface components {
             /** Command */
             command?: string[] | null;
             network?: components["schemas"]["NetworkPolicyIn"];
+            /**
+             * Runtime
+             * @description Container runtime: `runc` (default) or `gvisor`, as `GET /info` lists them.
+             * @default runc
+             */
+            runtime?: string;
+            /** Disk */
+            disk?: number | null;
         };
         /**
          * CreateSandboxRequest
@@ -884,6 +1023,12 @@ export interface components {
             };
             /** Volumes */
             volumes?: components["schemas"]["VolumeMountIn"][];
+            /**
+             * Onexpire
+             * @default destroy
+             * @enum {string}
+             */
+            onExpire?: "destroy" | "stop" | "pause";
         };
         /**
          * CreateSnapshotRequest
@@ -905,6 +1050,25 @@ export interface components {
              * @default 1024
              */
             sizeMiB?: number;
+        };
+        /** CreateWebhookRequest */
+        CreateWebhookRequest: {
+            /**
+             * Url
+             * @example https://example.com/hooks/sbx
+             */
+            url: string;
+            /**
+             * Events
+             * @description `sandbox.*` (every event) or event types such as `sandbox.running`.
+             * @example [
+             *       "sandbox.running",
+             *       "sandbox.failed"
+             *     ]
+             */
+            events: string[];
+            /** Description */
+            description?: string | null;
         };
         /** CreatedApiKey */
         CreatedApiKey: {
@@ -930,6 +1094,27 @@ export interface components {
              */
             expiresAt: string | null;
         };
+        /** CreatedWebhook */
+        CreatedWebhook: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Url */
+            url: string;
+            /** Events */
+            events: string[];
+            /** Description */
+            description: string | null;
+            /** Createdat */
+            createdAt: string;
+            /**
+             * Secret
+             * @description Signs every delivery (`Sbx-Signature`). Returned only once, here; store it now.
+             */
+            secret: string;
+        };
         /**
          * Deleted
          * @description Answer of a DELETE: the id of what is gone.
@@ -954,6 +1139,38 @@ export interface components {
              * @constant
              */
             deleted?: true;
+        };
+        /** DeliveryOut */
+        DeliveryOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Eventid
+             * @description The event's `id`, also sent as `Sbx-Event-Id`.
+             */
+            eventId: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "delivered" | "retrying" | "failed";
+            /** Attempts */
+            attempts: number;
+            /**
+             * Responsestatus
+             * @description The HTTP status of the last attempt, if any.
+             */
+            responseStatus: number | null;
+            /** Lastattemptat */
+            lastAttemptAt: string | null;
+            /**
+             * Createdat
+             * @description When the event was taken up for this webhook.
+             */
+            createdAt: string;
         };
         /**
          * Egress
@@ -988,6 +1205,16 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["CreatedApiKey"];
+        };
+        /** Envelope[CreatedWebhook] */
+        Envelope_CreatedWebhook_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["CreatedWebhook"];
         };
         /** Envelope[DeletedSecret] */
         Envelope_DeletedSecret_: {
@@ -1028,6 +1255,16 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["ExecOut"];
+        };
+        /** Envelope[InfoOut] */
+        Envelope_InfoOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["InfoOut"];
         };
         /** Envelope[LoggedOut] */
         Envelope_LoggedOut_: {
@@ -1138,6 +1375,10 @@ export interface components {
             /** Command */
             command: string[] | null;
             network: components["schemas"]["NetworkPolicyOut"];
+            /** Runtime */
+            runtime: string;
+            /** Disk */
+            disk: number;
             /** Secrets */
             secrets: components["schemas"]["SecretOut"][];
             /** Createdat */
@@ -1186,6 +1427,48 @@ export interface components {
             };
             /** Workdir */
             workdir?: string | null;
+        };
+        /** InfoLimits */
+        InfoLimits: {
+            /**
+             * Maxbodybytes
+             * @description Largest JSON request body.
+             */
+            maxBodyBytes: number;
+            /**
+             * Defaultdiskmib
+             * @description `disk` of an environment that gives none.
+             */
+            defaultDiskMib: number;
+            /** Mindiskmib */
+            minDiskMib: number;
+            /** Maxdiskmib */
+            maxDiskMib: number;
+            /** Maxsandboxesperuser */
+            maxSandboxesPerUser: number;
+            /** Maxenvironmentsperuser */
+            maxEnvironmentsPerUser: number;
+        };
+        /** InfoOut */
+        InfoOut: {
+            /** Version */
+            version: string;
+            /**
+             * Runtimes
+             * @description Runtimes an environment may ask for (`runc`, `gvisor`).
+             */
+            runtimes: string[];
+            /**
+             * Features
+             * @description Optional capabilities of this installation.
+             */
+            features: string[];
+            limits: components["schemas"]["InfoLimits"];
+            /**
+             * Disklimit
+             * @description How `disk` holds here: `quota`, writes past it fail inside the sandbox (No space left on device); `watch`, the sandbox is stopped with statusReason `disk quota exceeded` within seconds; null while the orchestrator has not said.
+             */
+            diskLimit: string | null;
         };
         /** IoSample */
         IoSample: {
@@ -1316,6 +1599,19 @@ export interface components {
             /** Nextcursor */
             nextCursor: string | null;
         };
+        /** PageEnvelope[DeliveryOut] */
+        PageEnvelope_DeliveryOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["DeliveryOut"][];
+            /** Nextcursor */
+            nextCursor: string | null;
+        };
         /** PageEnvelope[EnvironmentOut] */
         PageEnvelope_EnvironmentOut_: {
             /**
@@ -1378,6 +1674,19 @@ export interface components {
             success?: true;
             /** Data */
             data: components["schemas"]["VolumeOut"][];
+            /** Nextcursor */
+            nextCursor: string | null;
+        };
+        /** PageEnvelope[WebhookOut] */
+        PageEnvelope_WebhookOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["WebhookOut"][];
             /** Nextcursor */
             nextCursor: string | null;
         };
@@ -1444,6 +1753,16 @@ export interface components {
             cpu: number;
             /** Memory */
             memory: number;
+            /**
+             * Runtime
+             * @description Container runtime of its environment version (`runc`, `gvisor`).
+             */
+            runtime: string;
+            /**
+             * Disk
+             * @description MiB of writable filesystem.
+             */
+            disk: number;
             /** Env */
             env: {
                 [key: string]: string;
@@ -1462,9 +1781,11 @@ export interface components {
             /** Stoppedat */
             stoppedAt: string | null;
             /** Expiresat */
-            expiresAt: string;
+            expiresAt: string | null;
             /** Destroyedat */
             destroyedAt: string | null;
+            /** Onexpire */
+            onExpire: string;
         };
         /** SecretOut */
         SecretOut: {
@@ -1555,6 +1876,25 @@ export interface components {
             /** Command */
             command?: string[] | null;
             network?: components["schemas"]["NetworkPolicyIn"] | null;
+            /** Runtime */
+            runtime?: string | null;
+            /** Disk */
+            disk?: number | null;
+        };
+        /**
+         * UpdateSandboxRequest
+         * @description `ttlSeconds` counts from now; `metadata` replaces the sandbox's metadata as a whole;
+         *     `onExpire` applies from now on. A field left out is left as it is.
+         */
+        UpdateSandboxRequest: {
+            /** Ttlseconds */
+            ttlSeconds?: number | null;
+            /** Metadata */
+            metadata?: {
+                [key: string]: string;
+            } | null;
+            /** Onexpire */
+            onExpire?: ("destroy" | "stop" | "pause") | null;
         };
         /** UserOut */
         UserOut: {
@@ -1589,6 +1929,10 @@ export interface components {
             /** Command */
             command: string[] | null;
             network: components["schemas"]["NetworkPolicyOut"];
+            /** Runtime */
+            runtime: string;
+            /** Disk */
+            disk: number;
             /** Createdat */
             createdAt: string;
         };
@@ -1632,6 +1976,22 @@ export interface components {
             createdAt: string;
             /** Attachedto */
             attachedTo: string[];
+        };
+        /** WebhookOut */
+        WebhookOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Url */
+            url: string;
+            /** Events */
+            events: string[];
+            /** Description */
+            description: string | null;
+            /** Createdat */
+            createdAt: string;
         };
         /** ErrorBody */
         ErrorBody: {
@@ -1777,6 +2137,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_info_info_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_InfoOut_"];
+                };
             };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {
@@ -2486,7 +2875,7 @@ export interface operations {
     create_sandbox_sandboxes_post: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -2576,7 +2965,7 @@ export interface operations {
     destroy_sandbox_sandboxes__sandbox_id__delete: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -2637,10 +3026,61 @@ export interface operations {
             };
         };
     };
+    update_sandbox_sandboxes__sandbox_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateSandboxRequest"];
+            };
+        };
+        responses: {
+            /** @description The sandbox with its new TTL, metadata or onExpire. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: the sandbox is destroyed or expired. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     start_sandbox_sandboxes__sandbox_id__start_post: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -2704,7 +3144,7 @@ export interface operations {
     stop_sandbox_sandboxes__sandbox_id__stop_post: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -2768,7 +3208,135 @@ export interface operations {
     restart_sandbox_sandboxes__sandbox_id__restart_post: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
+                wait?: boolean;
+                /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
+                timeout?: number;
+            };
+            header?: {
+                /** @description A repeat with the same key by the same user returns the first answer and acts no more. */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Nothing to do (start on running, stop on stopped). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description Accepted: the sandbox in its new transitional status. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: not allowed from the current status. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    pause_sandbox_sandboxes__sandbox_id__pause_post: {
+        parameters: {
+            query?: {
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
+                wait?: boolean;
+                /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
+                timeout?: number;
+            };
+            header?: {
+                /** @description A repeat with the same key by the same user returns the first answer and acts no more. */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Nothing to do (start on running, stop on stopped). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description Accepted: the sandbox in its new transitional status. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SandboxOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: not allowed from the current status. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    resume_sandbox_sandboxes__sandbox_id__resume_post: {
+        parameters: {
+            query?: {
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -2883,7 +3451,7 @@ export interface operations {
     replicate_sandbox_sandboxes__sandbox_id__replicate_post: {
         parameters: {
             query?: {
-                /** @description Answer once the sandbox has settled (running, stopped, destroyed, expired or failed). */
+                /** @description Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed). */
                 wait?: boolean;
                 /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
                 timeout?: number;
@@ -3570,6 +4138,176 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PageEnvelope_AuditEvent_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_webhooks_webhooks_get: {
+        parameters: {
+            query?: {
+                /** @description Page size (1-500). */
+                limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageEnvelope_WebhookOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_webhook_webhooks_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhookRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_CreatedWebhook_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_webhook_webhooks__webhook_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_Deleted_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_webhook_deliveries_webhooks__webhook_id__deliveries_get: {
+        parameters: {
+            query?: {
+                /** @description Page size (1-500). */
+                limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageEnvelope_DeliveryOut_"];
                 };
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */

@@ -1,14 +1,30 @@
 /** The fields of an environment, for creating one and for saving a new version of one. */
 
 import { useId, useState } from "react";
+import type { PlatformInfo } from "@sandbox-platform/sdk";
 import type { SyntheticEvent } from "react";
 import type { EnvironmentConfig, EnvironmentPatch, EnvironmentVersion } from "@sandbox-platform/sdk";
 
-import { formatEnv, formatPorts, parseEnv, parsePorts } from "../keyvalue";
+import { problemsUnder } from "../errors";
+import { useLoad } from "../hooks";
+import { formatEnv, formatPorts, parseDisk, parseEnv, parsePorts } from "../keyvalue";
+import { formatAllow, policyOf, samePolicy } from "../network";
+import type { Egress } from "../network";
 import { joinCommand, splitCommand } from "../shellwords";
+import { useSession } from "../session";
 import { ErrorMessage, Spinner } from "./Feedback";
+import { NetworkFields } from "./NetworkFields";
 
-type Current = Pick<EnvironmentVersion, "image" | "cpu" | "memory" | "ports" | "env" | "command">;
+type Current = Pick<
+  EnvironmentVersion,
+  "image" | "cpu" | "memory" | "ports" | "env" | "command" | "network" | "runtime" | "disk"
+>;
+
+/** What the form sends (a patch takes the fields that differ); no disk: the platform's default. */
+type Parsed = Pick<
+  Required<EnvironmentConfig>,
+  "image" | "cpu" | "memory" | "ports" | "env" | "command" | "network" | "runtime"
+> & { disk?: number };
 
 interface Fields {
   name: string;
@@ -18,6 +34,10 @@ interface Fields {
   ports: string;
   env: string;
   command: string;
+  egress: Egress;
+  allow: string;
+  runtime: string;
+  disk: string;
 }
 
 function fieldsOf(current: Current | undefined): Fields {
@@ -29,11 +49,15 @@ function fieldsOf(current: Current | undefined): Fields {
     ports: formatPorts(current?.ports),
     env: formatEnv(current?.env),
     command: current?.command ? joinCommand(current.command) : "",
+    egress: current?.network.egress ?? "internet",
+    allow: formatAllow(current?.network.allow),
+    runtime: current?.runtime ?? "runc",
+    disk: current ? String(current.disk) : "",
   };
 }
 
 /** The form's text as the API's fields; throws an Error naming the field that is wrong. */
-function parse(fields: Fields): Required<Omit<EnvironmentConfig, "name">> {
+function parse(fields: Fields): Parsed {
   const cpu = Number(fields.cpu);
   if (!Number.isFinite(cpu) || cpu <= 0) throw new Error("CPU: a number of cores above 0, e.g. 0.5.");
   const memory = Number(fields.memory);
@@ -55,11 +79,20 @@ function parse(fields: Fields): Required<Omit<EnvironmentConfig, "name">> {
   } catch (error) {
     throw new Error(`Command: ${(error as Error).message}`, { cause: error });
   }
-  return { image: fields.image.trim(), cpu, memory, ports, env, command };
+  let disk;
+  try {
+    disk = parseDisk(fields.disk);
+  } catch (error) {
+    throw new Error(`Disk: ${(error as Error).message}`, { cause: error });
+  }
+  const network = policyOf(fields.egress, fields.allow);
+  const parsed: Parsed = { image: fields.image.trim(), cpu, memory, ports, env, command, network, runtime: fields.runtime };
+  if (disk !== undefined) parsed.disk = disk;
+  return parsed;
 }
 
 /** Only what differs from `current`, so the new version says what was changed. */
-function patchOf(current: Current, next: Required<Omit<EnvironmentConfig, "name">>): EnvironmentPatch {
+function patchOf(current: Current, next: Parsed): EnvironmentPatch {
   const patch: EnvironmentPatch = {};
   if (next.image !== current.image) patch.image = next.image;
   if (next.cpu !== current.cpu) patch.cpu = next.cpu;
@@ -67,6 +100,9 @@ function patchOf(current: Current, next: Required<Omit<EnvironmentConfig, "name"
   if (JSON.stringify(next.ports) !== JSON.stringify(current.ports)) patch.ports = next.ports;
   if (JSON.stringify(next.env) !== JSON.stringify(current.env)) patch.env = next.env;
   if (JSON.stringify(next.command) !== JSON.stringify(current.command)) patch.command = next.command;
+  if (!samePolicy(next.network, current.network)) patch.network = next.network;
+  if (next.runtime !== current.runtime) patch.runtime = next.runtime;
+  if (next.disk !== undefined && next.disk !== current.disk) patch.disk = next.disk;
   return patch;
 }
 
@@ -81,10 +117,21 @@ interface Props {
   error: unknown;
 }
 
+/** The runtimes to offer: those `GET /info` lists, and the current one even if it is gone. */
+function runtimeChoices(info: PlatformInfo | undefined, current: string): string[] {
+  const listed = info?.runtimes ?? [];
+  return [...new Set([...listed, current])];
+}
+
 export function EnvironmentForm({ current, submitLabel, onCreate, onUpdate, onCancel, pending, error }: Props) {
   const id = useId();
+  const { client } = useSession();
+  const info = useLoad(() => client.getInfo(), [client]);
+  const limits = info.data?.limits;
   const [fields, setFields] = useState<Fields>(() => fieldsOf(current));
   const [problem, setProblem] = useState<string | undefined>(undefined);
+  // The allow entries of the last submit: the API names a wrong one by its index.
+  const [sentAllow, setSentAllow] = useState<string[]>([]);
   const set = (key: keyof Fields) => (event: { target: { value: string } }) => {
     setFields((f) => ({ ...f, [key]: event.target.value }));
   };
@@ -99,6 +146,7 @@ export function EnvironmentForm({ current, submitLabel, onCreate, onUpdate, onCa
       return;
     }
     setProblem(undefined);
+    setSentAllow(parsed.network.allow ?? []);
     if (current && onUpdate) {
       const patch = patchOf(current, parsed);
       if (Object.keys(patch).length === 0) {
@@ -132,6 +180,44 @@ export function EnvironmentForm({ current, submitLabel, onCreate, onUpdate, onCa
         <input inputMode="numeric" required value={fields.memory} onChange={set("memory")} />
       </label>
       <div className="field">
+        <label htmlFor={`${id}-runtime`}>Runtime</label>
+        <select
+          id={`${id}-runtime`}
+          value={fields.runtime}
+          onChange={set("runtime")}
+          aria-describedby={`${id}-runtime-hint`}
+          aria-invalid={problemsUnder(error, "runtime").length > 0}
+        >
+          {runtimeChoices(info.data, fields.runtime).map((runtime) => (
+            <option key={runtime} value={runtime}>
+              {runtime === "gvisor" ? "gvisor (a kernel of its own, stronger isolation)" : runtime}
+            </option>
+          ))}
+        </select>
+        <span className="hint" id={`${id}-runtime-hint`}>
+          {info.loading && !info.data && <Spinner label="Loading the runtimes" />}
+          {info.error !== undefined && !info.data ? "The platform's runtimes could not be listed." : "As this platform offers them."}
+          {problemsUnder(error, "runtime").map((p) => ` ${p.message}`)}
+        </span>
+      </div>
+      <div className="field">
+        <label htmlFor={`${id}-disk`}>Disk (MiB)</label>
+        <input
+          id={`${id}-disk`}
+          inputMode="numeric"
+          value={fields.disk}
+          onChange={set("disk")}
+          placeholder={limits ? String(limits.defaultDiskMib) : "default"}
+          aria-describedby={`${id}-disk-hint`}
+          aria-invalid={problemsUnder(error, "disk").length > 0}
+        />
+        <span className="hint" id={`${id}-disk-hint`}>
+          {limits ? `${limits.minDiskMib} to ${limits.maxDiskMib} MiB of writable files.` : "MiB of writable files."}
+          {!current && " Empty: the platform's default."}
+          {problemsUnder(error, "disk").map((p) => ` ${p.message}`)}
+        </span>
+      </div>
+      <div className="field">
         <label htmlFor={`${id}-ports`}>Ports</label>
         <input id={`${id}-ports`} value={fields.ports} onChange={set("ports")} placeholder="8080, 3000:3001" aria-describedby={`${id}-ports-hint`} />
         <span className="hint" id={`${id}-ports-hint`}>
@@ -159,13 +245,21 @@ export function EnvironmentForm({ current, submitLabel, onCreate, onUpdate, onCa
           One KEY=value per line. Secrets go in the Secrets section: their values are never shown again.
         </span>
       </div>
+      <NetworkFields
+        egress={fields.egress}
+        allow={fields.allow}
+        onEgress={(egress) => { setFields((f) => ({ ...f, egress })); }}
+        onAllow={(allow) => { setFields((f) => ({ ...f, allow })); }}
+        problems={problemsUnder(error, "network")}
+        sent={sentAllow}
+      />
       {problem && (
         <div className="error wide" role="alert">
           <p>{problem}</p>
         </div>
       )}
       <div className="wide">
-        <ErrorMessage error={error} />
+        <ErrorMessage error={error} shownOnFields={["network", "runtime", "disk"]} />
       </div>
       <div className="actions wide">
         <button type="submit" className="primary" disabled={pending}>

@@ -2,7 +2,7 @@
 
 import type { SandboxStatus } from "@sandbox-platform/sdk";
 
-import { readableError } from "../errors";
+import { otherFieldLines, readableError } from "../errors";
 import { isSettled } from "../sandboxes";
 
 export function Spinner({ label = "Loading" }: { label?: string }) {
@@ -21,9 +21,17 @@ export function Loading({ label = "Loading…" }: { label?: string }) {
   );
 }
 
-export function ErrorMessage({ error, onDismiss }: { error: unknown; onDismiss?: (() => void) | undefined }) {
+interface ErrorProps {
+  error: unknown;
+  onDismiss?: (() => void) | undefined;
+  /** Field paths whose problems the form shows on the fields themselves. */
+  shownOnFields?: readonly string[] | undefined;
+}
+
+export function ErrorMessage({ error, onDismiss, shownOnFields = [] }: ErrorProps) {
   if (error === undefined || error === null) return null;
-  const { message, fields, code } = readableError(error);
+  const { message, code } = readableError(error);
+  const fields = otherFieldLines(error, shownOnFields);
   return (
     <div className="error" role="alert" data-code={code}>
       <p>{message}</p>

@@ -1,11 +1,22 @@
 /** The frame of every page: the header with navigation and the account, then the page. */
 
+import { useState } from "react";
 import { NavLink, Outlet } from "react-router";
 
 import { useSession } from "../session";
+import { Spinner } from "./Feedback";
 
 export function Layout() {
   const { state, logout } = useSession();
+  const [leaving, setLeaving] = useState(false);
+  const onLogout = async () => {
+    setLeaving(true);
+    try {
+      await logout();
+    } finally {
+      setLeaving(false);
+    }
+  };
   return (
     <div className="app">
       <a className="skip-link" href="#main">
@@ -20,6 +31,7 @@ export function Layout() {
             <NavLink to="/sandboxes">Sandboxes</NavLink>
             <NavLink to="/environments">Environments</NavLink>
             <NavLink to="/api-keys">API keys</NavLink>
+            <NavLink to="/account">Account</NavLink>
             <a href="/docs">API docs</a>
           </nav>
         )}
@@ -29,8 +41,8 @@ export function Layout() {
               <span className="email" title="Signed in as">
                 {state.user.email}
               </span>
-              <button type="button" onClick={logout}>
-                Log out
+              <button type="button" onClick={onLogout} disabled={leaving}>
+                {leaving && <Spinner label="Logging out" />} Log out
               </button>
             </>
           ) : (

@@ -1,5 +1,5 @@
 /**
- * Start, stop, restart, replicate and destroy. Each call waits (`?wait=true`) until the sandbox
+ * Start, stop, restart, pause, resume, replicate and destroy. Each call waits (`?wait=true`) until the sandbox
  * has settled, so the button shows its progress; meanwhile the events feed moves the status.
  */
 
@@ -11,15 +11,25 @@ import { allowedActions } from "../sandboxes";
 import { useSession } from "../session";
 import { ErrorMessage, Spinner } from "./Feedback";
 
-type Verb = "start" | "stop" | "restart" | "replicate" | "destroy";
+type Verb = "start" | "stop" | "restart" | "pause" | "resume" | "replicate" | "destroy";
 
 const LABELS: Record<Verb, [string, string]> = {
   start: ["Start", "Starting…"],
   stop: ["Stop", "Stopping…"],
   restart: ["Restart", "Restarting…"],
+  pause: ["Pause", "Pausing…"],
+  resume: ["Resume", "Resuming…"],
   replicate: ["Replicate", "Replicating…"],
   destroy: ["Destroy", "Destroying…"],
 };
+
+/** `allowedActions`, with pause (from running) and resume, stop and replicate (from paused). */
+function actionsOf(status: Sandbox["status"]): Set<Verb> {
+  const allowed = new Set<Verb>(allowedActions(status));
+  if (status === "running") allowed.add("pause");
+  if (status === "paused") for (const verb of ["resume", "stop", "replicate"] as const) allowed.add(verb);
+  return allowed;
+}
 
 interface Props {
   sandbox: Sandbox;
@@ -34,7 +44,7 @@ export function LifecycleButtons({ sandbox, onChange, onReplicated, compact = fa
   const { client } = useSession();
   const action = useAction();
   const [running, setRunning] = useState<Verb | undefined>(undefined);
-  const allowed = allowedActions(sandbox.status);
+  const allowed = actionsOf(sandbox.status);
 
   const act = async (verb: Verb) => {
     if (verb === "destroy" && !window.confirm(`Destroy the sandbox "${sandbox.name}"? Its container and files are removed.`)) return;
@@ -48,6 +58,10 @@ export function LifecycleButtons({ sandbox, onChange, onReplicated, compact = fa
           return client.stopSandbox(sandbox.id, options);
         case "restart":
           return client.restartSandbox(sandbox.id, options);
+        case "pause":
+          return client.pauseSandbox(sandbox.id, options);
+        case "resume":
+          return client.resumeSandbox(sandbox.id, options);
         case "replicate":
           return client.replicateSandbox(sandbox.id, {}, { wait: false });
         case "destroy":

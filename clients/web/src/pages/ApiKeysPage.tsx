@@ -1,12 +1,13 @@
 /** API keys: create one (its key is shown once, to copy), list them, revoke one. */
 
-import { useState } from "react";
+import { useId, useState } from "react";
 import type { SyntheticEvent } from "react";
 import type { ApiKey, CreatedApiKey } from "@sandbox-platform/sdk";
 
 import { CopyButton } from "../components/CopyButton";
 import { ErrorMessage, Loading, Spinner } from "../components/Feedback";
-import { formatAgo, formatTime } from "../format";
+import { problemsUnder } from "../errors";
+import { formatAgo, formatExpiry, formatTime, parseExpiryDays } from "../format";
 import { useAction, useLoad } from "../hooks";
 import { useSession } from "../session";
 
@@ -32,18 +33,35 @@ export function ApiKeysPage() {
   const { client } = useSession();
   const keys = useLoad(() => client.listApiKeys(), [client]);
   const create = useAction();
+  const id = useId();
   const [name, setName] = useState("");
+  const [days, setDays] = useState("");
+  const [problem, setProblem] = useState<string | undefined>(undefined);
   const [created, setCreated] = useState<CreatedApiKey | undefined>(undefined);
+  const daysProblems = [
+    ...(problem ? [problem] : []),
+    ...problemsUnder(create.error, "expiresInDays").map((p) => `Expires in days: ${p.message}`),
+  ];
 
   const submit = async (event: SyntheticEvent<HTMLFormElement>) => {
     event.preventDefault();
-    const key = await create.run(() => client.createApiKey(name));
+    let expiresInDays;
+    try {
+      expiresInDays = parseExpiryDays(days);
+    } catch (failure) {
+      setProblem((failure as Error).message);
+      return;
+    }
+    setProblem(undefined);
+    const key = await create.run(() => client.createApiKey(name, expiresInDays === undefined ? {} : { expiresInDays }));
     if (key) {
       setCreated(key);
       setName("");
+      setDays("");
       keys.reload();
     }
   };
+  const now = Date.now();
 
   return (
     <section>
@@ -54,11 +72,33 @@ export function ApiKeysPage() {
           Name
           <input required maxLength={100} value={name} onChange={(e) => { setName(e.target.value); }} placeholder="ci-runner" />
         </label>
+        <label>
+          Expires in days (optional)
+          <input
+            type="number"
+            inputMode="numeric"
+            min={1}
+            max={3650}
+            step={1}
+            value={days}
+            onChange={(e) => { setDays(e.target.value); }}
+            placeholder="never"
+            aria-invalid={daysProblems.length > 0}
+            aria-describedby={daysProblems.length > 0 ? `${id}-days` : undefined}
+          />
+        </label>
         <button type="submit" className="primary" disabled={create.pending}>
           {create.pending && <Spinner label="Creating" />} Create key
         </button>
       </form>
-      <ErrorMessage error={create.error} />
+      {daysProblems.length > 0 && (
+        <div className="error" role="alert" id={`${id}-days`}>
+          {daysProblems.map((text) => (
+            <p key={text}>{text}</p>
+          ))}
+        </div>
+      )}
+      <ErrorMessage error={create.error} shownOnFields={["expiresInDays"]} />
       {created && (
         <div className="reveal" role="status">
           <p>
@@ -89,25 +129,34 @@ export function ApiKeysPage() {
                     <th scope="col">Key</th>
                     <th scope="col">Created</th>
                     <th scope="col">Last used</th>
+                    <th scope="col">Expires</th>
                     <th scope="col">
                       <span className="visually-hidden">Actions</span>
                     </th>
                   </tr>
                 </thead>
                 <tbody>
-                  {keys.data.map((key) => (
-                    <tr key={key.id}>
-                      <td>{key.name}</td>
-                      <td>
-                        <code>{key.keyPrefix}…</code>
-                      </td>
-                      <td title={formatTime(key.createdAt)}>{formatAgo(key.createdAt)}</td>
-                      <td>{key.lastUsedAt ? formatAgo(key.lastUsedAt) : "never"}</td>
-                      <td>
-                        <RevokeButton apiKey={key} onRevoked={keys.reload} />
-                      </td>
-                    </tr>
-                  ))}
+                  {keys.data.map((key) => {
+                    const expiry = formatExpiry(key.expiresAt, now);
+                    return (
+                      <tr key={key.id} className={expiry.expired ? "expired" : undefined} data-expired={expiry.expired}>
+                        <td>{key.name}</td>
+                        <td>
+                          <code>{key.keyPrefix}…</code>
+                        </td>
+                        <td title={formatTime(key.createdAt)}>{formatAgo(key.createdAt)}</td>
+                        <td>{key.lastUsedAt ? formatAgo(key.lastUsedAt) : "never"}</td>
+                        <td title={key.expiresAt ? formatTime(key.expiresAt) : undefined} data-testid="key-expiry">
+                          {key.expiresAt && <time dateTime={key.expiresAt}>{expiry.text}</time>}
+                          {!key.expiresAt && expiry.text}
+                          {expiry.expired && <span className="tag danger">expired</span>}
+                        </td>
+                        <td>
+                          <RevokeButton apiKey={key} onRevoked={keys.reload} />
+                        </td>
+                      </tr>
+                    );
+                  })}
                 </tbody>
               </table>
             </div>

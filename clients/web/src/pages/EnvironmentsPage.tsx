@@ -74,7 +74,7 @@ export function EnvironmentsPage() {
                       </td>
                       <td>v{env.version}</td>
                       <td>
-                        {env.cpu} CPU, {env.memory} MiB
+                        {env.cpu} CPU, {env.memory} MiB, {env.disk} MiB disk{env.runtime !== "runc" && `, ${env.runtime}`}
                       </td>
                       <td title={formatTime(env.updatedAt)}>{formatAgo(env.updatedAt)}</td>
                     </tr>

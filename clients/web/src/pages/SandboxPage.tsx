@@ -12,6 +12,7 @@ import { ExecBox } from "../components/ExecBox";
 import { LifecycleButtons } from "../components/LifecycleButtons";
 import { LogsPane } from "../components/LogsPane";
 import { MetricsPanel } from "../components/MetricsPanel";
+import { SandboxNetwork } from "../components/SandboxNetwork";
 import { TerminalPane } from "../components/TerminalPane";
 import { formatTime } from "../format";
 import { useLoad } from "../hooks";
@@ -98,7 +99,13 @@ function Details({ sandbox }: { sandbox: Sandbox }) {
       <div>
         <dt>resources</dt>
         <dd>
-          {sandbox.cpu} CPU, {sandbox.memory} MiB
+          {sandbox.cpu} CPU, {sandbox.memory} MiB memory, {sandbox.disk} MiB disk
+        </dd>
+      </div>
+      <div>
+        <dt>runtime</dt>
+        <dd>
+          <code>{sandbox.runtime}</code>
         </dd>
       </div>
       <div>
@@ -198,6 +205,10 @@ export function SandboxPage() {
         <section className="panel" aria-labelledby="timeline-title">
           <h2 id="timeline-title">Timeline</h2>
           <Timeline {...timeline} />
+        </section>
+        <section className="panel" aria-labelledby="network-title">
+          <h2 id="network-title">Network</h2>
+          <SandboxNetwork sandbox={sandbox} onChange={(next) => { setData(() => latest.current.merge(next)); }} />
         </section>
         <section className="panel" aria-labelledby="details-title">
           <h2 id="details-title">Details</h2>

@@ -2,8 +2,11 @@
 
 Every service calls `configure_logging(service)` once. Records are one JSON object per line.
 Redaction works at two levels: keys that look like credentials have their values replaced, and
-any string registered through `register_secret()` (e.g. a decrypted secret value held by the
-orchestrator) is masked wherever it appears in a message.
+a string registered through `register_secret(value, scope)` (a decrypted secret value held by the
+orchestrator, scoped to its sandbox) is masked in the records written while that scope is current
+(`redaction_scope`). Scoping and a minimum length keep one tenant from blanking words out of
+other tenants' (or the platform's) log lines with chosen "secrets"; the values kept are bounded in
+number and bytes, oldest evicted first.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import re
 import sys
 import threading
 import traceback
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sbx_common.timeutil import utcnow
@@ -38,20 +44,110 @@ _INLINE_PATTERNS = [
     re.compile(r"(?i)(token=)[^&\s\"']+"),
 ]
 
-_secret_values: set[str] = set()
-_secret_lock = threading.Lock()
+# The scope (a sandbox id) whose registered secret values are masked in records written now.
+redaction_scope: contextvars.ContextVar[str | None] = contextvars.ContextVar("redaction_scope", default=None)
+
+MIN_SECRET_LENGTH = 8
+MAX_SECRET_VALUES = 4096
+MAX_SECRET_BYTES = 4 * 1024 * 1024
 
 
-def register_secret(value: str) -> None:
-    """Mask `value` in every later log line of this process (used for decrypted secrets)."""
-    if len(value) >= 4:
-        with _secret_lock:
-            _secret_values.add(value)
+class SecretRedactor:
+    """Secret values to mask, each tied to a scope, bounded in count and total size.
+
+    A value shorter than `min_length` is not kept (masking it would blank common words); past
+    either bound the oldest registrations are evicted (a value evicted is no longer masked, but
+    it was registered long ago: the orchestrator registers a sandbox's secrets each time it
+    creates its container, so the live ones are the newest).
+    """
+
+    def __init__(
+        self,
+        *,
+        min_length: int = MIN_SECRET_LENGTH,
+        max_values: int = MAX_SECRET_VALUES,
+        max_bytes: int = MAX_SECRET_BYTES,
+    ) -> None:
+        self.min_length = min_length
+        self.max_values = max_values
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, str], int] = OrderedDict()  # (scope, value) -> bytes
+        self._by_scope: dict[str, set[str]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def register(self, scope: str, value: str) -> bool:
+        """Mask `value` in records of `scope` from now on; False if it is too short or too big."""
+        size = len(value.encode())
+        if len(value) < self.min_length or size > self.max_bytes:
+            return False
+        key = (scope, value)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return True
+            self._entries[key] = size
+            self._by_scope.setdefault(scope, set()).add(value)
+            self._bytes += size
+            while len(self._entries) > self.max_values or self._bytes > self.max_bytes:
+                self._drop(*next(iter(self._entries)))
+        return True
+
+    def forget(self, scope: str) -> None:
+        """Stop masking every value of `scope` (its sandbox is gone)."""
+        with self._lock:
+            for value in list(self._by_scope.get(scope, ())):
+                self._drop(scope, value)
+
+    def values(self, scope: str | None) -> list[str]:
+        if scope is None:
+            return []
+        with self._lock:
+            # Longest first, so a value containing another is masked whole.
+            return sorted(self._by_scope.get(scope, ()), key=len, reverse=True)
+
+    def redact(self, text: str, scope: str | None) -> str:
+        for value in self.values(scope):
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+    def _drop(self, scope: str, value: str) -> None:
+        self._bytes -= self._entries.pop((scope, value))
+        values = self._by_scope[scope]
+        values.discard(value)
+        if not values:
+            del self._by_scope[scope]
 
 
-def forget_secret(value: str) -> None:
-    with _secret_lock:
-        _secret_values.discard(value)
+_redactor = SecretRedactor()
+
+
+def register_secret(value: str, scope: str) -> None:
+    """Mask `value` in later log lines of this process written within `scope` (a sandbox id)."""
+    _redactor.register(scope, value)
+
+
+def forget_secrets(scope: str) -> None:
+    _redactor.forget(scope)
+
+
+@contextmanager
+def scoped_redaction(scope: str) -> Iterator[None]:
+    """Records written inside (in this task or thread, and the threads it hands work to with
+    its context) have the secret values registered for `scope` masked."""
+    token = redaction_scope.set(scope)
+    try:
+        yield
+    finally:
+        redaction_scope.reset(token)
 
 
 def redact_text(text: str) -> str:
@@ -60,12 +156,7 @@ def redact_text(text: str) -> str:
             text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
         else:
             text = pattern.sub(REDACTED, text)
-    with _secret_lock:
-        values = list(_secret_values)
-    for value in values:
-        if value in text:
-            text = text.replace(value, REDACTED)
-    return text
+    return _redactor.redact(text, redaction_scope.get())
 
 
 def redact(value: Any, key: str | None = None) -> Any:

@@ -32,6 +32,7 @@ KV_STREAM = f"KV_{subjects.METRICS_BUCKET}"
 ORCHESTRATOR_CONSUMER = "orchestrator__commands"
 REAPER_CONSUMER = "reaper__events"
 LOG_SHIPPER_CONSUMER = "log-shipper__events"
+WEBHOOKS_CONSUMER = "webhooks__events"
 
 INBOX_ROOT = "_INBOX"
 
@@ -133,6 +134,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
             deny_publish=[
                 f"$JS.API.CONSUMER.DELETE.{STREAM_EVT}.{REAPER_CONSUMER}",
                 f"$JS.API.CONSUMER.DELETE.{STREAM_EVT}.{LOG_SHIPPER_CONSUMER}",
+                f"$JS.API.CONSUMER.DELETE.{STREAM_EVT}.{WEBHOOKS_CONSUMER}",
             ],
         ),
         _user(
@@ -175,6 +177,11 @@ SERVICE_USERS: dict[str, NatsUser] = {
             subscribe=[subjects.EVT_ALL],
         ),
         _user(
+            "sbx-webhooks",
+            "reads events (its own durable consumer) to deliver them to webhooks",
+            publish=_durable_consumer(STREAM_EVT, WEBHOOKS_CONSUMER),
+        ),
+        _user(
             "sbx-migrate",
             "declares the streams and the metrics bucket (sbx-migrate)",
             publish=[
@@ -193,6 +200,7 @@ SERVICE_USER_OF: dict[str, str] = {
     "log-shipper": "sbx-log-shipper",
     "reaper": "sbx-reaper",
     "metrics-collector": "sbx-metrics-collector",
+    "webhooks": "sbx-webhooks",
     "migrate": "sbx-migrate",
 }
 

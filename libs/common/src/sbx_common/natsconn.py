@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import DEFAULT_INBOX_PREFIX, Client
 from nats.errors import Error as NatsError
@@ -83,12 +83,20 @@ async def connect(
     return nc
 
 
-async def orchestrator_reaches_docker(nc: Client, wait_seconds: float) -> bool:
-    """Whether an orchestrator answers its health request and reports the Docker engine up."""
+async def orchestrator_health(nc: Client, wait_seconds: float) -> dict[str, Any] | None:
+    """An orchestrator's health answer (`docker`, and the engine's `runtimes` and `diskLimit`
+    while it reaches Docker), or None when none answers."""
     if not nc.is_connected:
-        return False
+        return None
     try:
         reply = await nc.request(subjects.RPC_ORCHESTRATOR_HEALTH, b"{}", timeout=wait_seconds)
-        return bool(json.loads(reply.data).get("docker") == "ok")
+        answer = json.loads(reply.data)
     except (NatsError, TimeoutError, ValueError, AttributeError):
-        return False
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+async def orchestrator_reaches_docker(nc: Client, wait_seconds: float) -> bool:
+    """Whether an orchestrator answers its health request and reports the Docker engine up."""
+    answer = await orchestrator_health(nc, wait_seconds)
+    return answer is not None and answer.get("docker") == "ok"

@@ -12,6 +12,9 @@ class Status(StrEnum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     RESTARTING = "restarting"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    RESUMING = "resuming"
     DESTROYING = "destroying"
     DESTROYED = "destroyed"
     EXPIRED = "expired"
@@ -24,6 +27,9 @@ class Verb(StrEnum):
     STOP = "stop"
     RESTART = "restart"
     DESTROY = "destroy"
+    # Freeze the container's processes (Docker's pause: the cgroup freezer) and thaw them again.
+    PAUSE = "pause"
+    RESUME = "resume"
     # Issued by the reaper only, never by a user: end a sandbox stuck in a transitional status
     # as `failed` with the command's reason. The orchestrator applies it only if the sandbox is
     # still unsettled when the command arrives, and then takes up the API's latest command.
@@ -43,9 +49,19 @@ class Verb(StrEnum):
 
 
 TERMINAL = frozenset({Status.DESTROYED, Status.EXPIRED})
-SETTLED = frozenset({Status.RUNNING, Status.STOPPED, Status.DESTROYED, Status.EXPIRED, Status.FAILED})
+SETTLED = frozenset(
+    {Status.RUNNING, Status.STOPPED, Status.PAUSED, Status.DESTROYED, Status.EXPIRED, Status.FAILED}
+)
 TRANSITIONAL = frozenset(
-    {Status.PENDING, Status.STARTING, Status.STOPPING, Status.RESTARTING, Status.DESTROYING}
+    {
+        Status.PENDING,
+        Status.STARTING,
+        Status.STOPPING,
+        Status.RESTARTING,
+        Status.PAUSING,
+        Status.RESUMING,
+        Status.DESTROYING,
+    }
 )
 
 # The status a sandbox shows as soon as the API accepts a verb.
@@ -55,14 +71,18 @@ TRANSITION_OF = {
     Verb.STOP: Status.STOPPING,
     Verb.RESTART: Status.RESTARTING,
     Verb.DESTROY: Status.DESTROYING,
+    Verb.PAUSE: Status.PAUSING,
+    Verb.RESUME: Status.RESUMING,
 }
 
 # From which statuses each user verb is allowed. "start on running" and "stop on stopped" are
 # answered as no-ops by the API before this table is consulted.
 ALLOWED_FROM: dict[Verb, frozenset[Status]] = {
     Verb.START: frozenset({Status.STOPPED}),
-    Verb.STOP: frozenset({Status.RUNNING, Status.STARTING, Status.PENDING, Status.RESTARTING}),
+    Verb.STOP: frozenset({Status.RUNNING, Status.STARTING, Status.PENDING, Status.RESTARTING, Status.PAUSED}),
     Verb.RESTART: frozenset({Status.RUNNING, Status.STOPPED}),
+    Verb.PAUSE: frozenset({Status.RUNNING}),
+    Verb.RESUME: frozenset({Status.PAUSED}),
     Verb.DESTROY: frozenset(set(Status) - TERMINAL - {Status.DESTROYING}),
 }
 

@@ -18,6 +18,7 @@ from sbx_api.auth.router import router as auth_router
 from sbx_api.config import ApiSettings
 from sbx_api.environments.router import router as environments_router
 from sbx_api.health.router import router as health_router
+from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
 from sbx_api.ratelimit import RateLimiter
 from sbx_api.sandboxes.router import router as sandboxes_router
@@ -25,6 +26,7 @@ from sbx_api.snapshots.router import router as snapshots_router
 from sbx_api.state import AppState
 from sbx_api.streams.router import router as streams_router
 from sbx_api.volumes.router import router as volumes_router
+from sbx_api.webhooks.router import router as webhooks_router
 from sbx_api.webui import install as install_webui
 
 
@@ -71,6 +73,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     # Operations routes are never rate limited; every other route is (RateLimitMiddleware).
     for router in (
         health_router,
+        info_router,
         auth_router,
         api_keys_router,
         environments_router,
@@ -79,6 +82,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         volumes_router,
         streams_router,
         audit_router,
+        webhooks_router,
     ):
         app.include_router(router)
     install_webui(app, settings)

@@ -36,7 +36,16 @@ class ApiSettings(CryptoSettings):
     max_snapshots_per_user: int = Field(default=20, ge=0)  # not deleted
     max_volumes_per_user: int = Field(default=10, ge=0)
     max_volume_mib_per_user: int = Field(default=20480, ge=0)  # sum of the volumes' sizes
+    max_webhooks_per_user: int = Field(default=20, ge=0)
+    # Webhook URLs on loopback, private or link-local addresses are refused (400) unless true
+    # (the webhooks service has the same setting for delivery time).
+    webhook_allow_private: bool = False
     sandbox_create_rate_limit: int = Field(default=30, ge=1)  # creates + replicates per minute
+    # Writable filesystem of a sandbox (MiB) when its environment gives no `disk`.
+    default_disk_mb: int = Field(default=2048, ge=64, le=102400)
+    # Registries on loopback, link-local or private hosts that environments may still use
+    # (comma separated, as written in image references: `localhost:5000,10.0.0.5`).
+    allowed_registries: str = ""
 
     # Streams (SSE, WebSockets, terminal).
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)  # comment line on idle event streams

@@ -11,6 +11,7 @@ from sbx_common.crypto import SecretBox
 
 from sbx_api.config import ApiSettings
 from sbx_api.gauges import BusinessGauges
+from sbx_api.info.offer import EngineOfferCache
 from sbx_api.ratelimit import RateLimiter
 from sbx_api.usage import LocalUsage, UsageCounter
 
@@ -23,5 +24,6 @@ class AppState:
     js: JetStreamContext
     secret_box: SecretBox
     limiter: RateLimiter
+    engine_offer: EngineOfferCache = field(default_factory=EngineOfferCache)
     usage: UsageCounter = field(default_factory=LocalUsage)
     gauges: BusinessGauges = field(default_factory=BusinessGauges)

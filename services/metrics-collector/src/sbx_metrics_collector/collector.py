@@ -49,7 +49,16 @@ logger = logging.getLogger(__name__)
 # Docker answers a stats call at its next collection tick (about a second): the fallback reads
 # many containers in parallel so that a round takes a few ticks, not one per container.
 STATS_THREADS = 32
-STOP_STATUSES = (Status.STOPPING, Status.STOPPED, Status.DESTROYED, Status.FAILED, Status.EXPIRED)
+# A paused sandbox is not sampled either: its numbers do not move while it is frozen, and its
+# `running` event on resume starts the sampling again.
+STOP_STATUSES = (
+    Status.STOPPING,
+    Status.STOPPED,
+    Status.PAUSED,
+    Status.DESTROYED,
+    Status.FAILED,
+    Status.EXPIRED,
+)
 
 
 class Collector:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 from sbx_common.network import parse_cidr
 from sbx_common.settings import CryptoSettings
@@ -32,6 +32,21 @@ class OrchestratorSettings(CryptoSettings):
 
     # --- containers ---
     sandbox_pids_limit: int = Field(default=256, ge=16)
+    # Relative block I/O weight of every sandbox (10-1000; 0: none). Kernels without a weight
+    # controller for the disk (cgroup v1 without CFQ/BFQ) make Docker discard it: logged once.
+    sandbox_blkio_weight: int = Field(default=500, ge=0, le=1000)
+    # Open files per process (soft, hard) and processes per user (RLIMIT_NPROC; root is exempt,
+    # the pids limit above bounds every sandbox whatever its user).
+    sandbox_nofile_soft: int = Field(default=4096, ge=64)
+    sandbox_nofile_hard: int = Field(default=8192, ge=64)
+    sandbox_nproc: int = Field(default=2048, ge=16)
+    # How often the writable layer of each running sandbox is measured against its `disk` limit
+    # (where the engine cannot enforce the limit itself), and how many files one measurement
+    # may visit before it asks Docker for the size instead.
+    disk_check_interval: float = Field(default=2.0, gt=0)
+    disk_walk_max_entries: int = Field(default=200_000, ge=1000)
+    # How long the engine's runtimes and storage driver are remembered before being read again.
+    engine_info_ttl: float = Field(default=30.0, gt=0)
     # Host address the sandboxes' ports are published on (their URLs use `public_host`, which
     # defaults to the same loopback address): only the host itself reaches them unless the
     # operator publishes them wider.
@@ -95,6 +110,12 @@ class OrchestratorSettings(CryptoSettings):
 
     # How often the consumer's pending count is read for /metrics.
     consumer_metrics_interval: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _soft_under_hard(self) -> OrchestratorSettings:
+        if self.sandbox_nofile_soft > self.sandbox_nofile_hard:
+            raise ValueError("SBX_SANDBOX_NOFILE_SOFT must not exceed SBX_SANDBOX_NOFILE_HARD")
+        return self
 
     @field_validator("egress_deny", mode="before")
     @classmethod

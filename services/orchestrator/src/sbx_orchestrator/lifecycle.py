@@ -6,7 +6,11 @@ carries on, start on a running container and stop on a stopped one change nothin
 
 Which commands are carried out (the caller holds the sandbox's lock):
 - a sandbox already `destroyed` or `expired`: nothing, ever again;
-- the reaper's TTL destroy (`reason == "ttl"`): always, ending `expired`;
+- the reaper's TTL command (`reason == "ttl"`: destroy, stop or pause, as the sandbox's
+  `onExpire` says): only while the sandbox's `expires_at` has passed and no TTL stop or pause
+  has spent it (a PATCH may have moved it since the reaper sent the command); a destroy ends
+  `expired`, a stop or pause `stopped` / `paused` with reason "ttl" and spends that
+  `expires_at` (`sandbox_runtime.ttl_applied_for`), so the sandbox shows no `expiresAt`;
 - the reaper's `fail` (a sandbox stuck unsettled): the sandbox becomes `failed` with the
   command's reason, unless it settled meanwhile;
 - an API command: only if it is the sandbox's latest (`sandboxes.last_command_id`). An older
@@ -25,13 +29,14 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import docker.errors
 from sbx_common import labels
 from sbx_common.codes import CommandReason
-from sbx_common.logging import redact_text
+from sbx_common.logging import forget_secrets, redact_text
 from sbx_common.messages import SandboxCommand
 from sbx_common.status import SETTLED, TERMINAL, Status, Verb
 from sbx_common.timeutil import utcnow
@@ -55,6 +60,8 @@ UNDER_WAY = {
     Verb.RESTART: Status.RESTARTING,
     Verb.STOP: Status.STOPPING,
     Verb.DESTROY: Status.DESTROYING,
+    Verb.PAUSE: Status.PAUSING,
+    Verb.RESUME: Status.RESUMING,
 }
 GOAL = {
     Verb.CREATE: Status.RUNNING,
@@ -62,7 +69,17 @@ GOAL = {
     Verb.RESTART: Status.RUNNING,
     Verb.STOP: Status.STOPPED,
     Verb.DESTROY: Status.DESTROYED,
+    Verb.PAUSE: Status.PAUSED,
+    Verb.RESUME: Status.RUNNING,
 }
+# A container that finished this long before the orchestrator lost the engine's event stream
+# ended by itself, not with the engine (the stream breaks first: dockerd closes its API, then
+# stops the containers).
+ENGINE_LOSS_MARGIN = 5.0
+# Recorded statuses whose container must be there, running or frozen.
+ALIVE = frozenset({Status.RUNNING, Status.PAUSED})
+# The verbs the reaper sends when a TTL runs out (the sandbox's `onExpire`).
+EXPIRY_VERBS = frozenset({Verb.DESTROY, Verb.STOP, Verb.PAUSE})
 
 # Docker start errors that no retry can fix (reported as the sandbox's failure reason).
 _PERMANENT_START_ERRORS = {
@@ -73,6 +90,7 @@ _PERMANENT_START_ERRORS = {
     "permission denied": "the command of the environment could not be executed",
 }
 HEALTH_POLL_MAX = 0.5
+DISK_QUOTA_EXCEEDED = "disk quota exceeded"
 SUPERSEDED_CHECK = 1.0  # seconds between looks for a newer command while waiting for health
 
 
@@ -117,7 +135,7 @@ class Job:
 
 
 def is_expiry(command: SandboxCommand) -> bool:
-    return command.verb is Verb.DESTROY and command.reason == CommandReason.TTL
+    return command.verb in EXPIRY_VERBS and command.reason == CommandReason.TTL
 
 
 def exit_outcome(state: ContainerState) -> tuple[Status, str | None, dict[str, Any]]:
@@ -126,6 +144,19 @@ def exit_outcome(state: ContainerState) -> tuple[Status, str | None, dict[str, A
     if state.exit_code == 0:
         return Status.STOPPED, None, data
     return Status.FAILED, state.exit_reason, data
+
+
+def finished_at(info: dict[str, Any]) -> float | None:
+    """Docker's `State.FinishedAt` as epoch seconds (None when it never finished)."""
+    raw = str((info.get("State") or {}).get("FinishedAt") or "")
+    if not raw or raw.startswith("0001-"):
+        return None
+    head, _, fraction = raw.rstrip("Z").partition(".")
+    try:
+        moment = datetime.fromisoformat(f"{head}.{(fraction + '000000')[:6]}+00:00")
+    except ValueError:
+        return None
+    return moment.timestamp()
 
 
 def _docker_message(exc: docker.errors.APIError) -> str:
@@ -180,7 +211,12 @@ class Lifecycle:
             return await self._apply_network(sandbox)
         if command.verb is Verb.SNAPSHOT:
             return Outcome.DONE if await self.storage.snapshot(command, sandbox) else Outcome.FAILED
-        if not is_expiry(command):
+        if is_expiry(command):
+            if not sandbox.ttl_due:
+                return Outcome.STALE
+            if command.verb is not Verb.DESTROY and not await self._ttl_has_work(sandbox, command):
+                return Outcome.DONE
+        else:
             if command.id != sandbox.last_command_id:
                 logger.info(
                     "stale command skipped",
@@ -198,6 +234,10 @@ class Lifecycle:
                 await self._destroy(job)
             elif command.verb is Verb.STOP:
                 await self._stop(job)
+            elif command.verb is Verb.PAUSE:
+                await self._pause(job)
+            elif command.verb is Verb.RESUME:
+                await self._resume(job)
             else:
                 await self._run(job, restart=command.verb is Verb.RESTART)
         except Superseded:
@@ -304,6 +344,10 @@ class Lifecycle:
         fields: dict[str, Any] = {"status": status, "status_reason": reason, **columns}
         if not job.expiring:
             fields["last_command_id"] = job.command.id
+        elif job.command.verb is not Verb.DESTROY and status in SETTLED:
+            fields["ttl_applied_for"] = job.sandbox.expires_at
+            if status is GOAL[job.command.verb]:
+                fields["status_reason"] = reason = CommandReason.TTL
         await self.repository.write_runtime(job.sandbox.id, **fields)
         await self.events.sandbox_event(
             sandbox_id=job.sandbox.id,
@@ -366,8 +410,54 @@ class Lifecycle:
             exit_code=None,
         )
 
+    async def _ttl_has_work(self, sandbox: SandboxRecord, command: SandboxCommand) -> bool:
+        """A TTL stop or pause of a sandbox whose container is not running (stopped, failed, or
+        already paused for a pause) changes nothing: the TTL is only spent, with no event."""
+        info = await self.engine.inspect(labels.container_name(sandbox.id))
+        state = read_state(info) if info is not None else None
+        if state is not None and (state.running or (state.paused and command.verb is Verb.STOP)):
+            return True
+        runtime = sandbox.runtime
+        if runtime is not None:
+            await self.repository.write_runtime(
+                sandbox.id, status=runtime.status, ttl_applied_for=sandbox.expires_at
+            )
+        return False
+
+    async def _pause(self, job: Job) -> None:
+        """Freeze the container (Docker's pause: the cgroup freezer). Its memory, files and
+        network stay as they are; exec and terminals answer `NOT_RUNNING` until it resumes."""
+        info = await self.engine.inspect(job.name)
+        if info is None:
+            raise SandboxFailed("the container was removed outside the platform")
+        state = read_state(info)
+        if state.running:
+            await self.engine.pause(state.id)
+        elif not state.paused:
+            raise ContainerExited(state)
+        await self._record(job, Status.PAUSED)
+
+    async def _resume(self, job: Job) -> None:
+        """Thaw a paused container; it runs on from where it was frozen."""
+        info = await self.engine.inspect(job.name)
+        if info is None:
+            raise SandboxFailed("the container was removed outside the platform")
+        state = read_state(info)
+        if state.paused:
+            await self.engine.unpause(state.id)
+        elif not state.running:
+            raise ContainerExited(state)
+        endpoints = read_endpoints(info, self.settings.public_host)
+        await self._record(
+            job, Status.RUNNING, data={"endpoints": endpoints}, container_id=state.id, endpoints=endpoints
+        )
+
     async def _stop(self, job: Job) -> None:
         info = await self.engine.inspect(job.name)
+        if info is not None and read_state(info).paused:
+            # A frozen process cannot take the SIGTERM of a graceful stop: thaw it first.
+            await self.engine.unpause(str(info["Id"]))
+            info = await self.engine.inspect(job.name)
         if info is not None and read_state(info).running:
             await self.engine.stop(str(info["Id"]), self.settings.stop_timeout)
         await self.guard.release(job.sandbox.id)
@@ -376,16 +466,19 @@ class Lifecycle:
 
     async def _destroy(self, job: Job) -> None:
         info = await self.engine.inspect(job.name)
+        if info is not None and read_state(info).paused:
+            await self.engine.unpause(str(info["Id"]))  # removal kills it: thawed, it can die
         await self.engine.remove(job.name)
         await self.guard.release(job.sandbox.id)
         await self.storage.refresh_usage(job.sandbox)
         columns: dict[str, Any] = {"endpoints": [], "destroyed_at": utcnow()}
-        if info is not None and read_state(info).running:
+        if info is not None and (read_state(info).running or read_state(info).paused):
             columns["stopped_at"] = columns["destroyed_at"]
         if job.expiring:
             await self._record(job, Status.EXPIRED, reason=CommandReason.TTL, **columns)
         else:
             await self._record(job, Status.DESTROYED, **columns)
+        forget_secrets(str(job.sandbox.id))
 
     # --- steps ---
 
@@ -398,9 +491,9 @@ class Lifecycle:
             await self._ensure_image(sandbox.image)
         await self.guard.ensure_network()
         secrets = self.secrets.open_all(
-            sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)
+            sandbox.id, sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)
         )
-        spec = container_spec(sandbox, secrets, self.settings)
+        spec = container_spec(sandbox, secrets, self.settings, await self.engine.features())
         try:
             container_id = await self.engine.create(spec)
         except docker.errors.ImageNotFound:
@@ -473,14 +566,69 @@ class Lifecycle:
 
     # --- what Docker reports ---
 
+    async def recover(self, sandbox_id: uuid.UUID, engine_lost_at: float) -> bool:
+        """After the engine came back: a sandbox recorded `running` or `paused` whose container
+        the engine stopped when it went down (finished after `engine_lost_at`, epoch seconds) is
+        started again, and paused again if it was paused (the freezer and the processes' memory
+        do not survive an engine restart; the files do). The caller holds the lock. False when
+        this does not apply or the container can never start: `observe` then records it."""
+        sandbox = await self.repository.load_sandbox(sandbox_id)
+        runtime = sandbox.runtime if sandbox is not None else None
+        if sandbox is None or runtime is None or runtime.status not in ALIVE:
+            return True
+        info = await self.engine.inspect(labels.container_name(sandbox_id))
+        if info is None:
+            return False
+        container = read_state(info)
+        if container.running or container.paused:
+            return True
+        finished = finished_at(info)
+        if finished is None or finished < engine_lost_at - ENGINE_LOSS_MARGIN:
+            return False
+        try:
+            await self._start(container.id)
+        except SandboxFailed as exc:
+            logger.info("sandbox not restored", extra={"sandboxId": str(sandbox_id), "error": exc.reason})
+            return False
+        except Exception as exc:
+            # The engine is not (yet, or any more) able to: left as recorded for the next
+            # reconcile, which follows the next time the event stream comes back.
+            logger.warning("sandbox restore failed", extra={"sandboxId": str(sandbox_id), "error": repr(exc)})
+            return True
+        started = await self.engine.inspect(container.id)
+        if started is None or not read_state(started).running:
+            return False
+        await self.guard.apply(sandbox_id, started, sandbox.network)
+        if runtime.status is Status.PAUSED:
+            await self.engine.pause(container.id)
+        endpoints = read_endpoints(started, self.settings.public_host)
+        await self.repository.write_runtime(
+            sandbox_id,
+            status=runtime.status,
+            status_reason=runtime.status_reason,
+            container_id=container.id,
+            endpoints=endpoints,
+            started_at=utcnow(),
+        )
+        await self.events.sandbox_event(
+            sandbox_id=sandbox_id,
+            owner_id=sandbox.owner_id,
+            status=runtime.status,
+            reason=runtime.status_reason,
+            data={"endpoints": endpoints, "restored": True},
+        )
+        logger.info("sandbox restored after an engine restart", extra={"sandboxId": str(sandbox_id)})
+        return True
+
     async def observe(self, sandbox_id: uuid.UUID) -> None:
-        """Record a running sandbox whose container ended by itself (caller holds the lock).
+        """Record a running (or paused) sandbox whose container ended by itself or is gone (the
+        caller holds the lock).
 
         Exits the orchestrator caused (stop, restart, destroy) are recognised by the recorded
         status: those commands hold the sandbox's lock and settle before this runs.
         """
         state = await self.repository.load_state(sandbox_id)
-        if state is None or state.runtime is None or state.runtime.status is not Status.RUNNING:
+        if state is None or state.runtime is None or state.runtime.status not in ALIVE:
             return
         info = await self.engine.inspect(labels.container_name(sandbox_id))
         status: Status = Status.FAILED
@@ -489,7 +637,7 @@ class Lifecycle:
         exit_code: int | None = None
         if info is not None:
             container = read_state(info)
-            if container.running:
+            if container.running or container.paused:
                 return
             status, reason, data = exit_outcome(container)
             exit_code = container.exit_code
@@ -505,3 +653,30 @@ class Lifecycle:
         await self.events.sandbox_event(
             sandbox_id=sandbox_id, owner_id=state.owner_id, status=status, reason=reason, data=data
         )
+
+    async def stop_over_quota(self, sandbox_id: uuid.UUID, container_id: str) -> bool:
+        """Stop a running sandbox whose writable layer outgrew its `disk` (caller holds the lock).
+
+        The container is killed at once (a grace period would let it write on), and the sandbox
+        is recorded `stopped` with the reason `disk quota exceeded`, like any other stop: the
+        event is published and its exit is not reported again by the container watcher.
+        """
+        state = await self.repository.load_state(sandbox_id)
+        if state is None or state.runtime is None or state.runtime.status is not Status.RUNNING:
+            return False
+        if state.runtime.container_id not in (None, container_id):
+            return False
+        await self.engine.stop(container_id, grace=0)
+        await self.guard.release(sandbox_id)
+        await self.repository.write_runtime(
+            sandbox_id,
+            status=Status.STOPPED,
+            status_reason=DISK_QUOTA_EXCEEDED,
+            stopped_at=utcnow(),
+            endpoints=[],
+            exit_code=None,
+        )
+        await self.events.sandbox_event(
+            sandbox_id=sandbox_id, owner_id=state.owner_id, status=Status.STOPPED, reason=DISK_QUOTA_EXCEEDED
+        )
+        return True

@@ -16,6 +16,7 @@ from sbx_common.worker import run_worker
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.context import Component, ComponentFactory, OrchestratorContext
 from sbx_orchestrator.engine.container_watcher import ContainerWatcher
+from sbx_orchestrator.engine.disk_watcher import DiskWatcher
 from sbx_orchestrator.messaging.command_consumer import CommandConsumer
 from sbx_orchestrator.messaging.exec_responder import ExecResponder
 from sbx_orchestrator.messaging.health_responder import HealthResponder
@@ -31,6 +32,7 @@ COMPONENTS: tuple[ComponentFactory, ...] = (
     ExecResponder,
     TerminalServer,
     CommandConsumer,
+    DiskWatcher,
 )
 
 

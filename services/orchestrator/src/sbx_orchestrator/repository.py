@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -71,9 +72,14 @@ class SandboxRecord:
     last_command_id: uuid.UUID
     last_command_verb: Verb
     runtime: RuntimeState | None
+    container_runtime: str = "runc"  # the platform's name: "runc" or "gvisor"
+    disk_mib: int = 2048
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
     snapshot_id: uuid.UUID | None = None  # made from this snapshot: runs its image
     volumes: list[VolumeMount] = field(default_factory=list)
+    expires_at: datetime | None = None
+    # Its `expires_at` has passed and no TTL stop or pause has spent it yet.
+    ttl_due: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,13 +118,16 @@ RUNTIME_COLUMNS = frozenset(
         "destroyed_at",
         "exit_code",
         "last_command_id",
+        "ttl_applied_for",
     }
 )
 
 _SANDBOX_QUERY = """
 SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
-       s.last_command_id, s.last_command_verb, s.network, s.snapshot_id, s.volumes,
+       s.last_command_id, s.last_command_verb, s.network, s.snapshot_id, s.volumes, s.expires_at,
+       (s.expires_at <= now() AND r.ttl_applied_for IS DISTINCT FROM s.expires_at) AS ttl_due,
        v.image, v.cpu, v.memory_mib, v.ports, v.env AS version_env, v.command,
+       v.runtime AS container_runtime, v.disk_mib,
        r.status AS runtime_status, r.status_reason, r.last_command_id AS applied_command_id,
        r.container_id, r.endpoints, r.exit_code
 FROM sandboxes s
@@ -179,9 +188,13 @@ class Repository:
             last_command_id=row["last_command_id"],
             last_command_verb=Verb(row["last_command_verb"]),
             runtime=_runtime(row),
+            container_runtime=row["container_runtime"] or "runc",
+            disk_mib=int(row["disk_mib"] or 0),
             network=NetworkPolicy.from_json(row["network"]),
             snapshot_id=row["snapshot_id"],
             volumes=await self._volume_mounts(list(row["volumes"] or [])),
+            expires_at=row["expires_at"],
+            ttl_due=bool(row["ttl_due"]),
         )
 
     async def _volume_mounts(self, entries: list[dict[str, Any]]) -> list[VolumeMount]:
@@ -274,7 +287,8 @@ class Repository:
         """Whether a newer command was recorded for the sandbox, or its TTL ran out (the
         reaper's expiry command is not recorded in the table: it comes on its own)."""
         superseded: bool | None = await self.pool.fetchval(
-            "SELECT last_command_id IS DISTINCT FROM $2 OR expires_at <= now() FROM sandboxes WHERE id = $1",
+            "SELECT last_command_id IS DISTINCT FROM $2 OR active_expires_at <= now()"
+            " FROM sandbox_view WHERE id = $1",
             sandbox_id,
             command_id,
         )

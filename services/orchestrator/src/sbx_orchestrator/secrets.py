@@ -1,7 +1,8 @@
 """Decrypting an environment's secrets just before its container is created.
 
-Each plaintext is registered with the log redactor at once, so it can never appear in a log line
-of this process, and it is handed only to Docker (as an environment variable of the container).
+Each plaintext is registered with the log redactor at once, scoped to its sandbox, so it cannot
+appear in a log line of that sandbox's operations, and it is handed only to Docker (as an
+environment variable of the container).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ class SecretOpener:
             else None
         )
 
-    def open_all(self, environment_id: uuid.UUID, rows: list[SealedSecretRow]) -> dict[str, str]:
+    def open_all(
+        self, sandbox_id: uuid.UUID, environment_id: uuid.UUID, rows: list[SealedSecretRow]
+    ) -> dict[str, str]:
         """Plaintext of every secret, by key. A secret that cannot be decrypted fails the sandbox."""
         if not rows:
             return {}
@@ -38,6 +41,6 @@ class SecretOpener:
                 value = self._box.open(sealed, secret_binding(environment_id, row.key))
             except DecryptionFailed:
                 raise SandboxFailed(f"secret {row.key} could not be decrypted") from None
-            register_secret(value)
+            register_secret(value, str(sandbox_id))
             values[row.key] = value
         return values

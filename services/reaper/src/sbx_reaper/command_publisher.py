@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from datetime import datetime
 
 from nats.js import JetStreamContext
 from sbx_common import subjects
@@ -24,9 +25,10 @@ logger = logging.getLogger(__name__)
 NAMESPACE = uuid.UUID("0f6f2c4e-5b7a-4d0c-9a63-3f1c2f5e7a10")
 
 
-def ttl_command_id(sandbox_id: uuid.UUID) -> uuid.UUID:
-    """The one destroy command a sandbox's TTL ever produces."""
-    return uuid.uuid5(NAMESPACE, f"{sandbox_id}:ttl")
+def ttl_command_id(sandbox_id: uuid.UUID, expires_at: datetime) -> uuid.UUID:
+    """The one command (destroy, stop or pause) one `expires_at` of a sandbox produces; a TTL
+    moved by a PATCH is a new expiry with a command of its own."""
+    return uuid.uuid5(NAMESPACE, f"{sandbox_id}:ttl:{expires_at.timestamp():.6f}")
 
 
 def fail_command_id(command_id: uuid.UUID) -> uuid.UUID:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from sbx_common.status import TERMINAL, TRANSITIONAL, Status
@@ -24,6 +25,27 @@ class Expiry:
     owner_id: uuid.UUID
     status: str
     remaining: float  # seconds until expires_at by the database's clock (negative: overdue)
+    expires_at: datetime
+    on_expire: str  # "destroy" | "stop" | "pause"
+
+
+# `active_expires_at`: the expiry still to enforce (NULL once a TTL stop or pause spent it).
+_EXPIRY_SELECT = (
+    "SELECT id, owner_id, status, on_expire, active_expires_at AS expires_at,"
+    " extract(epoch FROM active_expires_at - now())::float8 AS remaining"
+    " FROM sandbox_view"
+)
+
+
+def _expiry(row: asyncpg.Record) -> Expiry:
+    return Expiry(
+        sandbox_id=row["id"],
+        owner_id=row["owner_id"],
+        status=row["status"],
+        remaining=row["remaining"],
+        expires_at=row["expires_at"],
+        on_expire=row["on_expire"],
+    )
 
 
 @dataclass(frozen=True)
@@ -46,24 +68,19 @@ class SandboxReader:
     async def expiring_within(self, seconds: float) -> list[Expiry]:
         """Sandboxes the TTL applies to whose `expires_at` is at most `seconds` away (or past)."""
         rows = await self._pool.fetch(
-            "SELECT id, owner_id, status, extract(epoch FROM expires_at - now())::float8 AS remaining"
-            " FROM sandbox_view"
-            " WHERE expires_at <= now() + make_interval(secs => $1) AND status <> ALL($2::text[])"
-            " ORDER BY expires_at",
+            _EXPIRY_SELECT
+            + " WHERE active_expires_at <= now() + make_interval(secs => $1) AND status <> ALL($2::text[])"
+            " ORDER BY active_expires_at",
             seconds,
             _values(NO_TTL),
         )
-        return [Expiry(r["id"], r["owner_id"], r["status"], r["remaining"]) for r in rows]
+        return [_expiry(r) for r in rows]
 
     async def expiry_of(self, sandbox_id: uuid.UUID) -> Expiry | None:
         row = await self._pool.fetchrow(
-            "SELECT id, owner_id, status, extract(epoch FROM expires_at - now())::float8 AS remaining"
-            " FROM sandbox_view WHERE id = $1",
-            sandbox_id,
+            _EXPIRY_SELECT + " WHERE id = $1 AND active_expires_at IS NOT NULL", sandbox_id
         )
-        if row is None:
-            return None
-        return Expiry(row["id"], row["owner_id"], row["status"], row["remaining"])
+        return _expiry(row) if row is not None else None
 
     async def unsettled(self, untaken_after: float, stuck_after: float) -> list[Unsettled]:
         """API commands not taken up for `untaken_after` s, or taken up and stuck `stuck_after` s."""

@@ -1,10 +1,12 @@
-"""TTL expiry: in-process timers that publish a destroy command (reason "ttl") when a sandbox's
-`expires_at` passes.
+"""TTL expiry: in-process timers that publish the sandbox's `onExpire` command (destroy, stop or
+pause; reason "ttl") when its `expires_at` passes.
 
 Timers are kept only for sandboxes expiring within `horizon` seconds; the periodic sweep
 schedules the next ones well before they are due (and catches up on those that expired while
 no reaper ran), and events schedule sandboxes created between two sweeps. When a timer fires the
-row is read again, so a sandbox that ended meanwhile is left alone.
+row is read again, so a sandbox that ended meanwhile is left alone, and one whose TTL a PATCH
+moved is armed again for its new time (a shortened TTL is at least 10 s away, more than a sweep
+interval, so the next sweep arms it in time).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from sbx_reaper.command_publisher import CommandPublisher, ttl_command_id
 from sbx_reaper.repository import NO_TTL, Expiry, SandboxReader
 
 logger = logging.getLogger(__name__)
+
+# The command each `onExpire` sends.
+ON_EXPIRE = {"destroy": Verb.DESTROY, "stop": Verb.STOP, "pause": Verb.PAUSE}
 
 
 class TtlTimers:
@@ -87,8 +92,8 @@ class TtlTimers:
                 self.schedule(expiry)
                 return
             command = SandboxCommand(
-                id=ttl_command_id(sandbox_id),
-                verb=Verb.DESTROY,
+                id=ttl_command_id(sandbox_id, expiry.expires_at),
+                verb=ON_EXPIRE.get(expiry.on_expire, Verb.DESTROY),
                 sandbox_id=sandbox_id,
                 owner_id=expiry.owner_id,
                 reason=CommandReason.TTL,

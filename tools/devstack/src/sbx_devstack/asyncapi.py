@@ -59,6 +59,14 @@ class OrchestratorHealth(BaseModel):
     """Reply of `sbx.rpc.orchestrator.health`."""
 
     docker: str = Field(pattern="^(ok|down)$", description="State of the Docker engine.")
+    runtimes: list[str] | None = Field(
+        default=None, description="Container runtimes the engine offers (`runc`, `gvisor`); while it is up."
+    )
+    diskLimit: str | None = Field(  # noqa: N815 (the wire name)
+        default=None,
+        pattern="^(quota|watch)$",
+        description="How a sandbox's `disk` holds there: the engine's quota, or the orchestrator's watch.",
+    )
 
 
 # --- Commands: api and reaper -> orchestrator ------------------------------------------------
@@ -145,6 +153,21 @@ async def track_expiry(event: SandboxEvent) -> None:
 
 @broker.subscriber(
     f"{subjects.EVT_PREFIX}.{{owner_id}}.{{sandbox_id}}.{{status}}",
+    stream=EVT,
+    durable="webhooks__events",
+    pull_sub=PullSub(batch_size=20),
+    title="sbx.evt.{owner_id}.{sandbox_id}.{status}:webhooks",
+    description=(
+        "The webhooks service records a delivery per matching webhook of the owner (before the "
+        "ack), then POSTs the event object, signed, to each (docs/webhooks.md)."
+    ),
+)
+async def deliver_to_webhooks(event: SandboxEvent) -> None:
+    """Record and send the event's webhook deliveries."""
+
+
+@broker.subscriber(
+    f"{subjects.EVT_PREFIX}.{{owner_id}}.{{sandbox_id}}.{{status}}",
     title="sbx.evt.{owner_id}.{sandbox_id}.{status}:metrics-collector",
     description=(
         "The metrics collector reads only the subject (core NATS, no durable): `stopping`, "
@@ -227,10 +250,13 @@ async def open_terminal(request: TerminalOpenRequest) -> TerminalOpenReply:
 @broker.subscriber(
     subjects.RPC_ORCHESTRATOR_HEALTH,
     title="sbx.rpc.orchestrator.health:orchestrator",
-    description="The API's `GET /health` asks whether the orchestrator reaches Docker.",
+    description=(
+        "The API's `GET /health` asks whether the orchestrator reaches Docker; `GET /info` what the"
+        " engine offers."
+    ),
 )
 async def orchestrator_health() -> OrchestratorHealth:
-    """Answers `{"docker": "ok"}` or `{"docker": "down"}`."""
+    """Answers `{"docker": "ok", "runtimes": [...], "diskLimit": ...}` or `{"docker": "down"}`."""
     raise NotImplementedError
 
 
@@ -257,7 +283,7 @@ app = FastStream(
         version="1",
         description=(
             "Subjects, streams and message schemas joining the five services (api, orchestrator, "
-            "log-shipper, reaper, metrics-collector). Generated from `sbx_common` by "
+            "log-shipper, reaper, metrics-collector, webhooks). Generated from `sbx_common` by "
             "`make asyncapi`; see docs/architecture.md."
         ),
     ),

@@ -20,6 +20,7 @@ SERVICES: dict[str, str] = {
     "log-shipper": "sbx-log-shipper",
     "reaper": "sbx-reaper",
     "metrics-collector": "sbx-metrics-collector",
+    "webhooks": "sbx-webhooks",
 }
 
 # Each worker service serves /metrics and /health on its own port (the API on its main port).
@@ -28,6 +29,7 @@ DEFAULT_METRICS_PORTS: dict[str, int] = {
     "log-shipper": 9102,
     "reaper": 9103,
     "metrics-collector": 9104,
+    "webhooks": 9105,
 }
 
 

@@ -2,7 +2,7 @@
 
 Starts embedded servers unless SBX_NATS_URL / SBX_DATABASE_URL point elsewhere, creates
 development-only secrets on first run (kept in the git-ignored `.state/` folder), applies the
-migrations and the stream topology once, then runs the five services as separate processes with
+migrations and the stream topology once, then runs the six services as separate processes with
 prefixed logs. Ctrl-C or SIGTERM stops everything; data in `.state/` survives a restart.
 """
 
@@ -29,7 +29,14 @@ from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 from sbx_devstack.webui import BuildError
 from sbx_devstack.webui import build as build_dashboard
 
-COLOURS = {"api": 36, "orchestrator": 35, "log-shipper": 33, "reaper": 32, "metrics-collector": 34}
+COLOURS = {
+    "api": 36,
+    "orchestrator": 35,
+    "log-shipper": 33,
+    "reaper": 32,
+    "metrics-collector": 34,
+    "webhooks": 31,
+}
 _print_lock = threading.Lock()
 
 

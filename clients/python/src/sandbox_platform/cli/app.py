@@ -39,7 +39,13 @@ volume_app = typer.Typer(help="Volumes: storage that outlives sandboxes.", no_ar
 app.add_typer(env_app, name="env")
 app.add_typer(volume_app, name="volume")
 app.add_typer(secret_app, name="secret")
+webhook_app = typer.Typer(
+    help="Webhooks: your sandbox events POSTed, signed, to a URL.", no_args_is_help=True
+)
+app.add_typer(env_app, name="env")
+app.add_typer(secret_app, name="secret")
 app.add_typer(key_app, name="key")
+app.add_typer(webhook_app, name="webhook")
 
 Json = Annotated[bool, typer.Option("--json", help="Print the API's data as JSON.")]
 Ref = Annotated[
@@ -62,6 +68,14 @@ Allow = Annotated[
     ),
 ]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait at most.")]
+OnExpire = Annotated[
+    str | None,
+    typer.Option(
+        "--on-expire",
+        metavar="destroy|stop|pause",
+        help="What happens when the TTL runs out (default destroy).",
+    ),
+]
 
 
 class _Exit(Exception):
@@ -291,6 +305,81 @@ def key_ls(json: Json = False) -> None:
     )
 
 
+@webhook_app.command("create")
+def webhook_create(
+    url: Annotated[str, typer.Argument(metavar="URL", help="Where to POST the events (http or https).")],
+    event: Annotated[
+        list[str] | None,
+        typer.Option("--event", help="An event type (e.g. sandbox.running), repeatable; default sandbox.*."),
+    ] = None,
+    description: Annotated[str | None, typer.Option("--description", help="What the webhook is for.")] = None,
+    json: Json = False,
+) -> None:
+    """Create a webhook and print its secret (shown only now)."""
+    created = _client().webhooks.create(url, event or ["sandbox.*"], description=description)
+    if json:
+        print_json(created)
+        return
+    output.details(
+        [
+            ("id", created.id),
+            ("url", created.url),
+            ("events", ", ".join(created.events)),
+            ("secret", created.secret),
+        ]
+    )
+
+
+@webhook_app.command("ls")
+def webhook_ls(json: Json = False) -> None:
+    """List your webhooks (never their secrets)."""
+    hooks = list(_client().webhooks.list())
+    if json:
+        print_json(hooks)
+        return
+    output.table(
+        ["ID", "URL", "EVENTS", "CREATED"],
+        [[h.id, h.url, ",".join(h.events), when(h.created_at)] for h in hooks],
+    )
+
+
+@webhook_app.command("rm")
+def webhook_rm(
+    webhook_id: Annotated[str, typer.Argument(metavar="ID", help="The webhook's id.")], json: Json = False
+) -> None:
+    """Delete a webhook: nothing more is delivered to it."""
+    _client().webhooks.delete(webhook_id)
+    if json:
+        print_json({"id": webhook_id, "deleted": True})
+    else:
+        out.print(f"Deleted webhook {webhook_id}")
+
+
+@webhook_app.command("deliveries")
+def webhook_deliveries(
+    webhook_id: Annotated[str, typer.Argument(metavar="ID", help="The webhook's id.")], json: Json = False
+) -> None:
+    """List a webhook's deliveries: one per event, with its attempts."""
+    items = list(_client().webhooks.deliveries(webhook_id))
+    if json:
+        print_json(items)
+        return
+    output.table(
+        ["ID", "EVENT", "STATUS", "ATTEMPTS", "HTTP", "LAST ATTEMPT"],
+        [
+            [
+                d.id,
+                d.event_id,
+                d.status,
+                str(d.attempts),
+                str(d.response_status) if d.response_status is not None else "-",
+                when(d.last_attempt_at) if d.last_attempt_at else "-",
+            ]
+            for d in items
+        ],
+    )
+
+
 @key_app.command("rm")
 def key_rm(
     key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id.")], json: Json = False
@@ -303,7 +392,37 @@ def key_rm(
         out.print(f"Revoked key {key_id}")
 
 
+# ---------------------------------------------------------------- installation
+
+
+@app.command()
+def info(json: Json = False) -> None:
+    """Show what the platform offers: version, container runtimes, features and limits."""
+    about = _client(require_login=False).info()
+    if json:
+        print_json(about)
+        return
+    limits = about.limits
+    output.details(
+        [
+            ("version", about.version),
+            ("runtimes", ", ".join(about.runtimes) or "-"),
+            ("features", ", ".join(about.features) or "-"),
+            (
+                "disk",
+                f"default {limits.default_disk_mib} MiB, {limits.min_disk_mib}-{limits.max_disk_mib} MiB"
+                + (f" ({about.disk_limit})" if about.disk_limit else ""),
+            ),
+        ]
+    )
+
+
 # ---------------------------------------------------------------- environments
+
+Runtime = Annotated[
+    str | None, typer.Option(help="Container runtime: runc (default) or gvisor (see `sbx info`).")
+]
+Disk = Annotated[int | None, typer.Option(help="MiB of writable filesystem per sandbox (64-102400).")]
 
 
 def _show_environment(environment: Environment) -> None:
@@ -315,6 +434,8 @@ def _show_environment(environment: Environment) -> None:
             ("image", environment.image),
             ("cpu", environment.cpu),
             ("memory", f"{environment.memory} MiB"),
+            ("disk", f"{environment.disk} MiB" if environment.disk is not None else "-"),
+            ("runtime", environment.runtime),
             ("ports", ", ".join(_port_text(p) for p in environment.ports) or "-"),
             ("env", " ".join(f"{k}={v}" for k, v in environment.env.items()) or "-"),
             ("command", shlex.join(environment.command) if environment.command else "(the image's)"),
@@ -365,6 +486,8 @@ def env_create(
     ] = None,
     egress: Egress = None,
     allow: Allow = None,
+    runtime: Runtime = None,
+    disk: Disk = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
     json: Json = False,
 ) -> None:
@@ -378,6 +501,8 @@ def env_create(
         env=_pairs(env),
         command=shlex.split(command) if command is not None else None,
         network=_network(egress, allow),
+        runtime=runtime,
+        disk=disk,
     )
     if json:
         print_json(environment)
@@ -385,6 +510,38 @@ def env_create(
         out.print(environment.id)
     else:
         out.print(f"Created environment {environment.name} ({environment.id}), version {environment.version}")
+
+
+@env_app.command("update")
+def env_update(
+    ref: Ref,
+    *,
+    image: Annotated[str | None, typer.Option("--image", help="The container image.")] = None,
+    cpu: Annotated[float | None, typer.Option(help="Cores.")] = None,
+    memory: Annotated[int | None, typer.Option(help="MiB.")] = None,
+    egress: Egress = None,
+    allow: Allow = None,
+    runtime: Runtime = None,
+    disk: Disk = None,
+    json: Json = False,
+) -> None:
+    """Make a new version of an environment with the fields given (the others carried over)."""
+    client = _client()
+    environment = client.environments.update(
+        refs.environment(client, ref).id,
+        image=image,
+        cpu=cpu,
+        memory=memory,
+        network=_network(egress, allow),
+        runtime=runtime,
+        disk=disk,
+    )
+    if json:
+        print_json(environment)
+    else:
+        out.print(
+            f"Updated environment {environment.name} ({environment.id}), now version {environment.version}"
+        )
 
 
 @env_app.command("ls")
@@ -492,6 +649,8 @@ def _show_sandbox(sandbox: Sandbox) -> None:
             ("image", sandbox.image),
             ("cpu", sandbox.cpu),
             ("memory", f"{sandbox.memory} MiB"),
+            ("disk", f"{sandbox.disk} MiB" if sandbox.disk is not None else "-"),
+            ("runtime", sandbox.runtime),
             ("env", " ".join(f"{k}={v}" for k, v in sandbox.env.items()) or "-"),
             ("metadata", " ".join(f"{k}={v}" for k, v in sandbox.metadata.items()) or "-"),
             (
@@ -502,7 +661,7 @@ def _show_sandbox(sandbox: Sandbox) -> None:
             ("created", when(sandbox.created_at)),
             ("started", when(sandbox.started_at)),
             ("stopped", when(sandbox.stopped_at)),
-            ("expires", when(sandbox.expires_at)),
+            ("expires", f"{when(sandbox.expires_at)} (then {sandbox.on_expire})"),
             ("destroyed", when(sandbox.destroyed_at)),
         ]
     )
@@ -555,6 +714,7 @@ def create(
         list[str] | None,
         typer.Option("--metadata", "-m", metavar="K=V", help="Repeatable.", show_default=False),
     ] = None,
+    on_expire: OnExpire = None,
     wait: Wait = True,
     timeout: Timeout = 120.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
@@ -575,6 +735,7 @@ def create(
             ttl_seconds=ttl,
             env=_pairs(env_vars),
             metadata=_pairs(metadata, "--metadata"),
+            on_expire=on_expire,
             wait=wait,
             timeout=timeout,
         )
@@ -627,7 +788,50 @@ def _lifecycle_command(name: str, verb: str, summary: str) -> None:
 _lifecycle_command("start", "start", "Start a stopped sandbox.")
 _lifecycle_command("stop", "stop", "Stop a sandbox.")
 _lifecycle_command("restart", "restart", "Restart a sandbox.")
+_lifecycle_command("pause", "pause", "Pause a running sandbox (processes frozen, memory and files kept).")
+_lifecycle_command("resume", "resume", "Resume a paused sandbox.")
 _lifecycle_command("rm", "destroy", "Destroy a sandbox (its container is removed).")
+
+
+def _updated_output(sandbox: Sandbox, json: bool) -> None:
+    if json:
+        print_json(sandbox)
+    else:
+        expiry = when(sandbox.expires_at) if sandbox.expires_at else "never"
+        out.print(f"{sandbox.name} ({sandbox.id}): expires {expiry} (then {sandbox.on_expire})")
+
+
+@app.command()
+def ttl(
+    ref: Ref,
+    seconds: Annotated[
+        int, typer.Argument(metavar="SECONDS", help="The new TTL, counted from now (10-604800).")
+    ],
+    json: Json = False,
+) -> None:
+    """Set a sandbox's TTL, counted from now."""
+    _updated_output(refs.sandbox(_client(), ref).update(ttl_seconds=seconds), json)
+
+
+@app.command()
+def update(
+    ref: Ref,
+    *,
+    ttl: Annotated[int | None, typer.Option(help="A new TTL in seconds, counted from now.")] = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata", "-m", metavar="K=V", help="Repeatable; replaces all metadata.", show_default=False
+        ),
+    ] = None,
+    clear_metadata: Annotated[bool, typer.Option("--clear-metadata", help="Remove all metadata.")] = False,
+    on_expire: OnExpire = None,
+    json: Json = False,
+) -> None:
+    """Change a sandbox's TTL, metadata or what happens when its TTL runs out."""
+    new_metadata = {} if clear_metadata else (_pairs(metadata, "--metadata") if metadata else None)
+    sandbox = refs.sandbox(_client(), ref).update(ttl_seconds=ttl, metadata=new_metadata, on_expire=on_expire)
+    _updated_output(sandbox, json)
 
 
 @app.command()

@@ -15,7 +15,8 @@ from sbx_common.crypto import SealedSecret
 
 _ENV_WITH_VERSION = (
     "SELECT e.id, e.owner_id, e.name, e.current_version, e.created_at, e.updated_at,"
-    " v.version, v.image, v.cpu, v.memory_mib, v.ports, v.env, v.command, v.network,"
+    " v.version, v.image, v.cpu, v.memory_mib, v.ports, v.env, v.command, v.network, v.runtime,"
+    " v.disk_mib,"
     " v.created_at AS version_created_at"
     " FROM environments e JOIN environment_versions v"
     " ON v.environment_id = e.id AND v.version = e.current_version"
@@ -24,7 +25,7 @@ _ENV_WITH_VERSION = (
 
 _VERSION = (
     "SELECT e.id, e.owner_id, e.name, v.version, v.image, v.cpu, v.memory_mib, v.ports, v.env,"
-    " v.command, v.network, v.created_at AS version_created_at"
+    " v.command, v.network, v.runtime, v.disk_mib, v.created_at AS version_created_at"
     " FROM environments e JOIN environment_versions v"
     " ON v.environment_id = e.id AND v.version = COALESCE($3, e.current_version)"
     " WHERE e.id = $1 AND e.owner_id = $2 AND e.deleted_at IS NULL"
@@ -48,6 +49,8 @@ class EnvironmentVersion:
     command: list[str] | None
     network: dict[str, Any]  # {"egress", "allow"} (sbx_common.network)
     created_at: datetime
+    runtime: str = "runc"
+    disk_mib: int = 2048
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> EnvironmentVersion:
@@ -64,6 +67,8 @@ class EnvironmentVersion:
             command=list(row["command"]) if row["command"] is not None else None,
             network=dict(row["network"]),
             created_at=row["version_created_at"],
+            runtime=row["runtime"],
+            disk_mib=row["disk_mib"],
         )
 
 
@@ -114,11 +119,12 @@ async def insert_environment(
 
 async def insert_version(conn: asyncpg.Connection, environment_id: uuid.UUID, spec: dict[str, Any]) -> None:
     """Add an immutable version row. `spec` holds version, image, cpu, memory, ports, env, command,
-    network."""
+    network, runtime and disk."""
     await conn.execute(
         "INSERT INTO environment_versions"
-        " (environment_id, version, image, cpu, memory_mib, ports, env, command, network)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        " (environment_id, version, image, cpu, memory_mib, ports, env, command, network, runtime,"
+        " disk_mib)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         environment_id,
         spec["version"],
         spec["image"],
@@ -128,6 +134,8 @@ async def insert_version(conn: asyncpg.Connection, environment_id: uuid.UUID, sp
         spec["env"],
         spec["command"],
         spec["network"],
+        spec["runtime"],
+        spec["disk"],
     )
 
 
@@ -177,7 +185,8 @@ async def list_versions(
 ) -> list[asyncpg.Record]:
     """Versions after `after`, oldest first, their fields named as in `VersionOut`."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT version, image, cpu, memory_mib AS memory, ports, env, command, network, created_at"
+        "SELECT version, image, cpu, memory_mib AS memory, ports, env, command, network, runtime,"
+        " disk_mib AS disk, created_at"
         " FROM environment_versions"
         " WHERE environment_id = $1 AND ($2::integer IS NULL OR version > $2) ORDER BY version LIMIT $3",
         environment_id,

@@ -29,6 +29,8 @@ MAX_COMMAND_ARGS = 256
 MAX_COMMAND_ARG_CHARS = 8192
 MAX_SECRET_VALUE_BYTES = 64 * 1024
 MAX_SECRETS_PER_ENVIRONMENT = 100
+MIN_DISK_MIB = 64
+MAX_DISK_MIB = 102400
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SECRET_KEY_PATTERN = r"^[A-Z_][A-Z0-9_]*$"  # noqa: S105 (a pattern, not a secret)
@@ -45,7 +47,7 @@ _IMAGE = re.compile(
 
 def check_image(value: str) -> str:
     if len(value) > 255 or not _IMAGE.match(value):
-        raise ValueError("Enter an image reference such as `nginx:alpine` or `registry:5000/team/app:1.2`.")
+        raise ValueError("Enter an image reference such as `nginx:alpine` or `ghcr.io/team/app:1.2`.")
     return value
 
 
@@ -75,6 +77,21 @@ Cpu = Annotated[
     float, Field(strict=True, allow_inf_nan=False, description="Cores."), AfterValidator(check_cpu)
 ]
 MemoryMiB = Annotated[int, Field(strict=True, ge=MIN_MEMORY_MIB, le=MAX_MEMORY_MIB, description="MiB.")]
+# Which runtimes exist is up to the engine (see /info); the name is checked by the service.
+RuntimeName = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9-]*$"),
+    Field(description="Container runtime: `runc` (default) or `gvisor`, as `GET /info` lists them."),
+]
+DiskMiB = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=MIN_DISK_MIB,
+        le=MAX_DISK_MIB,
+        description="MiB of writable filesystem per sandbox (default: SBX_DEFAULT_DISK_MB).",
+    ),
+]
 EnvName = Annotated[str, StringConstraints(strict=True, pattern=ENV_NAME_PATTERN, max_length=256)]
 EnvValue = Annotated[str, Field(strict=True, max_length=MAX_ENV_VALUE_CHARS), AfterValidator(check_no_nul)]
 EnvMap = Annotated[dict[EnvName, EnvValue], Field(max_length=MAX_ENV_ENTRIES)]
@@ -157,6 +174,8 @@ class CreateEnvironmentRequest(RequestModel):
     env: EnvMap = Field(default_factory=dict)
     command: Command | None = None
     network: NetworkPolicyIn = Field(default_factory=default_network)
+    runtime: RuntimeName = "runc"
+    disk: DiskMiB | None = None
 
 
 class UpdateEnvironmentRequest(RequestModel):
@@ -172,8 +191,10 @@ class UpdateEnvironmentRequest(RequestModel):
     env: EnvMap | None = None
     command: Command | None = None
     network: NetworkPolicyIn | None = None
+    runtime: RuntimeName | None = None
+    disk: DiskMiB | None = None
 
-    @field_validator("image", "cpu", "memory", "ports", "env", "network", mode="before")
+    @field_validator("image", "cpu", "memory", "ports", "env", "network", "runtime", "disk", mode="before")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         # Runs only for fields the body gives: leaving a field out keeps it, null is an error.
@@ -212,6 +233,8 @@ class VersionOut(ApiModel):
     env: dict[str, str]
     command: list[str] | None
     network: NetworkPolicyOut
+    runtime: str
+    disk: int
     created_at: Timestamp
 
 
@@ -226,6 +249,8 @@ class EnvironmentOut(ApiModel):
     env: dict[str, str]
     command: list[str] | None
     network: NetworkPolicyOut
+    runtime: str
+    disk: int
     secrets: list[SecretOut]
     created_at: Timestamp
     updated_at: Timestamp
@@ -242,4 +267,6 @@ def version_fields(spec: Any) -> dict[str, Any]:
         "env": spec.env,
         "command": spec.command,
         "network": spec.network,
+        "runtime": spec.runtime,
+        "disk": spec.disk_mib,
     }

@@ -14,10 +14,11 @@ from typing import Any
 
 import asyncpg
 from sbx_common.crypto import secret_binding
-from sbx_common.errors import Conflict, NotFound, QuotaExceeded
+from sbx_common.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 
 from sbx_api.audit import service as audit
 from sbx_api.environments import repository
+from sbx_api.environments.registries import parse_allowed, refused_registry
 from sbx_api.environments.schemas import (
     MAX_SECRETS_PER_ENVIRONMENT,
     SECRET_KEY_PATTERN,
@@ -29,6 +30,7 @@ from sbx_api.environments.schemas import (
     dump_ports,
     version_fields,
 )
+from sbx_api.info.service import check_runtime
 from sbx_api.pagination import INT4_MAX, PageParams, int_after, split_page, time_id_after, time_id_key
 from sbx_api.state import AppState
 
@@ -82,8 +84,21 @@ async def _locked(conn: asyncpg.Connection, owner_id: uuid.UUID, environment_id:
     return row
 
 
+def check_registry(state: AppState, image: str) -> None:
+    """400 naming `image` when it names a loopback, link-local or private registry the operator
+    did not allow (see registries.py)."""
+    refused = refused_registry(image, parse_allowed(state.settings.allowed_registries))
+    if refused is not None:
+        raise ValidationFailed.for_field(
+            "image",
+            "Images from registries on loopback, link-local or private addresses are not allowed here.",
+        )
+
+
 async def create(state: AppState, owner_id: uuid.UUID, body: CreateEnvironmentRequest) -> EnvironmentOut:
     """Version 1 of a new environment; 409 if the name is taken, 429 over the quota."""
+    check_registry(state, body.image)
+    await check_runtime(state, body.runtime)
     environment_id = uuid.uuid4()
     limit = state.settings.max_environments_per_user
     spec: dict[str, Any] = {
@@ -95,6 +110,8 @@ async def create(state: AppState, owner_id: uuid.UUID, body: CreateEnvironmentRe
         "env": body.env,
         "command": body.command,
         "network": body.network.stored(),
+        "runtime": body.runtime,
+        "disk": body.disk if body.disk is not None else state.settings.default_disk_mb,
     }
     async with (
         _audited(state, owner_id, "environment.create", None) as attempt,
@@ -152,6 +169,10 @@ async def update(
 ) -> EnvironmentOut:
     """Add version N+1: the given fields over the current version. Earlier versions never change."""
     given = body.model_fields_set
+    if "image" in given and body.image is not None:
+        check_registry(state, body.image)
+    if "runtime" in given and body.runtime is not None:
+        await check_runtime(state, body.runtime)
     async with (
         _audited(state, owner_id, "environment.update", environment_id) as attempt,
         state.pool.acquire() as conn,
@@ -159,7 +180,15 @@ async def update(
     ):
         row = await _locked(conn, owner_id, environment_id)
         spec = version_fields(repository.EnvironmentVersion.from_row(row))
-        for field in ("image", "cpu", "memory", "env", "command"):  # only command may be null
+        for field in (
+            "image",
+            "cpu",
+            "memory",
+            "env",
+            "command",
+            "runtime",
+            "disk",
+        ):  # only command may be null
             if field in given:
                 spec[field] = getattr(body, field)
         if "ports" in given and body.ports is not None:

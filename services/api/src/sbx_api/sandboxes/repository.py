@@ -19,8 +19,10 @@ SELECT v.id, v.owner_id, v.name, v.environment_id, v.environment_version, v.stat
        v.status_reason,
        COALESCE((SELECT 'sbx-snapshot-' || n.snapshot_id || ':latest'
                  FROM sandboxes n WHERE n.id = v.id AND n.snapshot_id IS NOT NULL),
-                ev.image) AS image, ev.cpu, ev.memory_mib, v.env, v.metadata, v.endpoints,
-       v.created_at, v.started_at, v.stopped_at, v.expires_at, v.destroyed_at, v.ttl_seconds,
+                ev.image) AS image, ev.cpu, ev.memory_mib, ev.runtime, ev.disk_mib, v.env, v.metadata,
+       v.endpoints,
+       v.created_at, v.started_at, v.stopped_at, v.active_expires_at AS expires_at, v.destroyed_at,
+       v.ttl_seconds, v.on_expire,
        v.last_command_id, v.last_command_verb, v.last_command_at,
        (SELECT n.network FROM sandboxes n WHERE n.id = v.id) AS network
 FROM sandbox_view v
@@ -44,15 +46,18 @@ class SandboxRow:
     image: str
     cpu: float
     memory_mib: int
+    runtime: str
+    disk_mib: int
     env: dict[str, str]
     metadata: dict[str, str]
     endpoints: list[dict[str, Any]]  # [{"containerPort", "hostPort", "url"}]
     created_at: datetime
     started_at: datetime | None
     stopped_at: datetime | None
-    expires_at: datetime
+    expires_at: datetime | None  # None once a TTL stop or pause spent it
     destroyed_at: datetime | None
     ttl_seconds: int
+    on_expire: str
     last_command_id: uuid.UUID
     last_command_verb: str
     last_command_at: datetime
@@ -98,6 +103,7 @@ class NewSandbox:
     replicated_from: uuid.UUID | None = None
     snapshot_id: uuid.UUID | None = None
     volumes: list[dict[str, Any]] = field(default_factory=list)  # [{"volumeId", "mountPath", "readOnly"}]
+    on_expire: str = "destroy"
 
 
 @dataclass(frozen=True)
@@ -176,9 +182,9 @@ async def insert_sandbox(conn: asyncpg.Connection, s: NewSandbox) -> None:
         """
 INSERT INTO sandboxes (id, owner_id, environment_id, environment_version, name, env, metadata,
                        ttl_seconds, expires_at, last_command_id, last_command_verb, replicated_from,
-                       network, snapshot_id, volumes)
+                       network, on_expire, snapshot_id, volumes)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), $9, 'create', $10, $11,
-        $12, $13)""",
+        $12, $13, $14)""",
         s.id,
         s.owner_id,
         s.environment_id,
@@ -190,6 +196,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), 
         s.command_id,
         s.replicated_from,
         s.network,
+        s.on_expire,
         s.snapshot_id,
         s.volumes,
     )
@@ -288,3 +295,28 @@ async def restore_network(
         previous,
     )
     return bool(restored)
+
+
+async def update_settings(
+    conn: asyncpg.Connection,
+    sandbox_id: uuid.UUID,
+    *,
+    ttl_seconds: int | None,
+    metadata: dict[str, str] | None,
+    on_expire: str | None,
+) -> None:
+    """PATCH: a TTL counted from now (a new `expires_at`), metadata replaced, `onExpire`; a None
+    leaves that column as it is."""
+    await conn.execute(
+        """
+UPDATE sandboxes SET
+    ttl_seconds = COALESCE($2::int, ttl_seconds),
+    expires_at = CASE WHEN $2::int IS NULL THEN expires_at ELSE now() + make_interval(secs => $2::int) END,
+    metadata = COALESCE($3::jsonb, metadata),
+    on_expire = COALESCE($4::text, on_expire)
+WHERE id = $1""",
+        sandbox_id,
+        ttl_seconds,
+        metadata,
+        on_expire,
+    )

@@ -29,6 +29,7 @@ from sbx_api.sandboxes.schemas import (
     MetricsOut,
     ReplicateSandboxRequest,
     SandboxOut,
+    UpdateSandboxRequest,
 )
 from sbx_api.schemas import Envelope, PageEnvelope
 from sbx_api.state import AppState
@@ -42,7 +43,9 @@ METADATA_FILTER_PREFIX = "metadata."
 Wait = Annotated[
     bool,
     Query(
-        description="Answer once the sandbox has settled (running, stopped, destroyed, expired or failed)."
+        description=(
+            "Answer once the sandbox has settled (running, stopped, paused, destroyed, expired or failed)."
+        )
     ),
 ]
 WaitTimeout = Annotated[
@@ -81,6 +84,8 @@ def sandbox_out(row: SandboxRow) -> SandboxOut:
         image=row.image,
         cpu=row.cpu,
         memory=row.memory_mib,
+        runtime=row.runtime,
+        disk=row.disk_mib,
         env=row.env,
         metadata=row.metadata,
         endpoints=[Endpoint.model_validate(e) for e in row.endpoints],
@@ -90,6 +95,7 @@ def sandbox_out(row: SandboxRow) -> SandboxOut:
         stopped_at=row.stopped_at,
         expires_at=row.expires_at,
         destroyed_at=row.destroyed_at,
+        on_expire=row.on_expire,
     )
 
 
@@ -249,6 +255,36 @@ async def restart_sandbox(sandbox_id: str, call: Call) -> JSONResponse:
 async def destroy_sandbox(sandbox_id: str, call: Call) -> JSONResponse:
     """Destroy a sandbox (202 `destroying`): its container is removed, then it is `destroyed`."""
     return await _act(Verb.DESTROY, sandbox_id, call)
+
+
+@router.post("/{sandbox_id}/pause", response_model=None, responses=_LIFECYCLE_RESPONSES)
+async def pause_sandbox(sandbox_id: str, call: Call) -> JSONResponse:
+    """Pause a running sandbox (202 `pausing`, then `paused`): its processes are frozen, memory
+    and files kept. Exec and terminals answer 409 `NOT_RUNNING` until it is resumed."""
+    return await _act(Verb.PAUSE, sandbox_id, call)
+
+
+@router.post("/{sandbox_id}/resume", response_model=None, responses=_LIFECYCLE_RESPONSES)
+async def resume_sandbox(sandbox_id: str, call: Call) -> JSONResponse:
+    """Resume a paused sandbox (202 `resuming`, then `running`): it carries on where it was."""
+    return await _act(Verb.RESUME, sandbox_id, call)
+
+
+@router.patch(
+    "/{sandbox_id}",
+    response_model=None,
+    responses={
+        200: {**_SANDBOX, "description": "The sandbox with its new TTL, metadata or onExpire."},
+        409: {"description": "INVALID_STATE: the sandbox is destroyed or expired."},
+    },
+)
+async def update_sandbox(
+    sandbox_id: str, body: UpdateSandboxRequest, state: State, caller: CurrentUser
+) -> JSONResponse:
+    """Change the TTL (`ttlSeconds`, counted from now), replace the metadata, or choose what
+    happens at expiry (`onExpire`: destroy, stop or pause)."""
+    row = await service.update(state, caller, parse_id(sandbox_id), body)
+    return ok(sandbox_out(row).dump())
 
 
 @router.patch(

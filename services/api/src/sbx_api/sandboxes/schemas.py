@@ -11,7 +11,7 @@ Limits that the contract leaves open (documented in the OpenAPI schema through t
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
 from sbx_common.errors import ValidationFailed
@@ -31,6 +31,9 @@ MetadataValue = Annotated[str, StringConstraints(max_length=256)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)]
 SandboxName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 TtlSeconds = Annotated[int, Field(ge=TTL_MIN, le=TTL_MAX, strict=True)]
+# What the reaper does when the TTL runs out: destroy (status `expired`), or stop / pause (status
+# `stopped` / `paused` with reason "ttl", and no `expiresAt` until a PATCH sets a new TTL).
+OnExpire = Literal["destroy", "stop", "pause"]
 
 
 MAX_VOLUME_MOUNTS = 16
@@ -87,6 +90,7 @@ class CreateSandboxRequest(RequestModel):
     env: EnvMap = Field(default_factory=dict)
     metadata: Metadata = Field(default_factory=dict)
     volumes: VolumeMounts = Field(default_factory=list)
+    on_expire: OnExpire = "destroy"
 
     def check(self) -> None:
         """What one field cannot say alone (400 `VALIDATION_ERROR` naming the field)."""
@@ -97,6 +101,15 @@ class CreateSandboxRequest(RequestModel):
                 "environmentVersion", "Not with snapshotId (the snapshot's version is used)."
             )
         _distinct_paths(self.volumes)
+
+
+class UpdateSandboxRequest(RequestModel):
+    """`ttlSeconds` counts from now; `metadata` replaces the sandbox's metadata as a whole;
+    `onExpire` applies from now on. A field left out is left as it is."""
+
+    ttl_seconds: TtlSeconds | None = None
+    metadata: Metadata | None = None
+    on_expire: OnExpire | None = None
 
 
 class ReplicateSandboxRequest(RequestModel):
@@ -160,6 +173,8 @@ class SandboxOut(ApiModel):
     image: str
     cpu: float
     memory: int
+    runtime: str = Field(description="Container runtime of its environment version (`runc`, `gvisor`).")
+    disk: int = Field(description="MiB of writable filesystem.")
     env: dict[str, str]
     metadata: dict[str, str]
     endpoints: list[Endpoint]
@@ -167,8 +182,10 @@ class SandboxOut(ApiModel):
     created_at: Timestamp
     started_at: Timestamp | None
     stopped_at: Timestamp | None
-    expires_at: Timestamp
+    # None once a TTL stop or pause has spent it (until a PATCH sets a new TTL).
+    expires_at: Timestamp | None
     destroyed_at: Timestamp | None
+    on_expire: str
 
 
 class ExecOut(ApiModel):

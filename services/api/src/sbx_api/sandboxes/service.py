@@ -43,7 +43,7 @@ from sbx_api.deps import Caller
 from sbx_api.environments import repository as environments
 from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
 from sbx_api.sandboxes import commands, repository
-from sbx_api.sandboxes.schemas import CreateSandboxRequest, ReplicateSandboxRequest
+from sbx_api.sandboxes.schemas import CreateSandboxRequest, ReplicateSandboxRequest, UpdateSandboxRequest
 from sbx_api.sandboxes.waiting import SettleWatcher
 from sbx_api.snapshots import repository as snapshots
 from sbx_api.snapshots.recording import record_snapshot
@@ -78,6 +78,7 @@ class Draft:
     volumes: list[dict[str, Any]] = field(default_factory=list)
     # Published before the create (a replicate's own snapshot), and taken back with it.
     first: SandboxCommand | None = None
+    on_expire: str = "destroy"
 
 
 Plan = Callable[[asyncpg.Connection, uuid.UUID], Awaitable[Draft]]
@@ -167,6 +168,7 @@ async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wa
             network=version.network,
             snapshot_id=snapshot_id,
             volumes=await volumes.mounts_of(conn, caller.user_id, body.volumes),
+            on_expire=body.on_expire,
         )
 
     return await _make(
@@ -253,6 +255,7 @@ async def _make(
                 replicated_from=source_id,
                 snapshot_id=draft.snapshot_id,
                 volumes=draft.volumes,
+                on_expire=draft.on_expire,
             )
             await _check_quota(state, conn, caller, draft.version)
             await repository.insert_sandbox(conn, new)
@@ -344,6 +347,39 @@ async def update_network(
             withdraw=lambda c: repository.restore_network(c, sandbox_id, network, previous),
         )
         async with state.pool.acquire() as conn:
+            row = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
+        if row is None:
+            raise NotFound("No such sandbox.")
+        return row
+
+
+async def update(
+    state: AppState, caller: Caller, sandbox_id: uuid.UUID, body: UpdateSandboxRequest
+) -> repository.SandboxRow:
+    """PATCH: TTL (from now), metadata, `onExpire`. Nothing to send: the reaper reads the new
+    `expires_at` at its next sweep (a new TTL is at least 10 s away, longer than a sweep), and
+    an expiry it already sent for the old time is refused by the orchestrator, which checks the
+    recorded `expires_at` before it acts."""
+    changed = sorted(body.model_dump(exclude_none=True, by_alias=True))
+    async with audited(state, caller, "sandbox.update", sandbox_id) as attempt:
+        async with state.pool.acquire() as conn, conn.transaction():
+            locked = await repository.lock_sandbox(conn, sandbox_id, caller.user_id)
+            current = await repository.get_sandbox(conn, sandbox_id, caller.user_id) if locked else None
+            if current is None:
+                raise NotFound("No such sandbox.")
+            if current.status in TERMINAL:
+                raise InvalidState(
+                    f"Cannot update a sandbox that is {current.status.value}.",
+                    details={"status": current.status.value, "action": "update"},
+                )
+            await repository.update_settings(
+                conn,
+                sandbox_id,
+                ttl_seconds=body.ttl_seconds,
+                metadata=body.metadata,
+                on_expire=body.on_expire,
+            )
+            await attempt.succeeded(conn, details={"fields": changed})
             row = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
         if row is None:
             raise NotFound("No such sandbox.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sbx_common import labels
+from sbx_common import labels, runtimes
 
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.engine.firewall import network_name
@@ -18,6 +18,16 @@ from sbx_orchestrator.engine.volumes import volume_mount_point
 from sbx_orchestrator.repository import SandboxRecord
 
 MIB = 1024 * 1024
+# The sandbox's `disk` limit in MiB, read back by the disk watcher from the running container.
+DISK_LABEL = "sbx.disk-mib"
+
+
+@dataclass(frozen=True)
+class EngineFeatures:
+    """What the engine can enforce itself (see DockerEngine.features)."""
+
+    storage_quota: bool = False  # `--storage-opt size=` (overlay2 on xfs with pquota)
+    blkio_weight: bool = True  # a block I/O weight controller Docker can write to
 
 
 @dataclass(frozen=True)
@@ -39,13 +49,18 @@ def container_labels(sandbox: SandboxRecord, instance: str) -> dict[str, str]:
         labels.INSTANCE: instance,
         labels.SANDBOX_ID: str(sandbox.id),
         labels.OWNER_ID: str(sandbox.owner_id),
+        DISK_LABEL: str(sandbox.disk_mib),
     }
 
 
 def container_spec(
-    sandbox: SandboxRecord, secrets: dict[str, str], settings: OrchestratorSettings
+    sandbox: SandboxRecord,
+    secrets: dict[str, str],
+    settings: OrchestratorSettings,
+    features: EngineFeatures | None = None,
 ) -> ContainerSpec:
     """The hardened container of a sandbox. Secrets win over plain variables of the same name."""
+    features = features or EngineFeatures()
     memory = sandbox.memory_mib * MIB
     root = settings.volumes_root()
     host: dict[str, Any] = {
@@ -80,7 +95,17 @@ def container_spec(
                 "max-file": str(settings.container_log_max_files),
             },
         },
+        "ulimits": [
+            {"Name": "nofile", "Soft": settings.sandbox_nofile_soft, "Hard": settings.sandbox_nofile_hard},
+            {"Name": "nproc", "Soft": settings.sandbox_nproc, "Hard": settings.sandbox_nproc},
+        ],
     }
+    if sandbox.container_runtime != runtimes.RUNC:
+        host["runtime"] = runtimes.engine_name(sandbox.container_runtime)
+    if settings.sandbox_blkio_weight and features.blkio_weight:
+        host["blkio_weight"] = settings.sandbox_blkio_weight
+    if features.storage_quota and sandbox.disk_mib:
+        host["storage_opt"] = {"size": f"{sandbox.disk_mib}M"}
     return ContainerSpec(
         name=labels.container_name(sandbox.id),
         # A sandbox made from a snapshot runs the snapshot's image with its version's settings.
@@ -98,10 +123,11 @@ class ContainerState:
     """The parts of `docker inspect` the orchestrator acts on."""
 
     id: str
-    running: bool
+    running: bool  # running and not paused
     exit_code: int
     oom_killed: bool
     health: str | None  # "starting" | "healthy" | "unhealthy", None without a HEALTHCHECK
+    paused: bool = False  # running, with its processes frozen
 
     @property
     def exit_reason(self) -> str:
@@ -118,6 +144,7 @@ def read_state(info: dict[str, Any]) -> ContainerState:
         exit_code=int(state.get("ExitCode") or 0),
         oom_killed=bool(state.get("OOMKilled")),
         health=health.get("Status") or None,
+        paused=bool(state.get("Running")) and bool(state.get("Paused")),
     )
 
 

@@ -14,15 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
 import docker.utils
-from sbx_common import labels, telemetry
+from sbx_common import labels, runtimes, telemetry
 
 from sbx_orchestrator.config import OrchestratorSettings
-from sbx_orchestrator.engine.containers import ContainerSpec
+from sbx_orchestrator.engine.containers import ContainerSpec, EngineFeatures
 from sbx_orchestrator.metrics import DOCKER_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,34 @@ T = TypeVar("T")
 
 PING_CACHE_SECONDS = 1.0
 PING_TIMEOUT = 2.0
+GVISOR_CACHE_SIZE = 4096
+# Docker's create warning when the kernel has no block I/O weight controller for the disk.
+_BLKIO_WARNING = "block i/o weight"
+# Docker's create error when `--storage-opt size=` is not available after all (e.g. no pquota).
+_STORAGE_OPT_ERROR = "storage-opt"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What `docker info` says matters to the platform: runtimes and the storage driver."""
+
+    runtimes: list[str]  # the platform's names ("runc", "gvisor")
+    storage_driver: str
+    backing_filesystem: str
+
+    @property
+    def may_limit_storage(self) -> bool:
+        """overlay2 enforces `--storage-opt size=` only on xfs (mounted with pquota)."""
+        return self.storage_driver == "overlay2" and self.backing_filesystem == "xfs"
+
+
+def read_engine_info(info: dict[str, Any]) -> EngineInfo:
+    driver_status = {str(k): str(v) for k, v in (info.get("DriverStatus") or [])}
+    return EngineInfo(
+        runtimes=runtimes.platform_runtimes((info.get("Runtimes") or {}).keys()),
+        storage_driver=str(info.get("Driver") or ""),
+        backing_filesystem=driver_status.get("Backing Filesystem", ""),
+    )
 
 
 def connect_api(settings: OrchestratorSettings, pool_size: int) -> docker.APIClient:
@@ -54,6 +83,13 @@ class DockerEngine:
         self._ping_at = 0.0
         self._ping_ok = False
         self._ping_lock = asyncio.Lock()
+        self._info: EngineInfo | None = None
+        self._info_at = 0.0
+        # Container id -> whether it runs under gVisor (bounded: oldest forgotten first).
+        self._gvisor: dict[str, bool] = {}
+        # Learnt from the engine's answers: None while untried.
+        self._storage_quota_works: bool | None = None
+        self._blkio_weight_works: bool | None = None
 
     @property
     def api(self) -> docker.APIClient:
@@ -112,6 +148,56 @@ class DockerEngine:
     def _ping(self) -> bool:
         return bool(self._connect().ping())
 
+    # --- what the engine offers ---
+
+    async def info(self) -> EngineInfo | None:
+        """The engine's runtimes and storage driver, re-read every `engine_info_ttl` seconds
+        (a runtime registered later, e.g. runsc after a SIGHUP to dockerd, shows up then).
+        None while the engine cannot be reached and nothing is known yet."""
+        if self._info is None or time.monotonic() - self._info_at > self.settings.engine_info_ttl:
+            try:
+                raw: dict[str, Any] = await self.call("info", lambda: self._connect().info())
+            except Exception as exc:
+                logger.warning("docker info failed", extra={"error": repr(exc)})
+                return self._info
+            self._info = read_engine_info(raw)
+            self._info_at = time.monotonic()
+        return self._info
+
+    async def features(self) -> EngineFeatures:
+        """What a new container can ask the engine to enforce."""
+        info = await self.info()
+        return EngineFeatures(
+            storage_quota=bool(info and info.may_limit_storage) and self._storage_quota_works is not False,
+            blkio_weight=self._blkio_weight_works is not False,
+        )
+
+    async def runs_gvisor(self, container_id: str) -> bool:
+        """Whether a container runs under gVisor's runsc (remembered per container)."""
+        if container_id not in self._gvisor:
+            info = await self.inspect(container_id)
+            runtime = ((info or {}).get("HostConfig") or {}).get("Runtime")
+            if len(self._gvisor) >= GVISOR_CACHE_SIZE:
+                del self._gvisor[next(iter(self._gvisor))]
+            self._gvisor[container_id] = runtime == runtimes.engine_name(runtimes.GVISOR)
+        return self._gvisor[container_id]
+
+    async def upper_dir(self, container_id: str) -> str | None:
+        """The host directory holding a container's writable layer (overlay2), else None."""
+        info = await self.inspect(container_id)
+        if info is None:
+            return None
+        upper = ((info.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+        return str(upper) if upper else None
+
+    async def layer_size(self, container_id: str) -> int | None:
+        """Docker's own measure of a container's writable layer (SizeRw, from a list call with
+        `size`: the engine walks the layer), None if the container is gone."""
+        found: list[dict[str, Any]] = await self.call(
+            "list_size", self.api.containers, all=True, size=True, filters={"id": container_id}
+        )
+        return int(found[0].get("SizeRw") or 0) if found else None
+
     # --- images ---
 
     async def has_image(self, image: str) -> bool:
@@ -161,7 +247,7 @@ class DockerEngine:
         return info
 
     async def create(self, spec: ContainerSpec) -> str:
-        def create() -> dict[str, Any]:
+        def create(host: dict[str, Any]) -> dict[str, Any]:
             created: dict[str, Any] = self.api.create_container(
                 spec.image,
                 command=spec.command,
@@ -169,12 +255,34 @@ class DockerEngine:
                 environment=spec.environment,
                 labels=spec.labels,
                 ports=spec.ports or None,
-                host_config=self.api.create_host_config(**spec.host),
+                host_config=self.api.create_host_config(**host),
                 detach=True,
             )
             return created
 
-        return str((await self.call("create", create))["Id"])
+        host = dict(spec.host)
+        try:
+            created = await self.call("create", create, host)
+        except docker.errors.APIError as exc:
+            if "storage_opt" not in host or _STORAGE_OPT_ERROR not in str(exc.explanation or exc).lower():
+                raise
+            # The driver looked able to limit storage but is not (e.g. xfs without pquota): the
+            # disk watcher enforces the limit instead, from now on for every sandbox.
+            logger.warning("storage-opt size is not supported by the engine; disk limits are watched")
+            self._storage_quota_works = False
+            del host["storage_opt"]
+            created = await self.call("create", create, host)
+        else:
+            if "storage_opt" in host:
+                self._storage_quota_works = True
+        warnings = " ".join(str(w) for w in (created.get("Warnings") or [])).lower()
+        if "blkio_weight" in host and _BLKIO_WARNING in warnings and self._blkio_weight_works is not False:
+            self._blkio_weight_works = False
+            logger.warning(
+                "block I/O weight is not supported by this kernel; sandboxes run without one",
+                extra={"warnings": warnings[:300]},
+            )
+        return str(created["Id"])
 
     async def start(self, container_id: str) -> None:
         await self.call("start", self.api.start, container_id)
@@ -185,6 +293,13 @@ class DockerEngine:
             await self.call("stop", self.api.stop, container_id, timeout=grace)
         except docker.errors.NotFound:
             return
+
+    async def pause(self, container_id: str) -> None:
+        """Freeze every process of the container (the cgroup freezer): memory and files stay."""
+        await self.call("pause", self.api.pause, container_id)
+
+    async def unpause(self, container_id: str) -> None:
+        await self.call("unpause", self.api.unpause, container_id)
 
     async def restart(self, container_id: str, grace: int) -> None:
         await self.call("restart", self.api.restart, container_id, timeout=grace)

@@ -4,6 +4,9 @@ capped, the rest read and dropped), its exit code, and killing it with its desce
 The Docker API cannot kill an exec'd process: `ExecRun.kill` kills it by the host PID Docker
 reports, after checking through /proc that the PID belongs to the container, and kills by the
 in-container PIDs with another exec (`in_container.run_inside`) what it may not signal itself.
+Under gVisor the PID Docker reports is runsc's own exec process on the host, not the command:
+there the exec carries a marker variable (`SBX_EXEC_ID`), and the processes (descendants
+included) whose environment holds it are killed from inside.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sbx_common.messages import ExecRequest
 from sbx_orchestrator.engine import in_container
 
 STDOUT, STDERR = 1, 2
+MARKER = "SBX_EXEC_ID"
 
 
 @dataclass
@@ -48,8 +52,16 @@ class Capture:
 class ExecRun:
     """One exec, run in a worker thread; `kill` and `abort` may be called from another thread."""
 
-    def __init__(self, api: docker.APIClient, container_id: str, request: ExecRequest, limit: int) -> None:
+    def __init__(
+        self,
+        api: docker.APIClient,
+        container_id: str,
+        request: ExecRequest,
+        limit: int,
+        marker: str | None = None,
+    ) -> None:
         self.api = api
+        self.marker = marker
         self.container_id = container_id
         self.request = request
         self.stdout = Capture(limit)
@@ -62,12 +74,15 @@ class ExecRun:
 
     def run(self) -> None:
         request = self.request
+        environment = dict(request.env or {})
+        if self.marker is not None:
+            environment[MARKER] = self.marker
         created = self.api.exec_create(
             self.container_id,
             request.command,
             stdout=True,
             stderr=True,
-            environment=request.env or None,
+            environment=environment or None,
             workdir=request.workdir or None,
         )
         self.exec_id = str(created["Id"])
@@ -93,7 +108,7 @@ class ExecRun:
             return False
         pid = int(self.api.exec_inspect(self.exec_id).get("Pid") or 0)
         if pid <= 0 or not in_container.belongs_to(pid, self.container_id):
-            return False
+            return self._kill_marked() if self.marker is not None else False
         denied = []
         for victim in [pid, *_descendants(pid)]:
             try:
@@ -111,6 +126,15 @@ class ExecRun:
         targets = [str(pid) for pid in pids]
         commands = (["kill", "-9", *targets], ["sh", "-c", f"kill -9 {' '.join(targets)}"])
         return in_container.run_inside(self.api, self.container_id, commands)
+
+    def _kill_marked(self) -> bool:
+        """Kill, from inside, every process whose environment holds this exec's marker."""
+        script = (
+            f"for e in /proc/[0-9]*/environ; do"
+            f" if grep -q '{MARKER}={self.marker}' \"$e\" 2>/dev/null; then p=${{e#/proc/}};"
+            f' kill -9 "${{p%/environ}}" 2>/dev/null; fi; done; exit 0'
+        )
+        return in_container.run_inside(self.api, self.container_id, [["/bin/sh", "-c", script]])
 
     def abort(self) -> None:
         """Stop reading the output (unblocks `run`)."""

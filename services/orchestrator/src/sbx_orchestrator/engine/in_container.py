@@ -93,10 +93,22 @@ def terminal_shell_command(session_id: str) -> list[str]:
 
 
 def terminal_hang_up_script(session_id: str) -> str:
-    """SIGHUP to the shell's process group (the shell leads it; without job control its
-    children are in it too), or to the shell alone. PID 1 and below never: `-1` is everyone."""
+    """SIGHUP to every process of the shell's session (the shell leads it, as a hang-up of its
+    terminal would reach them), then to its process group or the shell alone. gVisor passes
+    neither a group signal nor the hang-up of an ended session leader on to the foreground job,
+    so the session's members are found in /proc and signalled one by one. PID 1 and below
+    never: `-1` is everyone."""
     path = terminal_pid_file(session_id)
-    return f'read pid < {path} && [ "$pid" -gt 1 ] && {{ kill -HUP -"$pid" || kill -HUP "$pid"; }}'
+    members = (
+        "for stat in /proc/[0-9]*/stat; do"
+        ' line=$(cat "$stat" 2>/dev/null) || continue; set -- ${line##*) };'
+        ' if [ "$4" = "$pid" ]; then p=${stat#/proc/}; kill -HUP "${p%/stat}" 2>/dev/null; fi;'
+        " done"
+    )
+    return (
+        f'read pid < {path} && [ "$pid" -gt 1 ] && {{ {members};'
+        ' kill -HUP -"$pid" 2>/dev/null || kill -HUP "$pid"; }'
+    )
 
 
 def terminal_end_script(session_id: str) -> str:

@@ -34,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 from sbx_common import subjects, telemetry, topology
 from sbx_common.consumer_lag import start_lag_export
-from sbx_common.logging import redact_text, trace_id_var
+from sbx_common.logging import redact_text, scoped_redaction, trace_id_var
 from sbx_common.messages import SandboxCommand
 from sbx_common.nats_permissions import ORCHESTRATOR_CONSUMER
 
@@ -172,18 +172,22 @@ class CommandConsumer:
             verb = command.verb.value
             token = trace_id_var.set(command.trace_id)
             try:
-                # Continues the trace of the request that published the command (headers).
-                with telemetry.consumer_span(
-                    f"command {verb}",
-                    message.headers,
-                    {
-                        "messaging.system": "nats",
-                        "messaging.destination.name": message.subject,
-                        "sbx.verb": verb,
-                        "sbx.sandbox_id": str(command.sandbox_id),
-                        "sbx.command_id": str(command.id),
-                    },
-                ) as span:
+                # Continues the trace of the request that published the command (headers);
+                # the sandbox's secret values are masked in every record written meanwhile.
+                with (
+                    scoped_redaction(str(command.sandbox_id)),
+                    telemetry.consumer_span(
+                        f"command {verb}",
+                        message.headers,
+                        {
+                            "messaging.system": "nats",
+                            "messaging.destination.name": message.subject,
+                            "sbx.verb": verb,
+                            "sbx.sandbox_id": str(command.sandbox_id),
+                            "sbx.command_id": str(command.id),
+                        },
+                    ) as span,
+                ):
                     outcome = await self._attempt(message, command)
                     span.set_attribute("sbx.outcome", outcome)
             finally:

@@ -29,6 +29,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any
@@ -177,7 +178,9 @@ class ExecResponder:
             api = self.context.engine.api
         except docker.errors.DockerException:
             return _error("UNAVAILABLE", "the container engine did not answer")
-        run = ExecRun(api, container_id, request, self.settings.exec_output_limit)
+        # Under gVisor the exec's host PID is runsc's, not the command's: mark it to find it inside.
+        marker = uuid.uuid4().hex if await self.context.engine.runs_gvisor(container_id) else None
+        run = ExecRun(api, container_id, request, self.settings.exec_output_limit, marker)
         started = time.perf_counter()
         future = loop.run_in_executor(self._executor, run.run)
         timed_out = False

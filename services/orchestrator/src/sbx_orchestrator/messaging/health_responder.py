@@ -1,7 +1,10 @@
 """`sbx.rpc.orchestrator.health`: whether this orchestrator reaches its Docker engine.
 
-Answers `{"docker": "ok" | "down"}` (the API's `/health` asks this); the ping is cached for a
-second, so health checks cost Docker almost nothing. A FastStream core subscriber in the queue
+Answers `{"docker": "ok" | "down", "runtimes": [...], "diskLimit": "quota" | "watch"}` (the
+API's `/health` and `/info` ask this): whether the engine answers, the container runtimes it
+offers (platform names, e.g. `runsc` as `gvisor`) and how a sandbox's `disk` is enforced there.
+The ping is cached for a second and the engine's info for `engine_info_ttl`, so health checks
+cost Docker almost nothing. A FastStream core subscriber in the queue
 group "orchestrator": one orchestrator answers each request.
 """
 
@@ -33,5 +36,11 @@ class HealthResponder:
             await self._subscriber.stop()
 
     async def _answer(self) -> bytes:
-        docker_ok = await self.context.engine.ping()
-        return json.dumps({"docker": "ok" if docker_ok else "down"}).encode()
+        engine = self.context.engine
+        docker_ok = await engine.ping()
+        reply: dict[str, Any] = {"docker": "ok" if docker_ok else "down"}
+        info = await engine.info() if docker_ok else None
+        if info is not None:
+            reply["runtimes"] = info.runtimes
+            reply["diskLimit"] = "quota" if (await engine.features()).storage_quota else "watch"
+        return json.dumps(reply).encode()

@@ -1,0 +1,1 @@
+"""webhooks domain of the API."""

@@ -1,0 +1,1 @@
+"""The webhooks service: delivers sandbox events to the users' webhooks."""
