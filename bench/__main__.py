@@ -14,6 +14,7 @@ MODULES = [
     "bench.terminal",
     "bench.collector",
     "bench.webhooks",
+    "bench.snapvol",
 ]
 
 

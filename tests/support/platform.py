@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import secrets
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ def platform_env(database_url: str, nats_url: str, instance: str = TEST_INSTANCE
         # A name of its own, so that this run's reaper and clean-up never touch containers of
         # another installation on the same Docker engine.
         "SBX_INSTANCE": instance,
+        # Volumes (loop-mounted filesystem images) of this installation only.
+        "SBX_VOLUMES_DIR": str(Path(tempfile.gettempdir()) / f"sbx-volumes-{instance}"),
         # Every test signs up its own users from one IP: the auth limit is raised for the shared
         # platform; the rate-limit tests start an API of their own with the defaults.
         "SBX_AUTH_RATE_LIMIT": "100000",

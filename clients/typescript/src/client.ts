@@ -37,7 +37,11 @@ import type {
   SandboxEvent,
   SandboxStatus,
   Secret,
+  Snapshot,
   User,
+  Volume,
+  VolumeConfig,
+
   Webhook,
   WebhookDelivery,
 } from "./types.js";
@@ -388,6 +392,52 @@ export class SandboxClient {
     return this.lifecycle("POST", `/sandboxes/${seg(id)}/replicate`, options, overrides);
   }
 
+  // Snapshots
+
+  /**
+   * Keep a sandbox's filesystem as it is now (running, paused or stopped; a running sandbox is
+   * frozen only for the moment of the capture). The snapshot is `creating` until its image is
+   * made; create sandboxes from it with `createSandbox({ snapshotId })`.
+   */
+  createSnapshot(sandboxId: string, name?: string): Promise<Snapshot> {
+    return this.call("POST", `/sandboxes/${seg(sandboxId)}/snapshots`, { body: name === undefined ? {} : { name } });
+  }
+
+  /** Every snapshot of the user, newest first (of one sandbox with `sandboxId`). */
+  listSnapshots(filter: { sandboxId?: string } = {}): Promise<Snapshot[]> {
+    return this.collect("/snapshots", { sandboxId: filter.sandboxId });
+  }
+
+  getSnapshot(id: string): Promise<Snapshot> {
+    return this.call("GET", `/snapshots/${seg(id)}`);
+  }
+
+  /** Delete a snapshot and its image (409 while a sandbox made from it is not destroyed). */
+  deleteSnapshot(id: string): Promise<Deleted> {
+    return this.call("DELETE", `/snapshots/${seg(id)}`);
+  }
+
+  // Volumes
+
+  /** A named volume of `sizeMiB` (1-102400, default 1024), a hard limit inside sandboxes. */
+  createVolume(config: VolumeConfig): Promise<Volume> {
+    return this.call("POST", "/volumes", { body: config });
+  }
+
+  listVolumes(): Promise<Volume[]> {
+    return this.collect("/volumes");
+  }
+
+  /** One volume, with the bytes in use and the sandboxes that mount it (`attachedTo`). */
+  getVolume(id: string): Promise<Volume> {
+    return this.call("GET", `/volumes/${seg(id)}`);
+  }
+
+  /** Delete a volume and its data (409 while a sandbox that is not destroyed mounts it). */
+  deleteVolume(id: string): Promise<Deleted> {
+    return this.call("DELETE", `/volumes/${seg(id)}`);
+  }
+
   /** Stored log lines, oldest first. */
   getLogs(id: string, options: LogOptions = {}): Promise<LogLine[]> {
     return this.call("GET", `/sandboxes/${seg(id)}/logs`, { query: { tail: options.tail, since: options.since } });
@@ -552,9 +602,9 @@ export class SandboxClient {
     } while (cursor !== undefined);
   }
 
-  private async collect<T>(path: string): Promise<T[]> {
+  private async collect<T>(path: string, query: Record<string, QueryValue> = {}): Promise<T[]> {
     const all: T[] = [];
-    for await (const item of this.paginate<T>(path)) all.push(item);
+    for await (const item of this.paginate<T>(path, query)) all.push(item);
     return all;
   }
 

@@ -49,6 +49,14 @@ export type Sandbox = Omit<Schemas["SandboxOut"], "status"> & { status: SandboxS
 export type Endpoint = Schemas["Endpoint"];
 export type SandboxConfig = Schemas["CreateSandboxRequest"];
 export type ReplicateOverrides = Schemas["ReplicateSandboxRequest"];
+/** A volume mounted into a sandbox (`volumes` of `createSandbox` and `replicateSandbox`). */
+export type VolumeMount = Schemas["VolumeMountIn"];
+
+/** A sandbox's filesystem kept as an image: `creating`, then `ready` or `failed`. */
+export type Snapshot = Schemas["SnapshotOut"];
+export type Volume = Schemas["VolumeOut"];
+export type VolumeConfig = Schemas["CreateVolumeRequest"];
+
 /** `updateSandbox`: `ttlSeconds` (from now), `metadata` (replaces), `onExpire`. */
 export type SandboxPatch = Schemas["UpdateSandboxRequest"];
 

@@ -28,7 +28,10 @@ from sandbox_platform.models import (
     NetworkPolicy,
     Port,
     Secret,
+    Snapshot,
     User,
+    Volume,
+    VolumeMount,
     Webhook,
     WebhookDelivery,
 )
@@ -41,6 +44,7 @@ ACTIONS = ("start", "stop", "restart")
 EXEC_DEFAULT_TIMEOUT = 30.0
 
 PortLike = Port | int | Mapping[str, int]
+VolumeMountLike = VolumeMount | Mapping[str, Any]
 NetworkLike = NetworkPolicy | Mapping[str, Any]
 
 
@@ -240,6 +244,29 @@ def sandbox_body(
     return body
 
 
+def volumes_body(volumes: Sequence[VolumeMountLike]) -> list[dict[str, Any]]:
+    """Volume mounts as the API takes them (`{"volumeId", "mountPath", "readOnly"}`)."""
+    out: list[dict[str, Any]] = []
+    for mount in volumes:
+        if isinstance(mount, VolumeMount):
+            out.append(
+                {"volumeId": mount.volume_id, "mountPath": mount.mount_path, "readOnly": mount.read_only}
+            )
+        else:
+            out.append(dict(mount))
+    return out
+
+
+def parse_volume_spec(spec: str) -> dict[str, Any]:
+    """`ID:/path[:ro]` (the CLI's `--volume`) as a volume mount."""
+    volume_id, sep, rest = spec.partition(":")
+    if not sep or not volume_id or not rest:
+        raise ValueError(f"expected ID:/path[:ro], got {spec!r}")
+    read_only = rest.endswith(":ro")
+    path = rest[: -len(":ro")] if read_only else rest.removesuffix(":rw")
+    return {"volumeId": volume_id, "mountPath": path, "readOnly": read_only}
+
+
 def _lifecycle(method: str, path: str, wait: float | None, body: Any = None) -> Call[dict[str, Any]]:
     params, read_timeout = server_wait(wait)
     return Call(
@@ -344,6 +371,44 @@ def sandbox_logs(sandbox_id: str, tail: int | None, since: int | None) -> Call[l
 
 def sandbox_metrics(sandbox_id: str) -> Call[Metrics]:
     return Call("GET", f"/sandboxes/{_id(sandbox_id)}/metrics", _model(Metrics))
+
+
+def create_snapshot(sandbox_id: str, name: str | None) -> Call[Snapshot]:
+    body: dict[str, Any] = {} if name is None else {"name": name}
+    return Call(
+        "POST", f"/sandboxes/{_id(sandbox_id)}/snapshots", _model(Snapshot), body=body, retry=Retry.ONCE
+    )
+
+
+def list_snapshots(sandbox_id: str | None, limit: int | None) -> Call[Snapshot]:
+    return Call("GET", "/snapshots", _model(Snapshot), params={"sandboxId": sandbox_id, "limit": limit})
+
+
+def get_snapshot(snapshot_id: str) -> Call[Snapshot]:
+    return Call("GET", f"/snapshots/{_id(snapshot_id)}", _model(Snapshot))
+
+
+def delete_snapshot(snapshot_id: str) -> Call[None]:
+    return Call("DELETE", f"/snapshots/{_id(snapshot_id)}", _none, retry=Retry.ONCE)
+
+
+def create_volume(name: str, size_mib: int | None) -> Call[Volume]:
+    body: dict[str, Any] = {"name": name}
+    if size_mib is not None:
+        body["sizeMiB"] = size_mib
+    return Call("POST", "/volumes", _model(Volume), body=body, retry=Retry.ONCE)
+
+
+def list_volumes(limit: int | None) -> Call[Volume]:
+    return Call("GET", "/volumes", _model(Volume), params={"limit": limit})
+
+
+def get_volume(volume_id: str) -> Call[Volume]:
+    return Call("GET", f"/volumes/{_id(volume_id)}", _model(Volume))
+
+
+def delete_volume(volume_id: str) -> Call[None]:
+    return Call("DELETE", f"/volumes/{_id(volume_id)}", _none, retry=Retry.ONCE)
 
 
 def list_audit(limit: int | None) -> Call[AuditEvent]:

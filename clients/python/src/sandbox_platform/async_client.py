@@ -15,7 +15,7 @@ from pydantic import PrivateAttr
 from sandbox_platform import _routes as routes
 from sandbox_platform._async_streams import AsyncStream, AsyncTerminal, Opening, events, log_lines, wait_for
 from sandbox_platform._core import ClientConfig, RetryPolicy
-from sandbox_platform._routes import NetworkLike, PortLike
+from sandbox_platform._routes import NetworkLike, PortLike, VolumeMountLike
 from sandbox_platform._transport import AsyncTransport
 from sandbox_platform.client import DEFAULT_WAIT_TIMEOUT, UNSET
 from sandbox_platform.errors import NotFoundError
@@ -35,7 +35,9 @@ from sandbox_platform.models import (
     Metrics,
     SandboxInfo,
     Secret,
+    Snapshot,
     User,
+    Volume,
     Webhook,
     WebhookDelivery,
     wanted_statuses,
@@ -71,6 +73,10 @@ class AsyncClient:
         self.environments = AsyncEnvironments(self)
         #: Sandboxes made from environments.
         self.sandboxes = AsyncSandboxes(self)
+        #: Snapshots of sandboxes' filesystems.
+        self.snapshots = AsyncSnapshots(self)
+        #: Volumes: storage that outlives sandboxes.
+        self.volumes = AsyncVolumes(self)
         #: The current user's audit trail.
         self.audit = AsyncAudit(self)
         #: Webhooks: the user's sandbox events POSTed, signed, to a URL.
@@ -284,9 +290,11 @@ class AsyncSandboxes(_AsyncResource):
 
     def create(
         self,
-        environment_id: str,
+        environment_id: str | None = None,
         *,
         environment_version: int | None = None,
+        snapshot_id: str | None = None,
+        volumes: Sequence[VolumeMountLike] | None = None,
         name: str | None = None,
         ttl_seconds: int | None = None,
         env: Mapping[str, str] | None = None,
@@ -301,7 +309,13 @@ class AsyncSandboxes(_AsyncResource):
         `sandbox = await client.sandboxes.create(...)`, or `async with client.sandboxes.create(...)
         as sandbox:` to destroy it at the end of the block."""
         body = routes.sandbox_body(name, ttl_seconds, env, metadata)
-        body["environmentId"] = environment_id
+        # From an environment, or (`snapshot_id`) from a snapshot's files.
+        if environment_id is not None:
+            body["environmentId"] = environment_id
+        if snapshot_id is not None:
+            body["snapshotId"] = snapshot_id
+        if volumes:
+            body["volumes"] = routes.volumes_body(volumes)
         if on_expire is not None:
             body["onExpire"] = on_expire
         if environment_version is not None:
@@ -334,6 +348,44 @@ class AsyncSandboxes(_AsyncResource):
         if wait:
             await sandbox._follow_up(timeout - (time.monotonic() - started))
         return sandbox
+
+
+class AsyncSnapshots(_AsyncResource):
+    """Snapshots: sandboxes' filesystems kept as images (`AsyncSandbox.snapshot()` takes one)."""
+
+    def list(self, *, sandbox_id: str | None = None, limit: int | None = None) -> AsyncIterator[Snapshot]:
+        """Every snapshot of the user (of one sandbox with `sandbox_id`), newest first."""
+        return self._transport.iterate(routes.list_snapshots(sandbox_id, limit))
+
+    async def get(self, snapshot_id: str) -> Snapshot:
+        """One snapshot."""
+        return await self._transport.request(routes.get_snapshot(snapshot_id))
+
+    async def delete(self, snapshot_id: str) -> None:
+        """Delete a snapshot and its image (`ConflictError` while a sandbox made from it is not
+        destroyed)."""
+        await self._transport.request(routes.delete_snapshot(snapshot_id))
+
+
+class AsyncVolumes(_AsyncResource):
+    """Volumes: named storage that outlives sandboxes, mounted with `volumes=` on create."""
+
+    async def create(self, name: str, *, size_mib: int | None = None) -> Volume:
+        """A new volume of `size_mib` MiB (1-102400, default 1024), a hard limit inside sandboxes."""
+        return await self._transport.request(routes.create_volume(name, size_mib))
+
+    def list(self, *, limit: int | None = None) -> AsyncIterator[Volume]:
+        """Every volume of the user, newest first."""
+        return self._transport.iterate(routes.list_volumes(limit))
+
+    async def get(self, volume_id: str) -> Volume:
+        """One volume, with the bytes in use and the sandboxes that mount it."""
+        return await self._transport.request(routes.get_volume(volume_id))
+
+    async def delete(self, volume_id: str) -> None:
+        """Delete a volume and its data (`ConflictError` while a sandbox that is not destroyed
+        mounts it)."""
+        await self._transport.request(routes.delete_volume(volume_id))
 
 
 class AsyncAudit(_AsyncResource):
@@ -435,13 +487,25 @@ class AsyncSandbox(SandboxInfo):
         env: Mapping[str, str] | None = None,
         ttl_seconds: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        with_filesystem: bool = False,
+        volumes: Sequence[VolumeMountLike] | None = None,
         wait: bool = True,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> AsyncSandbox:
-        """A new sandbox with this one's environment version and env (`env` merged over it)."""
+        """A new sandbox with this one's environment version and env (`env` merged over it);
+        with `with_filesystem`, it starts with this sandbox's files as they are now."""
         body = routes.sandbox_body(name, ttl_seconds, env, metadata)
+        if with_filesystem:
+            body["withFilesystem"] = True
+        if volumes:
+            body["volumes"] = routes.volumes_body(volumes)
         call = routes.replicate_sandbox(self.id, body, timeout if wait else None)
         return await self._client.sandboxes._settle(call, wait, timeout)
+
+    async def snapshot(self, name: str | None = None) -> Snapshot:
+        """Keep this sandbox's filesystem as it is now (a running sandbox is frozen only for
+        the moment of the capture); the snapshot is `creating` until its image is made."""
+        return await self._transport.request(routes.create_snapshot(self.id, name))
 
     async def update_network(self, egress: str, allow: Sequence[str] | None = None) -> AsyncSandbox:
         """Change what the sandbox may reach (`egress` "internet", "none" or "allowlist" with

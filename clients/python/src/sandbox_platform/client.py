@@ -13,7 +13,7 @@ from pydantic import PrivateAttr
 
 from sandbox_platform import _routes as routes
 from sandbox_platform._core import ClientConfig, RetryPolicy
-from sandbox_platform._routes import NetworkLike, PortLike
+from sandbox_platform._routes import NetworkLike, PortLike, VolumeMountLike
 from sandbox_platform._sync_streams import Stream, Terminal, events, log_lines, wait_for
 from sandbox_platform._transport import SyncTransport
 from sandbox_platform.errors import NotFoundError
@@ -33,7 +33,9 @@ from sandbox_platform.models import (
     Metrics,
     SandboxInfo,
     Secret,
+    Snapshot,
     User,
+    Volume,
     Webhook,
     WebhookDelivery,
     wanted_statuses,
@@ -82,6 +84,10 @@ class Client:
         self.environments = Environments(self)
         #: Sandboxes made from environments.
         self.sandboxes = Sandboxes(self)
+        #: Snapshots of sandboxes' filesystems.
+        self.snapshots = Snapshots(self)
+        #: Volumes: storage that outlives sandboxes.
+        self.volumes = Volumes(self)
         #: The current user's audit trail.
         self.audit = Audit(self)
         #: Webhooks: the user's sandbox events POSTed, signed, to a URL.
@@ -288,9 +294,11 @@ class Sandboxes(_Resource):
 
     def create(
         self,
-        environment_id: str,
+        environment_id: str | None = None,
         *,
         environment_version: int | None = None,
+        snapshot_id: str | None = None,
+        volumes: Sequence[VolumeMountLike] | None = None,
         name: str | None = None,
         ttl_seconds: int | None = None,
         env: Mapping[str, str] | None = None,
@@ -304,7 +312,13 @@ class Sandboxes(_Resource):
 
         `with client.sandboxes.create(...) as sandbox:` destroys it at the end of the block."""
         body = routes.sandbox_body(name, ttl_seconds, env, metadata)
-        body["environmentId"] = environment_id
+        # From an environment, or (`snapshot_id`) from a snapshot's files.
+        if environment_id is not None:
+            body["environmentId"] = environment_id
+        if snapshot_id is not None:
+            body["snapshotId"] = snapshot_id
+        if volumes:
+            body["volumes"] = routes.volumes_body(volumes)
         if on_expire is not None:
             body["onExpire"] = on_expire
         if environment_version is not None:
@@ -334,6 +348,44 @@ class Sandboxes(_Resource):
         if wait:
             sandbox._follow_up(timeout - (time.monotonic() - started))
         return sandbox
+
+
+class Snapshots(_Resource):
+    """Snapshots: sandboxes' filesystems kept as images (`Sandbox.snapshot()` takes one)."""
+
+    def list(self, *, sandbox_id: str | None = None, limit: int | None = None) -> Iterator[Snapshot]:
+        """Every snapshot of the user (of one sandbox with `sandbox_id`), newest first."""
+        return self._transport.iterate(routes.list_snapshots(sandbox_id, limit))
+
+    def get(self, snapshot_id: str) -> Snapshot:
+        """One snapshot."""
+        return self._transport.request(routes.get_snapshot(snapshot_id))
+
+    def delete(self, snapshot_id: str) -> None:
+        """Delete a snapshot and its image (`ConflictError` while a sandbox made from it is not
+        destroyed)."""
+        self._transport.request(routes.delete_snapshot(snapshot_id))
+
+
+class Volumes(_Resource):
+    """Volumes: named storage that outlives sandboxes, mounted with `volumes=` on create."""
+
+    def create(self, name: str, *, size_mib: int | None = None) -> Volume:
+        """A new volume of `size_mib` MiB (1-102400, default 1024), a hard limit inside sandboxes."""
+        return self._transport.request(routes.create_volume(name, size_mib))
+
+    def list(self, *, limit: int | None = None) -> Iterator[Volume]:
+        """Every volume of the user, newest first."""
+        return self._transport.iterate(routes.list_volumes(limit))
+
+    def get(self, volume_id: str) -> Volume:
+        """One volume, with the bytes in use and the sandboxes that mount it."""
+        return self._transport.request(routes.get_volume(volume_id))
+
+    def delete(self, volume_id: str) -> None:
+        """Delete a volume and its data (`ConflictError` while a sandbox that is not destroyed
+        mounts it)."""
+        self._transport.request(routes.delete_volume(volume_id))
 
 
 class Audit(_Resource):
@@ -436,14 +488,25 @@ class Sandbox(SandboxInfo):
         env: Mapping[str, str] | None = None,
         ttl_seconds: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        with_filesystem: bool = False,
+        volumes: Sequence[VolumeMountLike] | None = None,
         wait: bool = True,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> Sandbox:
         """A new sandbox with this one's environment version and env (`env` merged over it)."""
         body = routes.sandbox_body(name, ttl_seconds, env, metadata)
+        if with_filesystem:
+            body["withFilesystem"] = True  # the copy starts with this sandbox's files as they are now
+        if volumes:
+            body["volumes"] = routes.volumes_body(volumes)
         return self._client.sandboxes._settle(
             routes.replicate_sandbox(self.id, body, timeout if wait else None), wait, timeout
         )
+
+    def snapshot(self, name: str | None = None) -> Snapshot:
+        """Keep this sandbox's filesystem as it is now (a running sandbox is frozen only for
+        the moment of the capture); the snapshot is `creating` until its image is made."""
+        return self._transport.request(routes.create_snapshot(self.id, name))
 
     def update_network(self, egress: str, allow: Sequence[str] | None = None) -> Sandbox:
         """Change what the sandbox may reach (`egress` "internet", "none" or "allowlist" with

@@ -138,6 +138,39 @@ class EnvironmentVersion(Model):
     created_at: Timestamp
 
 
+class Snapshot(Model):
+    """A sandbox's filesystem kept as an image: `status` is `creating`, then `ready` or `failed`."""
+
+    id: str
+    name: str
+    sandbox_id: str
+    environment_id: str
+    environment_version: int
+    status: str
+    status_reason: str | None = None
+    size_bytes: int = 0
+    created_at: Timestamp
+
+
+class Volume(Model):
+    """Named storage that outlives sandboxes; `size_mib` is a hard limit inside the sandbox."""
+
+    id: str
+    name: str
+    size_mib: int = Field(alias="sizeMiB")
+    used_bytes: int = 0
+    created_at: Timestamp
+    attached_to: list[str] = Field(default_factory=list)
+
+
+class VolumeMount(Model):
+    """A volume mounted into a sandbox at `mount_path` (absolute), read-write unless `read_only`."""
+
+    volume_id: str
+    mount_path: str
+    read_only: bool = False
+
+
 class Environment(Model):
     """An environment at its current version: image, limits (`cpu` cores, `memory` MiB, `disk`
     MiB of writable filesystem), container `runtime`, ports, plain `env`, `command`, and the keys

@@ -378,7 +378,8 @@ export interface paths {
         put?: never;
         /**
          * Create Sandbox
-         * @description Create a sandbox from an environment (its current version unless one is named).
+         * @description Create a sandbox from an environment (its current version unless one is named), or from
+         *     a snapshot (`snapshotId`: its files, with its environment version's settings).
          */
         post: operations["create_sandbox_sandboxes_post"];
         delete?: never;
@@ -614,6 +615,119 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create Snapshot
+         * @description Keep the sandbox's filesystem as it is now (running, paused or stopped; a running
+         *     sandbox is frozen only for the moment of the capture).
+         */
+        post: operations["create_snapshot_sandboxes__sandbox_id__snapshots_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Snapshots
+         * @description The caller's snapshots, newest first (of one sandbox with `sandboxId`).
+         */
+        get: operations["list_snapshots_snapshots_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/snapshots/{snapshot_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Snapshot
+         * @description One snapshot.
+         */
+        get: operations["get_snapshot_snapshots__snapshot_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete Snapshot
+         * @description Delete a snapshot and its image.
+         */
+        delete: operations["delete_snapshot_snapshots__snapshot_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/volumes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Volumes
+         * @description The caller's volumes, newest first.
+         */
+        get: operations["list_volumes_volumes_get"];
+        put?: never;
+        /**
+         * Create Volume
+         * @description A named volume of `sizeMiB` (1-102400, default 1024); mount it with `volumes` on create.
+         */
+        post: operations["create_volume_volumes_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/volumes/{volume_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Volume
+         * @description One volume, with the bytes in use and the sandboxes that mount it.
+         */
+        get: operations["get_volume_volumes__volume_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete Volume
+         * @description Delete a volume and its data.
+         */
+        delete: operations["delete_volume_volumes__volume_id__delete"];
         options?: never;
         head?: never;
         patch?: never;
@@ -880,15 +994,18 @@ export interface components {
             /** Disk */
             disk?: number | null;
         };
-        /** CreateSandboxRequest */
+        /**
+         * CreateSandboxRequest
+         * @description From an environment (`environmentId`, its current version unless one is named) or from a
+         *     snapshot (`snapshotId`: the snapshot's files with its environment version's settings).
+         */
         CreateSandboxRequest: {
-            /**
-             * Environmentid
-             * Format: uuid
-             */
-            environmentId: string;
+            /** Environmentid */
+            environmentId?: string | null;
             /** Environmentversion */
             environmentVersion?: number | null;
+            /** Snapshotid */
+            snapshotId?: string | null;
             /** Name */
             name?: string | null;
             /**
@@ -904,12 +1021,35 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             };
+            /** Volumes */
+            volumes?: components["schemas"]["VolumeMountIn"][];
             /**
              * Onexpire
              * @default destroy
              * @enum {string}
              */
             onExpire?: "destroy" | "stop" | "pause";
+        };
+        /**
+         * CreateSnapshotRequest
+         * @description `name` defaults to `<sandbox name>-<8 hex>`.
+         */
+        CreateSnapshotRequest: {
+            /** Name */
+            name?: string | null;
+        };
+        /**
+         * CreateVolumeRequest
+         * @description `name` is unique among the caller's volumes; `sizeMiB` is a hard limit inside the sandbox.
+         */
+        CreateVolumeRequest: {
+            /** Name */
+            name: string;
+            /**
+             * Sizemib
+             * @default 1024
+             */
+            sizeMiB?: number;
         };
         /** CreateWebhookRequest */
         CreateWebhookRequest: {
@@ -1166,6 +1306,16 @@ export interface components {
             success?: true;
             data: components["schemas"]["SecretOut"];
         };
+        /** Envelope[SnapshotOut] */
+        Envelope_SnapshotOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["SnapshotOut"];
+        };
         /** Envelope[UserOut] */
         Envelope_UserOut_: {
             /**
@@ -1175,6 +1325,16 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["UserOut"];
+        };
+        /** Envelope[VolumeOut] */
+        Envelope_VolumeOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["VolumeOut"];
         };
         /** Envelope[list[LogLineOut]] */
         Envelope_list_LogLineOut__: {
@@ -1478,6 +1638,19 @@ export interface components {
             /** Nextcursor */
             nextCursor: string | null;
         };
+        /** PageEnvelope[SnapshotOut] */
+        PageEnvelope_SnapshotOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["SnapshotOut"][];
+            /** Nextcursor */
+            nextCursor: string | null;
+        };
         /** PageEnvelope[VersionOut] */
         PageEnvelope_VersionOut_: {
             /**
@@ -1488,6 +1661,19 @@ export interface components {
             success?: true;
             /** Data */
             data: components["schemas"]["VersionOut"][];
+            /** Nextcursor */
+            nextCursor: string | null;
+        };
+        /** PageEnvelope[VolumeOut] */
+        PageEnvelope_VolumeOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["VolumeOut"][];
             /** Nextcursor */
             nextCursor: string | null;
         };
@@ -1533,6 +1719,13 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             };
+            /**
+             * Withfilesystem
+             * @default false
+             */
+            withFilesystem?: boolean;
+            /** Volumes */
+            volumes?: components["schemas"]["VolumeMountIn"][];
         };
         /** SandboxOut */
         SandboxOut: {
@@ -1629,6 +1822,39 @@ export interface components {
             password: string;
         };
         /**
+         * SnapshotOut
+         * @description `status`: `creating`, then `ready` (the image is made) or `failed` (`statusReason`).
+         */
+        SnapshotOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Name */
+            name: string;
+            /**
+             * Sandboxid
+             * Format: uuid
+             */
+            sandboxId: string;
+            /**
+             * Environmentid
+             * Format: uuid
+             */
+            environmentId: string;
+            /** Environmentversion */
+            environmentVersion: number;
+            /** Status */
+            status: string;
+            /** Statusreason */
+            statusReason: string | null;
+            /** Sizebytes */
+            sizeBytes: number;
+            /** Createdat */
+            createdAt: string;
+        };
+        /**
          * UpdateEnvironmentRequest
          * @description Any subset of the definition; what is left out is carried over from the current version.
          *
@@ -1709,6 +1935,47 @@ export interface components {
             disk: number;
             /** Createdat */
             createdAt: string;
+        };
+        /**
+         * VolumeMountIn
+         * @description One of the caller's volumes, mounted at `mountPath` (absolute, not `/` nor under `/proc`,
+         *     `/sys`, `/dev`; no `..`, `:` or `,`), read-write unless `readOnly`.
+         */
+        VolumeMountIn: {
+            /**
+             * Volumeid
+             * Format: uuid
+             */
+            volumeId: string;
+            /** Mountpath */
+            mountPath: string;
+            /**
+             * Readonly
+             * @default false
+             */
+            readOnly?: boolean;
+        };
+        /**
+         * VolumeOut
+         * @description `usedBytes`: as last measured by the orchestrator (when a sandbox using it is made,
+         *     stopped or destroyed); `attachedTo`: the sandboxes, not destroyed, that mount it.
+         */
+        VolumeOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /** Name */
+            name: string;
+            /** Sizemib */
+            sizeMiB: number;
+            /** Usedbytes */
+            usedBytes: number;
+            /** Createdat */
+            createdAt: string;
+            /** Attachedto */
+            attachedTo: string[];
         };
         /** WebhookOut */
         WebhookOut: {
@@ -3359,6 +3626,381 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_snapshot_sandboxes__sandbox_id__snapshots_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateSnapshotRequest"] | null;
+            };
+        };
+        responses: {
+            /** @description Accepted: the snapshot, `creating`. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SnapshotOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: the sandbox is destroyed or expired. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description QUOTA_EXCEEDED: SBX_MAX_SNAPSHOTS_PER_USER. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_snapshots_snapshots_get: {
+        parameters: {
+            query?: {
+                sandboxId?: string | null;
+                /** @description Page size (1-500). */
+                limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageEnvelope_SnapshotOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_snapshot_snapshots__snapshot_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                snapshot_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_SnapshotOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_snapshot_snapshots__snapshot_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                snapshot_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_Deleted_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description CONFLICT: a sandbox made from it is not destroyed. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_volumes_volumes_get: {
+        parameters: {
+            query?: {
+                /** @description Page size (1-500). */
+                limit?: number;
+                /** @description `nextCursor` of the previous page. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PageEnvelope_VolumeOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_volume_volumes_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateVolumeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_VolumeOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description CONFLICT: the name is taken. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description QUOTA_EXCEEDED: SBX_MAX_VOLUMES_PER_USER or SBX_MAX_VOLUME_MIB_PER_USER. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_volume_volumes__volume_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                volume_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_VolumeOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_volume_volumes__volume_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                volume_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_Deleted_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description CONFLICT: a sandbox that is not destroyed mounts it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {

@@ -13,6 +13,14 @@ def container_name(sandbox_id: object) -> str:
     return f"sbx-{sandbox_id}"
 
 
+SNAPSHOT_ID = "sbx.snapshot-id"
+
+
+def snapshot_image(snapshot_id: object) -> str:
+    """The platform's image of a snapshot (one repository per snapshot, tag `latest`)."""
+    return f"sbx-snapshot-{snapshot_id}:latest"
+
+
 def instance_filter(instance: str) -> list[str]:
     """Docker's `label` filter for this installation's sandbox containers (the labels must all
     match), so no service ever lists or touches another installation's containers."""

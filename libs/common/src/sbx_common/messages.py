@@ -40,6 +40,9 @@ class SandboxCommand(Message):
     # of a `fail` command.
     reason: str | None = None
     trace_id: str | None = None
+    # The snapshot of `snapshot` and `snapshot_delete`, the volume of `volume_delete`.
+    snapshot_id: uuid.UUID | None = None
+    volume_id: uuid.UUID | None = None
 
     def model_post_init(self, __context: Any) -> None:
         if not self.type:

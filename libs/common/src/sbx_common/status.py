@@ -38,6 +38,14 @@ class Verb(StrEnum):
     # container. Not a lifecycle step: never recorded as the sandbox's last command, so it leaves
     # the status alone, and it always applies the policy as recorded when it is handled.
     NETWORK = "network"
+    # Snapshots and volumes (not lifecycle steps either: never recorded as the sandbox's last
+    # command). `snapshot` commits the sandbox's filesystem to the image of the command's
+    # `snapshot_id`; `snapshot_delete` removes that image; `volume_delete` unmounts the command's
+    # `volume_id` and removes its filesystem image (its `sandbox_id` is then the volume id, so
+    # commands on one volume are serialised by the orchestrator's per-id lock).
+    SNAPSHOT = "snapshot"
+    SNAPSHOT_DELETE = "snapshot_delete"
+    VOLUME_DELETE = "volume_delete"
 
 
 TERMINAL = frozenset({Status.DESTROYED, Status.EXPIRED})

@@ -22,8 +22,10 @@ from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
 from sbx_api.ratelimit import RateLimiter
 from sbx_api.sandboxes.router import router as sandboxes_router
+from sbx_api.snapshots.router import router as snapshots_router
 from sbx_api.state import AppState
 from sbx_api.streams.router import router as streams_router
+from sbx_api.volumes.router import router as volumes_router
 from sbx_api.webhooks.router import router as webhooks_router
 from sbx_api.webui import install as install_webui
 
@@ -76,6 +78,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         api_keys_router,
         environments_router,
         sandboxes_router,
+        snapshots_router,
+        volumes_router,
         streams_router,
         audit_router,
         webhooks_router,

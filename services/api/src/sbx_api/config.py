@@ -33,6 +33,9 @@ class ApiSettings(CryptoSettings):
     max_sandboxes_per_user: int = Field(default=10, ge=0)
     max_cpu_per_user: float = Field(default=16.0, gt=0)  # cores, over sandboxes not terminal
     max_memory_per_user: int = Field(default=32768, gt=0)  # MiB, over sandboxes not terminal
+    max_snapshots_per_user: int = Field(default=20, ge=0)  # not deleted
+    max_volumes_per_user: int = Field(default=10, ge=0)
+    max_volume_mib_per_user: int = Field(default=20480, ge=0)  # sum of the volumes' sizes
     max_webhooks_per_user: int = Field(default=20, ge=0)
     # Webhook URLs on loopback, private or link-local addresses are refused (400) unless true
     # (the webhooks service has the same setting for delivery time).

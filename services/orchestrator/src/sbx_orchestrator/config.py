@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
@@ -54,6 +55,11 @@ class OrchestratorSettings(CryptoSettings):
     stop_timeout: int = Field(default=10, ge=0)
     # How long a container with a HEALTHCHECK may take to become healthy.
     health_timeout: float = Field(default=120.0, gt=0)
+    # Where volumes live on the host: `<volumes_dir>/<volume id>/{fs.img,mnt}` (unset:
+    # `/var/lib/sandbox-platform/<instance>/volumes`). Only the platform's own paths are mounted.
+    volumes_dir: Path | None = None
+    # How long a sandbox made from a snapshot waits for that snapshot's image to be made.
+    snapshot_wait_timeout: float = Field(default=120.0, gt=0)
     # Run an init process (docker-init) as PID 1: signals reach the command, zombies are reaped.
     container_init: bool = True
     # Docker's json-file log rotation per container.
@@ -136,3 +142,6 @@ class OrchestratorSettings(CryptoSettings):
         """Delay before the next attempt, after `deliveries` attempts have failed."""
         index = min(max(deliveries, 1), len(self.command_retry_delays)) - 1
         return self.command_retry_delays[index]
+
+    def volumes_root(self) -> Path:
+        return self.volumes_dir or Path("/var/lib/sandbox-platform") / self.instance / "volumes"

@@ -49,6 +49,7 @@ from sbx_orchestrator.messaging.event_publisher import EventPublisher
 from sbx_orchestrator.network_guard import NetworkGuard
 from sbx_orchestrator.repository import Repository, RuntimeState, SandboxRecord
 from sbx_orchestrator.secrets import SecretOpener
+from sbx_orchestrator.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -179,11 +180,18 @@ class Lifecycle:
         self.events = events
         self.secrets = secrets
         self.guard = guard
+        self.storage = Storage(settings, repository, engine)
 
     # --- commands ---
 
     async def handle(self, command: SandboxCommand) -> Outcome:
         """Carry out one command (see the module docstring for which ones are carried out)."""
+        if command.verb is Verb.VOLUME_DELETE:
+            await self.storage.delete_volume(command)
+            return Outcome.DONE
+        if command.verb is Verb.SNAPSHOT_DELETE:
+            await self.storage.delete_snapshot(command)
+            return Outcome.DONE
         sandbox = await self.repository.load_sandbox(command.sandbox_id)
         if sandbox is None or sandbox.owner_id != command.owner_id:
             if sandbox is None and command.verb is Verb.DESTROY:
@@ -192,6 +200,8 @@ class Lifecycle:
             return Outcome.MISSING
         runtime = sandbox.runtime
         if runtime is not None and runtime.status in TERMINAL:
+            if command.verb is Verb.SNAPSHOT and command.snapshot_id is not None:
+                await self.storage.snapshot(command, sandbox)  # no container: the snapshot fails
             if runtime.last_command_id == command.id:
                 await self._announce_again(sandbox, runtime, command)
             return Outcome.TERMINAL
@@ -199,6 +209,8 @@ class Lifecycle:
             return await self._fail_unsettled(sandbox, command)
         if command.verb is Verb.NETWORK:
             return await self._apply_network(sandbox)
+        if command.verb is Verb.SNAPSHOT:
+            return Outcome.DONE if await self.storage.snapshot(command, sandbox) else Outcome.FAILED
         if is_expiry(command):
             if not sandbox.ttl_due:
                 return Outcome.STALE
@@ -256,6 +268,13 @@ class Lifecycle:
 
     async def give_up(self, command: SandboxCommand, deliveries: int) -> None:
         """After a command's last delivery failed: the sandbox becomes `failed` (if still current)."""
+        if command.verb is Verb.SNAPSHOT and command.snapshot_id is not None:
+            await self.repository.write_snapshot(
+                command.snapshot_id, "failed", reason=f"snapshot failed after {deliveries} attempts"
+            )
+            return
+        if command.verb in (Verb.SNAPSHOT_DELETE, Verb.VOLUME_DELETE):
+            return  # the reaper's clean-up tries again
         # Only what is needed to record it: the full sandbox may be what keeps failing to load.
         state = await self.repository.load_state(command.sandbox_id)
         if state is None or state.owner_id != command.owner_id or command.verb is Verb.NETWORK:
@@ -363,9 +382,12 @@ class Lifecycle:
 
     async def _run(self, job: Job, *, restart: bool) -> None:
         """create, start, restart: the container exists, runs, and is healthy if it can tell."""
+        await self.storage.prepare_volumes(job.sandbox)
         info = await self.engine.inspect(job.name)
         if info is None:
             info = await self._create_container(job.sandbox)
+            if job.sandbox.snapshot_id is not None:
+                await self.storage.release_hidden_snapshot(job.sandbox.snapshot_id)
         state = read_state(info)
         if restart and state.running:
             await self.engine.restart(state.id, self.settings.stop_timeout)
@@ -439,6 +461,7 @@ class Lifecycle:
         if info is not None and read_state(info).running:
             await self.engine.stop(str(info["Id"]), self.settings.stop_timeout)
         await self.guard.release(job.sandbox.id)
+        await self.storage.refresh_usage(job.sandbox)
         await self._record(job, Status.STOPPED, endpoints=[], stopped_at=utcnow(), exit_code=None)
 
     async def _destroy(self, job: Job) -> None:
@@ -447,6 +470,7 @@ class Lifecycle:
             await self.engine.unpause(str(info["Id"]))  # removal kills it: thawed, it can die
         await self.engine.remove(job.name)
         await self.guard.release(job.sandbox.id)
+        await self.storage.refresh_usage(job.sandbox)
         columns: dict[str, Any] = {"endpoints": [], "destroyed_at": utcnow()}
         if info is not None and (read_state(info).running or read_state(info).paused):
             columns["stopped_at"] = columns["destroyed_at"]
@@ -461,7 +485,10 @@ class Lifecycle:
     async def _create_container(self, sandbox: SandboxRecord) -> dict[str, Any]:
         if not sandbox.image:
             raise SandboxFailed("the environment version of the sandbox does not exist")
-        await self._ensure_image(sandbox.image)
+        if sandbox.snapshot_id is not None:
+            await self.storage.wait_for_snapshot(sandbox.snapshot_id)
+        else:
+            await self._ensure_image(sandbox.image)
         await self.guard.ensure_network()
         secrets = self.secrets.open_all(
             sandbox.id, sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)

@@ -1,7 +1,8 @@
 """PostgreSQL access of the orchestrator.
 
 It reads what the API wrote (the sandbox, its environment version, the encrypted secrets) and
-writes only `sandbox_runtime`, the observed state of each sandbox's container.
+writes only `sandbox_runtime` (the observed state of each sandbox's container),
+`snapshot_runtime` and `volume_runtime` (what became of each snapshot's image and volume).
 """
 
 from __future__ import annotations
@@ -35,6 +36,26 @@ class RuntimeState:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """A volume a sandbox mounts (`sandboxes.volumes`, with the volume's size)."""
+
+    volume_id: uuid.UUID
+    mount_path: str
+    read_only: bool
+    size_mib: int
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    sandbox_id: uuid.UUID
+    hidden: bool
+    deleted: bool
+    status: str | None  # snapshot_runtime.status, None before the orchestrator wrote one
+
+
+@dataclass(frozen=True)
 class SandboxRecord:
     """A sandbox with its environment version: everything needed to run its container."""
 
@@ -54,6 +75,8 @@ class SandboxRecord:
     container_runtime: str = "runc"  # the platform's name: "runc" or "gvisor"
     disk_mib: int = 2048
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    snapshot_id: uuid.UUID | None = None  # made from this snapshot: runs its image
+    volumes: list[VolumeMount] = field(default_factory=list)
     expires_at: datetime | None = None
     # Its `expires_at` has passed and no TTL stop or pause has spent it yet.
     ttl_due: bool = False
@@ -101,7 +124,7 @@ RUNTIME_COLUMNS = frozenset(
 
 _SANDBOX_QUERY = """
 SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
-       s.last_command_id, s.last_command_verb, s.network, s.expires_at,
+       s.last_command_id, s.last_command_verb, s.network, s.snapshot_id, s.volumes, s.expires_at,
        (s.expires_at <= now() AND r.ttl_applied_for IS DISTINCT FROM s.expires_at) AS ttl_due,
        v.image, v.cpu, v.memory_mib, v.ports, v.env AS version_env, v.command,
        v.runtime AS container_runtime, v.disk_mib,
@@ -168,9 +191,76 @@ class Repository:
             container_runtime=row["container_runtime"] or "runc",
             disk_mib=int(row["disk_mib"] or 0),
             network=NetworkPolicy.from_json(row["network"]),
+            snapshot_id=row["snapshot_id"],
+            volumes=await self._volume_mounts(list(row["volumes"] or [])),
             expires_at=row["expires_at"],
             ttl_due=bool(row["ttl_due"]),
         )
+
+    async def _volume_mounts(self, entries: list[dict[str, Any]]) -> list[VolumeMount]:
+        if not entries:
+            return []
+        sizes = {
+            r["id"]: int(r["size_mib"])
+            for r in await self.pool.fetch(
+                "SELECT id, size_mib FROM volumes WHERE id = ANY($1::uuid[])",
+                [uuid.UUID(str(e["volumeId"])) for e in entries],
+            )
+        }
+        mounts = []
+        for entry in entries:
+            volume_id = uuid.UUID(str(entry["volumeId"]))
+            if volume_id in sizes:
+                mounts.append(
+                    VolumeMount(
+                        volume_id=volume_id,
+                        mount_path=str(entry["mountPath"]),
+                        read_only=bool(entry.get("readOnly", False)),
+                        size_mib=sizes[volume_id],
+                    )
+                )
+        return mounts
+
+    # --- snapshots and volumes ---
+
+    async def load_snapshot(self, snapshot_id: uuid.UUID) -> SnapshotRecord | None:
+        row = await self.pool.fetchrow(
+            "SELECT s.id, s.owner_id, s.sandbox_id, s.hidden, s.deleted_at IS NOT NULL AS deleted,"
+            " r.status FROM snapshots s LEFT JOIN snapshot_runtime r ON r.snapshot_id = s.id"
+            " WHERE s.id = $1",
+            snapshot_id,
+        )
+        return SnapshotRecord(**dict(row)) if row is not None else None
+
+    async def write_snapshot(
+        self, snapshot_id: uuid.UUID, status: str, *, reason: str | None = None, size_bytes: int | None = None
+    ) -> None:
+        await self.pool.execute(
+            "INSERT INTO snapshot_runtime (snapshot_id, status, status_reason, size_bytes)"
+            " VALUES ($1, $2, $3, COALESCE($4, 0))"
+            " ON CONFLICT (snapshot_id) DO UPDATE SET status = $2, status_reason = $3,"
+            " size_bytes = COALESCE($4, snapshot_runtime.size_bytes), updated_at = now()",
+            snapshot_id,
+            status,
+            reason,
+            size_bytes,
+        )
+
+    async def write_volume(self, volume_id: uuid.UUID, status: str, used_bytes: int | None = None) -> None:
+        await self.pool.execute(
+            "INSERT INTO volume_runtime (volume_id, status, used_bytes) VALUES ($1, $2, COALESCE($3, 0))"
+            " ON CONFLICT (volume_id) DO UPDATE SET status = $2,"
+            " used_bytes = COALESCE($3, volume_runtime.used_bytes), updated_at = now()",
+            volume_id,
+            status,
+            used_bytes,
+        )
+
+    async def volume_deleted(self, volume_id: uuid.UUID) -> bool:
+        deleted: bool | None = await self.pool.fetchval(
+            "SELECT deleted_at IS NOT NULL FROM volumes WHERE id = $1", volume_id
+        )
+        return deleted is not False
 
     async def network_policies(self, sandbox_ids: list[uuid.UUID]) -> dict[uuid.UUID, NetworkPolicy]:
         """The recorded network policy of each sandbox (a sandbox without a row is absent)."""

@@ -23,6 +23,7 @@ from sbx_reaper.event_consumer import DURABLE, subscribe_events
 from sbx_reaper.orphans import OrphanReaper
 from sbx_reaper.repair import Repairer
 from sbx_reaper.repository import SandboxReader
+from sbx_reaper.storage import StorageRepair
 from sbx_reaper.sweep import Sweeper
 from sbx_reaper.ttl import TtlTimers
 
@@ -35,6 +36,7 @@ class Reaper:
         self._broker: WorkerBroker | None = None
         self._lag: asyncio.Task[None] | None = None
         self._orphans: OrphanReaper | None = None
+        self._storage: StorageRepair | None = None
         self._sweeper: Sweeper | None = None
 
     async def start(self, nc: NatsClient) -> None:
@@ -53,6 +55,15 @@ class Reaper:
             max_republish=s.reaper_stuck_max_republish,
         )
         self._orphans = OrphanReaper(reader, s.instance, s.reaper_orphan_grace_seconds)
+        self._storage = StorageRepair(
+            self._pool,
+            publisher,
+            s.instance,
+            untaken_after=s.reaper_untaken_after_seconds,
+            stuck_timeout=s.reaper_stuck_timeout_seconds,
+            max_republish=s.reaper_stuck_max_republish,
+            grace=s.reaper_orphan_grace_seconds,
+        )
         self._broker = WorkerBroker(nc)
         subscribe_events(self._broker, self._timers.on_event)
         await self._broker.start()
@@ -61,7 +72,11 @@ class Reaper:
             self._pool,
             s.reaper_sweep_interval_seconds,
             shared=[("ttl", self._timers.sweep)],
-            exclusive=[("repair", repairer.sweep), ("orphans", self._orphans.sweep)],
+            exclusive=[
+                ("repair", repairer.sweep),
+                ("orphans", self._orphans.sweep),
+                ("storage", self._storage.sweep),
+            ],
         )
         self._sweeper.start()
 
@@ -75,6 +90,8 @@ class Reaper:
             await self._timers.close()
         if self._orphans is not None:
             self._orphans.close()
+        if self._storage is not None:
+            self._storage.close()
         if self._pool is not None:
             await self._pool.close()
 

@@ -84,7 +84,9 @@ class OrchestratorHealth(BaseModel):
     ),
 )
 async def take_command(command: SandboxCommand) -> None:
-    """Create, start, stop, restart, destroy or fail one sandbox (verbs of `sbx_common.status`)."""
+    """Create, start, stop, restart, destroy or fail one sandbox, apply its network policy, take
+    or delete a snapshot (`snapshotId`), delete a volume (`volumeId`) (verbs of
+    `sbx_common.status`)."""
 
 
 command_publisher = broker.publisher(

@@ -14,13 +14,14 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.live import Live
 
+from sandbox_platform import _routes as routes
 from sandbox_platform._version import __version__
 from sandbox_platform.cli import output, refs, shell
 from sandbox_platform.cli.config import Config
 from sandbox_platform.cli.output import out, print_json, print_json_line, short, when
 from sandbox_platform.client import Client, Sandbox
 from sandbox_platform.errors import SandboxPlatformError, UnauthorizedError
-from sandbox_platform.models import Environment, Event, LogLine, Metrics, NetworkPolicy, Port
+from sandbox_platform.models import Environment, Event, LogLine, Metrics, NetworkPolicy, Port, Snapshot
 
 app = typer.Typer(
     name="sbx",
@@ -34,7 +35,9 @@ secret_app = typer.Typer(
     help="Secrets of an environment (env variables stored encrypted).", no_args_is_help=True
 )
 key_app = typer.Typer(help="API keys: credentials for scripts, revocable one by one.", no_args_is_help=True)
+volume_app = typer.Typer(help="Volumes: storage that outlives sandboxes.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
+app.add_typer(volume_app, name="volume")
 app.add_typer(secret_app, name="secret")
 webhook_app = typer.Typer(
     help="Webhooks: your sandbox events POSTed, signed, to a URL.", no_args_is_help=True
@@ -675,10 +678,35 @@ def _settled_output(sandbox: Sandbox, json: bool, quiet: bool = False) -> None:
         raise SandboxPlatformError("SANDBOX_FAILED", None, f"{sandbox.name} failed: {sandbox.status_reason}")
 
 
+Volumes = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--volume",
+        "-v",
+        metavar="ID:/path[:ro]",
+        help="Mount a volume (repeatable; :ro for read-only).",
+        show_default=False,
+    ),
+]
+
+
+def _volumes(values: Sequence[str] | None) -> list[dict[str, Any]]:
+    try:
+        return [routes.parse_volume_spec(v) for v in values or []]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--volume") from None
+
+
 @app.command()
 def create(
-    env: Annotated[str, typer.Argument(metavar="ENV", help="The environment (REF).")],
+    env: Annotated[
+        str | None, typer.Argument(metavar="ENV", help="The environment (REF); not with --snapshot.")
+    ] = None,
     *,
+    snapshot: Annotated[
+        str | None, typer.Option("--snapshot", metavar="ID", help="Start from a snapshot's files.")
+    ] = None,
+    volumes: Volumes = None,
     name: Annotated[str | None, typer.Option(help="A name (default: <environment>-<random>).")] = None,
     ttl: Annotated[int | None, typer.Option(help="Seconds before it is destroyed (default 3600).")] = None,
     env_vars: EnvPairs = None,
@@ -692,12 +720,17 @@ def create(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
     json: Json = False,
 ) -> None:
-    """Create a sandbox from an environment; waits until it runs unless --no-wait."""
+    """Create a sandbox from an environment (or a snapshot); waits until it runs unless --no-wait."""
+    if (env is None) == (snapshot is None):
+        raise typer.BadParameter("give either ENV or --snapshot", param_hint="ENV")
     client = _client()
-    environment = refs.environment(client, env)
-    with output.spinner(f"Creating a sandbox of {environment.name}..."):
+    environment = refs.environment(client, env) if env is not None else None
+    source = environment.name if environment is not None else f"snapshot {snapshot}"
+    with output.spinner(f"Creating a sandbox of {source}..."):
         sandbox = client.sandboxes.create(
-            environment.id,
+            environment.id if environment is not None else None,
+            snapshot_id=snapshot,
+            volumes=_volumes(volumes),
             name=name,
             ttl_seconds=ttl,
             env=_pairs(env_vars),
@@ -827,6 +860,10 @@ def replicate(
     name: Annotated[str | None, typer.Option(help="The copy's name.")] = None,
     ttl: Annotated[int | None, typer.Option(help="The copy's TTL in seconds.")] = None,
     env_vars: EnvPairs = None,
+    with_filesystem: Annotated[
+        bool, typer.Option("--with-filesystem", help="Start with the source's files as they are now.")
+    ] = False,
+    volumes: Volumes = None,
     wait: Wait = True,
     timeout: Timeout = 120.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
@@ -835,8 +872,130 @@ def replicate(
     """Create a copy of a sandbox: same environment version and env (--env merged over it)."""
     sandbox = refs.sandbox(_client(), ref)
     with output.spinner(f"Replicating {sandbox.name}..."):
-        copy = sandbox.replicate(name=name, ttl_seconds=ttl, env=_pairs(env_vars), wait=wait, timeout=timeout)
+        copy = sandbox.replicate(
+            name=name,
+            ttl_seconds=ttl,
+            env=_pairs(env_vars),
+            with_filesystem=with_filesystem,
+            volumes=_volumes(volumes),
+            wait=wait,
+            timeout=timeout,
+        )
     _settled_output(copy, json, quiet)
+
+
+# ---------------------------------------------------------------- snapshots and volumes
+
+
+def _snapshot_row(snap: Snapshot) -> list[Any]:
+    return [snap.id, snap.name, snap.status, short(snap.sandbox_id), snap.size_bytes, when(snap.created_at)]
+
+
+_SNAPSHOT_COLUMNS = ["ID", "NAME", "STATUS", "SANDBOX", "BYTES", "CREATED"]
+
+
+@app.command()
+def snapshot(
+    ref: Ref,
+    *,
+    name: Annotated[str | None, typer.Option(help="A name (default: <sandbox>-<random>).")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until it is ready.")] = True,
+    timeout: Timeout = 120.0,
+    json: Json = False,
+) -> None:
+    """Keep a sandbox's filesystem as it is now (a snapshot to create sandboxes from)."""
+    client = _client()
+    sandbox = refs.sandbox(client, ref)
+    with output.spinner(f"Snapshotting {sandbox.name}..."):
+        snap = sandbox.snapshot(name)
+        deadline = time.monotonic() + timeout
+        while wait and snap.status == "creating" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            snap = client.snapshots.get(snap.id)
+    if json:
+        print_json(snap)
+    else:
+        output.table(_SNAPSHOT_COLUMNS, [_snapshot_row(snap)])
+    if snap.status == "failed":
+        raise SandboxPlatformError("SNAPSHOT_FAILED", None, f"{snap.name} failed: {snap.status_reason}")
+
+
+@app.command()
+def snapshots(
+    sandbox: Annotated[str | None, typer.Option("--sandbox", metavar="REF", help="Of one sandbox.")] = None,
+    json: Json = False,
+) -> None:
+    """List your snapshots, newest first."""
+    client = _client()
+    sandbox_id = refs.sandbox(client, sandbox).id if sandbox is not None else None
+    found = list(client.snapshots.list(sandbox_id=sandbox_id))
+    if json:
+        print_json(found)
+        return
+    output.table(_SNAPSHOT_COLUMNS, [_snapshot_row(s) for s in found])
+
+
+@app.command("snapshot-rm")
+def snapshot_rm(
+    snapshot_id: Annotated[str, typer.Argument(metavar="ID", help="The snapshot's id.")], json: Json = False
+) -> None:
+    """Delete a snapshot and its image (refused while a sandbox made from it is not destroyed)."""
+    _client().snapshots.delete(snapshot_id)
+    if json:
+        print_json({"id": snapshot_id, "deleted": True})
+    else:
+        out.print(f"Deleted snapshot {snapshot_id}")
+
+
+@volume_app.command("create")
+def volume_create(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Unique among your volumes.")],
+    size: Annotated[
+        int | None, typer.Option("--size", metavar="MIB", help="Size in MiB (default 1024).")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Create a volume; mount it with `sbx create ENV --volume ID:/path`."""
+    volume = _client().volumes.create(name, size_mib=size)
+    if json:
+        print_json(volume)
+    else:
+        out.print(f"Created volume {volume.name} ({volume.id}), {volume.size_mib} MiB")
+
+
+@volume_app.command("ls")
+def volume_ls(json: Json = False) -> None:
+    """List your volumes."""
+    volumes = list(_client().volumes.list())
+    if json:
+        print_json(volumes)
+        return
+    output.table(
+        ["ID", "NAME", "SIZE MIB", "USED BYTES", "ATTACHED TO", "CREATED"],
+        [
+            [
+                v.id,
+                v.name,
+                v.size_mib,
+                v.used_bytes,
+                ", ".join(short(a) for a in v.attached_to) or "-",
+                when(v.created_at),
+            ]
+            for v in volumes
+        ],
+    )
+
+
+@volume_app.command("rm")
+def volume_rm(ref: Ref, json: Json = False) -> None:
+    """Delete a volume and its data (refused while a sandbox that is not destroyed mounts it)."""
+    client = _client()
+    volume = refs.volume(client, ref)
+    client.volumes.delete(volume.id)
+    if json:
+        print_json({"id": volume.id, "deleted": True})
+    else:
+        out.print(f"Deleted volume {volume.name}")
 
 
 @app.command("exec")

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from sandbox_platform.client import Client, Sandbox
 from sandbox_platform.errors import NotFoundError, SandboxPlatformError
-from sandbox_platform.models import Environment
+from sandbox_platform.models import Environment, Volume
 
 T = TypeVar("T")
 
@@ -76,4 +76,14 @@ def environment(client: Client, ref: str) -> Environment:
         raise NotFoundError(
             "NOT_FOUND", None, f"No environment is named {ref!r} or has an id starting with it."
         )
+    return found
+
+
+def volume(client: Client, ref: str) -> Volume:
+    """The volume a REF names."""
+    if _is_uuid(ref):
+        return client.volumes.get(ref)
+    found = _pick(ref, "volume", client.volumes.list(), lambda v: v.id, lambda v: v.name)
+    if found is None:
+        raise NotFoundError("NOT_FOUND", None, f"No volume is named {ref!r} or has an id starting with it.")
     return found

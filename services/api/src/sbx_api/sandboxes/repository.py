@@ -4,7 +4,7 @@ writes only `sandboxes` (desired state + last command) and `idempotency_keys`.""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,10 @@ QUOTA_LOCK_NAMESPACE = 0x5B8_0002
 
 _SANDBOX_SELECT = """
 SELECT v.id, v.owner_id, v.name, v.environment_id, v.environment_version, v.status,
-       v.status_reason, ev.image, ev.cpu, ev.memory_mib, ev.runtime, ev.disk_mib, v.env, v.metadata,
+       v.status_reason,
+       COALESCE((SELECT 'sbx-snapshot-' || n.snapshot_id || ':latest'
+                 FROM sandboxes n WHERE n.id = v.id AND n.snapshot_id IS NOT NULL),
+                ev.image) AS image, ev.cpu, ev.memory_mib, ev.runtime, ev.disk_mib, v.env, v.metadata,
        v.endpoints,
        v.created_at, v.started_at, v.stopped_at, v.active_expires_at AS expires_at, v.destroyed_at,
        v.ttl_seconds, v.on_expire,
@@ -82,6 +85,7 @@ class ReplicaSource:
     env: dict[str, str]
     ttl_seconds: int
     network: dict[str, Any]
+    snapshot_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ class NewSandbox:
     command_id: uuid.UUID
     network: dict[str, Any]
     replicated_from: uuid.UUID | None = None
+    snapshot_id: uuid.UUID | None = None
+    volumes: list[dict[str, Any]] = field(default_factory=list)  # [{"volumeId", "mountPath", "readOnly"}]
     on_expire: str = "destroy"
 
 
@@ -176,9 +182,9 @@ async def insert_sandbox(conn: asyncpg.Connection, s: NewSandbox) -> None:
         """
 INSERT INTO sandboxes (id, owner_id, environment_id, environment_version, name, env, metadata,
                        ttl_seconds, expires_at, last_command_id, last_command_verb, replicated_from,
-                       network, on_expire)
+                       network, on_expire, snapshot_id, volumes)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), $9, 'create', $10, $11,
-        $12)""",
+        $12, $13, $14)""",
         s.id,
         s.owner_id,
         s.environment_id,
@@ -191,6 +197,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), 
         s.replicated_from,
         s.network,
         s.on_expire,
+        s.snapshot_id,
+        s.volumes,
     )
 
 
@@ -254,8 +262,9 @@ async def source_for_replica(
 ) -> ReplicaSource | None:
     """What a replica copies from the owner's sandbox, of any status (None: no such sandbox)."""
     row = await conn.fetchrow(
-        "SELECT id, name, environment_id, environment_version, env, ttl_seconds, network FROM sandboxes"
-        " WHERE id = $1 AND owner_id = $2",
+        "SELECT s.id, s.name, s.environment_id, s.environment_version, s.env, s.ttl_seconds, s.network,"
+        " (SELECT p.id FROM snapshots p WHERE p.id = s.snapshot_id AND NOT p.hidden AND p.deleted_at IS NULL)"
+        " AS snapshot_id FROM sandboxes s WHERE s.id = $1 AND s.owner_id = $2",
         sandbox_id,
         owner_id,
     )

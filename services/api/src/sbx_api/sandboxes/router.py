@@ -144,7 +144,9 @@ Call = Annotated[LifecycleCall, Depends(lifecycle_call)]
 
 @router.post("", status_code=201, response_model=None, responses={201: _SANDBOX})
 async def create_sandbox(body: CreateSandboxRequest, call: Call) -> JSONResponse:
-    """Create a sandbox from an environment (its current version unless one is named)."""
+    """Create a sandbox from an environment (its current version unless one is named), or from
+    a snapshot (`snapshotId`: its files, with its environment version's settings)."""
+    body.check()
 
     async def action() -> JSONResponse:
         await call.limit_creates()
@@ -174,7 +176,7 @@ async def list_sandboxes(
         caller,
         params,
         statuses=_statuses(status),
-        environment_id=_uuid_filter("environmentId", environment_id),
+        environment_id=uuid_filter("environmentId", environment_id),
         metadata=_metadata_filter(request),
     )
     return page(
@@ -196,7 +198,7 @@ def _statuses(value: str | None) -> list[str] | None:
     return wanted
 
 
-def _uuid_filter(name: str, value: str | None) -> uuid.UUID | None:
+def uuid_filter(name: str, value: str | None) -> uuid.UUID | None:
     if value is None:
         return None
     try:
@@ -310,6 +312,7 @@ async def replicate_sandbox(
     """A new sandbox with the source's environment version and env (overrides merged over it)."""
     parsed = parse_id(sandbox_id)
     replica = body or ReplicateSandboxRequest()
+    replica.check()
 
     async def action() -> JSONResponse:
         await call.limit_creates()

@@ -14,6 +14,7 @@ import uuid
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, field_validator
+from sbx_common.errors import ValidationFailed
 
 from sbx_api.environments.schemas import EnvMap, NetworkPolicyOut
 from sbx_api.schemas import ApiModel, RequestModel, Timestamp
@@ -35,14 +36,71 @@ TtlSeconds = Annotated[int, Field(ge=TTL_MIN, le=TTL_MAX, strict=True)]
 OnExpire = Literal["destroy", "stop", "pause"]
 
 
+MAX_VOLUME_MOUNTS = 16
+# Where no volume may go: the kernel's and the devices' file systems, and the root itself.
+_RESERVED_MOUNT_PATHS = ("/proc", "/sys", "/dev")
+
+
+class VolumeMountIn(RequestModel):
+    """One of the caller's volumes, mounted at `mountPath` (absolute, not `/` nor under `/proc`,
+    `/sys`, `/dev`; no `..`, `:` or `,`), read-write unless `readOnly`."""
+
+    volume_id: uuid.UUID
+    mount_path: Annotated[str, StringConstraints(min_length=2, max_length=1024)]
+    read_only: bool = False
+
+    @field_validator("mount_path")
+    @classmethod
+    def _platform_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        parts = [p for p in value.split("/") if p]
+        if not parts:
+            raise ValueError("must not be the root directory")
+        if (
+            any(p in (".", "..") for p in parts)
+            or any(c in value for c in ":,\\")
+            or any(ord(c) < 0x20 for c in value)
+        ):
+            raise ValueError("must be a plain absolute path (no '.', '..', ':', ',' or control characters)")
+        normal = "/" + "/".join(parts)
+        if any(normal == r or normal.startswith(r + "/") for r in _RESERVED_MOUNT_PATHS):
+            raise ValueError("must not be under /proc, /sys or /dev")
+        return normal
+
+
+VolumeMounts = Annotated[list[VolumeMountIn], Field(max_length=MAX_VOLUME_MOUNTS)]
+
+
+def _distinct_paths(mounts: list[VolumeMountIn]) -> None:
+    paths = [m.mount_path for m in mounts]
+    if len(set(paths)) != len(paths):
+        raise ValidationFailed.for_field("volumes", "Two volumes on one mountPath.")
+
+
 class CreateSandboxRequest(RequestModel):
-    environment_id: uuid.UUID
+    """From an environment (`environmentId`, its current version unless one is named) or from a
+    snapshot (`snapshotId`: the snapshot's files with its environment version's settings)."""
+
+    environment_id: uuid.UUID | None = None
     environment_version: Annotated[int, Field(ge=1, strict=True)] | None = None
+    snapshot_id: uuid.UUID | None = None
     name: SandboxName | None = None
     ttl_seconds: TtlSeconds = TTL_DEFAULT
     env: EnvMap = Field(default_factory=dict)
     metadata: Metadata = Field(default_factory=dict)
+    volumes: VolumeMounts = Field(default_factory=list)
     on_expire: OnExpire = "destroy"
+
+    def check(self) -> None:
+        """What one field cannot say alone (400 `VALIDATION_ERROR` naming the field)."""
+        if (self.environment_id is None) == (self.snapshot_id is None):
+            raise ValidationFailed.for_field("environmentId", "Give either environmentId or snapshotId.")
+        if self.snapshot_id is not None and self.environment_version is not None:
+            raise ValidationFailed.for_field(
+                "environmentVersion", "Not with snapshotId (the snapshot's version is used)."
+            )
+        _distinct_paths(self.volumes)
 
 
 class UpdateSandboxRequest(RequestModel):
@@ -63,6 +121,13 @@ class ReplicateSandboxRequest(RequestModel):
     ttl_seconds: TtlSeconds | None = None
     env: EnvMap = Field(default_factory=dict)
     metadata: Metadata = Field(default_factory=dict)
+    # The copy starts with the source's files as they are now (a snapshot taken for it).
+    with_filesystem: bool = False
+    # Volumes are not copied: the copy mounts the ones named here.
+    volumes: VolumeMounts = Field(default_factory=list)
+
+    def check(self) -> None:
+        _distinct_paths(self.volumes)
 
 
 class ExecRequestBody(RequestModel):

@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -45,9 +45,12 @@ from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_ke
 from sbx_api.sandboxes import commands, repository
 from sbx_api.sandboxes.schemas import CreateSandboxRequest, ReplicateSandboxRequest, UpdateSandboxRequest
 from sbx_api.sandboxes.waiting import SettleWatcher
+from sbx_api.snapshots import repository as snapshots
+from sbx_api.snapshots.recording import record_snapshot
 from sbx_api.state import AppState
 from sbx_api.streams import repository as streams
 from sbx_api.streams.repository import StoredLine
+from sbx_api.volumes import repository as volumes
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +74,10 @@ class Draft:
     env: dict[str, str]
     ttl_seconds: int
     network: dict[str, Any]
+    snapshot_id: uuid.UUID | None = None
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    # Published before the create (a replicate's own snapshot), and taken back with it.
+    first: SandboxCommand | None = None
     on_expire: str = "destroy"
 
 
@@ -130,18 +137,37 @@ async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wa
     """A new sandbox from the given (or current) version of one of the caller's environments."""
 
     async def plan(conn: asyncpg.Connection, sandbox_id: uuid.UUID) -> Draft:
-        version = await environments.get_version(
-            conn, caller.user_id, body.environment_id, body.environment_version, lock=True
-        )
-        if version is None:
-            what = "environment" if body.environment_version is None else "environment version"
-            raise NotFound(f"No such {what}.")
+        snapshot_id = body.snapshot_id
+        if snapshot_id is not None:
+            snapshot = await snapshots.get(conn, snapshot_id, caller.user_id, lock=True)
+            if snapshot is None:
+                raise NotFound("No such snapshot.")
+            if snapshot.status == "failed":
+                raise InvalidState(
+                    "The snapshot failed; no sandbox can be made from it.",
+                    details={"status": snapshot.status, "action": "create"},
+                )
+            version = await environments.get_version(
+                conn, caller.user_id, snapshot.environment_id, snapshot.environment_version, lock=True
+            )
+            if version is None:
+                raise Conflict("The snapshot's environment has been deleted; no sandbox can be made from it.")
+        else:
+            assert body.environment_id is not None  # one of the two, by the request's validation
+            version = await environments.get_version(
+                conn, caller.user_id, body.environment_id, body.environment_version, lock=True
+            )
+            if version is None:
+                what = "environment" if body.environment_version is None else "environment version"
+                raise NotFound(f"No such {what}.")
         return Draft(
             version=version,
             name=body.name or f"{version.environment_name}-{sandbox_id.hex[:8]}",
             env={**version.env, **body.env},
             ttl_seconds=body.ttl_seconds,
             network=version.network,
+            snapshot_id=snapshot_id,
+            volumes=await volumes.mounts_of(conn, caller.user_id, body.volumes),
             on_expire=body.on_expire,
         )
 
@@ -166,12 +192,21 @@ async def replicate(
         )
         if version is None:
             raise Conflict("The source sandbox's environment has been deleted; it cannot be replicated.")
+        snapshot_id, first = source.snapshot_id, None
+        if body.with_filesystem:
+            # A snapshot of its own, hidden: its image goes once the copy's container exists.
+            await repository.lock_sandbox(conn, source_id, caller.user_id)
+            hidden, first = await record_snapshot(conn, caller, source_id, None, hidden=True)
+            snapshot_id = hidden.id
         return Draft(
             version=version,
             name=body.name or f"{source.name[:119]}-{sandbox_id.hex[:8]}",
             env={**source.env, **body.env},
             ttl_seconds=body.ttl_seconds or source.ttl_seconds,
             network=source.network,  # the source's policy as it now is
+            snapshot_id=snapshot_id,
+            volumes=await volumes.mounts_of(conn, caller.user_id, body.volumes),
+            first=first,
         )
 
     return await _make(
@@ -218,12 +253,25 @@ async def _make(
                 command_id=command.id,
                 network=draft.network,
                 replicated_from=source_id,
+                snapshot_id=draft.snapshot_id,
+                volumes=draft.volumes,
                 on_expire=draft.on_expire,
             )
             await _check_quota(state, conn, caller, draft.version)
             await repository.insert_sandbox(conn, new)
             await attempt.succeeded(conn, target_id=new.id, details=_creation_details(new))
-        await _send(state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id))
+        first = draft.first
+        if first is not None and first.snapshot_id is not None:
+            hidden_id = first.snapshot_id
+
+            async def withdraw_both(c: asyncpg.Connection) -> bool:
+                withdrawn = await snapshots.withdraw(c, hidden_id)
+                if withdrawn:
+                    await repository.withdraw_create(c, sandbox_id, command.id)
+                return withdrawn
+
+            await send(state, first, withdraw=withdraw_both)
+        await send(state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id))
         return Outcome(201, await _settle(state, caller, sandbox_id, watcher, wait))
 
 
@@ -256,7 +304,7 @@ async def act(
             previous = current.previous_command
             await repository.record_command(conn, sandbox_id, command.id, verb.value)
             await attempt.succeeded(conn, details={"from": status.value, "commandId": str(command.id)})
-        await _send(
+        await send(
             state,
             command,
             withdraw=lambda c: repository.withdraw_command(c, sandbox_id, command.id, previous),
@@ -293,7 +341,7 @@ async def update_network(
                     "commandId": str(command.id),
                 },
             )
-        await _send(
+        await send(
             state,
             command,
             withdraw=lambda c: repository.restore_network(c, sandbox_id, network, previous),
@@ -355,6 +403,10 @@ def _creation_details(new: repository.NewSandbox) -> dict[str, Any]:
     }
     if new.replicated_from is not None:
         details["replicatedFrom"] = str(new.replicated_from)
+    if new.snapshot_id is not None:
+        details["snapshotId"] = str(new.snapshot_id)
+    if new.volumes:
+        details["volumes"] = [v["volumeId"] for v in new.volumes]
     return details
 
 
@@ -419,7 +471,7 @@ async def _watching(
         await watcher.close()
 
 
-async def _send(state: AppState, command: SandboxCommand, withdraw: Withdraw) -> None:
+async def send(state: AppState, command: SandboxCommand, withdraw: Withdraw) -> None:
     """Publish the recorded command; if that fails, take the change back and answer 503."""
     try:
         await commands.publish(state.js, command)

@@ -14,6 +14,7 @@ from sbx_common import labels, runtimes
 
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.engine.firewall import network_name
+from sbx_orchestrator.engine.volumes import volume_mount_point
 from sbx_orchestrator.repository import SandboxRecord
 
 MIB = 1024 * 1024
@@ -61,6 +62,7 @@ def container_spec(
     """The hardened container of a sandbox. Secrets win over plain variables of the same name."""
     features = features or EngineFeatures()
     memory = sandbox.memory_mib * MIB
+    root = settings.volumes_root()
     host: dict[str, Any] = {
         "nano_cpus": round(sandbox.cpu * 1e9),
         "mem_limit": memory,
@@ -69,7 +71,13 @@ def container_spec(
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "privileged": False,
-        "binds": None,
+        # Only the platform's own mount points of the sandbox's volumes (never a path a user
+        # chose; see engine/volumes.py).
+        "binds": [
+            f"{volume_mount_point(root, v.volume_id)}:{v.mount_path}:{'ro' if v.read_only else 'rw'}"
+            for v in sandbox.volumes
+        ]
+        or None,
         "mounts": None,
         "init": settings.container_init,
         # The platform's bridge network (no inter-container traffic; see engine/firewall.py).
@@ -100,7 +108,8 @@ def container_spec(
         host["storage_opt"] = {"size": f"{sandbox.disk_mib}M"}
     return ContainerSpec(
         name=labels.container_name(sandbox.id),
-        image=sandbox.image,
+        # A sandbox made from a snapshot runs the snapshot's image with its version's settings.
+        image=labels.snapshot_image(sandbox.snapshot_id) if sandbox.snapshot_id else sandbox.image,
         command=sandbox.command,
         environment={**sandbox.env, **secrets},
         labels=container_labels(sandbox, settings.instance),

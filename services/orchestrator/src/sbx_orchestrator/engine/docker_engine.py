@@ -212,6 +212,31 @@ class DockerEngine:
         # has no socket timeout (it streams), hence the overall limit.
         await asyncio.wait_for(self.call("pull", self.api.pull, image), self.settings.image_pull_timeout)
 
+    async def commit(self, container_id: str, image: str, image_labels: dict[str, str]) -> dict[str, Any]:
+        """Commit a container's filesystem to `image` ("repo:tag"). A running container is frozen
+        (cgroup freezer) for the moment of the commit only, so its files are consistent."""
+        repository, _, tag = image.rpartition(":")
+        await self.call(
+            "commit",
+            self.api.commit,
+            container_id,
+            repository=repository,
+            tag=tag,
+            pause=True,
+            conf={"Labels": image_labels},
+        )
+        info: dict[str, Any] = await self.call("inspect_image", self.api.inspect_image, image)
+        return info
+
+    async def remove_image(self, image: str) -> bool:
+        """Remove an image (untagged even while a container made from it exists); False when
+        there was none."""
+        try:
+            await self.call("remove_image", self.api.remove_image, image, force=True)
+        except docker.errors.NotFound:
+            return False
+        return True
+
     # --- containers ---
 
     async def inspect(self, name_or_id: str) -> dict[str, Any] | None:

@@ -1,0 +1,1 @@
+"""Snapshots: a sandbox's filesystem kept as an image of the platform."""

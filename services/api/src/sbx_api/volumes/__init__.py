@@ -1,0 +1,1 @@
+"""Volumes: named, size-limited, per-user storage that outlives sandboxes."""
