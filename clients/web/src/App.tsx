@@ -13,6 +13,7 @@ import { EnvironmentsPage } from "./pages/EnvironmentsPage";
 import { LoginPage, SignupPage } from "./pages/AuthPages";
 import { NotFoundPage } from "./pages/NotFoundPage";
 import { SandboxesPage } from "./pages/SandboxesPage";
+import { VolumesPage } from "./pages/VolumesPage";
 import { SessionProvider, useSession } from "./session";
 
 // The sandbox page carries xterm.js and uPlot: loaded when first opened, not with every page.
@@ -40,6 +41,7 @@ export function App() {
             <Route path="/sandboxes/:id" element={<RequireSignedIn><SandboxPage /></RequireSignedIn>} />
             <Route path="/environments" element={<RequireSignedIn><EnvironmentsPage /></RequireSignedIn>} />
             <Route path="/environments/:id" element={<RequireSignedIn><EnvironmentPage /></RequireSignedIn>} />
+            <Route path="/volumes" element={<RequireSignedIn><VolumesPage /></RequireSignedIn>} />
             <Route path="/api-keys" element={<RequireSignedIn><ApiKeysPage /></RequireSignedIn>} />
             <Route path="/account" element={<RequireSignedIn><AccountPage /></RequireSignedIn>} />
             <Route path="*" element={<NotFoundPage />} />

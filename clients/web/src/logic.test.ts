@@ -1,4 +1,4 @@
-import type { LogLine, Metrics, Sandbox, SandboxEvent } from "@sandbox-platform/sdk";
+import type { LogLine, Metrics, Sandbox, SandboxEvent, Snapshot } from "@sandbox-platform/sdk";
 import { describe, expect, it } from "vitest";
 
 import { diffVersions } from "./envdiff";
@@ -10,6 +10,7 @@ import { EMPTY_HISTORY, addSample, chartData } from "./metrics";
 import { describeNetwork, formatAllow, parseAllow, policyOf, samePolicy } from "./network";
 import { LatestEvents, isLaterEvent, listAfterEvent, matchesFilter } from "./sandboxes";
 import { joinCommand, splitCommand } from "./shellwords";
+import { mountsFromRows, readySnapshots, waitForSnapshot } from "./snapshots";
 import { SandboxApiError } from "@sandbox-platform/sdk";
 
 function line(seq: number, text: string, stream: "stdout" | "stderr" = "stdout"): LogLine {
@@ -302,5 +303,101 @@ describe("errors and numbers for people", () => {
     expect(formatBytes(0)).toBe("0 B");
     expect(formatBytes(1536)).toBe("1.5 KiB");
     expect(formatBytes(256 * 1024 * 1024)).toBe("256 MiB");
+  });
+});
+
+function snap(status: string, id = "s1"): Snapshot {
+  return {
+    id,
+    name: `snap-${id}`,
+    sandboxId: "b1",
+    environmentId: "e1",
+    environmentVersion: 1,
+    status,
+    statusReason: null,
+    sizeBytes: 0,
+    createdAt: "2026-01-01T00:00:00Z",
+  };
+}
+
+describe("waiting for a snapshot", () => {
+  it("reads it every interval until it is ready, reporting each answer", async () => {
+    const answers = [snap("creating"), snap("ready")];
+    const slept: number[] = [];
+    const seen: string[] = [];
+    const done = await waitForSnapshot(() => Promise.resolve(answers.shift() ?? snap("ready")), snap("creating"), {
+      intervalMs: 1000,
+      sleep: (ms) => {
+        slept.push(ms);
+        return Promise.resolve();
+      },
+      onProgress: (s) => seen.push(s.status),
+    });
+    expect(done.status).toBe("ready");
+    expect(slept).toEqual([1000, 1000]);
+    expect(seen).toEqual(["creating", "ready"]);
+  });
+
+  it("stops at failed", async () => {
+    const done = await waitForSnapshot(() => Promise.resolve(snap("failed")), snap("creating"), { sleep: () => Promise.resolve() });
+    expect(done.status).toBe("failed");
+  });
+
+  it("does not read a snapshot that is already ready", async () => {
+    let reads = 0;
+    await waitForSnapshot(() => {
+      reads += 1;
+      return Promise.resolve(snap("ready"));
+    }, snap("ready"));
+    expect(reads).toBe(0);
+  });
+
+  it("gives up after the deadline with a sentence", async () => {
+    let clock = 0;
+    await expect(
+      waitForSnapshot(() => Promise.resolve(snap("creating")), snap("creating"), {
+        deadlineMs: 3000,
+        intervalMs: 1000,
+        now: () => clock,
+        sleep: (ms) => {
+          clock += ms;
+          return Promise.resolve();
+        },
+      }),
+    ).rejects.toThrow(/still being made/);
+    expect(clock).toBe(3000);
+  });
+
+  it("offers only ready snapshots", () => {
+    expect(readySnapshots([snap("ready", "a"), snap("creating", "b"), snap("failed", "c")]).map((s) => s.id)).toEqual(["a"]);
+  });
+});
+
+describe("volume mounts", () => {
+  it("sends the rows with a volume, paths trimmed", () => {
+    expect(
+      mountsFromRows([
+        { volumeId: "v1", mountPath: " /data ", readOnly: true },
+        { volumeId: "", mountPath: "", readOnly: false },
+      ]),
+    ).toEqual({ mounts: [{ volumeId: "v1", mountPath: "/data", readOnly: true }] });
+  });
+
+  it("refuses a relative path, a path twice and a volume twice", () => {
+    expect(mountsFromRows([{ volumeId: "v1", mountPath: "data", readOnly: false }])).toEqual({
+      problem: 'The mount path "data" must start with /.',
+    });
+    expect(
+      mountsFromRows([
+        { volumeId: "v1", mountPath: "/a", readOnly: false },
+        { volumeId: "v2", mountPath: "/a", readOnly: false },
+      ]),
+    ).toEqual({ problem: "Two volumes are mounted at /a." });
+    expect(
+      mountsFromRows([
+        { volumeId: "v1", mountPath: "/a", readOnly: false },
+        { volumeId: "v1", mountPath: "/b", readOnly: false },
+      ]),
+    ).toEqual({ problem: "A volume can be mounted only once." });
   });
 });

@@ -30,6 +30,7 @@ export function Layout() {
           <nav aria-label="Main">
             <NavLink to="/sandboxes">Sandboxes</NavLink>
             <NavLink to="/environments">Environments</NavLink>
+            <NavLink to="/volumes">Volumes</NavLink>
             <NavLink to="/api-keys">API keys</NavLink>
             <NavLink to="/account">Account</NavLink>
             <a href="/docs">API docs</a>

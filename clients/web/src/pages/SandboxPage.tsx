@@ -1,6 +1,7 @@
 /**
  * One sandbox: its status (kept current by its own event stream, which also fills the
- * timeline), the lifecycle buttons, a terminal, live logs, metrics charts and an exec box.
+ * timeline), the lifecycle buttons, a terminal, live logs, metrics charts, an exec box and its
+ * snapshots.
  */
 
 import { useEffect, useRef, useState } from "react";
@@ -13,6 +14,7 @@ import { LifecycleButtons } from "../components/LifecycleButtons";
 import { LogsPane } from "../components/LogsPane";
 import { MetricsPanel } from "../components/MetricsPanel";
 import { SandboxNetwork } from "../components/SandboxNetwork";
+import { SandboxSnapshots } from "../components/SandboxSnapshots";
 import { TerminalPane } from "../components/TerminalPane";
 import { formatTime } from "../format";
 import { useLoad } from "../hooks";
@@ -201,6 +203,10 @@ export function SandboxPage() {
         <section className="panel" aria-labelledby="exec-title">
           <h2 id="exec-title">Run a command</h2>
           <ExecBox sandboxId={sandbox.id} running={running} />
+        </section>
+        <section className="panel" aria-labelledby="snapshots-title">
+          <h2 id="snapshots-title">Snapshots</h2>
+          <SandboxSnapshots sandboxId={sandbox.id} canSnapshot={["running", "paused", "stopped"].includes(sandbox.status)} />
         </section>
         <section className="panel" aria-labelledby="timeline-title">
           <h2 id="timeline-title">Timeline</h2>

@@ -1,13 +1,14 @@
 /**
  * Sandboxes: a list kept current by the events socket (no polling), filters by status and
- * environment (in the address, so a filtered view can be linked), creating one, and the
+ * environment (in the address, so a filtered view can be linked), creating one (from an
+ * environment or a ready snapshot, with volume mounts), and the
  * lifecycle buttons of each.
  */
 
 import { useCallback, useRef, useState } from "react";
 import type { SyntheticEvent } from "react";
 import { Link, useSearchParams } from "react-router";
-import type { Environment, Sandbox, SandboxEvent, SandboxStatus } from "@sandbox-platform/sdk";
+import type { Environment, Sandbox, SandboxEvent, SandboxStatus, Volume } from "@sandbox-platform/sdk";
 
 import { ErrorMessage, Loading, Spinner, StatusBadge } from "../components/Feedback";
 import { LifecycleButtons } from "../components/LifecycleButtons";
@@ -18,6 +19,8 @@ import { useAction, useLoad } from "../hooks";
 import { LatestEvents, STATUSES, listAfterEvent, matchesFilter } from "../sandboxes";
 import type { ListFilter } from "../sandboxes";
 import { useSession } from "../session";
+import { mountsFromRows, readySnapshots } from "../snapshots";
+import type { MountRow } from "../snapshots";
 
 /** How long an event of a sandbox the list does not hold waits before that sandbox is fetched. */
 const UNKNOWN_FETCH_DELAY_MS = 1000;
@@ -47,28 +50,101 @@ function FeedIndicator({ state, retry }: { state: FeedState; retry: () => void }
   );
 }
 
+function MountFields({
+  volumes,
+  rows,
+  onChange,
+}: {
+  volumes: Volume[];
+  rows: MountRow[];
+  onChange: (rows: MountRow[]) => void;
+}) {
+  const set = (index: number, change: Partial<MountRow>) => {
+    onChange(rows.map((row, i) => (i === index ? { ...row, ...change } : row)));
+  };
+  return (
+    <fieldset className="mounts">
+      <legend>Volume mounts (optional)</legend>
+      {volumes.length === 0 && (
+        <p className="muted">
+          No volumes yet: <Link to="/volumes">create one</Link>.
+        </p>
+      )}
+      {rows.map((row, index) => (
+        <div className="form inline mount-row" key={index} role="group" aria-label={`Mount ${index + 1}`}>
+          <label>
+            Volume
+            <select value={row.volumeId} onChange={(e) => { set(index, { volumeId: e.target.value }); }}>
+              <option value="">None</option>
+              {volumes.map((volume) => (
+                <option key={volume.id} value={volume.id}>
+                  {volume.name} ({volume.sizeMiB} MiB)
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            Mount path
+            <input value={row.mountPath} onChange={(e) => { set(index, { mountPath: e.target.value }); }} placeholder="/data" spellCheck={false} />
+          </label>
+          <label className="check">
+            <input type="checkbox" checked={row.readOnly} onChange={(e) => { set(index, { readOnly: e.target.checked }); }} /> Read-only
+          </label>
+          <button type="button" onClick={() => { onChange(rows.filter((_, i) => i !== index)); }}>
+            Remove mount {index + 1}
+          </button>
+        </div>
+      ))}
+      {volumes.length > 0 && (
+        <button type="button" onClick={() => { onChange([...rows, { volumeId: volumes[0]?.id ?? "", mountPath: "/data", readOnly: false }]); }}>
+          Add a mount
+        </button>
+      )}
+    </fieldset>
+  );
+}
+
 function CreateSandbox({
   environments,
   initial,
+  initialSnapshot,
   onCreated,
   onCancel,
 }: {
   environments: Environment[];
   initial: string | undefined;
+  initialSnapshot: string | undefined;
   onCreated: (sandbox: Sandbox) => void;
   onCancel: () => void;
 }) {
   const { client } = useSession();
   const action = useAction();
+  const snapshots = useLoad(async () => readySnapshots(await client.listSnapshots()), [client]);
+  const volumes = useLoad(() => client.listVolumes(), [client]);
+  const [source, setSource] = useState<"environment" | "snapshot">(initialSnapshot ? "snapshot" : "environment");
   const [environmentId, setEnvironmentId] = useState(initial ?? environments[0]?.id ?? "");
+  const [snapshotId, setSnapshotId] = useState(initialSnapshot ?? "");
   const [name, setName] = useState("");
   const [ttl, setTtl] = useState("");
+  const [mounts, setMounts] = useState<MountRow[]>([]);
+  const [problem, setProblem] = useState<string | undefined>(undefined);
+  const chosenSnapshot = snapshotId === "" ? (snapshots.data?.[0]?.id ?? "") : snapshotId;
 
   const submit = async (event: SyntheticEvent<HTMLFormElement>) => {
     event.preventDefault();
+    const checked = mountsFromRows(mounts);
+    if ("problem" in checked) {
+      setProblem(checked.problem);
+      return;
+    }
+    setProblem(undefined);
     const ttlSeconds = ttl.trim() === "" ? undefined : Number(ttl);
+    const from = source === "snapshot" ? { snapshotId: chosenSnapshot } : { environmentId };
     const sandbox = await action.run(() =>
-      client.createSandbox({ environmentId, name: name.trim() || undefined, ttlSeconds }, { wait: false }),
+      client.createSandbox(
+        { ...from, name: name.trim() || undefined, ttlSeconds, volumes: checked.mounts.length > 0 ? checked.mounts : undefined },
+        { wait: false },
+      ),
     );
     if (sandbox) {
       setName("");
@@ -76,7 +152,7 @@ function CreateSandbox({
     }
   };
 
-  if (environments.length === 0) {
+  if (environments.length === 0 && !initialSnapshot) {
     return (
       <p>
         You need an environment first: <Link to="/environments">create one</Link>.
@@ -85,16 +161,41 @@ function CreateSandbox({
   }
   return (
     <form onSubmit={submit} className="form inline" aria-label="New sandbox">
-      <label>
-        Environment
-        <select value={environmentId} onChange={(e) => { setEnvironmentId(e.target.value); }} required>
-          {environments.map((env) => (
-            <option key={env.id} value={env.id}>
-              {env.name} (v{env.version})
-            </option>
-          ))}
-        </select>
-      </label>
+      <fieldset className="source">
+        <legend>Create from</legend>
+        <label className="check">
+          <input type="radio" name="source" value="environment" checked={source === "environment"} onChange={() => { setSource("environment"); }} /> An environment
+        </label>
+        <label className="check">
+          <input type="radio" name="source" value="snapshot" checked={source === "snapshot"} onChange={() => { setSource("snapshot"); }} /> A snapshot
+        </label>
+      </fieldset>
+      {source === "environment" ? (
+        <label>
+          Environment
+          <select value={environmentId} onChange={(e) => { setEnvironmentId(e.target.value); }} required>
+            {environments.map((env) => (
+              <option key={env.id} value={env.id}>
+                {env.name} (v{env.version})
+              </option>
+            ))}
+          </select>
+        </label>
+      ) : snapshots.loading && !snapshots.data ? (
+        <Loading label="Loading the snapshots…" />
+      ) : (
+        <label>
+          Snapshot
+          <select value={chosenSnapshot} onChange={(e) => { setSnapshotId(e.target.value); }} required>
+            {snapshots.data?.length === 0 && <option value="">No ready snapshots</option>}
+            {(snapshots.data ?? []).map((snapshot) => (
+              <option key={snapshot.id} value={snapshot.id}>
+                {snapshot.name} ({formatAgo(snapshot.createdAt)})
+              </option>
+            ))}
+          </select>
+        </label>
+      )}
       <label>
         Name (optional)
         <input value={name} maxLength={100} onChange={(e) => { setName(e.target.value); }} placeholder="generated" />
@@ -103,14 +204,22 @@ function CreateSandbox({
         Lifetime in seconds (optional)
         <input inputMode="numeric" pattern="\d*" value={ttl} onChange={(e) => { setTtl(e.target.value); }} placeholder="3600" />
       </label>
+      <MountFields volumes={volumes.data ?? []} rows={mounts} onChange={setMounts} />
       <div className="actions">
-        <button type="submit" className="primary" disabled={action.pending}>
+        <button type="submit" className="primary" disabled={action.pending || (source === "snapshot" && chosenSnapshot === "")}>
           {action.pending && <Spinner label="Creating" />} Create sandbox
         </button>
         <button type="button" onClick={onCancel}>
           Cancel
         </button>
       </div>
+      {problem && (
+        <p role="alert" className="error">
+          {problem}
+        </p>
+      )}
+      <ErrorMessage error={snapshots.error} />
+      <ErrorMessage error={volumes.error} />
       <ErrorMessage error={action.error} />
     </form>
   );
@@ -122,6 +231,7 @@ export function SandboxesPage() {
   const status: SandboxStatus = params.get("status") ?? "";
   const environmentId = params.get("environmentId") ?? "";
   const createFor = params.get("create") ?? undefined;
+  const createFromSnapshot = params.get("snapshot") ?? "";
   const filter: ListFilter = { status: status || undefined, environmentId: environmentId || undefined };
   const filterRef = useRef(filter);
   filterRef.current = filter;
@@ -205,7 +315,10 @@ export function SandboxesPage() {
   const showCreate = (open: boolean) => {
     const next = new URLSearchParams(params);
     if (open) next.set("create", environments.data?.[0]?.id ?? "");
-    else next.delete("create");
+    else {
+      next.delete("create");
+      next.delete("snapshot");
+    }
     setParams(next);
   };
 
@@ -234,6 +347,7 @@ export function SandboxesPage() {
                 <CreateSandbox
                   environments={environments.data}
                   initial={createFor || undefined}
+                  initialSnapshot={createFromSnapshot === "" ? undefined : createFromSnapshot}
                   onCreated={(sandbox) => {
                     replace(sandbox);
                     showCreate(false);
