@@ -368,6 +368,28 @@ describe("waiting for a snapshot", () => {
     expect(clock).toBe(3000);
   });
 
+  it("stops when the page is left", async () => {
+    const controller = new AbortController();
+    let reads = 0;
+    await expect(
+      waitForSnapshot(
+        () => {
+          reads += 1;
+          return Promise.resolve(snap("creating"));
+        },
+        snap("creating"),
+        {
+          signal: controller.signal,
+          sleep: () => {
+            controller.abort();
+            return Promise.resolve();
+          },
+        },
+      ),
+    ).rejects.toThrow(/Stopped/);
+    expect(reads).toBe(0);
+  });
+
   it("offers only ready snapshots", () => {
     expect(readySnapshots([snap("ready", "a"), snap("creating", "b"), snap("failed", "c")]).map((s) => s.id)).toEqual(["a"]);
   });

@@ -8,12 +8,20 @@ export const SNAPSHOT_DEADLINE_MS = 5 * 60 * 1000;
 
 /**
  * Read the snapshot every `intervalMs` until it is `ready` or `failed` (returned either way),
- * throwing once `deadlineMs` has passed; `onProgress` sees each answer.
+ * throwing once `deadlineMs` has passed or `signal` aborts (the page was left); `onProgress` sees
+ * each answer.
  */
 export async function waitForSnapshot(
   get: (id: string) => Promise<Snapshot>,
   snapshot: Snapshot,
-  options: { intervalMs?: number; deadlineMs?: number; onProgress?: (s: Snapshot) => void; now?: () => number; sleep?: (ms: number) => Promise<void> } = {},
+  options: {
+    intervalMs?: number;
+    deadlineMs?: number;
+    signal?: AbortSignal;
+    onProgress?: (s: Snapshot) => void;
+    now?: () => number;
+    sleep?: (ms: number) => Promise<void>;
+  } = {},
 ): Promise<Snapshot> {
   const intervalMs = options.intervalMs ?? SNAPSHOT_POLL_MS;
   const now = options.now ?? Date.now;
@@ -25,6 +33,7 @@ export async function waitForSnapshot(
       throw new Error(`The snapshot "${current.name}" is still being made; look again in a moment.`);
     }
     await sleep(intervalMs);
+    if (options.signal?.aborted) throw new Error("Stopped following the snapshot.");
     current = await get(current.id);
     options.onProgress?.(current);
   }

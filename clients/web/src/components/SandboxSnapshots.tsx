@@ -3,7 +3,7 @@
  * and the ones it already has.
  */
 
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import type { SyntheticEvent } from "react";
 import { Link } from "react-router";
 import type { Snapshot } from "@sandbox-platform/sdk";
@@ -21,6 +21,15 @@ export function SandboxSnapshots({ sandboxId, canSnapshot }: { sandboxId: string
   const [made, setMade] = useState<Snapshot | undefined>(undefined);
   const list = useLoad(() => client.listSnapshots({ sandboxId }), [client, sandboxId]);
   const { setData } = list;
+  // Leaving the page stops the polling of a snapshot still being made.
+  const leaving = useRef(new AbortController());
+  useEffect(() => {
+    const controller = new AbortController();
+    leaving.current = controller;
+    return () => {
+      controller.abort();
+    };
+  }, []);
 
   const put = (snapshot: Snapshot) => {
     setData((current) => {
@@ -35,7 +44,7 @@ export function SandboxSnapshots({ sandboxId, canSnapshot }: { sandboxId: string
     const done = await action.run(async () => {
       const started = await client.createSnapshot(sandboxId, name.trim() || undefined);
       put(started);
-      return waitForSnapshot((id) => client.getSnapshot(id), started, { onProgress: put });
+      return waitForSnapshot((id) => client.getSnapshot(id), started, { onProgress: put, signal: leaving.current.signal });
     });
     if (done) {
       put(done);
