@@ -46,11 +46,13 @@ def _free_subnet() -> ipaddress.IPv4Network:
     taken = [
         ipaddress.ip_network(word, strict=False) for word in used.split() if "/" in word and word[0].isdigit()
     ]
-    for third in range(240, 10, -1):
-        candidate = ipaddress.ip_network(f"172.31.{third}.0/24")
-        if not any(candidate.overlaps(net) for net in taken):
-            return candidate
-    raise RuntimeError("no free subnet in 172.31.0.0/16")
+    # From the top of the range down: Docker hands out its /16 pools from 172.17 upwards.
+    for second in range(31, 15, -1):
+        for third in range(250, 10, -1):
+            candidate = ipaddress.ip_network(f"172.{second}.{third}.0/24")
+            if not any(candidate.overlaps(net) for net in taken):
+                return candidate
+    raise RuntimeError("no free subnet in 172.16.0.0/12")
 
 
 class PrivateEngine:
