@@ -32,8 +32,6 @@ from tests.support.platform import TEST_INSTANCE, Platform
 from tests.support.sandboxes import create_sandbox, destroy_all, exec_in, get_sandbox
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux network namespaces")
-
 PORT = 8080
 INTERNET = "198.18.0.2"
 OTHER_INTERNET = "198.18.0.3"
