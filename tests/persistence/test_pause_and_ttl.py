@@ -167,6 +167,27 @@ async def test_pause_of_a_stopped_sandbox_and_stop_and_destroy_from_paused(
     assert inspect_container(docker_client, container_name(second)) is None
 
 
+async def test_pause_and_resume_converge_on_what_docker_already_did(
+    client: httpx.AsyncClient, user: User, environment: dict[str, Any], docker_client: docker.DockerClient
+) -> None:
+    """The orchestrator asks Docker at once and looks only when Docker refuses: a container
+    frozen (or thawed) outside the platform is recorded as it is, with its endpoints kept."""
+    sid = await running_sandbox(client, user, environment)
+    before = await get_sandbox(client, user, sid)
+    container = await asyncio.to_thread(docker_client.containers.get, container_name(sid))
+
+    await asyncio.to_thread(container.pause)
+    paused = await lifecycle(client, user, sid, "pause", accepted=(202,))
+    assert paused["status"] == "paused", paused
+    assert docker_state(docker_client, sid)["Paused"] is True
+
+    await asyncio.to_thread(container.unpause)
+    resumed = await lifecycle(client, user, sid, "resume", accepted=(202,))
+    assert resumed["status"] == "running", resumed
+    assert resumed["endpoints"] == before["endpoints"]
+    assert (await exec_in(client, user, sid, "echo thawed"))["stdout"] == "thawed\n"
+
+
 async def test_pause_with_an_idempotency_key_acts_once(
     client: httpx.AsyncClient, user: User, environment: dict[str, Any]
 ) -> None:

@@ -28,6 +28,8 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -80,6 +82,9 @@ ENGINE_LOSS_MARGIN = 5.0
 ALIVE = frozenset({Status.RUNNING, Status.PAUSED})
 # The verbs the reaper sends when a TTL runs out (the sandbox's `onExpire`).
 EXPIRY_VERBS = frozenset({Verb.DESTROY, Verb.STOP, Verb.PAUSE})
+# Verbs whose Docker call is one quick request: their under-way status is recorded (and its
+# event published) while Docker acts rather than before, so neither waits for the other.
+QUICK_VERBS = frozenset({Verb.PAUSE, Verb.RESUME})
 
 # Docker start errors that no retry can fix (reported as the sandbox's failure reason).
 _PERMANENT_START_ERRORS = {
@@ -228,7 +233,8 @@ class Lifecycle:
                 return Outcome.DUPLICATE
 
         job = Job(sandbox, command)
-        await self._record(job, UNDER_WAY[command.verb])
+        if command.verb not in QUICK_VERBS:
+            await self._record(job, UNDER_WAY[command.verb])
         try:
             if command.verb is Verb.DESTROY:
                 await self._destroy(job)
@@ -424,33 +430,63 @@ class Lifecycle:
             )
         return False
 
-    async def _pause(self, job: Job) -> None:
-        """Freeze the container (Docker's pause: the cgroup freezer). Its memory, files and
-        network stay as they are; exec and terminals answer `NOT_RUNNING` until it resumes."""
+    @asynccontextmanager
+    async def _under_way(self, job: Job) -> AsyncIterator[None]:
+        """Record the verb's under-way status while the body acts on Docker. The record is
+        awaited before anything else is recorded, so the events keep their order (`resuming`
+        before `running`, or before `failed`), and a failed record fails the attempt (retried:
+        the verbs converge)."""
+        recording = asyncio.create_task(self._record(job, UNDER_WAY[job.command.verb]))
+        try:
+            yield
+        finally:
+            await recording
+
+    async def _container_state(self, job: Job) -> ContainerState:
         info = await self.engine.inspect(job.name)
         if info is None:
             raise SandboxFailed("the container was removed outside the platform")
-        state = read_state(info)
-        if state.running:
-            await self.engine.pause(state.id)
-        elif not state.paused:
-            raise ContainerExited(state)
+        return read_state(info)
+
+    async def _pause(self, job: Job) -> None:
+        """Freeze the container (Docker's pause: the cgroup freezer). Its memory, files and
+        network stay as they are; exec and terminals answer `NOT_RUNNING` until it resumes.
+
+        The freeze is asked for at once, with no inspect first: Docker refuses to pause a
+        container that is not running or already paused (and to unpause one that is not paused,
+        with a 500), and only then is the container inspected (already in the goal state: done;
+        ended: recorded as such)."""
+        async with self._under_way(job):
+            try:
+                await self.engine.pause(job.name)
+            except docker.errors.NotFound:
+                raise SandboxFailed("the container was removed outside the platform") from None
+            except docker.errors.APIError:
+                state = await self._container_state(job)
+                if state.running:  # refused for another reason: the attempt fails (retried)
+                    raise
+                if not state.paused:
+                    raise ContainerExited(state) from None
         await self._record(job, Status.PAUSED)
 
     async def _resume(self, job: Job) -> None:
-        """Thaw a paused container; it runs on from where it was frozen."""
-        info = await self.engine.inspect(job.name)
-        if info is None:
-            raise SandboxFailed("the container was removed outside the platform")
-        state = read_state(info)
-        if state.paused:
-            await self.engine.unpause(state.id)
-        elif not state.running:
-            raise ContainerExited(state)
-        endpoints = read_endpoints(info, self.settings.public_host)
-        await self._record(
-            job, Status.RUNNING, data={"endpoints": endpoints}, container_id=state.id, endpoints=endpoints
-        )
+        """Thaw a paused container; it runs on from where it was frozen. Like `_pause`, Docker
+        is asked at once and the container inspected only when it refuses. Freezing changes no
+        port, so the endpoints recorded when it last started still hold."""
+        async with self._under_way(job):
+            try:
+                await self.engine.unpause(job.name)
+            except docker.errors.NotFound:
+                raise SandboxFailed("the container was removed outside the platform") from None
+            except docker.errors.APIError:
+                state = await self._container_state(job)
+                if state.paused:  # refused for another reason: the attempt fails (retried)
+                    raise
+                if not state.running:
+                    raise ContainerExited(state) from None
+        runtime = job.sandbox.runtime
+        endpoints = runtime.endpoints if runtime is not None else []
+        await self._record(job, Status.RUNNING, data={"endpoints": endpoints}, endpoints=endpoints)
 
     async def _stop(self, job: Job) -> None:
         info = await self.engine.inspect(job.name)

@@ -3,7 +3,8 @@
 The subscription to `sbx.evt.<owner>.<sandbox>.*` (core NATS) is made before the command is
 published. NATS handles one connection's protocol messages in order, so the server knows the
 subscription before it routes the command, and no event caused by the command can be missed.
-Each event triggers one re-read of `sandbox_view`, which stays the single source of the status.
+Each settled event (`running`, `stopped`, ...) triggers one re-read of `sandbox_view`, which
+stays the single source of the status; transitional ones (`resuming`, ...) are not re-read.
 
 Two safety nets, neither a polling loop: when an event says "settled" but the view does not show
 it yet (the orchestrator's write not yet visible), the view is re-read a few times with a short
@@ -62,9 +63,11 @@ class SettleWatcher:
 
     async def _on_event(self, msg: Msg) -> None:
         status = msg.subject.rsplit(".", 1)[-1]
+        # A transitional status cannot settle the sandbox: its settled event follows (or the
+        # quiet re-read finds it), so only settled events cost a read of the view.
         if status in _SETTLED_VALUES:
             self._settled_event_seen = True
-        self._signal.set()
+            self._signal.set()
 
     async def until_settled(self, read: Reader, seconds: float) -> SandboxRow | None:
         """Re-read on every event until the row shows a settled status or `seconds` pass;
