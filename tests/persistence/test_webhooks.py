@@ -426,3 +426,79 @@ async def test_a_target_is_checked_again_at_delivery_time(receiver: Receiver, tm
             await pg.close()
         assert {e["error"] for e in errors} == {"refused target"}
         assert not [r for r in receiver.requests if str(event.sandbox_id).encode() in r.body]
+
+
+async def test_settled_deliveries_are_pruned_by_age_and_count(tmp_path: Path) -> None:
+    """The retention deletes settled deliveries older than its days or beyond the newest count of
+    their webhook, with their attempts; never one still retrying, never a young one."""
+    async with (
+        dedicated_platform(
+            tmp_path,
+            services=("webhooks", "api"),
+            service_env={
+                "api": {"SBX_WEBHOOK_ALLOW_PRIVATE": "true"},
+                "webhooks": {
+                    "SBX_WEBHOOK_DELIVERY_RETENTION_DAYS": "1",
+                    "SBX_WEBHOOK_DELIVERY_RETENTION_COUNT": "3",
+                    "SBX_WEBHOOK_RETENTION_INTERVAL_SECONDS": "0.5",
+                },
+            },
+        ) as plat,
+        plat.client() as http,
+    ):
+        user = await signup(http)
+        hook = await create_webhook(http, user, "http://127.0.0.1:9/never", ["sandbox.*"])
+        other = await create_webhook(http, user, "http://127.0.0.1:9/other", ["sandbox.*"])
+        # (webhook, status, age): what each seeded delivery is, and whether the retention keeps it.
+        seeded = {
+            "old delivered": (hook, "delivered", "2 days", False),
+            "old failed": (hook, "failed", "2 days", False),
+            "old retrying": (hook, "retrying", "2 days", True),
+            "young": (hook, "delivered", "1 minute", True),
+            "1h": (hook, "delivered", "1 hour", True),
+            "2h": (hook, "delivered", "2 hours", True),
+            "3h": (hook, "delivered", "3 hours", False),  # the 4th newest of its webhook
+            "4h": (hook, "failed", "4 hours", False),
+            "other 1h": (other, "delivered", "1 hour", True),
+            "other 2h": (other, "delivered", "2 hours", True),
+        }
+        ids = {name: uuid.uuid4() for name in seeded}
+        pg = await asyncpg.connect(plat.database_url)
+        try:
+            for name, (webhook, status, age, _) in seeded.items():
+                await pg.execute(
+                    "INSERT INTO webhook_deliveries (id, webhook_id, event_id, body, status, attempts,"
+                    " created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, 1,"
+                    " now() - $6::text::interval, now() + interval '1 day')",
+                    ids[name],
+                    uuid.UUID(webhook["id"]),
+                    name,
+                    b"{}",
+                    status,
+                    age,
+                )
+                await pg.execute(
+                    "INSERT INTO webhook_delivery_attempts (delivery_id, attempt, duration_ms)"
+                    " VALUES ($1, 1, 5)",
+                    ids[name],
+                )
+            kept = {ids[name] for name, (*_, keep) in seeded.items() if keep}
+
+            async def pruned() -> bool:
+                rows = await pg.fetch(
+                    "SELECT id FROM webhook_deliveries WHERE id = ANY($1::uuid[])", list(ids.values())
+                )
+                return {r["id"] for r in rows} == kept
+
+            await wait_for(pruned, timeout=30, what="the retention's sweep")
+            attempts = await pg.fetch(
+                "SELECT delivery_id FROM webhook_delivery_attempts WHERE delivery_id = ANY($1::uuid[])",
+                list(ids.values()),
+            )
+            assert {a["delivery_id"] for a in attempts} == kept
+        finally:
+            await pg.close()
+        listed = await deliveries(http, user, hook["id"])
+        assert {d["id"] for d in listed} == {
+            str(i) for i in kept if i not in (ids["other 1h"], ids["other 2h"])
+        }

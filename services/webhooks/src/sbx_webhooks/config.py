@@ -23,3 +23,8 @@ class WebhooksSettings(CryptoSettings):
     # Deliveries in flight at once, and how often the table is looked at when nothing woke it.
     webhook_concurrency: int = Field(default=8, ge=1, le=64)
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    # Settled deliveries (and their attempts) older than this many days, or beyond the newest
+    # `count` of their webhook, are deleted every `interval` seconds (retention.py).
+    webhook_delivery_retention_days: float = Field(default=7.0, gt=0)
+    webhook_delivery_retention_count: int = Field(default=1000, ge=1)
+    webhook_retention_interval_seconds: float = Field(default=600.0, gt=0)

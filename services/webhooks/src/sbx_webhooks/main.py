@@ -2,7 +2,8 @@
 
 Events come from the durable consumer `webhooks__events` on SBX_EVT; each matching webhook gets a
 delivery row before the event is acked, and the dispatcher sends the rows, retrying with
-backoff. The service writes `webhook_deliveries` and `webhook_delivery_attempts` only.
+backoff; the retention deletes old settled ones. The service writes `webhook_deliveries` and
+`webhook_delivery_attempts` only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sbx_common.worker import run_worker
 from sbx_webhooks.config import WebhooksSettings
 from sbx_webhooks.dispatcher import Dispatcher
 from sbx_webhooks.event_consumer import DURABLE, subscribe_events
+from sbx_webhooks.retention import retention_loop
 
 
 class Webhooks:
@@ -31,6 +33,7 @@ class Webhooks:
         self._broker: WorkerBroker | None = None
         self._dispatcher: Dispatcher | None = None
         self._lag: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
 
     async def start(self, nc: NatsClient) -> None:
         s = self.settings
@@ -46,13 +49,14 @@ class Webhooks:
         await self._broker.start()
         self._lag = start_lag_export(nc.jetstream(), STREAM_EVT, DURABLE)
         self._dispatcher.start()
+        self._retention = asyncio.create_task(retention_loop(s, self._pool), name="webhook-retention")
 
     async def stop(self) -> None:
         if self._broker is not None:
             await self._broker.stop()
         if self._dispatcher is not None:
             await self._dispatcher.stop()
-        await cancel_and_wait([self._lag])
+        await cancel_and_wait([self._lag, self._retention])
         if self._pool is not None:
             await self._pool.close()
 

@@ -12,6 +12,10 @@ ATTEMPTS = Counter(
 DELIVERIES = Counter(
     "sbx_webhook_deliveries_total", "Deliveries settled, by final status (delivered, failed)", ["status"]
 )
+PRUNED = Counter(
+    "sbx_webhook_deliveries_pruned_total",
+    "Settled deliveries (with their attempts) deleted by the retention",
+)
 RECORDED = Counter("sbx_webhook_deliveries_recorded_total", "Deliveries recorded from events")
 ATTEMPT_SECONDS = Histogram(
     "sbx_webhook_attempt_seconds",
