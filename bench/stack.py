@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import docker.errors
 from sbx_common import db, topology
-from sbx_common.labels import instance_filter
+from sbx_common.labels import SNAPSHOT_ID, instance_filter
 from sbx_devstack.servers import EmbeddedPostgres
 
 from tests.support.docker import build_test_image
@@ -30,12 +30,17 @@ async def _prepare(database_url: str, nats_url: str) -> None:
 
 
 def remove_instance_containers(instance: str) -> None:
-    """The sandboxes a benchmark left running: none may outlive it (or load the next one)."""
+    """The sandboxes a benchmark left running, then its snapshot images: none may outlive it
+    (or load the next one)."""
     client = docker.from_env()
     try:
         for container in client.containers.list(all=True, filters={"label": instance_filter(instance)}):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True)
+        images = client.api.images(filters={"label": [*instance_filter(instance), SNAPSHOT_ID]})
+        for image in images:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                client.api.remove_image(image["Id"], force=True)
     finally:
         client.close()
 

@@ -258,3 +258,75 @@ async def test_reaper_finishes_half_made_snapshots(
 
     await wait_for(orphan_gone, timeout=90, interval=0.5, what="orphan snapshot image removed")
     assert image_exists(docker_client, str(snapshot_id))
+
+
+async def seed_snapshot(
+    pg: asyncpg.Connection, owner: User, source: dict[str, Any], *, hidden: bool = False
+) -> uuid.UUID:
+    """A snapshot row as the API records it (its command not published: the reaper does that)."""
+    snapshot_id = uuid.uuid4()
+    await pg.execute(
+        "INSERT INTO snapshots (id, owner_id, sandbox_id, environment_id, environment_version, name,"
+        " hidden, command_id) VALUES ($1, $2, $3, $4, $5, 'seeded', $6, $7)",
+        snapshot_id,
+        uuid.UUID(owner.id),
+        uuid.UUID(source["id"]),
+        uuid.UUID(source["environmentId"]),
+        source["environmentVersion"],
+        hidden,
+        uuid.uuid4(),
+    )
+    return snapshot_id
+
+
+async def test_reaper_removes_snapshot_images_nothing_needs(
+    client: httpx.AsyncClient,
+    owner: User,
+    test_image: str,
+    docker_client: docker.DockerClient,
+    pg: asyncpg.Connection,
+) -> None:
+    """A snapshot whose creation failed half-way (the image committed, the attempt as a whole
+    failed) and a replicate's hidden snapshot whose copy's create was never published (withdrawn,
+    so no sandbox is made from it) leave no image once the reaper has swept; a ready snapshot's
+    image stays."""
+    source = await running(client, owner, test_image)
+    kept = await snapshot_ready(client, owner, source["id"])
+
+    failed = await seed_snapshot(pg, owner, source)
+    await pg.execute(
+        "INSERT INTO snapshot_runtime (snapshot_id, status, status_reason) VALUES ($1, 'failed', $2)",
+        failed,
+        "snapshot failed after 5 attempts",
+    )
+    docker_client.api.commit(
+        container_name(source["id"]),
+        repository=snapshot_image(failed).rsplit(":", 1)[0],
+        tag="latest",
+        conf={
+            "Labels": {
+                PLATFORM: PLATFORM_VALUE,
+                INSTANCE: TEST_INSTANCE,
+                OWNER_ID: owner.id,
+                SNAPSHOT_ID: str(failed),
+            }
+        },
+    )
+    assert image_exists(docker_client, str(failed))
+
+    # The fork's first half went out (its snapshot is made), its second did not.
+    fork = await seed_snapshot(pg, owner, source, hidden=True)
+
+    async def fork_made() -> bool:
+        size = await pg.fetchval(
+            "SELECT size_bytes FROM snapshot_runtime WHERE snapshot_id = $1 AND status = 'ready'", fork
+        )
+        return bool(size)
+
+    await wait_for(fork_made, timeout=60, what="the fork's hidden snapshot made from the reaper's re-publish")
+
+    async def both_gone() -> bool:
+        return not image_exists(docker_client, str(failed)) and not image_exists(docker_client, str(fork))
+
+    await wait_for(both_gone, timeout=120, interval=0.5, what="the unneeded snapshot images removed")
+    assert image_exists(docker_client, kept["id"])

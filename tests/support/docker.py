@@ -97,9 +97,32 @@ def remove_containers(*selectors: str) -> None:
 
 def remove_instance_containers(instance: str) -> None:
     """Everything a platform of installation `instance` left on the engine and the host: its
-    containers, its sandbox network, and its firewall chains."""
+    containers, its snapshot images, its sandbox network, and its firewall chains."""
     remove_containers(f"{labels.INSTANCE}={instance}")
+    remove_instance_images(instance)
     remove_instance_network(instance)
+
+
+def remove_instance_images(instance: str) -> None:
+    """The snapshot images the orchestrator of `instance` committed. Its reaper removes those
+    nothing needs, but not once the platform is stopped; called after the containers are gone
+    (an image a container still uses would only lose its tag)."""
+    ids = subprocess.run(
+        [
+            "docker",
+            "images",
+            "-q",
+            "--filter",
+            f"label={labels.INSTANCE}={instance}",
+            "--filter",
+            f"label={labels.SNAPSHOT_ID}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rmi", "-f", *sorted(set(ids))], capture_output=True, check=False)
 
 
 def remove_instance_network(instance: str) -> None:

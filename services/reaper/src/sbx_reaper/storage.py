@@ -7,8 +7,12 @@
 - a snapshot or volume the user deleted whose image or filesystem is not removed yet (no
   `deleted` runtime status after `untaken_after`): `snapshot_delete` / `volume_delete` again;
 - a snapshot image of this instance (labels `sbx.platform`, `sbx.instance`, `sbx.snapshot-id`)
-  older than the grace period whose snapshot has no row, or is deleted: removed here, as orphan
-  containers are.
+  older than the grace period that nothing needs any more: removed here, as orphan containers
+  are (see `_NEEDED_SNAPSHOTS`). That covers every way an image outlives its use: the owner
+  deleted (the rows cascade), a snapshot deleted while it was being made, a commit that
+  succeeded when its attempt as a whole failed (`failed`), and a replicate's hidden snapshot
+  whose copy never got a container (its create could not be published and was withdrawn, it
+  failed, or it was destroyed first).
 Command ids are deterministic, so two reapers make one command.
 """
 
@@ -54,6 +58,20 @@ SELECT v.id, v.owner_id FROM volumes v LEFT JOIN volume_runtime r ON r.volume_id
 WHERE v.deleted_at IS NOT NULL AND r.status IS DISTINCT FROM 'deleted'
   AND now() - v.deleted_at > make_interval(secs => $1)
 LIMIT 500
+"""
+
+
+# The snapshots (of those given) whose image must stay: not deleted, not failed, and, for a
+# replicate's hidden snapshot, a copy made from it still waiting for its container (once that
+# exists the orchestrator releases the image itself).
+_NEEDED_SNAPSHOTS = """
+SELECT p.id FROM snapshots p LEFT JOIN snapshot_runtime r ON r.snapshot_id = p.id
+WHERE p.id = ANY($1::uuid[]) AND p.deleted_at IS NULL
+  AND COALESCE(r.status, 'creating') NOT IN ('failed', 'deleted')
+  AND (NOT p.hidden OR EXISTS (
+      SELECT 1 FROM sandboxes s LEFT JOIN sandbox_runtime sr ON sr.sandbox_id = s.id
+      WHERE s.snapshot_id = p.id AND sr.container_id IS NULL
+        AND COALESCE(sr.status, 'pending') NOT IN ('destroyed', 'expired', 'failed')))
 """
 
 
@@ -131,12 +149,7 @@ class StorageRepair:
         old = {sid: tags for sid, created, tags in images if sid is not None and now - created >= self._grace}
         if not old:
             return
-        kept = {
-            r["id"]
-            for r in await self._pool.fetch(
-                "SELECT id FROM snapshots WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL", list(old)
-            )
-        }
+        kept = {r["id"] for r in await self._pool.fetch(_NEEDED_SNAPSHOTS, list(old))}
         for snapshot_id in set(old) - kept:
             if await asyncio.to_thread(self._remove, labels.snapshot_image(snapshot_id)):
                 logger.info("orphan snapshot image removed", extra={"snapshotId": str(snapshot_id)})
