@@ -330,3 +330,34 @@ async def test_reaper_removes_snapshot_images_nothing_needs(
 
     await wait_for(both_gone, timeout=120, interval=0.5, what="the unneeded snapshot images removed")
     assert image_exists(docker_client, kept["id"])
+
+
+async def test_snapshot_with_wait_and_an_idempotency_key(
+    client: httpx.AsyncClient, owner: User, test_image: str, docker_client: docker.DockerClient
+) -> None:
+    """`?wait=true` answers once the snapshot is ready; a repeat with the same `Idempotency-Key`
+    gets the first answer and makes no second snapshot; the key on another request is refused."""
+    source = await running(client, owner, test_image)
+    path = f"/sandboxes/{source['id']}/snapshots"
+    headers = {**owner.headers, "Idempotency-Key": uuid.uuid4().hex}
+
+    first = await client.post(f"{path}?wait=true&timeout=60", json={"name": "waited"}, headers=headers)
+    snap = data_of(first, 202)
+    assert snap["status"] == "ready", snap
+    assert snap["sizeBytes"] > 0
+    assert image_exists(docker_client, snap["id"])
+
+    again = await client.post(f"{path}?wait=true&timeout=60", json={"name": "waited"}, headers=headers)
+    assert again.status_code == 202
+    assert again.json() == first.json()
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert [s["id"] for s in data_of(await client.get("/snapshots", headers=owner.headers))] == [snap["id"]]
+
+    other = await client.post(path, json={"name": "another"}, headers=headers)
+    assert error_paths(other) == ["Idempotency-Key"]
+    too_long = await client.post(f"{path}?wait=true&timeout=301", json={}, headers=owner.headers)
+    assert error_paths(too_long) == ["timeout"]
+
+    # Without wait, the answer comes at once: `creating`.
+    quick = data_of(await client.post(path, json={}, headers=owner.headers), 202)
+    assert quick["status"] == "creating"

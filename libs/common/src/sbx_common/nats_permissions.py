@@ -129,6 +129,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 f"{TERM_ALL}.out",
                 f"{TERM_ALL}.ctl",
                 KV_METRICS_ALL,
+                subjects.NOTE_SNAPSHOT_ALL,
             ],
             # Its feeds are unnamed consumers it may delete; the workers' durables stay theirs.
             deny_publish=[
@@ -143,6 +144,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
             publish=[
                 subjects.EVT_ALL,
                 subjects.DLQ_ALL,
+                subjects.NOTE_SNAPSHOT_ALL,
                 f"{TERM_ALL}.out",
                 f"{TERM_ALL}.ctl",
                 *_durable_consumer(STREAM_CMD, ORCHESTRATOR_CONSUMER),

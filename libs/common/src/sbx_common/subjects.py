@@ -10,6 +10,8 @@ Request/reply (core NATS, no stream):
     sbx.rpc.terminal.open         -> open a PTY session
 Terminal session I/O (core NATS): sbx.term.<sessionId>.{in,out,ctl}
 Metrics:   $KV.sbx_metrics.<sandboxId>                   (KV bucket sbx_metrics: a put is a message)
+Notes (core NATS, no stream, nothing in them but the subject):
+    sbx.note.snapshot.<snapshotId>  -> a snapshot's command was handled (for `?wait`)
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ RPC_ORCHESTRATOR_HEALTH = "sbx.rpc.orchestrator.health"
 RPC_EXEC = "sbx.rpc.exec"
 RPC_TERMINAL_OPEN = "sbx.rpc.terminal.open"
 TERM_PREFIX = "sbx.term"
+NOTE_SNAPSHOT_PREFIX = "sbx.note.snapshot"
+NOTE_SNAPSHOT_ALL = f"{NOTE_SNAPSHOT_PREFIX}.*"
 # The KV bucket of the latest metrics samples (declared in topology.py); JetStream keeps a
 # bucket's entries on the subjects `$KV.<bucket>.<key>`.
 METRICS_BUCKET = "sbx_metrics"
@@ -69,6 +73,12 @@ def terminal_output(session_id: str) -> str:
 
 def terminal_control(session_id: str) -> str:
     return f"{TERM_PREFIX}.{session_id}.ctl"
+
+
+def snapshot_note(snapshot_id: UUID | str) -> str:
+    """Published by the orchestrator once it handled a snapshot's command (its row may have
+    changed); the API's `?wait` re-reads the snapshot when it hears it."""
+    return f"{NOTE_SNAPSHOT_PREFIX}.{snapshot_id}"
 
 
 def metrics_kv(key: str) -> str:

@@ -56,7 +56,7 @@ class OrchestratorContext:
         repository = Repository(pool)
         engine = DockerEngine(settings)
         await engine.ping()  # connects if the engine answers; otherwise later, when it does
-        events = EventPublisher(js)
+        events = EventPublisher(js, nc)
         guard = NetworkGuard(settings, repository, engine)
         lifecycle = Lifecycle(settings, repository, engine, events, SecretOpener(settings), guard=guard)
         return cls(

@@ -191,6 +191,12 @@ class Lifecycle:
 
     async def handle(self, command: SandboxCommand) -> Outcome:
         """Carry out one command (see the module docstring for which ones are carried out)."""
+        outcome = await self._carry_out(command)
+        if command.verb is Verb.SNAPSHOT and command.snapshot_id is not None:
+            await self.events.snapshot_note(command.snapshot_id)
+        return outcome
+
+    async def _carry_out(self, command: SandboxCommand) -> Outcome:
         if command.verb is Verb.VOLUME_DELETE:
             await self.storage.delete_volume(command)
             return Outcome.DONE
@@ -278,6 +284,7 @@ class Lifecycle:
             await self.repository.write_snapshot(
                 command.snapshot_id, "failed", reason=f"snapshot failed after {deliveries} attempts"
             )
+            await self.events.snapshot_note(command.snapshot_id)
             return
         if command.verb in (Verb.SNAPSHOT_DELETE, Verb.VOLUME_DELETE):
             return  # the reaper's clean-up tries again

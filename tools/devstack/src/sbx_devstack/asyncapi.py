@@ -223,6 +223,18 @@ dead_letter_publisher = broker.publisher(
 )
 
 
+# --- Notes on core NATS: orchestrator -> api (?wait on snapshots) ------------------------------
+snapshot_note_publisher = broker.publisher(
+    f"{subjects.NOTE_SNAPSHOT_PREFIX}.{{snapshot_id}}",
+    title="sbx.note.snapshot.{snapshot_id}:orchestrator",
+    description=(
+        "Empty, not stored: the orchestrator handled a snapshot's command (its row may have "
+        "changed). The API's `POST /sandboxes/:id/snapshots?wait=true` reads the snapshot again "
+        "when it hears it."
+    ),
+)
+
+
 # --- Request/reply on core NATS: api -> orchestrator --------------------------------------------
 @broker.subscriber(
     subjects.RPC_EXEC,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from sbx_api.deps import CurrentUser, State, parse_id
 from sbx_api.pagination import Page, time_id_key
 from sbx_api.responses import ok, page
-from sbx_api.sandboxes.router import uuid_filter
+from sbx_api.sandboxes import idempotency
+from sbx_api.sandboxes.router import WAIT_DEFAULT, IdempotencyKey, WaitTimeout, uuid_filter
 from sbx_api.schemas import Deleted, Envelope, PageEnvelope
 from sbx_api.snapshots import service
 from sbx_api.snapshots.repository import SnapshotRow
@@ -19,6 +20,10 @@ from sbx_api.snapshots.schemas import CreateSnapshotRequest, SnapshotOut
 router = APIRouter(tags=["snapshots"])
 
 _SNAPSHOT = {"model": Envelope[SnapshotOut]}
+
+SnapshotWait = Annotated[
+    bool, Query(description="Answer once the snapshot is `ready` or `failed` (or the timeout passed).")
+]
 
 
 def snapshot_out(row: SnapshotRow) -> SnapshotOut:
@@ -40,22 +45,45 @@ def snapshot_out(row: SnapshotRow) -> SnapshotOut:
     status_code=202,
     response_model=None,
     responses={
-        202: {**_SNAPSHOT, "description": "Accepted: the snapshot, `creating`."},
-        409: {"description": "INVALID_STATE: the sandbox is destroyed or expired."},
+        202: {
+            **_SNAPSHOT,
+            "description": "Accepted: the snapshot, `creating` (with `wait=true`: `ready` or `failed` "
+            "once it settled, still `creating` if the timeout passed first).",
+        },
+        400: {"description": "VALIDATION_ERROR: also an `Idempotency-Key` reused for another request."},
+        409: {
+            "description": "INVALID_STATE: the sandbox is destroyed or expired. CONFLICT: a request with "
+            "the same `Idempotency-Key` is still being carried out."
+        },
         429: {"description": "QUOTA_EXCEEDED: SBX_MAX_SNAPSHOTS_PER_USER."},
     },
 )
 async def create_snapshot(
     sandbox_id: str,
+    *,
+    request: Request,
     state: State,
     caller: CurrentUser,
     body: Annotated[CreateSnapshotRequest | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+    wait: SnapshotWait = False,
+    wait_timeout: WaitTimeout = WAIT_DEFAULT,
 ) -> JSONResponse:
     """Keep the sandbox's filesystem as it is now (running, paused or stopped; a running
-    sandbox is frozen only for the moment of the capture)."""
-    request = body or CreateSnapshotRequest()
-    row = await service.create(state, caller, parse_id(sandbox_id), request.name)
-    return ok(snapshot_out(row).dump(), 202)
+    sandbox is frozen only for the moment of the capture).
+
+    Like the sandbox lifecycle routes, it accepts `?wait=true&timeout=<s>` (default 30, max 300)
+    and an `Idempotency-Key` header: a repeat with the same key by the same user returns the
+    first answer (header `Idempotent-Replayed: true`) and makes no second snapshot."""
+    wanted = body or CreateSnapshotRequest()
+    parsed = parse_id(sandbox_id)
+
+    async def action() -> JSONResponse:
+        row = await service.create(state, caller, parsed, wanted.name, wait_timeout if wait else None)
+        return ok(snapshot_out(row).dump(), 202)
+
+    request_hash = idempotency.fingerprint(request.method, request.url.path, wanted.model_dump(mode="json"))
+    return await idempotency.run_once(state.pool, caller.user_id, idempotency_key, request_hash, action)
 
 
 @router.get("/snapshots", response_model=None, responses={200: {"model": PageEnvelope[SnapshotOut]}})

@@ -10,7 +10,8 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
-from sbx_common.errors import Conflict, NotFound, QuotaExceeded
+import nats.errors
+from sbx_common.errors import Conflict, NotFound, QuotaExceeded, Unavailable
 from sbx_common.status import Verb
 
 from sbx_api.audit import service as audit
@@ -21,13 +22,17 @@ from sbx_api.sandboxes.service import send
 from sbx_api.snapshots import repository
 from sbx_api.snapshots.recording import command, record_snapshot
 from sbx_api.snapshots.repository import SnapshotRow
+from sbx_api.snapshots.waiting import SnapshotWatcher
 from sbx_api.state import AppState
 
 TARGET = "snapshot"
 
 
-async def create(state: AppState, caller: Caller, sandbox_id: uuid.UUID, name: str | None) -> SnapshotRow:
-    """202 `creating`; 429 past `SBX_MAX_SNAPSHOTS_PER_USER`."""
+async def create(
+    state: AppState, caller: Caller, sandbox_id: uuid.UUID, name: str | None, wait: float | None = None
+) -> SnapshotRow:
+    """202 `creating`; 429 past `SBX_MAX_SNAPSHOTS_PER_USER`. With `wait` (seconds): the
+    snapshot once it is `ready` or `failed`, or as it is when the wait ran out."""
     limit = state.settings.max_snapshots_per_user
     async with audit.attempt(
         state.pool,
@@ -48,8 +53,35 @@ async def create(state: AppState, caller: Caller, sandbox_id: uuid.UUID, name: s
                 )
             new, cmd = await record_snapshot(conn, caller, sandbox_id, name, hidden=False)
             await attempt.succeeded(conn, details={"snapshotId": str(new.id), "commandId": str(cmd.id)})
-        await send(state, cmd, withdraw=lambda c: repository.withdraw(c, new.id))
+        watcher = await _watch(state, new.id, wait)
+        try:
+            await send(state, cmd, withdraw=lambda c: repository.withdraw(c, new.id))
+            if watcher is not None and wait is not None:
+                row = await watcher.until_settled(lambda: _read(state, caller, new.id), wait)
+                if row is not None:
+                    return row
+        finally:
+            if watcher is not None:
+                await watcher.close()
     return await get(state, caller, new.id)
+
+
+async def _watch(state: AppState, snapshot_id: uuid.UUID, wait: float | None) -> SnapshotWatcher | None:
+    """Subscribe to the snapshot's note before its command is published (only with ?wait)."""
+    if wait is None:
+        return None
+    try:
+        return await SnapshotWatcher.subscribe(state.nc, snapshot_id)
+    except nats.errors.Error as exc:
+        # Recorded but not published: taken back as a failed publish would be.
+        async with state.pool.acquire() as conn:
+            await repository.withdraw(conn, snapshot_id)
+        raise Unavailable("The message bus is unavailable; nothing was changed.") from exc
+
+
+async def _read(state: AppState, caller: Caller, snapshot_id: uuid.UUID) -> SnapshotRow | None:
+    async with state.pool.acquire() as conn:
+        return await repository.get(conn, snapshot_id, caller.user_id)
 
 
 async def get(state: AppState, caller: Caller, snapshot_id: uuid.UUID) -> SnapshotRow:

@@ -12,6 +12,7 @@ import logging
 import uuid
 from typing import Any
 
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from sbx_common import subjects, telemetry, topology
 from sbx_common.messages import DeadLetter, SandboxCommand, SandboxEvent
@@ -29,8 +30,21 @@ def command_event_id(command_id: uuid.UUID, status: Status) -> uuid.UUID:
 
 
 class EventPublisher:
-    def __init__(self, js: JetStreamContext) -> None:
+    def __init__(self, js: JetStreamContext, nc: NatsClient | None = None) -> None:
         self.js = js
+        self.nc = nc
+
+    async def snapshot_note(self, snapshot_id: uuid.UUID) -> None:
+        """Tell a waiting API that a snapshot's command was handled (core NATS: a hint that is
+        not stored; a waiter that misses it reads the snapshot again after a quiet while)."""
+        if self.nc is None:
+            return
+        try:
+            await self.nc.publish(subjects.snapshot_note(snapshot_id), b"")
+        except Exception as exc:
+            logger.warning(
+                "snapshot note not published", extra={"snapshotId": str(snapshot_id), "error": repr(exc)}
+            )
 
     async def sandbox_event(
         self,
