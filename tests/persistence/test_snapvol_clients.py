@@ -49,6 +49,10 @@ def test_sdk_snapshot_fork_and_volume(sdk: Client, test_image: str) -> None:
     wait_until(lambda: sdk.snapshots.get(snap.id).status != "creating", timeout=60, interval=0.1)
     assert sdk.snapshots.get(snap.id).status == "ready"
     assert [s.id for s in sdk.snapshots.list(sandbox_id=source.id)] == [snap.id]
+    waited = source.snapshot(name="sdk-waited", wait=True, timeout=60)
+    assert waited.status == "ready"
+    assert waited.size_bytes > 0
+    sdk.snapshots.delete(waited.id)
 
     from_snapshot = sdk.sandboxes.create(snapshot_id=snap.id)
     assert from_snapshot.exec("cat /root.txt").stdout == "on-disk\n"

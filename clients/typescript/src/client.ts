@@ -397,10 +397,16 @@ export class SandboxClient {
   /**
    * Keep a sandbox's filesystem as it is now (running, paused or stopped; a running sandbox is
    * frozen only for the moment of the capture). The snapshot is `creating` until its image is
-   * made; create sandboxes from it with `createSandbox({ snapshotId })`.
+   * made; create sandboxes from it with `createSandbox({ snapshotId })`. With `{ wait: true }`
+   * (default false here) the call answers once it is `ready` or `failed`; it is sent with an
+   * `Idempotency-Key`, so a retry never makes a second snapshot.
    */
-  createSnapshot(sandboxId: string, name?: string): Promise<Snapshot> {
-    return this.call("POST", `/sandboxes/${seg(sandboxId)}/snapshots`, { body: name === undefined ? {} : { name } });
+  createSnapshot(sandboxId: string, name?: string, options: WaitOptions = {}): Promise<Snapshot> {
+    const body = name === undefined ? {} : { name };
+    return this.lifecycle<Snapshot>("POST", `/sandboxes/${seg(sandboxId)}/snapshots`, {
+      ...options,
+      wait: options.wait ?? false,
+    }, body);
   }
 
   /** Every snapshot of the user, newest first (of one sandbox with `sandboxId`). */
@@ -575,10 +581,10 @@ export class SandboxClient {
     return envelopeData(answer.status, answer.headers, answer.body).data as T;
   }
 
-  private lifecycle(method: HttpMethod, path: string, options: WaitOptions, body?: unknown): Promise<Sandbox> {
+  private lifecycle<T = Sandbox>(method: HttpMethod, path: string, options: WaitOptions, body?: unknown): Promise<T> {
     const wait = options.wait ?? true;
     const timeout = options.timeout ?? DEFAULT_WAIT_SECONDS;
-    return this.call(method, path, {
+    return this.call<T>(method, path, {
       body,
       query: wait ? { wait: true, timeout } : undefined,
       idempotencyKey: options.idempotencyKey ?? randomId(),

@@ -36,6 +36,10 @@ describe("snapshots and volumes", { timeout: TEST_TIMEOUT_MS }, () => {
         (await client.listSnapshots({ sandboxId: source.id })).map((s) => s.id),
         [snapshot.id],
       );
+      const waited = await client.createSnapshot(source.id, "ts-waited", { wait: true, timeout: 60 });
+      assert.equal(waited.status, "ready");
+      assert.ok(waited.sizeBytes > 0);
+      await client.deleteSnapshot(waited.id);
 
       const copy = await client.createSandbox({ snapshotId: snapshot.id });
       made.push(copy.id);

@@ -373,10 +373,19 @@ def sandbox_metrics(sandbox_id: str) -> Call[Metrics]:
     return Call("GET", f"/sandboxes/{_id(sandbox_id)}/metrics", _model(Metrics))
 
 
-def create_snapshot(sandbox_id: str, name: str | None) -> Call[Snapshot]:
+def create_snapshot(sandbox_id: str, name: str | None, wait: float | None = None) -> Call[Snapshot]:
+    """With `wait` (seconds) the API answers once the snapshot is ready or failed. Sent with an
+    Idempotency-Key (Retry.LIFECYCLE), so a retry never makes a second snapshot."""
     body: dict[str, Any] = {} if name is None else {"name": name}
+    params, read_timeout = server_wait(wait)
     return Call(
-        "POST", f"/sandboxes/{_id(sandbox_id)}/snapshots", _model(Snapshot), body=body, retry=Retry.ONCE
+        "POST",
+        f"/sandboxes/{_id(sandbox_id)}/snapshots",
+        _model(Snapshot),
+        params=params,
+        body=body,
+        retry=Retry.LIFECYCLE,
+        read_timeout=read_timeout,
     )
 
 

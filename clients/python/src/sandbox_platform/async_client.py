@@ -502,10 +502,13 @@ class AsyncSandbox(SandboxInfo):
         call = routes.replicate_sandbox(self.id, body, timeout if wait else None)
         return await self._client.sandboxes._settle(call, wait, timeout)
 
-    async def snapshot(self, name: str | None = None) -> Snapshot:
+    async def snapshot(
+        self, name: str | None = None, *, wait: bool = False, timeout: float = DEFAULT_WAIT_TIMEOUT
+    ) -> Snapshot:
         """Keep this sandbox's filesystem as it is now (a running sandbox is frozen only for
-        the moment of the capture); the snapshot is `creating` until its image is made."""
-        return await self._transport.request(routes.create_snapshot(self.id, name))
+        the moment of the capture); the snapshot is `creating` until its image is made. With
+        `wait=True` the call returns once it is `ready` or `failed` (or `timeout` passed)."""
+        return await self._transport.request(routes.create_snapshot(self.id, name, timeout if wait else None))
 
     async def update_network(self, egress: str, allow: Sequence[str] | None = None) -> AsyncSandbox:
         """Change what the sandbox may reach (`egress` "internet", "none" or "allowlist" with

@@ -503,10 +503,13 @@ class Sandbox(SandboxInfo):
             routes.replicate_sandbox(self.id, body, timeout if wait else None), wait, timeout
         )
 
-    def snapshot(self, name: str | None = None) -> Snapshot:
+    def snapshot(
+        self, name: str | None = None, *, wait: bool = False, timeout: float = DEFAULT_WAIT_TIMEOUT
+    ) -> Snapshot:
         """Keep this sandbox's filesystem as it is now (a running sandbox is frozen only for
-        the moment of the capture); the snapshot is `creating` until its image is made."""
-        return self._transport.request(routes.create_snapshot(self.id, name))
+        the moment of the capture); the snapshot is `creating` until its image is made. With
+        `wait=True` the call returns once it is `ready` or `failed` (or `timeout` passed)."""
+        return self._transport.request(routes.create_snapshot(self.id, name, timeout if wait else None))
 
     def update_network(self, egress: str, allow: Sequence[str] | None = None) -> Sandbox:
         """Change what the sandbox may reach (`egress` "internet", "none" or "allowlist" with

@@ -633,6 +633,10 @@ export interface paths {
          * Create Snapshot
          * @description Keep the sandbox's filesystem as it is now (running, paused or stopped; a running
          *     sandbox is frozen only for the moment of the capture).
+         *
+         *     Like the sandbox lifecycle routes, it accepts `?wait=true&timeout=<s>` (default 30, max 300)
+         *     and an `Idempotency-Key` header: a repeat with the same key by the same user returns the
+         *     first answer (header `Idempotent-Replayed: true`) and makes no second snapshot.
          */
         post: operations["create_snapshot_sandboxes__sandbox_id__snapshots_post"];
         delete?: never;
@@ -3640,8 +3644,16 @@ export interface operations {
     };
     create_snapshot_sandboxes__sandbox_id__snapshots_post: {
         parameters: {
-            query?: never;
-            header?: never;
+            query?: {
+                /** @description Answer once the snapshot is `ready` or `failed` (or the timeout passed). */
+                wait?: boolean;
+                /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
+                timeout?: number;
+            };
+            header?: {
+                /** @description A repeat with the same key by the same user returns the first answer and acts no more. */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 sandbox_id: string;
             };
@@ -3653,7 +3665,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Accepted: the snapshot, `creating`. */
+            /** @description Accepted: the snapshot, `creating` (with `wait=true`: `ready` or `failed` once it settled, still `creating` if the timeout passed first). */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -3671,7 +3683,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description INVALID_STATE: the sandbox is destroyed or expired. */
+            /** @description INVALID_STATE: the sandbox is destroyed or expired. CONFLICT: a request with the same `Idempotency-Key` is still being carried out. */
             409: {
                 headers: {
                     [name: string]: unknown;

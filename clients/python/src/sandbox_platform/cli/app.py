@@ -907,11 +907,7 @@ def snapshot(
     client = _client()
     sandbox = refs.sandbox(client, ref)
     with output.spinner(f"Snapshotting {sandbox.name}..."):
-        snap = sandbox.snapshot(name)
-        deadline = time.monotonic() + timeout
-        while wait and snap.status == "creating" and time.monotonic() < deadline:
-            time.sleep(0.2)
-            snap = client.snapshots.get(snap.id)
+        snap = sandbox.snapshot(name, wait=wait, timeout=timeout)
     if json:
         print_json(snap)
     else:
