@@ -361,3 +361,44 @@ async def test_snapshot_with_wait_and_an_idempotency_key(
     # Without wait, the answer comes at once: `creating`.
     quick = data_of(await client.post(path, json={}, headers=owner.headers), 202)
     assert quick["status"] == "creating"
+
+
+async def test_refused_replicates_leave_nothing_behind(
+    client: httpx.AsyncClient, owner: User, other_user: User, test_image: str, pg: asyncpg.Connection
+) -> None:
+    """A replicate with `withFilesystem` refused for its input (a mount path the platform keeps,
+    two volumes on one path, another user's volume or sandbox) makes no sandbox and no hidden
+    snapshot (so no image either)."""
+    source = await running(client, owner, test_image)
+    volume = data_of(
+        await client.post("/volumes", json={"name": "r", "sizeMiB": 8}, headers=owner.headers), 201
+    )
+    theirs = data_of(
+        await client.post("/volumes", json={"name": "t", "sizeMiB": 8}, headers=other_user.headers), 201
+    )
+    path = f"/sandboxes/{source['id']}/replicate"
+
+    def body(*mounts: tuple[str, str]) -> dict[str, Any]:
+        return {"withFilesystem": True, "volumes": [{"volumeId": v, "mountPath": p} for v, p in mounts]}
+
+    for mount_path in ("/proc", "relative", "/"):
+        response = await client.post(path, json=body((volume["id"], mount_path)), headers=owner.headers)
+        assert "volumes.0.mountPath" in error_paths(response), response.text
+    response = await client.post(
+        path, json=body((volume["id"], "/a"), (volume["id"], "/a")), headers=owner.headers
+    )
+    assert error_paths(response) == ["volumes"]
+    error_of(
+        await client.post(path, json=body((theirs["id"], "/a")), headers=owner.headers), 404, "NOT_FOUND"
+    )
+    error_of(
+        await client.post(path, json={"withFilesystem": True}, headers=other_user.headers), 404, "NOT_FOUND"
+    )
+
+    listed = data_of(await client.get("/sandboxes", headers=owner.headers))
+    assert [s["id"] for s in listed] == [source["id"]]
+    assert data_of(await client.get("/sandboxes", headers=other_user.headers)) == []
+    made = await pg.fetchval("SELECT count(*) FROM snapshots WHERE sandbox_id = $1", uuid.UUID(source["id"]))
+    assert made == 0
+    await client.delete(f"/volumes/{volume['id']}", headers=owner.headers)
+    await client.delete(f"/volumes/{theirs['id']}", headers=other_user.headers)

@@ -82,3 +82,19 @@ async def test_sandbox_stuck_past_every_retry_is_failed_with_a_reason(
     assert seen.command.id == fail_command_id(sandbox.command_id)
     assert seen.command.reason is not None
     assert seen.command.reason.startswith("stuck: restarting for ")
+
+
+async def test_stuck_pause_and_untaken_resume_get_their_commands_again(
+    quick_reaper: QuickReaper, command_tap: CommandTap, pg: asyncpg.Connection
+) -> None:
+    # An orchestrator died while freezing (`pausing` taken up 150 s ago), and a resume the API
+    # recorded was never published: each gets its own command again.
+    pausing = await seed_sandbox(pg, verb="pause", runtime_status="pausing", runtime_age=150)
+    resume = await seed_sandbox(pg, verb="resume", command_age=10, runtime_status="paused", taken_up=False)
+    seen = await command_tap.wait(lambda c: c.sandbox_id == pausing.id)
+    assert seen.command.verb == Verb.PAUSE
+    assert seen.command.id == pausing.command_id
+    assert seen.msg_id == f"{pausing.command_id}:repair-1"
+    again = await command_tap.wait(lambda c: c.sandbox_id == resume.id)
+    assert again.command.verb == Verb.RESUME
+    assert again.msg_id == str(resume.command_id)
