@@ -3,23 +3,27 @@
     uv run python -m bench.snapvol
 
 - snapshot: `docker commit` (pause=True) of a running container against `POST
-  /sandboxes/:id/snapshots` until the snapshot is `ready` (polled every 20 ms);
+  /sandboxes/:id/snapshots?wait=true` (answered once the snapshot is `ready`);
 - fork: raw `docker commit` + create + start against `POST /sandboxes/:id/replicate
   {"withFilesystem": true}?wait=true`;
 - volume I/O: `dd` of 256 MiB (written with `conv=fsync`, read back) inside one sandbox, on a
-  volume (loop-mounted ext4 image) and on the container's own filesystem (overlay2), timed inside
-  the sandbox.
+  volume (loop-mounted ext4 image) and on the container's own filesystem (overlay2), against the
+  same `dd` in a raw container on a plain host directory bind-mounted from the same disk (the raw
+  baseline), all timed inside the container.
 Raw and platform samples alternate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import docker
 import httpx
+from docker.models.containers import Container
 
 from bench.stack import median, percentile, running_platform, table
 from tests.support.docker import TEST_IMAGE
@@ -55,12 +59,25 @@ def raw_fork(client: docker.DockerClient, container_id: str) -> tuple[float, lis
     return time.perf_counter() - t0, [str(copy.id)], image
 
 
-async def timed_in_sandbox(http: httpx.AsyncClient, sandbox_id: str, command: str) -> float:
-    """Seconds `command` took inside the sandbox (`/proc/uptime`, 10 ms resolution)."""
-    script = (
+def timed_in_container(container: Container, command: str) -> float:
+    """As `timed_in_sandbox`, in a raw container through Docker's exec."""
+    code, output = container.exec_run(["sh", "-c", _timed(command)])
+    assert code == 0 and isinstance(output, bytes), output
+    started, ended = (float(v) for v in output.decode().split())
+    return max(ended - started, 0.01)
+
+
+def _timed(command: str) -> str:
+    return (
         f"a=$(cut -d' ' -f1 /proc/uptime); {command} 2>/dev/null; b=$(cut -d' ' -f1 /proc/uptime); echo $a $b"
     )
-    result = await http.post(f"/sandboxes/{sandbox_id}/exec", json={"command": script, "timeoutSeconds": 120})
+
+
+async def timed_in_sandbox(http: httpx.AsyncClient, sandbox_id: str, command: str) -> float:
+    """Seconds `command` took inside the sandbox (`/proc/uptime`, 10 ms resolution)."""
+    result = await http.post(
+        f"/sandboxes/{sandbox_id}/exec", json={"command": _timed(command), "timeoutSeconds": 120}
+    )
     data = result.json()["data"]
     assert data["exitCode"] == 0, result.text
     started, ended = (float(v) for v in data["stdout"].split())
@@ -107,11 +124,11 @@ async def interleaved_run(
                 raw["snapshot"].append(elapsed)
                 images.append(image)
                 t0 = time.perf_counter()
-                snap = (await http.post(f"/sandboxes/{sandbox['id']}/snapshots", json={})).json()["data"]
-                while snap["status"] == "creating":
-                    await asyncio.sleep(0.02)
-                    snap = (await http.get(f"/snapshots/{snap['id']}")).json()["data"]
+                answer = await http.post(
+                    f"/sandboxes/{sandbox['id']}/snapshots?wait=true&timeout=120", json={}
+                )
                 ours["snapshot"].append(time.perf_counter() - t0)
+                snap = answer.json()["data"]
                 assert snap["status"] == "ready", snap
                 await http.delete(f"/snapshots/{snap['id']}")
 
@@ -129,17 +146,8 @@ async def interleaved_run(
                 assert copy["status"] == "running", copy
                 await http.delete(f"/sandboxes/{copy['id']}?wait=true&timeout=60")
 
-            # busybox dd prints no rate: timed inside the sandbox.
-            for where, path in (("volume", "/vol/dd"), ("container fs", "/bench-dd")):
-                write = f"dd if=/dev/zero of={path} bs=1M count={DD_MIB} conv=fsync"
-                read = f"dd if={path} of=/dev/null bs=1M"
-                writes, reads = [], []
-                for _ in range(3):
-                    writes.append(DD_MIB / await timed_in_sandbox(http, sandbox["id"], write))
-                    reads.append(DD_MIB / await timed_in_sandbox(http, sandbox["id"], read))
-                    await timed_in_sandbox(http, sandbox["id"], f"rm -f {path}")
-                io[f"write (conv=fsync) on {where}"] = median(writes)
-                io[f"read (page cache) on {where}"] = median(reads)
+            # busybox dd prints no rate: timed inside the container.
+            io.update(await volume_io(client, http, sandbox["id"]))
         finally:
             for container_id in containers:
                 client.api.remove_container(container_id, force=True)
@@ -150,6 +158,50 @@ async def interleaved_run(
             await http.delete(f"/volumes/{volume['id']}")
     client.close()
     return raw, ours, io
+
+
+async def volume_io(
+    client: docker.DockerClient, http: httpx.AsyncClient, sandbox_id: str
+) -> dict[str, float]:
+    """MiB/s of `dd` on the sandbox's volume and own filesystem, and in a raw container of the
+    same image and limits on a plain directory of the host's temporary disk (where the
+    platform's volume images live in this run)."""
+    rates: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="sbx-bench-plain-") as plain:
+        raw = client.containers.run(
+            TEST_IMAGE,
+            ["sleep", "3600"],
+            detach=True,
+            name=f"sbx-bench-dd-{uuid.uuid4().hex[:8]}",
+            nano_cpus=int(CPU * 1e9),
+            mem_limit=f"{MEMORY_MIB}m",
+            volumes={str(Path(plain)): {"bind": "/plain", "mode": "rw"}},
+            labels={"sbx.bench": "raw"},
+        )
+        try:
+            places = (
+                ("a plain directory (raw container, bind mount)", "/plain/dd", None),
+                ("the volume (loop-mounted ext4 image)", "/vol/dd", sandbox_id),
+                ("the container's own filesystem (overlay2)", "/bench-dd", sandbox_id),
+            )
+            for where, path, in_sandbox in places:
+                write = f"dd if=/dev/zero of={path} bs=1M count={DD_MIB} conv=fsync"
+                read = f"dd if={path} of=/dev/null bs=1M"
+                writes: list[float] = []
+                reads: list[float] = []
+                for _ in range(3):
+                    for command, into in ((write, writes), (read, reads), (f"rm -f {path}", None)):
+                        if in_sandbox is None:
+                            seconds = await asyncio.to_thread(timed_in_container, raw, command)
+                        else:
+                            seconds = await timed_in_sandbox(http, in_sandbox, command)
+                        if into is not None:
+                            into.append(DD_MIB / seconds)
+                rates[f"write (conv=fsync) on {where}"] = median(writes)
+                rates[f"read (page cache) on {where}"] = median(reads)
+        finally:
+            raw.remove(force=True)
+    return rates
 
 
 def ms(value: float) -> str:
