@@ -70,23 +70,25 @@ class SettleWatcher:
             self._signal.set()
 
     async def until_settled(self, read: Reader, seconds: float) -> SandboxRow | None:
-        """Re-read on every event until the row shows a settled status or `seconds` pass;
-        return the last row read."""
+        """Read the row on every settled event (or after a quiet while) until it shows a settled
+        status or `seconds` pass; return the last row read.
+
+        Nothing is read before the first event: the subscription was made before the command
+        went out and the signal has not been cleared since, so an event that came meanwhile is
+        flagged already. With no time left the row is read once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        self._signal.clear()  # before each read: an event during the read is not lost
-        row = await read()
-        while not is_settled(row):
+        while True:
             remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._signal.wait(), min(remaining, QUIET_REREAD_SECONDS))
-            self._signal.clear()
+            if remaining > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._signal.wait(), min(remaining, QUIET_REREAD_SECONDS))
+            self._signal.clear()  # before the read: an event during the read is not lost
             row = await read()
             if not is_settled(row) and self._settled_event_seen:
                 row = await self._catch_up(read, deadline)
-        return row
+            if is_settled(row) or loop.time() >= deadline:
+                return row
 
     async def _catch_up(self, read: Reader, deadline: float) -> SandboxRow | None:
         """An event said "settled" before the view shows it: re-read briefly with back-off."""
