@@ -2,7 +2,7 @@
 
 The docker SDK is synchronous and its log stream either merges stdout and stderr or costs a
 thread and several small reads per line. Following logs at tens of thousands of lines a second
-is cheaper on the event loop: one connection per container, read in 64 KiB blocks, decoded by
+is cheaper on the event loop: one connection per container, read in 256 KiB blocks, decoded by
 the pure parsers in `frames.py`.
 """
 
@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from sbx_log_shipper.frames import ChunkedDecoder
 
-READ_SIZE = 64 * 1024
+READ_SIZE = 256 * 1024
 
 
 class DockerError(Exception):
