@@ -143,17 +143,24 @@ class Batcher:
         self.next_seq = last_seq + 1
         LINES_STORED.inc(len(records))
         self.publisher.submit(first, batch)
-        due = last_seq - max(self._pruned_upto, 0) >= store.retention_lines + store.prune_slack
-        if due and (self._prune is None or self._prune.done()):
-            self._prune = asyncio.create_task(self._prune_upto(last_seq), name=f"prune-{self.sandbox_id}")
+        if self._prune_due() and (self._prune is None or self._prune.done()):
+            self._prune = asyncio.create_task(self._prune_while_due(), name=f"prune-{self.sandbox_id}")
 
-    async def _prune_upto(self, last_seq: int) -> None:
+    def _prune_due(self) -> bool:
         store = self.shared.store
-        try:
-            await store.prune(self.sandbox_id, last_seq)
+        return self.next_seq - 1 - self._pruned_upto >= store.retention_lines + store.prune_slack
+
+    async def _prune_while_due(self) -> None:
+        """Delete the lines past the retention; again if batches stored meanwhile made it due."""
+        store = self.shared.store
+        while self._prune_due():
+            last_seq = self.next_seq - 1
+            try:
+                await store.prune(self.sandbox_id, last_seq)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                logger.warning("pruning old log lines failed", extra=self._log_extra(exc))
+                return  # the next stored batch tries again
             self._pruned_upto = last_seq - store.retention_lines
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            logger.warning("pruning old log lines failed", extra=self._log_extra(exc))
 
 
 class StoredTail:
