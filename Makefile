@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
+# Idle sandboxes of bench/scale.py (`make bench SCALE_SANDBOXES=50`).
+SCALE_SANDBOXES ?= 300
 
 .PHONY: run test lint typecheck unit bench sync uv migrate asyncapi nats-config images base-image clean ui
 
@@ -36,7 +38,7 @@ test: sync lint typecheck
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 bench: sync
-	$(UV) run --frozen python -m bench
+	SBX_BENCH_SCALE_SANDBOXES=$(SCALE_SANDBOXES) $(UV) run --frozen python -m bench
 
 # The AsyncAPI document of the NATS subjects (FastStream), from sbx_common's subjects and messages.
 asyncapi: sync

@@ -18,7 +18,6 @@ import asyncpg
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 from sbx_common.labels import INSTANCE
-from sbx_common.messages import LogLine
 from sbx_common.tasks import cancel_and_wait
 
 from sbx_log_shipper.docker_engine import ContainerNotFound, DockerEngine, DockerError
@@ -68,6 +67,9 @@ class Batcher:
         self._has_room.set()
         self._closing = False
         self._pruned_upto = 0
+        # Old lines are deleted beside the storing, not in its way: a range delete of a tenth of
+        # the retention took as long as storing a batch, and every line behind it waited.
+        self._prune: asyncio.Task[None] | None = None
         self._task = asyncio.create_task(self._run(), name=f"store-{sandbox_id}")
 
     def _log_extra(self, exc: BaseException) -> dict[str, str]:
@@ -86,10 +88,14 @@ class Batcher:
         """Store what is pending, then stop."""
         self._closing = True
         self._has_lines.set()
-        await self._task
+        try:
+            await self._task
+        finally:
+            if self._prune is not None:
+                await asyncio.wait([self._prune])
 
     async def abort(self) -> None:
-        await cancel_and_wait([self._task])
+        await cancel_and_wait([self._task, self._prune])
 
     async def _run(self) -> None:
         settings = self.shared.settings
@@ -111,8 +117,10 @@ class Batcher:
 
     async def _store(self, batch: list[RawLine]) -> None:
         first = self.next_seq
+        sandbox_id = self.sandbox_id
         records: list[Record] = [
-            (self.sandbox_id, first + i, line.stream, line.text, line.ts) for i, line in enumerate(batch)
+            (sandbox_id, seq, line.stream, line.text, line.ts)
+            for seq, line in zip(range(first, first + len(batch)), batch, strict=True)
         ]
         last_seq = first + len(batch) - 1
         store = self.shared.store
@@ -134,18 +142,25 @@ class Batcher:
                     continue
         self.next_seq = last_seq + 1
         LINES_STORED.inc(len(records))
-        self.publisher.submit(
-            [
-                LogLine.model_construct(seq=seq, stream=stream, text=text, timestamp=ts)
-                for _, seq, stream, text, ts in records
-            ]
-        )
-        if last_seq - max(self._pruned_upto, 0) >= store.retention_lines + store.prune_slack:
+        self.publisher.submit(first, batch)
+        if self._prune_due() and (self._prune is None or self._prune.done()):
+            self._prune = asyncio.create_task(self._prune_while_due(), name=f"prune-{self.sandbox_id}")
+
+    def _prune_due(self) -> bool:
+        store = self.shared.store
+        return self.next_seq - 1 - self._pruned_upto >= store.retention_lines + store.prune_slack
+
+    async def _prune_while_due(self) -> None:
+        """Delete the lines past the retention; again if batches stored meanwhile made it due."""
+        store = self.shared.store
+        while self._prune_due():
+            last_seq = self.next_seq - 1
             try:
                 await store.prune(self.sandbox_id, last_seq)
-                self._pruned_upto = last_seq - store.retention_lines
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 logger.warning("pruning old log lines failed", extra=self._log_extra(exc))
+                return  # the next stored batch tries again
+            self._pruned_upto = last_seq - store.retention_lines
 
 
 class StoredTail:
@@ -258,7 +273,7 @@ class Follower:
         batcher = Batcher(self.shared, self.sandbox_id, self.publisher, resume.next_seq)
         try:
             async for chunk in docker.logs(self.container, resume.since):
-                lines = [line for line in parser.parse(decoder.feed(chunk)) if replays.keep(line)]
+                lines = replays.new_lines(parser.parse(decoder.feed(chunk)))
                 await batcher.add(tail.new_lines(lines))
         except BaseException:
             await batcher.abort()

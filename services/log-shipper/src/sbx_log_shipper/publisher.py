@@ -6,6 +6,10 @@ NATS is away for long enough to fill the queue, the oldest batches are dropped f
 feed (never from the database): a live reader that sees `seq` jump reads the missing lines
 from PostgreSQL. Published with nats-py: a batch is sized to the server's max_payload, which
 also counts the headers FastStream would add to each message.
+
+Stored lines are encoded straight into `LogBatch`'s JSON (`encode_batch`), without a pydantic
+object (or a datetime) per line: building and dumping those took a third of the shipper's CPU
+at tens of thousands of lines a second. Readers parse it as the `LogBatch` model it is.
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ import contextlib
 import logging
 import uuid
 from collections import deque
+from collections.abc import Sequence
+from json.encoder import encode_basestring
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 from sbx_common import subjects
-from sbx_common.messages import LogBatch, LogLine
 from sbx_common.tasks import cancel_and_wait
 from sbx_common.topology import STREAM_LOG
+
+from sbx_log_shipper.frames import RawLine
 
 logger = logging.getLogger(__name__)
 
@@ -37,24 +44,53 @@ PUBLISH_ATTEMPTS = 5
 PUBLISH_TIMEOUT = 2.0
 
 
-def message_id(sandbox_id: uuid.UUID, lines: list[LogLine]) -> str:
-    return f"{sandbox_id}:{lines[0].seq}-{lines[-1].seq}"
+def message_id(sandbox_id: uuid.UUID, first_seq: int, count: int) -> str:
+    return f"{sandbox_id}:{first_seq}-{first_seq + count - 1}"
 
 
-def split_for_messages(lines: list[LogLine], max_text_bytes: int = MESSAGE_TEXT_BYTES) -> list[list[LogLine]]:
-    """Consecutive groups of lines whose text stays within one NATS message."""
-    groups: list[list[LogLine]] = []
-    current: list[LogLine] = []
-    size = 0
-    for line in lines:
+def json_timestamp(ts_raw: str) -> str:
+    """Docker's timestamp as the messages write it: RFC 3339, UTC, at most microseconds.
+
+    Docker writes `2026-12-02T05:43:03.123456789Z` with trailing zeros of the fraction left out;
+    keeping at most six digits truncates it exactly as `frames.parse_timestamp` (and so the
+    stored line) does, without a datetime per line.
+    """
+    return ts_raw[:-1][:26] + "Z"
+
+
+def encode_batch(sandbox_id: uuid.UUID, first_seq: int, lines: Sequence[RawLine]) -> bytes:
+    """The JSON of `LogBatch(sandbox_id, lines)` for stored lines numbered from `first_seq`.
+
+    Written directly: text is escaped by the json module's C encoder (UTF-8 kept as is, control
+    characters as `\\uXXXX`), as pydantic writes it; `tests/streams/test_log_encoding.py` holds
+    the two equal.
+    """
+    text, stamp = encode_basestring, json_timestamp
+    body = ",".join(
+        [
+            f'{{"seq":{seq},"stream":"{line.stream}","text":{text(line.text)},'
+            f'"timestamp":"{stamp(line.ts_raw)}"}}'
+            for seq, line in zip(range(first_seq, first_seq + len(lines)), lines, strict=True)
+        ]
+    )
+    return f'{{"version":1,"sandboxId":"{sandbox_id}","lines":[{body}]}}'.encode()
+
+
+def split_for_messages(lines: Sequence[RawLine], max_text_bytes: int = MESSAGE_TEXT_BYTES) -> list[range]:
+    """Consecutive ranges of `lines` whose text stays within one NATS message."""
+    # Most batches fit whole: one sum over the lengths instead of the loop below.
+    if sum([len(line.text) for line in lines]) * 2 + 96 * len(lines) <= max_text_bytes:
+        return [range(len(lines))]
+    groups: list[range] = []
+    start = size = 0
+    for i, line in enumerate(lines):
         cost = len(line.text) * 2 + 96  # escaping and per-line JSON overhead, roughly
-        if current and size + cost > max_text_bytes:
-            groups.append(current)
-            current, size = [], 0
-        current.append(line)
+        if i > start and size + cost > max_text_bytes:
+            groups.append(range(start, i))
+            start, size = i, 0
         size += cost
-    if current:
-        groups.append(current)
+    if start < len(lines):
+        groups.append(range(start, len(lines)))
     return groups
 
 
@@ -68,18 +104,20 @@ class SandboxPublisher:
         self.max_payload = max_payload
         self.sandbox_id = sandbox_id
         self.subject = subjects.log(sandbox_id)
-        self._queue: deque[list[LogLine]] = deque()
+        # Stored batches: the seq of the first line, and the lines (consecutive seqs).
+        self._queue: deque[tuple[int, list[RawLine]]] = deque()
         self._max_queued = max_queued_batches
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
 
-    def submit(self, lines: list[LogLine]) -> None:
+    def submit(self, first_seq: int, lines: list[RawLine]) -> None:
+        """Queue stored lines, numbered from `first_seq`, for the live feed (kept, not copied)."""
         if len(self._queue) >= self._max_queued:
             self._queue.popleft()
             BATCHES_DROPPED.inc()
-        self._queue.append(lines)
+        self._queue.append((first_seq, lines))
         self._idle.clear()
         self._ready.set()
         if self._task is None:
@@ -103,21 +141,23 @@ class SandboxPublisher:
             self._ready.clear()
             while self._queue:
                 # Everything queued goes out together: fewer, larger messages under load.
-                lines: list[LogLine] = []
+                # Queued batches are consecutive: only the oldest are ever dropped.
+                first_seq, lines = self._queue.popleft()
+                lines = list(lines)
                 while self._queue:
-                    lines.extend(self._queue.popleft())
+                    lines.extend(self._queue.popleft()[1])
                 for group in split_for_messages(lines):
-                    await self._publish(group)
+                    await self._publish(first_seq + group.start, lines[group.start : group.stop])
             self._idle.set()
 
-    async def _publish(self, lines: list[LogLine]) -> None:
-        data = LogBatch(sandbox_id=self.sandbox_id, lines=lines).to_bytes()
+    async def _publish(self, first_seq: int, lines: list[RawLine]) -> None:
+        data = encode_batch(self.sandbox_id, first_seq, lines)
         if len(data) > self.max_payload and len(lines) > 1:
             half = len(lines) // 2
-            await self._publish(lines[:half])
-            await self._publish(lines[half:])
+            await self._publish(first_seq, lines[:half])
+            await self._publish(first_seq + half, lines[half:])
             return
-        headers = {"Nats-Msg-Id": message_id(self.sandbox_id, lines)}
+        headers = {"Nats-Msg-Id": message_id(self.sandbox_id, first_seq, len(lines))}
         for attempt in range(1, PUBLISH_ATTEMPTS + 1):
             try:
                 await self.js.publish(
