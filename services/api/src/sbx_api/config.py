@@ -12,10 +12,11 @@ from sbx_common.settings import CryptoSettings
 class ApiSettings(CryptoSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=3001, ge=0, le=65535)
-    # Worker processes serving the API on one port (uvicorn's supervisor); unset: one per core.
-    # Whatever must hold across them (rate limits, per-user caps, idempotency keys, revocation)
-    # lives in PostgreSQL, so any worker may answer any request (docs/architecture.md).
-    api_workers: int | None = Field(default=None, ge=1, le=64)
+    # Worker processes serving the API on one port (uvicorn's supervisor); 0: one per CPU this
+    # process may run on. Whatever must hold across them (rate limits, per-user caps, idempotency
+    # keys, revocation) lives in PostgreSQL, so any worker may answer any request
+    # (docs/architecture.md, "API worker processes").
+    api_workers: int = Field(default=0, ge=0, le=64)
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_hours: float = Field(default=24.0, gt=0)
     max_body_bytes: int = 1024 * 1024

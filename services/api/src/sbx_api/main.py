@@ -28,7 +28,13 @@ from sbx_api.metrics import MULTIPROC_DIR
 
 
 def worker_count(settings: ApiSettings) -> int:
-    return settings.api_workers or os.cpu_count() or 1
+    """SBX_API_WORKERS, or one per CPU this process may run on (its affinity mask: a container
+    limited to some CPUs with `cpuset` counts those only)."""
+    if settings.api_workers:
+        return settings.api_workers
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def worker_app() -> FastAPI:
