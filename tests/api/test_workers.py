@@ -36,6 +36,8 @@ def two_workers(platform: Platform, tmp_path_factory: pytest.TempPathFactory) ->
         SBX_API_WORKERS="2",
         SBX_RATE_LIMIT_PER_MINUTE=str(PER_MINUTE),
         SBX_MAX_STREAMS_PER_USER=str(STREAMS),
+        # A connection found to be one worker's stays open (and that worker's) while a test runs.
+        SBX_API_KEEPALIVE_SECONDS="300",
     )
     yield api
     api.stop_all()

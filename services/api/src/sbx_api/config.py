@@ -17,6 +17,9 @@ class ApiSettings(CryptoSettings):
     # keys, revocation) lives in PostgreSQL, so any worker may answer any request
     # (docs/architecture.md, "API worker processes").
     api_workers: int = Field(default=0, ge=0, le=64)
+    # How long an idle keep-alive connection stays open (uvicorn's default, 5 s); behind a load
+    # balancer, set it above the balancer's own idle timeout.
+    api_keepalive_seconds: int = Field(default=5, ge=1)
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_hours: float = Field(default=24.0, gt=0)
     max_body_bytes: int = 1024 * 1024

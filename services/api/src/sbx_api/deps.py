@@ -156,8 +156,39 @@ async def global_limits(conn: HTTPConnection) -> None:
     ip = ratelimit.client_ip(conn)
     if conn.url.path.startswith("/auth/"):
         await ratelimit.enforce(conn, "auth", ip, ratelimit.per_minutes(settings.auth_rate_limit, 15))
+    limit = ratelimit.per_minutes(settings.rate_limit_per_minute)
+    if await _resolve_jwt_caller_and_count(conn, state, limit):
+        return
     try:
         identity = f"user:{(await resolve_caller(conn, state)).user_id}"
     except Unauthorized:
         identity = f"ip:{ip}"
-    await ratelimit.enforce(conn, "global", identity, ratelimit.per_minutes(settings.rate_limit_per_minute))
+    await ratelimit.enforce(conn, "global", identity, limit)
+
+
+async def _resolve_jwt_caller_and_count(
+    conn: HTTPConnection, state: AppState, limit: ratelimit.Limit
+) -> bool:
+    """The common case in one database round trip: a JWT's caller looked up and the user's
+    "global" hit counted by the same query. True when the caller was resolved and counted (the
+    outcome kept for the request as `resolve_caller` keeps it); False to go the general way (no
+    JWT, limits not in PostgreSQL, or credentials refused: their request counts against the IP)."""
+    token = bearer_token(conn)
+    if not token or token.startswith(API_KEY_PREFIX) or not ratelimit.counted_in_database(conn):
+        return False
+    try:
+        claims = verified_claims(token, state.settings.jwt_secret.get_secret_value())
+    except InvalidToken:
+        return False
+    async with state.pool.acquire() as db:
+        row = await users.token_owner_counted(
+            db, (claims.user_id, claims.jti, claims.version), "global", (limit.amount, limit.seconds)
+        )
+    if row is None or row["revoked"] or claims.version != row["token_version"] or row["accepted"] is None:
+        conn.scope.setdefault("state", {})["caller"] = Unauthorized("Invalid or expired token.")
+        return False
+    conn.scope.setdefault("state", {})["caller"] = Caller(
+        user_id=row["id"], email=row["email"], token_id=claims.jti, token_expires_at=claims.expires_at
+    )
+    ratelimit.record(conn, *ratelimit.quota_of(limit, row))
+    return True

@@ -75,6 +75,7 @@ def main() -> None:
         "port": settings.api_port,
         "log_config": None,
         "ws_ping_interval": 20,
+        "timeout_keep_alive": settings.api_keepalive_seconds,
         # Client messages past this size close the socket (1009) before they are buffered whole.
         "ws_max_size": settings.ws_max_message_bytes,
         "proxy_headers": bool(proxies),

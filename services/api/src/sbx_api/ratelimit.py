@@ -27,8 +27,9 @@ import collections
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 from sbx_common.errors import RateLimited
@@ -107,9 +108,7 @@ class PostgresRateLimiter:
         row = await self._pool.fetchrow(
             "SELECT * FROM rate_limit_hit($1, $2, $3, $4)", bucket, identity, limit.amount, limit.seconds
         )
-        accepted = bool(row["accepted"])
-        quota = quota_after(limit, accepted, row["used"], row["oldest_leaves"], row["newest_leaves"])
-        return accepted, quota
+        return quota_of(limit, row)
 
     async def prune_forever(self) -> None:
         while True:
@@ -185,6 +184,23 @@ async def enforce(conn: HTTPConnection, bucket: str, identity: str, limit: Limit
     except Exception:
         logger.warning("rate limit storage unavailable; request let through", exc_info=True)
         return
+    record(conn, accepted, quota)
+
+
+def counted_in_database(conn: HTTPConnection) -> bool:
+    """Whether hits are counted by `rate_limit_hit` in PostgreSQL, so a query of the request's
+    own can make one (`deps.global_limits` does, with the caller's lookup)."""
+    return isinstance(limiter_of(conn), PostgresRateLimiter)
+
+
+def quota_of(limit: Limit, row: Mapping[str, Any]) -> tuple[bool, Quota]:
+    """(accepted, quota) from the columns `rate_limit_hit` returns."""
+    accepted = bool(row["accepted"])
+    return accepted, quota_after(limit, accepted, row["used"], row["oldest_leaves"], row["newest_leaves"])
+
+
+def record(conn: HTTPConnection, accepted: bool, quota: Quota) -> None:
+    """Keep the RateLimit-* headers of the most constraining limit; raise RateLimited if refused."""
     state = conn.scope.setdefault("state", {})
     current: Quota | None = state.get(RESPONSE_HEADERS_KEY)
     if not accepted or current is None or quota.remaining < current.remaining:

@@ -21,10 +21,11 @@ CREATE INDEX rate_limits_expires ON rate_limits (expires);
 
 -- One hit against `p_limit` per `p_period` seconds, atomic under the row's lock (every API
 -- process calls it, on the database's one clock). Returns whether it was accepted, the hits now
--- in the window, and the seconds until the oldest and the newest of them leave it.
+-- in the window, and the seconds until the oldest and the newest of them leave it. STRICT: with
+-- a NULL argument it is not run at all and returns no row (a query can make its hit conditional).
 CREATE FUNCTION rate_limit_hit(p_bucket text, p_identity text, p_limit integer, p_period double precision)
 RETURNS TABLE (accepted boolean, used bigint, oldest_leaves double precision, newest_leaves double precision)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql STRICT AS $$
 DECLARE
     width double precision := p_period / 100;
     now_s double precision := extract(epoch FROM clock_timestamp());
