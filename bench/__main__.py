@@ -8,6 +8,7 @@ import platform
 import sys
 
 MODULES = [
+    "bench.requests",
     "bench.lifecycle",
     "bench.pause",
     "bench.logs",

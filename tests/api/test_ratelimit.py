@@ -102,3 +102,30 @@ async def test_malformed_bodies_count_against_the_limits(limited_client: httpx.A
     # Health and metrics are never limited.
     for _ in range(PER_MINUTE_LIMIT + 1):
         assert (await limited_client.get("/health/live", headers=ip)).status_code == 200
+
+
+async def test_a_refused_token_spends_its_ips_budget_not_its_users(limited_client: httpx.AsyncClient) -> None:
+    """A token's caller is looked up and counted in one query, which counts only a token still
+    good: requests with a logged-out token are counted against their IP, as any refused ones."""
+    email = f"revoked-{uuid.uuid4().hex[:8]}@example.com"
+    credentials = {"email": email, "password": "password123"}
+    token = data_of(await limited_client.post("/auth/signup", json=credentials, headers=from_ip()), 201)[
+        "token"
+    ]
+    logout = await limited_client.post(
+        "/auth/logout", headers={"Authorization": f"Bearer {token}", **from_ip()}
+    )
+    assert logout.status_code == 200  # counted against the user (the token was good then)
+
+    revoked = {"Authorization": f"Bearer {token}", **from_ip()}
+    for _ in range(PER_MINUTE_LIMIT):
+        error_of(await limited_client.get("/environments", headers=revoked), 401, "UNAUTHORIZED")
+    assert_refused(await limited_client.get("/environments", headers=revoked), PER_MINUTE_LIMIT)
+
+    # The user's own budget was not touched: only the logout counted.
+    fresh = data_of(await limited_client.post("/auth/login", json=credentials, headers=from_ip()))["token"]
+    response = await limited_client.get(
+        "/environments", headers={"Authorization": f"Bearer {fresh}", **from_ip()}
+    )
+    assert response.status_code == 200
+    assert response.headers["RateLimit-Remaining"] == str(PER_MINUTE_LIMIT - 2)

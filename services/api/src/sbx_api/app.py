@@ -20,11 +20,13 @@ from sbx_api.environments.router import router as environments_router
 from sbx_api.health.router import router as health_router
 from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
-from sbx_api.ratelimit import RateLimiter
+from sbx_api.processes import ApiProcess
+from sbx_api.ratelimit import limiter_for
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.snapshots.router import router as snapshots_router
 from sbx_api.state import AppState
 from sbx_api.streams.router import router as streams_router
+from sbx_api.usage import SharedUsage
 from sbx_api.volumes.router import router as volumes_router
 from sbx_api.webhooks.router import router as webhooks_router
 from sbx_api.webui import install as install_webui
@@ -40,23 +42,34 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         secret_box = SecretBox.from_settings(
             settings.secrets_master_key.get_secret_value(), settings.secrets_old_keys.get_secret_value()
         )
-        pool = await db.create_pool(settings.database_url.get_secret_value(), max_size=20)
+        # The API keeps no session state on pooled connections: no reset query on each release.
+        pool = await db.create_pool(
+            settings.database_url.get_secret_value(), max_size=20, session_reset=False
+        )
         nc = await natsconn.connect_with(settings, "sbx-api")
+        process = ApiProcess(pool)
+        await process.register()
+        limiter = limiter_for(settings.rate_limit_storage, pool)
         app.state.sbx = AppState(
             settings=settings,
             pool=pool,
             nc=nc,
             js=nc.jetstream(),
             secret_box=secret_box,
-            limiter=RateLimiter(settings.rate_limit_storage),
+            limiter=limiter,
+            process=process,
+            usage=SharedUsage(pool, process.id),
         )
-        refresher = asyncio.create_task(
-            app.state.sbx.gauges.refresh_forever(pool, settings.metrics_refresh_seconds)
-        )
+        background = [
+            asyncio.create_task(app.state.sbx.gauges.refresh_forever(pool, settings.metrics_refresh_seconds)),
+            asyncio.create_task(process.heartbeat_forever()),
+            asyncio.create_task(limiter.prune_forever()),
+        ]
         try:
             yield
         finally:
-            await tasks.cancel_and_wait([refresher])
+            await tasks.cancel_and_wait(background)
+            await process.unregister()
             await nc.drain()
             await pool.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from sbx_common.settings import CryptoSettings
@@ -11,6 +12,14 @@ from sbx_common.settings import CryptoSettings
 class ApiSettings(CryptoSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=3001, ge=0, le=65535)
+    # Worker processes serving the API on one port (uvicorn's supervisor); 0: one per CPU this
+    # process may run on. Whatever must hold across them (rate limits, per-user caps, idempotency
+    # keys, revocation) lives in PostgreSQL, so any worker may answer any request
+    # (docs/architecture.md, "API worker processes").
+    api_workers: int = Field(default=0, ge=0, le=64)
+    # How long an idle keep-alive connection stays open (uvicorn's default, 5 s); behind a load
+    # balancer, set it above the balancer's own idle timeout.
+    api_keepalive_seconds: int = Field(default=5, ge=1)
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_hours: float = Field(default=24.0, gt=0)
     max_body_bytes: int = 1024 * 1024
@@ -25,9 +34,9 @@ class ApiSettings(CryptoSettings):
 
     rate_limit_per_minute: int = Field(default=100, ge=1)
     auth_rate_limit: int = Field(default=20, ge=1)  # per 15 minutes per IP on /auth/*
-    # Storage of the rate limiter's counters: "memory://" (one API instance) or "redis://..." to
-    # share counters between instances (see the `limits` library's storage URIs).
-    rate_limit_storage: str = "memory://"
+    # Where the rate limits are counted: "postgres" (shared by every worker and instance) or
+    # "memory" (this process only: right for SBX_API_WORKERS=1 and one instance).
+    rate_limit_storage: Literal["postgres", "memory", "memory://"] = "postgres"
 
     max_environments_per_user: int = Field(default=20, ge=0)
     max_sandboxes_per_user: int = Field(default=10, ge=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from fastapi import Depends, Request
 from sbx_common.crypto import (
     API_KEY_PREFIX,
     InvalidToken,
+    TokenClaims,
     api_key_matches,
     api_key_prefix,
     decode_claims,
@@ -35,7 +37,13 @@ def get_state(conn: HTTPConnection) -> AppState:
     return state
 
 
-State = Annotated[AppState, Depends(get_state)]
+async def state_dependency(conn: HTTPConnection) -> AppState:
+    """`get_state` as a dependency: async, so FastAPI calls it in the event loop rather than
+    handing it to a worker thread on every request."""
+    return get_state(conn)
+
+
+State = Annotated[AppState, Depends(state_dependency)]
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ async def authenticate(state: AppState, token: str | None) -> Caller:
                 raise Unauthorized("Invalid or revoked API key.")
             return await _authenticate_api_key(conn, token)
         try:
-            claims = decode_claims(token, state.settings.jwt_secret.get_secret_value())
+            claims = verified_claims(token, state.settings.jwt_secret.get_secret_value())
         except InvalidToken:
             raise Unauthorized("Invalid or expired token.") from None
         row = await users.token_owner(conn, claims.user_id, claims.jti)
@@ -78,6 +86,21 @@ async def authenticate(state: AppState, token: str | None) -> Caller:
     return Caller(
         user_id=row["id"], email=row["email"], token_id=claims.jti, token_expires_at=claims.expires_at
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(token: str, secret: str) -> TokenClaims:
+    return decode_claims(token, secret)
+
+
+def verified_claims(token: str, secret: str) -> TokenClaims:
+    """The claims of a JWT whose signature checks out, remembered per token (the HMAC check and
+    parsing are the same every time); its expiry is checked on every use. Revocation is not
+    decided here: the caller's query checks the token version and `revoked_tokens` each time."""
+    claims = _decoded(token, secret)
+    if claims.expires_at <= utcnow():
+        raise InvalidToken("expired")
+    return claims
 
 
 async def _authenticate_api_key(conn: asyncpg.Connection, key: str) -> Caller:
@@ -133,8 +156,39 @@ async def global_limits(conn: HTTPConnection) -> None:
     ip = ratelimit.client_ip(conn)
     if conn.url.path.startswith("/auth/"):
         await ratelimit.enforce(conn, "auth", ip, ratelimit.per_minutes(settings.auth_rate_limit, 15))
+    limit = ratelimit.per_minutes(settings.rate_limit_per_minute)
+    if await _resolve_jwt_caller_and_count(conn, state, limit):
+        return
     try:
         identity = f"user:{(await resolve_caller(conn, state)).user_id}"
     except Unauthorized:
         identity = f"ip:{ip}"
-    await ratelimit.enforce(conn, "global", identity, ratelimit.per_minutes(settings.rate_limit_per_minute))
+    await ratelimit.enforce(conn, "global", identity, limit)
+
+
+async def _resolve_jwt_caller_and_count(
+    conn: HTTPConnection, state: AppState, limit: ratelimit.Limit
+) -> bool:
+    """The common case in one database round trip: a JWT's caller looked up and the user's
+    "global" hit counted by the same query. True when the caller was resolved and counted (the
+    outcome kept for the request as `resolve_caller` keeps it); False to go the general way (no
+    JWT, limits not in PostgreSQL, or credentials refused: their request counts against the IP)."""
+    token = bearer_token(conn)
+    if not token or token.startswith(API_KEY_PREFIX) or not ratelimit.counted_in_database(conn):
+        return False
+    try:
+        claims = verified_claims(token, state.settings.jwt_secret.get_secret_value())
+    except InvalidToken:
+        return False
+    async with state.pool.acquire() as db:
+        row = await users.token_owner_counted(
+            db, (claims.user_id, claims.jti, claims.version), "global", (limit.amount, limit.seconds)
+        )
+    if row is None or row["revoked"] or claims.version != row["token_version"] or row["accepted"] is None:
+        conn.scope.setdefault("state", {})["caller"] = Unauthorized("Invalid or expired token.")
+        return False
+    conn.scope.setdefault("state", {})["caller"] = Caller(
+        user_id=row["id"], email=row["email"], token_id=claims.jti, token_expires_at=claims.expires_at
+    )
+    ratelimit.record(conn, *ratelimit.quota_of(limit, row))
+    return True

@@ -1,8 +1,18 @@
-"""Prometheus metrics of the API. Business gauges are read from PostgreSQL at scrape time."""
+"""Prometheus metrics of the API.
+
+With several worker processes (SBX_API_WORKERS > 1), `main` points PROMETHEUS_MULTIPROC_DIR at a
+folder of its own before the workers start: each worker writes its samples there (prometheus
+client's multiprocess mode) and any worker's `/metrics` serves the sum over every worker, so a
+scrape sees the whole API whichever worker answers. One process: the usual in-memory registry.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests by method, route template and status", ["method", "path", "status"]
@@ -18,3 +28,13 @@ HTTP_DURATION = Histogram(
 def observe_request(method: str, path: str, status: int, seconds: float) -> None:
     HTTP_REQUESTS.labels(method, path, str(status)).inc()
     HTTP_DURATION.labels(method, path, str(status)).observe(seconds)
+
+
+def exposition() -> bytes:
+    """The process metrics in Prometheus text: summed over every worker when there are several
+    (process-level series such as CPU and memory are then left out: they belong to one worker)."""
+    if os.environ.get(MULTIPROC_DIR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)

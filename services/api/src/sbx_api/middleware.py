@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -85,6 +86,7 @@ class TraceMiddleware:
                         "status": status_holder["status"],
                         "durationMs": round(elapsed * 1000, 2),
                         "userId": str(caller.user_id) if isinstance(caller, Caller) else None,
+                        "pid": os.getpid(),  # which of the SBX_API_WORKERS processes answered
                     },
                 )
             trace_id_var.reset(token)

@@ -51,7 +51,8 @@ def decode_cursor(cursor: str, length: int) -> list[Any]:
     return key
 
 
-def page_params(
+# async although it awaits nothing: FastAPI runs a plain `def` dependency in a worker thread.
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (1-500).")] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None, Query(max_length=512, description="`nextCursor` of the previous page.")

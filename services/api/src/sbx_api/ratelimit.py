@@ -1,8 +1,12 @@
-"""Rate limits, counted by the `limits` library in the storage `SBX_RATE_LIMIT_STORAGE` names.
+"""Rate limits, shared by every API process: counted in PostgreSQL (`SBX_RATE_LIMIT_STORAGE`
+`postgres`, the default), or in this process only (`memory`, for a single-process API).
 
-`memory://` (the default) counts in this process; `redis://host:6379` shares the counters
-between API instances (it needs the `redis` package installed beside `limits`). The strategy is
-a moving window, so `Retry-After` is exact: once it has passed, the next request is accepted.
+The window moves: a limit of N per period P never lets more than N requests through within any
+span of P. Each (limit, identity) keeps its hits in at most 101 sub-windows of P/100, each hit
+stamped with the end of its sub-window (so it counts up to P/100 longer than P, never shorter).
+In PostgreSQL one call of the function `rate_limit_hit` (migration 0015) updates them under the
+row's lock, on the database's clock: every API worker and instance sees the same budget.
+`Retry-After` is when the oldest hits leave the window (at most P).
 
 Any route can add a limit of its own with `enforce`, for example (sandbox creation):
 
@@ -10,22 +14,24 @@ Any route can add a limit of its own with `enforce`, for example (sandbox creati
                             ratelimit.per_minutes(settings.sandbox_create_rate_limit))
 
 Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
-(seconds) of the most constraining limit the request went through; a refused request raises
-`RateLimited` (429, `Retry-After`, `details.retryAfter`). Counting failures (storage down) let
-the request through and log a warning: the limits protect the platform, they must not stop it.
+(seconds until the whole budget is back) of the most constraining limit the request went
+through; a refused request raises `RateLimited` (429, `Retry-After`, `details.retryAfter`).
+Counting failures (database down) let the request through and log a warning: the limits protect
+the platform, they must not stop it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from limits import RateLimitItem, RateLimitItemPerMinute
-from limits.aio.storage import Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
+import asyncpg
 from sbx_common.errors import RateLimited
 from starlette.requests import HTTPConnection
 
@@ -33,11 +39,26 @@ logger = logging.getLogger(__name__)
 
 # Where `enforce` leaves the headers for the middleware that writes them on the response.
 RESPONSE_HEADERS_KEY = "sbx_rate_limit_headers"
+SUB_WINDOWS = 100  # per period; the same number as in `rate_limit_hit`
+PRUNE_SECONDS = 60.0
 
 
-def per_minutes(amount: int, minutes: int = 1) -> RateLimitItem:
+@dataclass(frozen=True)
+class Limit:
+    """`amount` requests per `seconds`."""
+
+    amount: int
+    seconds: float
+
+    @property
+    def width(self) -> float:
+        """Seconds per sub-window."""
+        return self.seconds / SUB_WINDOWS
+
+
+def per_minutes(amount: int, minutes: int = 1) -> Limit:
     """`amount` requests per `minutes` minutes."""
-    return RateLimitItemPerMinute(amount, minutes)
+    return Limit(amount, 60.0 * minutes)
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,7 @@ class Quota:
     limit: int
     remaining: int
     reset_seconds: int
+    retry_after: int = 0  # seconds until a refused caller may try again
 
     def headers(self) -> dict[str, str]:
         return {
@@ -56,25 +78,90 @@ class Quota:
         }
 
 
-class RateLimiter:
-    """Counts hits per (bucket, identity) in a moving window."""
+def quota_after(limit: Limit, accepted: bool, used: int, oldest_leaves: float, newest_leaves: float) -> Quota:
+    """The quota once `used` hits are in the window, the oldest leaving in `oldest_leaves`
+    seconds and the newest in `newest_leaves`."""
+    longest = math.ceil(limit.seconds)
+    return Quota(
+        limit=limit.amount,
+        remaining=max(0, limit.amount - used) if accepted else 0,
+        reset_seconds=min(longest, max(1, math.ceil(newest_leaves))),
+        retry_after=0 if accepted else min(longest, max(1, math.ceil(oldest_leaves))),
+    )
 
-    def __init__(self, storage_uri: str) -> None:
-        uri = storage_uri if storage_uri.startswith("async+") else f"async+{storage_uri}"
-        storage = storage_from_string(uri)
-        assert isinstance(storage, Storage)
-        self._storage = storage
-        self._strategy = MovingWindowRateLimiter(storage)
 
-    async def hit(self, bucket: str, identity: str, limit: RateLimitItem) -> tuple[bool, Quota]:
+class RateLimiter(Protocol):
+    async def hit(self, bucket: str, identity: str, limit: Limit) -> tuple[bool, Quota]:
         """Count one request; (accepted, where the caller now stands)."""
-        accepted = await self._strategy.hit(limit, bucket, identity)
-        stats = await self._strategy.get_window_stats(limit, bucket, identity)
-        reset = max(1, math.ceil(stats.reset_time - time.time()))
-        return accepted, Quota(limit=limit.amount, remaining=max(0, stats.remaining), reset_seconds=reset)
 
-    async def reset(self) -> None:
-        await self._storage.reset()
+    async def prune_forever(self) -> None:
+        """Forget budgets that are whole again, every PRUNE_SECONDS."""
+
+
+class PostgresRateLimiter:
+    """Windows in the `rate_limits` table, shared by every API process on the database."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def hit(self, bucket: str, identity: str, limit: Limit) -> tuple[bool, Quota]:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM rate_limit_hit($1, $2, $3, $4)", bucket, identity, limit.amount, limit.seconds
+        )
+        return quota_of(limit, row)
+
+    async def prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_SECONDS)
+            try:
+                await self._pool.execute(
+                    "DELETE FROM rate_limits WHERE expires < extract(epoch FROM clock_timestamp())"
+                )
+            except Exception:
+                logger.warning("rate limit pruning failed", exc_info=True)
+
+
+class MemoryRateLimiter:
+    """The same windows in this process: right only for an API of one process and instance."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str], collections.deque[list[int]]] = {}
+        self._expires: dict[tuple[str, str], float] = {}  # when each window is empty again
+
+    async def hit(self, bucket: str, identity: str, limit: Limit) -> tuple[bool, Quota]:
+        now = time.time()
+        window = self._windows.setdefault((bucket, identity), collections.deque())
+        while window and window[0][0] * limit.width + limit.seconds <= now:
+            window.popleft()
+        used = sum(count for _, count in window)
+        accepted = used < limit.amount
+        if accepted:
+            slot = math.ceil(now / limit.width)
+            if window and window[-1][0] == slot:
+                window[-1][1] += 1
+            else:
+                window.append([slot, 1])
+            used += 1
+        if not window:
+            return accepted, quota_after(limit, accepted, used, 0.0, 0.0)
+        leaves = [slot * limit.width + limit.seconds - now for slot in (window[0][0], window[-1][0])]
+        self._expires[(bucket, identity)] = now + leaves[1]
+        return accepted, quota_after(limit, accepted, used, leaves[0], leaves[1])
+
+    async def prune_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_SECONDS)
+            now = time.time()
+            for key in [key for key, expires in self._expires.items() if expires <= now]:
+                self._windows.pop(key, None)
+                self._expires.pop(key, None)
+
+
+def limiter_for(storage: str, pool: asyncpg.Pool) -> RateLimiter:
+    """The limiter SBX_RATE_LIMIT_STORAGE names: `postgres` (shared) or `memory` (this process)."""
+    if storage.removesuffix("://") == "memory":
+        return MemoryRateLimiter()
+    return PostgresRateLimiter(pool)
 
 
 def limiter_of(conn: HTTPConnection) -> RateLimiter:
@@ -86,7 +173,7 @@ def client_ip(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client is not None else "unknown"
 
 
-async def enforce(conn: HTTPConnection, bucket: str, identity: str, limit: RateLimitItem) -> None:
+async def enforce(conn: HTTPConnection, bucket: str, identity: str, limit: Limit) -> None:
     """Count this request against `limit` for `identity` in `bucket`; raise RateLimited when over.
 
     `bucket` names the limit ("global", "auth", "sandbox-create"...), `identity` whom it counts
@@ -97,12 +184,29 @@ async def enforce(conn: HTTPConnection, bucket: str, identity: str, limit: RateL
     except Exception:
         logger.warning("rate limit storage unavailable; request let through", exc_info=True)
         return
+    record(conn, accepted, quota)
+
+
+def counted_in_database(conn: HTTPConnection) -> bool:
+    """Whether hits are counted by `rate_limit_hit` in PostgreSQL, so a query of the request's
+    own can make one (`deps.global_limits` does, with the caller's lookup)."""
+    return isinstance(limiter_of(conn), PostgresRateLimiter)
+
+
+def quota_of(limit: Limit, row: Mapping[str, Any]) -> tuple[bool, Quota]:
+    """(accepted, quota) from the columns `rate_limit_hit` returns."""
+    accepted = bool(row["accepted"])
+    return accepted, quota_after(limit, accepted, row["used"], row["oldest_leaves"], row["newest_leaves"])
+
+
+def record(conn: HTTPConnection, accepted: bool, quota: Quota) -> None:
+    """Keep the RateLimit-* headers of the most constraining limit; raise RateLimited if refused."""
     state = conn.scope.setdefault("state", {})
     current: Quota | None = state.get(RESPONSE_HEADERS_KEY)
     if not accepted or current is None or quota.remaining < current.remaining:
         state[RESPONSE_HEADERS_KEY] = quota
     if not accepted:
-        raise RateLimited(retry_after=quota.reset_seconds)
+        raise RateLimited(retry_after=quota.retry_after)
 
 
 def response_headers(scope_state: dict[str, object]) -> list[tuple[bytes, bytes]]:

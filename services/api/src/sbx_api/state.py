@@ -12,8 +12,9 @@ from sbx_common.crypto import SecretBox
 from sbx_api.config import ApiSettings
 from sbx_api.gauges import BusinessGauges
 from sbx_api.info.offer import EngineOfferCache
+from sbx_api.processes import ApiProcess
 from sbx_api.ratelimit import RateLimiter
-from sbx_api.usage import LocalUsage, UsageCounter
+from sbx_api.usage import UsageCounter
 
 
 @dataclass
@@ -23,7 +24,10 @@ class AppState:
     nc: NatsClient
     js: JetStreamContext
     secret_box: SecretBox
-    limiter: RateLimiter
+    limiter: RateLimiter  # shared by every API process (PostgreSQL) unless configured otherwise
+    process: ApiProcess  # this worker process's row in `api_processes`
+    usage: UsageCounter  # per-user caps, shared by every API process (PostgreSQL)
+    # Per process on purpose: what the orchestrator last said of the engine (5 s), and the
+    # business gauges each process refreshes from PostgreSQL for its own /metrics.
     engine_offer: EngineOfferCache = field(default_factory=EngineOfferCache)
-    usage: UsageCounter = field(default_factory=LocalUsage)
     gauges: BusinessGauges = field(default_factory=BusinessGauges)

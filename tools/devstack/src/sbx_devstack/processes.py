@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -94,14 +95,19 @@ class ServiceProcess:
         if self.process is None:
             return
         stop_process(self.process, signal.SIGTERM, timeout)
+        # A multi-process service stops its workers itself; any it left behind end here.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         if self._pump is not None:
             self._pump.join(timeout=5)
         self.process = None
 
     def kill(self) -> None:
-        """SIGKILL, as in a crash."""
+        """SIGKILL, as in a crash: to the service's whole process group (its own session), so
+        the worker processes of a multi-process service (the API) die with it."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         if self._pump is not None:
             self._pump.join(timeout=5)

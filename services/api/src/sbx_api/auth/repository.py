@@ -51,6 +51,39 @@ async def token_owner(conn: asyncpg.Connection, user_id: uuid.UUID, jti: str) ->
     return row
 
 
+async def token_owner_counted(
+    conn: asyncpg.Connection,
+    claims: tuple[uuid.UUID, str, int],
+    bucket: str,
+    limit: tuple[int, float],
+) -> asyncpg.Record | None:
+    """`token_owner`, and in the same round trip one hit on the user's rate limit (`bucket`,
+    identity `user:<id>`, `limit` = (amount, seconds)), made only when the token is still good
+    (its version is the user's and it is not revoked): a refused token never spends its user's
+    budget. `accepted`, `used`, `oldest_leaves`, `newest_leaves` are NULL when no hit was made.
+
+    The condition is in the function's arguments, not in a WHERE the planner may move after the
+    call: `rate_limit_hit` is STRICT, and a NULL bucket makes PostgreSQL skip it altogether."""
+    user_id, jti, version = claims
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT u.id, u.email, u.token_version, t.revoked,"
+        " h.accepted, h.used, h.oldest_leaves, h.newest_leaves"
+        " FROM users u"
+        " CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $2) AS revoked) t"
+        " LEFT JOIN LATERAL rate_limit_hit("
+        "   CASE WHEN u.token_version = $3 AND NOT t.revoked THEN $4::text END, 'user:' || u.id::text, $5, $6"
+        " ) h ON true"
+        " WHERE u.id = $1",
+        user_id,
+        jti,
+        version,
+        bucket,
+        limit[0],
+        limit[1],
+    )
+    return row
+
+
 async def find_by_id(conn: asyncpg.Connection, user_id: uuid.UUID) -> asyncpg.Record | None:
     """The user with its password hash and token version (for a password change)."""
     row: asyncpg.Record | None = await conn.fetchrow(

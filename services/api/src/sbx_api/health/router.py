@@ -9,10 +9,14 @@ import hmac
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sbx_common.timeutil import rfc3339, utcnow
 
+from sbx_api import metrics as api_metrics
 from sbx_api.deps import State
+from sbx_api.gauges import Totals
 from sbx_api.health import service
 
 router = APIRouter(tags=["operations"])
@@ -67,16 +71,30 @@ async def metrics(request: Request, state: State) -> Response:
         scheme, _, presented = (request.headers.get("authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
             return Response("Unauthorized\n", status_code=401, headers={"WWW-Authenticate": "Bearer"})
-    text = generate_latest(REGISTRY)
+    text = api_metrics.exposition()
     totals = state.gauges.totals
     if totals is not None:
         scrape = CollectorRegistry()
-        for name, doc, value in (
-            ("users_total", "Registered users.", totals.users),
-            ("environments_total", "Environments that are not deleted.", totals.environments),
-            ("sandboxes_total", "Sandboxes that are not destroyed or expired.", totals.sandboxes),
-            ("sandboxes_running", "Sandboxes whose status is running.", totals.sandboxes_running),
-        ):
-            Gauge(name, doc, registry=scrape).set(value)
+        scrape.register(_BusinessGauges(totals))
         text += generate_latest(scrape)
     return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+
+class _BusinessGauges(Collector):
+    """The gauges counted in PostgreSQL, rendered at scrape time. Metric families rather than
+    `Gauge` objects: in multiprocess mode a Gauge would leave a file per worker behind."""
+
+    def __init__(self, totals: Totals) -> None:
+        self.totals = totals
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        t = self.totals
+        return [
+            GaugeMetricFamily(name, doc, value=value)
+            for name, doc, value in (
+                ("users_total", "Registered users.", t.users),
+                ("environments_total", "Environments that are not deleted.", t.environments),
+                ("sandboxes_total", "Sandboxes that are not destroyed or expired.", t.sandboxes),
+                ("sandboxes_running", "Sandboxes whose status is running.", t.sandboxes_running),
+            )
+        ]
