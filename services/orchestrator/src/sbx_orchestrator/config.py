@@ -98,6 +98,14 @@ class OrchestratorSettings(CryptoSettings):
     exec_queue_timeout: float = Field(default=30.0, ge=0)
     exec_max_requests: int = Field(default=512, ge=1)  # requests taken at once, running or waiting
 
+    # --- in-sandbox agent (docs/agent.md) ---
+    # The static `sbx-agent` binary (`make agent` builds it into .build/agent/sbx-agent). Unset
+    # or missing: sandboxes are made without it and exec goes through the Docker exec API.
+    agent_binary: Path | None = None
+    # How long opening a sandbox's agent session (the persistent exec, the daemon started if
+    # needed, a first round trip) may take.
+    agent_connect_timeout: float = Field(default=10.0, gt=0)
+
     # --- terminal ---
     # A session with neither input nor output for this long is closed.
     terminal_idle_timeout: float = Field(default=900.0, gt=0)

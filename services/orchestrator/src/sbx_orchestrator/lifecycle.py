@@ -41,6 +41,7 @@ from sbx_common.messages import SandboxCommand
 from sbx_common.status import SETTLED, TERMINAL, Status, Verb
 from sbx_common.timeutil import utcnow
 
+from sbx_orchestrator.agent.pool import AgentPool
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.engine.containers import ContainerState, container_spec, read_endpoints, read_state
 from sbx_orchestrator.engine.docker_engine import DockerEngine
@@ -173,6 +174,7 @@ class Lifecycle:
         secrets: SecretOpener,
         *,
         guard: NetworkGuard,
+        agents: AgentPool | None = None,
     ) -> None:
         self.settings = settings
         self.repository = repository
@@ -180,6 +182,7 @@ class Lifecycle:
         self.events = events
         self.secrets = secrets
         self.guard = guard
+        self.agents = agents
         self.storage = Storage(settings, repository, engine)
 
     # --- commands ---
@@ -431,6 +434,7 @@ class Lifecycle:
         if info is None:
             raise SandboxFailed("the container was removed outside the platform")
         state = read_state(info)
+        await self._forget_agent(job)
         if state.running:
             await self.engine.pause(state.id)
         elif not state.paused:
@@ -452,7 +456,14 @@ class Lifecycle:
             job, Status.RUNNING, data={"endpoints": endpoints}, container_id=state.id, endpoints=endpoints
         )
 
+    async def _forget_agent(self, job: Job) -> None:
+        """Close the sandbox's agent session: it would hang on a frozen container, and a
+        stopped or removed one ends it anyway."""
+        if self.agents is not None:
+            await self.agents.forget(job.sandbox.id)
+
     async def _stop(self, job: Job) -> None:
+        await self._forget_agent(job)
         info = await self.engine.inspect(job.name)
         if info is not None and read_state(info).paused:
             # A frozen process cannot take the SIGTERM of a graceful stop: thaw it first.
@@ -465,6 +476,7 @@ class Lifecycle:
         await self._record(job, Status.STOPPED, endpoints=[], stopped_at=utcnow(), exit_code=None)
 
     async def _destroy(self, job: Job) -> None:
+        await self._forget_agent(job)
         info = await self.engine.inspect(job.name)
         if info is not None and read_state(info).paused:
             await self.engine.unpause(str(info["Id"]))  # removal kills it: thawed, it can die
@@ -493,7 +505,10 @@ class Lifecycle:
         secrets = self.secrets.open_all(
             sandbox.id, sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)
         )
-        spec = container_spec(sandbox, secrets, self.settings, await self.engine.features())
+        binary = await self.agents.volume() if self.agents is not None else None
+        spec = container_spec(
+            sandbox, secrets, self.settings, await self.engine.features(), binary.mount() if binary else None
+        )
         try:
             container_id = await self.engine.create(spec)
         except docker.errors.ImageNotFound:
