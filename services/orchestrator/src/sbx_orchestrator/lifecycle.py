@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -183,6 +184,8 @@ class Lifecycle:
         self.secrets = secrets
         self.guard = guard
         self.agents = agents
+        # Told when a sandbox's container stopped, restarted or went (its processes ended).
+        self.on_sandbox_down: list[Callable[[uuid.UUID], Awaitable[None]]] = []
         self.storage = Storage(settings, repository, engine)
 
     # --- commands ---
@@ -393,7 +396,9 @@ class Lifecycle:
                 await self.storage.release_hidden_snapshot(job.sandbox.snapshot_id)
         state = read_state(info)
         if restart and state.running:
+            await self._forget_agent(job)
             await self.engine.restart(state.id, self.settings.stop_timeout)
+            await self._sandbox_down(job)
         elif not state.running:
             await self._start(state.id)
         # Guarded as soon as it runs (until then the platform's chain drops whatever it sends).
@@ -462,6 +467,13 @@ class Lifecycle:
         if self.agents is not None:
             await self.agents.forget(job.sandbox.id)
 
+    async def _sandbox_down(self, job: Job) -> None:
+        for callback in self.on_sandbox_down:
+            try:
+                await callback(job.sandbox.id)
+            except Exception:
+                logger.exception("sandbox-down callback failed", extra={"sandboxId": str(job.sandbox.id)})
+
     async def _stop(self, job: Job) -> None:
         await self._forget_agent(job)
         info = await self.engine.inspect(job.name)
@@ -471,6 +483,7 @@ class Lifecycle:
             info = await self.engine.inspect(job.name)
         if info is not None and read_state(info).running:
             await self.engine.stop(str(info["Id"]), self.settings.stop_timeout)
+        await self._sandbox_down(job)
         await self.guard.release(job.sandbox.id)
         await self.storage.refresh_usage(job.sandbox)
         await self._record(job, Status.STOPPED, endpoints=[], stopped_at=utcnow(), exit_code=None)
@@ -481,6 +494,7 @@ class Lifecycle:
         if info is not None and read_state(info).paused:
             await self.engine.unpause(str(info["Id"]))  # removal kills it: thawed, it can die
         await self.engine.remove(job.name)
+        await self._sandbox_down(job)
         await self.guard.release(job.sandbox.id)
         await self.storage.refresh_usage(job.sandbox)
         columns: dict[str, Any] = {"endpoints": [], "destroyed_at": utcnow()}

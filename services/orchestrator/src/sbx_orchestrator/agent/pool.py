@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from typing import Any
 
 from sbx_orchestrator.agent.binary import AgentBinary, ensure_volume
 from sbx_orchestrator.agent.session import AgentSession, EventHandler
@@ -40,8 +41,7 @@ class AgentPool:
         self._sessions: dict[uuid.UUID, AgentSession] = {}
         self._opening: dict[uuid.UUID, asyncio.Lock] = {}
         self._has_agent: dict[str, bool] = {}
-        # Told about every session opened (process output subscriptions are renewed on it).
-        self.on_open: list[EventHandler] = []
+        # Receives the events (process output) of every session.
         self.on_event: EventHandler | None = None
 
     async def volume(self) -> AgentBinary | None:
@@ -80,12 +80,14 @@ class AgentPool:
             session = await AgentSession.open(
                 self.engine, container_id, hello_within=self.settings.agent_connect_timeout
             )
-            session.on_event = self.on_event
+            session.on_event = self._event
             session.on_close.append(lambda s: self._dropped(sandbox_id, s))
             self._sessions[sandbox_id] = session
-        for callback in self.on_open:
-            callback(session, {"sandboxId": str(sandbox_id)}, b"")
         return session
+
+    def _event(self, session: AgentSession, header: dict[str, Any], body: bytes) -> None:
+        if self.on_event is not None:
+            self.on_event(session, header, body)
 
     def _dropped(self, sandbox_id: uuid.UUID, session: AgentSession) -> None:
         if self._sessions.get(sandbox_id) is session:
