@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"os"
 	"testing"
 )
 
@@ -78,6 +79,18 @@ func TestExecOutputExitCodeAndTimeout(t *testing.T) {
 	}
 	reply, payload = runExec(t, execArgs{Argv: []string{"no-such-program-here"}})
 	if reply["exitCode"] != 127 || len(payload) == 0 {
+		t.Fatalf("reply %v payload %q", reply, payload)
+	}
+}
+
+func TestExecLooksProgramsUpInTheGivenPath(t *testing.T) {
+	dir := t.TempDir()
+	script := dir + "/only-here"
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho found\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	reply, payload := runExec(t, execArgs{Argv: []string{"only-here"}, Env: map[string]string{"PATH": dir + ":/bin:/usr/bin"}})
+	if reply["exitCode"] != 0 || string(payload) != "found\n" {
 		t.Fatalf("reply %v payload %q", reply, payload)
 	}
 }

@@ -5,7 +5,9 @@ package main
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -17,9 +19,30 @@ func newCommand(argv []string, env map[string]string, workdir string) (*exec.Cmd
 		return nil, badRequest("the command must not be empty")
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if path, ok := env["PATH"]; ok && !strings.Contains(argv[0], "/") {
+		// The program is looked up in the PATH the command is given, as Docker's exec does.
+		if found := lookPathIn(argv[0], path); found != "" {
+			cmd.Path = found
+			cmd.Err = nil
+		}
+	}
 	cmd.Env = mergeEnv(os.Environ(), env)
 	cmd.Dir = workdir
 	return cmd, nil
+}
+
+// lookPathIn is the first executable file called name in the directories of path, or "".
+func lookPathIn(name, path string) string {
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		candidate := filepath.Join(dir, name)
+		if info, err := os.Stat(candidate); err == nil && !info.IsDir() && info.Mode()&0o111 != 0 {
+			return candidate
+		}
+	}
+	return ""
 }
 
 // mergeEnv is base with the variables of extra set (replacing any of the same name).

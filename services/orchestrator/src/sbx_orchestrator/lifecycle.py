@@ -185,7 +185,8 @@ class Lifecycle:
         self.guard = guard
         self.agents = agents
         # Told when a sandbox's container stopped, restarted or went (its processes ended).
-        self.on_sandbox_down: list[Callable[[uuid.UUID], Awaitable[None]]] = []
+        # (sandbox id, whether it was destroyed)
+        self.on_sandbox_down: list[Callable[[uuid.UUID, bool], Awaitable[None]]] = []
         self.storage = Storage(settings, repository, engine)
 
     # --- commands ---
@@ -467,10 +468,10 @@ class Lifecycle:
         if self.agents is not None:
             await self.agents.forget(job.sandbox.id)
 
-    async def _sandbox_down(self, job: Job) -> None:
+    async def _sandbox_down(self, job: Job, destroyed: bool = False) -> None:
         for callback in self.on_sandbox_down:
             try:
-                await callback(job.sandbox.id)
+                await callback(job.sandbox.id, destroyed)
             except Exception:
                 logger.exception("sandbox-down callback failed", extra={"sandboxId": str(job.sandbox.id)})
 
@@ -494,7 +495,7 @@ class Lifecycle:
         if info is not None and read_state(info).paused:
             await self.engine.unpause(str(info["Id"]))  # removal kills it: thawed, it can die
         await self.engine.remove(job.name)
-        await self._sandbox_down(job)
+        await self._sandbox_down(job, destroyed=True)
         await self.guard.release(job.sandbox.id)
         await self.storage.refresh_usage(job.sandbox)
         columns: dict[str, Any] = {"endpoints": [], "destroyed_at": utcnow()}

@@ -44,8 +44,11 @@ QUEUE_GROUP = "orchestrator"
 MAX_BATCH = 256  # chunks stored in one statement
 RETRY_SECONDS = 1.0  # a failed store is tried again after this long
 AGENT_CALL_SECONDS = 10.0
+# Ended processes whose output a sandbox keeps (as many as its list shows).
+ENDED_KEPT = 100
 # The sandbox statuses in which its processes cannot be running any more.
 _GONE = frozenset({Status.STOPPED, Status.DESTROYED, Status.EXPIRED, Status.FAILED})
+_DESTROYED = frozenset({Status.DESTROYED, Status.EXPIRED})
 
 
 # One agent event: the session it came on, its header, its bytes.
@@ -225,6 +228,9 @@ class ProcessManager:
         except AgentError as exc:
             self._watched.pop(process_id, None)
             if exc.code == "NOT_FOUND":  # the daemon restarted with its container: the process is gone
+                logger.info(
+                    "the agent no longer knows a running process", extra={"processId": str(process_id)}
+                )
                 await self._ended(process_id, "killed", None, None, False)
             else:
                 raise
@@ -348,8 +354,20 @@ class ProcessManager:
         self, process_id: uuid.UUID, status: str, exit_code: int | None, signal: str | None, timed_out: bool
     ) -> None:
         self._watched.pop(process_id, None)
+        sandbox_id = self._sandbox_of.get(process_id)
         if await self.store.end(process_id, status, exit_code, signal, timed_out):
+            logger.info(
+                "process ended",
+                extra={
+                    "processId": str(process_id),
+                    "status": status,
+                    "exitCode": exit_code,
+                    "signal": signal,
+                },
+            )
             await self._announce_end(process_id, status, exit_code, signal)
+        if sandbox_id is not None:
+            await self.store.prune(sandbox_id, ENDED_KEPT)
 
     async def _announce_end(
         self, process_id: uuid.UUID, status: str, exit_code: int | None, signal: str | None
@@ -372,12 +390,15 @@ class ProcessManager:
         except Exception as exc:
             logger.warning("publishing a process's end failed", extra={"error": repr(exc)})
 
-    async def sandbox_down(self, sandbox_id: uuid.UUID) -> None:
-        """The sandbox's container stopped or went: its running processes are `killed`."""
+    async def sandbox_down(self, sandbox_id: uuid.UUID, destroyed: bool = False) -> None:
+        """The sandbox's container stopped or went: its running processes are `killed`; a
+        destroyed sandbox's processes lose their output."""
         for process_id in await self.store.kill_sandbox(sandbox_id):
             self._watched.pop(process_id, None)
             self._sandbox_of[process_id] = sandbox_id
             await self._announce_end(process_id, "killed", None, None)
+        if destroyed:
+            await self.store.purge_output(sandbox_id)
 
     # --- reconciling ---
 
@@ -399,7 +420,7 @@ class ProcessManager:
                 continue
             target = await self.context.repository.exec_target(sandbox_id)
             if target is None or target.status in _GONE:
-                await self.sandbox_down(sandbox_id)
+                await self.sandbox_down(sandbox_id, destroyed=target is None or target.status in _DESTROYED)
                 continue
             if target.status is not Status.RUNNING or not target.container_id:
                 continue  # paused, or between two states: later

@@ -147,6 +147,25 @@ class ProcessStore:
         )
         return bool(done)
 
+    async def prune(self, sandbox_id: uuid.UUID, keep_ended: int) -> None:
+        """Drop the output of the sandbox's ended processes past the newest `keep_ended` (the
+        ones its list no longer shows), so a long-lived sandbox's store stays bounded."""
+        await self.pool.execute(
+            "DELETE FROM sandbox_process_output WHERE process_id IN ("
+            " SELECT id FROM sandbox_processes WHERE sandbox_id = $1 AND status <> 'running'"
+            " ORDER BY started_at DESC, id DESC OFFSET $2)",
+            sandbox_id,
+            keep_ended,
+        )
+
+    async def purge_output(self, sandbox_id: uuid.UUID) -> None:
+        """A destroyed sandbox's processes keep their rows, not their output."""
+        await self.pool.execute(
+            "DELETE FROM sandbox_process_output WHERE process_id IN"
+            " (SELECT id FROM sandbox_processes WHERE sandbox_id = $1)",
+            sandbox_id,
+        )
+
     async def kill_sandbox(self, sandbox_id: uuid.UUID) -> list[uuid.UUID]:
         """Every running process of the sandbox becomes `killed` (its container stopped or went)."""
         rows = await self.pool.fetch(
