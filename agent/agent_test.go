@@ -94,3 +94,15 @@ func TestExecLooksProgramsUpInTheGivenPath(t *testing.T) {
 		t.Fatalf("reply %v payload %q", reply, payload)
 	}
 }
+
+func TestContainerSoftFileLimitIsRead(t *testing.T) {
+	path := t.TempDir() + "/limits"
+	text := "Limit                     Soft Limit           Hard Limit           Units\n" +
+		"Max open files            4096                 8192                 files\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if soft, ok := containerSoftFileLimit(path); !ok || soft != 4096 {
+		t.Fatalf("soft %d ok %v", soft, ok)
+	}
+}

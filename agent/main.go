@@ -25,6 +25,7 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "serve":
+		restoreFileLimit()
 		if err := serve(socketName); err != nil {
 			fmt.Fprintln(os.Stderr, "sbx-agent serve:", err)
 			os.Exit(1)
