@@ -199,3 +199,24 @@ async def test_cap_and_processes_killed_when_the_sandbox_stops(
         409,
         "NOT_RUNNING",
     )
+
+
+async def test_pause_resume_keeps_a_process_and_restart_kills_it(
+    client: httpx.AsyncClient, user: User, sandbox: Any
+) -> None:
+    sid = sandbox["id"]
+    process = await start(
+        client, user, sid, "i=1; while [ $i -le 30 ]; do echo p-$i; i=$((i+1)); sleep 0.1; done"
+    )
+    await lifecycle(client, user, sid, "pause")
+    assert (await get(client, user, sid, process["id"]))["status"] == "running"  # frozen, not ended
+    await lifecycle(client, user, sid, "resume")
+    ended = await wait_ended(client, user, sid, process["id"])
+    assert (ended["status"], ended["exitCode"]) == ("exited", 0)
+    chunks = await all_output(client, user, sid, process["id"])
+    assert [c["seq"] for c in chunks] == list(range(1, len(chunks) + 1))
+    assert text_of(chunks) == "".join(f"p-{i}\n" for i in range(1, 31))
+
+    sleeper = await start(client, user, sid, ["sleep", "120"])
+    await lifecycle(client, user, sid, "restart")
+    assert (await get(client, user, sid, sleeper["id"]))["status"] == "killed"
