@@ -236,6 +236,10 @@ class ExecResponder:
             code = exc.code if exc.code in ("VALIDATION_ERROR", "NOT_FOUND") else "INTERNAL_ERROR"
             return _error(code, exc.message[:300])  # type: ignore[arg-type]
         except (AgentGone, TimeoutError, docker.errors.DockerException, OSError) as exc:
+            # The sandbox stopped or paused under the command (its session closed with it).
+            target = await self.context.repository.exec_target(request.sandbox_id)
+            if target is None or target.status is not Status.RUNNING:
+                return _error("NOT_RUNNING", "the sandbox is not running")
             logger.warning("exec through the agent failed", extra={"error": repr(exc)})
             return _error("UNAVAILABLE", "the sandbox's agent did not answer")
         split = int(header.get("stdoutSize") or 0)
