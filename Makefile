@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 # Idle sandboxes of bench/scale.py (`make bench SCALE_SANDBOXES=50`).
 SCALE_SANDBOXES ?= 300
 
-.PHONY: run test lint typecheck unit bench sync uv migrate asyncapi nats-config images base-image clean ui
+.PHONY: agent run test lint typecheck unit bench sync uv migrate asyncapi nats-config images base-image clean ui
 
 uv:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet uv
@@ -14,13 +14,19 @@ sync: uv
 	@$(UV) sync --frozen --all-groups --quiet 2>/dev/null || $(UV) sync --all-groups --quiet
 
 # Builds the web dashboard first when it is missing or stale (needs Node.js and npm; without
-# them the platform still starts, and /ui/ says how to build it).
+# them the platform still starts, and /ui/ says how to build it), and the in-sandbox agent
+# (needs Go; without it sandboxes run without the agent and exec goes through docker exec).
 run: sync
 	$(UV) run --frozen sbx-dev
 
 # The web dashboard (clients/web) built into clients/web/dist, which the API serves at /ui/.
 ui: sync
 	$(UV) run --frozen python -m sbx_devstack.webui
+
+# The in-sandbox agent (agent/, Go standard library only), built static into
+# .build/agent/sbx-agent when missing or stale; its Go unit tests run in `make test`.
+agent: sync
+	$(UV) run --frozen python -m sbx_devstack.agent
 
 migrate: sync
 	$(UV) run --frozen sbx-migrate
@@ -34,7 +40,8 @@ typecheck: sync
 	$(UV) run --frozen mypy libs services tools
 	$(UV) run --frozen mypy --python-version 3.10 clients/python/src
 
-test: sync lint typecheck
+test: sync lint typecheck agent
+	cd agent && CGO_ENABLED=0 GOPROXY=off go vet ./... && CGO_ENABLED=0 GOPROXY=off go test ./...
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 bench: sync

@@ -57,6 +57,12 @@ for pkg in sbx-common "${SERVICES[@]/#/sbx-}"; do
   "$UV" build --quiet --package "$pkg" --wheel --out-dir "$CONTEXT/wheels"
 done
 
+# The in-sandbox agent (static Go, docs/agent.md): the orchestrator's image carries it.
+if printf '%s\n' "${SERVICES[@]}" | grep -qx orchestrator; then
+  log "in-sandbox agent"
+  cp "$("$UV" run --frozen python -m sbx_devstack.agent)" "$CONTEXT/sbx-agent"
+fi
+
 log "locked requirements per service"
 for svc in "${SERVICES[@]}"; do
   "$UV" export --quiet --frozen --no-dev --package "sbx-$svc" --no-emit-workspace --no-hashes \

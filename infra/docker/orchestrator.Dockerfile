@@ -23,8 +23,10 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin sbx
 COPY --from=build /opt/sbx /opt/sbx
+# The in-sandbox agent, put into every sandbox through a named volume (docs/agent.md).
+COPY sbx-agent /opt/sbx-agent/sbx-agent
 ENV PATH=/opt/sbx/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    SBX_METRICS_HOST=0.0.0.0 SBX_METRICS_PORT=9101
+    SBX_METRICS_HOST=0.0.0.0 SBX_METRICS_PORT=9101 SBX_AGENT_BINARY=/opt/sbx-agent/sbx-agent
 USER 10001:10001
 EXPOSE 9101
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -49,13 +49,18 @@ async def test_create_runs_a_hardened_container_with_env_secrets_and_ports(
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["Privileged"] is False
     assert not host.get("Binds")
-    assert info["Mounts"] == []
+    # No host path: only the in-sandbox agent's named volume, read-only (docs/agent.md).
+    agent = info["Config"]["Labels"]["sbx.agent"]
+    assert [(m["Type"], m["Name"], m["Destination"], m["RW"]) for m in info["Mounts"]] == [
+        ("volume", f"sbx-agent-{agent}", "/.sbx", False)
+    ]
     assert info["Config"]["Labels"] == {
         "sbx.platform": "sandbox-platform",
         "sbx.instance": platform.base_env["SBX_INSTANCE"],
         "sbx.sandbox-id": str(sandbox.id),
         "sbx.owner-id": str(owner),
         "sbx.disk-mib": "2048",  # the version's `disk`, for the disk watcher
+        "sbx.agent": agent,  # the agent build its /.sbx holds
     }
     assert {u["Name"] for u in host["Ulimits"]} == {"nofile", "nproc"}
     assert info["Config"]["Cmd"] == HTTPD

@@ -56,7 +56,8 @@ async def test_sandbox_lifecycle_in_docker(
     assert "no-new-privileges" in " ".join(host["SecurityOpt"] or [])
     assert host["Privileged"] is False
     assert not host.get("Binds")
-    assert attrs["Mounts"] == []
+    # No host path: only the in-sandbox agent's named volume, read-only (docs/agent.md).
+    assert [(m["Type"], m["Destination"], m["RW"]) for m in attrs["Mounts"]] == [("volume", "/.sbx", False)]
     labels = attrs["Config"]["Labels"]
     assert labels[SANDBOX_ID] == sid
     assert labels[OWNER_ID] == user.id

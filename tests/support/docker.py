@@ -42,7 +42,7 @@ def docker_available() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
 
 
-def _build(args: list[str], stdin: bytes | None = None) -> None:
+def run_build(args: list[str], stdin: bytes | None = None) -> None:
     # The classic builder: BuildKit may want to pull its own front end.
     subprocess.run(
         ["docker", "build", "-q", *args],
@@ -59,13 +59,13 @@ def build_test_image() -> str:
     with tempfile.TemporaryDirectory() as context:
         shutil.copy(IMAGES_DIR / "busybox" / "Dockerfile", Path(context) / "Dockerfile")
         shutil.copy(busybox, Path(context) / "busybox")
-        _build(["-t", TEST_IMAGE, context])
+        run_build(["-t", TEST_IMAGE, context])
     return TEST_IMAGE
 
 
 def build_image(tag: str, dockerfile: str) -> str:
     """An image built locally from a Dockerfile given as text (FROM the test image)."""
-    _build(["-t", tag, "-"], stdin=dockerfile.encode())
+    run_build(["-t", tag, "-"], stdin=dockerfile.encode())
     return tag
 
 

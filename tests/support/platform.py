@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 from sbx_common import db, topology
 from sbx_common.nats_permissions import SERVICE_USER_OF
+from sbx_devstack.agent import build as build_agent
 from sbx_devstack.processes import ServiceProcess
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
 
@@ -39,8 +41,16 @@ def new_instance() -> str:
 TEST_INSTANCE = new_instance()
 
 
+@functools.cache
+def agent_binary() -> str:
+    """The in-sandbox agent, built once per session when missing or stale (as `make agent`)."""
+    return str(build_agent())
+
+
 def platform_env(database_url: str, nats_url: str, instance: str = TEST_INSTANCE) -> dict[str, str]:
     return {
+        # Every sandbox gets the in-sandbox agent (docs/agent.md).
+        "SBX_AGENT_BINARY": agent_binary(),
         "SBX_DATABASE_URL": database_url,
         "SBX_NATS_URL": nats_url,
         "SBX_JWT_SECRET": secrets.token_urlsafe(48),

@@ -8,6 +8,7 @@ import type { FetchLike, HttpMethod, QueryValue, RequestSpec, RetryOptions } fro
 import { ResumableStream, resolveWebSocket } from "./sockets.js";
 import type { FrameOutcome, StreamOptions, WebSocketConstructor, WebSocketLike } from "./sockets.js";
 import { SseEventStream, isAfter } from "./sse.js";
+import { ProcessAttachment } from "./processes.js";
 import { Terminal, isFrame } from "./terminal.js";
 import type {
   ApiKey,
@@ -30,6 +31,10 @@ import type {
   NetworkPolicy,
   Page,
   PlatformInfo,
+  CreateProcessRequest,
+  ProcessInfo,
+  ProcessOutputPage,
+  ProcessSignal,
   ReplicateOverrides,
   SandboxPatch,
   Sandbox,
@@ -561,6 +566,69 @@ export class SandboxClient {
         if (!ready) reject(errorFromClose(event.code, event.reason));
       });
     });
+  }
+
+  // Processes
+
+  /** Start a background process (a string runs through `sh -c`); it runs on, its output kept. */
+  createProcess(id: string, config: CreateProcessRequest, options: { signal?: AbortSignal } = {}): Promise<ProcessInfo> {
+    return this.call("POST", `/sandboxes/${seg(id)}/processes`, { body: config, signal: options.signal });
+  }
+
+  /** The sandbox's running processes and its last 100 ended ones, newest first. */
+  async listProcesses(id: string, options: { status?: ProcessInfo["status"] } = {}): Promise<ProcessInfo[]> {
+    return (await this.page<ProcessInfo>(`/sandboxes/${seg(id)}/processes`, { status: options.status })).data;
+  }
+
+  getProcess(id: string, processId: string): Promise<ProcessInfo> {
+    return this.call("GET", `/sandboxes/${seg(id)}/processes/${seg(processId)}`);
+  }
+
+  /** Kept output after seq `since` (default 0): call again from `nextSince` for more. */
+  async getProcessOutput(
+    id: string,
+    processId: string,
+    options: { since?: number; limit?: number; encoding?: "text" | "base64" } = {},
+  ): Promise<ProcessOutputPage> {
+    const answer = await this.transport.send({
+      method: "GET",
+      path: `/sandboxes/${seg(id)}/processes/${seg(processId)}/output`,
+      query: { since: options.since, limit: options.limit, encoding: options.encoding },
+      idempotent: true,
+    });
+    const body = envelopeData(answer.status, answer.headers, answer.body) as unknown as ProcessOutputPage;
+    return { data: body.data, nextSince: body.nextSince, truncatedBefore: body.truncatedBefore };
+  }
+
+  /** Write to a process's stdin (`eof: true` closes it afterwards). */
+  sendProcessStdin(
+    id: string,
+    processId: string,
+    data: string | Uint8Array,
+    options: { eof?: boolean } = {},
+  ): Promise<{ written: number }> {
+    return this.call("POST", `/sandboxes/${seg(id)}/processes/${seg(processId)}/stdin`, {
+      rawBody: data,
+      query: { eof: options.eof ? true : undefined },
+    });
+  }
+
+  signalProcess(id: string, processId: string, signal: ProcessSignal): Promise<ProcessInfo> {
+    return this.call("POST", `/sandboxes/${seg(id)}/processes/${seg(processId)}/signal`, { body: { signal } });
+  }
+
+  /** Resize a process's terminal (processes started with `tty: true`). */
+  resizeProcess(id: string, processId: string, cols: number, rows: number): Promise<ProcessInfo> {
+    return this.call("POST", `/sandboxes/${seg(id)}/processes/${seg(processId)}/resize`, { body: { cols, rows } });
+  }
+
+  /** The process's socket: output from `since` (default 0), then live, then its exit. */
+  attachProcess(id: string, processId: string, options: { since?: number } = {}): ProcessAttachment {
+    const WebSocketImpl = resolveWebSocket(this.webSocket);
+    const url = this.socketUrl(`/ws/sandboxes/${seg(id)}/processes/${seg(processId)}`, { since: options.since });
+    const socket = new WebSocketImpl(url);
+    socket.binaryType = "arraybuffer";
+    return new ProcessAttachment(socket);
   }
 
   // Audit

@@ -24,6 +24,7 @@ export { ResumableStream } from "./sockets.js";
 export type { ReconnectOptions, StreamOptions, WebSocketConstructor, WebSocketLike } from "./sockets.js";
 export { SseEventStream } from "./sse.js";
 export { Terminal } from "./terminal.js";
+export { ProcessAttachment } from "./processes.js";
 export { DEFAULT_WEBHOOK_TOLERANCE_SECONDS, WebhookVerificationError, verifyWebhook } from "./webhooks.js";
 export type { VerifyWebhookOptions, WebhookHeaders } from "./webhooks.js";
 export type { TerminalExit } from "./terminal.js";

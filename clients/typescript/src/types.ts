@@ -102,3 +102,29 @@ export interface SandboxEvent {
 export type LogFrame =
   | ({ type: "log" } & LogLine)
   | { type: "status"; status: SandboxStatus };
+
+/** A background process: `running`, then `exited` or `killed` (timeout, sandbox stopped). */
+export type ProcessInfo = Schemas["ProcessOut"];
+export type CreateProcessRequest = Schemas["CreateProcessRequest"];
+export type ProcessSignal = Schemas["SignalRequest"]["signal"];
+export type ProcessOutputChunk = Schemas["OutputChunkOut"];
+/** `getProcessOutput`: the chunks after `since`, where to go on from, where kept output begins. */
+export interface ProcessOutputPage {
+  data: ProcessOutputChunk[];
+  nextSince: number;
+  truncatedBefore: number | null;
+}
+/** A process socket's output frame. */
+export interface ProcessOutputFrame {
+  type: "output";
+  seq: number;
+  stream: "stdout" | "stderr" | "pty";
+  text: string;
+}
+/** A process socket's last frame. */
+export interface ProcessExitFrame {
+  type: "exit";
+  status: "exited" | "killed";
+  exitCode: number | null;
+  signal: string | null;
+}

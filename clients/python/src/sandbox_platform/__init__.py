@@ -53,7 +53,10 @@ from sandbox_platform.models import (
     Metrics,
     NetworkPolicy,
     NetworkUsage,
+    OutputChunk,
     Port,
+    ProcessInfo,
+    ProcessOutput,
     SandboxInfo,
     Secret,
     Snapshot,
@@ -63,6 +66,7 @@ from sandbox_platform.models import (
     Webhook,
     WebhookDelivery,
 )
+from sandbox_platform.processes import AsyncProcess, AsyncProcesses, Process, Processes
 from sandbox_platform.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
@@ -72,6 +76,8 @@ __all__ = [
     "APITimeoutError",
     "ApiKey",
     "AsyncClient",
+    "AsyncProcess",
+    "AsyncProcesses",
     "AsyncSandbox",
     "AsyncStream",
     "AsyncTerminal",
@@ -100,8 +106,13 @@ __all__ = [
     "NotFoundError",
     "NotRunningError",
     "Opening",
+    "OutputChunk",
     "PayloadTooLargeError",
     "Port",
+    "Process",
+    "ProcessInfo",
+    "ProcessOutput",
+    "Processes",
     "QuotaExceededError",
     "RateLimitedError",
     "RetryPolicy",

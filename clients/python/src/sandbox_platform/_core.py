@@ -118,6 +118,8 @@ class Call(Generic[T_co]):
     #: Error statuses whose body is still the answer (`GET /health` is 503 when degraded).
     accept: frozenset[int] = field(default_factory=frozenset)
     authenticated: bool = True
+    #: A raw request body (sent as `application/octet-stream`) instead of `body`'s JSON.
+    content: bytes | None = None
 
     def timeout(self, default: httpx.Timeout) -> httpx.Timeout:
         """The httpx timeout of this call."""

@@ -27,6 +27,8 @@ from sandbox_platform.models import (
     Metrics,
     NetworkPolicy,
     Port,
+    ProcessInfo,
+    ProcessOutput,
     Secret,
     Snapshot,
     User,
@@ -465,3 +467,78 @@ def terminal_socket_path(sandbox_id: str) -> str:
 
 
 EVENTS_SOCKET_PATH = "/ws/events"
+
+
+# --- background processes ---
+
+
+def _processes(sandbox_id: str) -> str:
+    return f"/sandboxes/{_id(sandbox_id)}/processes"
+
+
+def start_process(
+    sandbox_id: str, command: str | Sequence[str], options: Mapping[str, Any]
+) -> Call[ProcessInfo]:
+    body: dict[str, Any] = {"command": command if isinstance(command, str) else list(command)}
+    body.update({key: value for key, value in options.items() if value is not None})
+    # Starting a process twice is not harmless: it is retried only when it surely did not arrive.
+    return Call("POST", _processes(sandbox_id), _model(ProcessInfo), body=body, retry=Retry.ONCE)
+
+
+def _process_list(data: Any) -> list[ProcessInfo]:
+    return [ProcessInfo.model_validate(item) for item in data]
+
+
+def list_processes(sandbox_id: str, status: str | None) -> Call[list[ProcessInfo]]:
+    return Call("GET", _processes(sandbox_id), _process_list, params={"status": status})
+
+
+def get_process(sandbox_id: str, process_id: str) -> Call[ProcessInfo]:
+    return Call("GET", f"{_processes(sandbox_id)}/{_id(process_id)}", _model(ProcessInfo))
+
+
+def process_output(
+    sandbox_id: str, process_id: str, since: int, limit: int | None, encoding: str
+) -> Call[ProcessOutput]:
+    # The page's `nextSince` and `truncatedBefore` sit beside `data`, as a list's `nextCursor` does.
+    return Call(
+        "GET",
+        f"{_processes(sandbox_id)}/{_id(process_id)}/output",
+        _model(ProcessOutput),
+        params={"since": since, "limit": limit, "encoding": encoding},
+        envelope=False,
+    )
+
+
+def process_stdin(sandbox_id: str, process_id: str, data: bytes, eof: bool) -> Call[int]:
+    return Call(
+        "POST",
+        f"{_processes(sandbox_id)}/{_id(process_id)}/stdin",
+        lambda answer: int(answer["written"]),
+        params={"eof": eof or None},
+        content=data,
+        retry=Retry.ONCE,
+    )
+
+
+def signal_process(sandbox_id: str, process_id: str, signal: str) -> Call[ProcessInfo]:
+    return Call(
+        "POST",
+        f"{_processes(sandbox_id)}/{_id(process_id)}/signal",
+        _model(ProcessInfo),
+        body={"signal": signal},
+        retry=Retry.ONCE,
+    )
+
+
+def resize_process(sandbox_id: str, process_id: str, cols: int, rows: int) -> Call[ProcessInfo]:
+    return Call(
+        "POST",
+        f"{_processes(sandbox_id)}/{_id(process_id)}/resize",
+        _model(ProcessInfo),
+        body={"cols": cols, "rows": rows},
+    )
+
+
+def process_socket_path(sandbox_id: str, process_id: str) -> str:
+    return f"/ws/sandboxes/{_id(sandbox_id)}/processes/{_id(process_id)}"

@@ -50,6 +50,9 @@ def _request_args(
     }
     if call.body is not None:
         args["json"] = call.body
+    if call.content is not None:
+        args["content"] = call.content
+        headers["Content-Type"] = "application/octet-stream"
     return args
 
 

@@ -42,6 +42,7 @@ from sandbox_platform.models import (
     WebhookDelivery,
     wanted_statuses,
 )
+from sandbox_platform.processes import AsyncProcesses
 
 
 class AsyncClient:
@@ -541,6 +542,11 @@ class AsyncSandbox(SandboxInfo):
         """The sandbox's events (`async for`): its retained history then live ones (or those
         after event `since`), resumed after a dropped connection."""
         return AsyncStream(events(self._transport, self.id, since))
+
+    @property
+    def processes(self) -> AsyncProcesses:
+        """Background processes: `start`, `list`, `get` (see `sandbox_platform.processes`)."""
+        return AsyncProcesses(self._transport, self.id)
 
     async def metrics(self) -> Metrics:
         """The latest resource sample (`NotRunningError` unless running)."""

@@ -40,6 +40,7 @@ from sandbox_platform.models import (
     WebhookDelivery,
     wanted_statuses,
 )
+from sandbox_platform.processes import Processes
 
 #: How long lifecycle calls wait for the sandbox to settle, by default (seconds).
 DEFAULT_WAIT_TIMEOUT = 60.0
@@ -542,6 +543,11 @@ class Sandbox(SandboxInfo):
         """The sandbox's events: its retained history then live ones (or those after event
         `since`), resumed after a dropped connection."""
         return Stream(events(self._transport, self.id, since))
+
+    @property
+    def processes(self) -> Processes:
+        """Background processes: `start`, `list`, `get` (see `sandbox_platform.processes`)."""
+        return Processes(self._transport, self.id)
 
     def metrics(self) -> Metrics:
         """The latest resource sample (`NotRunningError` unless running)."""

@@ -370,3 +370,54 @@ class Health(Model):
     nats: str
     docker: str
     timestamp: Timestamp
+
+
+#: Statuses of a background process once it has ended.
+PROCESS_ENDED_STATUSES = frozenset({"exited", "killed"})
+
+
+class ProcessInfo(Model):
+    """A background process: `status` "running", "exited" or "killed" (by its timeout, or its
+    sandbox stopping); `pid` is its id inside the sandbox; `exit_signal` (the API's `signal`) the
+    signal that ended it."""
+
+    id: str
+    sandbox_id: str
+    command: list[str]
+    pid: int | None = None
+    tty: bool = False
+    status: str
+    exit_code: int | None = None
+    exit_signal: str | None = Field(default=None, alias="signal")
+    started_at: Timestamp
+    ended_at: Timestamp | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in PROCESS_ENDED_STATUSES
+
+
+class OutputChunk(Model):
+    """A piece of a process's output, numbered per process (`seq` 1, 2, ... without gaps):
+    `text`, or with `encoding="base64"` the exact bytes in `data`."""
+
+    seq: int
+    stream: str
+    text: str | None = None
+    data: str | None = None
+    timestamp: Timestamp
+
+    def content(self) -> bytes:
+        """The chunk's bytes (exact with `encoding="base64"`)."""
+        import base64
+
+        return base64.b64decode(self.data) if self.data is not None else (self.text or "").encode()
+
+
+class ProcessOutput(Model):
+    """A page of kept output: `data` after the `since` asked, `next_since` for the next call,
+    `truncated_before` the oldest seq still kept when older output was dropped."""
+
+    data: list[OutputChunk]
+    next_since: int
+    truncated_before: int | None = None

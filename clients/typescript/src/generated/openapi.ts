@@ -620,6 +620,131 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/sandboxes/{sandbox_id}/processes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Processes
+         * @description The sandbox's running processes and its last 100 ended ones, newest first.
+         */
+        get: operations["list_processes_sandboxes__sandbox_id__processes_get"];
+        put?: never;
+        /**
+         * Create Process
+         * @description Start a background process; it keeps running, and its output is kept, whatever happens to
+         *     the connection (and across API or orchestrator restarts).
+         */
+        post: operations["create_process_sandboxes__sandbox_id__processes_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/processes/{process_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Process
+         * @description One process.
+         */
+        get: operations["get_process_sandboxes__sandbox_id__processes__process_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/processes/{process_id}/output": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Process Output
+         * @description The kept output after `since`, oldest first: call again with `nextSince` for more.
+         */
+        get: operations["process_output_sandboxes__sandbox_id__processes__process_id__output_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/processes/{process_id}/stdin": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Process Stdin
+         * @description Write the raw body to the process's stdin (`?eof=true` closes it afterwards).
+         */
+        post: operations["process_stdin_sandboxes__sandbox_id__processes__process_id__stdin_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/processes/{process_id}/signal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Process Signal
+         * @description Send a signal to the process (and its process group).
+         */
+        post: operations["process_signal_sandboxes__sandbox_id__processes__process_id__signal_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/processes/{process_id}/resize": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Process Resize
+         * @description Resize the process's terminal (`tty` processes only).
+         */
+        post: operations["process_resize_sandboxes__sandbox_id__processes__process_id__resize_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/sandboxes/{sandbox_id}/snapshots": {
         parameters: {
             query?: never;
@@ -999,6 +1124,45 @@ export interface components {
             disk?: number | null;
         };
         /**
+         * CreateProcessRequest
+         * @description `command` as a string runs through `sh -c`; as a list it runs as is (no shell). `tty`
+         *     gives it a terminal of `cols` x `rows` (its output is then one stream, `pty`); `stdin` keeps
+         *     its standard input open for `POST .../stdin` and the socket (always, with a terminal).
+         *     `timeoutSeconds` kills it (status `killed`) when it runs longer.
+         */
+        CreateProcessRequest: {
+            /** Command */
+            command: string | string[];
+            /** Env */
+            env?: {
+                [key: string]: string;
+            };
+            /** Workdir */
+            workdir?: string | null;
+            /**
+             * Tty
+             * @default false
+             */
+            tty?: boolean;
+            /**
+             * Cols
+             * @default 80
+             */
+            cols?: number;
+            /**
+             * Rows
+             * @default 24
+             */
+            rows?: number;
+            /** Timeoutseconds */
+            timeoutSeconds?: number | null;
+            /**
+             * Stdin
+             * @default false
+             */
+            stdin?: boolean;
+        };
+        /**
          * CreateSandboxRequest
          * @description From an environment (`environmentId`, its current version unless one is named) or from a
          *     snapshot (`snapshotId`: the snapshot's files with its environment version's settings).
@@ -1290,6 +1454,16 @@ export interface components {
             success?: true;
             data: components["schemas"]["MetricsOut"];
         };
+        /** Envelope[ProcessOut] */
+        Envelope_ProcessOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["ProcessOut"];
+        };
         /** Envelope[SandboxOut] */
         Envelope_SandboxOut_: {
             /**
@@ -1319,6 +1493,16 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["SnapshotOut"];
+        };
+        /** Envelope[StdinWritten] */
+        Envelope_StdinWritten_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["StdinWritten"];
         };
         /** Envelope[UserOut] */
         Envelope_UserOut_: {
@@ -1350,6 +1534,17 @@ export interface components {
             success?: true;
             /** Data */
             data: components["schemas"]["LogLineOut"][];
+        };
+        /** Envelope[list[ProcessOut]] */
+        Envelope_list_ProcessOut__: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["ProcessOut"][];
         };
         /** EnvironmentOut */
         EnvironmentOut: {
@@ -1577,6 +1772,45 @@ export interface components {
             /** Txpackets */
             txPackets: number;
         };
+        /**
+         * OutputChunkOut
+         * @description One piece of output: `text` (UTF-8, invalid bytes replaced) or, with `encoding=base64`,
+         *     `data` (the exact bytes).
+         */
+        OutputChunkOut: {
+            /** Seq */
+            seq: number;
+            /**
+             * Stream
+             * @enum {string}
+             */
+            stream: "stdout" | "stderr" | "pty";
+            /** Text */
+            text?: string | null;
+            /** Data */
+            data?: string | null;
+            /** Timestamp */
+            timestamp: string;
+        };
+        /**
+         * OutputPage
+         * @description `GET .../output`: `data` the chunks after `since`; `nextSince` the `since` of the next
+         *     call; `truncatedBefore` the oldest seq still kept when older output was dropped (null when
+         *     all of it is kept).
+         */
+        OutputPage: {
+            /**
+             * Success
+             * @default true
+             */
+            success?: boolean;
+            /** Data */
+            data: components["schemas"]["OutputChunkOut"][];
+            /** Nextsince */
+            nextSince: number;
+            /** Truncatedbefore */
+            truncatedBefore: number | null;
+        };
         /** PageEnvelope[ApiKeyOut] */
         PageEnvelope_ApiKeyOut_: {
             /**
@@ -1705,6 +1939,42 @@ export interface components {
             host?: number | null;
         };
         /**
+         * ProcessOut
+         * @description `pid` is the process id inside the sandbox; `signal` the signal that ended it, if one did.
+         *     `killed`: ended by its timeout, or by its sandbox stopping, restarting or going away.
+         */
+        ProcessOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Sandboxid
+             * Format: uuid
+             */
+            sandboxId: string;
+            /** Command */
+            command: string[];
+            /** Pid */
+            pid: number | null;
+            /** Tty */
+            tty: boolean;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "running" | "exited" | "killed";
+            /** Exitcode */
+            exitCode: number | null;
+            /** Signal */
+            signal: string | null;
+            /** Startedat */
+            startedAt: string;
+            /** Endedat */
+            endedAt: string | null;
+        };
+        /**
          * ReplicateSandboxRequest
          * @description The copy keeps the source's environment version and env (overrides merged over it). Its
          *     name, TTL and metadata are its own: left out, the name is `<source name>-<8 hex>`, the TTL the
@@ -1730,6 +2000,13 @@ export interface components {
             withFilesystem?: boolean;
             /** Volumes */
             volumes?: components["schemas"]["VolumeMountIn"][];
+        };
+        /** ResizeRequest */
+        ResizeRequest: {
+            /** Cols */
+            cols: number;
+            /** Rows */
+            rows: number;
         };
         /** SandboxOut */
         SandboxOut: {
@@ -1812,6 +2089,14 @@ export interface components {
              */
             value: string;
         };
+        /** SignalRequest */
+        SignalRequest: {
+            /**
+             * Signal
+             * @enum {string}
+             */
+            signal: "TERM" | "KILL" | "INT" | "HUP" | "QUIT" | "USR1" | "USR2";
+        };
         /** SignupRequest */
         SignupRequest: {
             /**
@@ -1857,6 +2142,11 @@ export interface components {
             sizeBytes: number;
             /** Createdat */
             createdAt: string;
+        };
+        /** StdinWritten */
+        StdinWritten: {
+            /** Written */
+            written: number;
         };
         /**
          * UpdateEnvironmentRequest
@@ -3630,6 +3920,348 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_processes_sandboxes__sandbox_id__processes_get: {
+        parameters: {
+            query?: {
+                /** @description Only processes in this status. */
+                status?: ("running" | "exited" | "killed") | null;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_list_ProcessOut__"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_process_sandboxes__sandbox_id__processes_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateProcessRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description QUOTA_EXCEEDED: SBX_MAX_PROCESSES_PER_USER running processes; `details` has `limit` and `current`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_process_sandboxes__sandbox_id__processes__process_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                process_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    process_output_sandboxes__sandbox_id__processes__process_id__output_get: {
+        parameters: {
+            query?: {
+                /** @description Only output after this seq. */
+                since?: number;
+                /** @description How many chunks at most. */
+                limit?: number;
+                /** @description `text` (UTF-8) or `base64` (the exact bytes). */
+                encoding?: "text" | "base64";
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+                process_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OutputPage"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    process_stdin_sandboxes__sandbox_id__processes__process_id__stdin_post: {
+        parameters: {
+            query?: {
+                /** @description Close stdin after writing the body. */
+                eof?: boolean;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+                process_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_StdinWritten_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: started without stdin, stdin closed, or ended. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    process_signal_sandboxes__sandbox_id__processes__process_id__signal_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                process_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SignalRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    process_resize_sandboxes__sandbox_id__processes__process_id__resize_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                process_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ResizeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: the process has no terminal. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {

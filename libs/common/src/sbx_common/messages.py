@@ -106,6 +106,55 @@ class ExecResult(Message):
     error_message: str | None = None
 
 
+ProcessOp = Literal["create", "stdin", "signal", "resize"]
+
+
+class ProcessRequest(Message):
+    """Request on `sbx.rpc.process` (core NATS request/reply): start a background process, or
+    write to, signal or resize one. `process_id` is chosen by the API (a repeat is harmless)."""
+
+    op: ProcessOp
+    sandbox_id: uuid.UUID
+    owner_id: uuid.UUID
+    process_id: uuid.UUID
+    command: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    tty: bool = False
+    cols: int = 80
+    rows: int = 24
+    timeout_seconds: float | None = None
+    stdin: bool = False
+    data: str = ""  # stdin bytes, base64
+    eof: bool = False
+    signal: str | None = None
+    trace_id: str | None = None
+
+
+class ProcessReply(Message):
+    """Reply to a ProcessRequest; `error_code` set when nothing was done."""
+
+    written: int = 0
+    error_code: RpcErrorCode | None = None
+    error_message: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProcessOutput(Message):
+    """On `sbx.proc.<sandboxId>.<processId>` after it is stored: one chunk of output (`kind`
+    "output", numbered per process without gaps) or the process's end (`kind` "exit")."""
+
+    process_id: uuid.UUID
+    kind: Literal["output", "exit"]
+    seq: int = 0
+    stream: Literal["stdout", "stderr", "pty"] | None = None
+    data: str = ""  # base64
+    timestamp: datetime | None = None
+    status: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+
+
 class TerminalOpenRequest(Message):
     """Request on `sbx.rpc.terminal.open`; the reply is a TerminalOpenReply."""
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sbx_common import subjects
-from sbx_common.topology import STREAM_CMD, STREAM_DLQ, STREAM_EVT, STREAM_LOG
+from sbx_common.topology import STREAM_CMD, STREAM_DLQ, STREAM_EVT, STREAM_LOG, STREAM_PROC
 
 # The stream JetStream keeps the metrics bucket in.
 KV_STREAM = f"KV_{subjects.METRICS_BUCKET}"
@@ -111,6 +111,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 subjects.RPC_EXEC,
                 subjects.RPC_TERMINAL_OPEN,
                 subjects.RPC_ORCHESTRATOR_HEALTH,
+                subjects.RPC_PROCESS,
                 f"{TERM_ALL}.in",
                 f"{TERM_ALL}.ctl",
                 # Ordered push consumers on the events stream (SSE, WebSocket replays).
@@ -126,6 +127,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
             subscribe=[
                 subjects.EVT_ALL,
                 subjects.LOG_ALL,
+                subjects.PROC_ALL,
                 f"{TERM_ALL}.out",
                 f"{TERM_ALL}.ctl",
                 KV_METRICS_ALL,
@@ -145,12 +147,14 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 subjects.EVT_ALL,
                 subjects.DLQ_ALL,
                 subjects.NOTE_SNAPSHOT_ALL,
+                subjects.PROC_ALL,
                 f"{TERM_ALL}.out",
                 f"{TERM_ALL}.ctl",
                 *_durable_consumer(STREAM_CMD, ORCHESTRATOR_CONSUMER),
             ],
             subscribe=[
                 subjects.RPC_EXEC,
+                subjects.RPC_PROCESS,
                 subjects.RPC_TERMINAL_OPEN,
                 subjects.RPC_ORCHESTRATOR_HEALTH,
                 f"{TERM_ALL}.in",
@@ -188,7 +192,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
             "declares the streams and the metrics bucket (sbx-migrate)",
             publish=[
                 subject
-                for stream in (STREAM_CMD, STREAM_EVT, STREAM_LOG, STREAM_DLQ, KV_STREAM)
+                for stream in (STREAM_CMD, STREAM_EVT, STREAM_LOG, STREAM_DLQ, STREAM_PROC, KV_STREAM)
                 for subject in _stream_admin(stream)
             ],
         ),

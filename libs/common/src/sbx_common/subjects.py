@@ -8,6 +8,8 @@ Request/reply (core NATS, no stream):
     sbx.rpc.orchestrator.health   -> Docker engine status
     sbx.rpc.exec                  -> run a command in a sandbox
     sbx.rpc.terminal.open         -> open a PTY session
+    sbx.rpc.process               -> start a background process, or write, signal, resize it
+Process output: sbx.proc.<sandboxId>.<processId>         (stream SBX_PROC)
 Terminal session I/O (core NATS): sbx.term.<sessionId>.{in,out,ctl}
 Metrics:   $KV.sbx_metrics.<sandboxId>                   (KV bucket sbx_metrics: a put is a message)
 Notes (core NATS, no stream, nothing in them but the subject):
@@ -33,6 +35,9 @@ RPC_TERMINAL_OPEN = "sbx.rpc.terminal.open"
 TERM_PREFIX = "sbx.term"
 NOTE_SNAPSHOT_PREFIX = "sbx.note.snapshot"
 NOTE_SNAPSHOT_ALL = f"{NOTE_SNAPSHOT_PREFIX}.*"
+RPC_PROCESS = "sbx.rpc.process"
+PROC_PREFIX = "sbx.proc"
+PROC_ALL = f"{PROC_PREFIX}.*.*"
 # The KV bucket of the latest metrics samples (declared in topology.py); JetStream keeps a
 # bucket's entries on the subjects `$KV.<bucket>.<key>`.
 METRICS_BUCKET = "sbx_metrics"
@@ -84,3 +89,8 @@ def snapshot_note(snapshot_id: UUID | str) -> str:
 def metrics_kv(key: str) -> str:
     """The subject of one entry of the metrics bucket (key = sandbox id): a put publishes on it."""
     return f"{METRICS_KV_PREFIX}.{key}"
+
+
+def process_output(sandbox_id: UUID | str, process_id: UUID | str) -> str:
+    """The live output (and end) of one background process (stream SBX_PROC)."""
+    return f"{PROC_PREFIX}.{sandbox_id}.{process_id}"

@@ -26,6 +26,7 @@ STREAM_CMD = "SBX_CMD"
 STREAM_EVT = "SBX_EVT"
 STREAM_LOG = "SBX_LOG"
 STREAM_DLQ = "SBX_DLQ"
+STREAM_PROC = "SBX_PROC"
 KV_METRICS = subjects.METRICS_BUCKET
 
 DAY = 24 * 3600.0
@@ -58,6 +59,20 @@ STREAMS: list[StreamConfig] = [
         max_age=DAY,
         max_msgs_per_subject=20_000,
         max_bytes=2 * 1024**3,
+        discard=DiscardPolicy.OLD,
+    ),
+    # Background processes' output, live: `Nats-Msg-Id` = `<processId>:<seq>` drops the chunks the
+    # orchestrator publishes again after a reconnect. What is kept for reading is in PostgreSQL
+    # (`sandbox_process_output`, trimmed per process by bytes, which a stream cannot do per
+    # subject); the stream only needs to hold the recent past.
+    StreamConfig(
+        name=STREAM_PROC,
+        subjects=[subjects.PROC_ALL],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        duplicate_window=600.0,
+        max_age=DAY,
+        max_bytes=1024**3,
         discard=DiscardPolicy.OLD,
     ),
     StreamConfig(

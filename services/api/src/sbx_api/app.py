@@ -20,7 +20,8 @@ from sbx_api.environments.router import router as environments_router
 from sbx_api.health.router import router as health_router
 from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
-from sbx_api.processes import ApiProcess
+from sbx_api.api_instances import ApiProcess
+from sbx_api.processes.router import router as processes_router
 from sbx_api.ratelimit import limiter_for
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.snapshots.router import router as snapshots_router
@@ -91,6 +92,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         api_keys_router,
         environments_router,
         sandboxes_router,
+        processes_router,
         snapshots_router,
         volumes_router,
         streams_router,

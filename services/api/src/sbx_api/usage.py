@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import asyncpg
 from sbx_common.errors import QuotaExceeded
 
-from sbx_api.processes import LEASE_SECONDS
+from sbx_api.api_instances import LEASE_SECONDS
 
 logger = logging.getLogger(__name__)
 

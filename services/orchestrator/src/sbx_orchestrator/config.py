@@ -98,6 +98,26 @@ class OrchestratorSettings(CryptoSettings):
     exec_queue_timeout: float = Field(default=30.0, ge=0)
     exec_max_requests: int = Field(default=512, ge=1)  # requests taken at once, running or waiting
 
+    # --- in-sandbox agent (docs/agent.md) ---
+    # The static `sbx-agent` binary (`make agent` builds it into .build/agent/sbx-agent). Unset
+    # or missing: sandboxes are made without it and exec goes through the Docker exec API.
+    agent_binary: Path | None = None
+    # How long opening a sandbox's agent session (the persistent exec, the daemon started if
+    # needed, a first round trip) may take.
+    agent_connect_timeout: float = Field(default=10.0, gt=0)
+
+    # --- background processes (docs/processes.md) ---
+    # Running processes one user may have at once, over all their sandboxes (429 past it).
+    max_processes_per_user: int = Field(default=16, ge=1)
+    # Output kept per process in PostgreSQL: at least the newest this many bytes.
+    process_output_keep_bytes: int = Field(default=16 * 1024 * 1024, ge=16 * 1024 * 1024)
+    # Unacknowledged output the agent holds per process before it stops reading the process's
+    # pipes (the process then waits: backpressure, nothing dropped).
+    process_agent_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    # How often running processes are checked for a watching session (after a restart, a
+    # resume, a broken session) and sandboxes that went away.
+    process_reconcile_interval: float = Field(default=1.0, gt=0)
+
     # --- terminal ---
     # A session with neither input nor output for this long is closed.
     terminal_idle_timeout: float = Field(default=900.0, gt=0)

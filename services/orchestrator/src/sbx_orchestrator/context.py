@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from sbx_common import db
 from sbx_common.broker import WorkerBroker
 
+from sbx_orchestrator.agent.pool import AgentPool
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.lifecycle import Lifecycle
@@ -46,6 +47,7 @@ class OrchestratorContext:
     locks: SandboxLocks
     lifecycle: Lifecycle
     guard: NetworkGuard
+    agents: AgentPool
 
     @classmethod
     async def open(cls, settings: OrchestratorSettings, nc: NatsClient) -> OrchestratorContext:
@@ -58,7 +60,10 @@ class OrchestratorContext:
         await engine.ping()  # connects if the engine answers; otherwise later, when it does
         events = EventPublisher(js, nc)
         guard = NetworkGuard(settings, repository, engine)
-        lifecycle = Lifecycle(settings, repository, engine, events, SecretOpener(settings), guard=guard)
+        agents = AgentPool(settings, engine)
+        lifecycle = Lifecycle(
+            settings, repository, engine, events, SecretOpener(settings), guard=guard, agents=agents
+        )
         return cls(
             settings=settings,
             nc=nc,
@@ -71,9 +76,11 @@ class OrchestratorContext:
             locks=SandboxLocks(),
             lifecycle=lifecycle,
             guard=guard,
+            agents=agents,
         )
 
     async def close(self) -> None:
+        await self.agents.close()
         await self.broker.stop()
         await self.pool.close()
         self.engine.close()

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +43,7 @@ from sbx_common.messages import SandboxCommand
 from sbx_common.status import SETTLED, TERMINAL, Status, Verb
 from sbx_common.timeutil import utcnow
 
+from sbx_orchestrator.agent.pool import AgentPool
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.engine.containers import ContainerState, container_spec, read_endpoints, read_state
 from sbx_orchestrator.engine.docker_engine import DockerEngine
@@ -178,6 +179,7 @@ class Lifecycle:
         secrets: SecretOpener,
         *,
         guard: NetworkGuard,
+        agents: AgentPool | None = None,
     ) -> None:
         self.settings = settings
         self.repository = repository
@@ -185,6 +187,10 @@ class Lifecycle:
         self.events = events
         self.secrets = secrets
         self.guard = guard
+        self.agents = agents
+        # Told when a sandbox's container stopped, restarted or went (its processes ended).
+        # (sandbox id, whether it was destroyed)
+        self.on_sandbox_down: list[Callable[[uuid.UUID, bool], Awaitable[None]]] = []
         self.storage = Storage(settings, repository, engine)
 
     # --- commands ---
@@ -403,7 +409,9 @@ class Lifecycle:
                 await self.storage.release_hidden_snapshot(job.sandbox.snapshot_id)
         state = read_state(info)
         if restart and state.running:
+            await self._forget_agent(job)
             await self.engine.restart(state.id, self.settings.stop_timeout)
+            await self._sandbox_down(job)
         elif not state.running:
             await self._start(state.id)
         # Guarded as soon as it runs (until then the platform's chain drops whatever it sends).
@@ -463,6 +471,7 @@ class Lifecycle:
         container that is not running or already paused (and to unpause one that is not paused,
         with a 500), and only then is the container inspected (already in the goal state: done;
         ended: recorded as such)."""
+        await self._forget_agent(job)
         async with self._under_way(job):
             try:
                 await self.engine.pause(job.name)
@@ -495,7 +504,21 @@ class Lifecycle:
         endpoints = runtime.endpoints if runtime is not None else []
         await self._record(job, Status.RUNNING, data={"endpoints": endpoints}, endpoints=endpoints)
 
+    async def _forget_agent(self, job: Job) -> None:
+        """Close the sandbox's agent session: it would hang on a frozen container, and a
+        stopped or removed one ends it anyway."""
+        if self.agents is not None:
+            await self.agents.forget(job.sandbox.id)
+
+    async def _sandbox_down(self, job: Job, destroyed: bool = False) -> None:
+        for callback in self.on_sandbox_down:
+            try:
+                await callback(job.sandbox.id, destroyed)
+            except Exception:
+                logger.exception("sandbox-down callback failed", extra={"sandboxId": str(job.sandbox.id)})
+
     async def _stop(self, job: Job) -> None:
+        await self._forget_agent(job)
         info = await self.engine.inspect(job.name)
         if info is not None and read_state(info).paused:
             # A frozen process cannot take the SIGTERM of a graceful stop: thaw it first.
@@ -503,15 +526,18 @@ class Lifecycle:
             info = await self.engine.inspect(job.name)
         if info is not None and read_state(info).running:
             await self.engine.stop(str(info["Id"]), self.settings.stop_timeout)
+        await self._sandbox_down(job)
         await self.guard.release(job.sandbox.id)
         await self.storage.refresh_usage(job.sandbox)
         await self._record(job, Status.STOPPED, endpoints=[], stopped_at=utcnow(), exit_code=None)
 
     async def _destroy(self, job: Job) -> None:
+        await self._forget_agent(job)
         info = await self.engine.inspect(job.name)
         if info is not None and read_state(info).paused:
             await self.engine.unpause(str(info["Id"]))  # removal kills it: thawed, it can die
         await self.engine.remove(job.name)
+        await self._sandbox_down(job, destroyed=True)
         await self.guard.release(job.sandbox.id)
         await self.storage.refresh_usage(job.sandbox)
         columns: dict[str, Any] = {"endpoints": [], "destroyed_at": utcnow()}
@@ -536,7 +562,10 @@ class Lifecycle:
         secrets = self.secrets.open_all(
             sandbox.id, sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)
         )
-        spec = container_spec(sandbox, secrets, self.settings, await self.engine.features())
+        binary = await self.agents.volume() if self.agents is not None else None
+        spec = container_spec(
+            sandbox, secrets, self.settings, await self.engine.features(), binary.mount() if binary else None
+        )
         try:
             container_id = await self.engine.create(spec)
         except docker.errors.ImageNotFound:

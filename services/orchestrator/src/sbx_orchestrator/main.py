@@ -22,6 +22,7 @@ from sbx_orchestrator.messaging.exec_responder import ExecResponder
 from sbx_orchestrator.messaging.health_responder import HealthResponder
 from sbx_orchestrator.messaging.terminal_server import TerminalServer
 from sbx_orchestrator.network_guard import NetworkRefresher
+from sbx_orchestrator.processes.manager import ProcessManager
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ COMPONENTS: tuple[ComponentFactory, ...] = (
     ContainerWatcher,
     NetworkRefresher,
     ExecResponder,
+    ProcessManager,
     TerminalServer,
     CommandConsumer,
     DiskWatcher,

@@ -31,6 +31,9 @@ from sbx_common.messages import (
     ExecRequest,
     ExecResult,
     LogBatch,
+    ProcessOutput,
+    ProcessReply,
+    ProcessRequest,
     SandboxCommand,
     SandboxEvent,
     TerminalControl,
@@ -53,6 +56,7 @@ CMD = bound_stream(topology.STREAM_CMD, "Work queue of sandbox commands.")
 EVT = bound_stream(topology.STREAM_EVT, "Sandbox state changes, 7 days.")
 DLQ = bound_stream(topology.STREAM_DLQ, "Commands that failed every delivery.")
 LOG = bound_stream(topology.STREAM_LOG, "Log lines, 1 day, 20,000 per sandbox.")
+PROC = bound_stream(topology.STREAM_PROC, "Background processes' output, live (kept in PostgreSQL), 1 day.")
 
 
 class OrchestratorHealth(BaseModel):
@@ -202,6 +206,30 @@ async def tail_logs(batch: LogBatch) -> None:
     """Live tail of one sandbox's logs."""
 
 
+# --- Process output: orchestrator -> api (GET .../processes/:pid/output, WebSocket) ----------
+process_output_publisher = broker.publisher(
+    f"{subjects.PROC_PREFIX}.{{sandbox_id}}.{{process_id}}",
+    stream=PROC,
+    title="sbx.proc.{sandbox_id}.{process_id}:orchestrator",
+    description=(
+        "One chunk of a background process's output (numbered per process without gaps), published "
+        "after it is stored in PostgreSQL, or the process's end. Header `Nats-Msg-Id` = "
+        "`<processId>:<seq>` (`<processId>:exit` for the end)."
+    ),
+    schema=ProcessOutput,
+)
+
+
+@broker.subscriber(
+    f"{subjects.PROC_PREFIX}.{{sandbox_id}}.{{process_id}}",
+    stream=PROC,
+    title="sbx.proc.{sandbox_id}.{process_id}:api",
+    description="The API's process WebSocket reads stored output, then follows new chunks here.",
+)
+async def follow_process(output: ProcessOutput) -> None:
+    """Live output of one background process."""
+
+
 # --- Metrics: metrics-collector -> api (GET /sandboxes/:id/metrics) ---------------------------
 metrics_publisher = broker.publisher(
     f"{subjects.METRICS_KV_PREFIX}.{{sandbox_id}}",
@@ -243,6 +271,16 @@ snapshot_note_publisher = broker.publisher(
 )
 async def run_exec(request: ExecRequest) -> ExecResult:
     """Exec through the Docker exec API, with a timeout and truncated output."""
+    raise NotImplementedError
+
+
+@broker.subscriber(
+    subjects.RPC_PROCESS,
+    title="sbx.rpc.process:orchestrator",
+    description="Start a background process, or write to, signal or resize one. " + TRACE_HEADERS,
+)
+async def process_request(request: ProcessRequest) -> ProcessReply:
+    """Through the sandbox's in-sandbox agent; the process's output follows on `sbx.proc.*`."""
     raise NotImplementedError
 
 

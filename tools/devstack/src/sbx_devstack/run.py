@@ -23,6 +23,8 @@ from pydantic import SecretStr
 from sbx_common.migrate_cli import run as migrate
 from sbx_common.settings import CommonSettings
 
+from sbx_devstack.agent import AgentBuildError
+from sbx_devstack.agent import build as build_agent
 from sbx_devstack.nats_auth import NatsCredentials
 from sbx_devstack.processes import DEFAULT_METRICS_PORTS, SERVICES, ServiceProcess
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
@@ -110,11 +112,26 @@ def prepare_dashboard() -> None:
     say("devstack", f"web dashboard {'built' if result.built else 'up to date'} ({result.dist})")
 
 
+def prepare_agent() -> dict[str, str]:
+    """Build the in-sandbox agent when missing or stale (unless SBX_AGENT_BINARY names one).
+    Without Go the platform starts anyway; sandboxes then run without the agent."""
+    if os.environ.get("SBX_AGENT_BINARY"):
+        return {}
+    try:
+        path = build_agent()
+    except AgentBuildError as exc:
+        say("devstack", f"WARNING: the in-sandbox agent was not built, exec uses docker exec: {exc}")
+        return {}
+    say("devstack", f"in-sandbox agent ready ({path})")
+    return {"SBX_AGENT_BINARY": str(path)}
+
+
 def main() -> None:
     prepare_dashboard()
+    agent_env = prepare_agent()
     state = Path(os.environ.get("SBX_STATE_DIR", ".state")).resolve()
     state.mkdir(parents=True, exist_ok=True)
-    env: dict[str, str] = {}
+    env: dict[str, str] = dict(agent_env)
     for key, value in load_dev_secrets(state).items():
         env[key] = os.environ.get(key, value)
 

@@ -16,7 +16,8 @@ from rich.live import Live
 
 from sandbox_platform import _routes as routes
 from sandbox_platform._version import __version__
-from sandbox_platform.cli import output, refs, shell
+from sandbox_platform.cli import attach, output, refs, shell
+from sandbox_platform.cli.attach import write_output
 from sandbox_platform.cli.config import Config
 from sandbox_platform.cli.output import out, print_json, print_json_line, short, when
 from sandbox_platform.client import Client, Sandbox
@@ -1140,6 +1141,161 @@ def shell_(ref: Ref) -> None:
     client = _client()
     sandbox = refs.sandbox(client, ref)
     raise _Exit(asyncio.run(shell.run(client._config, sandbox.id)))
+
+
+# ---------------------------------------------------------------- background processes
+
+process_app = typer.Typer(
+    help="Background processes: keep running, output kept, reattach any time.", no_args_is_help=True
+)
+app.add_typer(process_app, name="process")
+ProcessRef = Annotated[str, typer.Argument(metavar="PID", help="The process id (or a unique prefix).")]
+
+
+def _process(sandbox: Sandbox, ref: str) -> Any:
+    """A process of the sandbox by its id or a unique prefix of it."""
+    if len(ref) == 36:
+        return sandbox.processes.get(ref)
+    found = [p for p in sandbox.processes.list() if p.id.startswith(ref)]
+    if len(found) != 1:
+        raise SandboxPlatformError(
+            "NOT_FOUND", 404, f"{'No' if not found else 'More than one'} process matches {ref!r}."
+        )
+    return found[0]
+
+
+def _process_rows(processes: Sequence[Any]) -> None:
+    from rich.table import Table
+
+    grid = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("ID", "STATUS", "EXIT", "PID", "STARTED", "COMMAND"):
+        grid.add_column(column)
+    for p in processes:
+        ended = "" if p.status == "running" else str(p.exit_code if p.exit_signal is None else p.exit_signal)
+        grid.add_row(
+            short(p.id), p.status, ended, str(p.pid or ""), when(p.started_at), shlex.join(p.command)
+        )
+    out.print(grid)
+
+
+@process_app.command("run")
+def process_run(
+    ref: Ref,
+    command: Annotated[
+        list[str], typer.Argument(metavar="CMD", help="After --: the command and its arguments.")
+    ],
+    *,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Print the process id and return.")] = False,
+    use_tty: Annotated[bool, typer.Option("--tty", "-t", help="Give it a terminal (raw mode here).")] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Send our stdin to it.")] = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds before it is killed.")] = None,
+    env_vars: EnvPairs = None,
+    workdir: Annotated[
+        str | None, typer.Option("--workdir", "-w", help="Absolute directory to run in.")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Start a background process; without -d, follow its output and exit with its exit code."""
+    client = _client()
+    sandbox = refs.sandbox(client, ref)
+    cols, rows = shell.window_size(sys.stdout.fileno()) if use_tty else (None, None)
+    process = sandbox.processes.start(
+        command,
+        env=_pairs(env_vars) or None,
+        workdir=workdir,
+        tty=use_tty,
+        cols=cols,
+        rows=rows,
+        timeout=timeout,
+        stdin=interactive or use_tty,
+    )
+    if detach or json:
+        if json:
+            print_json(process)
+        else:
+            out.print(process.id)
+        return
+    _follow_process(client, sandbox, process, since=0, send_input=interactive or use_tty)
+
+
+def _follow_process(client: Client, sandbox: Sandbox, process: Any, *, since: int, send_input: bool) -> None:
+    with _until_interrupted():
+        code = asyncio.run(
+            attach.run(
+                client._config, sandbox.id, process.id, since=since, tty=process.tty, send_input=send_input
+            )
+        )
+    if code is not None:
+        raise _Exit(code)
+
+
+@process_app.command("attach")
+def process_attach(
+    ref: Ref,
+    process_ref: ProcessRef,
+    since: Annotated[int, typer.Option("--since", help="Replay the output after this seq.")] = 0,
+    no_stdin: Annotated[bool, typer.Option("--no-stdin", help="Only watch: send no input.")] = False,
+) -> None:
+    """Reattach to a process: its output from --since, then live; our stdin goes to it."""
+    client = _client()
+    sandbox = refs.sandbox(client, ref)
+    process = _process(sandbox, process_ref)
+    _follow_process(
+        client, sandbox, process, since=since, send_input=not no_stdin and process.status == "running"
+    )
+
+
+@process_app.command("ls")
+def process_list(
+    ref: Ref,
+    status: Annotated[str | None, typer.Option("--status", help="running, exited or killed.")] = None,
+    json: Json = False,
+) -> None:
+    """A sandbox's running processes and its last 100 ended ones."""
+    processes = refs.sandbox(_client(), ref).processes.list(status=status)
+    if json:
+        print_json(processes)
+    else:
+        _process_rows(processes)
+
+
+app.command("ps", help="A sandbox's background processes (as `sbx process ls`).")(process_list)
+
+
+@process_app.command("logs")
+def process_logs(
+    ref: Ref,
+    process_ref: ProcessRef,
+    since: Annotated[int, typer.Option("--since", help="Only output after this seq.")] = 0,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until it ends.")] = False,
+    json: Json = False,
+) -> None:
+    """Print a process's kept output (stderr on stderr); -f follows it to its end."""
+    process = _process(refs.sandbox(_client(), ref), process_ref)
+    chunks = process.stream(since=since) if follow else iter(process.output(since=since, limit=10_000).data)
+    with _until_interrupted():
+        for chunk in chunks:
+            if json:
+                print_json_line(chunk)
+            else:
+                write_output(chunk.stream, chunk.text or "")
+
+
+@process_app.command("kill")
+def process_kill(
+    ref: Ref,
+    process_ref: ProcessRef,
+    signal_name: Annotated[
+        str, typer.Option("--signal", "-s", help="TERM, KILL, INT, HUP, QUIT, USR1, USR2.")
+    ] = "TERM",
+    json: Json = False,
+) -> None:
+    """Send a signal to a process (TERM by default)."""
+    process = _process(refs.sandbox(_client(), ref), process_ref).signal(signal_name.upper())
+    if json:
+        print_json(process)
+    else:
+        out.print(f"Sent {signal_name.upper()} to {short(process.id)}")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

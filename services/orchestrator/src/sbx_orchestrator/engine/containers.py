@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from docker.types import Mount
 from sbx_common import labels, runtimes
 
 from sbx_orchestrator.config import OrchestratorSettings
@@ -28,6 +29,19 @@ class EngineFeatures:
 
     storage_quota: bool = False  # `--storage-opt size=` (overlay2 on xfs with pquota)
     blkio_weight: bool = True  # a block I/O weight controller Docker can write to
+
+
+@dataclass(frozen=True)
+class AgentMount:
+    """The in-sandbox agent a new container gets: its build's named volume (mounted read-only
+    at /.sbx) and the build's digest (the `sbx.agent` label). See docs/agent.md."""
+
+    volume: str
+    digest: str
+
+
+AGENT_LABEL = "sbx.agent"
+AGENT_MOUNT_POINT = "/.sbx"
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ def container_spec(
     secrets: dict[str, str],
     settings: OrchestratorSettings,
     features: EngineFeatures | None = None,
+    agent: AgentMount | None = None,
 ) -> ContainerSpec:
     """The hardened container of a sandbox. Secrets win over plain variables of the same name."""
     features = features or EngineFeatures()
@@ -78,7 +93,10 @@ def container_spec(
             for v in sandbox.volumes
         ]
         or None,
-        "mounts": None,
+        # The agent's named volume (the platform's own, read-only; never a host path).
+        "mounts": [Mount(AGENT_MOUNT_POINT, agent.volume, type="volume", read_only=True, no_copy=True)]
+        if agent
+        else None,
         "init": settings.container_init,
         # The platform's bridge network (no inter-container traffic; see engine/firewall.py).
         "network_mode": network_name(settings.instance),
@@ -112,7 +130,10 @@ def container_spec(
         image=labels.snapshot_image(sandbox.snapshot_id) if sandbox.snapshot_id else sandbox.image,
         command=sandbox.command,
         environment={**sandbox.env, **secrets},
-        labels=container_labels(sandbox, settings.instance),
+        labels={
+            **container_labels(sandbox, settings.instance),
+            **({AGENT_LABEL: agent.digest} if agent else {}),
+        },
         ports=[port.container for port in sandbox.ports],
         host=host,
     )

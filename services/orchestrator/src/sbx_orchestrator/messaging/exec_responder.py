@@ -13,6 +13,10 @@ trimmed further to fit (raise max_payload to 8 MB to get the full 1 MiB per stre
 when `errorCode` is set: NOT_FOUND (no such sandbox for this owner), NOT_RUNNING,
 VALIDATION_ERROR, UNAVAILABLE (Docker did not answer) or INTERNAL_ERROR.
 
+In a sandbox made with the in-sandbox agent (docs/agent.md) the command goes to the agent over
+the sandbox's persistent session (`agent.pool`): the agent runs it, caps its output, and on the
+timeout kills its process group itself. Containers made before the agent take the Docker path:
+
 The command itself runs in a worker thread (`engine.exec_run.ExecRun`). The Docker API cannot
 kill an exec'd process: on a timeout the orchestrator kills it (and its descendants) by the host
 PID Docker reports, after checking through /proc that the PID belongs to the sandbox's container;
@@ -46,6 +50,7 @@ from sbx_common.logging import trace_id_var
 from sbx_common.messages import ExecRequest, ExecResult
 from sbx_common.status import Status
 
+from sbx_orchestrator.agent.session import AgentError, AgentGone
 from sbx_orchestrator.context import OrchestratorContext
 from sbx_orchestrator.engine.exec_run import ExecRun
 from sbx_orchestrator.messaging.exec_scheduler import FairScheduler, QueueFull
@@ -59,6 +64,7 @@ KILL_GRACE = 2.0  # seconds the output may take to end after the process was kil
 # bytes), and the server counts headers and body against max_payload: a reply over it would
 # cost the orchestrator its connection.
 REPLY_HEADERS_ROOM = 256
+AGENT_REPLY_MARGIN = 10.0  # seconds past a command's timeout before its agent is given up on
 
 
 def _encoded_size(text: str) -> int:
@@ -175,6 +181,12 @@ class ExecResponder:
         loop = asyncio.get_running_loop()
         timeout = min(max(request.timeout_seconds, 0.001), self.settings.exec_max_timeout)
         try:
+            with_agent = await self.context.agents.has_agent(container_id)
+        except docker.errors.DockerException:
+            return _error("UNAVAILABLE", "the container engine did not answer")
+        if with_agent:
+            return await self._run_with_agent(container_id, request, timeout)
+        try:
             api = self.context.engine.api
         except docker.errors.DockerException:
             return _error("UNAVAILABLE", "the container engine did not answer")
@@ -203,6 +215,42 @@ class ExecResponder:
             stderr_truncated=run.stderr.truncated,
             duration_ms=round((time.perf_counter() - started) * 1000),
             timed_out=timed_out,
+        )
+
+    async def _run_with_agent(self, container_id: str, request: ExecRequest, limit: float) -> ExecResult:
+        started = time.perf_counter()
+        args = {
+            "argv": request.command,
+            "env": request.env or {},
+            "workdir": request.workdir or "",
+            "timeoutMs": max(round(limit * 1000), 1),
+            "limit": self.settings.exec_output_limit,
+        }
+        try:
+            session = await self.context.agents.session(request.sandbox_id, container_id)
+            # The agent answers at the timeout; the margin covers a session lost meanwhile.
+            header, payload = await session.request("exec", args, reply_within=limit + AGENT_REPLY_MARGIN)
+        except docker.errors.APIError as exc:
+            return self._docker_error(exc)
+        except AgentError as exc:
+            code = exc.code if exc.code in ("VALIDATION_ERROR", "NOT_FOUND") else "INTERNAL_ERROR"
+            return _error(code, exc.message[:300])  # type: ignore[arg-type]
+        except (AgentGone, TimeoutError, docker.errors.DockerException, OSError) as exc:
+            # The sandbox stopped or paused under the command (its session closed with it).
+            target = await self.context.repository.exec_target(request.sandbox_id)
+            if target is None or target.status is not Status.RUNNING:
+                return _error("NOT_RUNNING", "the sandbox is not running")
+            logger.warning("exec through the agent failed", extra={"error": repr(exc)})
+            return _error("UNAVAILABLE", "the sandbox's agent did not answer")
+        split = int(header.get("stdoutSize") or 0)
+        return ExecResult(
+            exit_code=int(header["exitCode"]),
+            stdout=payload[:split].decode("utf-8", errors="replace"),
+            stderr=payload[split:].decode("utf-8", errors="replace"),
+            stdout_truncated=bool(header.get("stdoutTruncated")),
+            stderr_truncated=bool(header.get("stderrTruncated")),
+            duration_ms=round((time.perf_counter() - started) * 1000),
+            timed_out=bool(header.get("timedOut")),
         )
 
     async def _kill(self, run: ExecRun, future: asyncio.Future[None]) -> None:
