@@ -53,7 +53,18 @@ HTTP_STATUS: Final[dict[ErrorCode, int]] = {
 # an exec that failed in the orchestrator itself (a bug on its side): the API renders it, like any
 # code it has no error for, as UNAVAILABLE.
 RpcErrorCode = Literal[
-    "VALIDATION_ERROR", "NOT_FOUND", "NOT_RUNNING", "INVALID_STATE", "UNAVAILABLE", "INTERNAL_ERROR"
+    "VALIDATION_ERROR",
+    "NOT_FOUND",
+    "NOT_RUNNING",
+    "INVALID_STATE",
+    "UNAVAILABLE",
+    "INTERNAL_ERROR",
+    # File operations (sbx.rpc.files and its transfers).
+    "CONFLICT",
+    "NOT_A_DIRECTORY",
+    "IS_A_DIRECTORY",
+    "STORAGE_FULL",
+    "PAYLOAD_TOO_LARGE",
 ]
 
 # Why a terminal session ended, sent by the orchestrator in its `exit` control message:

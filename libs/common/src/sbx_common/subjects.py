@@ -8,7 +8,9 @@ Request/reply (core NATS, no stream):
     sbx.rpc.orchestrator.health   -> Docker engine status
     sbx.rpc.exec                  -> run a command in a sandbox
     sbx.rpc.terminal.open         -> open a PTY session
+    sbx.rpc.files                 -> a file operation, or the opening of a file transfer
 Terminal session I/O (core NATS): sbx.term.<sessionId>.{in,out,ctl}
+File transfer bytes (core NATS):  sbx.files.<transferId>.{up,down}  (API -> orchestrator, back)
 Metrics:   $KV.sbx_metrics.<sandboxId>                   (KV bucket sbx_metrics: a put is a message)
 """
 
@@ -29,6 +31,8 @@ RPC_ORCHESTRATOR_HEALTH = "sbx.rpc.orchestrator.health"
 RPC_EXEC = "sbx.rpc.exec"
 RPC_TERMINAL_OPEN = "sbx.rpc.terminal.open"
 TERM_PREFIX = "sbx.term"
+RPC_FILES = "sbx.rpc.files"
+FILES_PREFIX = "sbx.files"
 # The KV bucket of the latest metrics samples (declared in topology.py); JetStream keeps a
 # bucket's entries on the subjects `$KV.<bucket>.<key>`.
 METRICS_BUCKET = "sbx_metrics"
@@ -74,3 +78,13 @@ def terminal_control(session_id: str) -> str:
 def metrics_kv(key: str) -> str:
     """The subject of one entry of the metrics bucket (key = sandbox id): a put publishes on it."""
     return f"{METRICS_KV_PREFIX}.{key}"
+
+
+def files_up(transfer_id: str) -> str:
+    """A file transfer's frames from the API to the orchestrator (upload bytes, credits, cancel)."""
+    return f"{FILES_PREFIX}.{transfer_id}.up"
+
+
+def files_down(transfer_id: str) -> str:
+    """A file transfer's frames from the orchestrator to the API (download bytes, credits, result)."""
+    return f"{FILES_PREFIX}.{transfer_id}.down"
