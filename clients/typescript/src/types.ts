@@ -61,6 +61,22 @@ export type VolumeConfig = Schemas["CreateVolumeRequest"];
 export type SandboxPatch = Schemas["UpdateSandboxRequest"];
 
 export type LogLine = Schemas["LogLineOut"];
+export type FileEntry = Schemas["FileEntryOut"];
+export type UploadResult = Schemas["UploadOut"];
+export type DeletedFile = Schemas["DeletedOut"];
+
+/** A byte range of a download: `length` bytes from `offset` (to the end without `length`). */
+export interface ReadOptions {
+  offset?: number;
+  length?: number;
+  signal?: AbortSignal;
+}
+
+export interface WriteOptions {
+  /** Permission bits, as a number (0o644) or octal text ("0644"). */
+  mode?: number | string;
+  signal?: AbortSignal;
+}
 export type Metrics = Schemas["MetricsOut"];
 export type ExecResult = Schemas["ExecOut"];
 export type ExecRequest = Schemas["ExecRequestBody"];

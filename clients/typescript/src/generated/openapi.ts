@@ -620,6 +620,114 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/sandboxes/{sandbox_id}/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Files
+         * @description The entries of a directory, sorted by name.
+         */
+        get: operations["list_files_sandboxes__sandbox_id__files_get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete File
+         * @description Delete a file, a symlink (not what it names) or a directory (empty, or with `recursive`).
+         */
+        delete: operations["delete_file_sandboxes__sandbox_id__files_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/files/stat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stat File
+         * @description One path's entry (a symlink is described as itself, not followed).
+         */
+        get: operations["stat_file_sandboxes__sandbox_id__files_stat_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/files/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download
+         * @description A file's bytes (a symlink is followed within the sandbox). One `Range` is honoured.
+         */
+        get: operations["download_sandboxes__sandbox_id__files_content_get"];
+        /**
+         * Upload
+         * @description Write the raw body to a file, streamed (at most SBX_MAX_UPLOAD_BYTES).
+         */
+        put: operations["upload_sandboxes__sandbox_id__files_content_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/files/mkdir": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make Directory
+         * @description Create a directory (with `parents`, its missing parents too, and an existing one is fine).
+         */
+        post: operations["make_directory_sandboxes__sandbox_id__files_mkdir_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/files/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move File
+         * @description Move or rename a file or directory; what is at `to` is replaced only with `overwrite`.
+         */
+        post: operations["move_file_sandboxes__sandbox_id__files_move_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/sandboxes/{sandbox_id}/snapshots": {
         parameters: {
             query?: never;
@@ -1129,6 +1237,16 @@ export interface components {
              */
             deleted?: true;
         };
+        /** DeletedOut */
+        DeletedOut: {
+            /** Path */
+            path: string;
+            /**
+             * Deleted
+             * @default true
+             */
+            deleted?: boolean;
+        };
         /** DeletedSecret */
         DeletedSecret: {
             /** Key */
@@ -1216,6 +1334,16 @@ export interface components {
             success?: true;
             data: components["schemas"]["CreatedWebhook"];
         };
+        /** Envelope[DeletedOut] */
+        Envelope_DeletedOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["DeletedOut"];
+        };
         /** Envelope[DeletedSecret] */
         Envelope_DeletedSecret_: {
             /**
@@ -1255,6 +1383,16 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["ExecOut"];
+        };
+        /** Envelope[FileEntryOut] */
+        Envelope_FileEntryOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["FileEntryOut"];
         };
         /** Envelope[InfoOut] */
         Envelope_InfoOut_: {
@@ -1316,6 +1454,16 @@ export interface components {
             success?: true;
             data: components["schemas"]["SnapshotOut"];
         };
+        /** Envelope[UploadOut] */
+        Envelope_UploadOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["UploadOut"];
+        };
         /** Envelope[UserOut] */
         Envelope_UserOut_: {
             /**
@@ -1335,6 +1483,17 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["VolumeOut"];
+        };
+        /** Envelope[list[FileEntryOut]] */
+        Envelope_list_FileEntryOut__: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["FileEntryOut"][];
         };
         /** Envelope[list[LogLineOut]] */
         Envelope_list_LogLineOut__: {
@@ -1427,6 +1586,27 @@ export interface components {
             };
             /** Workdir */
             workdir?: string | null;
+        };
+        /** FileEntryOut */
+        FileEntryOut: {
+            /** Name */
+            name: string;
+            /** Path */
+            path: string;
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "file" | "dir" | "symlink" | "other";
+            /** Size */
+            size: number;
+            /**
+             * Mode
+             * @description Permission bits in octal, e.g. "0644".
+             */
+            mode: string;
+            /** Modifiedat */
+            modifiedAt: string | null;
         };
         /** InfoLimits */
         InfoLimits: {
@@ -1529,6 +1709,30 @@ export interface components {
             pids: number;
             /** Timestamp */
             timestamp: string;
+        };
+        /** MkdirIn */
+        MkdirIn: {
+            /** Path */
+            path: string;
+            /**
+             * Parents
+             * @description Create missing parent directories too.
+             * @default false
+             */
+            parents?: boolean;
+        };
+        /** MoveIn */
+        MoveIn: {
+            /** From */
+            from: string;
+            /** To */
+            to: string;
+            /**
+             * Overwrite
+             * @description Replace what is at `to` (an empty directory or a file).
+             * @default false
+             */
+            overwrite?: boolean;
         };
         /**
          * NetworkPolicyIn
@@ -1895,6 +2099,13 @@ export interface components {
             } | null;
             /** Onexpire */
             onExpire?: ("destroy" | "stop" | "pause") | null;
+        };
+        /** UploadOut */
+        UploadOut: {
+            /** Path */
+            path: string;
+            /** Size */
+            size: number;
         };
         /** UserOut */
         UserOut: {
@@ -3626,6 +3837,445 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_files_sandboxes__sandbox_id__files_get: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_list_FileEntryOut__"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_file_sandboxes__sandbox_id__files_delete: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+                /** @description Delete a directory with everything in it. */
+                recursive?: boolean;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_DeletedOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    stat_file_sandboxes__sandbox_id__files_stat_get: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    download_sandboxes__sandbox_id__files_content_get: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file's bytes, streamed, with Content-Length. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description The requested byte range (`Range: bytes=a-b`), with Content-Range. */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The range starts past the end of the file (Content-Range: bytes *\/size). */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    upload_sandboxes__sandbox_id__files_content_put: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+                /** @description Permission bits in octal (default 0644). */
+                mode?: string | null;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Written (parents created); replaced atomically on a running sandbox. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_UploadOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description PAYLOAD_TOO_LARGE: over SBX_MAX_UPLOAD_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description STORAGE_FULL: the sandbox's disk or volume is full; nothing was left behind. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    make_directory_sandboxes__sandbox_id__files_mkdir_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MkdirIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    move_file_sandboxes__sandbox_id__files_move_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MoveIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {

@@ -11,7 +11,7 @@ kind in the `Sbx-Kind` header:
 - `cancel`: the other side gave up (its client left, or it failed); the transfer ends at once.
 
 A sender never has more than WINDOW data frames unconsumed, so neither side ever buffers more
-than WINDOW x CHUNK bytes per transfer, whatever the speed of the other. A side that hears
+than WINDOW x CHUNK bytes (4 MiB) per transfer, whatever the speed of the other. A side that hears
 nothing for `idle_timeout` seconds (the other side died, or lost NATS) ends the transfer with
 `TransferAborted`, so nothing waits forever.
 """
@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 CHUNK = 256 * 1024
-WINDOW = 8
+WINDOW = 16
 IDLE_TIMEOUT = 30.0
 KIND = "Sbx-Kind"
 

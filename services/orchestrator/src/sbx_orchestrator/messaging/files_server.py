@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 from sbx_common import subjects
-from sbx_common.filestream import Channel, TransferAborted
+from sbx_common.filestream import CHUNK, Channel, TransferAborted
 from sbx_common.messages import FilesReply, FilesRequest
 from sbx_common.status import Status
 
@@ -159,9 +159,16 @@ class FilesServer:
         return FilesReply()
 
     async def _pump_read(self, channel: Channel, chunks: AsyncIterator[bytes]) -> None:
+        pending = bytearray()
         try:
+            # Commands write in small blocks (busybox `cat`: 4 KiB): gathered into CHUNK frames.
             async for data in chunks:
-                await channel.send(data)
+                pending += data
+                if len(pending) >= CHUNK:
+                    await channel.send(bytes(pending))
+                    pending.clear()
+            if pending:
+                await channel.send(bytes(pending))
             await channel.end()
         except (TransferAborted, FileOpError, docker.errors.DockerException, OSError) as exc:
             logger.info("download ended early", extra={"error": repr(exc)})
