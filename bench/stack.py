@@ -30,12 +30,17 @@ async def _prepare(database_url: str, nats_url: str) -> None:
 
 
 def remove_instance_containers(instance: str) -> None:
-    """The sandboxes a benchmark left running: none may outlive it (or load the next one)."""
+    """The sandboxes (and the network) a benchmark left: none may outlive it (or load the next one)."""
     client = docker.from_env()
     try:
         for container in client.containers.list(all=True, filters={"label": instance_filter(instance)}):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True)
+        # The instance's own bridge network: left behind, each run would hold one of the engine's
+        # few address pools until none is left for anyone.
+        for network in client.networks.list(filters={"label": instance_filter(instance)}):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                network.remove()
     finally:
         client.close()
 

@@ -60,6 +60,10 @@ def test_sdk_files(sdk: Client, test_image: str, tmp_path: Path) -> None:
         files.list("/w/up.bin")
     with pytest.raises(PathIsADirectoryError):
         files.read("/w/d")
+    tar = b"".join(files.iter_archive("/w/d"))
+    assert files.upload_archive("/copy", tar).entries >= 3
+    assert files.read("/copy/d/b.txt") == b"hello"
+    assert files.download_archive("/w/d", tmp_path / "d.tar") == len(tar)
     files.remove("/w/d", recursive=True)
     with pytest.raises(NotFoundError):
         files.stat("/w/d")
@@ -111,6 +115,9 @@ def test_cli_files_commands(platform: Platform, tmp_path: Path, test_image: str)
     assert (tmp_path / "back.txt").read_text() == "from the cli\n"
     ok(sbx("files", "get", box, "/cli/sub/moved.txt", str(tmp_path / "got.txt")))
     assert (tmp_path / "got.txt").read_text() == "from the cli\n"
+    ok(sbx("files", "tar", box, "/cli/sub", str(tmp_path / "sub.tar")))
+    assert "entries" in ok(sbx("files", "untar", box, str(tmp_path / "sub.tar"), "/restored"))
+    assert ok(sbx("files", "cat", box, "/restored/sub/moved.txt")) == "from the cli\n"
     ok(sbx("files", "rm", box, "/cli/sub", "-r"))
     missing = sbx("files", "stat", box, "/cli/sub")
     assert missing.returncode == 1

@@ -17,8 +17,10 @@ import type {
   CreatedApiKey,
   CreatedWebhook,
   CreateWebhookRequest,
+  ArchiveResult,
   Deleted,
   DeletedFile,
+  FileBody,
   FileEntry,
   ReadOptions,
   UploadResult,
@@ -566,14 +568,43 @@ export class SandboxClient {
   }
 
   /** Write a file (parents created); `data` may be a string, bytes, a Blob or a ReadableStream. */
-  async writeFile(id: string, path: string, data: BodyInit, options: WriteOptions = {}): Promise<UploadResult> {
+  async writeFile(id: string, path: string, data: FileBody, options: WriteOptions = {}): Promise<UploadResult> {
     const mode = typeof options.mode === "number" ? options.mode.toString(8).padStart(4, "0") : options.mode;
     const response = await this.transport.raw("PUT", `/sandboxes/${seg(id)}/files/content`, { path, mode }, {
-      body: data,
+      body: data as BodyInit,
       headers: { "Content-Type": "application/octet-stream" },
       signal: options.signal,
     });
     return envelopeData(response.status, response.headers, await response.json()).data as UploadResult;
+  }
+
+  /** A tar of the file or tree at `path` (its top entry named after it), as a stream. */
+  async streamArchive(id: string, path: string, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
+    const response = await this.transport.raw("GET", `/sandboxes/${seg(id)}/files/archive`, { path }, {
+      signal: options.signal,
+    });
+    if (response.body === null) return new Blob([]).stream();
+    return response.body;
+  }
+
+  /** A tar of the file or tree at `path`, whole. */
+  async downloadArchive(id: string, path: string): Promise<Uint8Array> {
+    return new Uint8Array(await new Response(await this.streamArchive(id, path)).arrayBuffer());
+  }
+
+  /** Extract a tar into the directory `path`; refused whole (400) if an entry would land outside it. */
+  async uploadArchive(
+    id: string,
+    path: string,
+    tar: FileBody,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ArchiveResult> {
+    const response = await this.transport.raw("PUT", `/sandboxes/${seg(id)}/files/archive`, { path }, {
+      body: tar as BodyInit,
+      headers: { "Content-Type": "application/x-tar" },
+      signal: options.signal,
+    });
+    return envelopeData(response.status, response.headers, await response.json()).data as ArchiveResult;
   }
 
   /** Delete a file, a symlink, or a directory (non-empty ones with `recursive`). */

@@ -64,6 +64,9 @@ export type LogLine = Schemas["LogLineOut"];
 export type FileEntry = Schemas["FileEntryOut"];
 export type UploadResult = Schemas["UploadOut"];
 export type DeletedFile = Schemas["DeletedOut"];
+export type ArchiveResult = Schemas["ArchiveOut"];
+/** What an upload sends: text, bytes (any Uint8Array), a Blob, or a ReadableStream of bytes. */
+export type FileBody = BodyInit | Uint8Array;
 
 /** A byte range of a download: `length` bytes from `offset` (to the end without `length`). */
 export interface ReadOptions {

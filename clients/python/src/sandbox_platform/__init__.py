@@ -76,6 +76,7 @@ __all__ = [
     "APIConnectionError",
     "APITimeoutError",
     "ApiKey",
+    "ArchiveResult",
     "AsyncClient",
     "AsyncSandbox",
     "AsyncStream",

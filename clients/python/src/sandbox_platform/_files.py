@@ -14,7 +14,7 @@ import httpx
 from sandbox_platform import _routes as routes
 from sandbox_platform._core import decode
 from sandbox_platform._transport import AsyncTransport, SyncTransport
-from sandbox_platform.models import FileEntry, UploadResult
+from sandbox_platform.models import ArchiveResult, FileEntry, UploadResult
 
 CHUNK = 1024 * 1024
 UPLOAD_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
@@ -26,6 +26,10 @@ AsyncContent = bytes | str | IO[bytes] | Iterable[bytes] | AsyncIterable[bytes]
 
 def _content_path(sandbox_id: str) -> str:
     return f"/sandboxes/{routes._id(sandbox_id)}/files/content"
+
+
+def _archive_path(sandbox_id: str) -> str:
+    return f"/sandboxes/{routes._id(sandbox_id)}/files/archive"
 
 
 def _mode_text(mode: int | str | None) -> str | None:
@@ -138,6 +142,45 @@ class SandboxFiles:
     def read(self, path: str, offset: int | None = None, length: int | None = None) -> bytes:
         return b"".join(self.iter_bytes(path, offset, length))
 
+    def iter_archive(self, path: str) -> Iterator[bytes]:
+        """A tar of the file or tree at `path` (its top entry named after it), as it arrives."""
+        with self._transport.http.stream(
+            "GET",
+            self._transport.config.url(_archive_path(self._sandbox_id)),
+            params={"path": path},
+            headers=self._headers(),
+            timeout=UPLOAD_TIMEOUT,
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise decode(response).error()
+            yield from response.iter_bytes(CHUNK)
+
+    def download_archive(self, path: str, local_path: str | Path) -> int:
+        """Save a tar of the file or tree at `path` to a local file; the bytes written."""
+        written = 0
+        with Path(local_path).open("wb") as out:
+            for data in self.iter_archive(path):
+                out.write(data)
+                written += len(data)
+        return written
+
+    def upload_archive(self, path: str, data: Content) -> ArchiveResult:
+        """Extract a tar (bytes, a binary file, a local file's object or an iterable) into the
+        directory `path`; an entry that would land outside it refuses the whole archive."""
+        body, headers = _body(data)
+        response = self._transport.http.put(
+            self._transport.config.url(_archive_path(self._sandbox_id)),
+            params={"path": path},
+            content=body,
+            headers=self._headers(headers),
+            timeout=UPLOAD_TIMEOUT,
+        )
+        answer = decode(response)
+        if answer.status >= 400:
+            raise answer.error()
+        return ArchiveResult.model_validate(answer.body["data"])
+
     def download(self, path: str, local_path: str | Path) -> int:
         """Save a file to a local path, streamed to disk; the number of bytes written."""
         written = 0
@@ -227,6 +270,40 @@ class AsyncSandboxFiles:
 
     async def read(self, path: str, offset: int | None = None, length: int | None = None) -> bytes:
         return b"".join([data async for data in self.iter_bytes(path, offset, length)])
+
+    async def iter_archive(self, path: str) -> AsyncIterator[bytes]:
+        async with self._transport.http.stream(
+            "GET",
+            self._transport.config.url(_archive_path(self._sandbox_id)),
+            params={"path": path},
+            headers=self._headers(),
+            timeout=UPLOAD_TIMEOUT,
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise decode(response).error()
+            async for data in response.aiter_bytes(CHUNK):
+                yield data
+
+    async def upload_archive(self, path: str, data: AsyncContent) -> ArchiveResult:
+        if isinstance(data, AsyncIterable):
+            body: Any = _async_chunks(data)
+            headers: dict[str, str] = {}
+        else:
+            body, headers = _body(data)
+            if not isinstance(body, bytes):
+                body = _async_chunks(body)
+        response = await self._transport.http.put(
+            self._transport.config.url(_archive_path(self._sandbox_id)),
+            params={"path": path},
+            content=body,
+            headers=self._headers(headers),
+            timeout=UPLOAD_TIMEOUT,
+        )
+        answer = decode(response)
+        if answer.status >= 400:
+            raise answer.error()
+        return ArchiveResult.model_validate(answer.body["data"])
 
     async def download(self, path: str, local_path: str | Path) -> int:
         written = 0

@@ -275,6 +275,13 @@ class FileEntry(Model):
     modified_at: Timestamp | None = None
 
 
+class ArchiveResult(Model):
+    """What an archive upload extracted: the directory and how many entries."""
+
+    path: str
+    entries: int
+
+
 class UploadResult(Model):
     """What an upload wrote: the path and its size in bytes."""
 

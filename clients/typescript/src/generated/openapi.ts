@@ -728,6 +728,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/sandboxes/{sandbox_id}/files/archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download Archive
+         * @description A tar of a file or a directory tree (its top entry named after the path), streamed.
+         */
+        get: operations["download_archive_sandboxes__sandbox_id__files_archive_get"];
+        /**
+         * Upload Archive
+         * @description Extract a tar body into a directory; the whole archive is checked before anything is written.
+         */
+        put: operations["upload_archive_sandboxes__sandbox_id__files_archive_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/sandboxes/{sandbox_id}/snapshots": {
         parameters: {
             query?: never;
@@ -995,6 +1019,16 @@ export interface components {
              * @description When the key stops working; null: never.
              */
             expiresAt: string | null;
+        };
+        /** ArchiveOut */
+        ArchiveOut: {
+            /** Path */
+            path: string;
+            /**
+             * Entries
+             * @description How many entries of the archive were extracted.
+             */
+            entries: number;
         };
         /** AuditEvent */
         AuditEvent: {
@@ -1303,6 +1337,16 @@ export interface components {
             hostPort: number | null;
             /** Url */
             url: string | null;
+        };
+        /** Envelope[ArchiveOut] */
+        Envelope_ArchiveOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["ArchiveOut"];
         };
         /** Envelope[AuthResult] */
         Envelope_AuthResult_: {
@@ -4272,6 +4316,138 @@ export interface operations {
             };
             /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    download_archive_sandboxes__sandbox_id__files_archive_get: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A tar stream of the file or tree. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-tar": string;
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    upload_archive_sandboxes__sandbox_id__files_archive_put: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-tar": string;
+            };
+        };
+        responses: {
+            /** @description Extracted into the directory (made if missing). */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ArchiveOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description PAYLOAD_TOO_LARGE: over SBX_MAX_UPLOAD_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description STORAGE_FULL: the sandbox's disk or volume is full. */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };

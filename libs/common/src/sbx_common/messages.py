@@ -164,7 +164,7 @@ class TerminalControl(Message):
     reason: TerminalEndReason | None = None
 
 
-FileOp = Literal["list", "stat", "mkdir", "delete", "move", "read", "write"]
+FileOp = Literal["list", "stat", "mkdir", "delete", "move", "read", "write", "archive_read", "archive_write"]
 FileType = Literal["file", "dir", "symlink", "other"]
 
 
@@ -180,9 +180,9 @@ class FileEntry(Message):
 
 
 class FilesRequest(Message):
-    """Request on `sbx.rpc.files`. `read` and `write` open a transfer whose bytes then travel on
-    `sbx.files.<transferId>.{up,down}` (see `sbx_common.filestream`); the others are answered
-    at once."""
+    """Request on `sbx.rpc.files`. `read`, `write`, `archive_read` and `archive_write` open a
+    transfer whose bytes then travel on `sbx.files.<transferId>.{up,down}` (see
+    `sbx_common.filestream`); the others are answered at once."""
 
     op: FileOp
     sandbox_id: uuid.UUID
@@ -207,5 +207,6 @@ class FilesReply(Message):
     ok: bool = True
     entry: FileEntry | None = None
     entries: list[FileEntry] | None = None
+    count: int | None = None  # archive_write: the entries extracted
     error_code: RpcErrorCode | None = None
     error_message: str | None = None

@@ -136,6 +136,43 @@ def mv(
         print_json(entry)
 
 
+@files_app.command("tar")
+def tar(
+    ref: Ref,
+    path: RemotePath,
+    local: Annotated[str, typer.Argument(metavar="LOCAL", help="The .tar to write (- for stdout).")],
+) -> None:
+    """Download a tar of a file or directory tree."""
+    files = _sandbox(ref).files
+    if local == "-":
+        for data in files.iter_archive(path):
+            sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    written = files.download_archive(path, local)
+    output.out.print(f"{local} ({output.size(written)})")
+
+
+@files_app.command("untar")
+def untar(
+    ref: Ref,
+    local: Annotated[str, typer.Argument(metavar="LOCAL", help="A .tar file, or - for stdin.")],
+    path: Annotated[str, typer.Argument(metavar="DIR", help="The directory to extract into.")],
+    json: Json = False,
+) -> None:
+    """Extract a local tar into a sandbox directory (refused whole if an entry would leave it)."""
+    files = _sandbox(ref).files
+    if local == "-":
+        result = files.upload_archive(path, sys.stdin.buffer)
+    else:
+        with Path(local).open("rb") as source:
+            result = files.upload_archive(path, source)
+    if json:
+        print_json(result)
+    else:
+        output.out.print(f"{result.path}: {result.entries} entries")
+
+
 def _remote(spec: str) -> tuple[str, str] | None:
     """`REF:/path` -> (ref, path); a local path -> None."""
     ref, sep, path = spec.partition(":")

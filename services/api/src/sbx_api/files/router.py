@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
 from sbx_api.files import rpc
 from sbx_api.files.ranges import ByteRange, parse_range
-from sbx_api.files.schemas import DeletedOut, FileEntryOut, MkdirIn, MoveIn, UploadOut
+from sbx_api.files.schemas import ArchiveOut, DeletedOut, FileEntryOut, MkdirIn, MoveIn, UploadOut
 from sbx_api.responses import ok
 from sbx_api.sandboxes.service import get
 from sbx_api.schemas import Envelope
@@ -236,3 +236,56 @@ async def move_file(sandbox_id: str, body: MoveIn, state: State, caller: Current
     reply = await rpc.call(state, base)
     assert reply.entry is not None
     return ok(entry_out(reply.entry))
+
+
+_TAR = {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@router.get(
+    "/{sandbox_id}/files/archive",
+    response_model=None,
+    response_class=StreamingResponse,
+    responses={200: {"content": _TAR, "description": "A tar stream of the file or tree."}, **_ERRORS},
+)
+async def download_archive(sandbox_id: str, path: PathQuery, state: State, caller: CurrentUser) -> Response:
+    """A tar of a file or a directory tree (its top entry named after the path), streamed."""
+    base = await _base(state, caller, sandbox_id, "archive_read", path)
+    transfer = rpc.Download(state, base)
+    await transfer.open()
+    name = path.rstrip("/").rsplit("/", 1)[-1] or "root"
+    headers = {"Content-Disposition": f'attachment; filename="{name}.tar"'}
+    return StreamingResponse(transfer.chunks(), media_type="application/x-tar", headers=headers)
+
+
+@router.put(
+    "/{sandbox_id}/files/archive",
+    response_model=None,
+    status_code=201,
+    openapi_extra={"requestBody": {"required": True, "content": _TAR}},
+    responses={
+        201: {
+            "model": Envelope[ArchiveOut],
+            "description": "Extracted into the directory (made if missing).",
+        },
+        400: {
+            "description": (
+                "VALIDATION_ERROR: not a tar, or an entry would land outside the directory (absolute"
+                " names, `..`, symlinks or hard links pointing out, a path through a symlink); nothing"
+                " was written."
+            )
+        },
+        413: {"description": "PAYLOAD_TOO_LARGE: over SBX_MAX_UPLOAD_BYTES."},
+        507: {"description": "STORAGE_FULL: the sandbox's disk or volume is full."},
+        **_ERRORS,
+    },
+)
+async def upload_archive(
+    sandbox_id: str, path: PathQuery, request: Request, state: State, caller: CurrentUser
+) -> JSONResponse:
+    """Extract a tar body into a directory; the whole archive is checked before anything is written."""
+    base = await _base(state, caller, sandbox_id, "archive_write", path)
+    try:
+        reply = await rpc.upload(state, base, request.stream(), state.settings.max_upload_bytes)
+    except ClientDisconnect:
+        raise ValidationFailed("The client left before the body was complete.") from None
+    return ok(ArchiveOut(path=path, entries=reply.count or 0).dump(), status_code=201)

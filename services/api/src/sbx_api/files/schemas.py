@@ -42,3 +42,8 @@ class UploadOut(ApiModel):
 class DeletedOut(ApiModel):
     path: str
     deleted: bool = True
+
+
+class ArchiveOut(ApiModel):
+    path: str
+    entries: int = Field(description="How many entries of the archive were extracted.")

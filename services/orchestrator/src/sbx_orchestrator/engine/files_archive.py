@@ -226,6 +226,59 @@ class ArchiveFiles:
             if left == 0:
                 return
 
+    async def tar_read(self, path: str) -> AsyncIterator[bytes]:
+        """Docker's tar of the file or tree at `path` (a final symlink followed), as it comes."""
+        resolved, _ = await self._resolve(path)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(QUEUE_CHUNKS)
+        stop = threading.Event()
+
+        def put(item: bytes | BaseException | None) -> None:
+            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
+        def produce() -> None:
+            try:
+                chunks, _ = self.engine.api.get_archive(self.container_id, resolved, chunk_size=READ_CHUNK)
+                for data in chunks:
+                    if stop.is_set():
+                        return
+                    put(data)
+                put(None)
+            except BaseException as exc:  # handed to the reader
+                if not stop.is_set():
+                    put(exc)
+
+        future = loop.run_in_executor(_executor, produce)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while not future.done():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                await asyncio.sleep(0.01)
+
+    async def tar_write(self, directory: str, prefixes: list[str], spool: IO[bytes]) -> None:
+        """Extract a checked tar (spooled) into `directory` (made if missing)."""
+        stat = await self._stat(directory)
+        if stat is None:
+            await self.mkdir(directory, parents=True)
+        elif not int(stat.get("mode") or 0) & _GO_MODE_DIR:
+            raise FileOpError("NOT_A_DIRECTORY", "The path is not a directory.")
+        for prefix in prefixes:
+            found = await self._stat(posixpath.join(directory, prefix))
+            if found is not None and found.get("linkTarget"):
+                raise FileOpError(
+                    "VALIDATION_ERROR", "An archive entry would be written through a symlink in the sandbox."
+                )
+        await asyncio.get_running_loop().run_in_executor(_executor, self._put_sync, directory, spool)
+
     async def _missing_parents(self, directory: str) -> list[str]:
         """The ancestors of `directory` (itself included) that do not exist, outermost first."""
         missing: list[str] = []
@@ -240,7 +293,7 @@ class ArchiveFiles:
             current = posixpath.dirname(current)
         return missing
 
-    def _put_sync(self, base: str, body: Iterator[bytes]) -> None:
+    def _put_sync(self, base: str, body: Iterator[bytes] | IO[bytes]) -> None:
         try:
             self.engine.api.put_archive(self.container_id, base, body)
         except docker.errors.APIError as exc:

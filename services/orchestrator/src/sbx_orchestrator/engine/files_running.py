@@ -45,6 +45,7 @@ _CODES: Final[dict[int, tuple[RpcErrorCode, str]]] = {
     14: ("STORAGE_FULL", "The sandbox's disk or volume is full."),
     15: ("VALIDATION_ERROR", f"{files_common.PLATFORM_DIR} belongs to the platform and is read-only."),
     16: ("CONFLICT", "The directory is not empty (pass recursive=true)."),
+    17: ("VALIDATION_ERROR", "An archive entry would be written through a symlink in the sandbox."),
 }
 # What a failed command printed, and the contract's code for it.
 _STDERR_CODES: Final[tuple[tuple[str, RpcErrorCode], ...]] = (
@@ -113,6 +114,19 @@ mv -f -- "$1" "$2" || { rm -f -- "$1"; exit 1; }
 entry "$2"
 """
 _WRITE_ABORT = 'rm -f -- "$1"'
+# A tar of a file or tree: the path (a final symlink followed) as the archive's top entry.
+_TAR_CREATE = """
+exists "$1" || exit 10; r=$(readlink -f -- "$1") || exit 10
+if [ "$r" = / ]; then cd / && exec tar -cf - .; fi
+cd -- "$(dirname -- "$r")" && exec tar -cf - -- "$(basename -- "$r")"
+"""
+# Before extracting: the directory made, and no path the archive writes into already a symlink
+# (read from stdin, one per line).
+_TAR_PREPARE = """
+guard "$1"; mkdir -p -- "$1" || exit 1; [ -d "$1" ] || exit 11; guard "$1"
+while IFS= read -r p; do [ -L "$1/$p" ] && exit 17; done; exit 0
+"""
+_TAR_EXTRACT = 'cd -- "$1" || exit 1; tar -xf -'
 
 
 def _error(code: int | None, stderr: bytes) -> FileOpError:
@@ -186,14 +200,12 @@ class RunningFiles:
             raise FileOpError("UNAVAILABLE", "The sandbox's `stat` gave an unreadable answer.")
         return entry
 
-    async def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
-        """The file's bytes from `offset`, at most `length` of them, as they are read."""
+    async def _output(self, script: str, *args: str) -> AsyncIterator[bytes]:
+        """A script's stdout as it is read; its failure (after any output) raises."""
         stream = ExecStream(self.engine, self.container_id)
         stderr = bytearray()
         try:
-            await stream.start(
-                ["/bin/sh", "-c", _READ, "sbx", path, str(offset), "" if length is None else str(length)]
-            )
+            await stream.start(["/bin/sh", "-c", _PRELUDE + script, "sbx", *args])
             async for kind, data in stream.frames():
                 if kind == STDERR:
                     stderr += data[:4096]
@@ -204,6 +216,45 @@ class RunningFiles:
                 raise _error(code, bytes(stderr))
         finally:
             stream.close()
+
+    def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        """The file's bytes from `offset`, at most `length` of them, as they are read."""
+        return self._output(_READ, path, str(offset), "" if length is None else str(length))
+
+    def tar_read(self, path: str) -> AsyncIterator[bytes]:
+        """A tar stream of the file or tree at `path`."""
+        return self._output(_TAR_CREATE, path)
+
+    async def _feed(self, script: str, args: list[str], chunks: AsyncIterator[bytes]) -> bytes:
+        """Run a script with `chunks` on its stdin; its stdout, or its failure."""
+        stream = ExecStream(self.engine, self.container_id)
+        try:
+            await stream.start(["/bin/sh", "-c", _PRELUDE + script, "sbx", *args], stdin=True)
+            try:
+                async for data in chunks:
+                    await stream.write(data)
+            except OSError:
+                pass  # the command ended early: its answer says why
+            stream.close_stdin()
+            out, err = bytearray(), bytearray()
+            async for kind, data in stream.frames():
+                (err if kind == STDERR else out).extend(data[:65536])
+            code = await stream.exit_code()
+            if code != 0:
+                raise _error(code, bytes(err))
+            return bytes(out)
+        finally:
+            stream.close()
+
+    async def tar_write(self, directory: str, prefixes: list[str], chunks: AsyncIterator[bytes]) -> None:
+        """Extract a checked tar into `directory` (made if missing)."""
+
+        async def lines() -> AsyncIterator[bytes]:
+            for prefix in prefixes:
+                yield prefix.encode() + b"\n"
+
+        await self._feed(_TAR_PREPARE, [directory], lines())
+        await self._feed(_TAR_EXTRACT, [directory], chunks)
 
     async def prepare_write(self, path: str) -> None:
         await self._run(_WRITE_PREPARE, path)

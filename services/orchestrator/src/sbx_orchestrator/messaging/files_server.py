@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import IO, Any
 
 import docker.errors
 import nats.errors
@@ -32,7 +33,7 @@ from sbx_common.messages import FilesReply, FilesRequest
 from sbx_common.status import Status
 
 from sbx_orchestrator.context import OrchestratorContext
-from sbx_orchestrator.engine import files_common
+from sbx_orchestrator.engine import files_common, files_tar
 from sbx_orchestrator.engine.files_archive import ArchiveFiles
 from sbx_orchestrator.engine.files_common import FileOpError
 from sbx_orchestrator.engine.files_running import RunningFiles
@@ -42,6 +43,12 @@ logger = logging.getLogger(__name__)
 QUEUE_GROUP = "orchestrator"
 _STATES = (Status.RUNNING, Status.PAUSED, Status.STOPPED)
 Files = RunningFiles | ArchiveFiles
+
+
+async def _spooled_chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    while data := await loop.run_in_executor(None, spool.read, CHUNK):
+        yield data
 
 
 def _refused(error: FileOpError) -> FilesReply:
@@ -139,6 +146,12 @@ class FilesServer:
                 return await self._open_read(request, path, files)
             case "write":
                 return await self._open_write(request, path, files)
+            case "archive_read":
+                transfer = self._transfer_id(request)
+                await files.stat(path, follow=True)  # a missing path is refused before any byte
+                return await self._open_download(transfer, files.tar_read(path))
+            case "archive_write":
+                return await self._open_archive_write(request, path, files)
         raise FileOpError("VALIDATION_ERROR", "unknown operation")
 
     def _transfer_id(self, request: FilesRequest) -> str:
@@ -153,9 +166,12 @@ class FilesServer:
         transfer = self._transfer_id(request)
         if request.offset < 0 or (request.length is not None and request.length < 0):
             raise FileOpError("VALIDATION_ERROR", "bad range")
+        return await self._open_download(transfer, files.read(path, request.offset, request.length))
+
+    async def _open_download(self, transfer: str, chunks: AsyncIterator[bytes]) -> FilesReply:
         channel = Channel(self.context.nc, subjects.files_down(transfer), subjects.files_up(transfer))
         await channel.open()
-        self._spawn(self._pump_read(channel, files.read(path, request.offset, request.length)))
+        self._spawn(self._pump_read(channel, chunks))
         return FilesReply()
 
     async def _pump_read(self, channel: Channel, chunks: AsyncIterator[bytes]) -> None:
@@ -192,6 +208,45 @@ class FilesServer:
         await channel.open()
         self._spawn(self._pump_write(channel, files, request, path, transfer))
         return FilesReply()
+
+    async def _open_archive_write(self, request: FilesRequest, path: str, files: Files) -> FilesReply:
+        transfer = self._transfer_id(request)
+        files_common.refuse_root(path)
+        files_common.refuse_platform(path)
+        channel = Channel(self.context.nc, subjects.files_down(transfer), subjects.files_up(transfer))
+        await channel.open()
+        self._spawn(self._pump_archive(channel, files, path))
+        return FilesReply()
+
+    async def _pump_archive(self, channel: Channel, files: Files, path: str) -> None:
+        """Spool the tar (checking nothing yet), check every header, then extract it."""
+        loop = asyncio.get_running_loop()
+        try:
+            with tempfile.TemporaryFile() as spool:
+                while True:
+                    frame = await channel.receive()
+                    if frame.kind != "data":
+                        break
+                    await loop.run_in_executor(None, spool.write, frame.data)
+                spool.flush()
+                check = await loop.run_in_executor(None, files_tar.check_spooled, spool)
+                if isinstance(files, RunningFiles):
+                    await files.tar_write(path, check.existing_prefixes(), _spooled_chunks(spool))
+                else:
+                    await files.tar_write(path, check.existing_prefixes(), spool)
+            await channel.result(FilesReply(count=check.entries).to_bytes())
+        except FileOpError as exc:
+            with contextlib.suppress(TransferAborted):
+                await channel.result(_refused(exc).to_bytes())
+        except TransferAborted as exc:
+            logger.info("archive upload abandoned", extra={"error": str(exc)})
+        except (docker.errors.DockerException, OSError) as exc:
+            logger.warning("archive upload failed", extra={"error": repr(exc)})
+            with contextlib.suppress(TransferAborted):
+                error = FileOpError("UNAVAILABLE", "The archive could not be extracted.")
+                await channel.result(_refused(error).to_bytes())
+        finally:
+            await channel.close()
 
     async def _pump_write(
         self,
