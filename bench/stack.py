@@ -16,7 +16,7 @@ from sbx_common import db, topology
 from sbx_common.labels import instance_filter
 from sbx_devstack.servers import EmbeddedPostgres
 
-from tests.support.docker import build_test_image
+from tests.support.docker import build_test_image, remove_instance_network
 from tests.support.nats_auth import admin_connect
 from tests.support.nats_auth import nats_server as test_nats
 from tests.support.platform import Platform, platform_env
@@ -36,13 +36,11 @@ def remove_instance_containers(instance: str) -> None:
         for container in client.containers.list(all=True, filters={"label": instance_filter(instance)}):
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True)
-        # The instance's own bridge network: left behind, each run would hold one of the engine's
-        # few address pools until none is left for anyone.
-        for network in client.networks.list(filters={"label": instance_filter(instance)}):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                network.remove()
     finally:
         client.close()
+    # The instance's bridge network and firewall chains: left behind, each run would hold one of
+    # the engine's few address pools until none is left for anyone.
+    remove_instance_network(instance)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.files.test_files import new_sandbox
+from tests.files.test_files import get, new_sandbox, put
 from tests.support.api import User, data_of, error_of, signup
 from tests.support.platform import Platform
 from tests.support.sandboxes import destroy_all, exec_in
@@ -175,3 +175,38 @@ async def test_client_leaving_mid_download_stops_the_reading(
         416,
         "VALIDATION_ERROR",
     )
+
+
+async def test_orchestrator_restarting_mid_upload_answers_503_and_leaves_no_file(
+    client: httpx.AsyncClient, owner: User, platform: Platform, test_image: str
+) -> None:
+    sid = await new_sandbox(client, owner, test_image)
+    data_of(await put(client, owner, sid, "/up/keep.txt", b"old"), 201)
+    sent = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        for index in range(400):
+            if index == 4:
+                sent.set()
+            yield bytes(MIB)
+            await asyncio.sleep(0.05)
+
+    upload = asyncio.create_task(
+        client.put(
+            f"/sandboxes/{sid}/files/content",
+            params={"path": "/up/keep.txt"},
+            content=slow_body(),
+            headers=owner.headers,
+        )
+    )
+    await asyncio.wait_for(sent.wait(), 30)
+    await asyncio.to_thread(platform.restart_service, "orchestrator")
+    response = await asyncio.wait_for(upload, 60)
+    error_of(response, 503, "UNAVAILABLE")
+
+    async def cleaned() -> bool:
+        listing = await exec_in(client, owner, sid, "ls -a /up")
+        return listing["stdout"].split() == [".", "..", "keep.txt"]
+
+    await wait_for(cleaned, timeout=60, what="no temporary file left")
+    assert (await get(client, owner, sid, "/up/keep.txt")).content == b"old"

@@ -157,10 +157,9 @@ async def upload(state: AppState, base: FilesRequest, body: AsyncIterator[bytes]
                 if frame.kind == "result":
                     break
         except TransferAborted:
-            if channel.aborted:
-                # The orchestrator may have failed with a reason: it sends a result first.
-                raise Unavailable("The upload was interrupted.") from None
-            raise
+            # The orchestrator stopped, went silent or lost NATS: nothing was written (it removes
+            # its temporary file), and the request can be made again.
+            raise Unavailable("The upload was interrupted; nothing was written.") from None
         done = True
         try:
             reply = FilesReply.model_validate_json(frame.data)

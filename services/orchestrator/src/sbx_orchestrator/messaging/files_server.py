@@ -189,6 +189,9 @@ class FilesServer:
         except (TransferAborted, FileOpError, docker.errors.DockerException, OSError) as exc:
             logger.info("download ended early", extra={"error": repr(exc)})
             await channel.cancel()
+        except asyncio.CancelledError:
+            await channel.cancel()  # the orchestrator is stopping: the API learns it at once
+            raise
         finally:
             with contextlib.suppress(Exception):
                 await chunks.aclose()  # type: ignore[attr-defined]
@@ -240,6 +243,9 @@ class FilesServer:
                 await channel.result(_refused(exc).to_bytes())
         except TransferAborted as exc:
             logger.info("archive upload abandoned", extra={"error": str(exc)})
+        except asyncio.CancelledError:
+            await channel.cancel()  # the orchestrator is stopping: the API learns it at once
+            raise
         except (docker.errors.DockerException, OSError) as exc:
             logger.warning("archive upload failed", extra={"error": repr(exc)})
             with contextlib.suppress(TransferAborted):
@@ -274,6 +280,9 @@ class FilesServer:
                 await channel.result(_refused(exc).to_bytes())
         except TransferAborted as exc:
             logger.info("upload abandoned", extra={"error": str(exc)})
+        except asyncio.CancelledError:
+            await channel.cancel()  # the orchestrator is stopping: the API learns it at once
+            raise
         except (docker.errors.DockerException, OSError) as exc:
             logger.warning("upload failed", extra={"error": repr(exc)})
             with contextlib.suppress(TransferAborted):
