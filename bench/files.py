@@ -86,12 +86,12 @@ def _curl(http: httpx.AsyncClient, *args: str) -> float:
 
 
 async def upload(http: httpx.AsyncClient, sandbox_id: str, source: Path, target: str) -> float:
-    url = f"{http.base_url}sandboxes/{sandbox_id}/files/content?path={target}"
+    url = f"{str(http.base_url).rstrip('/')}/sandboxes/{sandbox_id}/files/content?path={target}"
     return await asyncio.to_thread(_curl, http, "-T", str(source), url, "-o", "/dev/null")
 
 
 async def download(http: httpx.AsyncClient, sandbox_id: str, source: str, target: Path) -> float:
-    url = f"{http.base_url}sandboxes/{sandbox_id}/files/content?path={source}"
+    url = f"{str(http.base_url).rstrip('/')}/sandboxes/{sandbox_id}/files/content?path={source}"
     return await asyncio.to_thread(_curl, http, url, "-o", str(target))
 
 

@@ -225,8 +225,11 @@ async def test_paths_stay_inside_the_sandbox(client: httpx.AsyncClient, owner: U
     )
 
 
-async def test_paused_and_stopped_sandboxes(client: httpx.AsyncClient, owner: User, test_image: str) -> None:
-    sid = await new_sandbox(client, owner, test_image)
+@pytest.mark.parametrize("runtime", ["runc", "gvisor"])
+async def test_paused_and_stopped_sandboxes(
+    client: httpx.AsyncClient, owner: User, test_image: str, runtime: str
+) -> None:
+    sid = await new_sandbox(client, owner, test_image, runtime=runtime)
     paused = await lifecycle(client, owner, sid, "pause")
     assert paused["status"] == "paused"
     await exercise_reads_and_writes(client, owner, sid, "paused")

@@ -90,6 +90,9 @@ class FilesServer:
         except (docker.errors.DockerException, OSError) as exc:
             logger.warning("file operation failed", extra={"error": repr(exc)})
             reply = _refused(FileOpError("UNAVAILABLE", "The sandbox's files could not be reached."))
+        except Exception:  # a bug here must still answer, or the API would wait out its timeout
+            logger.exception("file operation failed unexpectedly")
+            reply = _refused(FileOpError("UNAVAILABLE", "The file operation failed."))
         if msg.reply:
             with contextlib.suppress(nats.errors.Error):
                 await msg.respond(reply.to_bytes())
