@@ -16,7 +16,7 @@ from sbx_common import db, topology
 from sbx_common.labels import SNAPSHOT_ID, instance_filter
 from sbx_devstack.servers import EmbeddedPostgres
 
-from tests.support.docker import build_test_image
+from tests.support.docker import build_test_image, remove_instance_network
 from tests.support.nats_auth import admin_connect
 from tests.support.nats_auth import nats_server as test_nats
 from tests.support.platform import Platform, platform_env
@@ -30,8 +30,8 @@ async def _prepare(database_url: str, nats_url: str) -> None:
 
 
 def remove_instance_containers(instance: str) -> None:
-    """The sandboxes a benchmark left running, then its snapshot images: none may outlive it
-    (or load the next one)."""
+    """The sandboxes (and the network) a benchmark left, then its snapshot images: none may
+    outlive it (or load the next one)."""
     client = docker.from_env()
     try:
         for container in client.containers.list(all=True, filters={"label": instance_filter(instance)}):
@@ -43,6 +43,9 @@ def remove_instance_containers(instance: str) -> None:
                 client.api.remove_image(image["Id"], force=True)
     finally:
         client.close()
+    # The instance's bridge network and firewall chains: left behind, each run would hold one of
+    # the engine's few address pools until none is left for anyone.
+    remove_instance_network(instance)
 
 
 @contextmanager

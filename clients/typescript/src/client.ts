@@ -18,7 +18,14 @@ import type {
   CreatedApiKey,
   CreatedWebhook,
   CreateWebhookRequest,
+  ArchiveResult,
   Deleted,
+  DeletedFile,
+  FileBody,
+  FileEntry,
+  ReadOptions,
+  UploadResult,
+  WriteOptions,
   DeletedSecret,
   Environment,
   EnvironmentConfig,
@@ -534,6 +541,97 @@ export class SandboxClient {
       body,
       extraTimeoutMs: (options.timeoutSeconds ?? 30) * 1000,
       signal: options.signal,
+    });
+  }
+
+  // Files (running, paused or stopped sandboxes; absolute paths inside the sandbox)
+
+  /** The entries of a directory, sorted by name. */
+  listFiles(id: string, path: string): Promise<FileEntry[]> {
+    return this.call("GET", `/sandboxes/${seg(id)}/files`, { query: { path } });
+  }
+
+  /** One path's entry (a symlink as itself). */
+  statFile(id: string, path: string): Promise<FileEntry> {
+    return this.call("GET", `/sandboxes/${seg(id)}/files/stat`, { query: { path } });
+  }
+
+  /** A file's bytes as a stream (optionally a byte range), for files too large to hold. */
+  async streamFile(id: string, path: string, options: ReadOptions = {}): Promise<ReadableStream<Uint8Array>> {
+    const headers: Record<string, string> = {};
+    if (options.offset !== undefined || options.length !== undefined) {
+      const start = options.offset ?? 0;
+      const end = options.length === undefined ? "" : String(start + options.length - 1);
+      headers.Range = `bytes=${start}-${end}`;
+    }
+    const response = await this.transport.raw("GET", `/sandboxes/${seg(id)}/files/content`, { path }, {
+      headers,
+      signal: options.signal,
+    });
+    if (response.body === null) return new Blob([]).stream();
+    return response.body;
+  }
+
+  /** A file's bytes (optionally a byte range). */
+  async readFile(id: string, path: string, options: ReadOptions = {}): Promise<Uint8Array> {
+    const stream = await this.streamFile(id, path, options);
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  /** Write a file (parents created); `data` may be a string, bytes, a Blob or a ReadableStream. */
+  async writeFile(id: string, path: string, data: FileBody, options: WriteOptions = {}): Promise<UploadResult> {
+    const mode = typeof options.mode === "number" ? options.mode.toString(8).padStart(4, "0") : options.mode;
+    const response = await this.transport.raw("PUT", `/sandboxes/${seg(id)}/files/content`, { path, mode }, {
+      body: data as BodyInit,
+      headers: { "Content-Type": "application/octet-stream" },
+      signal: options.signal,
+    });
+    return envelopeData(response.status, response.headers, await response.json()).data as UploadResult;
+  }
+
+  /** A tar of the file or tree at `path` (its top entry named after it), as a stream. */
+  async streamArchive(id: string, path: string, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
+    const response = await this.transport.raw("GET", `/sandboxes/${seg(id)}/files/archive`, { path }, {
+      signal: options.signal,
+    });
+    if (response.body === null) return new Blob([]).stream();
+    return response.body;
+  }
+
+  /** A tar of the file or tree at `path`, whole. */
+  async downloadArchive(id: string, path: string): Promise<Uint8Array> {
+    return new Uint8Array(await new Response(await this.streamArchive(id, path)).arrayBuffer());
+  }
+
+  /** Extract a tar into the directory `path`; refused whole (400) if an entry would land outside it. */
+  async uploadArchive(
+    id: string,
+    path: string,
+    tar: FileBody,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ArchiveResult> {
+    const response = await this.transport.raw("PUT", `/sandboxes/${seg(id)}/files/archive`, { path }, {
+      body: tar as BodyInit,
+      headers: { "Content-Type": "application/x-tar" },
+      signal: options.signal,
+    });
+    return envelopeData(response.status, response.headers, await response.json()).data as ArchiveResult;
+  }
+
+  /** Delete a file, a symlink, or a directory (non-empty ones with `recursive`). */
+  deleteFile(id: string, path: string, options: { recursive?: boolean } = {}): Promise<DeletedFile> {
+    return this.call("DELETE", `/sandboxes/${seg(id)}/files`, { query: { path, recursive: options.recursive } });
+  }
+
+  /** Create a directory (with `parents`, its missing parents too). */
+  makeDirectory(id: string, path: string, options: { parents?: boolean } = {}): Promise<FileEntry> {
+    return this.call("POST", `/sandboxes/${seg(id)}/files/mkdir`, { body: { path, parents: options.parents ?? false } });
+  }
+
+  /** Move or rename; what is at `to` is replaced only with `overwrite`. */
+  moveFile(id: string, from: string, to: string, options: { overwrite?: boolean } = {}): Promise<FileEntry> {
+    return this.call("POST", `/sandboxes/${seg(id)}/files/move`, {
+      body: { from, to, overwrite: options.overwrite ?? false },
     });
   }
 

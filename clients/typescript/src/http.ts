@@ -172,6 +172,45 @@ export class Transport {
     return undefined;
   }
 
+  /**
+   * One request with a raw body and a raw answer (file bytes both ways), sent once: a body that
+   * is a stream cannot be sent again. An error status becomes its typed error.
+   */
+  async raw(
+    method: HttpMethod,
+    path: string,
+    query: Record<string, QueryValue>,
+    init: { body?: BodyInit | null; headers?: Record<string, string>; signal?: AbortSignal } = {},
+  ): Promise<Response> {
+    const headers: Record<string, string> = { ...init.headers };
+    const credential = this.options.credential();
+    if (credential) headers.Authorization = `Bearer ${credential}`;
+    const request: RequestInit & { duplex?: "half" } = {
+      method,
+      headers,
+      body: init.body ?? null,
+      signal: init.signal ?? null,
+    };
+    // Node's fetch streams a ReadableStream body only in half-duplex mode.
+    if (init.body instanceof ReadableStream) request.duplex = "half";
+    let response: Response;
+    try {
+      response = await this.options.fetch(buildUrl(this.options.baseUrl, path, query), request);
+    } catch (error) {
+      if (init.signal?.aborted) throw abortError(init.signal);
+      throw new SandboxApiError({
+        code: "NETWORK_ERROR",
+        status: 0,
+        message: `${method} ${path} failed: ${describe(error)}`,
+        cause: error,
+      });
+    }
+    if (response.status >= 400) {
+      throw errorFromResponse(response.status, response.headers, parseJson(await response.text()));
+    }
+    return response;
+  }
+
   private async once(spec: RequestSpec): Promise<Answer> {
     const headers: Record<string, string> = { Accept: "application/json" };
     const credential = this.options.credential();

@@ -61,6 +61,25 @@ export type VolumeConfig = Schemas["CreateVolumeRequest"];
 export type SandboxPatch = Schemas["UpdateSandboxRequest"];
 
 export type LogLine = Schemas["LogLineOut"];
+export type FileEntry = Schemas["FileEntryOut"];
+export type UploadResult = Schemas["UploadOut"];
+export type DeletedFile = Schemas["DeletedOut"];
+export type ArchiveResult = Schemas["ArchiveOut"];
+/** What an upload sends: text, bytes (any Uint8Array), a Blob, or a ReadableStream of bytes. */
+export type FileBody = BodyInit | Uint8Array;
+
+/** A byte range of a download: `length` bytes from `offset` (to the end without `length`). */
+export interface ReadOptions {
+  offset?: number;
+  length?: number;
+  signal?: AbortSignal;
+}
+
+export interface WriteOptions {
+  /** Permission bits, as a number (0o644) or octal text ("0644"). */
+  mode?: number | string;
+  signal?: AbortSignal;
+}
 export type Metrics = Schemas["MetricsOut"];
 export type ExecResult = Schemas["ExecOut"];
 export type ExecRequest = Schemas["ExecRequestBody"];

@@ -21,6 +21,7 @@ from sandbox_platform.models import (
     Environment,
     EnvironmentVersion,
     ExecResult,
+    FileEntry,
     Health,
     Info,
     LogLine,
@@ -542,3 +543,35 @@ def resize_process(sandbox_id: str, process_id: str, cols: int, rows: int) -> Ca
 
 def process_socket_path(sandbox_id: str, process_id: str) -> str:
     return f"/ws/sandboxes/{_id(sandbox_id)}/processes/{_id(process_id)}"
+# --- Files ---------------------------------------------------------------------------------------
+
+
+def _entries(data: Any) -> list[FileEntry]:
+    return [FileEntry.model_validate(item) for item in data]
+
+
+def list_files(sandbox_id: str, path: str) -> Call[list[FileEntry]]:
+    return Call("GET", f"/sandboxes/{_id(sandbox_id)}/files", _entries, params={"path": path})
+
+
+def stat_file(sandbox_id: str, path: str) -> Call[FileEntry]:
+    return Call("GET", f"/sandboxes/{_id(sandbox_id)}/files/stat", _model(FileEntry), params={"path": path})
+
+
+def make_directory(sandbox_id: str, path: str, parents: bool) -> Call[FileEntry]:
+    body = {"path": path, "parents": parents}
+    return Call(
+        "POST", f"/sandboxes/{_id(sandbox_id)}/files/mkdir", _model(FileEntry), body=body, retry=Retry.ONCE
+    )
+
+
+def move_file(sandbox_id: str, source: str, target: str, overwrite: bool) -> Call[FileEntry]:
+    body = {"from": source, "to": target, "overwrite": overwrite}
+    return Call(
+        "POST", f"/sandboxes/{_id(sandbox_id)}/files/move", _model(FileEntry), body=body, retry=Retry.ONCE
+    )
+
+
+def delete_file(sandbox_id: str, path: str, recursive: bool) -> Call[None]:
+    params = {"path": path, "recursive": recursive}
+    return Call("DELETE", f"/sandboxes/{_id(sandbox_id)}/files", _none, params=params, retry=Retry.ONCE)

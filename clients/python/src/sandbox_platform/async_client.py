@@ -15,6 +15,7 @@ from pydantic import PrivateAttr
 from sandbox_platform import _routes as routes
 from sandbox_platform._async_streams import AsyncStream, AsyncTerminal, Opening, events, log_lines, wait_for
 from sandbox_platform._core import ClientConfig, RetryPolicy
+from sandbox_platform._files import AsyncSandboxFiles
 from sandbox_platform._routes import NetworkLike, PortLike, VolumeMountLike
 from sandbox_platform._transport import AsyncTransport
 from sandbox_platform.client import DEFAULT_WAIT_TIMEOUT, UNSET
@@ -551,6 +552,11 @@ class AsyncSandbox(SandboxInfo):
     async def metrics(self) -> Metrics:
         """The latest resource sample (`NotRunningError` unless running)."""
         return await self._transport.request(routes.sandbox_metrics(self.id))
+
+    @property
+    def files(self) -> AsyncSandboxFiles:
+        """The sandbox's files (while it runs, is paused or is stopped)."""
+        return AsyncSandboxFiles(self._transport, self.id)
 
     def terminal(self, cols: int = 80, rows: int = 24) -> Opening[AsyncTerminal]:
         """An interactive shell on a PTY of `cols` x `rows` (`NotRunningError` unless running):

@@ -13,6 +13,7 @@ from pydantic import PrivateAttr
 
 from sandbox_platform import _routes as routes
 from sandbox_platform._core import ClientConfig, RetryPolicy
+from sandbox_platform._files import SandboxFiles
 from sandbox_platform._routes import NetworkLike, PortLike, VolumeMountLike
 from sandbox_platform._sync_streams import Stream, Terminal, events, log_lines, wait_for
 from sandbox_platform._transport import SyncTransport
@@ -552,6 +553,11 @@ class Sandbox(SandboxInfo):
     def metrics(self) -> Metrics:
         """The latest resource sample (`NotRunningError` unless running)."""
         return self._transport.request(routes.sandbox_metrics(self.id))
+
+    @property
+    def files(self) -> SandboxFiles:
+        """The sandbox's files (while it runs, is paused or is stopped)."""
+        return SandboxFiles(self._transport, self.id)
 
     def terminal(self, cols: int = 80, rows: int = 24) -> Terminal:
         """An interactive shell on a PTY of `cols` x `rows` (`NotRunningError` unless running)."""

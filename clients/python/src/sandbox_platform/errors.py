@@ -71,6 +71,18 @@ class PayloadTooLargeError(SandboxPlatformError):
     """413 `PAYLOAD_TOO_LARGE`: the request body is over the API's limit."""
 
 
+class PathNotADirectoryError(SandboxPlatformError):
+    """409 `NOT_A_DIRECTORY`: a file route was given a path that is not a directory."""
+
+
+class PathIsADirectoryError(SandboxPlatformError):
+    """409 `IS_A_DIRECTORY`: a file route was given a directory where it needs a file."""
+
+
+class StorageFullError(SandboxPlatformError):
+    """507 `STORAGE_FULL`: the sandbox's disk or volume is full; the upload left nothing behind."""
+
+
 class QuotaExceededError(SandboxPlatformError):
     """429 `QUOTA_EXCEEDED`: a per-user quota is reached; retrying does not help."""
 
@@ -125,6 +137,9 @@ ERRORS_BY_CODE: dict[str, type[SandboxPlatformError]] = {
     "INVALID_STATE": InvalidStateError,
     "NOT_RUNNING": NotRunningError,
     "PAYLOAD_TOO_LARGE": PayloadTooLargeError,
+    "NOT_A_DIRECTORY": PathNotADirectoryError,
+    "IS_A_DIRECTORY": PathIsADirectoryError,
+    "STORAGE_FULL": StorageFullError,
     "QUOTA_EXCEEDED": QuotaExceededError,
     "RATE_LIMITED": RateLimitedError,
     "UNAVAILABLE": UnavailableError,
@@ -140,6 +155,7 @@ _CODES_BY_STATUS = {
     413: "PAYLOAD_TOO_LARGE",
     429: "RATE_LIMITED",
     503: "UNAVAILABLE",
+    507: "STORAGE_FULL",
 }
 
 # WebSocket close codes of the contract, and the error code each stands for.

@@ -264,6 +264,31 @@ class ExecResult(Model):
     stderr_truncated: bool = False
 
 
+class FileEntry(Model):
+    """A path in a sandbox: `type` is "file", "dir", "symlink" or "other"; `mode` like "0644"."""
+
+    name: str
+    path: str
+    type: str
+    size: int
+    mode: str
+    modified_at: Timestamp | None = None
+
+
+class ArchiveResult(Model):
+    """What an archive upload extracted: the directory and how many entries."""
+
+    path: str
+    entries: int
+
+
+class UploadResult(Model):
+    """What an upload wrote: the path and its size in bytes."""
+
+    path: str
+    size: int
+
+
 class LogLine(Model):
     """One line a sandbox printed; `seq` grows by one per line of that sandbox."""
 

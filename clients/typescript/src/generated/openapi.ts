@@ -620,7 +620,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/sandboxes/{sandbox_id}/processes": {
+    "/sandboxes/{sandbox_id}/files": {
         parameters: {
             query?: never;
             header?: never;
@@ -628,24 +628,23 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * List Processes
-         * @description The sandbox's running processes and its last 100 ended ones, newest first.
+         * List Files
+         * @description The entries of a directory, sorted by name.
          */
-        get: operations["list_processes_sandboxes__sandbox_id__processes_get"];
+        get: operations["list_files_sandboxes__sandbox_id__files_get"];
         put?: never;
+        post?: never;
         /**
-         * Create Process
-         * @description Start a background process; it keeps running, and its output is kept, whatever happens to
-         *     the connection (and across API or orchestrator restarts).
+         * Delete File
+         * @description Delete a file, a symlink (not what it names) or a directory (empty, or with `recursive`).
          */
-        post: operations["create_process_sandboxes__sandbox_id__processes_post"];
-        delete?: never;
+        delete: operations["delete_file_sandboxes__sandbox_id__files_delete"];
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/sandboxes/{sandbox_id}/processes/{process_id}": {
+    "/sandboxes/{sandbox_id}/files/stat": {
         parameters: {
             query?: never;
             header?: never;
@@ -653,10 +652,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Get Process
-         * @description One process.
+         * Stat File
+         * @description One path's entry (a symlink is described as itself, not followed).
          */
-        get: operations["get_process_sandboxes__sandbox_id__processes__process_id__get"];
+        get: operations["stat_file_sandboxes__sandbox_id__files_stat_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -665,7 +664,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/sandboxes/{sandbox_id}/processes/{process_id}/output": {
+    "/sandboxes/{sandbox_id}/files/content": {
         parameters: {
             query?: never;
             header?: never;
@@ -673,11 +672,15 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Process Output
-         * @description The kept output after `since`, oldest first: call again with `nextSince` for more.
+         * Download
+         * @description A file's bytes (a symlink is followed within the sandbox). One `Range` is honoured.
          */
-        get: operations["process_output_sandboxes__sandbox_id__processes__process_id__output_get"];
-        put?: never;
+        get: operations["download_sandboxes__sandbox_id__files_content_get"];
+        /**
+         * Upload
+         * @description Write the raw body to a file, streamed (at most SBX_MAX_UPLOAD_BYTES).
+         */
+        put: operations["upload_sandboxes__sandbox_id__files_content_put"];
         post?: never;
         delete?: never;
         options?: never;
@@ -685,7 +688,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/sandboxes/{sandbox_id}/processes/{process_id}/stdin": {
+    "/sandboxes/{sandbox_id}/files/mkdir": {
         parameters: {
             query?: never;
             header?: never;
@@ -695,17 +698,17 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Process Stdin
-         * @description Write the raw body to the process's stdin (`?eof=true` closes it afterwards).
+         * Make Directory
+         * @description Create a directory (with `parents`, its missing parents too, and an existing one is fine).
          */
-        post: operations["process_stdin_sandboxes__sandbox_id__processes__process_id__stdin_post"];
+        post: operations["make_directory_sandboxes__sandbox_id__files_mkdir_post"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/sandboxes/{sandbox_id}/processes/{process_id}/signal": {
+    "/sandboxes/{sandbox_id}/files/move": {
         parameters: {
             query?: never;
             header?: never;
@@ -715,30 +718,34 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Process Signal
-         * @description Send a signal to the process (and its process group).
+         * Move File
+         * @description Move or rename a file or directory; what is at `to` is replaced only with `overwrite`.
          */
-        post: operations["process_signal_sandboxes__sandbox_id__processes__process_id__signal_post"];
+        post: operations["move_file_sandboxes__sandbox_id__files_move_post"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/sandboxes/{sandbox_id}/processes/{process_id}/resize": {
+    "/sandboxes/{sandbox_id}/files/archive": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get?: never;
-        put?: never;
         /**
-         * Process Resize
-         * @description Resize the process's terminal (`tty` processes only).
+         * Download Archive
+         * @description A tar of a file or a directory tree (its top entry named after the path), streamed.
          */
-        post: operations["process_resize_sandboxes__sandbox_id__processes__process_id__resize_post"];
+        get: operations["download_archive_sandboxes__sandbox_id__files_archive_get"];
+        /**
+         * Upload Archive
+         * @description Extract a tar body into a directory; the whole archive is checked before anything is written.
+         */
+        put: operations["upload_archive_sandboxes__sandbox_id__files_archive_put"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -758,10 +765,6 @@ export interface paths {
          * Create Snapshot
          * @description Keep the sandbox's filesystem as it is now (running, paused or stopped; a running
          *     sandbox is frozen only for the moment of the capture).
-         *
-         *     Like the sandbox lifecycle routes, it accepts `?wait=true&timeout=<s>` (default 30, max 300)
-         *     and an `Idempotency-Key` header: a repeat with the same key by the same user returns the
-         *     first answer (header `Idempotent-Replayed: true`) and makes no second snapshot.
          */
         post: operations["create_snapshot_sandboxes__sandbox_id__snapshots_post"];
         delete?: never;
@@ -1017,6 +1020,16 @@ export interface components {
              */
             expiresAt: string | null;
         };
+        /** ArchiveOut */
+        ArchiveOut: {
+            /** Path */
+            path: string;
+            /**
+             * Entries
+             * @description How many entries of the archive were extracted.
+             */
+            entries: number;
+        };
         /** AuditEvent */
         AuditEvent: {
             /** Id */
@@ -1122,45 +1135,6 @@ export interface components {
             runtime?: string;
             /** Disk */
             disk?: number | null;
-        };
-        /**
-         * CreateProcessRequest
-         * @description `command` as a string runs through `sh -c`; as a list it runs as is (no shell). `tty`
-         *     gives it a terminal of `cols` x `rows` (its output is then one stream, `pty`); `stdin` keeps
-         *     its standard input open for `POST .../stdin` and the socket (always, with a terminal).
-         *     `timeoutSeconds` kills it (status `killed`) when it runs longer.
-         */
-        CreateProcessRequest: {
-            /** Command */
-            command: string | string[];
-            /** Env */
-            env?: {
-                [key: string]: string;
-            };
-            /** Workdir */
-            workdir?: string | null;
-            /**
-             * Tty
-             * @default false
-             */
-            tty?: boolean;
-            /**
-             * Cols
-             * @default 80
-             */
-            cols?: number;
-            /**
-             * Rows
-             * @default 24
-             */
-            rows?: number;
-            /** Timeoutseconds */
-            timeoutSeconds?: number | null;
-            /**
-             * Stdin
-             * @default false
-             */
-            stdin?: boolean;
         };
         /**
          * CreateSandboxRequest
@@ -1297,6 +1271,16 @@ export interface components {
              */
             deleted?: true;
         };
+        /** DeletedOut */
+        DeletedOut: {
+            /** Path */
+            path: string;
+            /**
+             * Deleted
+             * @default true
+             */
+            deleted?: boolean;
+        };
         /** DeletedSecret */
         DeletedSecret: {
             /** Key */
@@ -1354,6 +1338,16 @@ export interface components {
             /** Url */
             url: string | null;
         };
+        /** Envelope[ArchiveOut] */
+        Envelope_ArchiveOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["ArchiveOut"];
+        };
         /** Envelope[AuthResult] */
         Envelope_AuthResult_: {
             /**
@@ -1383,6 +1377,16 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["CreatedWebhook"];
+        };
+        /** Envelope[DeletedOut] */
+        Envelope_DeletedOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["DeletedOut"];
         };
         /** Envelope[DeletedSecret] */
         Envelope_DeletedSecret_: {
@@ -1424,6 +1428,16 @@ export interface components {
             success?: true;
             data: components["schemas"]["ExecOut"];
         };
+        /** Envelope[FileEntryOut] */
+        Envelope_FileEntryOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["FileEntryOut"];
+        };
         /** Envelope[InfoOut] */
         Envelope_InfoOut_: {
             /**
@@ -1453,16 +1467,6 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["MetricsOut"];
-        };
-        /** Envelope[ProcessOut] */
-        Envelope_ProcessOut_: {
-            /**
-             * Success
-             * @default true
-             * @constant
-             */
-            success?: true;
-            data: components["schemas"]["ProcessOut"];
         };
         /** Envelope[SandboxOut] */
         Envelope_SandboxOut_: {
@@ -1494,15 +1498,15 @@ export interface components {
             success?: true;
             data: components["schemas"]["SnapshotOut"];
         };
-        /** Envelope[StdinWritten] */
-        Envelope_StdinWritten_: {
+        /** Envelope[UploadOut] */
+        Envelope_UploadOut_: {
             /**
              * Success
              * @default true
              * @constant
              */
             success?: true;
-            data: components["schemas"]["StdinWritten"];
+            data: components["schemas"]["UploadOut"];
         };
         /** Envelope[UserOut] */
         Envelope_UserOut_: {
@@ -1524,6 +1528,17 @@ export interface components {
             success?: true;
             data: components["schemas"]["VolumeOut"];
         };
+        /** Envelope[list[FileEntryOut]] */
+        Envelope_list_FileEntryOut__: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["FileEntryOut"][];
+        };
         /** Envelope[list[LogLineOut]] */
         Envelope_list_LogLineOut__: {
             /**
@@ -1534,17 +1549,6 @@ export interface components {
             success?: true;
             /** Data */
             data: components["schemas"]["LogLineOut"][];
-        };
-        /** Envelope[list[ProcessOut]] */
-        Envelope_list_ProcessOut__: {
-            /**
-             * Success
-             * @default true
-             * @constant
-             */
-            success?: true;
-            /** Data */
-            data: components["schemas"]["ProcessOut"][];
         };
         /** EnvironmentOut */
         EnvironmentOut: {
@@ -1626,6 +1630,27 @@ export interface components {
             };
             /** Workdir */
             workdir?: string | null;
+        };
+        /** FileEntryOut */
+        FileEntryOut: {
+            /** Name */
+            name: string;
+            /** Path */
+            path: string;
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "file" | "dir" | "symlink" | "other";
+            /** Size */
+            size: number;
+            /**
+             * Mode
+             * @description Permission bits in octal, e.g. "0644".
+             */
+            mode: string;
+            /** Modifiedat */
+            modifiedAt: string | null;
         };
         /** InfoLimits */
         InfoLimits: {
@@ -1729,6 +1754,30 @@ export interface components {
             /** Timestamp */
             timestamp: string;
         };
+        /** MkdirIn */
+        MkdirIn: {
+            /** Path */
+            path: string;
+            /**
+             * Parents
+             * @description Create missing parent directories too.
+             * @default false
+             */
+            parents?: boolean;
+        };
+        /** MoveIn */
+        MoveIn: {
+            /** From */
+            from: string;
+            /** To */
+            to: string;
+            /**
+             * Overwrite
+             * @description Replace what is at `to` (an empty directory or a file).
+             * @default false
+             */
+            overwrite?: boolean;
+        };
         /**
          * NetworkPolicyIn
          * @description What a sandbox may reach. Whatever the egress, it never reaches other sandboxes, the host,
@@ -1771,45 +1820,6 @@ export interface components {
             rxPackets: number;
             /** Txpackets */
             txPackets: number;
-        };
-        /**
-         * OutputChunkOut
-         * @description One piece of output: `text` (UTF-8, invalid bytes replaced) or, with `encoding=base64`,
-         *     `data` (the exact bytes).
-         */
-        OutputChunkOut: {
-            /** Seq */
-            seq: number;
-            /**
-             * Stream
-             * @enum {string}
-             */
-            stream: "stdout" | "stderr" | "pty";
-            /** Text */
-            text?: string | null;
-            /** Data */
-            data?: string | null;
-            /** Timestamp */
-            timestamp: string;
-        };
-        /**
-         * OutputPage
-         * @description `GET .../output`: `data` the chunks after `since`; `nextSince` the `since` of the next
-         *     call; `truncatedBefore` the oldest seq still kept when older output was dropped (null when
-         *     all of it is kept).
-         */
-        OutputPage: {
-            /**
-             * Success
-             * @default true
-             */
-            success?: boolean;
-            /** Data */
-            data: components["schemas"]["OutputChunkOut"][];
-            /** Nextsince */
-            nextSince: number;
-            /** Truncatedbefore */
-            truncatedBefore: number | null;
         };
         /** PageEnvelope[ApiKeyOut] */
         PageEnvelope_ApiKeyOut_: {
@@ -1939,42 +1949,6 @@ export interface components {
             host?: number | null;
         };
         /**
-         * ProcessOut
-         * @description `pid` is the process id inside the sandbox; `signal` the signal that ended it, if one did.
-         *     `killed`: ended by its timeout, or by its sandbox stopping, restarting or going away.
-         */
-        ProcessOut: {
-            /**
-             * Id
-             * Format: uuid
-             */
-            id: string;
-            /**
-             * Sandboxid
-             * Format: uuid
-             */
-            sandboxId: string;
-            /** Command */
-            command: string[];
-            /** Pid */
-            pid: number | null;
-            /** Tty */
-            tty: boolean;
-            /**
-             * Status
-             * @enum {string}
-             */
-            status: "running" | "exited" | "killed";
-            /** Exitcode */
-            exitCode: number | null;
-            /** Signal */
-            signal: string | null;
-            /** Startedat */
-            startedAt: string;
-            /** Endedat */
-            endedAt: string | null;
-        };
-        /**
          * ReplicateSandboxRequest
          * @description The copy keeps the source's environment version and env (overrides merged over it). Its
          *     name, TTL and metadata are its own: left out, the name is `<source name>-<8 hex>`, the TTL the
@@ -2000,13 +1974,6 @@ export interface components {
             withFilesystem?: boolean;
             /** Volumes */
             volumes?: components["schemas"]["VolumeMountIn"][];
-        };
-        /** ResizeRequest */
-        ResizeRequest: {
-            /** Cols */
-            cols: number;
-            /** Rows */
-            rows: number;
         };
         /** SandboxOut */
         SandboxOut: {
@@ -2089,14 +2056,6 @@ export interface components {
              */
             value: string;
         };
-        /** SignalRequest */
-        SignalRequest: {
-            /**
-             * Signal
-             * @enum {string}
-             */
-            signal: "TERM" | "KILL" | "INT" | "HUP" | "QUIT" | "USR1" | "USR2";
-        };
         /** SignupRequest */
         SignupRequest: {
             /**
@@ -2143,11 +2102,6 @@ export interface components {
             /** Createdat */
             createdAt: string;
         };
-        /** StdinWritten */
-        StdinWritten: {
-            /** Written */
-            written: number;
-        };
         /**
          * UpdateEnvironmentRequest
          * @description Any subset of the definition; what is left out is carried over from the current version.
@@ -2189,6 +2143,13 @@ export interface components {
             } | null;
             /** Onexpire */
             onExpire?: ("destroy" | "stop" | "pause") | null;
+        };
+        /** UploadOut */
+        UploadOut: {
+            /** Path */
+            path: string;
+            /** Size */
+            size: number;
         };
         /** UserOut */
         UserOut: {
@@ -3932,11 +3893,11 @@ export interface operations {
             };
         };
     };
-    list_processes_sandboxes__sandbox_id__processes_get: {
+    list_files_sandboxes__sandbox_id__files_get: {
         parameters: {
-            query?: {
-                /** @description Only processes in this status. */
-                status?: ("running" | "exited" | "killed") | null;
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
             };
             header?: never;
             path: {
@@ -3952,7 +3913,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Envelope_list_ProcessOut__"];
+                    "application/json": components["schemas"]["Envelope_list_FileEntryOut__"];
                 };
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
@@ -3963,6 +3924,20 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {
@@ -3975,7 +3950,273 @@ export interface operations {
             };
         };
     };
-    create_process_sandboxes__sandbox_id__processes_post: {
+    delete_file_sandboxes__sandbox_id__files_delete: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+                /** @description Delete a directory with everything in it. */
+                recursive?: boolean;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_DeletedOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    stat_file_sandboxes__sandbox_id__files_stat_get: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    download_sandboxes__sandbox_id__files_content_get: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file's bytes, streamed, with Content-Length. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description The requested byte range (`Range: bytes=a-b`), with Content-Range. */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The range starts past the end of the file (Content-Range: bytes *\/size). */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    upload_sandboxes__sandbox_id__files_content_put: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+                /** @description Permission bits in octal (default 0644). */
+                mode?: string | null;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Written (parents created); replaced atomically on a running sandbox. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_UploadOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description PAYLOAD_TOO_LARGE: over SBX_MAX_UPLOAD_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description STORAGE_FULL: the sandbox's disk or volume is full; nothing was left behind. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    make_directory_sandboxes__sandbox_id__files_mkdir_post: {
         parameters: {
             query?: never;
             header?: never;
@@ -3986,7 +4227,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["CreateProcessRequest"];
+                "application/json": components["schemas"]["MkdirIn"];
             };
         };
         responses: {
@@ -3996,7 +4237,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
                 };
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
@@ -4008,158 +4249,14 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description NOT_RUNNING: the sandbox is not running. */
-            409: {
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description QUOTA_EXCEEDED: SBX_MAX_PROCESSES_PER_USER running processes; `details` has `limit` and `current`. */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    get_process_sandboxes__sandbox_id__processes__process_id__get: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                sandbox_id: string;
-                process_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
-                };
-            };
-            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    process_output_sandboxes__sandbox_id__processes__process_id__output_get: {
-        parameters: {
-            query?: {
-                /** @description Only output after this seq. */
-                since?: number;
-                /** @description How many chunks at most. */
-                limit?: number;
-                /** @description `text` (UTF-8) or `base64` (the exact bytes). */
-                encoding?: "text" | "base64";
-            };
-            header?: never;
-            path: {
-                sandbox_id: string;
-                process_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["OutputPage"];
-                };
-            };
-            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    process_stdin_sandboxes__sandbox_id__processes__process_id__stdin_post: {
-        parameters: {
-            query?: {
-                /** @description Close stdin after writing the body. */
-                eof?: boolean;
-            };
-            header?: never;
-            path: {
-                sandbox_id: string;
-                process_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: {
-            content: {
-                "application/octet-stream": string;
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Envelope_StdinWritten_"];
-                };
-            };
-            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description INVALID_STATE: started without stdin, stdin closed, or ended. */
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4177,19 +4274,18 @@ export interface operations {
             };
         };
     };
-    process_signal_sandboxes__sandbox_id__processes__process_id__signal_post: {
+    move_file_sandboxes__sandbox_id__files_move_post: {
         parameters: {
             query?: never;
             header?: never;
             path: {
                 sandbox_id: string;
-                process_id: string;
             };
             cookie?: never;
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SignalRequest"];
+                "application/json": components["schemas"]["MoveIn"];
             };
         };
         responses: {
@@ -4199,7 +4295,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
                 };
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
@@ -4210,6 +4306,20 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {
@@ -4222,29 +4332,27 @@ export interface operations {
             };
         };
     };
-    process_resize_sandboxes__sandbox_id__processes__process_id__resize_post: {
+    download_archive_sandboxes__sandbox_id__files_archive_get: {
         parameters: {
-            query?: never;
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
             header?: never;
             path: {
                 sandbox_id: string;
-                process_id: string;
             };
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ResizeRequest"];
-            };
-        };
+        requestBody?: never;
         responses: {
-            /** @description Successful Response */
+            /** @description A tar stream of the file or tree. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                    "application/x-tar": string;
                 };
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
@@ -4256,8 +4364,90 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description INVALID_STATE: the process has no terminal. */
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    upload_archive_sandboxes__sandbox_id__files_archive_put: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-tar": string;
+            };
+        };
+        responses: {
+            /** @description Extracted into the directory (made if missing). */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ArchiveOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description PAYLOAD_TOO_LARGE: over SBX_MAX_UPLOAD_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description STORAGE_FULL: the sandbox's disk or volume is full. */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4276,16 +4466,8 @@ export interface operations {
     };
     create_snapshot_sandboxes__sandbox_id__snapshots_post: {
         parameters: {
-            query?: {
-                /** @description Answer once the snapshot is `ready` or `failed` (or the timeout passed). */
-                wait?: boolean;
-                /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
-                timeout?: number;
-            };
-            header?: {
-                /** @description A repeat with the same key by the same user returns the first answer and acts no more. */
-                "Idempotency-Key"?: string | null;
-            };
+            query?: never;
+            header?: never;
             path: {
                 sandbox_id: string;
             };
@@ -4297,7 +4479,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Accepted: the snapshot, `creating` (with `wait=true`: `ready` or `failed` once it settled, still `creating` if the timeout passed first). */
+            /** @description Accepted: the snapshot, `creating`. */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -4315,7 +4497,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description INVALID_STATE: the sandbox is destroyed or expired. CONFLICT: a request with the same `Idempotency-Key` is still being carried out. */
+            /** @description INVALID_STATE: the sandbox is destroyed or expired. */
             409: {
                 headers: {
                     [name: string]: unknown;

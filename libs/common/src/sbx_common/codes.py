@@ -60,6 +60,12 @@ RpcErrorCode = Literal[
     "UNAVAILABLE",
     "INTERNAL_ERROR",
     "QUOTA_EXCEEDED",
+    # File operations (sbx.rpc.files and its transfers).
+    "CONFLICT",
+    "NOT_A_DIRECTORY",
+    "IS_A_DIRECTORY",
+    "STORAGE_FULL",
+    "PAYLOAD_TOO_LARGE",
 ]
 
 # Why a terminal session ended, sent by the orchestrator in its `exit` control message:

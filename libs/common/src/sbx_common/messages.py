@@ -211,3 +211,51 @@ class TerminalControl(Message):
     rows: int | None = None
     exit_code: int | None = None
     reason: TerminalEndReason | None = None
+
+
+FileOp = Literal["list", "stat", "mkdir", "delete", "move", "read", "write", "archive_read", "archive_write"]
+FileType = Literal["file", "dir", "symlink", "other"]
+
+
+class FileEntry(Message):
+    """One path of a sandbox's filesystem (the contract's file entry)."""
+
+    name: str
+    path: str
+    type: FileType
+    size: int
+    mode: str  # octal permission bits, e.g. "0644"
+    modified_at: datetime | None = None
+
+
+class FilesRequest(Message):
+    """Request on `sbx.rpc.files`. `read`, `write`, `archive_read` and `archive_write` open a
+    transfer whose bytes then travel on `sbx.files.<transferId>.{up,down}` (see
+    `sbx_common.filestream`); the others are answered at once."""
+
+    op: FileOp
+    sandbox_id: uuid.UUID
+    owner_id: uuid.UUID
+    path: str
+    to: str | None = None  # move
+    recursive: bool = False  # delete
+    parents: bool = False  # mkdir
+    overwrite: bool = False  # move
+    follow: bool = False  # stat: of what a final symlink names (a download's size)
+    mode: int | None = None  # write: permission bits of the new file
+    size: int | None = None  # write: the body's length when the client declared it
+    offset: int = 0  # read
+    length: int | None = None  # read: None = to the end
+    transfer_id: str | None = None  # read, write
+    trace_id: str | None = None
+
+
+class FilesReply(Message):
+    """Reply to a FilesRequest (and the result frame of a write). `error_code` set: nothing done."""
+
+    ok: bool = True
+    entry: FileEntry | None = None
+    entries: list[FileEntry] | None = None
+    count: int | None = None  # archive_write: the entries extracted
+    error_code: RpcErrorCode | None = None
+    error_message: str | None = None

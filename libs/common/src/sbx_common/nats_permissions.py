@@ -98,6 +98,7 @@ def _user(
 
 
 TERM_ALL = f"{subjects.TERM_PREFIX}.*"
+FILES_ALL = f"{subjects.FILES_PREFIX}.*"
 KV_METRICS_ALL = f"{subjects.METRICS_KV_PREFIX}.>"
 
 SERVICE_USERS: dict[str, NatsUser] = {
@@ -105,7 +106,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
     for u in [
         _user(
             "sbx-api",
-            "sends commands, asks for exec, terminals and health; reads events, logs, metrics",
+            "sends commands, asks for exec, terminals, files and health; reads events, logs, metrics",
             publish=[
                 subjects.CMD_ALL,
                 subjects.RPC_EXEC,
@@ -114,6 +115,8 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 subjects.RPC_PROCESS,
                 f"{TERM_ALL}.in",
                 f"{TERM_ALL}.ctl",
+                subjects.RPC_FILES,
+                f"{FILES_ALL}.up",
                 # Ordered push consumers on the events stream (SSE, WebSocket replays).
                 f"$JS.API.CONSUMER.CREATE.{STREAM_EVT}",
                 f"$JS.API.CONSUMER.DELETE.{STREAM_EVT}.*",
@@ -130,6 +133,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 subjects.PROC_ALL,
                 f"{TERM_ALL}.out",
                 f"{TERM_ALL}.ctl",
+                f"{FILES_ALL}.down",
                 KV_METRICS_ALL,
                 subjects.NOTE_SNAPSHOT_ALL,
             ],
@@ -142,7 +146,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
         ),
         _user(
             "sbx-orchestrator",
-            "takes commands, emits events and dead letters, answers exec, terminal and health",
+            "takes commands, emits events and dead letters, answers exec, terminal, files and health",
             publish=[
                 subjects.EVT_ALL,
                 subjects.DLQ_ALL,
@@ -150,6 +154,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 subjects.PROC_ALL,
                 f"{TERM_ALL}.out",
                 f"{TERM_ALL}.ctl",
+                f"{FILES_ALL}.down",
                 *_durable_consumer(STREAM_CMD, ORCHESTRATOR_CONSUMER),
             ],
             subscribe=[
@@ -159,6 +164,8 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 subjects.RPC_ORCHESTRATOR_HEALTH,
                 f"{TERM_ALL}.in",
                 f"{TERM_ALL}.ctl",
+                subjects.RPC_FILES,
+                f"{FILES_ALL}.up",
             ],
             allow_responses=True,
         ),

@@ -10,7 +10,9 @@ Request/reply (core NATS, no stream):
     sbx.rpc.terminal.open         -> open a PTY session
     sbx.rpc.process               -> start a background process, or write, signal, resize it
 Process output: sbx.proc.<sandboxId>.<processId>         (stream SBX_PROC)
+    sbx.rpc.files                 -> a file operation, or the opening of a file transfer
 Terminal session I/O (core NATS): sbx.term.<sessionId>.{in,out,ctl}
+File transfer bytes (core NATS):  sbx.files.<transferId>.{up,down}  (API -> orchestrator, back)
 Metrics:   $KV.sbx_metrics.<sandboxId>                   (KV bucket sbx_metrics: a put is a message)
 Notes (core NATS, no stream, nothing in them but the subject):
     sbx.note.snapshot.<snapshotId>  -> a snapshot's command was handled (for `?wait`)
@@ -38,6 +40,8 @@ NOTE_SNAPSHOT_ALL = f"{NOTE_SNAPSHOT_PREFIX}.*"
 RPC_PROCESS = "sbx.rpc.process"
 PROC_PREFIX = "sbx.proc"
 PROC_ALL = f"{PROC_PREFIX}.*.*"
+RPC_FILES = "sbx.rpc.files"
+FILES_PREFIX = "sbx.files"
 # The KV bucket of the latest metrics samples (declared in topology.py); JetStream keeps a
 # bucket's entries on the subjects `$KV.<bucket>.<key>`.
 METRICS_BUCKET = "sbx_metrics"
@@ -94,3 +98,11 @@ def metrics_kv(key: str) -> str:
 def process_output(sandbox_id: UUID | str, process_id: UUID | str) -> str:
     """The live output (and end) of one background process (stream SBX_PROC)."""
     return f"{PROC_PREFIX}.{sandbox_id}.{process_id}"
+def files_up(transfer_id: str) -> str:
+    """A file transfer's frames from the API to the orchestrator (upload bytes, credits, cancel)."""
+    return f"{FILES_PREFIX}.{transfer_id}.up"
+
+
+def files_down(transfer_id: str) -> str:
+    """A file transfer's frames from the orchestrator to the API (download bytes, credits, result)."""
+    return f"{FILES_PREFIX}.{transfer_id}.down"

@@ -17,6 +17,7 @@ from sbx_api.audit.router import router as audit_router
 from sbx_api.auth.router import router as auth_router
 from sbx_api.config import ApiSettings
 from sbx_api.environments.router import router as environments_router
+from sbx_api.files.router import router as files_router
 from sbx_api.health.router import router as health_router
 from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
@@ -93,6 +94,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         environments_router,
         sandboxes_router,
         processes_router,
+        files_router,
         snapshots_router,
         volumes_router,
         streams_router,
@@ -102,7 +104,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.include_router(router)
     install_webui(app, settings)
 
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_max_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(RateLimitMiddleware)  # inside CORS: preflights are not counted
     if settings.cors_origins:
         app.add_middleware(

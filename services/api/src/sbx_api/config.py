@@ -23,6 +23,8 @@ class ApiSettings(CryptoSettings):
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_hours: float = Field(default=24.0, gt=0)
     max_body_bytes: int = 1024 * 1024
+    # File uploads (PUT .../files/content, .../files/archive) are streamed, up to this many bytes.
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
     cors_origins: str = ""  # comma separated; empty disables CORS
     # The web dashboard's built files (clients/web/dist), served at /ui/. Unset: that folder of
     # the source tree the API runs from, when it exists.

@@ -92,19 +92,28 @@ class TraceMiddleware:
             trace_id_var.reset(token)
 
 
-class BodySizeLimitMiddleware:
-    """Rejects bodies over the limit with 413 before reading them whole."""
+# File uploads: raw bodies streamed on to the sandbox, with their own (larger) limit.
+_UPLOAD_PATH = re.compile(r"^/sandboxes/[^/]+/files/(content|archive)$")
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodySizeLimitMiddleware:
+    """Rejects bodies over the limit with 413 before reading them whole (file uploads have
+    `upload_max_bytes`, SBX_MAX_UPLOAD_BYTES)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_max_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_max_bytes = upload_max_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
+        if scope.get("method") == "PUT" and _UPLOAD_PATH.match(scope.get("path", "")):
+            limit = self.upload_max_bytes
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             await _send_error(send, PayloadTooLarge())
             return
         received = 0
@@ -114,7 +123,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise PayloadTooLarge()
             return message
 

@@ -19,6 +19,7 @@ from sbx_orchestrator.engine.container_watcher import ContainerWatcher
 from sbx_orchestrator.engine.disk_watcher import DiskWatcher
 from sbx_orchestrator.messaging.command_consumer import CommandConsumer
 from sbx_orchestrator.messaging.exec_responder import ExecResponder
+from sbx_orchestrator.messaging.files_server import FilesServer
 from sbx_orchestrator.messaging.health_responder import HealthResponder
 from sbx_orchestrator.messaging.terminal_server import TerminalServer
 from sbx_orchestrator.network_guard import NetworkRefresher
@@ -33,6 +34,7 @@ COMPONENTS: tuple[ComponentFactory, ...] = (
     ExecResponder,
     ProcessManager,
     TerminalServer,
+    FilesServer,
     CommandConsumer,
     DiskWatcher,
 )

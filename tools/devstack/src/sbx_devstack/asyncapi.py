@@ -30,6 +30,8 @@ from sbx_common.messages import (
     DeadLetter,
     ExecRequest,
     ExecResult,
+    FilesReply,
+    FilesRequest,
     LogBatch,
     ProcessOutput,
     ProcessReply,
@@ -294,6 +296,21 @@ async def process_request(request: ProcessRequest) -> ProcessReply:
 )
 async def open_terminal(request: TerminalOpenRequest) -> TerminalOpenReply:
     """Start an interactive shell with a TTY in the sandbox."""
+    raise NotImplementedError
+
+
+@broker.subscriber(
+    subjects.RPC_FILES,
+    title="sbx.rpc.files:orchestrator",
+    description=(
+        "A file operation on a sandbox (stat, list, mkdir, delete, move) answered with a FilesReply;"
+        " `read` and `write` open a transfer whose bytes then flow on `sbx.files.<transfer>.up` and"
+        " `.down` (header `Sbx-Kind`: data, credit, end, result, cancel; at most 8 chunks of 256 KiB"
+        " unconsumed; see sbx_common/filestream.py)."
+    ),
+)
+async def file_operation(request: FilesRequest) -> FilesReply:
+    """Reach a sandbox's files: by exec while it runs, by Docker's archive API otherwise."""
     raise NotImplementedError
 
 

@@ -1312,3 +1312,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     sys.exit(0)
+
+
+# Files (a module of their own; it reaches `_client` above lazily).
+from sandbox_platform.cli.files import cp, files_app  # noqa: E402
+
+app.add_typer(files_app, name="files")
+app.command("cp")(cp)

@@ -1,0 +1,314 @@
+"""A sandbox's files (`sandbox.files`): list, stat, mkdir, move, remove, and bytes streamed both
+ways (uploads from bytes, files or iterables; downloads to bytes, files or iterators)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from sandbox_platform import _routes as routes
+from sandbox_platform._core import decode
+from sandbox_platform._transport import AsyncTransport, SyncTransport
+from sandbox_platform.models import ArchiveResult, FileEntry, UploadResult
+
+CHUNK = 1024 * 1024
+UPLOAD_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+
+#: What an upload accepts: bytes, text, an open binary file, a local path, or an iterable of bytes.
+Content = bytes | str | IO[bytes] | Iterable[bytes]
+AsyncContent = bytes | str | IO[bytes] | Iterable[bytes] | AsyncIterable[bytes]
+
+
+def _content_path(sandbox_id: str) -> str:
+    return f"/sandboxes/{routes._id(sandbox_id)}/files/content"
+
+
+def _archive_path(sandbox_id: str) -> str:
+    return f"/sandboxes/{routes._id(sandbox_id)}/files/archive"
+
+
+def _mode_text(mode: int | str | None) -> str | None:
+    if mode is None:
+        return None
+    return f"{mode:04o}" if isinstance(mode, int) else mode
+
+
+def _range(offset: int | None, length: int | None) -> dict[str, str]:
+    if offset is None and length is None:
+        return {}
+    start = offset or 0
+    end = "" if length is None else str(start + length - 1)
+    return {"Range": f"bytes={start}-{end}"}
+
+
+def _file_chunks(source: IO[bytes]) -> Iterator[bytes]:
+    while data := source.read(CHUNK):
+        yield data
+
+
+def _body(data: Content) -> tuple[Any, dict[str, str]]:
+    """The request body and its headers (Content-Length whenever the size is known)."""
+    if isinstance(data, str):
+        data = data.encode()
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data), {}
+    if hasattr(data, "read"):
+        source: IO[bytes] = data  # type: ignore[assignment]
+        headers = {}
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            headers["Content-Length"] = str(os.fstat(source.fileno()).st_size - source.tell())
+        return _file_chunks(source), headers
+    return data, {}
+
+
+class SandboxFiles:
+    """The files of one sandbox (running, paused or stopped)."""
+
+    def __init__(self, transport: SyncTransport, sandbox_id: str) -> None:
+        self._transport = transport
+        self._sandbox_id = sandbox_id
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        config = self._transport.config
+        return {**config.headers, **config.credentials.headers(), **(extra or {})}
+
+    def list(self, path: str = "/") -> list[FileEntry]:
+        """The entries of a directory, sorted by name."""
+        return self._transport.request(routes.list_files(self._sandbox_id, path))
+
+    def stat(self, path: str) -> FileEntry:
+        return self._transport.request(routes.stat_file(self._sandbox_id, path))
+
+    def mkdir(self, path: str, parents: bool = False) -> FileEntry:
+        return self._transport.request(routes.make_directory(self._sandbox_id, path, parents))
+
+    def move(self, source: str, target: str, overwrite: bool = False) -> FileEntry:
+        return self._transport.request(routes.move_file(self._sandbox_id, source, target, overwrite))
+
+    def remove(self, path: str, recursive: bool = False) -> None:
+        self._transport.request(routes.delete_file(self._sandbox_id, path, recursive))
+
+    def write(
+        self, path: str, data: Content, mode: int | str | None = None, size: int | None = None
+    ) -> UploadResult:
+        """Write a file (parents created), streaming `data` (bytes, text, a binary file object or
+        an iterable of bytes); `mode` as an int (0o600) or octal text ("0600"); `size` declares
+        an iterable's length (the API then refuses one over its limit before it is sent)."""
+        body, headers = _body(data)
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        params = {"path": path, **({"mode": _mode_text(mode)} if mode is not None else {})}
+        response = self._transport.http.put(
+            self._transport.config.url(_content_path(self._sandbox_id)),
+            params=params,
+            content=body,
+            headers=self._headers(headers),
+            timeout=UPLOAD_TIMEOUT,
+        )
+        answer = decode(response)
+        if answer.status >= 400:
+            raise answer.error()
+        return UploadResult.model_validate(answer.body["data"])
+
+    def upload(self, local_path: str | Path, path: str, mode: int | str | None = None) -> UploadResult:
+        """Upload a local file, streamed from disk."""
+        with Path(local_path).open("rb") as source:
+            return self.write(path, source, mode)
+
+    @contextlib.contextmanager
+    def _stream(self, path: str, offset: int | None, length: int | None) -> Iterator[httpx.Response]:
+        with self._transport.http.stream(
+            "GET",
+            self._transport.config.url(_content_path(self._sandbox_id)),
+            params={"path": path},
+            headers=self._headers(_range(offset, length)),
+            timeout=UPLOAD_TIMEOUT,
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise decode(response).error()
+            yield response
+
+    def iter_bytes(self, path: str, offset: int | None = None, length: int | None = None) -> Iterator[bytes]:
+        """A file's bytes as they arrive (optionally `length` bytes from `offset`)."""
+        with self._stream(path, offset, length) as response:
+            yield from response.iter_bytes(CHUNK)
+
+    def read(self, path: str, offset: int | None = None, length: int | None = None) -> bytes:
+        return b"".join(self.iter_bytes(path, offset, length))
+
+    def iter_archive(self, path: str) -> Iterator[bytes]:
+        """A tar of the file or tree at `path` (its top entry named after it), as it arrives."""
+        with self._transport.http.stream(
+            "GET",
+            self._transport.config.url(_archive_path(self._sandbox_id)),
+            params={"path": path},
+            headers=self._headers(),
+            timeout=UPLOAD_TIMEOUT,
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise decode(response).error()
+            yield from response.iter_bytes(CHUNK)
+
+    def download_archive(self, path: str, local_path: str | Path) -> int:
+        """Save a tar of the file or tree at `path` to a local file; the bytes written."""
+        written = 0
+        with Path(local_path).open("wb") as out:
+            for data in self.iter_archive(path):
+                out.write(data)
+                written += len(data)
+        return written
+
+    def upload_archive(self, path: str, data: Content) -> ArchiveResult:
+        """Extract a tar (bytes, a binary file, a local file's object or an iterable) into the
+        directory `path`; an entry that would land outside it refuses the whole archive."""
+        body, headers = _body(data)
+        response = self._transport.http.put(
+            self._transport.config.url(_archive_path(self._sandbox_id)),
+            params={"path": path},
+            content=body,
+            headers=self._headers(headers),
+            timeout=UPLOAD_TIMEOUT,
+        )
+        answer = decode(response)
+        if answer.status >= 400:
+            raise answer.error()
+        return ArchiveResult.model_validate(answer.body["data"])
+
+    def download(self, path: str, local_path: str | Path) -> int:
+        """Save a file to a local path, streamed to disk; the number of bytes written."""
+        written = 0
+        with Path(local_path).open("wb") as out:
+            for data in self.iter_bytes(path):
+                out.write(data)
+                written += len(data)
+        return written
+
+
+async def _async_chunks(data: AsyncIterable[bytes] | Iterable[bytes]) -> AsyncIterator[bytes]:
+    if isinstance(data, AsyncIterable):
+        async for chunk in data:
+            yield chunk
+    else:
+        for chunk in data:
+            yield chunk
+
+
+class AsyncSandboxFiles:
+    """The files of one sandbox, for the asyncio client (the methods of `SandboxFiles`, awaited)."""
+
+    def __init__(self, transport: AsyncTransport, sandbox_id: str) -> None:
+        self._transport = transport
+        self._sandbox_id = sandbox_id
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        config = self._transport.config
+        return {**config.headers, **config.credentials.headers(), **(extra or {})}
+
+    async def list(self, path: str = "/") -> list[FileEntry]:
+        return await self._transport.request(routes.list_files(self._sandbox_id, path))
+
+    async def stat(self, path: str) -> FileEntry:
+        return await self._transport.request(routes.stat_file(self._sandbox_id, path))
+
+    async def mkdir(self, path: str, parents: bool = False) -> FileEntry:
+        return await self._transport.request(routes.make_directory(self._sandbox_id, path, parents))
+
+    async def move(self, source: str, target: str, overwrite: bool = False) -> FileEntry:
+        return await self._transport.request(routes.move_file(self._sandbox_id, source, target, overwrite))
+
+    async def remove(self, path: str, recursive: bool = False) -> None:
+        await self._transport.request(routes.delete_file(self._sandbox_id, path, recursive))
+
+    async def write(self, path: str, data: AsyncContent, mode: int | str | None = None) -> UploadResult:
+        if isinstance(data, AsyncIterable):
+            body: Any = _async_chunks(data)
+            headers: dict[str, str] = {}
+        else:
+            body, headers = _body(data)
+            if not isinstance(body, bytes):
+                body = _async_chunks(body)
+        params = {"path": path, **({"mode": _mode_text(mode)} if mode is not None else {})}
+        response = await self._transport.http.put(
+            self._transport.config.url(_content_path(self._sandbox_id)),
+            params=params,
+            content=body,
+            headers=self._headers(headers),
+            timeout=UPLOAD_TIMEOUT,
+        )
+        answer = decode(response)
+        if answer.status >= 400:
+            raise answer.error()
+        return UploadResult.model_validate(answer.body["data"])
+
+    async def upload(self, local_path: str | Path, path: str, mode: int | str | None = None) -> UploadResult:
+        # Opening is quick; the bytes are then read chunk by chunk as httpx sends them.
+        with Path(local_path).open("rb") as source:  # noqa: ASYNC230
+            return await self.write(path, source, mode)
+
+    async def iter_bytes(
+        self, path: str, offset: int | None = None, length: int | None = None
+    ) -> AsyncIterator[bytes]:
+        async with self._transport.http.stream(
+            "GET",
+            self._transport.config.url(_content_path(self._sandbox_id)),
+            params={"path": path},
+            headers=self._headers(_range(offset, length)),
+            timeout=UPLOAD_TIMEOUT,
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise decode(response).error()
+            async for data in response.aiter_bytes(CHUNK):
+                yield data
+
+    async def read(self, path: str, offset: int | None = None, length: int | None = None) -> bytes:
+        return b"".join([data async for data in self.iter_bytes(path, offset, length)])
+
+    async def iter_archive(self, path: str) -> AsyncIterator[bytes]:
+        async with self._transport.http.stream(
+            "GET",
+            self._transport.config.url(_archive_path(self._sandbox_id)),
+            params={"path": path},
+            headers=self._headers(),
+            timeout=UPLOAD_TIMEOUT,
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise decode(response).error()
+            async for data in response.aiter_bytes(CHUNK):
+                yield data
+
+    async def upload_archive(self, path: str, data: AsyncContent) -> ArchiveResult:
+        if isinstance(data, AsyncIterable):
+            body: Any = _async_chunks(data)
+            headers: dict[str, str] = {}
+        else:
+            body, headers = _body(data)
+            if not isinstance(body, bytes):
+                body = _async_chunks(body)
+        response = await self._transport.http.put(
+            self._transport.config.url(_archive_path(self._sandbox_id)),
+            params={"path": path},
+            content=body,
+            headers=self._headers(headers),
+            timeout=UPLOAD_TIMEOUT,
+        )
+        answer = decode(response)
+        if answer.status >= 400:
+            raise answer.error()
+        return ArchiveResult.model_validate(answer.body["data"])
+
+    async def download(self, path: str, local_path: str | Path) -> int:
+        written = 0
+        with Path(local_path).open("wb") as out:  # noqa: ASYNC230 (written chunk by chunk)
+            async for data in self.iter_bytes(path):
+                out.write(data)
+                written += len(data)
+        return written

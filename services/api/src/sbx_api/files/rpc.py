@@ -1,0 +1,172 @@
+"""The orchestrator's file operations, asked over NATS (`sbx.rpc.files`), and the byte
+transfers they open (`sbx_common.filestream`). The API never touches Docker: it relays bytes
+between its HTTP client and the orchestrator, never holding more than a transfer's window."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Final
+
+import nats.errors
+from pydantic import ValidationError
+from sbx_common import subjects
+from sbx_common.codes import ErrorCode
+from sbx_common.errors import (
+    Conflict,
+    InvalidState,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    NotRunning,
+    PayloadTooLarge,
+    PlatformError,
+    StorageFull,
+    Unavailable,
+    ValidationFailed,
+)
+from sbx_common.filestream import CHUNK, Channel, PeerFinished, TransferAborted
+from sbx_common.logging import trace_id_var
+from sbx_common.messages import FilesReply, FilesRequest
+
+from sbx_api.state import AppState
+
+logger = logging.getLogger(__name__)
+
+RPC_TIMEOUT = 30.0
+
+_ERRORS: Final[dict[ErrorCode, type[PlatformError]]] = {
+    ErrorCode.VALIDATION_ERROR: ValidationFailed,
+    ErrorCode.NOT_FOUND: NotFound,
+    ErrorCode.CONFLICT: Conflict,
+    ErrorCode.INVALID_STATE: InvalidState,
+    ErrorCode.NOT_RUNNING: NotRunning,
+    ErrorCode.NOT_A_DIRECTORY: NotADirectory,
+    ErrorCode.IS_A_DIRECTORY: IsADirectory,
+    ErrorCode.STORAGE_FULL: StorageFull,
+    ErrorCode.PAYLOAD_TOO_LARGE: PayloadTooLarge,
+    ErrorCode.UNAVAILABLE: Unavailable,
+}
+
+
+def raise_for(reply: FilesReply) -> FilesReply:
+    if reply.ok and not reply.error_code:
+        return reply
+    try:
+        error = _ERRORS.get(ErrorCode(reply.error_code or ""), Unavailable)
+    except ValueError:
+        error = Unavailable
+    raise error(reply.error_message)
+
+
+async def call(state: AppState, request: FilesRequest) -> FilesReply:
+    try:
+        response = await state.nc.request(subjects.RPC_FILES, request.to_bytes(), timeout=RPC_TIMEOUT)
+    except nats.errors.NoRespondersError:
+        raise Unavailable("No orchestrator is available.") from None
+    except (nats.errors.Error, TimeoutError):
+        raise Unavailable("The orchestrator did not answer in time.") from None
+    try:
+        reply = FilesReply.model_validate_json(response.data)
+    except ValidationError:
+        raise Unavailable("The orchestrator's answer was unreadable.") from None
+    return raise_for(reply)
+
+
+def request(op: str, sandbox_id: uuid.UUID, owner_id: uuid.UUID, path: str, **fields: object) -> FilesRequest:
+    return FilesRequest.model_validate(
+        {
+            "op": op,
+            "sandbox_id": sandbox_id,
+            "owner_id": owner_id,
+            "path": path,
+            "trace_id": trace_id_var.get(),
+            **fields,
+        }
+    )
+
+
+class Download:
+    """A read transfer: opened (so errors are known before the response starts), then streamed."""
+
+    def __init__(self, state: AppState, base: FilesRequest) -> None:
+        self.state = state
+        self.transfer_id = uuid.uuid4().hex
+        self.request = base.model_copy(update={"transfer_id": self.transfer_id})
+        self.channel = Channel(
+            state.nc, subjects.files_up(self.transfer_id), subjects.files_down(self.transfer_id)
+        )
+
+    async def open(self) -> None:
+        await self.channel.open()
+        try:
+            await call(self.state, self.request)
+        except BaseException:
+            await self.channel.close()
+            raise
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes as they come; a transfer that breaks ends the response short (the client sees
+        fewer bytes than its Content-Length, never a silently short file)."""
+        finished = False
+        try:
+            while True:
+                frame = await self.channel.receive()
+                if frame.kind != "data":
+                    finished = True
+                    return
+                yield frame.data
+        except TransferAborted as exc:
+            logger.info("download broke off", extra={"error": str(exc)})
+            raise
+        finally:
+            if not finished:
+                await self.channel.cancel()
+            await self.channel.close()
+
+
+async def upload(state: AppState, base: FilesRequest, body: AsyncIterator[bytes], limit: int) -> FilesReply:
+    """Send the body to the orchestrator as it arrives (in CHUNK pieces, within the window)."""
+    transfer_id = uuid.uuid4().hex
+    request = base.model_copy(update={"transfer_id": transfer_id})
+    channel = Channel(state.nc, subjects.files_up(transfer_id), subjects.files_down(transfer_id))
+    await channel.open()
+    done = False
+    try:
+        await call(state, request)
+        received = 0
+        pending = bytearray()
+        try:
+            try:
+                async for data in body:
+                    received += len(data)
+                    if received > limit:
+                        raise PayloadTooLarge()
+                    pending += data
+                    if len(pending) >= CHUNK:
+                        await channel.send(bytes(pending))
+                        pending.clear()
+                if pending:
+                    await channel.send(bytes(pending))
+                await channel.end()
+            except PeerFinished:
+                pass  # the orchestrator's answer (why it stopped) is among the frames
+            while True:
+                frame = await channel.receive()
+                if frame.kind == "result":
+                    break
+        except TransferAborted:
+            # The orchestrator stopped, went silent or lost NATS: nothing was written (it removes
+            # its temporary file), and the request can be made again.
+            raise Unavailable("The upload was interrupted; nothing was written.") from None
+        done = True
+        try:
+            reply = FilesReply.model_validate_json(frame.data)
+        except ValidationError:
+            raise Unavailable("The orchestrator's answer was unreadable.") from None
+        return raise_for(reply)
+    finally:
+        if not done:
+            await channel.cancel()
+        await channel.close()

@@ -1,0 +1,295 @@
+"""Files of a sandbox: `sbx.rpc.files` (queue group "orchestrator") and the byte transfers.
+
+A FilesRequest names the operation. `stat`, `list`, `mkdir`, `delete` and `move` are answered
+with a FilesReply. `read` and `write` are answered once the transfer is ready, then their bytes
+travel on `sbx.files.<transferId>.{up,down}` with flow control (`sbx_common.filestream`):
+a download's chunks go down as the API's client takes them; an upload's chunks come up, each
+written into the sandbox before its credit goes back, and its result (the entry, or why it
+failed) goes down as the final frame. A transfer whose other side goes silent or cancels ends at
+once: an abandoned upload leaves no file behind (see `engine/files_running.py`).
+
+How the files are reached depends on the container's state, looked up for every request: a
+running container from inside (exec), a paused or stopped one through Docker's archive API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from typing import IO, Any
+
+import docker.errors
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import ValidationError
+from sbx_common import subjects
+from sbx_common.filestream import CHUNK, Channel, TransferAborted
+from sbx_common.messages import FilesReply, FilesRequest
+from sbx_common.status import Status
+
+from sbx_orchestrator.context import OrchestratorContext
+from sbx_orchestrator.engine import files_common, files_tar
+from sbx_orchestrator.engine.files_archive import ArchiveFiles
+from sbx_orchestrator.engine.files_common import FileOpError
+from sbx_orchestrator.engine.files_running import RunningFiles
+
+logger = logging.getLogger(__name__)
+
+QUEUE_GROUP = "orchestrator"
+_STATES = (Status.RUNNING, Status.PAUSED, Status.STOPPED)
+Files = RunningFiles | ArchiveFiles
+
+
+async def _spooled_chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    while data := await loop.run_in_executor(None, spool.read, CHUNK):
+        yield data
+
+
+def _refused(error: FileOpError) -> FilesReply:
+    return FilesReply(ok=False, error_code=error.code, error_message=error.message)
+
+
+class FilesServer:
+    def __init__(self, context: OrchestratorContext) -> None:
+        self.context = context
+        self._subscription: Subscription | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        self._subscription = await self.context.nc.subscribe(
+            subjects.RPC_FILES, queue=QUEUE_GROUP, cb=self._on_request
+        )
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._subscription.unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_request(self, msg: Msg) -> None:
+        self._spawn(self._answer(msg))
+
+    async def _answer(self, msg: Msg) -> None:
+        try:
+            reply = await self.handle(msg.data)
+        except FileOpError as exc:
+            reply = _refused(exc)
+        except (docker.errors.DockerException, OSError) as exc:
+            logger.warning("file operation failed", extra={"error": repr(exc)})
+            reply = _refused(FileOpError("UNAVAILABLE", "The sandbox's files could not be reached."))
+        except Exception:  # a bug here must still answer, or the API would wait out its timeout
+            logger.exception("file operation failed unexpectedly")
+            reply = _refused(FileOpError("UNAVAILABLE", "The file operation failed."))
+        if msg.reply:
+            with contextlib.suppress(nats.errors.Error):
+                await msg.respond(reply.to_bytes())
+
+    async def _files(self, request: FilesRequest) -> Files:
+        target = await self.context.repository.exec_target(request.sandbox_id)
+        if target is None or target.owner_id != request.owner_id:
+            raise FileOpError("NOT_FOUND", "The sandbox was not found.")
+        if target.status not in _STATES or not target.container_id:
+            raise FileOpError("INVALID_STATE", f"The sandbox is {target.status.value}.")
+        info = await self.context.engine.inspect(target.container_id)
+        if info is None:
+            raise FileOpError("INVALID_STATE", "The sandbox has no container.")
+        state = info.get("State") or {}
+        if state.get("Running") and not state.get("Paused"):
+            return RunningFiles(self.context.engine, target.container_id)
+        return ArchiveFiles(self.context.engine, target.container_id)
+
+    async def handle(self, data: bytes) -> FilesReply:
+        try:
+            request = FilesRequest.model_validate_json(data)
+        except ValidationError:
+            raise FileOpError("VALIDATION_ERROR", "bad request") from None
+        path = files_common.normalise(request.path)
+        files = await self._files(request)
+        match request.op:
+            case "stat":
+                return FilesReply(entry=await files.stat(path, request.follow))
+            case "list":
+                return FilesReply(entries=await files.list_dir(path))
+            case "mkdir":
+                files_common.refuse_platform(path)
+                return FilesReply(entry=await files.mkdir(path, request.parents))
+            case "delete":
+                files_common.refuse_root(path)
+                files_common.refuse_platform(path)
+                if isinstance(files, ArchiveFiles):
+                    raise FileOpError("NOT_RUNNING", "Deleting needs the sandbox running.")
+                await files.delete(path, request.recursive)
+                return FilesReply()
+            case "move":
+                target = files_common.normalise(request.to or "")
+                for each in (path, target):
+                    files_common.refuse_root(each)
+                    files_common.refuse_platform(each)
+                if isinstance(files, ArchiveFiles):
+                    raise FileOpError("NOT_RUNNING", "Moving needs the sandbox running.")
+                if target == path:
+                    return FilesReply(entry=await files.stat(path))
+                if target.startswith(path + "/"):
+                    raise FileOpError("VALIDATION_ERROR", "A directory cannot move into itself.")
+                return FilesReply(entry=await files.move(path, target, request.overwrite))
+            case "read":
+                return await self._open_read(request, path, files)
+            case "write":
+                return await self._open_write(request, path, files)
+            case "archive_read":
+                transfer = self._transfer_id(request)
+                await files.stat(path, follow=True)  # a missing path is refused before any byte
+                return await self._open_download(transfer, files.tar_read(path))
+            case "archive_write":
+                return await self._open_archive_write(request, path, files)
+        raise FileOpError("VALIDATION_ERROR", "unknown operation")
+
+    def _transfer_id(self, request: FilesRequest) -> str:
+        try:
+            return uuid.UUID(hex=request.transfer_id or "").hex
+        except ValueError:
+            raise FileOpError("VALIDATION_ERROR", "bad transfer id") from None
+
+    async def _open_read(
+        self, request: FilesRequest, path: str, files: RunningFiles | ArchiveFiles
+    ) -> FilesReply:
+        transfer = self._transfer_id(request)
+        if request.offset < 0 or (request.length is not None and request.length < 0):
+            raise FileOpError("VALIDATION_ERROR", "bad range")
+        return await self._open_download(transfer, files.read(path, request.offset, request.length))
+
+    async def _open_download(self, transfer: str, chunks: AsyncIterator[bytes]) -> FilesReply:
+        channel = Channel(self.context.nc, subjects.files_down(transfer), subjects.files_up(transfer))
+        await channel.open()
+        self._spawn(self._pump_read(channel, chunks))
+        return FilesReply()
+
+    async def _pump_read(self, channel: Channel, chunks: AsyncIterator[bytes]) -> None:
+        pending = bytearray()
+        try:
+            # Commands write in small blocks (busybox `cat`: 4 KiB): gathered into CHUNK frames.
+            async for data in chunks:
+                pending += data
+                if len(pending) >= CHUNK:
+                    await channel.send(bytes(pending))
+                    pending.clear()
+            if pending:
+                await channel.send(bytes(pending))
+            await channel.end()
+        except (TransferAborted, FileOpError, docker.errors.DockerException, OSError) as exc:
+            logger.info("download ended early", extra={"error": repr(exc)})
+            await channel.cancel()
+        except asyncio.CancelledError:
+            await channel.cancel()  # the orchestrator is stopping: the API learns it at once
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # type: ignore[attr-defined]
+            await channel.close()
+
+    async def _open_write(
+        self, request: FilesRequest, path: str, files: RunningFiles | ArchiveFiles
+    ) -> FilesReply:
+        transfer = self._transfer_id(request)
+        files_common.refuse_root(path)
+        files_common.refuse_platform(path)
+        if request.mode is not None and not 0 <= request.mode <= 0o7777:
+            raise FileOpError("VALIDATION_ERROR", "mode must be octal permission bits (e.g. 0644).")
+        if isinstance(files, RunningFiles):
+            await files.prepare_write(path)
+        channel = Channel(self.context.nc, subjects.files_down(transfer), subjects.files_up(transfer))
+        await channel.open()
+        self._spawn(self._pump_write(channel, files, request, path, transfer))
+        return FilesReply()
+
+    async def _open_archive_write(self, request: FilesRequest, path: str, files: Files) -> FilesReply:
+        transfer = self._transfer_id(request)
+        files_common.refuse_root(path)
+        files_common.refuse_platform(path)
+        channel = Channel(self.context.nc, subjects.files_down(transfer), subjects.files_up(transfer))
+        await channel.open()
+        self._spawn(self._pump_archive(channel, files, path))
+        return FilesReply()
+
+    async def _pump_archive(self, channel: Channel, files: Files, path: str) -> None:
+        """Spool the tar (checking nothing yet), check every header, then extract it."""
+        loop = asyncio.get_running_loop()
+        try:
+            with tempfile.TemporaryFile() as spool:
+                while True:
+                    frame = await channel.receive()
+                    if frame.kind != "data":
+                        break
+                    await loop.run_in_executor(None, spool.write, frame.data)
+                spool.flush()
+                check = await loop.run_in_executor(None, files_tar.check_spooled, spool)
+                if isinstance(files, RunningFiles):
+                    await files.tar_write(path, check.existing_prefixes(), _spooled_chunks(spool))
+                else:
+                    await files.tar_write(path, check.existing_prefixes(), spool)
+            await channel.result(FilesReply(count=check.entries).to_bytes())
+        except FileOpError as exc:
+            with contextlib.suppress(TransferAborted):
+                await channel.result(_refused(exc).to_bytes())
+        except TransferAborted as exc:
+            logger.info("archive upload abandoned", extra={"error": str(exc)})
+        except asyncio.CancelledError:
+            await channel.cancel()  # the orchestrator is stopping: the API learns it at once
+            raise
+        except (docker.errors.DockerException, OSError) as exc:
+            logger.warning("archive upload failed", extra={"error": repr(exc)})
+            with contextlib.suppress(TransferAborted):
+                error = FileOpError("UNAVAILABLE", "The archive could not be extracted.")
+                await channel.result(_refused(error).to_bytes())
+        finally:
+            await channel.close()
+
+    async def _pump_write(
+        self,
+        channel: Channel,
+        files: Files,
+        request: FilesRequest,
+        path: str,
+        transfer: str,
+    ) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                frame = await channel.receive()
+                if frame.kind != "data":
+                    return
+                yield frame.data
+
+        try:
+            if isinstance(files, RunningFiles):
+                entry = await files.write(path, chunks(), request.mode, transfer)
+            else:
+                entry = await files.write(path, chunks(), request.mode, request.size)
+            await channel.result(FilesReply(entry=entry).to_bytes())
+        except FileOpError as exc:
+            with contextlib.suppress(TransferAborted):
+                await channel.result(_refused(exc).to_bytes())
+        except TransferAborted as exc:
+            logger.info("upload abandoned", extra={"error": str(exc)})
+        except asyncio.CancelledError:
+            await channel.cancel()  # the orchestrator is stopping: the API learns it at once
+            raise
+        except (docker.errors.DockerException, OSError) as exc:
+            logger.warning("upload failed", extra={"error": repr(exc)})
+            with contextlib.suppress(TransferAborted):
+                error = FileOpError("UNAVAILABLE", "The file could not be written.")
+                await channel.result(_refused(error).to_bytes())
+        finally:
+            await channel.close()
