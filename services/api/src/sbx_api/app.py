@@ -20,6 +20,8 @@ from sbx_api.environments.router import router as environments_router
 from sbx_api.health.router import router as health_router
 from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
+from sbx_api.ports.router import router as ports_router
+from sbx_api.ports.upstream import UpstreamPool
 from sbx_api.ratelimit import RateLimiter
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.snapshots.router import router as snapshots_router
@@ -49,6 +51,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             js=nc.jetstream(),
             secret_box=secret_box,
             limiter=RateLimiter(settings.rate_limit_storage),
+            proxy_pool=UpstreamPool(
+                settings.proxy_connect_timeout_seconds, settings.proxy_read_timeout_seconds
+            ),
         )
         refresher = asyncio.create_task(
             app.state.sbx.gauges.refresh_forever(pool, settings.metrics_refresh_seconds)
@@ -57,6 +62,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             yield
         finally:
             await tasks.cancel_and_wait([refresher])
+            await app.state.sbx.proxy_pool.aclose()
             await nc.drain()
             await pool.close()
 
@@ -78,6 +84,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         api_keys_router,
         environments_router,
         sandboxes_router,
+        ports_router,
         snapshots_router,
         volumes_router,
         streams_router,

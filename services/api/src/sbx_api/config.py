@@ -70,3 +70,17 @@ class ApiSettings(CryptoSettings):
     # makes /metrics require `Authorization: Bearer <token>` (401 without it).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     metrics_token: SecretStr = SecretStr("")
+
+    # Ports and previews (docs/previews.md). Where clients reach the API, for preview URLs
+    # (e.g. https://sbx.example.com behind a reverse proxy); empty: the address of the request.
+    public_url: str = ""
+    # Key of the preview tokens' HMAC; empty: derived from SBX_JWT_SECRET.
+    preview_secret: SecretStr = SecretStr("")
+    proxy_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Longest wait for the sandbox's next bytes (a silent long poll past it is cut).
+    proxy_read_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Proxied requests per minute per sandbox owner (they skip SBX_RATE_LIMIT_PER_MINUTE: a page
+    # loads many assets).
+    proxy_rate_limit_per_minute: int = Field(default=6000, ge=1)
+    # Largest WebSocket message the sandbox may send through the proxy; past it: close 1009.
+    proxy_ws_max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

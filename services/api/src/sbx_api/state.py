@@ -12,6 +12,7 @@ from sbx_common.crypto import SecretBox
 from sbx_api.config import ApiSettings
 from sbx_api.gauges import BusinessGauges
 from sbx_api.info.offer import EngineOfferCache
+from sbx_api.ports.upstream import UpstreamPool
 from sbx_api.ratelimit import RateLimiter
 from sbx_api.usage import LocalUsage, UsageCounter
 
@@ -27,3 +28,5 @@ class AppState:
     engine_offer: EngineOfferCache = field(default_factory=EngineOfferCache)
     usage: UsageCounter = field(default_factory=LocalUsage)
     gauges: BusinessGauges = field(default_factory=BusinessGauges)
+    # Connections to sandboxes' ports (the port proxy); made and closed by the lifespan.
+    proxy_pool: UpstreamPool = field(default_factory=lambda: UpstreamPool(5.0, 300.0))
