@@ -20,6 +20,8 @@ from sbx_api.environments.router import router as environments_router
 from sbx_api.health.router import router as health_router
 from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
+from sbx_api.ports.hosts import PreviewHostMiddleware
+from sbx_api.ports.hosts import parse_template as parse_preview_hosts
 from sbx_api.ports.router import router as ports_router
 from sbx_api.ports.upstream import UpstreamPool
 from sbx_api.ratelimit import RateLimiter
@@ -36,6 +38,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     if len(settings.jwt_secret.get_secret_value()) < 32:
         raise ValueError("SBX_JWT_SECRET must be set to at least 32 characters")
+    parse_preview_hosts(settings.preview_url)  # a malformed SBX_PREVIEW_URL stops the start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +106,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Requests to a preview host go to the proxy before anything else sees them (inside
+    # TraceMiddleware, so they carry a trace id and are logged and counted).
+    app.add_middleware(PreviewHostMiddleware, template=settings.preview_url)
     app.add_middleware(TraceMiddleware)
     openapi.install(app)
     return app

@@ -74,6 +74,10 @@ class ApiSettings(CryptoSettings):
     # Ports and previews (docs/previews.md). Where clients reach the API, for preview URLs
     # (e.g. https://sbx.example.com behind a reverse proxy); empty: the address of the request.
     public_url: str = ""
+    # Preview URLs on hosts of their own, one per sandbox port, e.g.
+    # https://{port}-{id}.preview.example.com (wildcard DNS to the API); empty: previews are
+    # served under /sandboxes/:id/ports/:port/ on the API's own origin (docs/previews.md).
+    preview_url: str = ""
     # Key of the preview tokens' HMAC; empty: derived from SBX_JWT_SECRET.
     preview_secret: SecretStr = SecretStr("")
     proxy_connect_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -81,7 +81,7 @@ def request_headers(
                 out.append((name, remaining))
             continue
         out.append((name, value))
-    out.extend((f"x-forwarded-{key}", value) for key, value in forwarded.items())
+    out.extend((f"x-forwarded-{key}", value) for key, value in forwarded.items() if value)
     return out
 
 

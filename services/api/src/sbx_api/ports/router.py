@@ -14,11 +14,13 @@ from sbx_api.deps import CurrentUser, State, parse_id
 from sbx_api.ports import proxy, websocket
 from sbx_api.ports.access import resolve
 from sbx_api.ports.headers import preview_cookie_header
+from sbx_api.ports.hosts import public_prefix
 from sbx_api.ports.paths import PREVIEW_PARAM, parse_port, upstream_path, without_params
 from sbx_api.ports.schemas import PreviewUrlOut, PreviewUrlRequest
 from sbx_api.ports.service import create_preview_url
 from sbx_api.responses import ok
 from sbx_api.schemas import Envelope
+from sbx_api.state import AppState
 
 router = APIRouter(tags=["ports"])
 
@@ -66,32 +68,36 @@ async def _proxy(request: Request, state: State, sandbox_id: str, port: str, pat
     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
     cookie). Redirects of the sandbox are returned, pointed back under this path."""
+    return await proxy_request(request, state, sandbox_id, port)
+
+
+async def proxy_request(request: Request, state: AppState, sandbox_id: str, port: str) -> Response:
+    """A proxied request, from the routes above or a preview host (`hosts`)."""
     port_number = parse_port(port)
     target_path = upstream_path(request.scope.get("raw_path") or request.url.path.encode(), sandbox_id, port)
     access = await resolve(request, state, sandbox_id, port_number)
     limit = ratelimit.per_minutes(state.settings.proxy_rate_limit_per_minute)
     await ratelimit.enforce(request, "proxy", f"user:{access.owner_id}", limit)
+    prefix = public_prefix(request.scope, target_path.prefix)
     if access.first_visit is not None and request.method in ("GET", "HEAD"):
-        return _first_visit(
-            request, access.first_visit_token, access.first_visit.expires_at, target_path.prefix
-        )
-    return await proxy.forward(request, state.proxy_pool, access, target_path, prefix=target_path.prefix)
+        expires_at = access.first_visit.expires_at
+        return _first_visit(request, access.first_visit_token, expires_at, prefix, target_path.path)
+    return await proxy.forward(request, state.proxy_pool, access, target_path, prefix=prefix)
 
 
-def _first_visit(request: Request, token: str, expires_at: int, prefix: str) -> Response:
+def _first_visit(request: Request, token: str, expires_at: int, prefix: str, path: bytes) -> Response:
     """Set the preview cookie for this sandbox's port and send the browser to the same address
     without the token (so it is not left in the history, nor sent on as a Referer)."""
     query = without_params(request.scope.get("query_string", b""), {PREVIEW_PARAM}).decode("latin-1")
-    raw_path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
-    location = raw_path + (f"?{query}" if query else "")
+    location = prefix + path.decode("latin-1") + (f"?{query}" if query else "")
     response = RedirectResponse(location, status_code=303)
     response.headers["cache-control"] = "no-store"
     response.headers["referrer-policy"] = "no-referrer"
     secure = request.url.scheme == "https"
-    response.headers.append(
-        "set-cookie",
-        preview_cookie_header(token, path=prefix, max_age=expires_at - int(time.time()), secure=secure),
+    cookie = preview_cookie_header(
+        token, path=prefix or "/", max_age=expires_at - int(time.time()), secure=secure
     )
+    response.headers.append("set-cookie", cookie)
     return response
 
 

@@ -15,6 +15,7 @@ from sbx_api.audit import service as audit
 from sbx_api.deps import Caller
 from sbx_api.ports import repository, tokens
 from sbx_api.ports.access import preview_key
+from sbx_api.ports.hosts import parse_template
 from sbx_api.ports.paths import PREVIEW_PARAM
 from sbx_api.ports.schemas import PreviewUrlOut
 from sbx_api.state import AppState
@@ -45,7 +46,10 @@ async def create_preview_url(  # noqa: PLR0917 - one call site, each argument na
         token = tokens.PreviewToken(sandbox_id, caller.user_id, port, int(time.time()) + seconds)
         signed = tokens.sign(token, preview_key(state))
         await attempt.succeeded(state.pool, details={"port": port, "expiresAt": token.expires_at})
-    url = (
-        f"{public_base(request, state)}/sandboxes/{sandbox_id}/ports/{port}/?{PREVIEW_PARAM}={quote(signed)}"
-    )
+    hosts = parse_template(state.settings.preview_url)
+    if hosts is not None:
+        base = hosts.base_url(str(sandbox_id), port)
+    else:
+        base = f"{public_base(request, state)}/sandboxes/{sandbox_id}/ports/{port}"
+    url = f"{base}/?{PREVIEW_PARAM}={quote(signed)}"
     return PreviewUrlOut(url=url, expires_at=token.expires)

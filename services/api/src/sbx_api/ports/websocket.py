@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from sbx_api.ports import access as port_access
 from sbx_api.ports.headers import WEBSOCKET_HANDSHAKE, request_headers
+from sbx_api.ports.hosts import public_prefix
 from sbx_api.ports.paths import parse_port, upstream_path, without_params
 from sbx_api.state import AppState
 from sbx_api.streams.socket import close, until_first
@@ -60,7 +61,10 @@ async def serve(websocket: WebSocket, state: AppState, raw_id: str, raw_port: st
     headers = request_headers(
         [(k, v) for k, v in websocket.headers.items() if k.lower() != "sec-websocket-protocol"],
         keep_authorization=target.by_preview,
-        forwarded={"for": websocket.client.host if websocket.client else "", "prefix": path.prefix},
+        forwarded={
+            "for": websocket.client.host if websocket.client else "",
+            "prefix": public_prefix(websocket.scope, path.prefix),
+        },
         drop=WEBSOCKET_HANDSHAKE,
     )
     try:
