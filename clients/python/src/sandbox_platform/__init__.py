@@ -29,6 +29,7 @@ from sandbox_platform.errors import (
     SandboxPlatformError,
     UnauthorizedError,
     UnavailableError,
+    UpstreamUnavailableError,
     ValidationError,
 )
 from sandbox_platform.models import (
@@ -54,6 +55,7 @@ from sandbox_platform.models import (
     NetworkPolicy,
     NetworkUsage,
     Port,
+    PreviewUrl,
     SandboxInfo,
     Secret,
     Snapshot,
@@ -102,6 +104,7 @@ __all__ = [
     "Opening",
     "PayloadTooLargeError",
     "Port",
+    "PreviewUrl",
     "QuotaExceededError",
     "RateLimitedError",
     "RetryPolicy",
@@ -114,6 +117,7 @@ __all__ = [
     "Terminal",
     "UnauthorizedError",
     "UnavailableError",
+    "UpstreamUnavailableError",
     "User",
     "ValidationError",
     "Volume",

@@ -27,6 +27,7 @@ from sandbox_platform.models import (
     Metrics,
     NetworkPolicy,
     Port,
+    PreviewUrl,
     Secret,
     Snapshot,
     User,
@@ -371,6 +372,19 @@ def sandbox_logs(sandbox_id: str, tail: int | None, since: int | None) -> Call[l
 
 def sandbox_metrics(sandbox_id: str) -> Call[Metrics]:
     return Call("GET", f"/sandboxes/{_id(sandbox_id)}/metrics", _model(Metrics))
+
+
+def port_path(sandbox_id: str, port: int, path: str = "/") -> str:
+    """Where the API proxies HTTP and WebSockets to `port` of the sandbox (`path` relative to the
+    sandbox server's root)."""
+    return f"/sandboxes/{_id(sandbox_id)}/ports/{int(port)}/{path.lstrip('/')}"
+
+
+def create_preview_url(sandbox_id: str, port: int, expires_in_seconds: int | None) -> Call[PreviewUrl]:
+    body: dict[str, Any] = {} if expires_in_seconds is None else {"expiresInSeconds": expires_in_seconds}
+    return Call(
+        "POST", f"/sandboxes/{_id(sandbox_id)}/ports/{int(port)}/preview-url", _model(PreviewUrl), body=body
+    )
 
 
 def create_snapshot(sandbox_id: str, name: str | None) -> Call[Snapshot]:
