@@ -620,6 +620,93 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/sandboxes/{sandbox_id}/ports/{port}/preview-url": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Preview Url
+         * @description A signed, expiring URL of one port of a running sandbox that a browser opens with no other
+         *     credential, until it expires or the sandbox is destroyed. The URL's base is `SBX_PUBLIC_URL`,
+         *     else the address of this request. A `POST` to this path is the API's, never the sandbox's.
+         */
+        post: operations["preview_url_sandboxes__sandbox_id__ports__port__preview_url_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/ports/{port}/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * GET to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        get: operations["proxy_get_sandboxes__sandbox_id__ports__port___path__get"];
+        /**
+         * PUT to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        put: operations["proxy_put_sandboxes__sandbox_id__ports__port___path__put"];
+        /**
+         * POST to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        post: operations["proxy_post_sandboxes__sandbox_id__ports__port___path__post"];
+        /**
+         * DELETE to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        delete: operations["proxy_delete_sandboxes__sandbox_id__ports__port___path__delete"];
+        /**
+         * OPTIONS to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        options: operations["proxy_options_sandboxes__sandbox_id__ports__port___path__options"];
+        /**
+         * HEAD to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        head: operations["proxy_head_sandboxes__sandbox_id__ports__port___path__head"];
+        /**
+         * PATCH to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        patch: operations["proxy_patch_sandboxes__sandbox_id__ports__port___path__patch"];
+        trace?: never;
+    };
     "/sandboxes/{sandbox_id}/snapshots": {
         parameters: {
             query?: never;
@@ -1286,6 +1373,16 @@ export interface components {
             success?: true;
             data: components["schemas"]["MetricsOut"];
         };
+        /** Envelope[PreviewUrlOut] */
+        Envelope_PreviewUrlOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["PreviewUrlOut"];
+        };
         /** Envelope[SandboxOut] */
         Envelope_SandboxOut_: {
             /**
@@ -1699,6 +1796,29 @@ export interface components {
             container: number;
             /** Host */
             host?: number | null;
+        };
+        /**
+         * PreviewUrlOut
+         * @description A link a browser opens with no other credential: its first visit sets an HttpOnly cookie
+         *     scoped to this sandbox's port and redirects to the same address without the token.
+         */
+        PreviewUrlOut: {
+            /** Url */
+            url: string;
+            /** Expiresat */
+            expiresAt: string;
+        };
+        /**
+         * PreviewUrlRequest
+         * @description How long the link works (seconds, 60 to 604800; default 3600). It also stops working when
+         *     the sandbox is destroyed.
+         */
+        PreviewUrlRequest: {
+            /**
+             * Expiresinseconds
+             * @default 3600
+             */
+            expiresInSeconds?: number;
         };
         /**
          * ReplicateSandboxRequest
@@ -3626,6 +3746,583 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    preview_url_sandboxes__sandbox_id__ports__port__preview_url_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["PreviewUrlRequest"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_PreviewUrlOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_RUNNING */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_get_sandboxes__sandbox_id__ports__port___path__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_put_sandboxes__sandbox_id__ports__port___path__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_post_sandboxes__sandbox_id__ports__port___path__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_delete_sandboxes__sandbox_id__ports__port___path__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_options_sandboxes__sandbox_id__ports__port___path__options: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_head_sandboxes__sandbox_id__ports__port___path__head: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_patch_sandboxes__sandbox_id__ports__port___path__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
             default: {
