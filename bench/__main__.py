@@ -15,6 +15,7 @@ MODULES = [
     "bench.collector",
     "bench.webhooks",
     "bench.snapvol",
+    "bench.ports",
 ]
 
 

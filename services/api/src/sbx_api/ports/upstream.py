@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import h11
 
-READ_SIZE = 64 * 1024
+READ_SIZE = 256 * 1024
 MAX_HEAD_BYTES = 64 * 1024
 IDLE_SECONDS = 30.0
 MAX_IDLE_PER_TARGET = 32
