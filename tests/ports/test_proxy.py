@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
+import docker
 import httpx
 import pytest
 import websockets
@@ -195,11 +198,29 @@ async def test_path_tricks_reach_nothing_else(
     assert body.decode().splitlines()[0] == "GET /headers"
 
 
+async def recorded_address(pg: asyncpg.Connection, sandbox_id: str) -> str | None:
+    address: str | None = await pg.fetchval(
+        "SELECT host(address) FROM sandbox_runtime WHERE sandbox_id = $1", uuid.UUID(sandbox_id)
+    )
+    return address
+
+
 async def test_a_stopped_sandbox_is_409_not_running(
-    api: httpx.AsyncClient, platform: Platform, owner: User, web_environment: dict[str, Any]
+    api: httpx.AsyncClient,
+    *,
+    platform: Platform,
+    owner: User,
+    web_environment: dict[str, Any],
+    pg: asyncpg.Connection,
+    docker_client: docker.DockerClient,
 ) -> None:
     sandbox = await start_web_sandbox(api, owner, web_environment)
+    # The orchestrator records the container's address on the sandbox bridge while it runs.
+    networks = docker_client.api.inspect_container(f"sbx-{sandbox['id']}")["NetworkSettings"]["Networks"]
+    bridge = networks[f"sbx-{platform.base_env['SBX_INSTANCE']}"]["IPAddress"]
+    assert await recorded_address(pg, sandbox["id"]) == bridge
     await lifecycle(api, owner, sandbox["id"], "stop")
+    assert await recorded_address(pg, sandbox["id"]) is None
     error_of(await api.get(port_path(sandbox, HTTP_PORT), headers=owner.headers), 409, "NOT_RUNNING")
     answer = await api.post(
         f"/sandboxes/{sandbox['id']}/ports/{HTTP_PORT}/preview-url", headers=owner.headers
