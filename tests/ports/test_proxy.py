@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ import websockets
 
 from tests.ports.conftest import HTTP_PORT, WS_PORT, start_web_sandbox
 from tests.support.api import User, error_of, signup
-from tests.support.platform import Platform
+from tests.support.platform import Platform, extra_api
 from tests.support.sandboxes import lifecycle
 from tests.support.sockets import close_code_of, ws_connect, ws_url
 
@@ -228,3 +229,23 @@ async def test_a_stopped_sandbox_is_409_not_running(
     error_of(answer, 409, "NOT_RUNNING")
     assert await close_code_of(ws_url(platform.ws_url, port_path(sandbox, WS_PORT), owner.token)) == 4009
     await lifecycle(api, owner, sandbox["id"], "destroy")
+
+
+async def test_fair_use_sockets_per_owner_and_refusals_per_ip(
+    platform: Platform, owner: User, web_sandbox: dict[str, Any], tmp_path: Path
+) -> None:
+    """Proxied sockets count against the sandbox's owner (close 4029 at the cap); refused proxied
+    requests count against the caller's IP like any unauthenticated request."""
+    settings = {"SBX_MAX_PROXY_SOCKETS_PER_USER": "1", "SBX_RATE_LIMIT_PER_MINUTE": "3"}
+    async with extra_api(platform, tmp_path, **settings) as other:
+        ws_base = str(other.base_url).replace("http://", "ws://").rstrip("/")
+        url = ws_url(ws_base, port_path(web_sandbox, WS_PORT, "one"), owner.token)
+        async with ws_connect(url) as first:
+            await first.send("held")
+            assert await first.recv() == "held"
+            assert await close_code_of(url) == 4029
+        async with ws_connect(url) as again:
+            await again.send("free again")
+            assert await again.recv() == "free again"
+        statuses = [(await other.get(port_path(web_sandbox, HTTP_PORT))).status_code for _ in range(4)]
+        assert statuses == [401, 401, 401, 429]

@@ -60,6 +60,8 @@ class ApiSettings(CryptoSettings):
     max_concurrent_execs_per_user: int = Field(default=8, ge=1)
     max_terminals_per_user: int = Field(default=10, ge=1)
     max_streams_per_user: int = Field(default=20, ge=1)  # event (SSE, WebSocket) and log sockets
+    # WebSockets through the port proxy, counted against the sandbox's owner (previews included).
+    max_proxy_sockets_per_user: int = Field(default=100, ge=1)
     # How long an exec may wait in the orchestrator's queue before it starts; the API waits this
     # long beyond the command's own timeout for the answer.
     exec_queue_wait_seconds: float = Field(default=30.0, ge=0)

@@ -7,6 +7,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, WebSocket
+from sbx_common.errors import Unauthorized
 from starlette.responses import RedirectResponse, Response
 
 from sbx_api import ratelimit
@@ -75,7 +76,13 @@ async def proxy_request(request: Request, state: AppState, sandbox_id: str, port
     """A proxied request, from the routes above or a preview host (`hosts`)."""
     port_number = parse_port(port)
     target_path = upstream_path(request.scope.get("raw_path") or request.url.path.encode(), sandbox_id, port)
-    access = await resolve(request, state, sandbox_id, port_number)
+    try:
+        access = await resolve(request, state, sandbox_id, port_number)
+    except Unauthorized:
+        # Proxied requests skip the global limit; refused ones still count against the caller's IP.
+        ip_limit = ratelimit.per_minutes(state.settings.rate_limit_per_minute)
+        await ratelimit.enforce(request, "global", f"ip:{ratelimit.client_ip(request)}", ip_limit)
+        raise
     limit = ratelimit.per_minutes(state.settings.proxy_rate_limit_per_minute)
     await ratelimit.enforce(request, "proxy", f"user:{access.owner_id}", limit)
     prefix = public_prefix(request.scope, target_path.prefix)

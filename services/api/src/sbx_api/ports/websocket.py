@@ -20,11 +20,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from sbx_api.ports import access as port_access
+from sbx_api.ports.access import Access
 from sbx_api.ports.headers import WEBSOCKET_HANDSHAKE, request_headers
 from sbx_api.ports.hosts import public_prefix
-from sbx_api.ports.paths import parse_port, upstream_path, without_params
+from sbx_api.ports.paths import UpstreamPath, parse_port, upstream_path, without_params
 from sbx_api.state import AppState
 from sbx_api.streams.socket import close, until_first
+from sbx_api.usage import CapReached, Held
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,21 @@ async def serve(websocket: WebSocket, state: AppState, raw_id: str, raw_port: st
         await websocket.accept()
         await close(websocket, _close_code(exc), exc.message)
         return
+    usage, limit = state.usage, state.settings.max_proxy_sockets_per_user
+    try:
+        await usage.acquire(Held.PROXY_SOCKETS, target.owner_id, limit)
+    except CapReached as exc:
+        await websocket.accept()
+        await close(websocket, WsClose.CAP_REACHED, str(exc))
+        return
+    try:
+        await _relay(websocket, state, target, path)
+    finally:
+        await usage.release(Held.PROXY_SOCKETS, target.owner_id)
+
+
+async def _relay(websocket: WebSocket, state: AppState, target: Access, path: UpstreamPath) -> None:
+    """The handshake with the sandbox, then frames both ways until either side closes."""
     query = without_params(websocket.scope.get("query_string", b""), target.platform_params)
     resource = path.path + (b"?" + query if query else b"")
     uri = f"ws://{target.address}:{target.port}{resource.decode('latin-1')}"
@@ -79,9 +96,13 @@ async def serve(websocket: WebSocket, state: AppState, raw_id: str, raw_port: st
             ping_interval=None,  # the client's own pings pass through
         )
     except (OSError, TimeoutError, InvalidHandshake) as exc:
-        logger.info("sandbox port refused a websocket", extra={"port": port, "error": type(exc).__name__})
+        logger.info(
+            "sandbox port refused a websocket", extra={"port": target.port, "error": type(exc).__name__}
+        )
         await websocket.accept()
-        await close(websocket, BAD_GATEWAY, f"Nothing accepts a WebSocket on port {port} of the sandbox.")
+        await close(
+            websocket, BAD_GATEWAY, f"Nothing accepts a WebSocket on port {target.port} of the sandbox."
+        )
         return
     async with upstream:
         await websocket.accept(subprotocol=upstream.subprotocol)
