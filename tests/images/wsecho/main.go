@@ -2,7 +2,8 @@
 // runs in the busybox test image). Text and binary frames come back as they came; a text
 // "close-me" makes the server close with 4321 "bye"; a client's close is answered with the same
 // code. The handshake's subprotocol is the client's first offer; GET /headers (no upgrade)
-// answers with the request line and headers it received.
+// answers with the request line and headers it received; with a directory as second argument,
+// other requests without an upgrade are served from it (a page that opens its own WebSocket).
 package main
 
 import (
@@ -20,10 +21,15 @@ import (
 
 const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+var files http.Handler
+
 func main() {
 	addr := ":9000"
 	if len(os.Args) > 1 {
 		addr = os.Args[1]
+	}
+	if len(os.Args) > 2 {
+		files = http.FileServer(http.Dir(os.Args[2]))
 	}
 	http.HandleFunc("/", handle)
 	if err := http.ListenAndServe(addr, nil); err != nil {
@@ -34,6 +40,10 @@ func main() {
 
 func handle(w http.ResponseWriter, r *http.Request) {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		if files != nil && r.URL.Path != "/headers" {
+			files.ServeHTTP(w, r)
+			return
+		}
 		fmt.Fprintf(w, "%s %s\n", r.Method, r.RequestURI)
 		for name, values := range r.Header {
 			for _, v := range values {
