@@ -19,6 +19,7 @@ MODULES = [
     "bench.scale",  # SBX_BENCH_SCALE_SANDBOXES sandboxes (default 300; `make bench SCALE_SANDBOXES=50`)
     "bench.agent",
     "bench.files",
+    "bench.ports",
 ]
 
 

@@ -135,8 +135,13 @@ def remove_instance_network(instance: str) -> None:
     def iptables(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True, check=False)
 
-    for chain, target in (("DOCKER-USER", chains.main), ("INPUT", chains.input)):
-        while iptables("-D", chain, "-i", bridge, "-j", target).returncode == 0:
+    jumps = (
+        ("DOCKER-USER", "-i", chains.main),
+        ("INPUT", "-i", chains.input),
+        ("DOCKER-USER", "-o", chains.inbound),
+    )
+    for chain, direction, target in jumps:
+        while iptables("-D", chain, direction, bridge, "-j", target).returncode == 0:
             pass
     listing = iptables("-S").stdout.splitlines()
     names = [line.split()[1] for line in listing if line.startswith("-N ")]

@@ -2,7 +2,7 @@
  * `SandboxClient`: one method per route of the API (API.md), named as in CLIENTS.md.
  */
 
-import { SandboxApiError, errorFromClose } from "./errors.js";
+import { SandboxApiError, errorFromClose, errorFromResponse } from "./errors.js";
 import { DEFAULT_RETRY, Transport, buildUrl, randomId } from "./http.js";
 import type { FetchLike, HttpMethod, QueryValue, RequestSpec, RetryOptions } from "./http.js";
 import { ResumableStream, resolveWebSocket } from "./sockets.js";
@@ -42,6 +42,8 @@ import type {
   ProcessInfo,
   ProcessOutputPage,
   ProcessSignal,
+  PreviewUrl,
+  PreviewUrlOptions,
   ReplicateOverrides,
   SandboxPatch,
   Sandbox,
@@ -157,6 +159,8 @@ const LIST_PAGE_SIZE = 200;
 
 export class SandboxClient {
   private readonly transport: Transport;
+  private readonly fetchImpl: FetchLike;
+  private readonly baseUrl: string;
   private readonly webSocket: WebSocketConstructor | undefined;
   private readonly wsBase: string;
   private apiKeyValue: string | undefined;
@@ -165,6 +169,8 @@ export class SandboxClient {
   constructor(options: SandboxClientOptions) {
     const fetchImpl = options.fetch ?? (globalThis.fetch as FetchLike | undefined)?.bind(globalThis);
     if (!fetchImpl) throw new TypeError("No fetch implementation: pass one as the `fetch` option.");
+    this.fetchImpl = fetchImpl;
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.apiKeyValue = options.apiKey;
     this.tokenValue = options.token;
     this.webSocket = options.WebSocket;
@@ -433,6 +439,50 @@ export class SandboxClient {
   /** Delete a snapshot and its image (409 while a sandbox made from it is not destroyed). */
   deleteSnapshot(id: string): Promise<Deleted> {
     return this.call("DELETE", `/snapshots/${seg(id)}`);
+  }
+
+  // Ports and previews
+
+  /**
+   * A signed link to `port` of a running sandbox that a browser opens with no other credential,
+   * until it expires (`expiresInSeconds`, 60-604800, default 3600) or the sandbox is destroyed.
+   */
+  getPreviewUrl(sandboxId: string, port: number, options: PreviewUrlOptions = {}): Promise<PreviewUrl> {
+    const body = options.expiresInSeconds === undefined ? {} : { expiresInSeconds: options.expiresInSeconds };
+    return this.call("POST", `/sandboxes/${seg(sandboxId)}/ports/${port}/preview-url`, { body });
+  }
+
+  /** The API's address of `path` on `port` of the sandbox (requests there need the client's credential). */
+  portUrl(sandboxId: string, port: number, path = "/"): string {
+    return `${this.baseUrl}/sandboxes/${seg(sandboxId)}/ports/${port}/${path.replace(/^\/+/, "")}`;
+  }
+
+  /** The WebSocket address of `path` on `port` of the sandbox, with the client's credential (`?token=`). */
+  portSocketUrl(sandboxId: string, port: number, path = "/"): string {
+    const [pathPart, query = ""] = path.split("?", 2) as [string, string?];
+    const base = `${this.wsBase.replace(/\/+$/, "")}/sandboxes/${seg(sandboxId)}/ports/${port}/${pathPart.replace(/^\/+/, "")}`;
+    const token = encodeURIComponent(this.tokenValue ?? this.apiKeyValue ?? "");
+    return `${base}?${query ? `${query}&` : ""}token=${token}`;
+  }
+
+  /**
+   * An HTTP request to the sandbox's server on `port`, through the API: the server's answer as
+   * it is (any status, its body unread). The platform's own refusals (not running, nothing
+   * listening: `UPSTREAM_UNAVAILABLE`, not yours...) are thrown as `SandboxApiError`.
+   */
+  async portFetch(sandboxId: string, port: number, path = "/", init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    const credential = this.tokenValue ?? this.apiKeyValue;
+    if (credential && !headers.has("authorization")) headers.set("authorization", `Bearer ${credential}`);
+    const response = await this.fetchImpl(this.portUrl(sandboxId, port, path), { ...init, headers });
+    if (PROXY_ERROR_STATUSES.has(response.status) && (response.headers.get("content-type") ?? "").startsWith("application/json")) {
+      const body: unknown = await response.clone().json().catch(() => undefined);
+      const error = isObject(body) && body.success === false && isObject(body.error) ? body.error : undefined;
+      if (error && typeof error.code === "string" && PROXY_ERROR_CODES.has(error.code)) {
+        throw errorFromResponse(response.status, response.headers, body);
+      }
+    }
+    return response;
   }
 
   // Volumes
@@ -784,6 +834,18 @@ export class SandboxClient {
     return buildUrl(this.wsBase, path, { ...query, token: this.tokenValue ?? this.apiKeyValue });
   }
 }
+
+/** Statuses and codes of the port proxy's own refusals (anything else is the sandbox's answer). */
+const PROXY_ERROR_STATUSES: ReadonlySet<number> = new Set([400, 401, 404, 409, 429, 502, 503]);
+const PROXY_ERROR_CODES: ReadonlySet<string> = new Set([
+  "VALIDATION_ERROR",
+  "UNAUTHORIZED",
+  "NOT_FOUND",
+  "NOT_RUNNING",
+  "RATE_LIMITED",
+  "UPSTREAM_UNAVAILABLE",
+  "UNAVAILABLE",
+]);
 
 /** Close codes after which reconnecting cannot help. */
 const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([1008, 4001, 4004, 4009, 4029]);

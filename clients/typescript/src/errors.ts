@@ -19,6 +19,7 @@ export type ApiErrorCode =
   | "QUOTA_EXCEEDED"
   | "RATE_LIMITED"
   | "UNAVAILABLE"
+  | "UPSTREAM_UNAVAILABLE"
   | "INTERNAL_ERROR";
 
 /**
@@ -123,6 +124,7 @@ export function errorFromResponse(status: number, headers: Headers, body: unknow
 const CLOSE_ERRORS: Record<number, { code: ApiErrorCode; status: number }> = {
   1008: { code: "VALIDATION_ERROR", status: 400 },
   1011: { code: "INTERNAL_ERROR", status: 500 },
+  1014: { code: "UPSTREAM_UNAVAILABLE", status: 502 },
   4001: { code: "UNAUTHORIZED", status: 401 },
   4004: { code: "NOT_FOUND", status: 404 },
   4009: { code: "NOT_RUNNING", status: 409 },

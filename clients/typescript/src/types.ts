@@ -55,6 +55,11 @@ export type VolumeMount = Schemas["VolumeMountIn"];
 /** A sandbox's filesystem kept as an image: `creating`, then `ready` or `failed`. */
 export type Snapshot = Schemas["SnapshotOut"];
 export type Volume = Schemas["VolumeOut"];
+
+/** A signed link to one port of a sandbox (`getPreviewUrl`). */
+export type PreviewUrl = Schemas["PreviewUrlOut"];
+/** `getPreviewUrl`: `expiresInSeconds` 60-604800 (default 3600). */
+export type PreviewUrlOptions = Schemas["PreviewUrlRequest"];
 export type VolumeConfig = Schemas["CreateVolumeRequest"];
 
 /** `updateSandbox`: `ttlSeconds` (from now), `metadata` (replaces), `onExpire`. */

@@ -32,6 +32,7 @@ from sandbox_platform.errors import (
     StorageFullError,
     UnauthorizedError,
     UnavailableError,
+    UpstreamUnavailableError,
     ValidationError,
 )
 from sandbox_platform.models import (
@@ -61,6 +62,7 @@ from sandbox_platform.models import (
     Port,
     ProcessInfo,
     ProcessOutput,
+    PreviewUrl,
     SandboxInfo,
     Secret,
     Snapshot,
@@ -122,6 +124,7 @@ __all__ = [
     "ProcessInfo",
     "ProcessOutput",
     "Processes",
+    "PreviewUrl",
     "QuotaExceededError",
     "RateLimitedError",
     "RetryPolicy",
@@ -136,6 +139,7 @@ __all__ = [
     "UnauthorizedError",
     "UnavailableError",
     "UploadResult",
+    "UpstreamUnavailableError",
     "User",
     "ValidationError",
     "Volume",

@@ -30,6 +30,7 @@ from sandbox_platform.models import (
     Port,
     ProcessInfo,
     ProcessOutput,
+    PreviewUrl,
     Secret,
     Snapshot,
     User,
@@ -379,6 +380,20 @@ def sandbox_metrics(sandbox_id: str) -> Call[Metrics]:
 def create_snapshot(sandbox_id: str, name: str | None, wait: float | None = None) -> Call[Snapshot]:
     """With `wait` (seconds) the API answers once the snapshot is ready or failed. Sent with an
     Idempotency-Key (Retry.LIFECYCLE), so a retry never makes a second snapshot."""
+def port_path(sandbox_id: str, port: int, path: str = "/") -> str:
+    """Where the API proxies HTTP and WebSockets to `port` of the sandbox (`path` relative to the
+    sandbox server's root)."""
+    return f"/sandboxes/{_id(sandbox_id)}/ports/{int(port)}/{path.lstrip('/')}"
+
+
+def create_preview_url(sandbox_id: str, port: int, expires_in_seconds: int | None) -> Call[PreviewUrl]:
+    body: dict[str, Any] = {} if expires_in_seconds is None else {"expiresInSeconds": expires_in_seconds}
+    return Call(
+        "POST", f"/sandboxes/{_id(sandbox_id)}/ports/{int(port)}/preview-url", _model(PreviewUrl), body=body
+    )
+
+
+def create_snapshot(sandbox_id: str, name: str | None) -> Call[Snapshot]:
     body: dict[str, Any] = {} if name is None else {"name": name}
     params, read_timeout = server_wait(wait)
     return Call(

@@ -16,6 +16,7 @@ from sandbox_platform import _routes as routes
 from sandbox_platform._async_streams import AsyncStream, AsyncTerminal, Opening, events, log_lines, wait_for
 from sandbox_platform._core import ClientConfig, RetryPolicy
 from sandbox_platform._files import AsyncSandboxFiles
+from sandbox_platform._ports import proxy_error
 from sandbox_platform._routes import NetworkLike, PortLike, VolumeMountLike
 from sandbox_platform._transport import AsyncTransport
 from sandbox_platform.client import DEFAULT_WAIT_TIMEOUT, UNSET
@@ -34,6 +35,7 @@ from sandbox_platform.models import (
     Info,
     LogLine,
     Metrics,
+    PreviewUrl,
     SandboxInfo,
     Secret,
     Snapshot,
@@ -557,6 +559,45 @@ class AsyncSandbox(SandboxInfo):
     def files(self) -> AsyncSandboxFiles:
         """The sandbox's files (while it runs, is paused or is stopped)."""
         return AsyncSandboxFiles(self._transport, self.id)
+    async def get_preview_url(self, port: int, expires_in_seconds: int | None = None) -> PreviewUrl:
+        """A signed link to `port` that a browser opens with no other credential, until it
+        expires (`expires_in_seconds`, 60 to 604800; the API's default 3600) or the sandbox is
+        destroyed (`NotRunningError` unless running)."""
+        return await self._transport.request(routes.create_preview_url(self.id, port, expires_in_seconds))
+
+    def port_url(self, port: int, path: str = "/") -> str:
+        """The API's address of `path` on `port` of the sandbox (send the client's credentials)."""
+        return self._client._config.url(routes.port_path(self.id, port, path))
+
+    async def port_request(
+        self,
+        port: int,
+        method: str = "GET",
+        path: str = "/",
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | str | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """An HTTP request to the sandbox's server on `port`, through the API: the server's answer
+        as it is (any status). The platform's own refusals raise typed errors
+        (`NotRunningError`, `UpstreamUnavailableError` when nothing listens, ...)."""
+        config = self._client._config
+        response = await self._transport.http.request(
+            method,
+            self.port_url(port, path),
+            params=dict(params) if params is not None else None,
+            headers={**config.headers, **config.credentials.headers(), **(headers or {})},
+            content=content,
+            json=json,
+            timeout=timeout if timeout is not None else config.timeout,
+        )
+        error = proxy_error(response)
+        if error is not None:
+            raise error
+        return response
 
     def terminal(self, cols: int = 80, rows: int = 24) -> Opening[AsyncTerminal]:
         """An interactive shell on a PTY of `cols` x `rows` (`NotRunningError` unless running):

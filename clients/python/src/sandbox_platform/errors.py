@@ -111,6 +111,10 @@ class UnavailableError(SandboxPlatformError):
     """503 `UNAVAILABLE`: a dependency of the platform is down; the request changed nothing."""
 
 
+class UpstreamUnavailableError(SandboxPlatformError):
+    """502 `UPSTREAM_UNAVAILABLE`: nothing answers on the sandbox port a proxied request went to."""
+
+
 class InternalServerError(SandboxPlatformError):
     """500 `INTERNAL_ERROR` (or another 5xx): a bug on the server; `trace_id` finds its log."""
 
@@ -143,6 +147,7 @@ ERRORS_BY_CODE: dict[str, type[SandboxPlatformError]] = {
     "QUOTA_EXCEEDED": QuotaExceededError,
     "RATE_LIMITED": RateLimitedError,
     "UNAVAILABLE": UnavailableError,
+    "UPSTREAM_UNAVAILABLE": UpstreamUnavailableError,
     "INTERNAL_ERROR": InternalServerError,
 }
 
@@ -162,6 +167,7 @@ _CODES_BY_STATUS = {
 _CLOSE_CODES: dict[int, str] = {
     1008: "VALIDATION_ERROR",
     1011: "UNAVAILABLE",
+    1014: "UPSTREAM_UNAVAILABLE",  # the port proxy: nothing accepts a WebSocket on that port
     4001: "UNAUTHORIZED",
     4004: "NOT_FOUND",
     4009: "NOT_RUNNING",

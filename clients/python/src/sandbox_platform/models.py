@@ -138,6 +138,14 @@ class EnvironmentVersion(Model):
     created_at: Timestamp
 
 
+class PreviewUrl(Model):
+    """A signed link to one port of a sandbox that a browser opens with no other credential,
+    until `expires_at` or until the sandbox is destroyed."""
+
+    url: str
+    expires_at: Timestamp
+
+
 class Snapshot(Model):
     """A sandbox's filesystem kept as an image: `status` is `creating`, then `ready` or `failed`."""
 

@@ -620,75 +620,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/sandboxes/{sandbox_id}/files": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * List Files
-         * @description The entries of a directory, sorted by name.
-         */
-        get: operations["list_files_sandboxes__sandbox_id__files_get"];
-        put?: never;
-        post?: never;
-        /**
-         * Delete File
-         * @description Delete a file, a symlink (not what it names) or a directory (empty, or with `recursive`).
-         */
-        delete: operations["delete_file_sandboxes__sandbox_id__files_delete"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/sandboxes/{sandbox_id}/files/stat": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Stat File
-         * @description One path's entry (a symlink is described as itself, not followed).
-         */
-        get: operations["stat_file_sandboxes__sandbox_id__files_stat_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/sandboxes/{sandbox_id}/files/content": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Download
-         * @description A file's bytes (a symlink is followed within the sandbox). One `Range` is honoured.
-         */
-        get: operations["download_sandboxes__sandbox_id__files_content_get"];
-        /**
-         * Upload
-         * @description Write the raw body to a file, streamed (at most SBX_MAX_UPLOAD_BYTES).
-         */
-        put: operations["upload_sandboxes__sandbox_id__files_content_put"];
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/sandboxes/{sandbox_id}/files/mkdir": {
+    "/sandboxes/{sandbox_id}/ports/{port}/preview-url": {
         parameters: {
             query?: never;
             header?: never;
@@ -698,37 +630,19 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Make Directory
-         * @description Create a directory (with `parents`, its missing parents too, and an existing one is fine).
+         * Preview Url
+         * @description A signed, expiring URL of one port of a running sandbox that a browser opens with no other
+         *     credential, until it expires or the sandbox is destroyed. The URL's base is `SBX_PUBLIC_URL`,
+         *     else the address of this request. A `POST` to this path is the API's, never the sandbox's.
          */
-        post: operations["make_directory_sandboxes__sandbox_id__files_mkdir_post"];
+        post: operations["preview_url_sandboxes__sandbox_id__ports__port__preview_url_post"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/sandboxes/{sandbox_id}/files/move": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /**
-         * Move File
-         * @description Move or rename a file or directory; what is at `to` is replaced only with `overwrite`.
-         */
-        post: operations["move_file_sandboxes__sandbox_id__files_move_post"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/sandboxes/{sandbox_id}/files/archive": {
+    "/sandboxes/{sandbox_id}/ports/{port}/{path}": {
         parameters: {
             query?: never;
             header?: never;
@@ -736,20 +650,61 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Download Archive
-         * @description A tar of a file or a directory tree (its top entry named after the path), streamed.
+         * GET to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
          */
-        get: operations["download_archive_sandboxes__sandbox_id__files_archive_get"];
+        get: operations["proxy_get_sandboxes__sandbox_id__ports__port___path__get"];
         /**
-         * Upload Archive
-         * @description Extract a tar body into a directory; the whole archive is checked before anything is written.
+         * PUT to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
          */
-        put: operations["upload_archive_sandboxes__sandbox_id__files_archive_put"];
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
+        put: operations["proxy_put_sandboxes__sandbox_id__ports__port___path__put"];
+        /**
+         * POST to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        post: operations["proxy_post_sandboxes__sandbox_id__ports__port___path__post"];
+        /**
+         * DELETE to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        delete: operations["proxy_delete_sandboxes__sandbox_id__ports__port___path__delete"];
+        /**
+         * OPTIONS to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        options: operations["proxy_options_sandboxes__sandbox_id__ports__port___path__options"];
+        /**
+         * HEAD to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        head: operations["proxy_head_sandboxes__sandbox_id__ports__port___path__head"];
+        /**
+         * PATCH to a port of a sandbox
+         * @description HTTP to a port of a running sandbox: method, path, query, headers (minus hop-by-hop ones and
+         *     the platform's credentials, plus `X-Forwarded-For/Host/Proto/Prefix`) and body, streamed both
+         *     ways. Auth: the owner's Bearer credential, or a preview link (`?sbx_preview=`, then its
+         *     cookie). Redirects of the sandbox are returned, pointed back under this path.
+         */
+        patch: operations["proxy_patch_sandboxes__sandbox_id__ports__port___path__patch"];
         trace?: never;
     };
     "/sandboxes/{sandbox_id}/snapshots": {
@@ -1020,16 +975,6 @@ export interface components {
              */
             expiresAt: string | null;
         };
-        /** ArchiveOut */
-        ArchiveOut: {
-            /** Path */
-            path: string;
-            /**
-             * Entries
-             * @description How many entries of the archive were extracted.
-             */
-            entries: number;
-        };
         /** AuditEvent */
         AuditEvent: {
             /** Id */
@@ -1271,16 +1216,6 @@ export interface components {
              */
             deleted?: true;
         };
-        /** DeletedOut */
-        DeletedOut: {
-            /** Path */
-            path: string;
-            /**
-             * Deleted
-             * @default true
-             */
-            deleted?: boolean;
-        };
         /** DeletedSecret */
         DeletedSecret: {
             /** Key */
@@ -1338,16 +1273,6 @@ export interface components {
             /** Url */
             url: string | null;
         };
-        /** Envelope[ArchiveOut] */
-        Envelope_ArchiveOut_: {
-            /**
-             * Success
-             * @default true
-             * @constant
-             */
-            success?: true;
-            data: components["schemas"]["ArchiveOut"];
-        };
         /** Envelope[AuthResult] */
         Envelope_AuthResult_: {
             /**
@@ -1377,16 +1302,6 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["CreatedWebhook"];
-        };
-        /** Envelope[DeletedOut] */
-        Envelope_DeletedOut_: {
-            /**
-             * Success
-             * @default true
-             * @constant
-             */
-            success?: true;
-            data: components["schemas"]["DeletedOut"];
         };
         /** Envelope[DeletedSecret] */
         Envelope_DeletedSecret_: {
@@ -1428,16 +1343,6 @@ export interface components {
             success?: true;
             data: components["schemas"]["ExecOut"];
         };
-        /** Envelope[FileEntryOut] */
-        Envelope_FileEntryOut_: {
-            /**
-             * Success
-             * @default true
-             * @constant
-             */
-            success?: true;
-            data: components["schemas"]["FileEntryOut"];
-        };
         /** Envelope[InfoOut] */
         Envelope_InfoOut_: {
             /**
@@ -1467,6 +1372,16 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["MetricsOut"];
+        };
+        /** Envelope[PreviewUrlOut] */
+        Envelope_PreviewUrlOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["PreviewUrlOut"];
         };
         /** Envelope[SandboxOut] */
         Envelope_SandboxOut_: {
@@ -1498,16 +1413,6 @@ export interface components {
             success?: true;
             data: components["schemas"]["SnapshotOut"];
         };
-        /** Envelope[UploadOut] */
-        Envelope_UploadOut_: {
-            /**
-             * Success
-             * @default true
-             * @constant
-             */
-            success?: true;
-            data: components["schemas"]["UploadOut"];
-        };
         /** Envelope[UserOut] */
         Envelope_UserOut_: {
             /**
@@ -1527,17 +1432,6 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["VolumeOut"];
-        };
-        /** Envelope[list[FileEntryOut]] */
-        Envelope_list_FileEntryOut__: {
-            /**
-             * Success
-             * @default true
-             * @constant
-             */
-            success?: true;
-            /** Data */
-            data: components["schemas"]["FileEntryOut"][];
         };
         /** Envelope[list[LogLineOut]] */
         Envelope_list_LogLineOut__: {
@@ -1630,27 +1524,6 @@ export interface components {
             };
             /** Workdir */
             workdir?: string | null;
-        };
-        /** FileEntryOut */
-        FileEntryOut: {
-            /** Name */
-            name: string;
-            /** Path */
-            path: string;
-            /**
-             * Type
-             * @enum {string}
-             */
-            type: "file" | "dir" | "symlink" | "other";
-            /** Size */
-            size: number;
-            /**
-             * Mode
-             * @description Permission bits in octal, e.g. "0644".
-             */
-            mode: string;
-            /** Modifiedat */
-            modifiedAt: string | null;
         };
         /** InfoLimits */
         InfoLimits: {
@@ -1753,30 +1626,6 @@ export interface components {
             pids: number;
             /** Timestamp */
             timestamp: string;
-        };
-        /** MkdirIn */
-        MkdirIn: {
-            /** Path */
-            path: string;
-            /**
-             * Parents
-             * @description Create missing parent directories too.
-             * @default false
-             */
-            parents?: boolean;
-        };
-        /** MoveIn */
-        MoveIn: {
-            /** From */
-            from: string;
-            /** To */
-            to: string;
-            /**
-             * Overwrite
-             * @description Replace what is at `to` (an empty directory or a file).
-             * @default false
-             */
-            overwrite?: boolean;
         };
         /**
          * NetworkPolicyIn
@@ -1947,6 +1796,29 @@ export interface components {
             container: number;
             /** Host */
             host?: number | null;
+        };
+        /**
+         * PreviewUrlOut
+         * @description A link a browser opens with no other credential: its first visit sets an HttpOnly cookie
+         *     scoped to this sandbox's port and redirects to the same address without the token.
+         */
+        PreviewUrlOut: {
+            /** Url */
+            url: string;
+            /** Expiresat */
+            expiresAt: string;
+        };
+        /**
+         * PreviewUrlRequest
+         * @description How long the link works (seconds, 60 to 604800; default 3600). It also stops working when
+         *     the sandbox is destroyed.
+         */
+        PreviewUrlRequest: {
+            /**
+             * Expiresinseconds
+             * @default 3600
+             */
+            expiresInSeconds?: number;
         };
         /**
          * ReplicateSandboxRequest
@@ -2143,13 +2015,6 @@ export interface components {
             } | null;
             /** Onexpire */
             onExpire?: ("destroy" | "stop" | "pause") | null;
-        };
-        /** UploadOut */
-        UploadOut: {
-            /** Path */
-            path: string;
-            /** Size */
-            size: number;
         };
         /** UserOut */
         UserOut: {
@@ -3893,341 +3758,19 @@ export interface operations {
             };
         };
     };
-    list_files_sandboxes__sandbox_id__files_get: {
-        parameters: {
-            query: {
-                /** @description An absolute path inside the sandbox. */
-                path: string;
-            };
-            header?: never;
-            path: {
-                sandbox_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Envelope_list_FileEntryOut__"];
-                };
-            };
-            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    delete_file_sandboxes__sandbox_id__files_delete: {
-        parameters: {
-            query: {
-                /** @description An absolute path inside the sandbox. */
-                path: string;
-                /** @description Delete a directory with everything in it. */
-                recursive?: boolean;
-            };
-            header?: never;
-            path: {
-                sandbox_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Envelope_DeletedOut_"];
-                };
-            };
-            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    stat_file_sandboxes__sandbox_id__files_stat_get: {
-        parameters: {
-            query: {
-                /** @description An absolute path inside the sandbox. */
-                path: string;
-            };
-            header?: never;
-            path: {
-                sandbox_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
-                };
-            };
-            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    download_sandboxes__sandbox_id__files_content_get: {
-        parameters: {
-            query: {
-                /** @description An absolute path inside the sandbox. */
-                path: string;
-            };
-            header?: never;
-            path: {
-                sandbox_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The file's bytes, streamed, with Content-Length. */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": string;
-                };
-            };
-            /** @description The requested byte range (`Range: bytes=a-b`), with Content-Range. */
-            206: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/octet-stream": string;
-                };
-            };
-            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description The range starts past the end of the file (Content-Range: bytes *\/size). */
-            416: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    upload_sandboxes__sandbox_id__files_content_put: {
-        parameters: {
-            query: {
-                /** @description An absolute path inside the sandbox. */
-                path: string;
-                /** @description Permission bits in octal (default 0644). */
-                mode?: string | null;
-            };
-            header?: never;
-            path: {
-                sandbox_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/octet-stream": string;
-            };
-        };
-        responses: {
-            /** @description Written (parents created); replaced atomically on a running sandbox. */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Envelope_UploadOut_"];
-                };
-            };
-            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description PAYLOAD_TOO_LARGE: over SBX_MAX_UPLOAD_BYTES. */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description STORAGE_FULL: the sandbox's disk or volume is full; nothing was left behind. */
-            507: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    make_directory_sandboxes__sandbox_id__files_mkdir_post: {
+    preview_url_sandboxes__sandbox_id__ports__port__preview_url_post: {
         parameters: {
             query?: never;
             header?: never;
             path: {
                 sandbox_id: string;
+                port: string;
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": components["schemas"]["MkdirIn"];
+                "application/json": components["schemas"]["PreviewUrlRequest"] | null;
             };
         };
         responses: {
@@ -4237,7 +3780,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
+                    "application/json": components["schemas"]["Envelope_PreviewUrlOut_"];
                 };
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
@@ -4249,14 +3792,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            /** @description NOT_RUNNING */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4274,86 +3810,32 @@ export interface operations {
             };
         };
     };
-    move_file_sandboxes__sandbox_id__files_move_post: {
+    proxy_get_sandboxes__sandbox_id__ports__port___path__get: {
         parameters: {
             query?: never;
             header?: never;
             path: {
                 sandbox_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["MoveIn"];
-            };
-        };
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
-                };
-            };
-            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
-            default: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorEnvelope"];
-                };
-            };
-        };
-    };
-    download_archive_sandboxes__sandbox_id__files_archive_get: {
-        parameters: {
-            query: {
-                /** @description An absolute path inside the sandbox. */
+                port: string;
                 path: string;
-            };
-            header?: never;
-            path: {
-                sandbox_id: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description A tar stream of the file or tree. */
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/x-tar": string;
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
                 };
+                content?: never;
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
             400: {
@@ -4364,15 +3846,29 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            /** @description NOT_RUNNING: the sandbox is not running. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4389,32 +3885,32 @@ export interface operations {
             };
         };
     };
-    upload_archive_sandboxes__sandbox_id__files_archive_put: {
+    proxy_put_sandboxes__sandbox_id__ports__port___path__put: {
         parameters: {
-            query: {
-                /** @description An absolute path inside the sandbox. */
-                path: string;
-            };
+            query?: never;
             header?: never;
             path: {
                 sandbox_id: string;
+                port: string;
+                path: string;
             };
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                "application/x-tar": string;
-            };
-        };
+        requestBody?: never;
         responses: {
-            /** @description Extracted into the directory (made if missing). */
-            201: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content: {
-                    "application/json": components["schemas"]["Envelope_ArchiveOut_"];
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
                 };
+                content?: never;
             };
             /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
             400: {
@@ -4425,29 +3921,404 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            /** @description NOT_RUNNING: the sandbox is not running. */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description PAYLOAD_TOO_LARGE: over SBX_MAX_UPLOAD_BYTES. */
-            413: {
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description STORAGE_FULL: the sandbox's disk or volume is full. */
-            507: {
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_post_sandboxes__sandbox_id__ports__port___path__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_delete_sandboxes__sandbox_id__ports__port___path__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_options_sandboxes__sandbox_id__ports__port___path__options: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_head_sandboxes__sandbox_id__ports__port___path__head: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    proxy_patch_sandboxes__sandbox_id__ports__port___path__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                port: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Whatever the sandbox's server answers (any status, headers and body), streamed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A preview link's first visit: sets the preview cookie, redirects to the clean URL. */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description UNAUTHORIZED: no credential, or a preview link that is invalid, expired or revoked. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_FOUND: no such sandbox (or another user's). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description UPSTREAM_UNAVAILABLE: nothing answers on that port. */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -42,6 +42,9 @@ _INLINE_PATTERNS = [
     re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),
     # ?token=... in WebSocket URLs.
     re.compile(r"(?i)(token=)[^&\s\"']+"),
+    # Preview link tokens (`?sbx_preview=`, the `sbx_preview` cookie) and their bare form.
+    re.compile(r"(?i)(sbx_preview=)[^&;\s\"']+"),
+    re.compile(r"v1\.[A-Za-z0-9_-]{40,}\.[A-Za-z0-9_-]{40,}"),
 ]
 
 # The scope (a sandbox id) whose registered secret values are masked in records written now.

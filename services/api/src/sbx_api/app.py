@@ -22,6 +22,10 @@ from sbx_api.health.router import router as health_router
 from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
 from sbx_api.api_instances import ApiProcess
+from sbx_api.ports.hosts import PreviewHostMiddleware
+from sbx_api.ports.hosts import parse_template as parse_preview_hosts
+from sbx_api.ports.router import router as ports_router
+from sbx_api.ports.upstream import UpstreamPool
 from sbx_api.processes.router import router as processes_router
 from sbx_api.ratelimit import limiter_for
 from sbx_api.sandboxes.router import router as sandboxes_router
@@ -38,6 +42,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     if len(settings.jwt_secret.get_secret_value()) < 32:
         raise ValueError("SBX_JWT_SECRET must be set to at least 32 characters")
+    parse_preview_hosts(settings.preview_url)  # a malformed SBX_PREVIEW_URL stops the start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +66,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             limiter=limiter,
             process=process,
             usage=SharedUsage(pool, process.id),
+            proxy_pool=UpstreamPool(
+                settings.proxy_connect_timeout_seconds, settings.proxy_read_timeout_seconds
+            ),
         )
         background = [
             asyncio.create_task(app.state.sbx.gauges.refresh_forever(pool, settings.metrics_refresh_seconds)),
@@ -71,6 +79,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             yield
         finally:
             await tasks.cancel_and_wait(background)
+            await app.state.sbx.proxy_pool.aclose()
             await process.unregister()
             await nc.drain()
             await pool.close()
@@ -95,6 +104,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         sandboxes_router,
         processes_router,
         files_router,
+        ports_router,
         snapshots_router,
         volumes_router,
         streams_router,
@@ -117,6 +127,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Requests to a preview host go to the proxy before anything else sees them (inside
+    # TraceMiddleware, so they carry a trace id and are logged and counted).
+    app.add_middleware(PreviewHostMiddleware, template=settings.preview_url)
     app.add_middleware(TraceMiddleware)
     openapi.install(app)
     return app

@@ -71,6 +71,8 @@ class ApiSettings(CryptoSettings):
     max_concurrent_execs_per_user: int = Field(default=8, ge=1)
     max_terminals_per_user: int = Field(default=10, ge=1)
     max_streams_per_user: int = Field(default=20, ge=1)  # event (SSE, WebSocket) and log sockets
+    # WebSockets through the port proxy, counted against the sandbox's owner (previews included).
+    max_proxy_sockets_per_user: int = Field(default=100, ge=1)
     # How long an exec may wait in the orchestrator's queue before it starts; the API waits this
     # long beyond the command's own timeout for the answer.
     exec_queue_wait_seconds: float = Field(default=30.0, ge=0)
@@ -81,3 +83,21 @@ class ApiSettings(CryptoSettings):
     # makes /metrics require `Authorization: Bearer <token>` (401 without it).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
     metrics_token: SecretStr = SecretStr("")
+
+    # Ports and previews (docs/previews.md). Where clients reach the API, for preview URLs
+    # (e.g. https://sbx.example.com behind a reverse proxy); empty: the address of the request.
+    public_url: str = ""
+    # Preview URLs on hosts of their own, one per sandbox port, e.g.
+    # https://{port}-{id}.preview.example.com (wildcard DNS to the API); empty: previews are
+    # served under /sandboxes/:id/ports/:port/ on the API's own origin (docs/previews.md).
+    preview_url: str = ""
+    # Key of the preview tokens' HMAC; empty: derived from SBX_JWT_SECRET.
+    preview_secret: SecretStr = SecretStr("")
+    proxy_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Longest wait for the sandbox's next bytes (a silent long poll past it is cut).
+    proxy_read_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Proxied requests per minute per sandbox owner (they skip SBX_RATE_LIMIT_PER_MINUTE: a page
+    # loads many assets).
+    proxy_rate_limit_per_minute: int = Field(default=6000, ge=1)
+    # Largest WebSocket message the sandbox may send through the proxy; past it: close 1009.
+    proxy_ws_max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

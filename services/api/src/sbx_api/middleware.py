@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sbx_api import metrics, ratelimit
 from sbx_api.deps import Caller, global_limits
 from sbx_api.exception_handlers import DEPENDENCY_ERRORS, render
+from sbx_api.ports.paths import is_proxy_request
 
 logger = logging.getLogger("sbx.api.access")
 
@@ -106,7 +107,8 @@ class BodySizeLimitMiddleware:
         self.upload_max_bytes = upload_max_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or is_proxy_request(scope["method"], scope.get("path", "")):
+            # A sandbox's port takes whatever body it takes, streamed (never held whole).
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes
@@ -143,7 +145,12 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or path.startswith(self.UNLIMITED):
+        if (
+            scope["type"] != "http"
+            or path.startswith(self.UNLIMITED)
+            or is_proxy_request(scope["method"], path)
+        ):
+            # Proxied requests count against their own limit (the proxy's route enforces it).
             await self.app(scope, receive, send)
             return
         try:

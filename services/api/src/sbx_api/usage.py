@@ -28,12 +28,14 @@ class Held(StrEnum):
     EXECS = "execs"
     TERMINALS = "terminals"
     STREAMS = "streams"
+    PROXY_SOCKETS = "proxy_sockets"
 
 
 _NAMES = {
     Held.EXECS: "commands running at once",
     Held.TERMINALS: "terminal sessions",
     Held.STREAMS: "open event and log streams",
+    Held.PROXY_SOCKETS: "open WebSockets to sandbox ports",
 }
 
 

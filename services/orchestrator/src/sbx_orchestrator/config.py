@@ -74,6 +74,10 @@ class OrchestratorSettings(CryptoSettings):
     # Ranges no sandbox may reach whatever its egress, besides the built-in ones (comma-separated
     # IPv4 CIDRs).
     egress_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Where the API's port proxy connects to sandboxes from when it is not on this host's network
+    # (comma-separated IPv4 CIDRs, e.g. the API container's address under compose): TCP from
+    # them into the sandbox bridge is let through Docker's isolation between networks.
+    proxy_sources: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # How often the rules are rebuilt from the database and Docker, with allowlist hostnames
     # resolved again.
     egress_refresh_seconds: float = Field(default=30.0, gt=0)
@@ -137,7 +141,7 @@ class OrchestratorSettings(CryptoSettings):
             raise ValueError("SBX_SANDBOX_NOFILE_SOFT must not exceed SBX_SANDBOX_NOFILE_HARD")
         return self
 
-    @field_validator("egress_deny", mode="before")
+    @field_validator("egress_deny", "proxy_sources", mode="before")
     @classmethod
     def _cidrs(cls, value: object) -> list[str]:
         entries = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]

@@ -45,7 +45,13 @@ from sbx_common.timeutil import utcnow
 
 from sbx_orchestrator.agent.pool import AgentPool
 from sbx_orchestrator.config import OrchestratorSettings
-from sbx_orchestrator.engine.containers import ContainerState, container_spec, read_endpoints, read_state
+from sbx_orchestrator.engine.containers import (
+    ContainerState,
+    container_spec,
+    read_address,
+    read_endpoints,
+    read_state,
+)
 from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.errors import SandboxFailed
 from sbx_orchestrator.messaging.event_publisher import EventPublisher
@@ -274,12 +280,18 @@ class Lifecycle:
                 exit_code=exited.state.exit_code,
                 stopped_at=utcnow(),
                 endpoints=[],
+                address=None,
             )
             return Outcome.FAILED if status is Status.FAILED else Outcome.DONE
         except SandboxFailed as failure:
             logger.info("sandbox failed", extra={"sandboxId": str(sandbox.id), "reason": failure.reason})
             await self._record(
-                job, Status.FAILED, reason=failure.reason, data=failure.data, exit_code=failure.exit_code
+                job,
+                Status.FAILED,
+                reason=failure.reason,
+                data=failure.data,
+                exit_code=failure.exit_code,
+                address=None,
             )
             return Outcome.FAILED
         return Outcome.DONE
@@ -426,6 +438,7 @@ class Lifecycle:
             data={"endpoints": endpoints},
             container_id=state.id,
             endpoints=endpoints,
+            address=read_address(info, self.guard.network),
             started_at=utcnow(),
             stopped_at=None,
             exit_code=None,
@@ -529,7 +542,9 @@ class Lifecycle:
         await self._sandbox_down(job)
         await self.guard.release(job.sandbox.id)
         await self.storage.refresh_usage(job.sandbox)
-        await self._record(job, Status.STOPPED, endpoints=[], stopped_at=utcnow(), exit_code=None)
+        await self._record(
+            job, Status.STOPPED, endpoints=[], address=None, stopped_at=utcnow(), exit_code=None
+        )
 
     async def _destroy(self, job: Job) -> None:
         await self._forget_agent(job)
@@ -540,7 +555,7 @@ class Lifecycle:
         await self._sandbox_down(job, destroyed=True)
         await self.guard.release(job.sandbox.id)
         await self.storage.refresh_usage(job.sandbox)
-        columns: dict[str, Any] = {"endpoints": [], "destroyed_at": utcnow()}
+        columns: dict[str, Any] = {"endpoints": [], "address": None, "destroyed_at": utcnow()}
         if info is not None and (read_state(info).running or read_state(info).paused):
             columns["stopped_at"] = columns["destroyed_at"]
         if job.expiring:
@@ -680,6 +695,7 @@ class Lifecycle:
             status_reason=runtime.status_reason,
             container_id=container.id,
             endpoints=endpoints,
+            address=read_address(started, self.guard.network),
             started_at=utcnow(),
         )
         await self.events.sandbox_event(
@@ -721,6 +737,7 @@ class Lifecycle:
             exit_code=exit_code,
             stopped_at=utcnow(),
             endpoints=[],
+            address=None,
         )
         await self.events.sandbox_event(
             sandbox_id=sandbox_id, owner_id=state.owner_id, status=status, reason=reason, data=data
@@ -746,6 +763,7 @@ class Lifecycle:
             status_reason=DISK_QUOTA_EXCEEDED,
             stopped_at=utcnow(),
             endpoints=[],
+            address=None,
             exit_code=None,
         )
         await self.events.sandbox_event(

@@ -42,6 +42,7 @@ class NetworkGuard:
             iptables=settings.iptables,
             egress_deny=settings.egress_deny,
             enabled=settings.sandbox_firewall,
+            proxy_sources=settings.proxy_sources,
         )
         self._network_ready = False
 

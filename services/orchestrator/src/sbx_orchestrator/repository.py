@@ -113,6 +113,7 @@ RUNTIME_COLUMNS = frozenset(
         "status_reason",
         "container_id",
         "endpoints",
+        "address",  # the container's IPv4 address on the sandbox bridge (the API's port proxy)
         "started_at",
         "stopped_at",
         "destroyed_at",

@@ -1026,6 +1026,82 @@ def exec_(
     raise _Exit(result.exit_code or 0)
 
 
+# ---------------------------------------------------------------- ports and previews
+
+
+@app.command()
+def preview(
+    ref: Ref,
+    port: Annotated[int, typer.Argument(metavar="PORT", help="The sandbox's port (1-65535).")],
+    *,
+    expires: Annotated[
+        int | None, typer.Option("--expires", metavar="SECONDS", help="60 to 604800 (default 3600).")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Print a signed link to a port of a running sandbox that a browser opens with no other
+    credential (until it expires or the sandbox is destroyed)."""
+    link = refs.sandbox(_client(), ref).get_preview_url(port, expires)
+    if json:
+        print_json(link)
+    else:
+        sys.stdout.write(link.url + "\n")
+        sys.stdout.flush()
+        output.err.print(f"expires {when(link.expires_at)}")
+
+
+@app.command("http")
+def http_(
+    ref: Ref,
+    port: Annotated[int, typer.Argument(metavar="PORT", help="The sandbox's port (1-65535).")],
+    path: Annotated[
+        str, typer.Argument(metavar="PATH", help="Path and query on the sandbox's server.")
+    ] = "/",
+    *,
+    method: Annotated[str, typer.Option("--request", "-X", metavar="METHOD", help="HTTP method.")] = "GET",
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", metavar="DATA", help="Request body; @FILE reads a file, @- stdin."),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", "-H", metavar="'K: V'", help="Repeatable.", show_default=False),
+    ] = None,
+    include: Annotated[
+        bool, typer.Option("--include", "-i", help="Print the status line and headers too.")
+    ] = False,
+) -> None:
+    """An HTTP request to a port of a running sandbox, through the API: the body of the answer on
+    stdout; exit 1 on a status of 400 or more (the sandbox's own) after printing it."""
+    headers: dict[str, str] = {}
+    for value in header or []:
+        name, sep, text = value.partition(":")
+        if not sep or not name.strip():
+            output.fail(f"VALIDATION_ERROR: --header wants 'Name: value', not {value!r}")
+            raise _Exit(2)
+        headers[name.strip()] = text.strip()
+    content: bytes | None = None
+    if data is not None:
+        if data == "@-":
+            content = sys.stdin.buffer.read()
+        elif data.startswith("@"):
+            with open(data[1:], "rb") as source:
+                content = source.read()
+        else:
+            content = data.encode()
+    response = refs.sandbox(_client(), ref).port_request(
+        port, method.upper(), path, headers=headers, content=content
+    )
+    if include:
+        output.err.print(f"HTTP/1.1 {response.status_code} {response.reason_phrase}")
+        for name, value in response.headers.items():
+            output.err.print(f"{name}: {value}")
+    sys.stdout.buffer.write(response.content)
+    sys.stdout.flush()
+    if response.status_code >= 400:
+        raise _Exit(1)
+
+
 def _print_line(line: LogLine) -> None:
     stream = sys.stderr if line.stream == "stderr" else sys.stdout
     stream.write(line.text + "\n")

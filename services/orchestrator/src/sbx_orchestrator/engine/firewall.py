@@ -18,6 +18,11 @@ meets these chains (`<h>` is a hash of the instance name, so installations never
 - `INPUT -i <bridge> -j SBX-<h>-IN`: a sandbox reaches none of the host's own addresses (the
   bridge's gateway included), except replies to connections the host opened and DNS to a resolver
   that is a host address.
+- `DOCKER-USER -o <bridge> -j SBX-<h>-TO` (traffic into the bridge from elsewhere): TCP
+  connections from the API's port proxy when it is not on the host (`SBX_PROXY_SOURCES`, e.g. the
+  API container's address under compose) are accepted, as `SBX-<h>` accepts the sandboxes'
+  replies to them, ahead of Docker's isolation between networks; anything else returns to
+  Docker's rules. A sandbox never opens a connection to those sources (its own chain decides).
 
 A packet a sandbox sends in a connection it opened is checked against its policy every time
 (only replies to inbound connections skip the checks), so a policy change also cuts connections
@@ -106,20 +111,32 @@ class Chains:
         self.main = f"SBX-{h}"
         self.input = f"SBX-{h}-IN"
         self.deny = f"SBX-{h}-DENY"
+        self.inbound = f"SBX-{h}-TO"
         self.prefix = f"SBX-{h}-"
 
     def of(self, sandbox_id: uuid.UUID) -> str:
         return f"{self.prefix}{sandbox_id.hex[:12]}"
 
 
-def render(
-    chains: Chains, bridge: str, guarded: list[Guarded], deny: list[str], resolvers: list[str]
+def render(  # noqa: PLR0917 - each list is its own part of the rules
+    chains: Chains,
+    bridge: str,
+    guarded: list[Guarded],
+    deny: list[str],
+    resolvers: list[str],
+    proxy_sources: tuple[str, ...] = (),
 ) -> tuple[str, list[str]]:
     """The iptables-restore input that rebuilds every chain of the installation, and the names
     of the per-sandbox chains it declares."""
     sandbox_chains = [chains.of(g.sandbox_id) for g in guarded]
     lines = ["*filter"]
-    lines += [f":{name} - [0:0]" for name in (chains.main, chains.input, chains.deny, *sandbox_chains)]
+    names = (chains.main, chains.input, chains.deny, chains.inbound, *sandbox_chains)
+    lines += [f":{name} - [0:0]" for name in names]
+    for source in proxy_sources:
+        # The port proxy's connections into the bridge, and the sandboxes' replies to them.
+        tcp = "-p tcp -m conntrack --ctstate"
+        lines.append(f"-A {chains.inbound} -s {source} -o {bridge} {tcp} NEW,ESTABLISHED -j ACCEPT")
+        lines.append(f"-A {chains.main} -d {source} {tcp} ESTABLISHED --ctdir REPLY -j ACCEPT")
     reply = "-m conntrack --ctstate RELATED,ESTABLISHED --ctdir REPLY -j RETURN"
     lines.append(f"-A {chains.main} {reply}")
     lines.append(f"-A {chains.main} -o {bridge} -j DROP")
@@ -176,8 +193,17 @@ async def resolve(hostname: str) -> list[str]:
 class Firewall:
     """The installation's chains, and the sandboxes they guard (one writer: this object)."""
 
-    def __init__(self, instance: str, *, iptables: str, egress_deny: list[str], enabled: bool = True) -> None:
+    def __init__(
+        self,
+        instance: str,
+        *,
+        iptables: str,
+        egress_deny: list[str],
+        enabled: bool = True,
+        proxy_sources: list[str] | None = None,
+    ) -> None:
         self.enabled = enabled
+        self.proxy_sources = tuple(proxy_sources or ())
         self.iptables = iptables
         self.chains = Chains(instance)
         self.bridge = bridge_name(instance)
@@ -233,7 +259,9 @@ class Firewall:
         if not self.enabled:
             return
         guarded = sorted(self._guarded.values(), key=lambda g: g.address)
-        text, sandbox_chains = render(self.chains, self.bridge, guarded, self.deny, dns_servers())
+        text, sandbox_chains = render(
+            self.chains, self.bridge, guarded, self.deny, dns_servers(), self.proxy_sources
+        )
         if text == self._loaded and not force:
             return
         await self._run([f"{self.iptables}-restore", "--noflush", "-w", "5"], stdin=text)
@@ -242,7 +270,7 @@ class Firewall:
         # A rebuild also looks for chains an earlier run of the orchestrator left.
         existing = self._declared | (await self._platform_chains() if force else set())
         for name in sorted(existing - set(sandbox_chains)):
-            if name in (self.chains.main, self.chains.input, self.chains.deny):
+            if name in (self.chains.main, self.chains.input, self.chains.deny, self.chains.inbound):
                 continue
             await self._iptables("-F", name, check=False)
             await self._iptables("-X", name, check=False)
@@ -261,6 +289,7 @@ class Firewall:
             return
         await self._ensure("DOCKER-USER", ["-i", self.bridge, "-j", self.chains.main])
         await self._ensure("INPUT", ["-i", self.bridge, "-j", self.chains.input])
+        await self._ensure("DOCKER-USER", ["-o", self.bridge, "-j", self.chains.inbound])
 
     async def _ensure(self, chain: str, rule: list[str]) -> None:
         """Insert the rule at the top of `chain` unless it is there (Docker recreates
@@ -296,13 +325,19 @@ class Firewall:
         """Take the installation's jumps and chains away (used by tests and uninstalls, never on
         a normal stop: running sandboxes must stay guarded while the orchestrator is down)."""
         async with self._lock:
-            for chain, target in (("DOCKER-USER", self.chains.main), ("INPUT", self.chains.input)):
+            jumps = (
+                ("DOCKER-USER", "-i", self.chains.main),
+                ("INPUT", "-i", self.chains.input),
+                ("DOCKER-USER", "-o", self.chains.inbound),
+            )
+            for chain, direction, target in jumps:
                 while True:
                     try:
-                        await self._iptables("-D", chain, "-i", self.bridge, "-j", target)
+                        await self._iptables("-D", chain, direction, self.bridge, "-j", target)
                     except FirewallError:
                         break
-            names = await self._platform_chains() | {self.chains.main, self.chains.input, self.chains.deny}
+            fixed = {self.chains.main, self.chains.input, self.chains.deny, self.chains.inbound}
+            names = await self._platform_chains() | fixed
             for name in names:
                 await self._iptables("-F", name, check=False)
             for name in names:
