@@ -28,9 +28,9 @@ from sandbox_platform.models import (
     Metrics,
     NetworkPolicy,
     Port,
+    PreviewUrl,
     ProcessInfo,
     ProcessOutput,
-    PreviewUrl,
     Secret,
     Snapshot,
     User,
@@ -377,9 +377,6 @@ def sandbox_metrics(sandbox_id: str) -> Call[Metrics]:
     return Call("GET", f"/sandboxes/{_id(sandbox_id)}/metrics", _model(Metrics))
 
 
-def create_snapshot(sandbox_id: str, name: str | None, wait: float | None = None) -> Call[Snapshot]:
-    """With `wait` (seconds) the API answers once the snapshot is ready or failed. Sent with an
-    Idempotency-Key (Retry.LIFECYCLE), so a retry never makes a second snapshot."""
 def port_path(sandbox_id: str, port: int, path: str = "/") -> str:
     """Where the API proxies HTTP and WebSockets to `port` of the sandbox (`path` relative to the
     sandbox server's root)."""
@@ -393,7 +390,9 @@ def create_preview_url(sandbox_id: str, port: int, expires_in_seconds: int | Non
     )
 
 
-def create_snapshot(sandbox_id: str, name: str | None) -> Call[Snapshot]:
+def create_snapshot(sandbox_id: str, name: str | None, wait: float | None = None) -> Call[Snapshot]:
+    """With `wait` (seconds) the API answers once the snapshot is ready or failed. Sent with an
+    Idempotency-Key (Retry.LIFECYCLE), so a retry never makes a second snapshot."""
     body: dict[str, Any] = {} if name is None else {"name": name}
     params, read_timeout = server_wait(wait)
     return Call(
@@ -558,6 +557,8 @@ def resize_process(sandbox_id: str, process_id: str, cols: int, rows: int) -> Ca
 
 def process_socket_path(sandbox_id: str, process_id: str) -> str:
     return f"/ws/sandboxes/{_id(sandbox_id)}/processes/{_id(process_id)}"
+
+
 # --- Files ---------------------------------------------------------------------------------------
 
 

@@ -559,6 +559,7 @@ class AsyncSandbox(SandboxInfo):
     def files(self) -> AsyncSandboxFiles:
         """The sandbox's files (while it runs, is paused or is stopped)."""
         return AsyncSandboxFiles(self._transport, self.id)
+
     async def get_preview_url(self, port: int, expires_in_seconds: int | None = None) -> PreviewUrl:
         """A signed link to `port` that a browser opens with no other credential, until it
         expires (`expires_in_seconds`, 60 to 604800; the API's default 3600) or the sandbox is

@@ -560,6 +560,7 @@ class Sandbox(SandboxInfo):
     def files(self) -> SandboxFiles:
         """The sandbox's files (while it runs, is paused or is stopped)."""
         return SandboxFiles(self._transport, self.id)
+
     def get_preview_url(self, port: int, expires_in_seconds: int | None = None) -> PreviewUrl:
         """A signed link to `port` that a browser opens with no other credential, until it
         expires (`expires_in_seconds`, 60 to 604800; the API's default 3600) or the sandbox is

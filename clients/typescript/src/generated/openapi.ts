@@ -620,6 +620,263 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/sandboxes/{sandbox_id}/processes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Processes
+         * @description The sandbox's running processes and its last 100 ended ones, newest first.
+         */
+        get: operations["list_processes_sandboxes__sandbox_id__processes_get"];
+        put?: never;
+        /**
+         * Create Process
+         * @description Start a background process; it keeps running, and its output is kept, whatever happens to
+         *     the connection (and across API or orchestrator restarts).
+         */
+        post: operations["create_process_sandboxes__sandbox_id__processes_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/processes/{process_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Process
+         * @description One process.
+         */
+        get: operations["get_process_sandboxes__sandbox_id__processes__process_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/processes/{process_id}/output": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Process Output
+         * @description The kept output after `since`, oldest first: call again with `nextSince` for more.
+         */
+        get: operations["process_output_sandboxes__sandbox_id__processes__process_id__output_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/processes/{process_id}/stdin": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Process Stdin
+         * @description Write the raw body to the process's stdin (`?eof=true` closes it afterwards).
+         */
+        post: operations["process_stdin_sandboxes__sandbox_id__processes__process_id__stdin_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/processes/{process_id}/signal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Process Signal
+         * @description Send a signal to the process (and its process group).
+         */
+        post: operations["process_signal_sandboxes__sandbox_id__processes__process_id__signal_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/processes/{process_id}/resize": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Process Resize
+         * @description Resize the process's terminal (`tty` processes only).
+         */
+        post: operations["process_resize_sandboxes__sandbox_id__processes__process_id__resize_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Files
+         * @description The entries of a directory, sorted by name.
+         */
+        get: operations["list_files_sandboxes__sandbox_id__files_get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete File
+         * @description Delete a file, a symlink (not what it names) or a directory (empty, or with `recursive`).
+         */
+        delete: operations["delete_file_sandboxes__sandbox_id__files_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/files/stat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stat File
+         * @description One path's entry (a symlink is described as itself, not followed).
+         */
+        get: operations["stat_file_sandboxes__sandbox_id__files_stat_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/files/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download
+         * @description A file's bytes (a symlink is followed within the sandbox). One `Range` is honoured.
+         */
+        get: operations["download_sandboxes__sandbox_id__files_content_get"];
+        /**
+         * Upload
+         * @description Write the raw body to a file, streamed (at most SBX_MAX_UPLOAD_BYTES).
+         */
+        put: operations["upload_sandboxes__sandbox_id__files_content_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/files/mkdir": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make Directory
+         * @description Create a directory (with `parents`, its missing parents too, and an existing one is fine).
+         */
+        post: operations["make_directory_sandboxes__sandbox_id__files_mkdir_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/files/move": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Move File
+         * @description Move or rename a file or directory; what is at `to` is replaced only with `overwrite`.
+         */
+        post: operations["move_file_sandboxes__sandbox_id__files_move_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sandboxes/{sandbox_id}/files/archive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download Archive
+         * @description A tar of a file or a directory tree (its top entry named after the path), streamed.
+         */
+        get: operations["download_archive_sandboxes__sandbox_id__files_archive_get"];
+        /**
+         * Upload Archive
+         * @description Extract a tar body into a directory; the whole archive is checked before anything is written.
+         */
+        put: operations["upload_archive_sandboxes__sandbox_id__files_archive_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/sandboxes/{sandbox_id}/ports/{port}/preview-url": {
         parameters: {
             query?: never;
@@ -720,6 +977,10 @@ export interface paths {
          * Create Snapshot
          * @description Keep the sandbox's filesystem as it is now (running, paused or stopped; a running
          *     sandbox is frozen only for the moment of the capture).
+         *
+         *     Like the sandbox lifecycle routes, it accepts `?wait=true&timeout=<s>` (default 30, max 300)
+         *     and an `Idempotency-Key` header: a repeat with the same key by the same user returns the
+         *     first answer (header `Idempotent-Replayed: true`) and makes no second snapshot.
          */
         post: operations["create_snapshot_sandboxes__sandbox_id__snapshots_post"];
         delete?: never;
@@ -975,6 +1236,16 @@ export interface components {
              */
             expiresAt: string | null;
         };
+        /** ArchiveOut */
+        ArchiveOut: {
+            /** Path */
+            path: string;
+            /**
+             * Entries
+             * @description How many entries of the archive were extracted.
+             */
+            entries: number;
+        };
         /** AuditEvent */
         AuditEvent: {
             /** Id */
@@ -1080,6 +1351,45 @@ export interface components {
             runtime?: string;
             /** Disk */
             disk?: number | null;
+        };
+        /**
+         * CreateProcessRequest
+         * @description `command` as a string runs through `sh -c`; as a list it runs as is (no shell). `tty`
+         *     gives it a terminal of `cols` x `rows` (its output is then one stream, `pty`); `stdin` keeps
+         *     its standard input open for `POST .../stdin` and the socket (always, with a terminal).
+         *     `timeoutSeconds` kills it (status `killed`) when it runs longer.
+         */
+        CreateProcessRequest: {
+            /** Command */
+            command: string | string[];
+            /** Env */
+            env?: {
+                [key: string]: string;
+            };
+            /** Workdir */
+            workdir?: string | null;
+            /**
+             * Tty
+             * @default false
+             */
+            tty?: boolean;
+            /**
+             * Cols
+             * @default 80
+             */
+            cols?: number;
+            /**
+             * Rows
+             * @default 24
+             */
+            rows?: number;
+            /** Timeoutseconds */
+            timeoutSeconds?: number | null;
+            /**
+             * Stdin
+             * @default false
+             */
+            stdin?: boolean;
         };
         /**
          * CreateSandboxRequest
@@ -1216,6 +1526,16 @@ export interface components {
              */
             deleted?: true;
         };
+        /** DeletedOut */
+        DeletedOut: {
+            /** Path */
+            path: string;
+            /**
+             * Deleted
+             * @default true
+             */
+            deleted?: boolean;
+        };
         /** DeletedSecret */
         DeletedSecret: {
             /** Key */
@@ -1273,6 +1593,16 @@ export interface components {
             /** Url */
             url: string | null;
         };
+        /** Envelope[ArchiveOut] */
+        Envelope_ArchiveOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["ArchiveOut"];
+        };
         /** Envelope[AuthResult] */
         Envelope_AuthResult_: {
             /**
@@ -1302,6 +1632,16 @@ export interface components {
              */
             success?: true;
             data: components["schemas"]["CreatedWebhook"];
+        };
+        /** Envelope[DeletedOut] */
+        Envelope_DeletedOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["DeletedOut"];
         };
         /** Envelope[DeletedSecret] */
         Envelope_DeletedSecret_: {
@@ -1343,6 +1683,16 @@ export interface components {
             success?: true;
             data: components["schemas"]["ExecOut"];
         };
+        /** Envelope[FileEntryOut] */
+        Envelope_FileEntryOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["FileEntryOut"];
+        };
         /** Envelope[InfoOut] */
         Envelope_InfoOut_: {
             /**
@@ -1383,6 +1733,16 @@ export interface components {
             success?: true;
             data: components["schemas"]["PreviewUrlOut"];
         };
+        /** Envelope[ProcessOut] */
+        Envelope_ProcessOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["ProcessOut"];
+        };
         /** Envelope[SandboxOut] */
         Envelope_SandboxOut_: {
             /**
@@ -1413,6 +1773,26 @@ export interface components {
             success?: true;
             data: components["schemas"]["SnapshotOut"];
         };
+        /** Envelope[StdinWritten] */
+        Envelope_StdinWritten_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["StdinWritten"];
+        };
+        /** Envelope[UploadOut] */
+        Envelope_UploadOut_: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            data: components["schemas"]["UploadOut"];
+        };
         /** Envelope[UserOut] */
         Envelope_UserOut_: {
             /**
@@ -1433,6 +1813,17 @@ export interface components {
             success?: true;
             data: components["schemas"]["VolumeOut"];
         };
+        /** Envelope[list[FileEntryOut]] */
+        Envelope_list_FileEntryOut__: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["FileEntryOut"][];
+        };
         /** Envelope[list[LogLineOut]] */
         Envelope_list_LogLineOut__: {
             /**
@@ -1443,6 +1834,17 @@ export interface components {
             success?: true;
             /** Data */
             data: components["schemas"]["LogLineOut"][];
+        };
+        /** Envelope[list[ProcessOut]] */
+        Envelope_list_ProcessOut__: {
+            /**
+             * Success
+             * @default true
+             * @constant
+             */
+            success?: true;
+            /** Data */
+            data: components["schemas"]["ProcessOut"][];
         };
         /** EnvironmentOut */
         EnvironmentOut: {
@@ -1524,6 +1926,27 @@ export interface components {
             };
             /** Workdir */
             workdir?: string | null;
+        };
+        /** FileEntryOut */
+        FileEntryOut: {
+            /** Name */
+            name: string;
+            /** Path */
+            path: string;
+            /**
+             * Type
+             * @enum {string}
+             */
+            type: "file" | "dir" | "symlink" | "other";
+            /** Size */
+            size: number;
+            /**
+             * Mode
+             * @description Permission bits in octal, e.g. "0644".
+             */
+            mode: string;
+            /** Modifiedat */
+            modifiedAt: string | null;
         };
         /** InfoLimits */
         InfoLimits: {
@@ -1627,6 +2050,30 @@ export interface components {
             /** Timestamp */
             timestamp: string;
         };
+        /** MkdirIn */
+        MkdirIn: {
+            /** Path */
+            path: string;
+            /**
+             * Parents
+             * @description Create missing parent directories too.
+             * @default false
+             */
+            parents?: boolean;
+        };
+        /** MoveIn */
+        MoveIn: {
+            /** From */
+            from: string;
+            /** To */
+            to: string;
+            /**
+             * Overwrite
+             * @description Replace what is at `to` (an empty directory or a file).
+             * @default false
+             */
+            overwrite?: boolean;
+        };
         /**
          * NetworkPolicyIn
          * @description What a sandbox may reach. Whatever the egress, it never reaches other sandboxes, the host,
@@ -1669,6 +2116,45 @@ export interface components {
             rxPackets: number;
             /** Txpackets */
             txPackets: number;
+        };
+        /**
+         * OutputChunkOut
+         * @description One piece of output: `text` (UTF-8, invalid bytes replaced) or, with `encoding=base64`,
+         *     `data` (the exact bytes).
+         */
+        OutputChunkOut: {
+            /** Seq */
+            seq: number;
+            /**
+             * Stream
+             * @enum {string}
+             */
+            stream: "stdout" | "stderr" | "pty";
+            /** Text */
+            text?: string | null;
+            /** Data */
+            data?: string | null;
+            /** Timestamp */
+            timestamp: string;
+        };
+        /**
+         * OutputPage
+         * @description `GET .../output`: `data` the chunks after `since`; `nextSince` the `since` of the next
+         *     call; `truncatedBefore` the oldest seq still kept when older output was dropped (null when
+         *     all of it is kept).
+         */
+        OutputPage: {
+            /**
+             * Success
+             * @default true
+             */
+            success?: boolean;
+            /** Data */
+            data: components["schemas"]["OutputChunkOut"][];
+            /** Nextsince */
+            nextSince: number;
+            /** Truncatedbefore */
+            truncatedBefore: number | null;
         };
         /** PageEnvelope[ApiKeyOut] */
         PageEnvelope_ApiKeyOut_: {
@@ -1821,6 +2307,42 @@ export interface components {
             expiresInSeconds?: number;
         };
         /**
+         * ProcessOut
+         * @description `pid` is the process id inside the sandbox; `signal` the signal that ended it, if one did.
+         *     `killed`: ended by its timeout, or by its sandbox stopping, restarting or going away.
+         */
+        ProcessOut: {
+            /**
+             * Id
+             * Format: uuid
+             */
+            id: string;
+            /**
+             * Sandboxid
+             * Format: uuid
+             */
+            sandboxId: string;
+            /** Command */
+            command: string[];
+            /** Pid */
+            pid: number | null;
+            /** Tty */
+            tty: boolean;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "running" | "exited" | "killed";
+            /** Exitcode */
+            exitCode: number | null;
+            /** Signal */
+            signal: string | null;
+            /** Startedat */
+            startedAt: string;
+            /** Endedat */
+            endedAt: string | null;
+        };
+        /**
          * ReplicateSandboxRequest
          * @description The copy keeps the source's environment version and env (overrides merged over it). Its
          *     name, TTL and metadata are its own: left out, the name is `<source name>-<8 hex>`, the TTL the
@@ -1846,6 +2368,13 @@ export interface components {
             withFilesystem?: boolean;
             /** Volumes */
             volumes?: components["schemas"]["VolumeMountIn"][];
+        };
+        /** ResizeRequest */
+        ResizeRequest: {
+            /** Cols */
+            cols: number;
+            /** Rows */
+            rows: number;
         };
         /** SandboxOut */
         SandboxOut: {
@@ -1928,6 +2457,14 @@ export interface components {
              */
             value: string;
         };
+        /** SignalRequest */
+        SignalRequest: {
+            /**
+             * Signal
+             * @enum {string}
+             */
+            signal: "TERM" | "KILL" | "INT" | "HUP" | "QUIT" | "USR1" | "USR2";
+        };
         /** SignupRequest */
         SignupRequest: {
             /**
@@ -1974,6 +2511,11 @@ export interface components {
             /** Createdat */
             createdAt: string;
         };
+        /** StdinWritten */
+        StdinWritten: {
+            /** Written */
+            written: number;
+        };
         /**
          * UpdateEnvironmentRequest
          * @description Any subset of the definition; what is left out is carried over from the current version.
@@ -2015,6 +2557,13 @@ export interface components {
             } | null;
             /** Onexpire */
             onExpire?: ("destroy" | "stop" | "pause") | null;
+        };
+        /** UploadOut */
+        UploadOut: {
+            /** Path */
+            path: string;
+            /** Size */
+            size: number;
         };
         /** UserOut */
         UserOut: {
@@ -3758,6 +4307,919 @@ export interface operations {
             };
         };
     };
+    list_processes_sandboxes__sandbox_id__processes_get: {
+        parameters: {
+            query?: {
+                /** @description Only processes in this status. */
+                status?: ("running" | "exited" | "killed") | null;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_list_ProcessOut__"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    create_process_sandboxes__sandbox_id__processes_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateProcessRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_RUNNING: the sandbox is not running. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description QUOTA_EXCEEDED: SBX_MAX_PROCESSES_PER_USER running processes; `details` has `limit` and `current`. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    get_process_sandboxes__sandbox_id__processes__process_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                process_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    process_output_sandboxes__sandbox_id__processes__process_id__output_get: {
+        parameters: {
+            query?: {
+                /** @description Only output after this seq. */
+                since?: number;
+                /** @description How many chunks at most. */
+                limit?: number;
+                /** @description `text` (UTF-8) or `base64` (the exact bytes). */
+                encoding?: "text" | "base64";
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+                process_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OutputPage"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    process_stdin_sandboxes__sandbox_id__processes__process_id__stdin_post: {
+        parameters: {
+            query?: {
+                /** @description Close stdin after writing the body. */
+                eof?: boolean;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+                process_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_StdinWritten_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: started without stdin, stdin closed, or ended. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    process_signal_sandboxes__sandbox_id__processes__process_id__signal_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                process_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SignalRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    process_resize_sandboxes__sandbox_id__processes__process_id__resize_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+                process_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ResizeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ProcessOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description INVALID_STATE: the process has no terminal. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    list_files_sandboxes__sandbox_id__files_get: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_list_FileEntryOut__"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    delete_file_sandboxes__sandbox_id__files_delete: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+                /** @description Delete a directory with everything in it. */
+                recursive?: boolean;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_DeletedOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    stat_file_sandboxes__sandbox_id__files_stat_get: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    download_sandboxes__sandbox_id__files_content_get: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file's bytes, streamed, with Content-Length. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description The requested byte range (`Range: bytes=a-b`), with Content-Range. */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The range starts past the end of the file (Content-Range: bytes *\/size). */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    upload_sandboxes__sandbox_id__files_content_put: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+                /** @description Permission bits in octal (default 0644). */
+                mode?: string | null;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Written (parents created); replaced atomically on a running sandbox. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_UploadOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description PAYLOAD_TOO_LARGE: over SBX_MAX_UPLOAD_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description STORAGE_FULL: the sandbox's disk or volume is full; nothing was left behind. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    make_directory_sandboxes__sandbox_id__files_mkdir_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MkdirIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    move_file_sandboxes__sandbox_id__files_move_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MoveIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_FileEntryOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    download_archive_sandboxes__sandbox_id__files_archive_get: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A tar stream of the file or tree. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-tar": string;
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    upload_archive_sandboxes__sandbox_id__files_archive_put: {
+        parameters: {
+            query: {
+                /** @description An absolute path inside the sandbox. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                sandbox_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-tar": string;
+            };
+        };
+        responses: {
+            /** @description Extracted into the directory (made if missing). */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_ArchiveOut_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: malformed JSON, wrong types or out-of-range values; `details.errors` lists `{path, message}` per field. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description NOT_FOUND: no such sandbox (or not yours), or no such path. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description NOT_A_DIRECTORY / IS_A_DIRECTORY: the wrong kind of path; INVALID_STATE: the sandbox is not running, paused or stopped. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description PAYLOAD_TOO_LARGE: over SBX_MAX_UPLOAD_BYTES. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description STORAGE_FULL: the sandbox's disk or volume is full. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An error in the envelope: UNAUTHORIZED (401), NOT_FOUND (404), CONFLICT, INVALID_STATE or NOT_RUNNING (409), PAYLOAD_TOO_LARGE (413), QUOTA_EXCEEDED or RATE_LIMITED (429, with Retry-After), UNAVAILABLE (503). */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     preview_url_sandboxes__sandbox_id__ports__port__preview_url_post: {
         parameters: {
             query?: never;
@@ -4337,8 +5799,16 @@ export interface operations {
     };
     create_snapshot_sandboxes__sandbox_id__snapshots_post: {
         parameters: {
-            query?: never;
-            header?: never;
+            query?: {
+                /** @description Answer once the snapshot is `ready` or `failed` (or the timeout passed). */
+                wait?: boolean;
+                /** @description With wait=true: the longest wait in seconds (default 30, max 300). */
+                timeout?: number;
+            };
+            header?: {
+                /** @description A repeat with the same key by the same user returns the first answer and acts no more. */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 sandbox_id: string;
             };
@@ -4350,7 +5820,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Accepted: the snapshot, `creating`. */
+            /** @description Accepted: the snapshot, `creating` (with `wait=true`: `ready` or `failed` once it settled, still `creating` if the timeout passed first). */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -4368,7 +5838,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description INVALID_STATE: the sandbox is destroyed or expired. */
+            /** @description INVALID_STATE: the sandbox is destroyed or expired. CONFLICT: a request with the same `Idempotency-Key` is still being carried out. */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -98,6 +98,8 @@ def metrics_kv(key: str) -> str:
 def process_output(sandbox_id: UUID | str, process_id: UUID | str) -> str:
     """The live output (and end) of one background process (stream SBX_PROC)."""
     return f"{PROC_PREFIX}.{sandbox_id}.{process_id}"
+
+
 def files_up(transfer_id: str) -> str:
     """A file transfer's frames from the API to the orchestrator (upload bytes, credits, cancel)."""
     return f"{FILES_PREFIX}.{transfer_id}.up"

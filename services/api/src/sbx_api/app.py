@@ -12,6 +12,7 @@ from sbx_common import db, natsconn, tasks
 from sbx_common.crypto import SecretBox
 
 from sbx_api import exception_handlers, openapi
+from sbx_api.api_instances import ApiProcess
 from sbx_api.api_keys.router import router as api_keys_router
 from sbx_api.audit.router import router as audit_router
 from sbx_api.auth.router import router as auth_router
@@ -21,7 +22,6 @@ from sbx_api.files.router import router as files_router
 from sbx_api.health.router import router as health_router
 from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
-from sbx_api.api_instances import ApiProcess
 from sbx_api.ports.hosts import PreviewHostMiddleware
 from sbx_api.ports.hosts import parse_template as parse_preview_hosts
 from sbx_api.ports.router import router as ports_router

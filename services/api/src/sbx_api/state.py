@@ -9,10 +9,10 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from sbx_common.crypto import SecretBox
 
+from sbx_api.api_instances import ApiProcess
 from sbx_api.config import ApiSettings
 from sbx_api.gauges import BusinessGauges
 from sbx_api.info.offer import EngineOfferCache
-from sbx_api.api_instances import ApiProcess
 from sbx_api.ports.upstream import UpstreamPool
 from sbx_api.ratelimit import RateLimiter
 from sbx_api.usage import UsageCounter
