@@ -88,4 +88,13 @@ def main() -> None:
         return
     create_app(settings)  # bad settings fail here, once, rather than in every worker
     with shared_metrics_dir():
-        uvicorn.run("sbx_api.main:worker_app", factory=True, workers=workers, **options)
+        # uvicorn's supervisor kills a worker that has not answered its health ping in time (5 s
+        # by default); on a CPU-starved machine importing and starting the app takes longer, and a
+        # short timeout only turns a slow start into a loop of killed workers.
+        uvicorn.run(
+            "sbx_api.main:worker_app",
+            factory=True,
+            workers=workers,
+            timeout_worker_healthcheck=60,
+            **options,
+        )
