@@ -62,7 +62,8 @@ def raw_fork(client: docker.DockerClient, container_id: str) -> tuple[float, lis
 def timed_in_container(container: Container, command: str) -> float:
     """As `timed_in_sandbox`, in a raw container through Docker's exec."""
     code, output = container.exec_run(["sh", "-c", _timed(command)])
-    assert code == 0 and isinstance(output, bytes), output
+    assert code == 0, output
+    assert isinstance(output, bytes)
     started, ended = (float(v) for v in output.decode().split())
     return max(ended - started, 0.01)
 
