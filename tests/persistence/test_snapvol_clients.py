@@ -67,7 +67,7 @@ def test_sdk_snapshot_fork_and_volume(sdk: Client, test_image: str) -> None:
         sdk.snapshots.delete(snap.id)
 
 
-async def test_async_sdk_volumes_and_snapshots(platform: Platform) -> None:
+async def test_async_sdk_volumes_and_snapshots(platform: Platform, test_image: str) -> None:
     async with AsyncClient(base_url=platform.api_url) as client:
         await client.auth.signup(new_email(), PASSWORD)
         volume = await client.volumes.create("async-data")
@@ -77,6 +77,18 @@ async def test_async_sdk_volumes_and_snapshots(platform: Platform) -> None:
         assert [s async for s in client.snapshots.list()] == []
         await client.volumes.delete(volume.id)
         assert [v async for v in client.volumes.list()] == []
+
+        environment = await client.environments.create(
+            f"asv-{uuid.uuid4().hex[:8]}", test_image, command=BOOT
+        )
+        source = await client.sandboxes.create(environment.id)
+        try:
+            snap = await source.snapshot(name="async-waited", wait=True, timeout=60)
+            assert snap.status == "ready"
+            assert [s.id async for s in client.snapshots.list()] == [snap.id]
+            await client.snapshots.delete(snap.id)
+        finally:
+            await source.destroy()
 
 
 def test_cli_volume_and_snapshot_commands(platform: Platform, tmp_path: Path, test_image: str) -> None:
