@@ -19,7 +19,7 @@ import websockets
 from tests.ports.conftest import HTTP_PORT, WS_PORT, start_web_sandbox
 from tests.support.api import User, error_of, signup
 from tests.support.platform import Platform, extra_api
-from tests.support.sandboxes import lifecycle
+from tests.support.sandboxes import exec_in, lifecycle
 from tests.support.sockets import close_code_of, ws_connect, ws_url
 
 
@@ -101,6 +101,26 @@ async def test_headers_go_through_but_the_platforms_credentials(
     assert seen["x-forwarded-host"] == urlsplit(str(api.base_url)).netloc
     assert seen["x-forwarded-proto"] == "http"
     assert seen["x-forwarded-prefix"] == f"/sandboxes/{web_sandbox['id']}/ports/{WS_PORT}"
+
+
+COOKIE_CGI = """cat > /tmp/www/cgi-bin/cookie <<'END'
+#!/bin/sh
+echo 'Set-Cookie: sbx_preview=planted; Path=/'
+echo 'Set-Cookie: app=1'
+echo
+echo ok
+END
+chmod +x /tmp/www/cgi-bin/cookie"""
+
+
+async def test_the_sandbox_cannot_set_the_preview_cookie(
+    api: httpx.AsyncClient, owner: User, web_sandbox: dict[str, Any]
+) -> None:
+    """A CGI of the sandbox tries to set the platform's cookie beside its own."""
+    await exec_in(api, owner, web_sandbox["id"], COOKIE_CGI)
+    answer = await api.get(port_path(web_sandbox, HTTP_PORT, "cgi-bin/cookie"), headers=owner.headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers.get_list("set-cookie") == ["app=1"]
 
 
 async def test_a_redirect_of_the_sandbox_stays_under_the_proxy(

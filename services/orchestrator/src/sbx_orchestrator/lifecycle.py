@@ -755,6 +755,8 @@ class Lifecycle:
             return False
         if state.runtime.container_id not in (None, container_id):
             return False
+        # The address goes first: once the container stops, the bridge may hand it to another.
+        await self.repository.write_runtime(sandbox_id, status=Status.RUNNING, address=None)
         await self.engine.stop(container_id, grace=0)
         await self.guard.release(sandbox_id)
         await self.repository.write_runtime(

@@ -88,7 +88,8 @@ def request_headers(
 def response_headers(
     headers: Iterable[tuple[bytes, bytes]], *, upstream_origin: str, prefix: str
 ) -> list[tuple[bytes, bytes]]:
-    """What goes back to the client: the sandbox's headers but hop-by-hop ones, with a redirect
+    """What goes back to the client: the sandbox's headers but hop-by-hop ones (and any attempt
+    to set the platform's preview cookie), with a redirect
     to the sandbox's own root (`Location: /login`, or its own address) rewritten under the
     proxy's prefix so that the browser stays on the proxy."""
     raw = [(name.lower(), value) for name, value in headers]
@@ -98,6 +99,8 @@ def response_headers(
         text = name.decode("latin-1")
         if text in HOP_BY_HOP or text in listed:
             continue
+        if text == "set-cookie" and value.split(b"=", 1)[0].strip().decode("latin-1") == PREVIEW_PARAM:
+            continue  # the platform's cookie is the platform's to set (no planting another link's)
         if text == "location":
             out.append(
                 (name, rewrite_location(value.decode("latin-1"), upstream_origin, prefix).encode("latin-1"))
