@@ -116,5 +116,11 @@ def test_docker_timestamps_are_truncated_to_microseconds() -> None:
 
 
 def test_published_timestamps_truncate_as_the_stored_ones() -> None:
-    for raw in ("2026-12-02T05:43:59.9999999Z", "2026-12-02T05:43:03Z", "2026-12-02T05:43:03.1Z"):
+    for raw in (
+        "2026-12-02T05:43:59.9999999Z",
+        "2026-12-02T05:43:03Z",
+        "2026-12-02T05:43:03.1Z",
+        "2026-12-02T06:43:03.25+01:00",  # not Docker's form: through the datetime
+    ):
         assert datetime.fromisoformat(json_timestamp(raw)) == parse_timestamp(raw)
+        assert json_timestamp(raw).endswith("Z")

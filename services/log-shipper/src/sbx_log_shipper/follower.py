@@ -99,16 +99,21 @@ class Batcher:
 
     async def _run(self) -> None:
         settings = self.shared.settings
+        quiet = True  # nothing was pending: the first line of a burst, worth lingering for
         while True:
             await self._has_lines.wait()
             if not self._pending:
                 if self._closing:
                     return
                 self._has_lines.clear()
+                quiet = True
                 continue
             small = len(self._pending) < settings.batch_max_lines
-            if settings.batch_linger_seconds and small and not self._closing:
+            # Only after a quiet spell: lines that came while the last batch was stored have
+            # waited that long already, and under a steady flow the store is the gathering time.
+            if settings.batch_linger_seconds and small and quiet and not self._closing:
                 await asyncio.sleep(settings.batch_linger_seconds)
+            quiet = False
             batch = self._pending[: settings.batch_max_lines]
             del self._pending[: settings.batch_max_lines]
             if len(self._pending) < settings.max_pending_lines:

@@ -20,6 +20,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Sequence
+from datetime import UTC
 from json.encoder import encode_basestring
 
 from nats.errors import Error as NatsError
@@ -29,7 +30,7 @@ from sbx_common import subjects
 from sbx_common.tasks import cancel_and_wait
 from sbx_common.topology import STREAM_LOG
 
-from sbx_log_shipper.frames import RawLine
+from sbx_log_shipper.frames import RawLine, parse_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +54,12 @@ def json_timestamp(ts_raw: str) -> str:
 
     Docker writes `2026-12-02T05:43:03.123456789Z` with trailing zeros of the fraction left out;
     keeping at most six digits truncates it exactly as `frames.parse_timestamp` (and so the
-    stored line) does, without a datetime per line.
+    stored line) does, without a datetime per line. Any other form goes through the datetime.
     """
-    return ts_raw[:-1][:26] + "Z"
+    if len(ts_raw) >= 20 and ts_raw[19] in ".Z" and ts_raw.endswith("Z"):
+        return ts_raw[:-1][:26] + "Z"
+    stamp = parse_timestamp(ts_raw).astimezone(UTC)
+    return stamp.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def encode_batch(sandbox_id: uuid.UUID, first_seq: int, lines: Sequence[RawLine]) -> bytes:
