@@ -196,9 +196,7 @@ class ProcessManager:
         try:
             session = await self.context.agents.session(request.sandbox_id, container_id)
             header, _ = await session.request("spawn", args, reply_within=AGENT_CALL_SECONDS)
-            await self.store.set_pid(request.process_id, int(header.get("pid") or 0))
-            await self._watch(session, request.sandbox_id, request.process_id, 0)
-        except AgentError as exc:
+        except AgentError as exc:  # refused: nothing was started
             await self.store.delete(request.process_id)
             return self._agent_error(exc)
         except (
@@ -212,6 +210,12 @@ class ProcessManager:
             # Not started, or started with nobody told: the reconciler finds it running either
             # way, and the agent (asked by the same id) reports what became of it.
             return _error("UNAVAILABLE", "the sandbox's agent did not answer")
+        await self.store.set_pid(request.process_id, int(header.get("pid") or 0))
+        try:
+            await self._watch(session, request.sandbox_id, request.process_id, 0)
+        except (AgentError, AgentGone, TimeoutError, OSError) as exc:
+            # Started: the reconciler watches it from the store's last seq.
+            logger.warning("a started process could not be watched yet", extra={"error": repr(exc)})
         return ProcessReply()
 
     # --- watching and storing output ---
@@ -227,16 +231,23 @@ class ProcessManager:
             )
         except AgentError as exc:
             self._watched.pop(process_id, None)
-            if exc.code == "NOT_FOUND":  # the daemon restarted with its container: the process is gone
-                logger.info(
-                    "the agent no longer knows a running process", extra={"processId": str(process_id)}
-                )
-                await self._ended(process_id, "killed", None, None, False)
-            else:
+            if exc.code != "NOT_FOUND" or not await self._unknown_to(session, process_id):
                 raise
+            # The daemon restarted with its container: the process is gone.
+            logger.info(
+                "the agent no longer knows a running process",
+                extra={"processId": str(process_id), "agentPid": session.daemon_pid},
+            )
+            await self._ended(process_id, "killed", None, None, False)
         except BaseException:
             self._watched.pop(process_id, None)
             raise
+
+    async def _unknown_to(self, session: AgentSession, process_id: uuid.UUID) -> bool:
+        """Whether the session's daemon really holds no such process (asked again with `list`)."""
+        header, _ = await session.request("list", {}, reply_within=AGENT_CALL_SECONDS)
+        known = {str(p.get("process")) for p in header.get("processes") or []}
+        return str(process_id) not in known
 
     @staticmethod
     async def _call(session: AgentSession, op: str, process_id: uuid.UUID, **args: Any) -> dict[str, Any]:
