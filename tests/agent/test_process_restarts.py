@@ -15,8 +15,8 @@ from tests.support.platform import dedicated_platform
 from tests.support.sandboxes import create_sandbox
 from tests.support.waiting import wait_for
 
-LINES = 4000
-# Numbered lines with short pauses: about 8 s of printing, long enough for two crashes.
+LINES = 6000
+# Numbered lines with short pauses: about 12 s of printing, long enough for two crashes.
 SCRIPT = (
     f"i=0; while [ $i -lt {LINES} ]; do echo line-$i; i=$((i+1)); [ $((i % 100)) = 0 ] && sleep 0.2; done"
 )
