@@ -73,6 +73,8 @@ class ProcessManager:
         self._reconciler: asyncio.Task[None] | None = None
         # Processes between their row and their first watch: the reconciler leaves them alone.
         self._creating: set[uuid.UUID] = set()
+        # The newest seq acknowledged to the agent, per process.
+        self._acked: dict[uuid.UUID, int] = {}
 
     async def start(self) -> None:
         self.context.agents.on_event = self._on_event
@@ -365,6 +367,7 @@ class ProcessManager:
         self, process_id: uuid.UUID, status: str, exit_code: int | None, signal: str | None, timed_out: bool
     ) -> None:
         self._watched.pop(process_id, None)
+        self._acked.pop(process_id, None)
         sandbox_id = self._sandbox_of.get(process_id)
         if await self.store.end(process_id, status, exit_code, signal, timed_out):
             logger.info(
@@ -413,6 +416,18 @@ class ProcessManager:
 
     # --- reconciling ---
 
+    async def _ack_again(self, running: list[Any]) -> None:
+        """Acknowledge again what is stored but was not acknowledged (an ack lost to a timeout
+        would otherwise leave a process whose agent buffer is full waiting for ever)."""
+        for process in running:
+            session = self._watched.get(process.id)
+            # What the store holds is always safe to acknowledge.
+            if session is None or session.closed or process.last_seq <= self._acked.get(process.id, 0):
+                continue
+            with contextlib.suppress(AgentGone, AgentError, TimeoutError, OSError):
+                await self._call(session, "ack", process.id, seq=process.last_seq)
+                self._acked[process.id] = process.last_seq
+
     async def _reconcile_loop(self) -> None:
         while True:
             try:
@@ -425,6 +440,7 @@ class ProcessManager:
         by_sandbox: dict[uuid.UUID, list[Any]] = defaultdict(list)
         for process in await self.store.running():
             by_sandbox[process.sandbox_id].append(process)
+        await self._ack_again([p for ps in by_sandbox.values() for p in ps])
         for sandbox_id, running in by_sandbox.items():
             unwatched = [p for p in running if (s := self._watched.get(p.id)) is None or s.closed]
             if not unwatched:
