@@ -15,10 +15,11 @@ from tests.support.platform import dedicated_platform
 from tests.support.sandboxes import create_sandbox
 from tests.support.waiting import wait_for
 
-LINES = 4000
-# Numbered lines with short pauses: about 8 s of printing, long enough for two crashes.
+# Numbered lines, a few hundred a second, until the test lets it finish (a file it looks for):
+# it prints through both crashes however slow the machine is.
 SCRIPT = (
-    f"i=0; while [ $i -lt {LINES} ]; do echo line-$i; i=$((i+1)); [ $((i % 100)) = 0 ] && sleep 0.2; done"
+    "i=0; while [ ! -f /tmp/finish ]; do echo line-$i; i=$((i+1));"
+    " [ $((i % 50)) = 0 ] && sleep 0.1; done; echo end"
 )
 
 
@@ -58,12 +59,26 @@ async def test_output_and_status_survive_api_and_orchestrator_kills(tmp_path: Pa
 
             plat.kill_service("orchestrator")  # SIGKILL, mid-print
             plat.start_service("orchestrator")
+            seen = await printed_lines(client, user, sid, pid)
+            await wait_for(more_output, what="output stored after the orchestrator restart")
+
+            async def finished() -> bool:
+                response = await client.post(
+                    f"/sandboxes/{sid}/exec",
+                    json={"command": "mkdir -p /tmp && touch /tmp/finish"},
+                    headers=user.headers,
+                )
+                return response.status_code == 200 and response.json()["data"]["exitCode"] == 0
+
+            await wait_for(finished, what="the process told to finish")
             ended = await wait_ended(client, user, sid, pid, timeout=90)
             assert (ended["status"], ended["exitCode"], ended["signal"]) == ("exited", 0, None)
 
             chunks = await all_output(client, user, sid, pid)
             assert [c["seq"] for c in chunks] == list(range(1, len(chunks) + 1)), "a seq missing or repeated"
-            assert text_of(chunks) == "".join(f"line-{i}\n" for i in range(LINES))
+            lines = text_of(chunks).split("\n")
+            assert lines[-2:] == ["end", ""]
+            assert lines[:-2] == [f"line-{i}" for i in range(len(lines) - 2)]
             frames, exit_frame = await read_socket(socket_url(plat.ws_url, user, sid, pid))
             assert [f["seq"] for f in frames] == [c["seq"] for c in chunks]
             assert exit_frame == {"type": "exit", "status": "exited", "exitCode": 0, "signal": None}

@@ -13,6 +13,8 @@ import logging
 import uuid
 from typing import Any
 
+import docker.errors
+
 from sbx_orchestrator.agent.binary import AgentBinary, ensure_volume
 from sbx_orchestrator.agent.session import AgentSession, EventHandler
 from sbx_orchestrator.config import OrchestratorSettings
@@ -50,11 +52,21 @@ class AgentPool:
         if self.binary is None:
             return None
         async with self._volume_lock:
+            if self._volume_ready and not await self._volume_exists(self.binary.volume):
+                # Removed meanwhile (an operator's clean-up): Docker would make an empty one.
+                self._volume_ready = False
             if not self._volume_ready:
                 await ensure_volume(self.engine, self.binary, self.settings.instance)
                 self._volume_ready = True
                 logger.info("agent volume ready", extra={"volume": self.binary.volume})
         return self.binary
+
+    async def _volume_exists(self, name: str) -> bool:
+        try:
+            await self.engine.call("agent_volume_check", self.engine.api.inspect_volume, name)
+        except docker.errors.NotFound:
+            return False
+        return True
 
     async def has_agent(self, container_id: str) -> bool:
         if container_id not in self._has_agent:

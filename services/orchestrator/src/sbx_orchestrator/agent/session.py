@@ -54,6 +54,7 @@ class AgentSession:
         self._closed = asyncio.Event()
         self._handles: list[Any] = []
         self.on_event: EventHandler | None = None
+        self.daemon_pid = 0  # the agent daemon's PID inside the sandbox (from `hello`)
         self.on_close: list[Callable[[AgentSession], None]] = []
 
     @classmethod
@@ -82,7 +83,8 @@ class AgentSession:
         session._handles += [holder, getattr(holder, "_sock", holder)]
         session._task = asyncio.create_task(session._read_loop(), name=f"agent-{container_id[:12]}")
         try:
-            await asyncio.wait_for(session.request("hello", {}), hello_within)
+            hello, _ = await asyncio.wait_for(session.request("hello", {}), hello_within)
+            session.daemon_pid = int(hello.get("pid") or 0)
         except BaseException:
             await session.close()
             raise

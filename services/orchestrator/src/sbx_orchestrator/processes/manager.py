@@ -73,6 +73,8 @@ class ProcessManager:
         self._reconciler: asyncio.Task[None] | None = None
         # Processes between their row and their first watch: the reconciler leaves them alone.
         self._creating: set[uuid.UUID] = set()
+        # The newest seq acknowledged to the agent, per process.
+        self._acked: dict[uuid.UUID, int] = {}
 
     async def start(self) -> None:
         self.context.agents.on_event = self._on_event
@@ -196,9 +198,7 @@ class ProcessManager:
         try:
             session = await self.context.agents.session(request.sandbox_id, container_id)
             header, _ = await session.request("spawn", args, reply_within=AGENT_CALL_SECONDS)
-            await self.store.set_pid(request.process_id, int(header.get("pid") or 0))
-            await self._watch(session, request.sandbox_id, request.process_id, 0)
-        except AgentError as exc:
+        except AgentError as exc:  # refused: nothing was started
             await self.store.delete(request.process_id)
             return self._agent_error(exc)
         except (
@@ -212,6 +212,12 @@ class ProcessManager:
             # Not started, or started with nobody told: the reconciler finds it running either
             # way, and the agent (asked by the same id) reports what became of it.
             return _error("UNAVAILABLE", "the sandbox's agent did not answer")
+        await self.store.set_pid(request.process_id, int(header.get("pid") or 0))
+        try:
+            await self._watch(session, request.sandbox_id, request.process_id, 0)
+        except (AgentError, AgentGone, TimeoutError, OSError) as exc:
+            # Started: the reconciler watches it from the store's last seq.
+            logger.warning("a started process could not be watched yet", extra={"error": repr(exc)})
         return ProcessReply()
 
     # --- watching and storing output ---
@@ -227,16 +233,23 @@ class ProcessManager:
             )
         except AgentError as exc:
             self._watched.pop(process_id, None)
-            if exc.code == "NOT_FOUND":  # the daemon restarted with its container: the process is gone
-                logger.info(
-                    "the agent no longer knows a running process", extra={"processId": str(process_id)}
-                )
-                await self._ended(process_id, "killed", None, None, False)
-            else:
+            if exc.code != "NOT_FOUND" or not await self._unknown_to(session, process_id):
                 raise
+            # The daemon restarted with its container: the process is gone.
+            logger.info(
+                "the agent no longer knows a running process",
+                extra={"processId": str(process_id), "agentPid": session.daemon_pid},
+            )
+            await self._ended(process_id, "killed", None, None, False)
         except BaseException:
             self._watched.pop(process_id, None)
             raise
+
+    async def _unknown_to(self, session: AgentSession, process_id: uuid.UUID) -> bool:
+        """Whether the session's daemon really holds no such process (asked again with `list`)."""
+        header, _ = await session.request("list", {}, reply_within=AGENT_CALL_SECONDS)
+        known = {str(p.get("process")) for p in header.get("processes") or []}
+        return str(process_id) not in known
 
     @staticmethod
     async def _call(session: AgentSession, op: str, process_id: uuid.UUID, **args: Any) -> dict[str, Any]:
@@ -354,6 +367,7 @@ class ProcessManager:
         self, process_id: uuid.UUID, status: str, exit_code: int | None, signal: str | None, timed_out: bool
     ) -> None:
         self._watched.pop(process_id, None)
+        self._acked.pop(process_id, None)
         sandbox_id = self._sandbox_of.get(process_id)
         if await self.store.end(process_id, status, exit_code, signal, timed_out):
             logger.info(
@@ -402,6 +416,18 @@ class ProcessManager:
 
     # --- reconciling ---
 
+    async def _ack_again(self, running: list[Any]) -> None:
+        """Acknowledge again what is stored but was not acknowledged (an ack lost to a timeout
+        would otherwise leave a process whose agent buffer is full waiting for ever)."""
+        for process in running:
+            session = self._watched.get(process.id)
+            # What the store holds is always safe to acknowledge.
+            if session is None or session.closed or process.last_seq <= self._acked.get(process.id, 0):
+                continue
+            with contextlib.suppress(AgentGone, AgentError, TimeoutError, OSError):
+                await self._call(session, "ack", process.id, seq=process.last_seq)
+                self._acked[process.id] = process.last_seq
+
     async def _reconcile_loop(self) -> None:
         while True:
             try:
@@ -414,6 +440,7 @@ class ProcessManager:
         by_sandbox: dict[uuid.UUID, list[Any]] = defaultdict(list)
         for process in await self.store.running():
             by_sandbox[process.sandbox_id].append(process)
+        await self._ack_again([p for ps in by_sandbox.values() for p in ps])
         for sandbox_id, running in by_sandbox.items():
             unwatched = [p for p in running if (s := self._watched.get(p.id)) is None or s.closed]
             if not unwatched:
