@@ -15,16 +15,20 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
-from fastapi import FastAPI
-from sbx_common.logging import configure_logging
-from sbx_common.telemetry import setup_telemetry
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
-from sbx_api.app import create_app
-from sbx_api.config import ApiSettings
-from sbx_api.metrics import MULTIPROC_DIR
+    from sbx_api.config import ApiSettings
+
+# Only the standard library at import time: each worker process starts by importing this module
+# (multiprocessing's spawn) before it can answer the supervisor's health checks, which give it
+# TIMEOUT_WORKER_HEALTHCHECK seconds; the app itself is imported afterwards, in `worker_app`.
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # the same name as `sbx_api.metrics.MULTIPROC_DIR`
+# How long the supervisor waits for a worker's answer before it restarts the worker (uvicorn's
+# default is 5 s; a worker importing the app on a busy machine can take longer than that).
+TIMEOUT_WORKER_HEALTHCHECK = 30
 
 
 def worker_count(settings: ApiSettings) -> int:
@@ -39,6 +43,12 @@ def worker_count(settings: ApiSettings) -> int:
 
 def worker_app() -> FastAPI:
     """The app of one worker process (uvicorn calls this in each worker)."""
+    from sbx_common.logging import configure_logging
+    from sbx_common.telemetry import setup_telemetry
+
+    from sbx_api.app import create_app
+    from sbx_api.config import ApiSettings
+
     settings = ApiSettings()
     configure_logging("api", settings.log_level)
     setup_telemetry("api")
@@ -67,6 +77,13 @@ def shared_metrics_dir() -> Iterator[None]:
 
 
 def main() -> None:
+    import uvicorn
+    from sbx_common.logging import configure_logging
+    from sbx_common.telemetry import setup_telemetry
+
+    from sbx_api.app import create_app
+    from sbx_api.config import ApiSettings
+
     settings = ApiSettings()
     configure_logging("api", settings.log_level)
     proxies = settings.trusted_proxies.strip()
@@ -88,13 +105,10 @@ def main() -> None:
         return
     create_app(settings)  # bad settings fail here, once, rather than in every worker
     with shared_metrics_dir():
-        # uvicorn's supervisor kills a worker that has not answered its health ping in time (5 s
-        # by default); on a CPU-starved machine importing and starting the app takes longer, and a
-        # short timeout only turns a slow start into a loop of killed workers.
         uvicorn.run(
             "sbx_api.main:worker_app",
             factory=True,
             workers=workers,
-            timeout_worker_healthcheck=60,
+            timeout_worker_healthcheck=TIMEOUT_WORKER_HEALTHCHECK,
             **options,
         )

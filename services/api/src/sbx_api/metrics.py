@@ -9,8 +9,11 @@ scrape sees the whole API whichever worker answers. One process: the usual in-me
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -30,11 +33,26 @@ def observe_request(method: str, path: str, status: int, seconds: float) -> None
     HTTP_DURATION.labels(method, path, str(status)).observe(seconds)
 
 
+class _AllWorkers(Collector):
+    """Every worker's samples, summed; and the API's metrics no worker has observed yet as empty
+    families (as one process shows them), so a scrape always lists them."""
+
+    def collect(self) -> Iterator[Metric]:
+        seen = set()
+        for family in multiprocess.MultiProcessCollector(None).collect():  # type: ignore[no-untyped-call]
+            seen.add(family.name)
+            yield family
+        for declared in (HTTP_REQUESTS, HTTP_DURATION):
+            for family in declared.describe():
+                if family.name not in seen:
+                    yield family
+
+
 def exposition() -> bytes:
     """The process metrics in Prometheus text: summed over every worker when there are several
     (process-level series such as CPU and memory are then left out: they belong to one worker)."""
     if os.environ.get(MULTIPROC_DIR):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(_AllWorkers())
         return generate_latest(registry)
     return generate_latest(REGISTRY)
