@@ -566,6 +566,11 @@ class Lifecycle:
 
     # --- steps ---
 
+    async def pooled_container(self, sandbox: SandboxRecord) -> dict[str, Any]:
+        """A warm pool's container for a reserved sandbox id, made as `create` makes one (see
+        warm_pool.py); the create command that claims it finds it running in `_run`."""
+        return await self._create_container(sandbox)
+
     async def _create_container(self, sandbox: SandboxRecord) -> dict[str, Any]:
         if not sandbox.image:
             raise SandboxFailed("the environment version of the sandbox does not exist")
