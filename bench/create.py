@@ -10,7 +10,8 @@
 - 10 concurrent creators, cold: creates/s to running against 10 threads doing raw create+start
   (target >= 0.9x).
 
-Raw and platform samples alternate, so a machine whose speed drifts weighs on both alike.
+Raw and platform samples alternate, so a machine whose speed drifts weighs on both alike, and
+each timed sample starts with the pool full, so a refill never runs during one.
 """
 
 from __future__ import annotations
@@ -71,11 +72,28 @@ async def _pool_full(db: asyncpg.Connection, env_id: str) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _pool_empty(db: asyncpg.Connection, client: docker.DockerClient, env_id: str) -> None:
+    """Until the drained pool's rows and containers are gone (not timed against anything)."""
+    slots = [
+        r["id"]
+        for r in await db.fetch("SELECT id FROM warm_pool_slots WHERE environment_id = $1", uuid.UUID(env_id))
+    ]
+
+    def containers_left() -> int:
+        names = {f"/sbx-{slot}" for slot in slots}
+        return sum(1 for c in client.api.containers(all=True) if set(c["Names"]) & names)
+
+    while await db.fetchval(
+        "SELECT count(*) FROM warm_pool_slots WHERE environment_id = $1", uuid.UUID(env_id)
+    ) or await asyncio.to_thread(containers_left):
+        await asyncio.sleep(0.05)
+
+
 def _raw_throughput(client: docker.DockerClient) -> float:
     """Creates+starts per second with CONCURRENT threads, PER_CREATOR each."""
 
     def creator() -> list[str]:
-        return [raw_create_start(client)[1].id for _ in range(PER_CREATOR)]
+        return [str(raw_create_start(client)[1].id) for _ in range(PER_CREATOR)]
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(CONCURRENT) as threads:
@@ -104,6 +122,8 @@ async def measure(plat: Platform) -> tuple[dict[str, list[float]], float, float]
         warm_env = await _environment(http, "bench-warm", POOL)
         await _create(http, cold_env)  # the image and the network exist before anything is timed
         for _ in range(SAMPLES):
+            # A refill (a container being made) never runs during a timed raw or cold sample.
+            await _pool_full(db, warm_env)
             elapsed, container = await asyncio.to_thread(raw_create_start, client)
             samples["raw create"].append(elapsed)
             elapsed, cold_id = await _create(http, cold_env)
@@ -111,12 +131,14 @@ async def measure(plat: Platform) -> tuple[dict[str, list[float]], float, float]
             await _pool_full(db, warm_env)
             elapsed, warm_id = await _create(http, warm_env)
             samples["warm"].append(elapsed)
+            await _pool_full(db, warm_env)
             t0 = time.perf_counter()
             await asyncio.to_thread(container.remove, force=True)
             samples["raw remove"].append(time.perf_counter() - t0)
             samples["destroy"].append(await _destroy(http, cold_id))
             await _destroy(http, warm_id)
         await http.put(f"/environments/{warm_env}", json={"warmPool": 0})
+        await _pool_empty(db, client, warm_env)
         raw_rate = await asyncio.to_thread(_raw_throughput, client)
 
         async def creator() -> list[str]:
