@@ -602,10 +602,9 @@ class Lifecycle:
             if exc.status_code is not None and 400 <= exc.status_code < 500:
                 raise SandboxFailed(f"the container could not be created: {_docker_message(exc)}") from None
             raise
-        info = await self.engine.inspect(container_id)
-        if info is None:
-            raise RuntimeError("the container vanished right after it was created")
-        return info
+        # What `_run` reads of a container just made (it is started and inspected next): no
+        # inspect round trip for it.
+        return {"Id": container_id, "State": {"Status": "created", "Running": False}}
 
     async def _ensure_image(self, image: str) -> None:
         """Use the local image, else pull it once; an image that cannot be had is final."""
