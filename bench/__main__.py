@@ -10,6 +10,7 @@ import sys
 MODULES = [
     "bench.requests",
     "bench.lifecycle",
+    "bench.create",
     "bench.pause",
     "bench.logs",
     "bench.terminal",

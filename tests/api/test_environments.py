@@ -24,6 +24,7 @@ ENV_KEYS = {
     "network",
     "runtime",
     "disk",
+    "warmPool",
     "secrets",
     "createdAt",
     "updatedAt",
@@ -39,6 +40,7 @@ VERSION_KEYS = {
     "network",
     "runtime",
     "disk",
+    "warmPool",
     "createdAt",
 }
 
@@ -48,7 +50,7 @@ async def test_create_with_defaults_and_read_back(client: httpx.AsyncClient, use
     assert set(env) == ENV_KEYS
     assert (env["name"], env["version"], env["cpu"], env["memory"]) == ("plain", 1, 1.0, 256)
     assert (env["ports"], env["env"], env["command"], env["secrets"]) == ([], {}, None, [])
-    assert (env["runtime"], env["disk"]) == ("runc", 2048)
+    assert (env["runtime"], env["disk"], env["warmPool"]) == ("runc", 2048, 0)
     assert RFC3339_UTC.match(env["createdAt"])
     assert RFC3339_UTC.match(env["updatedAt"])
     assert data_of(await client.get(f"/environments/{env['id']}", headers=user.headers)) == env

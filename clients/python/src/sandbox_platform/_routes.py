@@ -458,9 +458,11 @@ def info() -> Call[Info]:
     return Call("GET", "/info", _model(Info), authenticated=False)
 
 
-def runtime_fields(runtime: str | None, disk: int | None) -> dict[str, Any]:
-    """`runtime` and `disk` of an environment, when given."""
+def runtime_fields(runtime: str | None, disk: int | None, warm_pool: int | None = None) -> dict[str, Any]:
+    """`runtime`, `disk` and `warmPool` of an environment, when given."""
     body: dict[str, Any] = {}
+    if warm_pool is not None:
+        body["warmPool"] = warm_pool
     if runtime is not None:
         body["runtime"] = runtime
     if disk is not None:

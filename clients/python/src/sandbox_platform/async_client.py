@@ -220,13 +220,15 @@ class AsyncEnvironments(_AsyncResource):
         network: NetworkLike | None = None,
         runtime: str | None = None,
         disk: int | None = None,
+        warm_pool: int | None = None,
     ) -> Environment:
         """A new environment (version 1). `cpu` in cores, `memory` in MiB, `ports` as container
         ports (ints) or `Port(container=, host=)`, `command` overrides the image's, `network` a
         `NetworkPolicy` or `{"egress": ..., "allow": [...]}` (default: internet), `runtime` one of
-        `info().runtimes` (`runc`, `gvisor`), `disk` MiB of writable filesystem."""
+        `info().runtimes` (`runc`, `gvisor`), `disk` MiB of writable filesystem, `warm_pool` (0-20)
+        ready sandboxes kept waiting for creates without per-sandbox `env` or `volumes`."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
-        fields.update(routes.runtime_fields(runtime, disk))
+        fields.update(routes.runtime_fields(runtime, disk, warm_pool))
         if command is not None:
             fields["command"] = list(command)
         if network is not None:
@@ -254,11 +256,12 @@ class AsyncEnvironments(_AsyncResource):
         network: NetworkLike | None = None,
         runtime: str | None = None,
         disk: int | None = None,
+        warm_pool: int | None = None,
     ) -> Environment:
         """A new version with the fields given (the others carried over); `command=None` clears
         the command. Sandboxes already made keep their version."""
         fields = routes.environment_fields(image, cpu, memory, ports, env)
-        fields.update(routes.runtime_fields(runtime, disk))
+        fields.update(routes.runtime_fields(runtime, disk, warm_pool))
         if command is not UNSET:
             fields["command"] = None if command is None else list(command)
         if network is not None:

@@ -135,6 +135,7 @@ class EnvironmentVersion(Model):
     network: NetworkPolicy = Field(default_factory=NetworkPolicy)
     runtime: str = "runc"
     disk: int | None = None
+    warm_pool: int = 0
     created_at: Timestamp
 
 
@@ -196,6 +197,7 @@ class Environment(Model):
     network: NetworkPolicy = Field(default_factory=NetworkPolicy)
     runtime: str = "runc"
     disk: int | None = None
+    warm_pool: int = 0
     secrets: list[Secret] = Field(default_factory=list)
     created_at: Timestamp
     updated_at: Timestamp

@@ -1351,6 +1351,12 @@ export interface components {
             runtime?: string;
             /** Disk */
             disk?: number | null;
+            /**
+             * Warmpool
+             * @description Ready sandboxes of this version kept waiting so a create without `env` or `volumes` is served at once (0-20, default 0). They count against the owner's quotas.
+             * @default 0
+             */
+            warmPool?: number;
         };
         /**
          * CreateProcessRequest
@@ -1878,6 +1884,8 @@ export interface components {
             runtime: string;
             /** Disk */
             disk: number;
+            /** Warmpool */
+            warmPool: number;
             /** Secrets */
             secrets: components["schemas"]["SecretOut"][];
             /** Createdat */
@@ -2542,6 +2550,8 @@ export interface components {
             runtime?: string | null;
             /** Disk */
             disk?: number | null;
+            /** Warmpool */
+            warmPool?: number | null;
         };
         /**
          * UpdateSandboxRequest
@@ -2602,6 +2612,8 @@ export interface components {
             runtime: string;
             /** Disk */
             disk: number;
+            /** Warmpool */
+            warmPool: number;
             /** Createdat */
             createdAt: string;
         };

@@ -30,6 +30,17 @@ class OrchestratorSettings(CryptoSettings):
     # On SIGTERM: how long commands already under way may take to finish.
     shutdown_timeout: float = Field(default=10.0, ge=0)
 
+    # --- warm pools (docs/warm-pools.md) ---
+    # Seconds between two passes that drain stale pooled containers and make missing ones.
+    warm_pool_interval: float = Field(default=0.5, gt=0)
+    # Containers made at once by one pass, over all pools.
+    warm_pool_concurrency: int = Field(default=4, ge=1)
+    # The owner's quotas (the API's `SBX_MAX_*` variables): a pool is filled only while the owner's
+    # sandboxes that are not terminal plus pooled containers stay within them.
+    max_sandboxes_per_user: int = Field(default=10, ge=0)
+    max_cpu_per_user: float = Field(default=16.0, gt=0)
+    max_memory_per_user: int = Field(default=32768, gt=0)
+
     # --- containers ---
     sandbox_pids_limit: int = Field(default=256, ge=16)
     # Relative block I/O weight of every sandbox (10-1000; 0: none). Kernels without a weight

@@ -420,17 +420,21 @@ class Lifecycle:
             if job.sandbox.snapshot_id is not None:
                 await self.storage.release_hidden_snapshot(job.sandbox.snapshot_id)
         state = read_state(info)
+        started: dict[str, Any] | None = None
         if restart and state.running:
             await self._forget_agent(job)
             await self.engine.restart(state.id, self.settings.stop_timeout)
             await self._sandbox_down(job)
         elif not state.running:
             await self._start(state.id)
+        else:
+            started = info  # already running (a warm pool's container): nothing changed since
         # Guarded as soon as it runs (until then the platform's chain drops whatever it sends).
-        started = await self.engine.inspect(state.id)
+        if started is None:
+            started = await self.engine.inspect(state.id)
         if started is not None and read_state(started).running:
             await self.guard.apply(job.sandbox.id, started, job.sandbox.network)
-        info = await self._wait_until_ready(job, state.id)
+        info = await self._wait_until_ready(job, state.id, started)
         endpoints = read_endpoints(info, self.settings.public_host)
         await self._record(
             job,
@@ -566,6 +570,11 @@ class Lifecycle:
 
     # --- steps ---
 
+    async def pooled_container(self, sandbox: SandboxRecord) -> dict[str, Any]:
+        """A warm pool's container for a reserved sandbox id, made as `create` makes one (see
+        warm_pool.py); the create command that claims it finds it running in `_run`."""
+        return await self._create_container(sandbox)
+
     async def _create_container(self, sandbox: SandboxRecord) -> dict[str, Any]:
         if not sandbox.image:
             raise SandboxFailed("the environment version of the sandbox does not exist")
@@ -593,10 +602,9 @@ class Lifecycle:
             if exc.status_code is not None and 400 <= exc.status_code < 500:
                 raise SandboxFailed(f"the container could not be created: {_docker_message(exc)}") from None
             raise
-        info = await self.engine.inspect(container_id)
-        if info is None:
-            raise RuntimeError("the container vanished right after it was created")
-        return info
+        # What `_run` reads of a container just made (it is started and inspected next): no
+        # inspect round trip for it.
+        return {"Id": container_id, "State": {"Status": "created", "Running": False}}
 
     async def _ensure_image(self, image: str) -> None:
         """Use the local image, else pull it once; an image that cannot be had is final."""
@@ -622,12 +630,15 @@ class Lifecycle:
                 raise SandboxFailed(f"the container could not be started: {message}") from None
             raise
 
-    async def _wait_until_ready(self, job: Job, container_id: str) -> dict[str, Any]:
+    async def _wait_until_ready(
+        self, job: Job, container_id: str, first: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Inspect until the container runs (and, with a HEALTHCHECK, is healthy).
 
         A health check may take long: once a newer command is recorded for the sandbox (a stop or
         destroy the user sent meanwhile) or its TTL has run out (the reaper's destroy is on its
-        way), waiting stops and that command takes over.
+        way), waiting stops and that command takes over. `first`: an inspect of the container
+        the caller has just taken, used for the first look.
         """
         deadline = time.monotonic() + self.settings.health_timeout
         next_check = time.monotonic() + SUPERSEDED_CHECK
@@ -637,7 +648,10 @@ class Lifecycle:
                 next_check = time.monotonic() + SUPERSEDED_CHECK
                 if await self.repository.is_superseded(job.sandbox.id, job.command.id):
                     raise Superseded
-            info = await self.engine.inspect(container_id)
+            # The caller's inspect, taken just before, stands for the first one.
+            info, first = (
+                (first, None) if first is not None else (await self.engine.inspect(container_id), None)
+            )
             if info is None:
                 raise SandboxFailed("the container was removed while starting")
             state = read_state(info)

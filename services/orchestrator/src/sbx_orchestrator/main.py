@@ -24,6 +24,7 @@ from sbx_orchestrator.messaging.health_responder import HealthResponder
 from sbx_orchestrator.messaging.terminal_server import TerminalServer
 from sbx_orchestrator.network_guard import NetworkRefresher
 from sbx_orchestrator.processes.manager import ProcessManager
+from sbx_orchestrator.warm_pool import WarmPool
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ COMPONENTS: tuple[ComponentFactory, ...] = (
     FilesServer,
     CommandConsumer,
     DiskWatcher,
+    WarmPool,
 )
 
 

@@ -115,11 +115,13 @@ class SandboxReader:
         ]
 
     async def live_ids(self, sandbox_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-        """Those of `sandbox_ids` that have a row and are not terminal."""
+        """Those of `sandbox_ids` that have a row and are not terminal, or are a warm pool's slot
+        (a container waiting for its sandbox: see docs/warm-pools.md)."""
         if not sandbox_ids:
             return set()
         rows = await self._pool.fetch(
-            "SELECT id FROM sandbox_view WHERE id = ANY($1::uuid[]) AND status <> ALL($2::text[])",
+            "SELECT id FROM sandbox_view WHERE id = ANY($1::uuid[]) AND status <> ALL($2::text[])"
+            " UNION SELECT id FROM warm_pool_slots WHERE id = ANY($1::uuid[])",
             sandbox_ids,
             _values(TERMINAL),
         )

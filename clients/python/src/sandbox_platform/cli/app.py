@@ -424,6 +424,9 @@ Runtime = Annotated[
     str | None, typer.Option(help="Container runtime: runc (default) or gvisor (see `sbx info`).")
 ]
 Disk = Annotated[int | None, typer.Option(help="MiB of writable filesystem per sandbox (64-102400).")]
+WarmPool = Annotated[
+    int | None, typer.Option("--warm-pool", help="Ready sandboxes kept waiting for fast creates (0-20).")
+]
 
 
 def _show_environment(environment: Environment) -> None:
@@ -437,6 +440,7 @@ def _show_environment(environment: Environment) -> None:
             ("memory", f"{environment.memory} MiB"),
             ("disk", f"{environment.disk} MiB" if environment.disk is not None else "-"),
             ("runtime", environment.runtime),
+            ("warm pool", environment.warm_pool),
             ("ports", ", ".join(_port_text(p) for p in environment.ports) or "-"),
             ("env", " ".join(f"{k}={v}" for k, v in environment.env.items()) or "-"),
             ("command", shlex.join(environment.command) if environment.command else "(the image's)"),
@@ -489,6 +493,7 @@ def env_create(
     allow: Allow = None,
     runtime: Runtime = None,
     disk: Disk = None,
+    warm_pool: WarmPool = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the id.")] = False,
     json: Json = False,
 ) -> None:
@@ -504,6 +509,7 @@ def env_create(
         network=_network(egress, allow),
         runtime=runtime,
         disk=disk,
+        warm_pool=warm_pool,
     )
     if json:
         print_json(environment)
@@ -524,6 +530,7 @@ def env_update(
     allow: Allow = None,
     runtime: Runtime = None,
     disk: Disk = None,
+    warm_pool: WarmPool = None,
     json: Json = False,
 ) -> None:
     """Make a new version of an environment with the fields given (the others carried over)."""
@@ -536,6 +543,7 @@ def env_update(
         network=_network(egress, allow),
         runtime=runtime,
         disk=disk,
+        warm_pool=warm_pool,
     )
     if json:
         print_json(environment)

@@ -16,7 +16,7 @@ from sbx_common.crypto import SealedSecret
 _ENV_WITH_VERSION = (
     "SELECT e.id, e.owner_id, e.name, e.current_version, e.created_at, e.updated_at,"
     " v.version, v.image, v.cpu, v.memory_mib, v.ports, v.env, v.command, v.network, v.runtime,"
-    " v.disk_mib,"
+    " v.disk_mib, v.warm_pool,"
     " v.created_at AS version_created_at"
     " FROM environments e JOIN environment_versions v"
     " ON v.environment_id = e.id AND v.version = e.current_version"
@@ -25,7 +25,7 @@ _ENV_WITH_VERSION = (
 
 _VERSION = (
     "SELECT e.id, e.owner_id, e.name, v.version, v.image, v.cpu, v.memory_mib, v.ports, v.env,"
-    " v.command, v.network, v.runtime, v.disk_mib, v.created_at AS version_created_at"
+    " v.command, v.network, v.runtime, v.disk_mib, v.warm_pool, v.created_at AS version_created_at"
     " FROM environments e JOIN environment_versions v"
     " ON v.environment_id = e.id AND v.version = COALESCE($3, e.current_version)"
     " WHERE e.id = $1 AND e.owner_id = $2 AND e.deleted_at IS NULL"
@@ -51,6 +51,7 @@ class EnvironmentVersion:
     created_at: datetime
     runtime: str = "runc"
     disk_mib: int = 2048
+    warm_pool: int = 0
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> EnvironmentVersion:
@@ -69,6 +70,7 @@ class EnvironmentVersion:
             created_at=row["version_created_at"],
             runtime=row["runtime"],
             disk_mib=row["disk_mib"],
+            warm_pool=row["warm_pool"],
         )
 
 
@@ -119,12 +121,12 @@ async def insert_environment(
 
 async def insert_version(conn: asyncpg.Connection, environment_id: uuid.UUID, spec: dict[str, Any]) -> None:
     """Add an immutable version row. `spec` holds version, image, cpu, memory, ports, env, command,
-    network, runtime and disk."""
+    network, runtime, disk and warmPool."""
     await conn.execute(
         "INSERT INTO environment_versions"
         " (environment_id, version, image, cpu, memory_mib, ports, env, command, network, runtime,"
-        " disk_mib)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        " disk_mib, warm_pool)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         environment_id,
         spec["version"],
         spec["image"],
@@ -136,6 +138,7 @@ async def insert_version(conn: asyncpg.Connection, environment_id: uuid.UUID, sp
         spec["network"],
         spec["runtime"],
         spec["disk"],
+        spec.get("warm_pool", 0),
     )
 
 
@@ -186,7 +189,7 @@ async def list_versions(
     """Versions after `after`, oldest first, their fields named as in `VersionOut`."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT version, image, cpu, memory_mib AS memory, ports, env, command, network, runtime,"
-        " disk_mib AS disk, created_at"
+        " disk_mib AS disk, warm_pool, created_at"
         " FROM environment_versions"
         " WHERE environment_id = $1 AND ($2::integer IS NULL OR version > $2) ORDER BY version LIMIT $3",
         environment_id,

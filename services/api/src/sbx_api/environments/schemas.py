@@ -92,6 +92,18 @@ DiskMiB = Annotated[
         description="MiB of writable filesystem per sandbox (default: SBX_DEFAULT_DISK_MB).",
     ),
 ]
+# How many ready sandboxes of the version the orchestrator keeps waiting (docs/warm-pools.md).
+MAX_WARM_POOL = 20
+WarmPool = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_WARM_POOL,
+        description="Ready sandboxes of this version kept waiting so a create without `env` or `volumes`"
+        " is served at once (0-20, default 0). They count against the owner's quotas.",
+    ),
+]
 EnvName = Annotated[str, StringConstraints(strict=True, pattern=ENV_NAME_PATTERN, max_length=256)]
 EnvValue = Annotated[str, Field(strict=True, max_length=MAX_ENV_VALUE_CHARS), AfterValidator(check_no_nul)]
 EnvMap = Annotated[dict[EnvName, EnvValue], Field(max_length=MAX_ENV_ENTRIES)]
@@ -176,6 +188,7 @@ class CreateEnvironmentRequest(RequestModel):
     network: NetworkPolicyIn = Field(default_factory=default_network)
     runtime: RuntimeName = "runc"
     disk: DiskMiB | None = None
+    warm_pool: WarmPool = 0
 
 
 class UpdateEnvironmentRequest(RequestModel):
@@ -193,8 +206,11 @@ class UpdateEnvironmentRequest(RequestModel):
     network: NetworkPolicyIn | None = None
     runtime: RuntimeName | None = None
     disk: DiskMiB | None = None
+    warm_pool: WarmPool | None = None
 
-    @field_validator("image", "cpu", "memory", "ports", "env", "network", "runtime", "disk", mode="before")
+    @field_validator(
+        "image", "cpu", "memory", "ports", "env", "network", "runtime", "disk", "warm_pool", mode="before"
+    )
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         # Runs only for fields the body gives: leaving a field out keeps it, null is an error.
@@ -235,6 +251,7 @@ class VersionOut(ApiModel):
     network: NetworkPolicyOut
     runtime: str
     disk: int
+    warm_pool: int
     created_at: Timestamp
 
 
@@ -251,6 +268,7 @@ class EnvironmentOut(ApiModel):
     network: NetworkPolicyOut
     runtime: str
     disk: int
+    warm_pool: int
     secrets: list[SecretOut]
     created_at: Timestamp
     updated_at: Timestamp
@@ -269,4 +287,5 @@ def version_fields(spec: Any) -> dict[str, Any]:
         "network": spec.network,
         "runtime": spec.runtime,
         "disk": spec.disk_mib,
+        "warm_pool": spec.warm_pool,
     }

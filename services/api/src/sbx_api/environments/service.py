@@ -112,6 +112,7 @@ async def create(state: AppState, owner_id: uuid.UUID, body: CreateEnvironmentRe
         "network": body.network.stored(),
         "runtime": body.runtime,
         "disk": body.disk if body.disk is not None else state.settings.default_disk_mb,
+        "warm_pool": body.warm_pool,
     }
     async with (
         _audited(state, owner_id, "environment.create", None) as attempt,
@@ -188,6 +189,7 @@ async def update(
             "command",
             "runtime",
             "disk",
+            "warm_pool",
         ):  # only command may be null
             if field in given:
                 spec[field] = getattr(body, field)

@@ -42,7 +42,7 @@ from sbx_api.audit import service as audit
 from sbx_api.deps import Caller
 from sbx_api.environments import repository as environments
 from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
-from sbx_api.sandboxes import commands, repository
+from sbx_api.sandboxes import commands, repository, warm_pool
 from sbx_api.sandboxes.schemas import CreateSandboxRequest, ReplicateSandboxRequest, UpdateSandboxRequest
 from sbx_api.sandboxes.waiting import SettleWatcher
 from sbx_api.snapshots import repository as snapshots
@@ -79,6 +79,8 @@ class Draft:
     # Published before the create (a replicate's own snapshot), and taken back with it.
     first: SandboxCommand | None = None
     on_expire: str = "destroy"
+    # A create a warm pool's container can serve: no per-sandbox env, volumes or snapshot.
+    poolable: bool = False
 
 
 Plan = Callable[[asyncpg.Connection, uuid.UUID], Awaitable[Draft]]
@@ -162,13 +164,14 @@ async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wa
                 raise NotFound(f"No such {what}.")
         return Draft(
             version=version,
-            name=body.name or f"{version.environment_name}-{sandbox_id.hex[:8]}",
+            name=body.name or "",  # "": named after the environment and the final id
             env={**version.env, **body.env},
             ttl_seconds=body.ttl_seconds,
             network=version.network,
             snapshot_id=snapshot_id,
             volumes=await volumes.mounts_of(conn, caller.user_id, body.volumes),
             on_expire=body.on_expire,
+            poolable=snapshot_id is None and not body.env and not body.volumes,
         )
 
     return await _make(
@@ -234,19 +237,21 @@ async def _make(
     then publish the create command (201, or once settled with ?wait). A replica names its
     source (`source_id`)."""
     sandbox_id = uuid.uuid4()
-    command = _command(Verb.CREATE, sandbox_id, caller)
-    async with (
-        audited(state, caller, action, source_id or sandbox_id) as attempt,
-        _watching(state, caller, sandbox_id, wait) as watcher,
-    ):
+    async with audited(state, caller, action, source_id or sandbox_id) as attempt:
         async with state.pool.acquire() as conn, conn.transaction():
             draft = await plan(conn, sandbox_id)
+            await _check_quota(state, conn, caller, draft.version)
+            if draft.poolable:
+                # A ready container of the owner's pool for this version: its reserved id
+                # becomes the sandbox's (the row is gone once this commits; see warm-pools.md).
+                sandbox_id = await warm_pool.claim(conn, caller.user_id, draft.version) or sandbox_id
+            command = _command(Verb.CREATE, sandbox_id, caller)
             new = repository.NewSandbox(
                 id=sandbox_id,
                 owner_id=caller.user_id,
                 environment_id=draft.version.environment_id,
                 environment_version=draft.version.version,
-                name=draft.name,
+                name=draft.name or f"{draft.version.environment_name}-{sandbox_id.hex[:8]}",
                 env=draft.env,
                 metadata=metadata,
                 ttl_seconds=draft.ttl_seconds,
@@ -257,22 +262,26 @@ async def _make(
                 volumes=draft.volumes,
                 on_expire=draft.on_expire,
             )
-            await _check_quota(state, conn, caller, draft.version)
             await repository.insert_sandbox(conn, new)
             await attempt.succeeded(conn, target_id=new.id, details=_creation_details(new))
-        first = draft.first
-        if first is not None and first.snapshot_id is not None:
-            hidden_id = first.snapshot_id
+        # Events are watched from here on (the sandbox's id is known only now): still before
+        # anything is published, so none is missed.
+        async with _watching_new(state, caller, sandbox_id, command, wait) as watcher:
+            first = draft.first
+            if first is not None and first.snapshot_id is not None:
+                hidden_id = first.snapshot_id
 
-            async def withdraw_both(c: asyncpg.Connection) -> bool:
-                withdrawn = await snapshots.withdraw(c, hidden_id)
-                if withdrawn:
-                    await repository.withdraw_create(c, sandbox_id, command.id)
-                return withdrawn
+                async def withdraw_both(c: asyncpg.Connection) -> bool:
+                    withdrawn = await snapshots.withdraw(c, hidden_id)
+                    if withdrawn:
+                        await repository.withdraw_create(c, sandbox_id, command.id)
+                    return withdrawn
 
-            await send(state, first, withdraw=withdraw_both)
-        await send(state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id))
-        return Outcome(201, await _settle(state, caller, sandbox_id, watcher, wait))
+                await send(state, first, withdraw=withdraw_both)
+            await send(
+                state, command, withdraw=lambda c: repository.withdraw_create(c, sandbox_id, command.id)
+            )
+            return Outcome(201, await _settle(state, caller, sandbox_id, watcher, wait))
 
 
 async def act(
@@ -451,6 +460,21 @@ async def _check_quota(
                 "requested": version.memory_mib,
             },
         )
+
+
+@asynccontextmanager
+async def _watching_new(
+    state: AppState, caller: Caller, sandbox_id: uuid.UUID, command: SandboxCommand, wait: float | None
+) -> AsyncIterator[SettleWatcher | None]:
+    """`_watching` for a sandbox just recorded: if the bus cannot be subscribed to, the new row
+    is taken back, so the 503 changed nothing."""
+    try:
+        async with _watching(state, caller, sandbox_id, wait) as watcher:
+            yield watcher
+    except Unavailable:
+        async with state.pool.acquire() as conn:
+            await repository.withdraw_create(conn, sandbox_id, command.id)
+        raise
 
 
 @asynccontextmanager

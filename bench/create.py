@@ -1,0 +1,204 @@
+"""Creating sandboxes: cold and warm-pool creates through the API versus raw Docker, same run.
+
+    uv run python -m bench.create
+
+- cold create to running (`POST /sandboxes?wait=true`, environment without a pool) against a
+  docker-SDK create+start of the same image and limits (target <= 1.1x);
+- warm create to running (environment with `warmPool`, a ready container waiting before each
+  sample) against the same raw baseline (target <= 0.2x);
+- destroy (`DELETE ?wait=true`) against a raw remove (target <= 1.1x);
+- 10 concurrent creators, cold: creates/s to running against 10 threads doing raw create+start
+  (target >= 0.9x).
+
+Raw and platform samples alternate, so a machine whose speed drifts weighs on both alike, and
+each timed sample starts with the pool full, so a refill never runs during one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import asyncpg
+import docker
+import httpx
+
+from bench.lifecycle import CPU, MEMORY_MIB, raw_create_start
+from bench.stack import median, percentile, running_platform, table
+from tests.support.docker import TEST_IMAGE
+from tests.support.platform import Platform
+
+SAMPLES = 20
+POOL = 3
+CONCURRENT = 10
+PER_CREATOR = 3
+COMMAND = ["sh", "-c", "exec sleep 3600"]
+
+
+async def _environment(http: httpx.AsyncClient, name: str, warm_pool: int) -> str:
+    body = {"name": name, "image": TEST_IMAGE, "cpu": CPU, "memory": MEMORY_MIB, "command": COMMAND}
+    response = await http.post("/environments", json={**body, "warmPool": warm_pool})
+    assert response.status_code == 201, response.text
+    return str(response.json()["data"]["id"])
+
+
+async def _create(http: httpx.AsyncClient, env_id: str) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    response = await http.post("/sandboxes?wait=true&timeout=60", json={"environmentId": env_id})
+    elapsed = time.perf_counter() - t0
+    sandbox = response.json()["data"]
+    assert sandbox["status"] == "running", sandbox
+    return elapsed, str(sandbox["id"])
+
+
+async def _destroy(http: httpx.AsyncClient, sandbox_id: str) -> float:
+    t0 = time.perf_counter()
+    response = await http.delete(f"/sandboxes/{sandbox_id}?wait=true&timeout=60")
+    elapsed = time.perf_counter() - t0
+    assert response.json()["data"]["status"] == "destroyed", response.text
+    return elapsed
+
+
+async def _pool_full(db: asyncpg.Connection, env_id: str) -> None:
+    """Until the pool holds POOL ready containers (the refill is not what a warm sample times)."""
+    while (
+        await db.fetchval(
+            "SELECT count(*) FROM warm_pool_slots WHERE environment_id = $1 AND ready", uuid.UUID(env_id)
+        )
+        < POOL
+    ):
+        await asyncio.sleep(0.05)
+
+
+async def _pool_empty(db: asyncpg.Connection, client: docker.DockerClient, env_id: str) -> None:
+    """Until the drained pool's rows and containers are gone (not timed against anything)."""
+    slots = [
+        r["id"]
+        for r in await db.fetch("SELECT id FROM warm_pool_slots WHERE environment_id = $1", uuid.UUID(env_id))
+    ]
+
+    def containers_left() -> int:
+        names = {f"/sbx-{slot}" for slot in slots}
+        return sum(1 for c in client.api.containers(all=True) if set(c["Names"]) & names)
+
+    while await db.fetchval(
+        "SELECT count(*) FROM warm_pool_slots WHERE environment_id = $1", uuid.UUID(env_id)
+    ) or await asyncio.to_thread(containers_left):
+        await asyncio.sleep(0.05)
+
+
+def _raw_throughput(client: docker.DockerClient) -> float:
+    """Creates+starts per second with CONCURRENT threads, PER_CREATOR each."""
+
+    def creator() -> list[str]:
+        return [str(raw_create_start(client)[1].id) for _ in range(PER_CREATOR)]
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENT) as threads:
+        made = [c for batch in threads.map(lambda _: creator(), range(CONCURRENT)) for c in batch]
+    rate = len(made) / (time.perf_counter() - t0)
+    for container_id in made:
+        client.api.remove_container(container_id, force=True)
+    return rate
+
+
+async def measure(plat: Platform) -> tuple[dict[str, list[float]], float, float]:
+    client = docker.from_env()
+    samples: dict[str, list[float]] = {
+        "raw create": [],
+        "raw remove": [],
+        "cold": [],
+        "warm": [],
+        "destroy": [],
+    }
+    db = await asyncpg.connect(plat.base_env["SBX_DATABASE_URL"])
+    async with httpx.AsyncClient(base_url=plat.api_url, timeout=120) as http:
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        signup = await http.post("/auth/signup", json={"email": email, "password": "benchmark-password"})
+        http.headers["Authorization"] = f"Bearer {signup.json()['data']['token']}"
+        cold_env = await _environment(http, "bench-cold", 0)
+        warm_env = await _environment(http, "bench-warm", POOL)
+        await _create(http, cold_env)  # the image and the network exist before anything is timed
+        for _ in range(SAMPLES):
+            # A refill (a container being made) never runs during a timed raw or cold sample.
+            await _pool_full(db, warm_env)
+            elapsed, container = await asyncio.to_thread(raw_create_start, client)
+            samples["raw create"].append(elapsed)
+            elapsed, cold_id = await _create(http, cold_env)
+            samples["cold"].append(elapsed)
+            await _pool_full(db, warm_env)
+            elapsed, warm_id = await _create(http, warm_env)
+            samples["warm"].append(elapsed)
+            await _pool_full(db, warm_env)
+            t0 = time.perf_counter()
+            await asyncio.to_thread(container.remove, force=True)
+            samples["raw remove"].append(time.perf_counter() - t0)
+            samples["destroy"].append(await _destroy(http, cold_id))
+            await _destroy(http, warm_id)
+        await http.put(f"/environments/{warm_env}", json={"warmPool": 0})
+        await _pool_empty(db, client, warm_env)
+        raw_rate = await asyncio.to_thread(_raw_throughput, client)
+
+        async def creator() -> list[str]:
+            return [(await _create(http, cold_env))[1] for _ in range(PER_CREATOR)]
+
+        t0 = time.perf_counter()
+        batches = await asyncio.gather(*(creator() for _ in range(CONCURRENT)))
+        our_rate = CONCURRENT * PER_CREATOR / (time.perf_counter() - t0)
+        await asyncio.gather(*(_destroy(http, sid) for batch in batches for sid in batch))
+    await db.close()
+    client.close()
+    return samples, raw_rate, our_rate
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:.1f} ms"
+
+
+def run() -> str:
+    extra = {
+        "SBX_MAX_SANDBOXES_PER_USER": "1000",
+        "SBX_MAX_CPU_PER_USER": "1000",
+        "SBX_MAX_MEMORY_PER_USER": "1000000",
+    }
+    with running_platform(extra_env=extra) as plat:
+        samples, raw_rate, our_rate = asyncio.run(measure(plat))
+    rows = []
+    for label, ours, raw, target in (
+        ("cold create to running", "cold", "raw create", "<= 1.1x"),
+        ("warm-pool create to running", "warm", "raw create", "<= 0.2x"),
+        ("destroy", "destroy", "raw remove", "<= 1.1x"),
+    ):
+        rows.append(
+            [
+                label,
+                ms(median(samples[raw])),
+                ms(percentile(samples[raw], 95)),
+                ms(median(samples[ours])),
+                ms(percentile(samples[ours], 95)),
+                f"{median(samples[ours]) / median(samples[raw]):.2f}x",
+                target,
+            ]
+        )
+    rows.append(
+        [
+            f"creates/s, {CONCURRENT} concurrent creators",
+            f"{raw_rate:.2f}/s",
+            "",
+            f"{our_rate:.2f}/s",
+            "",
+            f"{our_rate / raw_rate:.2f}x",
+            ">= 0.9x",
+        ]
+    )
+    return table(
+        f"Creating sandboxes ({SAMPLES} samples each; warm pool of {POOL})",
+        ["operation", "raw p50", "raw p95", "platform p50", "platform p95", "ratio", "target"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    print(run())

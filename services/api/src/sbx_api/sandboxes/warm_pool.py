@@ -1,0 +1,35 @@
+"""Claiming a warm pool's container for a create (the pools themselves are the orchestrator's:
+see services/orchestrator/src/sbx_orchestrator/warm_pool.py and docs/warm-pools.md)."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from sbx_api.environments.repository import EnvironmentVersion
+
+# One ready slot of this owner's version, made after the environment last changed (a secret set
+# since makes it stale); SKIP LOCKED so two concurrent creates never take the same one, and the
+# DELETE commits with the sandbox's INSERT (same id), so a slot is never both pooled and owned.
+_CLAIM = """
+DELETE FROM warm_pool_slots WHERE id = (
+    SELECT s.id FROM warm_pool_slots s JOIN environments e ON e.id = s.environment_id
+    WHERE s.owner_id = $1 AND s.environment_id = $2 AND s.environment_version = $3 AND s.ready
+      AND s.created_at >= e.updated_at
+    ORDER BY s.created_at
+    LIMIT 1
+    FOR UPDATE OF s SKIP LOCKED
+)
+RETURNING id
+"""
+
+
+async def claim(
+    conn: asyncpg.Connection, owner_id: uuid.UUID, version: EnvironmentVersion
+) -> uuid.UUID | None:
+    """The reserved sandbox id of a claimed container, or None (the create goes cold)."""
+    if version.warm_pool <= 0:
+        return None
+    claimed: uuid.UUID | None = await conn.fetchval(_CLAIM, owner_id, version.environment_id, version.version)
+    return claimed

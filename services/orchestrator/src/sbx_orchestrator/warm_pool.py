@@ -1,0 +1,216 @@
+"""Warm pools: ready containers of an environment version, waiting for their owner's creates.
+
+Every `warm_pool_interval` seconds one pass drains what is stale and makes what is missing:
+
+- A slot (a `warm_pool_slots` row) reserves a sandbox id; its container is `sbx-<id>` with the
+  labels of a sandbox of that id and owner, made from the version as a create would make it (the
+  environment's secrets included: they are the environment's own; no per-sandbox `env`, no
+  volumes). It is `ready` once it runs. The API claims a ready slot by deleting its row and
+  inserting the sandbox of the same id in one transaction; the create command then finds the
+  container running (`Lifecycle._run`), guards its network and records `running`.
+- Stale: the environment is deleted, has a newer version, a smaller `warmPool`, or changed after
+  the slot was made (`updated_at`: a secret was set or deleted), or the slot never became ready
+  within two minutes. Its row goes first (so nobody claims it), then its container.
+- Missing: up to `warmPool` slots per current version, only while the owner's sandboxes that are
+  not terminal plus its slots stay within the owner's quotas. Versions with a fixed host port get
+  no pool (two containers cannot bind the same port).
+
+A container whose row is gone (drained while being made, or an orchestrator that stopped midway)
+is removed here, or by the reaper's orphan sweep, which keeps only live sandboxes and slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sbx_common import labels
+from sbx_common.network import NetworkPolicy
+from sbx_common.status import TERMINAL, Verb
+from sbx_common.tasks import cancel_and_wait
+
+from sbx_orchestrator.context import OrchestratorContext
+from sbx_orchestrator.engine.containers import read_state
+from sbx_orchestrator.repository import PortSpec, SandboxRecord
+
+logger = logging.getLogger(__name__)
+
+_DRAIN = """
+DELETE FROM warm_pool_slots d USING (
+    SELECT s.id, row_number() OVER (
+               PARTITION BY s.environment_id, s.environment_version ORDER BY s.ready DESC, s.created_at
+           ) AS rank,
+           e.deleted_at, e.current_version, e.updated_at, v.warm_pool
+    FROM warm_pool_slots s
+    JOIN environments e ON e.id = s.environment_id
+    LEFT JOIN environment_versions v ON v.environment_id = e.id AND v.version = e.current_version
+) c
+WHERE d.id = c.id AND (
+    c.deleted_at IS NOT NULL
+    OR c.current_version <> d.environment_version
+    OR c.updated_at > d.created_at
+    OR c.rank > coalesce(c.warm_pool, 0)
+    OR (NOT d.ready AND d.created_at < clock_timestamp() - interval '2 minutes')
+)
+RETURNING d.id
+"""
+
+# Current versions that want a pool, with how many slots they have and their owner's usage.
+_WANTED = """
+SELECT e.id AS environment_id, e.owner_id, v.version, v.image, v.cpu, v.memory_mib, v.ports, v.env,
+       v.command, v.network, v.runtime, v.disk_mib, v.warm_pool,
+       (SELECT count(*) FROM warm_pool_slots s
+         WHERE s.environment_id = e.id AND s.environment_version = v.version) AS slots
+FROM environments e
+JOIN environment_versions v ON v.environment_id = e.id AND v.version = e.current_version
+WHERE e.deleted_at IS NULL AND v.warm_pool > 0
+  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v.ports) p WHERE p ? 'host')
+ORDER BY e.created_at, e.id
+"""
+
+_USAGE = """
+WITH live AS (
+    SELECT ev.cpu, ev.memory_mib FROM sandbox_view v
+    JOIN environment_versions ev
+      ON ev.environment_id = v.environment_id AND ev.version = v.environment_version
+    WHERE v.owner_id = $1 AND v.status <> ALL($2::text[])
+    UNION ALL
+    SELECT cpu, memory_mib FROM warm_pool_slots WHERE owner_id = $1
+)
+SELECT count(*) AS sandboxes, coalesce(sum(cpu), 0) AS cpu, coalesce(sum(memory_mib), 0) AS memory FROM live
+"""
+
+_TERMINAL = sorted(status.value for status in TERMINAL)
+# The API's per-owner quota lock (sbx_api.sandboxes.repository.lock_owner_quota).
+QUOTA_LOCK_NAMESPACE = 0x5B8_0002
+
+
+@dataclass(frozen=True)
+class Usage:
+    sandboxes: int
+    cpu: float
+    memory_mib: int
+
+
+class WarmPool:
+    """The orchestrator's component that keeps every pool filled and drained."""
+
+    def __init__(self, context: OrchestratorContext) -> None:
+        self.context = context
+        self.settings = context.settings
+        self._task: asyncio.Task[None] | None = None
+        self._making: set[uuid.UUID] = set()
+        self._limit = asyncio.Semaphore(self.settings.warm_pool_concurrency)
+        self._jobs: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="warm-pool")
+
+    async def stop(self) -> None:
+        await cancel_and_wait([t for t in [self._task, *self._jobs] if t is not None])
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("warm pool pass failed")
+            await asyncio.sleep(self.settings.warm_pool_interval)
+
+    async def sweep(self) -> None:
+        pool = self.context.pool
+        for row in await pool.fetch(_DRAIN):
+            if row["id"] not in self._making:  # else the maker removes it once it sees the row gone
+                await self.context.engine.remove(labels.container_name(row["id"]))
+                logger.info("pooled container drained", extra={"sandboxId": str(row["id"])})
+        for wanted in await pool.fetch(_WANTED):
+            for _ in range(int(wanted["warm_pool"]) - int(wanted["slots"])):
+                slot_id = await self._reserve(wanted)
+                if slot_id is None:
+                    break
+                job = asyncio.create_task(self._make(slot_id, wanted), name="warm-pool-make")
+                self._jobs.add(job)
+                job.add_done_callback(self._jobs.discard)
+
+    async def _reserve(self, wanted: asyncpg.Record) -> uuid.UUID | None:
+        """Insert a slot if the owner's quotas leave room for it (serialised with the API's
+        creates of this owner by the same advisory lock)."""
+        s = self.settings
+        async with self.context.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))",
+                QUOTA_LOCK_NAMESPACE,
+                str(wanted["owner_id"]),
+            )
+            row = await conn.fetchrow(_USAGE, wanted["owner_id"], _TERMINAL)
+            usage = Usage(int(row["sandboxes"]), float(row["cpu"]), int(row["memory"]))
+            if (
+                usage.sandboxes + 1 > s.max_sandboxes_per_user
+                or usage.cpu + float(wanted["cpu"]) > s.max_cpu_per_user + 1e-9
+                or usage.memory_mib + int(wanted["memory_mib"]) > s.max_memory_per_user
+            ):
+                return None
+            slot_id = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO warm_pool_slots"
+                " (id, owner_id, environment_id, environment_version, cpu, memory_mib)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                slot_id,
+                wanted["owner_id"],
+                wanted["environment_id"],
+                wanted["version"],
+                wanted["cpu"],
+                wanted["memory_mib"],
+            )
+        self._making.add(slot_id)
+        return slot_id
+
+    async def _make(self, slot_id: uuid.UUID, wanted: asyncpg.Record) -> None:
+        engine = self.context.engine
+        name = labels.container_name(slot_id)
+        try:
+            async with self._limit:
+                info = await self.context.lifecycle.pooled_container(_record(slot_id, wanted))
+                state = read_state(info)
+                if not state.running:
+                    await engine.start(state.id)
+                ready = await self.context.pool.fetchval(
+                    "UPDATE warm_pool_slots SET ready = true WHERE id = $1 RETURNING true", slot_id
+                )
+            if not ready:  # drained (or its version replaced) while it was being made
+                await engine.remove(name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("pooled container could not be made", extra={"sandboxId": str(slot_id)})
+            await self.context.pool.execute("DELETE FROM warm_pool_slots WHERE id = $1", slot_id)
+            await engine.remove(name)
+        finally:
+            self._making.discard(slot_id)
+
+
+def _record(slot_id: uuid.UUID, wanted: asyncpg.Record) -> SandboxRecord:
+    """The sandbox a create without per-sandbox `env` or volumes would make from the version."""
+    ports: list[dict[str, Any]] = list(wanted["ports"] or [])
+    return SandboxRecord(
+        id=slot_id,
+        owner_id=wanted["owner_id"],
+        environment_id=wanted["environment_id"],
+        environment_version=wanted["version"],
+        image=wanted["image"],
+        cpu=float(wanted["cpu"]),
+        memory_mib=int(wanted["memory_mib"]),
+        ports=[PortSpec(container=int(p["container"]), host=None) for p in ports],
+        env={str(k): str(v) for k, v in (wanted["env"] or {}).items()},
+        command=[str(part) for part in wanted["command"]] if wanted["command"] else None,
+        last_command_id=uuid.uuid4(),
+        last_command_verb=Verb.CREATE,
+        runtime=None,
+        container_runtime=wanted["runtime"] or "runc",
+        disk_mib=int(wanted["disk_mib"] or 0),
+        network=NetworkPolicy.from_json(wanted["network"]),
+    )
