@@ -11,13 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
-from sbx_common.codes import WsClose
 
 from tests.support.api import User, create_environment, data_of, error_of, signup
-from tests.support.platform import Platform
 from tests.support.sandboxes import destroy_all, exec_in, lifecycle
-from tests.support.sockets import close_code_of, ws_connect, ws_url
 
 SCRIPT = ["sh", "-c", "exec sleep 3600"]
 
@@ -298,21 +294,3 @@ async def test_other_users_sandbox_and_limits(
     error_of(await put(client, owner, sid, "/x", b"x", mode="999"), 400, "VALIDATION_ERROR")
     await lifecycle(client, owner, sid, "destroy")
     error_of(await client.get(files(sid), params={"path": "/"}, headers=owner.headers), 409, "INVALID_STATE")
-
-
-async def test_watch_socket_says_why_it_closes(
-    client: httpx.AsyncClient, owner: User, other_user: User, platform: Platform, test_image: str
-) -> None:
-    sid = await new_sandbox(client, owner, test_image)
-    route = f"/ws/sandboxes/{sid}/files/watch"
-    assert await close_code_of(ws_url(platform.ws_url, route, "not-a-token")) == WsClose.UNAUTHORIZED
-    assert await close_code_of(ws_url(platform.ws_url, route, other_user.token)) == WsClose.NOT_FOUND
-    async with ws_connect(
-        ws_url(platform.ws_url, route, owner.token, recursive="true") + "&path=/"
-    ) as socket:
-        with pytest.raises(websockets.ConnectionClosed):
-            await socket.recv()
-        assert socket.close_code == WsClose.POLICY
-        assert "agent" in (socket.close_reason or "")
-    await lifecycle(client, owner, sid, "stop")
-    assert await close_code_of(ws_url(platform.ws_url, route, owner.token)) == WsClose.NOT_RUNNING

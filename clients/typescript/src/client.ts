@@ -23,7 +23,6 @@ import type {
   DeletedFile,
   FileBody,
   FileEntry,
-  FileEvent,
   ReadOptions,
   UploadResult,
   WriteOptions,
@@ -667,25 +666,6 @@ export class SandboxClient {
       signal: options.signal,
     });
     return envelopeData(response.status, response.headers, await response.json()).data as ArchiveResult;
-  }
-
-  /**
-   * Changes under `path` of a running sandbox (`created`, `modified`, `deleted`, `moved`) as an
-   * async iterator. A sandbox without the platform's agent closes it at once with the reason.
-   */
-  watchFiles(id: string, path = "/", options: StreamOptions & { recursive?: boolean } = {}): ResumableStream<FileEvent> {
-    const onFrame = (frame: unknown): FrameOutcome<FileEvent> => {
-      if (!isObject(frame) || typeof frame.type !== "string" || typeof frame.path !== "string") return undefined;
-      return { item: frame as unknown as FileEvent };
-    };
-    return new ResumableStream<FileEvent>({
-      WebSocket: resolveWebSocket(this.webSocket),
-      url: () => this.socketUrl(`/ws/sandboxes/${seg(id)}/files/watch`, { path, recursive: options.recursive ?? true }),
-      onFrame,
-      endsOnClose: (code) => code === 1000,
-      fatalCloseCodes: FATAL_CLOSE_CODES,
-      options,
-    });
   }
 
   /** Delete a file, a symlink, or a directory (non-empty ones with `recursive`). */

@@ -70,13 +70,6 @@ export type FileEntry = Schemas["FileEntryOut"];
 export type UploadResult = Schemas["UploadOut"];
 export type DeletedFile = Schemas["DeletedOut"];
 export type ArchiveResult = Schemas["ArchiveOut"];
-/** A frame of `/ws/sandboxes/:id/files/watch`. */
-export interface FileEvent {
-  type: "created" | "modified" | "deleted" | "moved";
-  path: string;
-  isDir: boolean;
-  timestamp: string;
-}
 /** What an upload sends: text, bytes (any Uint8Array), a Blob, or a ReadableStream of bytes. */
 export type FileBody = BodyInit | Uint8Array;
 

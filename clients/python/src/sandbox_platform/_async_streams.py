@@ -19,7 +19,6 @@ from sandbox_platform import _routes as routes
 from sandbox_platform._core import ClientConfig
 from sandbox_platform._sockets import (
     EVENTS_RECONNECT_STATUSES,
-    FILE_EVENT_TYPES,
     READY,
     RECONNECT_POLICY,
     SOCKET_CLOSE_TIMEOUT,
@@ -36,7 +35,7 @@ from sandbox_platform._sockets import (
 )
 from sandbox_platform._transport import AsyncTransport
 from sandbox_platform.errors import SandboxPlatformError, error_from_close
-from sandbox_platform.models import Event, FileEvent, LogLine
+from sandbox_platform.models import Event, LogLine
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -346,28 +345,3 @@ class AsyncTerminal:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
-
-
-async def file_events(
-    transport: AsyncTransport, sandbox_id: str, path: str, recursive: bool
-) -> AsyncIterator[FileEvent | Ready]:
-    """Changes under `path` in a running sandbox, until the socket closes (an error unless 1000)."""
-    socket_path = f"/ws/sandboxes/{routes._id(sandbox_id)}/files/watch"
-    params = {"path": path, "recursive": "true" if recursive else "false"}
-    try:
-        socket = await open_socket(transport.config, socket_path, params)
-    except (OSError, TimeoutError, InvalidHandshake) as exc:
-        raise handshake_error(exc) or gave_up("file watch", exc) from exc
-    yield READY
-    async with socket:
-        while True:
-            try:
-                raw = await socket.recv()
-            except ConnectionClosed as exc:
-                code, reason = closed_code(exc)
-                break
-            frame = json_frame(raw)
-            if frame is not None and frame.get("type") in FILE_EVENT_TYPES:
-                yield FileEvent.model_validate(frame)
-    if code != 1000:
-        raise error_from_close(code, reason)

@@ -12,12 +12,9 @@ from typing import IO, Any
 import httpx
 
 from sandbox_platform import _routes as routes
-from sandbox_platform._async_streams import AsyncStream
-from sandbox_platform._async_streams import file_events as async_file_events
 from sandbox_platform._core import decode
-from sandbox_platform._sync_streams import Stream, file_events
 from sandbox_platform._transport import AsyncTransport, SyncTransport
-from sandbox_platform.models import ArchiveResult, FileEntry, FileEvent, UploadResult
+from sandbox_platform.models import ArchiveResult, FileEntry, UploadResult
 
 CHUNK = 1024 * 1024
 UPLOAD_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
@@ -184,11 +181,6 @@ class SandboxFiles:
             raise answer.error()
         return ArchiveResult.model_validate(answer.body["data"])
 
-    def watch(self, path: str = "/", recursive: bool = True) -> Stream[FileEvent]:
-        """Changes under `path` as `FileEvent`s (created, modified, deleted, moved) while the
-        sandbox runs; a sandbox without the platform's agent closes it with the reason."""
-        return Stream(file_events(self._transport, self._sandbox_id, path, recursive))
-
     def download(self, path: str, local_path: str | Path) -> int:
         """Save a file to a local path, streamed to disk; the number of bytes written."""
         written = 0
@@ -312,10 +304,6 @@ class AsyncSandboxFiles:
         if answer.status >= 400:
             raise answer.error()
         return ArchiveResult.model_validate(answer.body["data"])
-
-    def watch(self, path: str = "/", recursive: bool = True) -> AsyncStream[FileEvent]:
-        """Changes under `path` (`async for event in await sandbox.files.watch()`)."""
-        return AsyncStream(async_file_events(self._transport, self._sandbox_id, path, recursive))
 
     async def download(self, path: str, local_path: str | Path) -> int:
         written = 0

@@ -44,9 +44,6 @@ class Ready:
 
 READY = Ready()
 
-#: The frames of a file watch (`/ws/sandboxes/:id/files/watch`).
-FILE_EVENT_TYPES = frozenset({"created", "modified", "deleted", "moved"})
-
 
 def json_frame(raw: str | bytes | bytearray) -> dict[str, Any] | None:
     """A text frame's JSON object (None for anything else)."""

@@ -285,15 +285,6 @@ class FileEntry(Model):
     modified_at: Timestamp | None = None
 
 
-class FileEvent(Model):
-    """A change under a watched path: `type` is "created", "modified", "deleted" or "moved"."""
-
-    type: str
-    path: str
-    is_dir: bool = False
-    timestamp: Timestamp
-
-
 class ArchiveResult(Model):
     """What an archive upload extracted: the directory and how many entries."""
 

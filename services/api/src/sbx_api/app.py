@@ -19,7 +19,6 @@ from sbx_api.auth.router import router as auth_router
 from sbx_api.config import ApiSettings
 from sbx_api.environments.router import router as environments_router
 from sbx_api.files.router import router as files_router
-from sbx_api.files.router import sockets as files_sockets
 from sbx_api.health.router import router as health_router
 from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
@@ -106,7 +105,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         processes_router,
         files_router,
         ports_router,
-        files_sockets,
         snapshots_router,
         volumes_router,
         streams_router,

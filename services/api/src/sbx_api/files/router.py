@@ -12,12 +12,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from sbx_common.codes import WsClose
 from sbx_common.errors import InvalidState, IsADirectory, ValidationFailed
 from sbx_common.messages import FileEntry, FilesRequest
 from sbx_common.status import Status
 from starlette.requests import ClientDisconnect
-from starlette.websockets import WebSocket
 
 from sbx_api.deps import Caller, CurrentUser, State, parse_id
 from sbx_api.files import rpc
@@ -27,11 +25,8 @@ from sbx_api.responses import ok
 from sbx_api.sandboxes.service import get
 from sbx_api.schemas import Envelope
 from sbx_api.state import AppState
-from sbx_api.streams import socket
-from sbx_api.streams.socket import CloseSocket
 
 router = APIRouter(prefix="/sandboxes", tags=["files"])
-sockets = APIRouter(tags=["files"])
 
 _STATES = (Status.RUNNING, Status.PAUSED, Status.STOPPED)
 
@@ -294,27 +289,3 @@ async def upload_archive(
     except ClientDisconnect:
         raise ValidationFailed("The client left before the body was complete.") from None
     return ok(ArchiveOut(path=path, entries=reply.count or 0).dump(), status_code=201)
-
-
-# `/ws/sandboxes/:id/files/watch?token=&path=&recursive=`: events need a watcher inside the
-# sandbox (inotify), which only the platform's in-sandbox agent provides; no sandbox started by
-# this version carries it, so after the usual checks (4001, 4004, 4009 when not running) the
-# socket closes with 1008 and says why, rather than looking like an unknown route.
-WATCH_UNAVAILABLE = (
-    "Watching files needs the platform's agent inside the sandbox; this sandbox was started without it."
-)
-
-
-@sockets.websocket("/ws/sandboxes/{sandbox_id}/files/watch")
-async def watch_socket(websocket: WebSocket, sandbox_id: str, state: State) -> None:
-    async def session() -> None:
-        caller = await socket.caller_of(websocket, state)
-        _, status = await socket.owned_sandbox(state, caller, sandbox_id)
-        path = websocket.query_params.get("path") or "/"
-        if not path.startswith("/"):
-            raise CloseSocket(WsClose.POLICY, "path must be absolute.")
-        if status != Status.RUNNING.value:
-            raise CloseSocket(WsClose.NOT_RUNNING, f"The sandbox is {status}.")
-        raise CloseSocket(WsClose.POLICY, WATCH_UNAVAILABLE)
-
-    await socket.serve(websocket, session)
