@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sandbox_platform import Client, FileChange, NotFoundError, NotRunningError, ValidationError
 
 from tests.clients.python.support import PASSWORD, new_email
+from tests.clients.python.test_cli import cli_env, ok, runner
 from tests.support.platform import Platform
 
 BOOT = ["sh", "-c", "exec sleep 3600"]
@@ -109,3 +111,17 @@ def test_watch_refusals_and_end(sdk: Client, test_image: str) -> None:
         with pytest.raises(NotRunningError):
             list(watch)
     sandbox.destroy()
+
+
+def test_cli_watch_refuses_a_file(platform: Platform, tmp_path: Path, test_image: str) -> None:
+    sbx = runner(cli_env(platform.api_url, tmp_path))
+    ok(sbx("signup", "--email", new_email(), "--password", PASSWORD))
+    env_name = f"cli-watch-{uuid.uuid4().hex[:6]}"
+    ok(sbx("env", "create", env_name, "--image", test_image, "--command", "sh -c 'exec sleep 3600'", "-q"))
+    box = ok(sbx("create", env_name, "-q")).strip()
+    (tmp_path / "f").write_text("x")
+    ok(sbx("files", "put", box, str(tmp_path / "f"), "/f"))
+    refused = sbx("files", "watch", box, "/f")
+    assert refused.returncode == 1
+    assert "NOT_A_DIRECTORY" in refused.stderr
+    ok(sbx("rm", box))
