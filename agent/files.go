@@ -251,9 +251,10 @@ func init() {
 		return Reply{}, nil, nil
 	})
 	fileOp("fwrite", func(a *fileArgs, payload []byte) (Reply, []byte, error) {
-		f, err := os.OpenFile(a.Temp, os.O_WRONLY|os.O_APPEND, 0)
+		// At its offset: the orchestrator keeps more than one piece in flight.
+		f, err := os.OpenFile(a.Temp, os.O_WRONLY, 0)
 		if err == nil {
-			_, err = f.Write(payload)
+			_, err = f.WriteAt(payload, a.Offset)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}

@@ -74,18 +74,29 @@ class AgentFiles(RunningFiles):
         return _entry(header.get("entry"))
 
     async def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
-        """The file's bytes from `offset`, at most `length` of them, a piece at a time."""
-        remaining = length
-        while remaining is None or remaining > 0:
-            piece = READ_PIECE if remaining is None else min(READ_PIECE, remaining)
-            header, data = await self._call("fread", path=path, offset=offset, length=piece)
-            if data:
-                yield data
-            offset += len(data)
-            if remaining is not None:
-                remaining -= len(data)
-            if header.get("eof") or not data:
-                return
+        """The file's bytes from `offset`, at most `length` of them, a piece at a time; the next
+        piece is asked for while this one is passed on (one round trip hidden per piece)."""
+        end = None if length is None else offset + length
+
+        def ask(at: int) -> asyncio.Task[tuple[dict[str, Any], bytes]] | None:
+            piece = READ_PIECE if end is None else min(READ_PIECE, end - at)
+            if piece <= 0:
+                return None
+            return asyncio.ensure_future(self._call("fread", path=path, offset=at, length=piece))
+
+        pending = ask(offset)
+        try:
+            while pending is not None:
+                header, data = await pending
+                offset += len(data)
+                pending = None if header.get("eof") or not data else ask(offset)
+                if data:
+                    yield data
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
 
     async def prepare_write(self, path: str) -> None:
         """Refuse at once what cannot be written (a directory there, a file as a parent), as
@@ -105,18 +116,39 @@ class AgentFiles(RunningFiles):
         temporary = self.temporary_name(path, upload_id)
         await self._call("fwopen", path=path, temp=temporary)
         written = 0
+        in_flight: asyncio.Task[Any] | None = None
+        buffer = bytearray()
+
+        async def put(data: bytes) -> None:
+            # One piece written while the next is gathered (each at its own offset).
+            nonlocal in_flight, written
+            if in_flight is not None:
+                await in_flight
+            in_flight = asyncio.ensure_future(
+                self._call("fwrite", data, path=path, temp=temporary, offset=written)
+            )
+            written += len(data)
+
         try:
             async for data in chunks:
-                for start in range(0, len(data), READ_PIECE):
-                    piece = data[start : start + READ_PIECE]
-                    await self._call("fwrite", piece, path=path, temp=temporary)
-                    written += len(piece)
+                buffer += data
+                if len(buffer) >= READ_PIECE:
+                    await put(bytes(buffer))
+                    buffer.clear()
+            if buffer:
+                await put(bytes(buffer))
+            if in_flight is not None:
+                await in_flight
             args: dict[str, Any] = {"path": path, "temp": temporary, "size": written}
             if mode is not None:
                 args["mode"] = mode & 0o7777
             header, _ = await self._call("fwcommit", **args)
         except BaseException:
-            with contextlib.suppress(FileOpError, asyncio.CancelledError):
+            if in_flight is not None:
+                in_flight.cancel()  # a no-op when done; its outcome is read below either way
+                with contextlib.suppress(BaseException):
+                    await in_flight
+            with contextlib.suppress(BaseException):
                 await asyncio.shield(self._call("fwabort", path=path, temp=temporary))
             raise
         return _entry(header.get("entry"))
