@@ -4,7 +4,8 @@
 
 For each size (MiB): a file of random bytes on the host is uploaded with `PUT
 /sandboxes/:id/files/content` and downloaded with `GET .../content` by `curl` (streamed from and
-to disk), and copied in and out with `docker cp` into the same running sandbox. Raw
+to disk), and copied in and out with `docker cp` into the same running sandbox. Then the
+latency of a stat and a listing through the API beside one `docker exec stat`. Raw
 and platform runs alternate. Beside the times, each service's peak resident memory during the
 platform's transfers over its idle figure (sampled from /proc every 20 ms): the bytes are
 streamed, so it stays flat whatever the size.
@@ -101,6 +102,38 @@ def docker_cp(source: str, target: str) -> float:
     return time.perf_counter() - t0
 
 
+SMALL_ROUNDS = 20
+
+
+async def small_operations(http: httpx.AsyncClient, sandbox_id: str, container: str) -> list[list[str]]:
+    """Median latency of a stat and a listing through the API (the agent when the sandbox has
+    it) beside one `docker exec stat` of the same path (the raw cost of a Docker exec)."""
+    files = f"/sandboxes/{sandbox_id}/files"
+    rows = []
+    for name, path, params in (
+        ("stat", f"{files}/stat", {"path": "/etc"}),
+        ("list /etc", files, {"path": "/etc"}),
+    ):
+        api, raw = [], []
+        for _ in range(SMALL_ROUNDS):
+            t0 = time.perf_counter()
+            (await http.get(path, params=params)).raise_for_status()
+            api.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            subprocess.run(["docker", "exec", container, "stat", "/etc"], check=True, capture_output=True)
+            raw.append(time.perf_counter() - t0)
+        a, r = median(api), median(raw)
+        rows.append(
+            [
+                f"{name} (median of {SMALL_ROUNDS})",
+                f"{a * 1000:.1f} ms",
+                f"{r * 1000:.1f} ms (docker exec)",
+                f"{r / a:.2f}x",
+            ]
+        )
+    return rows
+
+
 async def measure(plat: Platform, sizes: list[int]) -> str:
     async with plat.client(timeout=600) as http:
         signup = await http.post(
@@ -161,6 +194,7 @@ async def measure(plat: Platform, sizes: list[int]) -> str:
                             f"{raw / api:.2f}x",
                         ]
                     )
+        rows += await small_operations(http, sandbox_id, container)
         await http.delete(f"/sandboxes/{sandbox_id}?wait=true")
     memory = ", ".join(f"{name} +{growth[name]:.0f} MiB" for name in SERVICES)
     return table(

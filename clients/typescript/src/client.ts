@@ -10,6 +10,8 @@ import type { FrameOutcome, StreamOptions, WebSocketConstructor, WebSocketLike }
 import { SseEventStream, isAfter } from "./sse.js";
 import { ProcessAttachment } from "./processes.js";
 import { Terminal, isFrame } from "./terminal.js";
+import { openWatch } from "./watch.js";
+import type { FileWatch, WatchFilesOptions } from "./watch.js";
 import type {
   ApiKey,
   AuditEvent,
@@ -683,6 +685,24 @@ export class SandboxClient {
     return this.call("POST", `/sandboxes/${seg(id)}/files/move`, {
       body: { from, to, overwrite: options.overwrite ?? false },
     });
+  }
+
+  /** Watch a directory of a running sandbox; resolves once the watch is in place. */
+  watchFiles(id: string, path: string, options: WatchFilesOptions): Promise<FileWatch> {
+    const WebSocketImpl = resolveWebSocket(this.webSocket);
+    const url = this.socketUrl(`/ws/sandboxes/${seg(id)}/files/watch`, {
+      path,
+      recursive: options.recursive ?? false,
+    });
+    let socket: WebSocketLike;
+    try {
+      socket = new WebSocketImpl(url);
+    } catch (error) {
+      return Promise.reject(
+        new SandboxApiError({ code: "NETWORK_ERROR", status: 0, message: String(error), cause: error }),
+      );
+    }
+    return openWatch(socket, options);
   }
 
   /** Open a shell in a running sandbox; resolves once it is ready for input. */

@@ -24,6 +24,8 @@ export { ResumableStream } from "./sockets.js";
 export type { ReconnectOptions, StreamOptions, WebSocketConstructor, WebSocketLike } from "./sockets.js";
 export { SseEventStream } from "./sse.js";
 export { Terminal } from "./terminal.js";
+export { FileWatch } from "./watch.js";
+export type { FileChange, WatchFilesOptions } from "./watch.js";
 export { ProcessAttachment } from "./processes.js";
 export { DEFAULT_WEBHOOK_TOLERANCE_SECONDS, WebhookVerificationError, verifyWebhook } from "./webhooks.js";
 export type { VerifyWebhookOptions, WebhookHeaders } from "./webhooks.js";

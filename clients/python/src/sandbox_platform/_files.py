@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from sandbox_platform import _routes as routes
 from sandbox_platform._core import decode
+from sandbox_platform._sockets import NORMAL_CLOSURE, closed_code, gave_up, handshake_error, json_frame
+from sandbox_platform._sync_streams import open_socket
 from sandbox_platform._transport import AsyncTransport, SyncTransport
-from sandbox_platform.models import ArchiveResult, FileEntry, UploadResult
+from sandbox_platform.errors import error_from_close
+from sandbox_platform.models import ArchiveResult, FileChange, FileEntry, UploadResult
 
 CHUNK = 1024 * 1024
 UPLOAD_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
@@ -66,6 +70,55 @@ def _body(data: Content) -> tuple[Any, dict[str, str]]:
     return data, {}
 
 
+class FileWatch:
+    """Changes under a directory of a running sandbox, as they happen (`sandbox.files.watch`).
+
+    Made once the watch is in place (changes from then on are reported). Iterate for FileChange
+    objects; iteration ends when the watched directory is deleted or the watch is closed. A
+    watch is not reopened by itself (changes in between would be lost unseen): when the sandbox
+    stops or pauses it raises NotRunningError, when the service restarts APIError; list the
+    directory and watch again."""
+
+    def __init__(self, transport: SyncTransport, sandbox_id: str, path: str, recursive: bool) -> None:
+        params = {"path": path, "recursive": "true" if recursive else "false"}
+        try:
+            self._socket = open_socket(transport.config, routes.files_watch_socket_path(sandbox_id), params)
+        except InvalidHandshake as exc:
+            raise handshake_error(exc) or gave_up("file watch", exc) from exc
+        self.path = path
+        try:
+            while True:
+                frame = json_frame(self._socket.recv())
+                if frame is not None and frame.get("type") == "ready":
+                    self.path = str(frame.get("path") or path)
+                    break
+        except ConnectionClosed as exc:
+            self._socket.close()
+            raise error_from_close(*closed_code(exc)) from None
+
+    def __iter__(self) -> Iterator[FileChange]:
+        while True:
+            try:
+                raw = self._socket.recv()
+            except ConnectionClosed as exc:
+                code, reason = closed_code(exc)
+                if code == NORMAL_CLOSURE:
+                    return
+                raise error_from_close(code, reason) from None
+            frame = json_frame(raw)
+            if frame is not None and frame.get("type") not in ("ready", "pong"):
+                yield FileChange.model_validate(frame)
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> FileWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class SandboxFiles:
     """The files of one sandbox (running, paused or stopped)."""
 
@@ -83,6 +136,11 @@ class SandboxFiles:
 
     def stat(self, path: str) -> FileEntry:
         return self._transport.request(routes.stat_file(self._sandbox_id, path))
+
+    def watch(self, path: str, recursive: bool = False) -> FileWatch:
+        """Watch a directory (and, with `recursive`, everything under it) of the running
+        sandbox; use as a context manager and iterate. See FileWatch."""
+        return FileWatch(self._transport, self._sandbox_id, path, recursive)
 
     def mkdir(self, path: str, parents: bool = False) -> FileEntry:
         return self._transport.request(routes.make_directory(self._sandbox_id, path, parents))

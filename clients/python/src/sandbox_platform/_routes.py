@@ -483,6 +483,10 @@ def terminal_socket_path(sandbox_id: str) -> str:
     return f"/ws/sandboxes/{_id(sandbox_id)}/terminal"
 
 
+def files_watch_socket_path(sandbox_id: str) -> str:
+    return f"/ws/sandboxes/{_id(sandbox_id)}/files/watch"
+
+
 EVENTS_SOCKET_PATH = "/ws/events"
 
 

@@ -285,6 +285,17 @@ class FileEntry(Model):
     modified_at: Timestamp | None = None
 
 
+class FileChange(Model):
+    """One change seen by `files.watch`: `type` is "created", "modified", "deleted", "moved"
+    (`from_path` the old path) or "overflow" (changes were dropped: list the directory again)."""
+
+    type: str
+    path: str | None = None
+    from_path: str | None = None
+    is_dir: bool = False
+    timestamp: Timestamp | None = None
+
+
 class ArchiveResult(Model):
     """What an archive upload extracted: the directory and how many entries."""
 

@@ -171,6 +171,44 @@ class TerminalOpenReply(Message):
     error_message: str | None = None
 
 
+class FileWatchOpenRequest(Message):
+    """Request on `sbx.rpc.fswatch.open`; the reply is a FileWatchOpenReply."""
+
+    watch_id: str
+    sandbox_id: uuid.UUID
+    owner_id: uuid.UUID
+    path: str
+    recursive: bool = False
+
+
+class FileWatchOpenReply(Message):
+    ok: bool
+    path: str | None = None  # the directory watched, symlinks resolved
+    error_code: RpcErrorCode | None = None
+    error_message: str | None = None
+
+
+class FileWatchFrame(Message):
+    """One message on `sbx.fswatch.<watchId>.out`: a change (`created`, `modified`, `deleted`,
+    `moved`), `overflow` (changes were dropped), or `end` with the reason the watch ended
+    (`stopped`: the sandbox stopped or paused, or its agent went away; `deleted`: the directory
+    went; `idle`: the API stopped sending keepalives; `closed`)."""
+
+    type: Literal["created", "modified", "deleted", "moved", "overflow", "end"]
+    path: str | None = None
+    from_path: str | None = None
+    is_dir: bool = False
+    timestamp: datetime | None = None
+    reason: str | None = None
+
+
+class FileWatchControl(Message):
+    """On `sbx.fswatch.<watchId>.ctl` from the API: `keepalive` (sent as a request and answered)
+    or `close`."""
+
+    type: Literal["keepalive", "close"]
+
+
 class LogLine(Message):
     """One line a sandbox printed, numbered per sandbox (`seq` 1, 2, 3, ... without gaps)."""
 

@@ -98,6 +98,7 @@ def _user(
 
 
 TERM_ALL = f"{subjects.TERM_PREFIX}.*"
+FSWATCH_ALL = f"{subjects.FSWATCH_PREFIX}.*"
 FILES_ALL = f"{subjects.FILES_PREFIX}.*"
 KV_METRICS_ALL = f"{subjects.METRICS_KV_PREFIX}.>"
 
@@ -117,6 +118,8 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 f"{TERM_ALL}.ctl",
                 subjects.RPC_FILES,
                 f"{FILES_ALL}.up",
+                subjects.RPC_FSWATCH_OPEN,
+                f"{FSWATCH_ALL}.ctl",
                 # Ordered push consumers on the events stream (SSE, WebSocket replays).
                 f"$JS.API.CONSUMER.CREATE.{STREAM_EVT}",
                 f"$JS.API.CONSUMER.DELETE.{STREAM_EVT}.*",
@@ -134,6 +137,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 f"{TERM_ALL}.out",
                 f"{TERM_ALL}.ctl",
                 f"{FILES_ALL}.down",
+                f"{FSWATCH_ALL}.out",
                 KV_METRICS_ALL,
                 subjects.NOTE_SNAPSHOT_ALL,
             ],
@@ -155,6 +159,7 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 f"{TERM_ALL}.out",
                 f"{TERM_ALL}.ctl",
                 f"{FILES_ALL}.down",
+                f"{FSWATCH_ALL}.out",
                 *_durable_consumer(STREAM_CMD, ORCHESTRATOR_CONSUMER),
             ],
             subscribe=[
@@ -166,6 +171,8 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 f"{TERM_ALL}.ctl",
                 subjects.RPC_FILES,
                 f"{FILES_ALL}.up",
+                subjects.RPC_FSWATCH_OPEN,
+                f"{FSWATCH_ALL}.ctl",
             ],
             allow_responses=True,
         ),

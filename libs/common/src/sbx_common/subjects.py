@@ -13,6 +13,7 @@ Process output: sbx.proc.<sandboxId>.<processId>         (stream SBX_PROC)
     sbx.rpc.files                 -> a file operation, or the opening of a file transfer
 Terminal session I/O (core NATS): sbx.term.<sessionId>.{in,out,ctl}
 File transfer bytes (core NATS):  sbx.files.<transferId>.{up,down}  (API -> orchestrator, back)
+File watches (core NATS): sbx.rpc.fswatch.open opens one; sbx.fswatch.<watchId>.{out,ctl}
 Metrics:   $KV.sbx_metrics.<sandboxId>                   (KV bucket sbx_metrics: a put is a message)
 Notes (core NATS, no stream, nothing in them but the subject):
     sbx.note.snapshot.<snapshotId>  -> a snapshot's command was handled (for `?wait`)
@@ -35,6 +36,8 @@ RPC_ORCHESTRATOR_HEALTH = "sbx.rpc.orchestrator.health"
 RPC_EXEC = "sbx.rpc.exec"
 RPC_TERMINAL_OPEN = "sbx.rpc.terminal.open"
 TERM_PREFIX = "sbx.term"
+RPC_FSWATCH_OPEN = "sbx.rpc.fswatch.open"
+FSWATCH_PREFIX = "sbx.fswatch"
 NOTE_SNAPSHOT_PREFIX = "sbx.note.snapshot"
 NOTE_SNAPSHOT_ALL = f"{NOTE_SNAPSHOT_PREFIX}.*"
 RPC_PROCESS = "sbx.rpc.process"
@@ -108,3 +111,13 @@ def files_up(transfer_id: str) -> str:
 def files_down(transfer_id: str) -> str:
     """A file transfer's frames from the orchestrator to the API (download bytes, credits, result)."""
     return f"{FILES_PREFIX}.{transfer_id}.down"
+
+
+def fswatch_output(watch_id: str) -> str:
+    """A file watch's changes (orchestrator -> API), its end last."""
+    return f"{FSWATCH_PREFIX}.{watch_id}.out"
+
+
+def fswatch_control(watch_id: str) -> str:
+    """A file watch's keepalives and close (API -> orchestrator)."""
+    return f"{FSWATCH_PREFIX}.{watch_id}.ctl"

@@ -19,6 +19,7 @@ from sbx_api.auth.router import router as auth_router
 from sbx_api.config import ApiSettings
 from sbx_api.environments.router import router as environments_router
 from sbx_api.files.router import router as files_router
+from sbx_api.files.watch import router as files_watch_router
 from sbx_api.health.router import router as health_router
 from sbx_api.info.router import router as info_router
 from sbx_api.middleware import BodySizeLimitMiddleware, RateLimitMiddleware, TraceMiddleware
@@ -104,6 +105,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         sandboxes_router,
         processes_router,
         files_router,
+        files_watch_router,
         ports_router,
         snapshots_router,
         volumes_router,

@@ -20,6 +20,7 @@ from sbx_orchestrator.engine.disk_watcher import DiskWatcher
 from sbx_orchestrator.messaging.command_consumer import CommandConsumer
 from sbx_orchestrator.messaging.exec_responder import ExecResponder
 from sbx_orchestrator.messaging.files_server import FilesServer
+from sbx_orchestrator.messaging.fswatch_server import FileWatchServer
 from sbx_orchestrator.messaging.health_responder import HealthResponder
 from sbx_orchestrator.messaging.terminal_server import TerminalServer
 from sbx_orchestrator.network_guard import NetworkRefresher
@@ -36,6 +37,7 @@ COMPONENTS: tuple[ComponentFactory, ...] = (
     ProcessManager,
     TerminalServer,
     FilesServer,
+    FileWatchServer,
     CommandConsumer,
     DiskWatcher,
     WarmPool,

@@ -32,6 +32,10 @@ from sbx_common.messages import (
     ExecResult,
     FilesReply,
     FilesRequest,
+    FileWatchControl,
+    FileWatchFrame,
+    FileWatchOpenReply,
+    FileWatchOpenRequest,
     LogBatch,
     ProcessOutput,
     ProcessReply,
@@ -312,6 +316,37 @@ async def open_terminal(request: TerminalOpenRequest) -> TerminalOpenReply:
 async def file_operation(request: FilesRequest) -> FilesReply:
     """Reach a sandbox's files: by exec while it runs, by Docker's archive API otherwise."""
     raise NotImplementedError
+
+
+@broker.subscriber(
+    subjects.RPC_FSWATCH_OPEN,
+    title="sbx.rpc.fswatch.open:orchestrator",
+    description=(
+        "Open a file watch (the agent's inotify) on a directory of a running sandbox; its changes"
+        " then come on `sbx.fswatch.<watch>.out` and the API's keepalives and close go on `.ctl`."
+    ),
+)
+async def open_file_watch(request: FileWatchOpenRequest) -> FileWatchOpenReply:
+    """Ask the sandbox's agent to watch the directory (path resolved inside the sandbox)."""
+    raise NotImplementedError
+
+
+@broker.subscriber(
+    f"{subjects.FSWATCH_PREFIX}.{{watch_id}}.out",
+    title="sbx.fswatch.{watch_id}.out:api",
+    description="A file watch's changes, `overflow` when some were dropped, and `end` last.",
+)
+async def file_watch_frame(frame: FileWatchFrame) -> None:
+    """One change (or the end) of a file watch."""
+
+
+@broker.subscriber(
+    f"{subjects.FSWATCH_PREFIX}.{{watch_id}}.ctl",
+    title="sbx.fswatch.{watch_id}.ctl:orchestrator",
+    description="`keepalive` (a request, answered) and `close` from the API.",
+)
+async def file_watch_control(control: FileWatchControl) -> None:
+    """One control message of a file watch."""
 
 
 @broker.subscriber(

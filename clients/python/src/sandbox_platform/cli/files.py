@@ -1,4 +1,4 @@
-"""`sbx files ls|stat|cat|put|get|rm|mkdir|mv` and `sbx cp SRC DST` (`REF:/path` on either side)."""
+"""`sbx files ls|stat|cat|put|get|rm|mkdir|mv|watch` and `sbx cp SRC DST` (`REF:/path` on either side)."""
 
 from __future__ import annotations
 
@@ -212,3 +212,21 @@ def cp(
                     progress.update(task, advance=len(data))
         else:
             output.fail("One of SRC and DST must be REF:/path and the other a local path.")
+
+
+@files_app.command("watch")
+def watch(
+    ref: Ref,
+    path: RemotePath,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Everything under PATH too.")] = False,
+    json: Json = False,
+) -> None:
+    """Print changes under a directory of a running sandbox as they happen (Ctrl-C to stop)."""
+    with _sandbox(ref).files.watch(path, recursive=recursive) as changes:
+        for change in changes:
+            if json:
+                print_json(change)
+            elif change.type == "moved":
+                typer.echo(f"moved\t{change.from_path} -> {change.path}")
+            else:
+                typer.echo(f"{change.type}\t{change.path or ''}")

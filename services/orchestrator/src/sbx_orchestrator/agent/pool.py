@@ -24,6 +24,7 @@ from sbx_orchestrator.engine.docker_engine import DockerEngine
 logger = logging.getLogger(__name__)
 
 LABEL_CACHE_SIZE = 4096
+FS_EVENTS = frozenset({"fs", "fsend"})  # a file watch's changes and its end
 
 
 class AgentPool:
@@ -43,8 +44,9 @@ class AgentPool:
         self._sessions: dict[uuid.UUID, AgentSession] = {}
         self._opening: dict[uuid.UUID, asyncio.Lock] = {}
         self._has_agent: dict[str, bool] = {}
-        # Receives the events (process output) of every session.
+        # Receive the events of every session: process output, and file watches' changes.
         self.on_event: EventHandler | None = None
+        self.on_fs_event: EventHandler | None = None
 
     async def volume(self) -> AgentBinary | None:
         """The build new containers mount, its volume made and filled once per process; None
@@ -98,7 +100,10 @@ class AgentPool:
         return session
 
     def _event(self, session: AgentSession, header: dict[str, Any], body: bytes) -> None:
-        if self.on_event is not None:
+        if header.get("event") in FS_EVENTS:
+            if self.on_fs_event is not None:
+                self.on_fs_event(session, header, body)
+        elif self.on_event is not None:
             self.on_event(session, header, body)
 
     def _dropped(self, sandbox_id: uuid.UUID, session: AgentSession) -> None:

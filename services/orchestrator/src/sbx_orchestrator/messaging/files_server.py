@@ -9,7 +9,8 @@ failed) goes down as the final frame. A transfer whose other side goes silent or
 once: an abandoned upload leaves no file behind (see `engine/files_running.py`).
 
 How the files are reached depends on the container's state, looked up for every request: a
-running container from inside (exec), a paused or stopped one through Docker's archive API.
+running container from inside, through its agent (`engine/files_agent.py`) or, made without
+the agent, shell scripts by exec; a paused or stopped one through Docker's archive API.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from sbx_common.filestream import CHUNK, Channel, TransferAborted
 from sbx_common.messages import FilesReply, FilesRequest
 from sbx_common.status import Status
 
+from sbx_orchestrator.agent.session import AgentGone
 from sbx_orchestrator.context import OrchestratorContext
 from sbx_orchestrator.engine import files_common, files_tar
+from sbx_orchestrator.engine.files_agent import AgentFiles
 from sbx_orchestrator.engine.files_archive import ArchiveFiles
 from sbx_orchestrator.engine.files_common import FileOpError
 from sbx_orchestrator.engine.files_running import RunningFiles
@@ -108,6 +111,15 @@ class FilesServer:
             raise FileOpError("INVALID_STATE", "The sandbox has no container.")
         state = info.get("State") or {}
         if state.get("Running") and not state.get("Paused"):
+            agents = self.context.agents
+            if await agents.has_agent(target.container_id):
+                # Through the agent; a container made without it keeps the shell scripts.
+                try:
+                    session = await agents.session(request.sandbox_id, target.container_id)
+                except (AgentGone, OSError, TimeoutError) as exc:
+                    logger.warning("the agent is unreachable: files by exec", extra={"error": repr(exc)})
+                else:
+                    return AgentFiles(self.context.engine, target.container_id, session)
             return RunningFiles(self.context.engine, target.container_id)
         return ArchiveFiles(self.context.engine, target.container_id)
 

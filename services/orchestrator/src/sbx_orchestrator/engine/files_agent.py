@@ -1,0 +1,154 @@
+"""File operations on a running sandbox through its agent (`agent/files.go`): one request on
+the sandbox's agent session per operation instead of a Docker exec of a shell script, so images
+without a shell work too and an operation costs a round trip on an open stream.
+
+Reads are pulled in pieces of READ_PIECE (`fread`), each sent on before the next is asked for,
+so the API's pace is the flow control and nothing holds a whole file. Writes go to a temporary
+name beside the target (`fwopen`, one `fwrite` per chunk) and are renamed over it once every
+byte arrived (`fwcommit`); any failure or cancellation removes the temporary file (`fwabort`).
+Archives still go through `tar` in the sandbox (RunningFiles), which needs its shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sbx_common.codes import RpcErrorCode
+from sbx_common.messages import FileEntry
+
+from sbx_orchestrator.agent.session import AgentError, AgentGone, AgentSession
+from sbx_orchestrator.engine.docker_engine import DockerEngine
+from sbx_orchestrator.engine.files_common import FileOpError, make_entry, type_of_mode
+from sbx_orchestrator.engine.files_running import RunningFiles
+
+READ_PIECE = 1024 * 1024
+REPLY_WITHIN = 60.0
+_CODES: frozenset[str] = frozenset(
+    {"NOT_FOUND", "NOT_A_DIRECTORY", "IS_A_DIRECTORY", "CONFLICT", "STORAGE_FULL", "VALIDATION_ERROR"}
+)
+
+
+def _entry(raw: Any) -> FileEntry:
+    if not isinstance(raw, dict):
+        raise FileOpError("UNAVAILABLE", "The agent gave an unreadable answer.")
+    mode = int(raw["mode"])
+    return make_entry(str(raw["path"]), type_of_mode(mode), int(raw["size"]), mode, float(raw["mtime"]))
+
+
+class AgentFiles(RunningFiles):
+    """The file operations of one running container with the agent."""
+
+    def __init__(self, engine: DockerEngine, container_id: str, session: AgentSession) -> None:
+        super().__init__(engine, container_id)
+        self.session = session
+
+    async def _call(self, op: str, payload: bytes = b"", **args: Any) -> tuple[dict[str, Any], bytes]:
+        try:
+            return await self.session.request(op, args, payload, reply_within=REPLY_WITHIN)
+        except AgentError as exc:
+            code: RpcErrorCode = exc.code if exc.code in _CODES else "UNAVAILABLE"  # type: ignore[assignment]
+            raise FileOpError(code, exc.message) from None
+        except (AgentGone, OSError, TimeoutError) as exc:
+            raise FileOpError("UNAVAILABLE", "The sandbox's agent could not be reached.") from exc
+
+    async def stat(self, path: str, follow: bool = False) -> FileEntry:
+        header, _ = await self._call("fstat", path=path, follow=follow)
+        return _entry(header.get("entry"))
+
+    async def list_dir(self, path: str) -> list[FileEntry]:
+        header, _ = await self._call("flist", path=path)
+        return [_entry(raw) for raw in header.get("entries") or []]
+
+    async def mkdir(self, path: str, parents: bool) -> FileEntry:
+        header, _ = await self._call("fmkdir", path=path, parents=parents)
+        return _entry(header.get("entry"))
+
+    async def delete(self, path: str, recursive: bool) -> None:
+        await self._call("fdelete", path=path, recursive=recursive)
+
+    async def move(self, source: str, target: str, overwrite: bool) -> FileEntry:
+        header, _ = await self._call("fmove", path=source, to=target, overwrite=overwrite)
+        return _entry(header.get("entry"))
+
+    async def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        """The file's bytes from `offset`, at most `length` of them, a piece at a time; the next
+        piece is asked for while this one is passed on (one round trip hidden per piece)."""
+        end = None if length is None else offset + length
+
+        def ask(at: int) -> asyncio.Task[tuple[dict[str, Any], bytes]] | None:
+            piece = READ_PIECE if end is None else min(READ_PIECE, end - at)
+            if piece <= 0:
+                return None
+            return asyncio.ensure_future(self._call("fread", path=path, offset=at, length=piece))
+
+        pending = ask(offset)
+        try:
+            while pending is not None:
+                header, data = await pending
+                offset += len(data)
+                pending = None if header.get("eof") or not data else ask(offset)
+                if data:
+                    yield data
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+
+    async def prepare_write(self, path: str) -> None:
+        """Refuse at once what cannot be written (a directory there, a file as a parent), as
+        the shell path does; the rest is checked when the temporary file is opened."""
+        try:
+            entry = await self.stat(path, follow=True)
+        except FileOpError as exc:
+            if exc.code == "NOT_FOUND":
+                return
+            raise
+        if entry.type == "dir":
+            raise FileOpError("IS_A_DIRECTORY", "The path is a directory.")
+
+    async def write(
+        self, path: str, chunks: AsyncIterator[bytes], mode: int | None, upload_id: str
+    ) -> FileEntry:
+        temporary = self.temporary_name(path, upload_id)
+        await self._call("fwopen", path=path, temp=temporary)
+        written = 0
+        in_flight: asyncio.Task[Any] | None = None
+        buffer = bytearray()
+
+        async def put(data: bytes) -> None:
+            # One piece written while the next is gathered (each at its own offset).
+            nonlocal in_flight, written
+            if in_flight is not None:
+                await in_flight
+            in_flight = asyncio.ensure_future(
+                self._call("fwrite", data, path=path, temp=temporary, offset=written)
+            )
+            written += len(data)
+
+        try:
+            async for data in chunks:
+                buffer += data
+                if len(buffer) >= READ_PIECE:
+                    await put(bytes(buffer))
+                    buffer.clear()
+            if buffer:
+                await put(bytes(buffer))
+            if in_flight is not None:
+                await in_flight
+            args: dict[str, Any] = {"path": path, "temp": temporary, "size": written}
+            if mode is not None:
+                args["mode"] = mode & 0o7777
+            header, _ = await self._call("fwcommit", **args)
+        except BaseException:
+            if in_flight is not None:
+                in_flight.cancel()  # a no-op when done; its outcome is read below either way
+                with contextlib.suppress(BaseException):
+                    await in_flight
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._call("fwabort", path=path, temp=temporary))
+            raise
+        return _entry(header.get("entry"))
