@@ -21,6 +21,7 @@ from tests.support.api import User, error_of, signup
 from tests.support.platform import Platform, extra_api
 from tests.support.sandboxes import exec_in, lifecycle
 from tests.support.sockets import close_code_of, ws_connect, ws_url
+from tests.support.waiting import wait_for
 
 
 def port_path(sandbox: dict[str, Any], port: int, rest: str = "") -> str:
@@ -270,8 +271,18 @@ async def test_fair_use_sockets_per_owner_and_refusals_per_ip(
             await first.send("held")
             assert await first.recv() == "held"
             assert await close_code_of(url) == 4029
-        async with ws_connect(url) as again:
-            await again.send("free again")
-            assert await again.recv() == "free again"
+
+        async def echoed_once_free() -> bool:
+            # The first socket's hold is released as its close is handled: wait for that.
+            try:
+                async with ws_connect(url) as again:
+                    await again.send("free again")
+                    return await again.recv() == "free again"
+            except websockets.ConnectionClosed as closed:
+                if closed.rcvd is not None and closed.rcvd.code == 4029:
+                    return False
+                raise
+
+        assert await wait_for(echoed_once_free, what="a proxied socket once the first is closed")
         statuses = [(await other.get(port_path(web_sandbox, HTTP_PORT))).status_code for _ in range(4)]
         assert statuses == [401, 401, 401, 429]
