@@ -82,7 +82,7 @@ async def test_a_background_process_is_started_and_its_output_shown(
     page, watch = sandbox_page
     await expect(page.get_by_role("tab", name="Processes")).to_have_attribute("aria-selected", "true")
     await page.get_by_label("Process command").fill("echo hello-from-process")
-    await page.get_by_role("button", name="Start", exact=True).click()
+    await page.get_by_role("button", name="Start process").click()
 
     output = page.get_by_label("Process output")
     await expect(output).to_contain_text("hello-from-process")
@@ -94,7 +94,7 @@ async def test_a_background_process_is_started_and_its_output_shown(
 
     # A long one is ended with TERM from its row.
     await page.get_by_label("Process command").fill("exec sleep 600")
-    await page.get_by_role("button", name="Start", exact=True).click()
+    await page.get_by_role("button", name="Start process").click()
     sleeper = page.get_by_role("table", name="Processes").locator("tbody tr", has_text="sleep 600")
     await expect(sleeper).to_have_attribute("data-status", "running")
     await sleeper.get_by_role("button", name="TERM").click()
@@ -114,7 +114,7 @@ async def test_a_file_is_uploaded_listed_and_opened(
     made = await exec_in(api, owner, sandbox["id"], "mkdir -p /work/inner")
     assert made["exitCode"] == 0, made
     await page.get_by_role("tab", name="Files").click()
-    await page.get_by_label("Directory").fill("/work")
+    await page.get_by_role("textbox", name="Directory").fill("/work")
     await page.get_by_role("button", name="Go", exact=True).click()
     files = page.get_by_role("table", name="Files")
     await expect(files.locator('tr[data-path="/work/inner"]')).to_be_visible()
@@ -143,7 +143,7 @@ async def test_a_preview_link_is_made_for_a_port(
 ) -> None:
     page, watch = sandbox_page
     await page.get_by_role("tab", name="Preview").click()
-    await page.get_by_label("Port").fill("8080")
+    await page.get_by_role("textbox", name="Port").fill("8080")
     await page.get_by_role("button", name="Preview", exact=True).click()
     link = page.get_by_role("list", name="Preview URLs").get_by_role("link")
     await expect(link).to_have_count(1)

@@ -118,7 +118,7 @@ export function ProcessesTab({ sandboxId, running }: { sandboxId: string; runnin
           <input type="checkbox" checked={tty} onChange={(e) => { setTty(e.target.checked); }} /> tty
         </label>
         <button type="submit" className="primary" disabled={start.pending || !running}>
-          {start.pending && <Spinner label="Starting" />} Start
+          {start.pending && <Spinner label="Starting" />} Start process
         </button>
         <button type="button" onClick={loaded.reload}>
           Refresh
