@@ -11,7 +11,7 @@ import { describeNetwork, formatAllow, parseAllow, policyOf, samePolicy } from "
 import { LatestEvents, isLaterEvent, listAfterEvent, matchesFilter } from "./sandboxes";
 import { joinCommand, splitCommand } from "./shellwords";
 import { mountsFromRows, readySnapshots, waitForSnapshot } from "./snapshots";
-import { asText, baseName, joinPath, parentPath } from "./workspace";
+import { asText, baseName, describeCommand, joinPath, parentPath } from "./workspace";
 import { SandboxApiError } from "@sandbox-platform/sdk";
 
 function line(seq: number, text: string, stream: "stdout" | "stderr" = "stdout"): LogLine {
@@ -435,6 +435,11 @@ describe("workspace paths and text", () => {
     expect(parentPath("/srv/app")).toBe("/srv");
     expect(parentPath("/srv/")).toBe("/");
     expect(parentPath("/")).toBe("/");
+  });
+
+  it("shows a shell command as typed", () => {
+    expect(describeCommand(["sh", "-c", "echo hi && ls"])).toBe("echo hi && ls");
+    expect(describeCommand(["python", "-m", "http.server"])).toBe("python -m http.server");
   });
 
   it("names a download after the file", () => {

@@ -30,3 +30,9 @@ export function asText(bytes: Uint8Array): string | undefined {
     return undefined;
   }
 }
+
+/** A process's command as it was typed: a string the API ran through `sh -c` shows as that string. */
+export function describeCommand(command: readonly string[]): string {
+  if (command.length === 3 && command[0] === "sh" && command[1] === "-c") return command[2] ?? "";
+  return command.join(" ");
+}

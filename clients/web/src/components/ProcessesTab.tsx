@@ -9,6 +9,7 @@ import type { ProcessInfo, ProcessOutputChunk, ProcessSignal } from "@sandbox-pl
 
 import { useAction, useLoad } from "../hooks";
 import { useSession } from "../session";
+import { describeCommand } from "../workspace";
 import { ErrorMessage, Loading, Spinner } from "./Feedback";
 
 // Output and the list are read again this often while a process runs: a person watching a
@@ -92,6 +93,17 @@ export function ProcessesTab({ sandboxId, running }: { sandboxId: string; runnin
   const [selected, setSelected] = useState<string | undefined>(undefined);
   const processes = loaded.data ?? [];
   const current = processes.find((p) => p.id === selected);
+  const anyRunning = processes.some((p) => p.status === "running");
+  const { reload } = loaded;
+
+  // While something runs, the list is read again so its status and exit code turn up unasked.
+  useEffect(() => {
+    if (!anyRunning) return;
+    const timer = setInterval(reload, FOLLOW_MS * 2);
+    return () => {
+      clearInterval(timer);
+    };
+  }, [anyRunning, reload]);
 
   const submit = async (event: SyntheticEvent<HTMLFormElement>) => {
     event.preventDefault();
@@ -149,7 +161,7 @@ export function ProcessesTab({ sandboxId, running }: { sandboxId: string; runnin
                     <span className={`status status-${p.status === "running" ? "running" : "stopped"}`}>{p.status}</span>
                   </td>
                   <td>
-                    <code>{p.command.join(" ")}</code>
+                    <code>{describeCommand(p.command)}</code>
                   </td>
                   <td>{p.exitCode ?? (p.signal ? `signal ${p.signal}` : "")}</td>
                   <td>{new Date(p.startedAt).toLocaleTimeString()}</td>
