@@ -1,6 +1,6 @@
 """The sandbox page's Processes, Files and Preview tabs in a real browser against the real
 platform: a background process started and its output shown, a file uploaded through the file
-input, listed and opened, and a preview link made for a port.
+input, listed, opened and downloaded, and a preview link made for a port.
 
 The user and the running sandbox are made through the API (the dashboard's sign-up and create
 forms have tests of their own in test_dashboard.py); the browser is signed in with that user's
@@ -127,6 +127,14 @@ async def test_a_file_is_uploaded_listed_and_opened(
     await entry.get_by_role("button", name="note.txt").click()
     await expect(page.get_by_label("File content")).to_have_text("uploaded from the browser\n")
     await shot(page, artifacts, "21-workspace-files")
+
+    # Downloaded: the same bytes, named after the file.
+    async with page.expect_download() as fetched:
+        await entry.get_by_role("button", name="Download").click()
+    download = await fetched.value
+    assert download.suggested_filename == "note.txt"
+    saved = Path(await download.path())
+    assert saved.read_bytes() == b"uploaded from the browser\n"
 
     # Into a directory and up again; then the file deleted.
     await files.get_by_role("button", name="inner/").click()
