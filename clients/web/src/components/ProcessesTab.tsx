@@ -15,6 +15,13 @@ import { ErrorMessage, Loading, Spinner } from "./Feedback";
 // Output and the list are read again this often while a process runs: a person watching a
 // process expects new lines within a second or so, and the output route is cheap from `since`.
 const FOLLOW_MS = 1000;
+// The page keeps this many newest chunks of a chatty process; the API keeps far more.
+const KEEP_CHUNKS = 5000;
+
+function appendChunks(current: ProcessOutputChunk[], more: ProcessOutputChunk[]): ProcessOutputChunk[] {
+  const all = current.concat(more);
+  return all.length > KEEP_CHUNKS ? all.slice(all.length - KEEP_CHUNKS) : all;
+}
 
 function ProcessOutput({ sandboxId, process, onEnded }: { sandboxId: string; process: ProcessInfo; onEnded: () => void }) {
   const { client, check } = useSession();
@@ -37,7 +44,7 @@ function ProcessOutput({ sandboxId, process, onEnded }: { sandboxId: string; pro
           const page = await client.getProcessOutput(sandboxId, process.id, { since, limit: 1000 });
           if (stopped()) return;
           since = page.nextSince;
-          if (page.data.length > 0) setChunks((current) => current.concat(page.data));
+          if (page.data.length > 0) setChunks((current) => appendChunks(current, page.data));
           if (page.data.length < 1000) break;
         }
         const now = await client.getProcess(sandboxId, process.id);
@@ -45,7 +52,7 @@ function ProcessOutput({ sandboxId, process, onEnded }: { sandboxId: string; pro
         if (now.status !== "running") {
           const tail = await client.getProcessOutput(sandboxId, process.id, { since });
           if (stopped()) return;
-          if (tail.data.length > 0) setChunks((current) => current.concat(tail.data));
+          if (tail.data.length > 0) setChunks((current) => appendChunks(current, tail.data));
           onEnded();
           return;
         }
@@ -70,6 +77,7 @@ function ProcessOutput({ sandboxId, process, onEnded }: { sandboxId: string; pro
       <div className="pane-status">
         {running && <Spinner label="Following the output" />}
         <span className="muted">{running ? "Following the output…" : `Ended (${process.status})`}</span>
+        {chunks.length === KEEP_CHUNKS && <span className="muted">· only the newest {KEEP_CHUNKS} chunks shown</span>}
       </div>
       <ErrorMessage error={error} />
       <pre className="output" aria-label="Process output">
