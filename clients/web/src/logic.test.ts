@@ -11,6 +11,7 @@ import { describeNetwork, formatAllow, parseAllow, policyOf, samePolicy } from "
 import { LatestEvents, isLaterEvent, listAfterEvent, matchesFilter } from "./sandboxes";
 import { joinCommand, splitCommand } from "./shellwords";
 import { mountsFromRows, readySnapshots, waitForSnapshot } from "./snapshots";
+import { asText, baseName, describeCommand, joinPath, parentPath } from "./workspace";
 import { SandboxApiError } from "@sandbox-platform/sdk";
 
 function line(seq: number, text: string, stream: "stdout" | "stderr" = "stdout"): LogLine {
@@ -421,5 +422,33 @@ describe("volume mounts", () => {
         { volumeId: "v1", mountPath: "/b", readOnly: false },
       ]),
     ).toEqual({ problem: "A volume can be mounted only once." });
+  });
+});
+
+describe("workspace paths and text", () => {
+  it("joins a name to a directory", () => {
+    expect(joinPath("/", "a.txt")).toBe("/a.txt");
+    expect(joinPath("/srv/app", "a.txt")).toBe("/srv/app/a.txt");
+  });
+
+  it("goes up to the parent, stopping at the root", () => {
+    expect(parentPath("/srv/app")).toBe("/srv");
+    expect(parentPath("/srv/")).toBe("/");
+    expect(parentPath("/")).toBe("/");
+  });
+
+  it("shows a shell command as typed", () => {
+    expect(describeCommand(["sh", "-c", "echo hi && ls"])).toBe("echo hi && ls");
+    expect(describeCommand(["python", "-m", "http.server"])).toBe("python -m http.server");
+  });
+
+  it("names a download after the file", () => {
+    expect(baseName("/srv/app/report.csv")).toBe("report.csv");
+  });
+
+  it("shows UTF-8 text and refuses binary", () => {
+    expect(asText(new TextEncoder().encode("héllo\n"))).toBe("héllo\n");
+    expect(asText(new Uint8Array([0x68, 0x00, 0x69]))).toBeUndefined();
+    expect(asText(new Uint8Array([0xff, 0xfe, 0x41]))).toBeUndefined();
   });
 });

@@ -1,7 +1,7 @@
 /**
  * One sandbox: its status (kept current by its own event stream, which also fills the
- * timeline), the lifecycle buttons, a terminal, live logs, metrics charts, an exec box and its
- * snapshots.
+ * timeline), the lifecycle buttons, a terminal, live logs, metrics charts, its processes, files and
+ * preview links, an exec box and its snapshots.
  */
 
 import { useEffect, useRef, useState } from "react";
@@ -15,6 +15,7 @@ import { LogsPane } from "../components/LogsPane";
 import { MetricsPanel } from "../components/MetricsPanel";
 import { SandboxNetwork } from "../components/SandboxNetwork";
 import { SandboxSnapshots } from "../components/SandboxSnapshots";
+import { SandboxWorkspace } from "../components/SandboxWorkspace";
 import { TerminalPane } from "../components/TerminalPane";
 import { formatTime } from "../format";
 import { useLoad } from "../hooks";
@@ -199,6 +200,10 @@ export function SandboxPage() {
         <section className="panel span-2" aria-labelledby="metrics-title">
           <h2 id="metrics-title">Metrics</h2>
           <MetricsPanel sandboxId={sandbox.id} running={running} />
+        </section>
+        <section className="panel span-2" aria-labelledby="workspace-title">
+          <h2 id="workspace-title">Workspace</h2>
+          <SandboxWorkspace sandboxId={sandbox.id} running={running} />
         </section>
         <section className="panel" aria-labelledby="exec-title">
           <h2 id="exec-title">Run a command</h2>
