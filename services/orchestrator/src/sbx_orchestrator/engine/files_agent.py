@@ -29,6 +29,9 @@ from sbx_orchestrator.engine.files_common import FileOpError, make_entry, type_o
 from sbx_orchestrator.engine.files_running import RunningFiles
 
 READ_PIECE = 1024 * 1024
+# A write goes out once this much is gathered: NATS frames (about 1 MiB) pass straight on, the
+# exec path's small blocks are gathered; never more than one frame's worth waits here.
+WRITE_AT_LEAST = 256 * 1024
 IN_FLIGHT = 4
 REPLY_WITHIN = 60.0
 _CODES: frozenset[str] = frozenset(
@@ -148,7 +151,7 @@ class AgentFiles(RunningFiles):
         try:
             async for data in chunks:
                 buffer += data
-                if len(buffer) >= READ_PIECE:
+                if len(buffer) >= WRITE_AT_LEAST:
                     await put(bytes(buffer))
                     buffer.clear()
             if buffer:
