@@ -309,7 +309,7 @@ async def open_terminal(request: TerminalOpenRequest) -> TerminalOpenReply:
     description=(
         "A file operation on a sandbox (stat, list, mkdir, delete, move) answered with a FilesReply;"
         " `read` and `write` open a transfer whose bytes then flow on `sbx.files.<transfer>.up` and"
-        " `.down` (header `Sbx-Kind`: data, credit, end, result, cancel; at most 8 chunks of 256 KiB"
+        " `.down` (header `Sbx-Kind`: data, credit, end, result, cancel; at most 4 frames of up to 1 MiB"
         " unconsumed; see sbx_common/filestream.py)."
     ),
 )

@@ -26,7 +26,7 @@ from sbx_common.errors import (
     Unavailable,
     ValidationFailed,
 )
-from sbx_common.filestream import CHUNK, Channel, PeerFinished, TransferAborted
+from sbx_common.filestream import Channel, PeerFinished, TransferAborted
 from sbx_common.logging import trace_id_var
 from sbx_common.messages import FilesReply, FilesRequest
 
@@ -127,7 +127,7 @@ class Download:
 
 
 async def upload(state: AppState, base: FilesRequest, body: AsyncIterator[bytes], limit: int) -> FilesReply:
-    """Send the body to the orchestrator as it arrives (in CHUNK pieces, within the window)."""
+    """Send the body to the orchestrator as it arrives (in whole frames, within the window)."""
     transfer_id = uuid.uuid4().hex
     request = base.model_copy(update={"transfer_id": transfer_id})
     channel = Channel(state.nc, subjects.files_up(transfer_id), subjects.files_down(transfer_id))
@@ -144,9 +144,11 @@ async def upload(state: AppState, base: FilesRequest, body: AsyncIterator[bytes]
                     if received > limit:
                         raise PayloadTooLarge()
                     pending += data
-                    if len(pending) >= CHUNK:
-                        await channel.send(bytes(pending))
-                        pending.clear()
+                    if len(pending) >= channel.chunk:
+                        # Whole frames only; the remainder waits for more of the body.
+                        whole = len(pending) - len(pending) % channel.chunk
+                        await channel.send(bytes(pending[:whole]))
+                        del pending[:whole]
                 if pending:
                     await channel.send(bytes(pending))
                 await channel.end()

@@ -2,10 +2,13 @@
 the sandbox's agent session per operation instead of a Docker exec of a shell script, so images
 without a shell work too and an operation costs a round trip on an open stream.
 
-Reads are pulled in pieces of READ_PIECE (`fread`), each sent on before the next is asked for,
-so the API's pace is the flow control and nothing holds a whole file. Writes go to a temporary
-name beside the target (`fwopen`, one `fwrite` per chunk) and are renamed over it once every
+Reads are pulled in pieces of READ_PIECE (`fread`), at most IN_FLIGHT pieces asked for ahead
+of the one being passed on, so the API's pace is the flow control and nothing holds more than
+IN_FLIGHT x READ_PIECE bytes. Writes go to a temporary name beside the target (`fwopen`, one
+`fwrite` per piece at its own offset, IN_FLIGHT at once) and are renamed over it once every
 byte arrived (`fwcommit`); any failure or cancellation removes the temporary file (`fwabort`).
+Several pieces in flight keep the agent's session busy: one at a time, every piece waited a full
+round trip through dockerd's stream and the agent (measured: 0.23x `docker cp`).
 Archives still go through `tar` in the sandbox (RunningFiles), which needs its shell.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +29,10 @@ from sbx_orchestrator.engine.files_common import FileOpError, make_entry, type_o
 from sbx_orchestrator.engine.files_running import RunningFiles
 
 READ_PIECE = 1024 * 1024
+# A write goes out once this much is gathered: NATS frames (about 1 MiB) pass straight on, the
+# exec path's small blocks are gathered; never more than one frame's worth waits here.
+WRITE_AT_LEAST = 256 * 1024
+IN_FLIGHT = 4
 REPLY_WITHIN = 60.0
 _CODES: frozenset[str] = frozenset(
     {"NOT_FOUND", "NOT_A_DIRECTORY", "IS_A_DIRECTORY", "CONFLICT", "STORAGE_FULL", "VALIDATION_ERROR"}
@@ -74,29 +82,40 @@ class AgentFiles(RunningFiles):
         return _entry(header.get("entry"))
 
     async def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
-        """The file's bytes from `offset`, at most `length` of them, a piece at a time; the next
-        piece is asked for while this one is passed on (one round trip hidden per piece)."""
+        """The file's bytes from `offset`, at most `length` of them, a piece at a time; up to
+        IN_FLIGHT pieces are asked for ahead while one is passed on."""
         end = None if length is None else offset + length
+        asked = offset
+        pending: deque[asyncio.Task[tuple[dict[str, Any], bytes]]] = deque()
+        finished = False  # a piece came back short: the file ends there
 
-        def ask(at: int) -> asyncio.Task[tuple[dict[str, Any], bytes]] | None:
-            piece = READ_PIECE if end is None else min(READ_PIECE, end - at)
-            if piece <= 0:
-                return None
-            return asyncio.ensure_future(self._call("fread", path=path, offset=at, length=piece))
+        def ask_more() -> None:
+            nonlocal asked
+            while not finished and len(pending) < IN_FLIGHT:
+                piece = READ_PIECE if end is None else min(READ_PIECE, end - asked)
+                if piece <= 0:
+                    return
+                asking = self._call("fread", path=path, offset=asked, length=piece)
+                pending.append(asyncio.ensure_future(asking))
+                asked += piece
 
-        pending = ask(offset)
         try:
-            while pending is not None:
-                header, data = await pending
-                offset += len(data)
-                pending = None if header.get("eof") or not data else ask(offset)
+            ask_more()
+            while pending:
+                header, data = await pending.popleft()
+                if header.get("eof") or not data:
+                    finished = True
                 if data:
                     yield data
+                if finished:
+                    break
+                ask_more()
         finally:
-            if pending is not None:
-                pending.cancel()
+            for task in pending:
+                task.cancel()
+            for task in pending:
                 with contextlib.suppress(BaseException):
-                    await pending
+                    await task
 
     async def prepare_write(self, path: str) -> None:
         """Refuse at once what cannot be written (a directory there, a file as a parent), as
@@ -116,38 +135,39 @@ class AgentFiles(RunningFiles):
         temporary = self.temporary_name(path, upload_id)
         await self._call("fwopen", path=path, temp=temporary)
         written = 0
-        in_flight: asyncio.Task[Any] | None = None
+        in_flight: deque[asyncio.Task[Any]] = deque()
         buffer = bytearray()
 
         async def put(data: bytes) -> None:
-            # One piece written while the next is gathered (each at its own offset).
-            nonlocal in_flight, written
-            if in_flight is not None:
-                await in_flight
-            in_flight = asyncio.ensure_future(
-                self._call("fwrite", data, path=path, temp=temporary, offset=written)
+            # Up to IN_FLIGHT pieces written while the next is gathered (each at its own offset).
+            nonlocal written
+            if len(in_flight) >= IN_FLIGHT:
+                await in_flight.popleft()
+            in_flight.append(
+                asyncio.ensure_future(self._call("fwrite", data, path=path, temp=temporary, offset=written))
             )
             written += len(data)
 
         try:
             async for data in chunks:
                 buffer += data
-                if len(buffer) >= READ_PIECE:
+                if len(buffer) >= WRITE_AT_LEAST:
                     await put(bytes(buffer))
                     buffer.clear()
             if buffer:
                 await put(bytes(buffer))
-            if in_flight is not None:
-                await in_flight
+            while in_flight:
+                await in_flight.popleft()
             args: dict[str, Any] = {"path": path, "temp": temporary, "size": written}
             if mode is not None:
                 args["mode"] = mode & 0o7777
             header, _ = await self._call("fwcommit", **args)
         except BaseException:
-            if in_flight is not None:
-                in_flight.cancel()  # a no-op when done; its outcome is read below either way
+            for task in in_flight:
+                task.cancel()  # a no-op when done; its outcome is read below either way
+            for task in in_flight:
                 with contextlib.suppress(BaseException):
-                    await in_flight
+                    await task
             with contextlib.suppress(BaseException):
                 await asyncio.shield(self._call("fwabort", path=path, temp=temporary))
             raise

@@ -192,12 +192,15 @@ class FilesServer:
     async def _pump_read(self, channel: Channel, chunks: AsyncIterator[bytes]) -> None:
         pending = bytearray()
         try:
-            # Commands write in small blocks (busybox `cat`: 4 KiB): gathered into CHUNK frames.
+            # Commands write in small blocks (busybox `cat`: 4 KiB): gathered into whole frames.
             async for data in chunks:
                 pending += data
-                if len(pending) >= CHUNK:
-                    await channel.send(bytes(pending))
-                    pending.clear()
+                if len(pending) >= channel.chunk:
+                    # Whole frames only: the remainder waits for the next piece, so a 1 MiB
+                    # piece never leaves as one full frame and one sliver.
+                    whole = len(pending) - len(pending) % channel.chunk
+                    await channel.send(bytes(pending[:whole]))
+                    del pending[:whole]
             if pending:
                 await channel.send(bytes(pending))
             await channel.end()
