@@ -56,7 +56,10 @@ async def test_output_is_kept_and_read_later_in_order(
     assert len(page["data"]) == 1
     assert page["nextSince"] == 1
     assert page["truncatedBefore"] is None
-    assert base64.b64decode(page["data"][0]["data"]).decode().startswith("line-0")
+    # The first chunk in seq order, whichever stream it came from (stdout and stderr are two
+    # pipes, read side by side: "done" on stderr may be numbered before the stdout lines).
+    assert page["data"][0]["stream"] == chunks[0]["stream"]
+    assert base64.b64decode(page["data"][0]["data"]).decode() == chunks[0]["text"]
     after = await output(client, user, sid, process["id"], since=chunks[-1]["seq"])
     assert (after["data"], after["nextSince"]) == ([], chunks[-1]["seq"])
 

@@ -201,10 +201,6 @@ export function SandboxPage() {
           <h2 id="metrics-title">Metrics</h2>
           <MetricsPanel sandboxId={sandbox.id} running={running} />
         </section>
-        <section className="panel span-2" aria-labelledby="workspace-title">
-          <h2 id="workspace-title">Workspace</h2>
-          <SandboxWorkspace sandboxId={sandbox.id} running={running} />
-        </section>
         <section className="panel" aria-labelledby="exec-title">
           <h2 id="exec-title">Run a command</h2>
           <ExecBox sandboxId={sandbox.id} running={running} />
@@ -224,6 +220,10 @@ export function SandboxPage() {
         <section className="panel" aria-labelledby="details-title">
           <h2 id="details-title">Details</h2>
           <Details sandbox={sandbox} />
+        </section>
+        <section className="panel span-2" aria-labelledby="workspace-title">
+          <h2 id="workspace-title">Workspace</h2>
+          <SandboxWorkspace sandboxId={sandbox.id} running={running} />
         </section>
       </div>
     </section>
