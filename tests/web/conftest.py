@@ -14,10 +14,23 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Request, Route, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Request,
+    Route,
+    async_playwright,
+    expect,
+)
 from sbx_devstack.webui import BuildError, build
 
 from tests.support.platform import Platform, start_api
+
+# What the pages wait on (a sandbox's exec, a snapshot) goes through Docker: on a busy machine a
+# first exec (which opens the sandbox's agent session) can take longer than Playwright's 5 s
+# default, so assertions wait up to 30 s for their condition.
+expect.set_options(timeout=30_000)
 
 REPO = Path(__file__).resolve().parents[2]
 # Screenshots of every browser test, kept after the run (git-ignored).
