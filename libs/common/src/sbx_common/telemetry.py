@@ -113,9 +113,16 @@ def _processor(name: str) -> SpanProcessor | None:
     return None
 
 
+def tracing_requested() -> bool:
+    """Whether the `OTEL_*` variables ask for spans to be exported at all."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    return any(name != "none" for name in _exporter_names())
+
+
 def setup_telemetry(service: str) -> TracerProvider | None:
     """Install the tracer provider the `OTEL_*` variables ask for; None when tracing is off."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if not tracing_requested():
         return None
     processors = [p for p in (_processor(name) for name in _exporter_names()) if p is not None]
     if not processors:
