@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 # Idle sandboxes of bench/scale.py (`make bench SCALE_SANDBOXES=50`).
 SCALE_SANDBOXES ?= 300
 
-.PHONY: agent run test lint typecheck unit bench sync uv migrate asyncapi nats-config images base-image clean ui
+.PHONY: agent run run-cluster test lint typecheck unit bench sync uv migrate asyncapi nats-config images base-image clean ui
 
 uv:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet uv
@@ -18,6 +18,11 @@ sync: uv
 # (needs Go; without it sandboxes run without the agent and exec goes through docker exec).
 run: sync
 	$(UV) run --frozen sbx-dev
+
+# The same on a three-server NATS cluster on loopback (client ports 4222-4224), every stream
+# replicated three times: docs/scale-out.md, "The message bus".
+run-cluster: sync
+	$(UV) run --frozen sbx-dev --nats-cluster 3
 
 # The web dashboard (clients/web) built into clients/web/dist, which the API serves at /ui/.
 ui: sync
