@@ -56,9 +56,11 @@ bench: sync
 asyncapi: sync
 	$(UV) run --frozen python -m sbx_devstack.asyncapi docs/asyncapi.json
 
-# The NATS users and permissions of compose and Kubernetes, from sbx_common/nats_permissions.py.
+# The NATS users and permissions of compose and Kubernetes, from sbx_common/nats_permissions.py
+# (Kustomize reads files under infra/k8s only: Kubernetes gets a copy).
 nats-config: sync
 	$(UV) run --frozen python -m sbx_common.nats_permissions > infra/nats/auth.conf
+	cp infra/nats/auth.conf infra/k8s/nats/auth.conf
 
 # Service images from a wheelhouse built on the host (no index is reached inside the build).
 # SBX_BASE_IMAGE (default python:3.11-slim), SBX_IMAGE_TAG (default latest): docs/deployment.md.
