@@ -2,8 +2,9 @@
 
 The platform runs on a three-server cluster with every stream replicated three times. While a
 sandbox prints numbered log lines, a background process prints numbered output and an events
-subscription is open, the server leading the command stream is killed (SIGKILL). Sandboxes are
-created and stopped while it is down; everything must settle as asked, every number must come
+subscription is open, the server the API is connected to, made the leader of the command,
+event, log and process streams, is killed (SIGKILL). Sandboxes are created and stopped while it
+is down; everything must settle as asked, every number must come
 back once, and the events the subscription saw (resumed from its last id whenever it broke)
 must be exactly the user's events in the stream. Then the server is started again and must
 catch up on every stream.
@@ -13,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import json
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ import nats.errors
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from sbx_common import subjects
-from sbx_common.topology import KV_BUCKETS, STREAM_CMD, STREAM_EVT, STREAMS
+from sbx_common.topology import KV_BUCKETS, STREAM_CMD, STREAM_EVT, STREAM_LOG, STREAM_PROC, STREAMS
 from sbx_devstack.nats_cluster import EmbeddedNatsCluster
 
 from tests.natscluster.conftest import REPLICAS, ClusterPlatform
@@ -120,21 +120,6 @@ class EventReader:
         return [e.data["status"] for e in self.events if e.data["sandboxId"] == sandbox_id]
 
 
-async def accepted(call: Callable[[], Awaitable[httpx.Response]], status: int) -> httpx.Response:
-    """The call's answer once it is `status`. While the command stream elects a new leader a
-    publish may go unacknowledged: the API then answers 503, having changed nothing, and the
-    caller tries again (what the contract asks of clients)."""
-
-    async def attempt() -> httpx.Response | None:
-        response = await call()
-        if response.status_code == 503:
-            return None
-        assert response.status_code == status, response.text
-        return response
-
-    return await wait_for(attempt, timeout=60, interval=0.5, what=f"an answer {status}")
-
-
 async def settled(client: httpx.AsyncClient, user: User, sandbox_id: str, status: str) -> None:
     async def there() -> bool:
         return bool((await get_sandbox(client, user, sandbox_id))["status"] == status)
@@ -200,11 +185,34 @@ async def user_events_in_stream(nats_url: str, owner_id: str) -> list[int]:
         await nc.close()
 
 
-async def command_stream_leader(nats_url: str) -> int:
-    """The index of the server leading the command stream (named `sbx-<index + 1>`)."""
-    leader, _ = (await stream_replicas(nats_url))[STREAM_CMD]
-    assert leader is not None
-    return int(leader.rsplit("-", 1)[1]) - 1
+def server_of(cluster: EmbeddedNatsCluster, client_name: str) -> int:
+    """The index of the server `client_name` (e.g. `sbx-api`) is connected to."""
+    for index in range(len(cluster.servers)):
+        if client_name in cluster.client_names(index):
+            return index
+    raise AssertionError(f"{client_name} is connected to no server")
+
+
+async def lead_from(nats_url: str, server: str, streams: list[str]) -> None:
+    """Move the leadership of `streams` to `server` (stepping the leader down until the election
+    lands there), so that killing that server takes the leaders with it."""
+    nc = await admin_connect(nats_url, "tests-cluster-stepdown")
+    try:
+        js = nc.jetstream()
+        for stream in streams:
+
+            async def leads(stream: str = stream) -> bool:
+                info = await js.stream_info(stream)
+                if info.cluster is not None and info.cluster.leader == server:
+                    return True
+                request = json.dumps({"placement": {"preferred": server}}).encode()
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
+                    await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", request, timeout=5)
+                return False
+
+            await wait_for(leads, timeout=60, interval=1, what=f"{server} leads {stream}")
+    finally:
+        await nc.close()
 
 
 @pytest.mark.timeout(900)
@@ -257,16 +265,22 @@ async def _lose_a_server(
         return len(logged) >= 100 and len(output) >= 100
 
     await wait_for(printing, timeout=60, interval=0.2, what="both printers under way")
-    victim = await command_stream_leader(cluster.url)
+    # The server the API is connected to, leading the streams every check below reads.
+    victim = server_of(cluster, "sbx-api")
+    await lead_from(cluster.url, f"sbx-{victim + 1}", [STREAM_CMD, STREAM_EVT, STREAM_LOG, STREAM_PROC])
     cluster.servers[victim].kill()
 
     # While it is down: new sandboxes, and stops of running ones.
-    def create() -> Awaitable[httpx.Response]:
-        return client.post("/sandboxes", json={"environmentId": idle["id"]}, headers=user.headers)
-
-    created = [(await accepted(create, 201)).json()["data"]["id"] for _ in range(3)]
+    # The API rides out the command stream's election (it tries again for up to
+    # SBX_COMMAND_PUBLISH_TIMEOUT_SECONDS): every call is accepted, none answers 503.
+    created = []
+    for _ in range(3):
+        response = await client.post("/sandboxes", json={"environmentId": idle["id"]}, headers=user.headers)
+        assert response.status_code == 201, response.text
+        created.append(response.json()["data"]["id"])
     for sandbox in to_stop:
-        await accepted(functools.partial(lifecycle_call, client, user, sandbox["id"], "stop"), 202)
+        response = await lifecycle_call(client, user, sandbox["id"], "stop")
+        assert response.status_code == 202, response.text
     await asyncio.gather(
         *(settled(client, user, s, "running") for s in created),
         *(settled(client, user, s["id"], "stopped") for s in to_stop),

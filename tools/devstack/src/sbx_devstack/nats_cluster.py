@@ -98,15 +98,23 @@ class EmbeddedNatsCluster:
         except (OSError, ValueError, urllib.error.URLError):
             return False
 
-    def jsz(self, index: int) -> dict[str, object]:
-        """Server `index`'s JetStream report (`/jsz`), or {} when it does not answer."""
-        url = f"http://127.0.0.1:{self.monitor_ports[index]}/jsz"
+    def monitor(self, index: int, path: str) -> dict[str, object]:
+        """A report of server `index`'s monitoring port (`/jsz`, `/connz`, ...), or {} when it
+        does not answer."""
+        url = f"http://127.0.0.1:{self.monitor_ports[index]}/{path}"
         try:
             with urllib.request.urlopen(url, timeout=2) as reply:
                 answer = json.loads(reply.read())
         except (OSError, ValueError, urllib.error.URLError):
             return {}
         return answer if isinstance(answer, dict) else {}
+
+    def client_names(self, index: int) -> list[str]:
+        """The names of the clients connected to server `index` (e.g. `sbx-api`)."""
+        connections = self.monitor(index, "connz?limit=1024").get("connections")
+        if not isinstance(connections, list):
+            return []
+        return [str(c.get("name", "")) for c in connections if isinstance(c, dict)]
 
     def wait_healthy(self, timeout: float = 60.0, indexes: list[int] | None = None) -> None:
         chosen = range(len(self.servers)) if indexes is None else indexes
