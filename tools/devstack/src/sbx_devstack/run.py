@@ -182,6 +182,9 @@ def main() -> None:
         if args.nats_cluster > 0:
             env["SBX_STREAM_REPLICAS"] = os.environ.get("SBX_STREAM_REPLICAS", str(min(args.nats_cluster, 3)))
         say("devstack", f"embedded NATS JetStream on {nats_server.url} (a user per service)")
+        if isinstance(nats_server, EmbeddedNatsCluster):
+            monitors = ", ".join(f"http://127.0.0.1:{port}" for port in nats_server.monitor_ports)
+            say("devstack", f"a cluster of {args.nats_cluster}, monitoring (/jsz, /routez) on {monitors}")
     if not os.environ.get("SBX_DATABASE_URL"):
         pg = EmbeddedPostgres(state / "postgres", port=int(os.environ.get("SBX_EMBEDDED_PG_PORT", "5433")))
         servers.append(pg.start())
