@@ -3,9 +3,9 @@
 The platform runs on a three-server cluster with every stream replicated three times. While a
 sandbox prints numbered log lines, a background process prints numbered output and an events
 subscription is open, the server the API is connected to, made the leader of the command,
-event, log and process streams, is killed (SIGKILL). Sandboxes are created and stopped while it
-is down; everything must settle as asked, every number must come
-back once, and the events the subscription saw (resumed from its last id whenever it broke)
+event, log and process streams, is killed (SIGKILL), and the subscription is cut. Sandboxes are
+created and stopped while it is down; everything must settle as asked, every number must come
+back once, and the events the subscription saw (resumed from its last id each time it broke)
 must be exactly the user's events in the stream. Then the server is started again and must
 catch up on every stream.
 """
@@ -86,35 +86,46 @@ async def test_every_stream_and_bucket_is_replicated_on_three_servers(
 @dataclass
 class EventReader:
     """The caller's `/events` followed for as long as the test runs; when the stream breaks
-    (its API connection moved to another NATS server, say) it is opened again with
-    `Last-Event-ID` of the last event seen, as any SSE client does."""
+    (cut by `cut()`, or its API connection gone) it is opened again with `Last-Event-ID` of the
+    last event seen, as any SSE client does."""
 
     client: httpx.AsyncClient
     user: User
     events: list[SseEvent] = field(default_factory=list)
     reopened: int = 0
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    reading: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        while True:
-            headers = dict(self.user.headers)
-            if self.events:
-                headers["Last-Event-ID"] = str(self.events[-1].id)
-            try:
-                async with self.client.stream(
-                    "GET", "/events", headers=headers, timeout=httpx.Timeout(30, read=20)
-                ) as response:
-                    if response.status_code != 200:
-                        await asyncio.sleep(0.5)
-                        continue
+        try:
+            while True:
+                self.reading = asyncio.create_task(self._read())
+                # `wait`, not `await`: a cut (the reading task cancelled) must not end this loop.
+                await asyncio.wait({self.reading})
+                self.reopened += 1
+                await asyncio.sleep(0.2)
+        finally:
+            self.cut()
+
+    async def _read(self) -> None:
+        headers = dict(self.user.headers)
+        if self.events:
+            headers["Last-Event-ID"] = str(self.events[-1].id)
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            async with self.client.stream(
+                "GET", "/events", headers=headers, timeout=httpx.Timeout(30, read=20)
+            ) as response:
+                if response.status_code == 200:
                     async for item in sse_events(response):
                         if item == "subscribed":
                             self.subscribed.set()
                         elif isinstance(item, SseEvent):
                             self.events.append(item)
-            except (httpx.HTTPError, ValueError):
-                pass
-            self.reopened += 1
+
+    def cut(self) -> None:
+        """Break the open stream, as a client's connection breaks."""
+        if self.reading is not None:
+            self.reading.cancel()
 
     def statuses(self, sandbox_id: str) -> list[str]:
         return [e.data["status"] for e in self.events if e.data["sandboxId"] == sandbox_id]
@@ -269,6 +280,7 @@ async def _lose_a_server(
     victim = server_of(cluster, "sbx-api")
     await lead_from(cluster.url, f"sbx-{victim + 1}", [STREAM_CMD, STREAM_EVT, STREAM_LOG, STREAM_PROC])
     cluster.servers[victim].kill()
+    reader.cut()
 
     # While it is down: new sandboxes, and stops of running ones.
     # The API rides out the command stream's election (it tries again for up to
@@ -305,6 +317,7 @@ async def _lose_a_server(
     await wait_for(all_seen, timeout=60, interval=1, what="every event seen")
     stored = await user_events_in_stream(cluster.url, user.id)
     seen = [e.id for e in reader.events]
+    assert reader.reopened >= 1, "the subscription was never resumed"
     assert len(seen) == len(set(seen)), "an event came twice"
     assert sorted(int(i) for i in seen if i is not None) == sorted(stored)
     for sandbox_id in created:
