@@ -3,20 +3,28 @@ times; one cluster (and one platform) per test module, since its tests kill NATS
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+from sbx_common.topology import KV_BUCKETS, STREAMS
 from sbx_devstack.nats_cluster import EmbeddedNatsCluster
 from sbx_devstack.servers import EmbeddedPostgres
 
 from tests.support.docker import remove_instance_containers
-from tests.support.nats_auth import authorization
+from tests.support.nats_auth import authorization, service_env
 from tests.support.platform import Platform, new_instance, platform_env, prepare
 
 SERVERS = 3
 REPLICAS = 3
+# Every stream, the KV buckets' included.
+ALL_STREAMS = [*(str(s.name) for s in STREAMS), *(f"KV_{b.bucket}" for b in KV_BUCKETS)]
 
 
 @dataclass
@@ -49,13 +57,30 @@ async def cluster_platform(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[ClusterPlatform]:
     """The six services on the cluster, each given all three servers' URLs. The topology is
-    applied with one replica first and then with three, as `sbx-migrate` does when
-    `SBX_STREAM_REPLICAS` is raised on an existing installation."""
+    applied with one replica first, then `sbx-migrate` runs with `SBX_STREAM_REPLICAS=3`, as on
+    an existing installation whose setting is raised."""
     await prepare(cluster_postgres, nats_cluster.url, replicas=1)
-    await prepare(cluster_postgres, nats_cluster.url, replicas=REPLICAS)
+    migrate = await asyncio.to_thread(
+        subprocess.run,
+        [str(Path(sys.prefix) / "bin" / "sbx-migrate")],
+        env={
+            **os.environ,
+            **service_env("migrate"),
+            "SBX_DATABASE_URL": cluster_postgres,
+            "SBX_NATS_URL": nats_cluster.url,
+            "SBX_STREAM_REPLICAS": str(REPLICAS),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    # It says what it changed: every stream went from one copy to three.
+    assert (migrate.stdout + migrate.stderr).count("stream replicas changed") == len(ALL_STREAMS)
     instance = new_instance()
     plat = Platform(
-        base_env={**platform_env(cluster_postgres, nats_cluster.url, instance), "SBX_STREAM_REPLICAS": "3"},
+        base_env=platform_env(cluster_postgres, nats_cluster.url, instance),
         log_dir=tmp_path_factory.mktemp("cluster-logs"),
     )
     try:

@@ -25,10 +25,10 @@ import nats.errors
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from sbx_common import subjects
-from sbx_common.topology import KV_BUCKETS, STREAM_CMD, STREAM_EVT, STREAM_LOG, STREAM_PROC, STREAMS
+from sbx_common.topology import STREAM_CMD, STREAM_EVT, STREAM_LOG, STREAM_PROC
 from sbx_devstack.nats_cluster import EmbeddedNatsCluster
 
-from tests.natscluster.conftest import REPLICAS, ClusterPlatform
+from tests.natscluster.conftest import ALL_STREAMS, REPLICAS, ClusterPlatform
 from tests.streams.clients import SseEvent, sse_events
 from tests.support.api import User, create_environment, signup
 from tests.support.nats_auth import admin_connect
@@ -40,8 +40,6 @@ from tests.support.waiting import wait_for
 LINES = 1500
 PRINT_LINES = "i=0; while [ $i -lt {n} ]; do i=$((i+1)); echo {prefix}-$i; sleep 0.01; done"
 SETTLE_TIMEOUT = 180.0
-
-ALL_STREAMS = [*(str(s.name) for s in STREAMS), *(f"KV_{b.bucket}" for b in KV_BUCKETS)]
 
 
 async def stream_replicas(nats_url: str) -> dict[str, tuple[str | None, list[tuple[str, bool]]]]:
