@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 # Idle sandboxes of bench/scale.py (`make bench SCALE_SANDBOXES=50`).
 SCALE_SANDBOXES ?= 300
 
-.PHONY: agent run test lint typecheck unit bench sync uv migrate asyncapi nats-config images base-image clean ui
+.PHONY: agent run run-cluster test lint typecheck unit bench sync uv migrate asyncapi nats-config images base-image clean ui
 
 uv:
 	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet uv
@@ -18,6 +18,11 @@ sync: uv
 # (needs Go; without it sandboxes run without the agent and exec goes through docker exec).
 run: sync
 	$(UV) run --frozen sbx-dev
+
+# The same on a three-server NATS cluster on loopback (client ports 4222-4224), every stream
+# replicated three times: docs/scale-out.md, "The message bus".
+run-cluster: sync
+	$(UV) run --frozen sbx-dev --nats-cluster 3
 
 # The web dashboard (clients/web) built into clients/web/dist, which the API serves at /ui/.
 ui: sync
@@ -51,9 +56,11 @@ bench: sync
 asyncapi: sync
 	$(UV) run --frozen python -m sbx_devstack.asyncapi docs/asyncapi.json
 
-# The NATS users and permissions of compose and Kubernetes, from sbx_common/nats_permissions.py.
+# The NATS users and permissions of compose and Kubernetes, from sbx_common/nats_permissions.py
+# (Kustomize reads files under infra/k8s only: Kubernetes gets a copy).
 nats-config: sync
 	$(UV) run --frozen python -m sbx_common.nats_permissions > infra/nats/auth.conf
+	cp infra/nats/auth.conf infra/k8s/nats/auth.conf
 
 # Service images from a wheelhouse built on the host (no index is reached inside the build).
 # SBX_BASE_IMAGE (default python:3.11-slim), SBX_IMAGE_TAG (default latest): docs/deployment.md.

@@ -1,12 +1,14 @@
-"""infra/k8s: the five services, workers on Docker nodes, nothing running as root."""
+"""infra/k8s: the services, workers on Docker nodes, nothing running as root; NATS as a
+three-server JetStream cluster."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sbx_common.nats_permissions import SERVICE_USER_OF
+from sbx_common.nats_permissions import SERVICE_USER_OF, SERVICE_USERS, deployment_config
 
 from tests.deploy.conftest import DOCKER_SERVICES, INFRA, OPS_PORTS, SERVICES, load_yaml
 
@@ -67,3 +69,60 @@ def test_every_workload_logs_in_to_nats_as_its_own_user() -> None:
         assert env["SBX_NATS_USER"]["value"] == user, name
         ref = env["SBX_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "sbx-nats", "key": user}, name
+
+
+HOST_SERVICES = ("orchestrator", "log-shipper", "metrics-collector")
+
+
+def test_each_docker_node_is_a_host_named_after_the_node() -> None:
+    docs = manifests()
+    for name in HOST_SERVICES:
+        pod = docs[("DaemonSet", f"sbx-{name}")]["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"sandbox-platform/docker-node": "true"}, name
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["SBX_HOST_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}, name
+        assert {
+            "name": "docker-socket",
+            "hostPath": {"path": "/var/run/docker.sock", "type": "Socket"},
+        } in pod["volumes"], name
+    for name in ("api", "webhooks"):
+        assert docs[("Deployment", f"sbx-{name}")]["spec"]["replicas"] >= 2, name
+
+
+def test_nats_is_a_three_server_jetstream_cluster_the_services_all_know() -> None:
+    docs = manifests()
+    nats = docs[("StatefulSet", "nats")]["spec"]
+    assert nats["replicas"] == 3
+    assert nats["serviceName"] == "nats-cluster"
+    headless = docs[("Service", "nats-cluster")]["spec"]
+    assert headless["clusterIP"] == "None"
+    assert headless["publishNotReadyAddresses"] is True
+    assert {p["port"] for p in headless["ports"]} >= {4222, 6222}
+    assert docs[("PodDisruptionBudget", "nats")]["spec"]["maxUnavailable"] == 1
+    pod = nats["template"]["spec"]
+    container = pod["containers"][0]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["data"] == "/data"
+    assert [t["metadata"]["name"] for t in nats["volumeClaimTemplates"]] == ["data"]
+    # Every service user's password reaches the server, as auth.conf reads it.
+    env = {e["name"] for e in container["env"]}
+    assert {u.env_name for u in SERVICE_USERS.values()} <= env
+
+    # The configuration: routes to every member, JetStream on the volume, the users' file.
+    kustomization = load_yaml(K8S / "kustomization.yaml")
+    [generator] = [g for g in kustomization["configMapGenerator"] if g["name"] == "nats-config"]
+    assert set(generator["files"]) == {"nats/nats.conf", "nats/auth.conf"}
+    assert {"name": "config", "configMap": {"name": "nats-config"}} in pod["volumes"]
+    conf = (K8S / "nats" / "nats.conf").read_text()
+    routes = re.findall(r"nats-route://(nats-\d)\.nats-cluster\.sandbox-platform\.svc\S*:6222", conf)
+    assert routes == ["nats-0", "nats-1", "nats-2"]
+    assert 'store_dir: "/data"' in conf
+    assert "server_name: $POD_NAME" in conf
+    assert "include ./auth.conf" in conf
+    assert (K8S / "nats" / "auth.conf").read_text() == deployment_config()
+
+    # The services are given every server, and the streams three copies.
+    config = docs[("ConfigMap", "sbx-config")]["data"]
+    servers = config["SBX_NATS_URL"].split(",")
+    assert servers == [f"nats://nats-{i}.nats-cluster.sandbox-platform.svc:4222" for i in range(3)]
+    assert config["SBX_STREAM_REPLICAS"] == "3"

@@ -25,7 +25,13 @@ async def cut_off(
 ) -> AsyncIterator[httpx.AsyncClient]:
     bare = nats_server(tmp_path_factory.mktemp("bare-nats")).start()
     try:
-        async with extra_api(platform, tmp_path_factory.mktemp("cut-off-api"), SBX_NATS_URL=bare.url) as http:
+        async with extra_api(
+            platform,
+            tmp_path_factory.mktemp("cut-off-api"),
+            SBX_NATS_URL=bare.url,
+            # No stream ever answers here: give up soon rather than wait out an election.
+            SBX_COMMAND_PUBLISH_TIMEOUT_SECONDS="1",
+        ) as http:
             yield http
     finally:
         bare.stop()

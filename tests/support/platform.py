@@ -71,19 +71,19 @@ def platform_env(database_url: str, nats_url: str, instance: str = TEST_INSTANCE
     }
 
 
-async def apply_topology(nats_url: str) -> None:
+async def apply_topology(nats_url: str, replicas: int = 1) -> None:
     """Declare the streams and the KV bucket, as `sbx-migrate` does (as its NATS user)."""
     nc = await connect_as(nats_url, SERVICE_USER_OF["migrate"], "tests-setup")
     try:
-        await topology.apply_topology(nc.jetstream())
+        await topology.apply_topology(nc.jetstream(), replicas)
     finally:
         await nc.close()
 
 
-async def prepare(database_url: str, nats_url: str) -> None:
+async def prepare(database_url: str, nats_url: str, replicas: int = 1) -> None:
     """The database migrated and the NATS topology applied, as `sbx-migrate` leaves them."""
     await db.migrate(database_url)
-    await apply_topology(nats_url)
+    await apply_topology(nats_url, replicas)
 
 
 def start_process(name: str, env: Mapping[str, str], log_file: Path) -> tuple[ServiceProcess, int]:

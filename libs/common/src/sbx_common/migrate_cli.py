@@ -16,7 +16,7 @@ async def run(settings: CommonSettings) -> None:
     applied = await db.migrate(settings.database_url.get_secret_value())
     nc = await natsconn.connect_with(settings, "sbx-migrate")
     try:
-        await topology.apply_topology(nc.jetstream())
+        await topology.apply_topology(nc.jetstream(), settings.stream_replicas)
     finally:
         await nc.close()
     logger.info("migrations and topology applied", extra={"migrations": applied})

@@ -40,6 +40,14 @@ async def connect_with(settings: CommonSettings, name: str) -> Client:
     )
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of `SBX_NATS_URL`: one URL, or several separated by commas (a cluster)."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("SBX_NATS_URL names no server")
+    return servers
+
+
 async def connect(
     url: str,
     name: str,
@@ -49,6 +57,10 @@ async def connect(
     tls: ssl.SSLContext | None = None,
 ) -> Client:
     """A connection that reconnects forever; as `user` (its replies on its own inbox) if given.
+
+    `url` may name several servers of one cluster, comma separated: the client starts with any
+    of them (in random order, so that services spread over the cluster), learns the others the
+    cluster announces, and moves to another when its server goes away.
 
     The password goes to the server in the CONNECT message only; it is never logged.
     """
@@ -68,14 +80,17 @@ async def connect(
         logger.info("nats reconnected")
 
     await nc.connect(
-        servers=[url],
+        servers=server_urls(url),
         name=name,
         tls=tls,
         user=user or None,
         password=(password.get_secret_value() if password else "") if user else None,
         inbox_prefix=inbox_prefix(user) if user else DEFAULT_INBOX_PREFIX,
         max_reconnect_attempts=-1,  # keep trying forever: NATS restarts must not kill a service
+        # The wait before trying a server again that was tried last; another server of the
+        # cluster is tried at once. Half a second keeps a restarted single server's outage short.
         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int, used as a float sleep
+        dont_randomize=False,
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,

@@ -25,6 +25,9 @@ class CommonSettings(BaseSettings):
     nats_tls_ca: str = ""
     nats_tls_cert: str = ""
     nats_tls_key: str = ""
+    # Copies JetStream keeps of every stream and KV bucket (`sbx-migrate` applies it): 1 on a
+    # single NATS server, 3 on a cluster of three or more (any one server may then be lost).
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     log_level: str = "INFO"
     # Each service serves /metrics and /health/* on its own port (the API on its main port).
     metrics_host: str = "127.0.0.1"

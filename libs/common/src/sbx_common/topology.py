@@ -2,10 +2,16 @@
 
 `apply_topology()` runs once at start-up (`sbx-migrate`, `make run`, test fixtures). Services
 bind to these streams without declaring them, so no service can rewrite a stream's settings.
+
+Every stream and bucket gets `replicas` copies (`SBX_STREAM_REPLICAS`): 1 on a single server,
+3 on a cluster of three or more, so that losing one server loses nothing. Applying the topology
+again with another number changes the existing streams' replicas in place (JetStream copies the
+data to the new peers); a number above the cluster's size is refused by the server.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from nats.js import JetStreamContext
@@ -85,21 +91,50 @@ STREAMS: list[StreamConfig] = [
 ]
 
 
-async def apply_topology(js: JetStreamContext) -> None:
-    """Create or update every stream and bucket to the settings above (idempotent)."""
-    for config in STREAMS:
+KV_BUCKETS: list[KeyValueConfig] = [
+    KeyValueConfig(bucket=KV_METRICS, history=1, ttl=300.0, storage=StorageType.MEMORY),
+]
+
+# JetStream keeps at most five copies of a stream.
+MAX_REPLICAS = 5
+
+
+async def apply_topology(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create or update every stream and bucket to the settings above, each with `replicas`
+    copies (idempotent)."""
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise ValueError(f"stream replicas must be 1 to {MAX_REPLICAS}, not {replicas}")
+    for declared in STREAMS:
+        config = dataclasses.replace(declared, num_replicas=replicas)
         assert config.name is not None
         try:
-            await js.stream_info(config.name)
+            info = await js.stream_info(config.name)
         except NotFoundError:
             await js.add_stream(config)
-            logger.info("stream created", extra={"stream": config.name})
+            logger.info("stream created", extra={"stream": config.name, "replicas": replicas})
         else:
             await js.update_stream(config)
+            _log_replicas_change(config.name, info.config.num_replicas, replicas)
+    for bucket in KV_BUCKETS:
+        await _apply_bucket(js, dataclasses.replace(bucket, replicas=replicas))
+
+
+async def _apply_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
     try:
-        await js.key_value(KV_METRICS)
+        await js.key_value(config.bucket)
     except BucketNotFoundError:
-        await js.create_key_value(
-            KeyValueConfig(bucket=KV_METRICS, history=1, ttl=300.0, storage=StorageType.MEMORY)
-        )
-        logger.info("kv bucket created", extra={"bucket": KV_METRICS})
+        await js.create_key_value(config)
+        logger.info("kv bucket created", extra={"bucket": config.bucket, "replicas": config.replicas})
+        return
+    # A bucket is a stream (`KV_<bucket>`); only its replicas are ever changed here, the rest
+    # of its settings stay as the bucket was made.
+    stream = f"KV_{config.bucket}"
+    info = await js.stream_info(stream)
+    if info.config.num_replicas != config.replicas:
+        await js.update_stream(dataclasses.replace(info.config, num_replicas=config.replicas))
+        _log_replicas_change(stream, info.config.num_replicas, config.replicas)
+
+
+def _log_replicas_change(stream: str, before: int | None, after: int) -> None:
+    if (before or 1) != after:
+        logger.info("stream replicas changed", extra={"stream": stream, "from": before or 1, "to": after})

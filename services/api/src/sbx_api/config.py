@@ -20,6 +20,10 @@ class ApiSettings(CryptoSettings):
     # How long an idle keep-alive connection stays open (uvicorn's default, 5 s); behind a load
     # balancer, set it above the balancer's own idle timeout.
     api_keepalive_seconds: int = Field(default=5, ge=1)
+    # How long a lifecycle call waits for JetStream to store its command before it answers 503
+    # (nothing changed). It tries again meanwhile: long enough to ride out the election of a new
+    # leader of SBX_CMD when a NATS server of a cluster is lost (4 to 9 s).
+    command_publish_timeout_seconds: float = Field(default=12.0, gt=0, le=60)
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_hours: float = Field(default=24.0, gt=0)
     max_body_bytes: int = 1024 * 1024

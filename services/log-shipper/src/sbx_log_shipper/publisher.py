@@ -27,6 +27,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 from sbx_common import subjects
+from sbx_common.jspublish import publish_acked
 from sbx_common.tasks import cancel_and_wait
 from sbx_common.topology import STREAM_LOG
 
@@ -41,8 +42,10 @@ BATCHES_DROPPED = Counter(
 
 # Text bytes per NATS message (the server's default max payload is 1 MiB; JSON adds escaping).
 MESSAGE_TEXT_BYTES = 256 * 1024
-PUBLISH_ATTEMPTS = 5
-PUBLISH_TIMEOUT = 2.0
+# How long a batch may keep trying (`sbx_common.jspublish`): past a leader election of SBX_LOG
+# when a NATS server of a cluster is lost (4 to 9 s). Only this sandbox's feed waits meanwhile;
+# its queue is bounded, and the lines are in PostgreSQL already.
+PUBLISH_BUDGET = 15.0
 
 
 def message_id(sandbox_id: uuid.UUID, first_seq: int, count: int) -> str:
@@ -162,21 +165,16 @@ class SandboxPublisher:
             await self._publish(first_seq + half, lines[half:])
             return
         headers = {"Nats-Msg-Id": message_id(self.sandbox_id, first_seq, len(lines))}
-        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-            try:
-                await self.js.publish(
-                    self.subject, data, timeout=PUBLISH_TIMEOUT, stream=STREAM_LOG, headers=headers
-                )
-            except (TimeoutError, NatsError) as exc:
-                # A retry carries the same Nats-Msg-Id: JetStream drops it if the first arrived.
-                if attempt == PUBLISH_ATTEMPTS:
-                    BATCHES_DROPPED.inc()
-                    logger.warning(
-                        "log batch left out of the live feed",
-                        extra={"msgId": headers["Nats-Msg-Id"], "error": repr(exc)},
-                    )
-                    return
-                await asyncio.sleep(min(0.2 * attempt, 1.0))
-            else:
-                BATCHES_PUBLISHED.inc()
-                return
+        try:
+            # A retry carries the same Nats-Msg-Id: JetStream drops it if an earlier try arrived.
+            await publish_acked(
+                self.js, self.subject, data, headers=headers, budget=PUBLISH_BUDGET, stream=STREAM_LOG
+            )
+        except (TimeoutError, NatsError) as exc:
+            BATCHES_DROPPED.inc()
+            logger.warning(
+                "log batch left out of the live feed",
+                extra={"msgId": headers["Nats-Msg-Id"], "error": repr(exc)},
+            )
+        else:
+            BATCHES_PUBLISHED.inc()

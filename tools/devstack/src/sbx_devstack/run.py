@@ -1,6 +1,7 @@
 """`make run`: the whole platform on one machine, with embedded NATS and PostgreSQL.
 
-Starts embedded servers unless SBX_NATS_URL / SBX_DATABASE_URL point elsewhere, creates
+Starts embedded servers unless SBX_NATS_URL / SBX_DATABASE_URL point elsewhere (`--nats-cluster N`:
+N NATS servers in one cluster on loopback instead of one, streams replicated), creates
 development-only secrets on first run (kept in the git-ignored `.state/` folder), applies the
 migrations and the stream topology once, then runs the six services as separate processes with
 prefixed logs. Ctrl-C or SIGTERM stops everything; data in `.state/` survives a restart.
@@ -8,6 +9,7 @@ prefixed logs. Ctrl-C or SIGTERM stops everything; data in `.state/` survives a 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
@@ -26,6 +28,7 @@ from sbx_common.settings import CommonSettings
 from sbx_devstack.agent import AgentBuildError
 from sbx_devstack.agent import build as build_agent
 from sbx_devstack.nats_auth import NatsCredentials
+from sbx_devstack.nats_cluster import EmbeddedNatsCluster
 from sbx_devstack.processes import DEFAULT_METRICS_PORTS, SERVICES, ServiceProcess
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
 from sbx_devstack.webui import BuildError
@@ -126,7 +129,38 @@ def prepare_agent() -> dict[str, str]:
     return {"SBX_AGENT_BINARY": str(path)}
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sbx-dev", description="The whole platform on this machine.")
+    parser.add_argument(
+        "--nats-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N embedded NATS servers as one cluster (client ports from SBX_EMBEDDED_NATS_PORT "
+        "up, streams replicated min(N, 3) times unless SBX_STREAM_REPLICAS says otherwise)",
+    )
+    return parser.parse_args(argv)
+
+
+def start_nats(
+    state: Path, credentials: NatsCredentials, cluster_size: int
+) -> EmbeddedNats | EmbeddedNatsCluster:
+    """The embedded NATS: one server, or `cluster_size` servers in one cluster (each its own
+    store under `.state/nats-cluster/`, so a single server's data in `.state/nats` stays)."""
+    port = int(os.environ.get("SBX_EMBEDDED_NATS_PORT", "4222"))
+    if cluster_size > 0:
+        cluster = EmbeddedNatsCluster(
+            state / "nats-cluster",
+            size=cluster_size,
+            config=credentials.authorization(),
+            ports=[port + i for i in range(cluster_size)],
+        )
+        return cluster.start()
+    return EmbeddedNats(state / "nats", port=port, config=credentials.authorization()).start()
+
+
 def main() -> None:
+    args = parse_args()
     prepare_dashboard()
     agent_env = prepare_agent()
     state = Path(os.environ.get("SBX_STATE_DIR", ".state")).resolve()
@@ -135,21 +169,22 @@ def main() -> None:
     for key, value in load_dev_secrets(state).items():
         env[key] = os.environ.get(key, value)
 
-    servers: list[EmbeddedNats | EmbeddedPostgres] = []
+    servers: list[EmbeddedNats | EmbeddedNatsCluster | EmbeddedPostgres] = []
     # Each service's own NATS user and password (embedded NATS only; with SBX_NATS_URL set, the
     # services read SBX_NATS_USER / SBX_NATS_PASSWORD from the environment).
     nats_env: dict[str, dict[str, str]] = {}
     if not os.environ.get("SBX_NATS_URL"):
         credentials = NatsCredentials.load_or_create(state / "nats-users.env")
         nats_env = {name: credentials.service_env(name) for name in [*SERVICES, "migrate"]}
-        nats_server = EmbeddedNats(
-            state / "nats",
-            port=int(os.environ.get("SBX_EMBEDDED_NATS_PORT", "4222")),
-            config=credentials.authorization(),
-        )
-        servers.append(nats_server.start())
+        nats_server = start_nats(state, credentials, args.nats_cluster)
+        servers.append(nats_server)
         env["SBX_NATS_URL"] = nats_server.url
+        if args.nats_cluster > 0:
+            env["SBX_STREAM_REPLICAS"] = os.environ.get("SBX_STREAM_REPLICAS", str(min(args.nats_cluster, 3)))
         say("devstack", f"embedded NATS JetStream on {nats_server.url} (a user per service)")
+        if isinstance(nats_server, EmbeddedNatsCluster):
+            monitors = ", ".join(f"http://127.0.0.1:{port}" for port in nats_server.monitor_ports)
+            say("devstack", f"a cluster of {args.nats_cluster}, monitoring (/jsz, /routez) on {monitors}")
     if not os.environ.get("SBX_DATABASE_URL"):
         pg = EmbeddedPostgres(state / "postgres", port=int(os.environ.get("SBX_EMBEDDED_PG_PORT", "5433")))
         servers.append(pg.start())

@@ -7,27 +7,27 @@ import logging
 import nats.errors
 from nats.js import JetStreamContext
 from sbx_common import subjects, telemetry
+from sbx_common.jspublish import publish_acked
 from sbx_common.messages import SandboxCommand
 
 logger = logging.getLogger(__name__)
-
-# How long to wait for JetStream's acknowledgement before the request gives up with 503.
-PUBLISH_TIMEOUT_SECONDS = 3.0
 
 
 class PublishFailed(Exception):
     """The command was not acknowledged by JetStream (it may or may not have been stored)."""
 
 
-async def publish(js: JetStreamContext, command: SandboxCommand) -> None:
-    """Publish and await the ack. The id doubles as `Nats-Msg-Id`, so a re-publish (by the
-    reaper's repair loop, say) is dropped by JetStream inside its duplicate window. The headers
-    also carry the request's trace context, which the orchestrator continues."""
+async def publish(js: JetStreamContext, command: SandboxCommand, budget: float) -> None:
+    """Publish and await the ack, for up to `budget` seconds (trying again while the command
+    stream elects a new leader, `sbx_common.jspublish`). The id doubles as `Nats-Msg-Id`, so a
+    re-publish (by the reaper's repair loop, say) is dropped by JetStream inside its duplicate
+    window. The headers also carry the request's trace context, which the orchestrator continues."""
     try:
-        await js.publish(
+        await publish_acked(
+            js,
             subjects.command(command.verb.value),
             command.to_bytes(),
-            timeout=PUBLISH_TIMEOUT_SECONDS,
+            budget=budget,
             headers=telemetry.inject_headers({"Nats-Msg-Id": str(command.id)}),
         )
     except (TimeoutError, nats.errors.Error, OSError) as exc:

@@ -498,7 +498,7 @@ async def _watching(
 async def send(state: AppState, command: SandboxCommand, withdraw: Withdraw) -> None:
     """Publish the recorded command; if that fails, take the change back and answer 503."""
     try:
-        await commands.publish(state.js, command)
+        await commands.publish(state.js, command, state.settings.command_publish_timeout_seconds)
     except commands.PublishFailed:
         try:
             async with state.pool.acquire() as conn:
