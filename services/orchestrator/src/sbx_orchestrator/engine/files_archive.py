@@ -126,14 +126,14 @@ class ArchiveFiles:
 
     async def stat(self, path: str, follow: bool = False) -> FileEntry:
         if follow:
-            _, entry = await self._resolve(path)
+            _, entry = await self.resolve(path)
             return entry.model_copy(update={"path": path, "name": posixpath.basename(path) or "/"})
         stat = await self._stat(path)
         if stat is None:
             raise FileOpError("NOT_FOUND", "No such file or directory.")
         return _entry_of_stat(path, stat)
 
-    async def _resolve(self, path: str) -> tuple[str, FileEntry]:
+    async def resolve(self, path: str) -> tuple[str, FileEntry]:
         """Follow a final symlink (within the sandbox) to what it names."""
         for _ in range(MAX_SYMLINKS):
             stat = await self._stat(path)
@@ -197,7 +197,7 @@ class ArchiveFiles:
                 await asyncio.sleep(0.01)
 
     async def list_dir(self, path: str) -> list[FileEntry]:
-        resolved, entry = await self._resolve(path)
+        resolved, entry = await self.resolve(path)
         if entry.type != "dir":
             raise FileOpError("NOT_A_DIRECTORY", "The path is not a directory.")
         entries = []
@@ -207,7 +207,7 @@ class ArchiveFiles:
         return sorted(entries, key=lambda e: e.name)
 
     async def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
-        resolved, entry = await self._resolve(path)
+        resolved, entry = await self.resolve(path)
         if entry.type == "dir":
             raise FileOpError("IS_A_DIRECTORY", "The path is a directory.")
         skip, left = offset, length
@@ -228,7 +228,7 @@ class ArchiveFiles:
 
     async def tar_read(self, path: str) -> AsyncIterator[bytes]:
         """Docker's tar of the file or tree at `path` (a final symlink followed), as it comes."""
-        resolved, _ = await self._resolve(path)
+        resolved, _ = await self.resolve(path)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(QUEUE_CHUNKS)
         stop = threading.Event()

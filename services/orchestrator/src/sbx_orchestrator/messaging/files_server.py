@@ -119,7 +119,15 @@ class FilesServer:
                 except (AgentGone, OSError, TimeoutError) as exc:
                     logger.warning("the agent is unreachable: files by exec", extra={"error": repr(exc)})
                 else:
-                    return AgentFiles(self.context.engine, target.container_id, session)
+                    host = info.get("HostConfig") or {}
+                    # Bytes by Docker's archive API only where the sandbox sees what Docker
+                    # writes: runc, a writable root and no tmpfs (engine/files_bulk.py).
+                    bulk = (
+                        host.get("Runtime") in (None, "", "runc")
+                        and not host.get("ReadonlyRootfs")
+                        and not host.get("Tmpfs")
+                    )
+                    return AgentFiles(self.context.engine, target.container_id, session, bulk=bulk)
             return RunningFiles(self.context.engine, target.container_id)
         return ArchiveFiles(self.context.engine, target.container_id)
 
@@ -288,7 +296,9 @@ class FilesServer:
                 yield frame.data
 
         try:
-            if isinstance(files, RunningFiles):
+            if isinstance(files, AgentFiles):
+                entry = await files.write(path, chunks(), request.mode, transfer, request.size)
+            elif isinstance(files, RunningFiles):
                 entry = await files.write(path, chunks(), request.mode, transfer)
             else:
                 entry = await files.write(path, chunks(), request.mode, request.size)
