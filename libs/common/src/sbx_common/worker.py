@@ -57,15 +57,16 @@ async def serve(name: str, settings: CommonSettings, worker: Worker) -> None:
 
 
 def run_worker(name: str, settings: CommonSettings, worker: Worker, *, fast_loop: bool = False) -> None:
-    """`fast_loop`: run on uvloop where it is installed (the API's uvicorn brings it): a service
-    that moves bulk bytes through NATS spends a large share of its time in the event loop's
-    socket reads and writes and callbacks, which uvloop does in C."""
+    """`fast_loop`: run on uvloop where it is installed (the orchestrator depends on it; the
+    API's uvicorn runs on it too): a service that moves bulk bytes through NATS spends a large
+    share of its time in the event loop's socket reads, writes and callbacks, which uvloop does
+    in C. Where it is not installed (a platform without wheels), asyncio's own loop."""
     configure_logging(name, settings.log_level)
     setup_telemetry(name)
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     if fast_loop:
         with contextlib.suppress(ImportError):
-            import uvloop  # optional: without it, asyncio's own loop
+            import uvloop
 
             factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
