@@ -38,7 +38,7 @@ from starlette.websockets import WebSocket
 from sbx_api.deps import State
 from sbx_api.state import AppState
 from sbx_api.streams import socket
-from sbx_api.streams.relayed import Handler, RelayedSession
+from sbx_api.streams.relayed import Handler, OpenReply, RelayedSession
 from sbx_api.streams.socket import CloseSocket
 from sbx_api.usage import Held
 
@@ -101,20 +101,21 @@ class WatchBridge(RelayedSession):
         )
         return subjects.RPC_FSWATCH_OPEN, request.to_bytes()
 
-    async def opened(self, reply: bytes) -> None:
-        try:
-            answer = FileWatchOpenReply.model_validate_json(reply)
-        except ValidationError as exc:
-            raise CloseSocket(WsClose.INTERNAL_ERROR, self.unavailable) from exc
-        if not answer.ok:
-            code = _OPEN_ERRORS.get(answer.error_code or "", WsClose.INTERNAL_ERROR)
-            message = answer.error_message or "The watch could not be opened."
-            if answer.error_code == "NOT_A_DIRECTORY":
-                message = f"NOT_A_DIRECTORY: {message}"
-            self.remote_ended = True
-            raise CloseSocket(code, message[:120])
+    def parse_reply(self, data: bytes) -> FileWatchOpenReply:
+        return FileWatchOpenReply.model_validate_json(data)
+
+    def refusal(self, reply: OpenReply) -> CloseSocket:
+        code = _OPEN_ERRORS.get(reply.error_code or "", WsClose.INTERNAL_ERROR)
+        message = reply.error_message or "The watch could not be opened."
+        if reply.error_code == "NOT_A_DIRECTORY":
+            message = f"NOT_A_DIRECTORY: {message}"
+        self.remote_ended = True
+        return CloseSocket(code, message[:120])
+
+    async def ready(self, reply: OpenReply) -> None:
         # Changes made from now on are reported: a client may start changing things.
-        await self.websocket.send_text(json.dumps({"type": "ready", "path": answer.path}))
+        path = reply.path if isinstance(reply, FileWatchOpenReply) else self.path
+        await self.websocket.send_text(json.dumps({"type": "ready", "path": path}))
 
     def control_subject(self) -> str:
         return subjects.fswatch_control(self.session_id)

@@ -3,8 +3,8 @@ file watch): what the terminal and the file watch sockets share.
 
 `run()` subscribes to the session's subjects and to the sandbox's status events first (so
 nothing the orchestrator sends after opening is missed), asks the orchestrator to open the
-session (a NATS request), lets the subclass read the reply (refuse with a close code, or send
-its `ready` frame), then relays until one side ends:
+session (a NATS request), closes the socket as the subclass says when the reply is a refusal
+(1011 when it is unreadable), else has it send its `ready` frame, then relays until one side ends:
 
 - frames from NATS are queued by the subscription callbacks (bounded: past `max_queued`, the
   client reads too slowly, 1013) and sent by one task, in order;
@@ -29,11 +29,12 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from pydantic import ValidationError
 from sbx_common import subjects
 from sbx_common.codes import WsClose
 from sbx_common.status import Status
@@ -46,6 +47,19 @@ from sbx_api.streams.socket import CloseSocket
 KEEPALIVE_MISSES = 3  # keepalive intervals without an answer before the orchestrator is gone
 
 Handler = Callable[[Msg], Awaitable[None]]
+
+
+class OpenReply(Protocol):
+    """What every open reply says (read-only here: the replies narrow `error_code`)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def error_code(self) -> str | None: ...
+
+    @property
+    def error_message(self) -> str | None: ...
 
 
 class RelayedSession(ABC):
@@ -86,9 +100,16 @@ class RelayedSession(ABC):
         """The subject and body of the request that opens the session."""
 
     @abstractmethod
-    async def opened(self, reply: bytes) -> None:
-        """Read the orchestrator's reply: raise CloseSocket on a refusal (set `remote_ended`
-        when nothing was opened), else send the client its `ready` frame."""
+    def parse_reply(self, data: bytes) -> OpenReply:
+        """The orchestrator's reply (raises pydantic's ValidationError when unreadable)."""
+
+    @abstractmethod
+    def refusal(self, reply: OpenReply) -> CloseSocket:
+        """How a refusal closes the socket (set `remote_ended` when nothing was opened)."""
+
+    @abstractmethod
+    async def ready(self, reply: OpenReply) -> None:
+        """The session is open: send the client its `ready` frame."""
 
     @abstractmethod
     def control_subject(self) -> str:
@@ -147,7 +168,13 @@ class RelayedSession(ABC):
                 )
             except (nats.errors.Error, TimeoutError) as exc:
                 raise CloseSocket(WsClose.INTERNAL_ERROR, self.unavailable) from exc
-            await self.opened(response.data)
+            try:
+                reply = self.parse_reply(response.data)
+            except ValidationError as exc:
+                raise CloseSocket(WsClose.INTERNAL_ERROR, self.unavailable) from exc
+            if not reply.ok:
+                raise self.refusal(reply)
+            await self.ready(reply)
             await self._relay()
         finally:
             if requested and not self.remote_ended:

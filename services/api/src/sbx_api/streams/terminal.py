@@ -37,7 +37,7 @@ from starlette.websockets import WebSocket
 
 from sbx_api.state import AppState
 from sbx_api.streams import repository, socket
-from sbx_api.streams.relayed import Handler, RelayedSession
+from sbx_api.streams.relayed import Handler, OpenReply, RelayedSession
 from sbx_api.streams.socket import CloseSocket
 from sbx_api.usage import Held
 
@@ -103,14 +103,14 @@ class TerminalBridge(RelayedSession):
         )
         return subjects.RPC_TERMINAL_OPEN, request.to_bytes()
 
-    async def opened(self, reply: bytes) -> None:
-        try:
-            answer = TerminalOpenReply.model_validate_json(reply)
-        except ValidationError as exc:
-            raise CloseSocket(WsClose.INTERNAL_ERROR, self.unavailable) from exc
-        if not answer.ok:
-            code = _OPEN_ERRORS.get(answer.error_code or "", WsClose.INTERNAL_ERROR)
-            raise CloseSocket(code, answer.error_message or "The terminal could not be opened.")
+    def parse_reply(self, data: bytes) -> TerminalOpenReply:
+        return TerminalOpenReply.model_validate_json(data)
+
+    def refusal(self, reply: OpenReply) -> CloseSocket:
+        code = _OPEN_ERRORS.get(reply.error_code or "", WsClose.INTERNAL_ERROR)
+        return CloseSocket(code, reply.error_message or "The terminal could not be opened.")
+
+    async def ready(self, reply: OpenReply) -> None:
         await self.websocket.send_text('{"type":"ready"}')
 
     def control_subject(self) -> str:
