@@ -38,12 +38,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import docker.errors
+from sbx_common.filestream import CHUNK
 
 from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.engine.files_common import FileOpError
 
 TRANSFER_THREADS = 16
-READ_CHUNK = 1024 * 1024
+# Downloads are handed on in pieces of exactly one NATS frame, which pass on without a copy.
+READ_CHUNK = CHUNK
 QUEUE_CHUNKS = 4
 POLL = 0.5  # how often a worker blocked on the event loop checks whether the transfer ended
 BLOCK = 512
@@ -218,14 +220,17 @@ def _file_data(chunks: Iterator[bytes], length: int) -> Iterator[bytes]:
             raise FileOpError("IS_A_DIRECTORY", "The path is not a regular file.")
         size = pax_size if pax_size is not None else size
         break
+    # Docker's HTTP chunks are small (about 32 KiB): gathered into pieces of READ_CHUNK here, in
+    # the worker thread, so the event loop gets one hand-over per frame instead of one per chunk.
     left = min(size, length)
-    if buffer:
-        first = bytes(buffer[:left])
-        left -= len(first)
-        buffer.clear()
-        if first:
-            yield first
+    piece = buffer[:left]
+    left -= len(piece)
     while left > 0:
+        while len(piece) >= READ_CHUNK:
+            with memoryview(piece) as view:
+                whole = bytes(view[:READ_CHUNK])
+            del piece[:READ_CHUNK]
+            yield whole
         try:
             data = next(chunks)
         except StopIteration:
@@ -233,4 +238,9 @@ def _file_data(chunks: Iterator[bytes], length: int) -> Iterator[bytes]:
         if len(data) > left:
             data = data[:left]
         left -= len(data)
-        yield data
+        piece += data
+    while piece:
+        with memoryview(piece) as view:
+            whole = bytes(view[:READ_CHUNK])
+        del piece[:READ_CHUNK]
+        yield whole

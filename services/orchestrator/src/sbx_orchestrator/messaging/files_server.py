@@ -213,12 +213,17 @@ class FilesServer:
         try:
             # Commands write in small blocks (busybox `cat`: 4 KiB): gathered into whole frames.
             async for data in chunks:
+                if not pending and len(data) == channel.chunk:
+                    await channel.send(data)  # a whole frame as it came (files_bulk): no copy
+                    continue
                 pending += data
                 if len(pending) >= channel.chunk:
                     # Whole frames only: the remainder waits for the next piece, so a 1 MiB
                     # piece never leaves as one full frame and one sliver.
                     whole = len(pending) - len(pending) % channel.chunk
-                    await channel.send(bytes(pending[:whole]))
+                    with memoryview(pending) as view:
+                        frame = bytes(view[:whole])
+                    await channel.send(frame)
                     del pending[:whole]
             if pending:
                 await channel.send(bytes(pending))
