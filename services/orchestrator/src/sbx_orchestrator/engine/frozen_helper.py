@@ -11,7 +11,8 @@ its volumes included) and does the change there with the same rules as the agent
 sandbox's own root, as its kernel would resolve it; nothing of the sandbox is executed (every
 module this needs is imported before the chroot), and the sandbox's processes are frozen for the
 whole operation, so none of them can swap a path under it (a sandbox resumed meanwhile still
-cannot lead it outside the root; `shutil.rmtree` does not follow symlinks).
+cannot lead it outside the root; `shutil.rmtree` does not follow symlinks). Once inside, the
+import system is emptied, so no module can be loaded from the sandbox's files.
 
 Needs what `chroot` needs (root, in the host's PID namespace); anything else answers
 UNAVAILABLE and the orchestrator refuses with 409 as before.
@@ -117,6 +118,12 @@ def run(pid: int, container_id: str, request: dict[str, Any]) -> dict[str, Any]:
             return {"code": "UNAVAILABLE", "message": "The sandbox's process is gone."}
         os.chroot(f"/proc/{pid}/root")
         os.chdir("/")
+        # From here every path is the sandbox's: nothing more may be imported (a module the
+        # sandbox placed at the interpreter's library path would run as root).
+        sys.meta_path.clear()
+        sys.path_hooks.clear()
+        sys.path_importer_cache.clear()
+        sys.path.clear()
     except OSError as exc:
         return {"code": "UNAVAILABLE", "message": f"The sandbox's root cannot be entered: {exc.strerror}."}
     try:
