@@ -107,17 +107,37 @@ def move(source: str, target: str, overwrite: bool) -> dict[str, Any]:
     return {"entry": _entry(target)}
 
 
-def _belongs(pid: int, container_id: str) -> bool:
-    with open(f"/proc/{pid}/cgroup", encoding="utf-8") as cgroups:
-        return container_id in cgroups.read()
+def _enter(pid: int, container_id: str) -> bool:
+    """chroot into the root of `pid` if it is a process of the container; False if it is not.
+
+    Through a descriptor of `/proc/<pid>`: once opened it names that process only (if it exits,
+    reads through it fail), so a pid reused by another process between the check and the chroot
+    cannot lead this process into that one's root."""
+    proc = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        cgroup = os.open("cgroup", os.O_RDONLY, dir_fd=proc)
+        try:
+            belongs = container_id in os.read(cgroup, 1 << 16).decode("utf-8", "replace")
+        finally:
+            os.close(cgroup)
+        if not belongs:
+            return False
+        root = os.open("root", os.O_RDONLY | os.O_DIRECTORY, dir_fd=proc)
+        try:
+            os.fchdir(root)
+            os.chroot(".")
+        finally:
+            os.close(root)
+        os.chdir("/")
+        return True
+    finally:
+        os.close(proc)
 
 
 def run(pid: int, container_id: str, request: dict[str, Any]) -> dict[str, Any]:
     try:
-        if not _belongs(pid, container_id):
+        if not _enter(pid, container_id):
             return {"code": "UNAVAILABLE", "message": "The sandbox's process is gone."}
-        os.chroot(f"/proc/{pid}/root")
-        os.chdir("/")
         # From here every path is the sandbox's: nothing more may be imported (a module the
         # sandbox placed at the interpreter's library path would run as root).
         sys.meta_path.clear()
