@@ -23,6 +23,7 @@ from tests.agent.processes import (
 from tests.support.api import User, create_environment, data_of, error_of, signup
 from tests.support.platform import Platform
 from tests.support.sandboxes import create_sandbox, destroy_all, lifecycle
+from tests.support.sockets import close_code_of
 
 
 @pytest.fixture
@@ -89,6 +90,15 @@ async def test_socket_replays_from_a_seq_then_follows_to_the_exit(
     again, exit_frame = await read_socket(socket_url(platform.ws_url, user, sid, process["id"], since=0))
     assert len(again) == len(first) + len(rest)
     assert exit_frame is not None
+    assert all(f["timestamp"].endswith("Z") for f in again)
+    # encoding=base64: the exact bytes in `data`, no `text`; another encoding is refused (1008).
+    exact, _ = await read_socket(
+        socket_url(platform.ws_url, user, sid, process["id"], since=0, encoding="base64"), stop_after=1
+    )
+    assert "text" not in exact[0]
+    assert base64.b64decode(exact[0]["data"]).decode() == again[0]["text"]
+    bad = socket_url(platform.ws_url, user, sid, process["id"], encoding="utf-16")
+    assert await close_code_of(bad) == 1008
 
 
 async def test_stdin_then_eof(

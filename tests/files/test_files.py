@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -225,26 +227,97 @@ async def test_paths_stay_inside_the_sandbox(client: httpx.AsyncClient, owner: U
     )
 
 
+async def change_while_paused(client: httpx.AsyncClient, user: User, sid: str, probe: str) -> None:
+    """Delete and move on a paused runc sandbox: the contract's codes, and symlinks resolved in
+    the sandbox's root (the change is made from the host, as root)."""
+    work = "/work/paused"
+    error_of(
+        await client.delete(files(sid), params={"path": f"{work}/a"}, headers=user.headers), 409, "CONFLICT"
+    )
+    deleted = await client.delete(
+        files(sid), params={"path": f"{work}/a", "recursive": "true"}, headers=user.headers
+    )
+    assert data_of(deleted) == {"path": f"{work}/a", "deleted": True}
+    error_of(
+        await client.delete(files(sid), params={"path": f"{work}/a"}, headers=user.headers), 404, "NOT_FOUND"
+    )
+    moved = data_of(
+        await client.post(
+            f"{files(sid)}/move",
+            json={"from": f"{work}/deep/data.bin", "to": f"{work}/moved.bin"},
+            headers=user.headers,
+        )
+    )
+    assert (moved["path"], moved["size"], moved["type"]) == (f"{work}/moved.bin", 300_006, "file")
+    # Through a symlink to / (made by the sandbox): its own /tmp, never the host's.
+    deleted = await client.delete(files(sid), params={"path": f"/escape/tmp/{probe}"}, headers=user.headers)
+    assert data_of(deleted)["deleted"] is True
+    assert Path(f"/tmp/{probe}").read_text() == "host"
+    data_of(
+        await client.post(
+            f"{files(sid)}/move",
+            json={"from": f"{work}/moved.bin", "to": f"/escape/tmp/{probe}-moved"},
+            headers=user.headers,
+        )
+    )
+    assert not Path(f"/tmp/{probe}-moved").exists()
+    error_of(
+        await client.delete(
+            files(sid), params={"path": "/escape/.sbx", "recursive": "true"}, headers=user.headers
+        ),
+        400,
+        "VALIDATION_ERROR",
+    )
+
+
 @pytest.mark.parametrize("runtime", ["runc", "gvisor"])
 async def test_paused_and_stopped_sandboxes(
     client: httpx.AsyncClient, owner: User, test_image: str, runtime: str
 ) -> None:
     sid = await new_sandbox(client, owner, test_image, runtime=runtime)
-    paused = await lifecycle(client, owner, sid, "pause")
-    assert paused["status"] == "paused"
-    await exercise_reads_and_writes(client, owner, sid, "paused")
-    error_of(
-        await client.delete(files(sid), params={"path": "/work/paused/a"}, headers=owner.headers),
-        409,
-        "NOT_RUNNING",
-    )
-    stopped = await lifecycle(client, owner, sid, "stop")
-    assert stopped["status"] == "stopped"
-    await exercise_reads_and_writes(client, owner, sid, "stopped")
-    # What was written while paused and stopped is there once the sandbox runs again.
-    assert (await lifecycle(client, owner, sid, "start"))["status"] == "running"
-    seen = await exec_in(client, owner, sid, "wc -c < /work/stopped/deep/data.bin; ls /work")
-    assert seen["stdout"].split() == ["300007", "paused", "stopped"]
+    probe = f"sbx-probe-{uuid.uuid4().hex[:8]}"
+    host_probe = Path(f"/tmp/{probe}")
+    host_probe.write_text("host")
+    try:
+        setup = f"mkdir -p /tmp && ln -s / /escape && echo inside > /tmp/{probe}"
+        made = await exec_in(client, owner, sid, setup)
+        assert made["exitCode"] == 0, made
+        paused = await lifecycle(client, owner, sid, "pause")
+        assert paused["status"] == "paused"
+        await exercise_reads_and_writes(client, owner, sid, "paused")
+        if runtime == "runc":
+            await change_while_paused(client, owner, sid, probe)
+        else:  # gVisor: the host's view of its files is not the sandbox's (docs/files.md)
+            error_of(
+                await client.delete(files(sid), params={"path": "/work/paused/a"}, headers=owner.headers),
+                409,
+                "NOT_RUNNING",
+            )
+        stopped = await lifecycle(client, owner, sid, "stop")
+        assert stopped["status"] == "stopped"
+        await exercise_reads_and_writes(client, owner, sid, "stopped")
+        for refused in (
+            client.delete(files(sid), params={"path": "/work/stopped/a"}, headers=owner.headers),
+            client.post(
+                f"{files(sid)}/move",
+                json={"from": "/work/stopped/a", "to": "/work/stopped/b"},
+                headers=owner.headers,
+            ),
+        ):
+            error_of(await refused, 409, "NOT_RUNNING")
+        # What was written while paused and stopped is there once the sandbox runs again.
+        assert (await lifecycle(client, owner, sid, "start"))["status"] == "running"
+        seen = await exec_in(client, owner, sid, "wc -c < /work/stopped/deep/data.bin; ls /work")
+        assert seen["stdout"].split() == ["300007", "paused", "stopped"]
+        if runtime == "runc":
+            state = await exec_in(client, owner, sid, f"ls /tmp; ls /work/paused; wc -c < /tmp/{probe}-moved")
+            names = state["stdout"].split()
+            assert probe not in names
+            assert f"{probe}-moved" in names
+            assert names[-1] == "300006"
+            assert "a" not in names
+    finally:
+        host_probe.unlink(missing_ok=True)
 
 
 async def test_gvisor_running_sandbox_sees_uploads(

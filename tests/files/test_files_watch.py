@@ -5,11 +5,18 @@ refusals (not a directory, missing), and the end when the sandbox stops."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_platform import Client, FileChange, NotFoundError, NotRunningError, ValidationError
+from sandbox_platform import (
+    AsyncClient,
+    Client,
+    FileChange,
+    NotFoundError,
+    NotRunningError,
+    ValidationError,
+)
 
 from tests.clients.python.support import PASSWORD, new_email
 from tests.clients.python.test_cli import cli_env, ok, runner
@@ -111,6 +118,60 @@ def test_watch_refusals_and_end(sdk: Client, test_image: str) -> None:
         with pytest.raises(NotRunningError):
             list(watch)
     sandbox.destroy()
+
+
+async def until_async(changes: AsyncIterator[FileChange], kind: str, path: str) -> FileChange:
+    async for change in changes:
+        if change.type == kind and change.path == path:
+            return change
+    raise AssertionError(f"the watch ended before {kind} {path}")
+
+
+async def test_async_watch_reports_changes_and_ends(sdk: Client, test_image: str) -> None:
+    """`AsyncClient`'s `files.watch`: the same changes, refusals and ends as the sync one."""
+    async with AsyncClient(base_url=sdk.base_url, token=sdk.token) as client:
+        environment = await client.environments.create(
+            f"watch-{uuid.uuid4().hex[:8]}", test_image, command=BOOT
+        )
+        sandbox = await client.sandboxes.create(environment.id)
+        files = sandbox.files
+        await files.mkdir("/w/sub", parents=True)
+        await files.write("/w/file", "x")
+
+        async with files.watch("/w", recursive=True) as watch:
+            changes = aiter(watch)
+            assert watch.path == "/w"
+            await sandbox.exec("echo a > /w/a.txt")
+            assert (await until_async(changes, "created", "/w/a.txt")).is_dir is False
+            await sandbox.exec("echo more >> /w/a.txt")
+            await until_async(changes, "modified", "/w/a.txt")
+            await sandbox.exec("mv /w/a.txt /w/b.txt")
+            moved = await until_async(changes, "moved", "/w/b.txt")
+            assert (moved.from_path, moved.is_dir) == ("/w/a.txt", False)
+            await sandbox.exec("mkdir /w/new && touch /w/new/inner")
+            assert (await until_async(changes, "created", "/w/new")).is_dir is True
+            await until_async(changes, "created", "/w/new/inner")
+            await sandbox.exec("rm /w/b.txt")
+            await until_async(changes, "deleted", "/w/b.txt")
+
+        with pytest.raises(ValidationError, match="NOT_A_DIRECTORY"):
+            await files.watch("/w/file")
+        with pytest.raises(NotFoundError):
+            await files.watch("/nowhere")
+
+        # The watched directory deleted: the watch ends normally.
+        await files.mkdir("/w/gone")
+        watch = await files.watch("/w/gone")
+        await sandbox.exec("rmdir /w/gone")
+        assert [change async for change in watch] == []
+        await watch.close()
+
+        # The sandbox stopped: NotRunningError, to reopen once it runs.
+        async with files.watch("/w") as watch:
+            await sandbox.stop()
+            with pytest.raises(NotRunningError):
+                _ = [change async for change in watch]
+        await sandbox.destroy()
 
 
 def test_cli_watch_refuses_a_file(platform: Platform, tmp_path: Path, test_image: str) -> None:

@@ -790,10 +790,18 @@ export class SandboxClient {
     return this.call("POST", `/sandboxes/${seg(id)}/processes/${seg(processId)}/resize`, { body: { cols, rows } });
   }
 
-  /** The process's socket: output from `since` (default 0), then live, then its exit. */
-  attachProcess(id: string, processId: string, options: { since?: number } = {}): ProcessAttachment {
+  /** The process's socket: output from `since` (default 0), then live, then its exit;
+   * `encoding: "base64"` gives each chunk's exact bytes in `data`. */
+  attachProcess(
+    id: string,
+    processId: string,
+    options: { since?: number; encoding?: "text" | "base64" } = {},
+  ): ProcessAttachment {
     const WebSocketImpl = resolveWebSocket(this.webSocket);
-    const url = this.socketUrl(`/ws/sandboxes/${seg(id)}/processes/${seg(processId)}`, { since: options.since });
+    const url = this.socketUrl(`/ws/sandboxes/${seg(id)}/processes/${seg(processId)}`, {
+      since: options.since,
+      encoding: options.encoding,
+    });
     const socket = new WebSocketImpl(url);
     socket.binaryType = "arraybuffer";
     return new ProcessAttachment(socket);

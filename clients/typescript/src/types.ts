@@ -143,7 +143,12 @@ export interface ProcessOutputFrame {
   type: "output";
   seq: number;
   stream: "stdout" | "stderr" | "pty";
+  /** The chunk as UTF-8 text (the default `encoding`). */
   text: string;
+  /** With `encoding: "base64"`: the chunk's exact bytes, in base64 (then `text` is absent). */
+  data?: string;
+  /** When the chunk was stored (ISO 8601). */
+  timestamp?: string | null;
 }
 /** A process socket's last frame. */
 export interface ProcessExitFrame {

@@ -11,6 +11,7 @@ and one error class per contract code.
 
 from sandbox_platform._async_streams import AsyncStream, AsyncTerminal, Opening
 from sandbox_platform._core import RetryPolicy
+from sandbox_platform._files import AsyncFileWatch, FileWatch
 from sandbox_platform._sync_streams import Stream, Terminal
 from sandbox_platform._version import __version__
 from sandbox_platform.async_client import AsyncClient, AsyncSandbox
@@ -85,6 +86,7 @@ __all__ = [
     "ApiKey",
     "ArchiveResult",
     "AsyncClient",
+    "AsyncFileWatch",
     "AsyncProcess",
     "AsyncProcesses",
     "AsyncSandbox",
@@ -103,6 +105,7 @@ __all__ = [
     "ExecResult",
     "FileChange",
     "FileEntry",
+    "FileWatch",
     "Health",
     "Info",
     "InfoLimits",

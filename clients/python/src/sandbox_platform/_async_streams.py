@@ -32,10 +32,12 @@ from sandbox_platform._sockets import (
     handshake_error,
     json_frame,
     must_reconnect,
+    output_chunk,
+    output_params,
 )
 from sandbox_platform._transport import AsyncTransport
 from sandbox_platform.errors import SandboxPlatformError, error_from_close
-from sandbox_platform.models import Event, LogLine
+from sandbox_platform.models import Event, LogLine, OutputChunk
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -130,6 +132,45 @@ async def _pause(failures: int, error: BaseException | None, what: str) -> None:
             raise error
         raise gave_up(what, error)
     await asyncio.sleep(RECONNECT_POLICY.delay(failures - 1))
+
+
+async def process_output(
+    transport: AsyncTransport, sandbox_id: str, process_id: str, since: int, encoding: str
+) -> AsyncIterator[OutputChunk]:
+    """`_sync_streams.process_output` for the async client."""
+    path = routes.process_socket_path(sandbox_id, process_id)
+    failures = 0
+    while True:
+        params = output_params(since, encoding)
+        try:
+            socket = await open_socket(transport.config, path, params)
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            fatal = handshake_error(exc)
+            if fatal is not None:
+                raise fatal from exc
+            failures += 1
+            await _pause(failures, exc, "process output")
+            continue
+        try:
+            while True:
+                try:
+                    raw = await socket.recv()
+                except ConnectionClosed as exc:
+                    code, reason = closed_code(exc)
+                    break
+                frame = json_frame(raw)
+                if frame is not None and frame.get("type") == "exit":
+                    return
+                chunk = output_chunk(frame, since)
+                if chunk is not None:
+                    since, failures = chunk.seq, 0
+                    yield chunk
+        finally:
+            await socket.close()
+        if not must_reconnect(code, reason):
+            return
+        failures += 1
+        await _pause(failures, error_from_close(code, reason), "process output")
 
 
 async def log_lines(

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+from websockets.asyncio.client import ClientConnection as AsyncConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from sandbox_platform import _async_streams
 from sandbox_platform import _routes as routes
 from sandbox_platform._core import decode
 from sandbox_platform._sockets import NORMAL_CLOSURE, closed_code, gave_up, handshake_error, json_frame
@@ -117,6 +119,63 @@ class FileWatch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class AsyncFileWatch:
+    """`FileWatch` for the asyncio client (`async with sandbox.files.watch(path) as watch:`, then
+    `async for change in watch`): made once the watch is in place, the same end and errors."""
+
+    def __init__(self, socket: AsyncConnection, path: str) -> None:
+        self._socket = socket
+        self.path = path
+
+    @classmethod
+    async def open(
+        cls, transport: AsyncTransport, sandbox_id: str, path: str, recursive: bool
+    ) -> AsyncFileWatch:
+        params = {"path": path, "recursive": "true" if recursive else "false"}
+        try:
+            socket = await _async_streams.open_socket(
+                transport.config, routes.files_watch_socket_path(sandbox_id), params
+            )
+        except InvalidHandshake as exc:
+            raise handshake_error(exc) or gave_up("file watch", exc) from exc
+        try:
+            while True:
+                frame = json_frame(await socket.recv())
+                if frame is not None and frame.get("type") == "ready":
+                    return cls(socket, str(frame.get("path") or path))
+        except ConnectionClosed as exc:
+            await socket.close()
+            raise error_from_close(*closed_code(exc)) from None
+        except BaseException:
+            await socket.close()
+            raise
+
+    def __aiter__(self) -> AsyncIterator[FileChange]:
+        return self._changes()
+
+    async def _changes(self) -> AsyncIterator[FileChange]:
+        while True:
+            try:
+                raw = await self._socket.recv()
+            except ConnectionClosed as exc:
+                code, reason = closed_code(exc)
+                if code == NORMAL_CLOSURE:
+                    return
+                raise error_from_close(code, reason) from None
+            frame = json_frame(raw)
+            if frame is not None and frame.get("type") not in ("ready", "pong"):
+                yield FileChange.model_validate(frame)
+
+    async def close(self) -> None:
+        await self._socket.close()
+
+    async def __aenter__(self) -> AsyncFileWatch:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 class SandboxFiles:
@@ -274,6 +333,15 @@ class AsyncSandboxFiles:
 
     async def stat(self, path: str) -> FileEntry:
         return await self._transport.request(routes.stat_file(self._sandbox_id, path))
+
+    def watch(self, path: str, recursive: bool = False) -> _async_streams.Opening[AsyncFileWatch]:
+        """Watch a directory (and, with `recursive`, everything under it) of the running
+        sandbox: `async with sandbox.files.watch(path) as watch: async for change in watch`
+        (or `watch = await sandbox.files.watch(path)`, then `await watch.close()`)."""
+        return _async_streams.Opening(
+            lambda: AsyncFileWatch.open(self._transport, self._sandbox_id, path, recursive),
+            AsyncFileWatch.close,
+        )
 
     async def mkdir(self, path: str, parents: bool = False) -> FileEntry:
         return await self._transport.request(routes.make_directory(self._sandbox_id, path, parents))

@@ -16,7 +16,7 @@ from sandbox_platform.errors import (
     error_from_body,
     error_from_close,
 )
-from sandbox_platform.models import Event, LogLine
+from sandbox_platform.models import Event, LogLine, OutputChunk
 
 NORMAL_CLOSURE = 1000
 ABNORMAL_CLOSURE = 1006  # the connection dropped without a close frame
@@ -133,3 +133,16 @@ class LogCursor:
 def event_of(data: str) -> Event | None:
     """The event an SSE `data:` field carries (None for an empty one)."""
     return Event.model_validate_json(data) if data.strip() else None
+
+
+def output_params(since: int, encoding: str) -> dict[str, Any]:
+    """The process socket's query from a seq on (`encoding=base64` for the exact bytes)."""
+    return {"since": since, **({"encoding": encoding} if encoding != "text" else {})}
+
+
+def output_chunk(frame: dict[str, Any] | None, since: int) -> OutputChunk | None:
+    """A process socket's output frame past `since` as an OutputChunk (None for anything else)."""
+    if frame is None or frame.get("type") != "output":
+        return None
+    chunk = OutputChunk.model_validate({k: v for k, v in frame.items() if k != "type"})
+    return chunk if chunk.seq > since else None

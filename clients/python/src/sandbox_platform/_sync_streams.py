@@ -31,10 +31,12 @@ from sandbox_platform._sockets import (
     handshake_error,
     json_frame,
     must_reconnect,
+    output_chunk,
+    output_params,
 )
 from sandbox_platform._transport import SyncTransport
 from sandbox_platform.errors import SandboxPlatformError, error_from_close
-from sandbox_platform.models import Event, LogLine
+from sandbox_platform.models import Event, LogLine, OutputChunk
 
 T = TypeVar("T")
 
@@ -135,6 +137,45 @@ def log_lines(
             return
         failures += 1
         _pause(failures, error_from_close(code, reason), "logs")
+
+
+def process_output(
+    transport: SyncTransport, sandbox_id: str, process_id: str, since: int, encoding: str
+) -> Iterator[OutputChunk]:
+    """A process's output chunks after seq `since` through its WebSocket (kept ones, then live),
+    until it has ended; a dropped socket is opened again from the last seq received, so nothing
+    is lost or repeated."""
+    path = routes.process_socket_path(sandbox_id, process_id)
+    failures = 0
+    while True:
+        params = output_params(since, encoding)
+        try:
+            socket = open_socket(transport.config, path, params)
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            fatal = handshake_error(exc)
+            if fatal is not None:
+                raise fatal from exc
+            failures += 1
+            _pause(failures, exc, "process output")
+            continue
+        with socket:
+            while True:
+                try:
+                    raw = socket.recv()
+                except ConnectionClosed as exc:
+                    code, reason = closed_code(exc)
+                    break
+                frame = json_frame(raw)
+                if frame is not None and frame.get("type") == "exit":
+                    return
+                chunk = output_chunk(frame, since)
+                if chunk is not None:
+                    since, failures = chunk.seq, 0
+                    yield chunk
+        if not must_reconnect(code, reason):
+            return
+        failures += 1
+        _pause(failures, error_from_close(code, reason), "process output")
 
 
 def events(transport: SyncTransport, sandbox_id: str | None, since: str | None) -> Iterator[Event | Ready]:

@@ -1,9 +1,9 @@
 """Background processes of a sandbox: `sandbox.processes.start(...)` returns a `Process` that
 keeps running, with its output kept, whatever happens to this client.
 
-`Process.stream()` follows the output through the output route from a seq on (page after page,
-polling while the process runs), so a dropped connection resumes where it was: nothing is lost
-or repeated. `sbx process attach` uses the process's WebSocket instead, for interactive use.
+`Process.stream()` follows the output through the process's WebSocket from a seq on (kept chunks,
+then live ones as they are stored), and opens it again from the last seq received when it drops,
+so nothing is lost or repeated. `sbx process attach` uses the same socket for interactive use.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import PrivateAttr
 
+from sandbox_platform import _async_streams, _sync_streams
 from sandbox_platform import _routes as routes
 from sandbox_platform.models import OutputChunk, ProcessInfo, ProcessOutput
 
 if TYPE_CHECKING:
     from sandbox_platform._transport import AsyncTransport, SyncTransport
 
-#: How often a running process's output and status are read again while following it.
+#: How often a running process's status is read again while waiting for its end.
 POLL_SECONDS = 0.2
 
 
@@ -72,16 +73,9 @@ class Process(ProcessInfo):
         )
 
     def stream(self, since: int = 0, encoding: str = "text") -> Iterator[OutputChunk]:
-        """Every chunk after seq `since`, as it comes, until the process has ended."""
-        while True:
-            ended = self.refresh().ended
-            page = self.output(since, encoding=encoding)
-            yield from page.data
-            since = page.next_since
-            if not page.data:
-                if ended:
-                    return
-                time.sleep(POLL_SECONDS)
+        """Every chunk after seq `since`, as it comes, until the process has ended (through its
+        WebSocket, reopened from the last seq after a dropped connection)."""
+        return _sync_streams.process_output(self._transport, self.sandbox_id, self.id, since, encoding)
 
     def send_stdin(self, data: bytes | str, eof: bool = False) -> int:
         """Write to the process's stdin (`eof=True` closes it afterwards); the bytes written."""
@@ -169,17 +163,8 @@ class AsyncProcess(ProcessInfo):
             routes.process_output(self.sandbox_id, self.id, since, limit, encoding)
         )
 
-    async def stream(self, since: int = 0, encoding: str = "text") -> AsyncIterator[OutputChunk]:
-        while True:
-            ended = (await self.refresh()).ended
-            page = await self.output(since, encoding=encoding)
-            for chunk in page.data:
-                yield chunk
-            since = page.next_since
-            if not page.data:
-                if ended:
-                    return
-                await asyncio.sleep(POLL_SECONDS)
+    def stream(self, since: int = 0, encoding: str = "text") -> AsyncIterator[OutputChunk]:
+        return _async_streams.process_output(self._transport, self.sandbox_id, self.id, since, encoding)
 
     async def send_stdin(self, data: bytes | str, eof: bool = False) -> int:
         raw = data.encode() if isinstance(data, str) else data

@@ -7,8 +7,10 @@ does the rest, so every worker starts and stops the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from typing import Protocol
 
 from nats.aio.client import Client as NatsClient
@@ -54,7 +56,18 @@ async def serve(name: str, settings: CommonSettings, worker: Worker) -> None:
         logger.info("service stopped")
 
 
-def run_worker(name: str, settings: CommonSettings, worker: Worker) -> None:
+def run_worker(name: str, settings: CommonSettings, worker: Worker, *, fast_loop: bool = False) -> None:
+    """`fast_loop`: run on uvloop where it is installed (the orchestrator depends on it; the
+    API's uvicorn runs on it too): a service that moves bulk bytes through NATS spends a large
+    share of its time in the event loop's socket reads, writes and callbacks, which uvloop does
+    in C. Where it is not installed (a platform without wheels), asyncio's own loop."""
     configure_logging(name, settings.log_level)
     setup_telemetry(name)
-    asyncio.run(serve(name, settings, worker))
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if fast_loop:
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(name, settings, worker))

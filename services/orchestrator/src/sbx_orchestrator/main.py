@@ -75,4 +75,5 @@ class Orchestrator:
 
 def main() -> None:
     settings = OrchestratorSettings()
-    run_worker("orchestrator", settings, Orchestrator(settings))
+    # Every byte of a file transfer crosses the orchestrator's event loop (NATS frames in and out).
+    run_worker("orchestrator", settings, Orchestrator(settings), fast_loop=True)

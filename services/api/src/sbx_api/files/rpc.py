@@ -147,7 +147,9 @@ async def upload(state: AppState, base: FilesRequest, body: AsyncIterator[bytes]
                     if len(pending) >= channel.chunk:
                         # Whole frames only; the remainder waits for more of the body.
                         whole = len(pending) - len(pending) % channel.chunk
-                        await channel.send(bytes(pending[:whole]))
+                        with memoryview(pending) as view:
+                            whole_frames = bytes(view[:whole])  # one copy, not two
+                        await channel.send(whole_frames)
                         del pending[:whole]
                 if pending:
                     await channel.send(bytes(pending))

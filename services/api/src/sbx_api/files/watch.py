@@ -6,10 +6,9 @@ The API subscribes to the watch's output subject, asks the orchestrator to open 
 resolved inside the sandbox), then relays each change as a text frame `{type: "created" |
 "modified" | "deleted" | "moved", path, isDir, timestamp}` (`moved` adds `fromPath`), plus
 `{type: "overflow", timestamp}` when changes were dropped because they came faster than they
-could be passed on (list the directory again). A keepalive request every
-SBX_TERMINAL_KEEPALIVE_SECONDS tells the orchestrator the client is still there; KEEPALIVE_MISSES
-intervals without an answer (once one came) mean the orchestrator is gone. A `close` control
-ends the watch when the client leaves.
+could be passed on (list the directory again). Keepalives, the bound on frames waiting for a
+slow client and the `close` control when the client leaves are the relayed session's
+(`streams/relayed.py`).
 
 Close codes: 1008 for a missing or relative `path`, a malformed `recursive`, or a path that is
 not a directory (reason starting `NOT_A_DIRECTORY`); 4004 for an unknown sandbox or directory;
@@ -21,19 +20,14 @@ restarts and 1011 when it stops answering or the agent cannot be reached (open i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
 import uuid
-from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final
 
-import nats.errors
 from fastapi import APIRouter
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 from sbx_common import subjects
 from sbx_common.codes import ErrorCode, WsClose
@@ -44,10 +38,10 @@ from starlette.websockets import WebSocket
 from sbx_api.deps import State
 from sbx_api.state import AppState
 from sbx_api.streams import socket
+from sbx_api.streams.relayed import Handler, OpenReply, RelayedSession
 from sbx_api.streams.socket import CloseSocket
 from sbx_api.usage import Held
 
-KEEPALIVE_MISSES = 3
 MAX_QUEUED = 10_000  # frames waiting for a slow client; past it: 1013
 SERVICE_RESTART: Final = 1012
 _OPEN_ERRORS: Final[dict[str, int]] = {
@@ -78,117 +72,67 @@ def client_frame(frame: FileWatchFrame) -> str:
     return json.dumps(out)
 
 
-class WatchBridge:
+class WatchBridge(RelayedSession):
+    unavailable = "The file watch service is unavailable."
+
     def __init__(
-        self, websocket: WebSocket, state: AppState, owner_id: uuid.UUID, sandbox_id: uuid.UUID
+        self,
+        websocket: WebSocket,
+        state: AppState,
+        owner_id: uuid.UUID,
+        sandbox_id: uuid.UUID,
+        *,
+        path: str,
+        recursive: bool,
     ) -> None:
-        self.websocket = websocket
-        self.state = state
-        self.owner_id = owner_id
-        self.sandbox_id = sandbox_id
-        self.watch_id = uuid.uuid4().hex
-        self._frames: deque[str] = deque()
-        self._wakeup = asyncio.Event()
-        self._end: CloseSocket | None = None
-        self._ended = asyncio.Event()
-        self._watch_ended = False
+        super().__init__(websocket, state, owner_id, sandbox_id, max_queued=MAX_QUEUED)
+        self.path, self.recursive = path, recursive
 
-    def _finish(self, code: int, reason: str) -> None:
-        if self._end is None:
-            self._end = CloseSocket(code, reason)
-        self._ended.set()
+    def handlers(self) -> list[tuple[str, Handler]]:
+        return [(subjects.fswatch_output(self.session_id), self._on_frame)]
 
-    async def run(self, path: str, recursive: bool) -> None:
-        nc = self.state.nc
-        subscriptions: list[Subscription] = []
-        requested = False
-        try:
-            try:
-                for subject, callback in (
-                    (subjects.fswatch_output(self.watch_id), self._on_frame),
-                    (subjects.events_of_sandbox(self.owner_id, self.sandbox_id), self._on_event),
-                ):
-                    subscriptions.append(await nc.subscribe(subject, cb=callback))
-                await nc.flush(timeout=5)
-                request = FileWatchOpenRequest(
-                    watch_id=self.watch_id,
-                    sandbox_id=self.sandbox_id,
-                    owner_id=self.owner_id,
-                    path=path,
-                    recursive=recursive,
-                )
-                requested = True
-                response = await nc.request(
-                    subjects.RPC_FSWATCH_OPEN,
-                    request.to_bytes(),
-                    timeout=self.state.settings.terminal_open_timeout_seconds,
-                )
-                reply = FileWatchOpenReply.model_validate_json(response.data)
-            except (nats.errors.Error, TimeoutError, ValidationError) as exc:
-                raise CloseSocket(WsClose.INTERNAL_ERROR, "The file watch service is unavailable.") from exc
-            if not reply.ok:
-                code = _OPEN_ERRORS.get(reply.error_code or "", WsClose.INTERNAL_ERROR)
-                message = reply.error_message or "The watch could not be opened."
-                if reply.error_code == "NOT_A_DIRECTORY":
-                    message = f"NOT_A_DIRECTORY: {message}"
-                self._watch_ended = True
-                raise CloseSocket(code, message[:120])
-            # Changes made from now on are reported: a client may start changing things.
-            await self.websocket.send_text(json.dumps({"type": "ready", "path": reply.path}))
-            await self._relay()
-        finally:
-            if requested and not self._watch_ended:
-                with contextlib.suppress(nats.errors.Error):
-                    await nc.publish(
-                        subjects.fswatch_control(self.watch_id), FileWatchControl(type="close").to_bytes()
-                    )
-            for subscription in subscriptions:
-                with contextlib.suppress(nats.errors.Error):
-                    await subscription.unsubscribe()
-
-    async def _relay(self) -> None:
-        tasks = (
-            asyncio.create_task(self._send_frames()),
-            asyncio.create_task(socket.until_disconnected(self.websocket, self._on_client_frame)),
-            asyncio.create_task(self._keepalive()),
-            asyncio.create_task(self._ended.wait()),
+    def open_request(self) -> tuple[str, bytes]:
+        request = FileWatchOpenRequest(
+            watch_id=self.session_id,
+            sandbox_id=self.sandbox_id,
+            owner_id=self.owner_id,
+            path=self.path,
+            recursive=self.recursive,
         )
-        for task in await socket.until_first(*tasks):
-            task.result()
-        if self._end is not None:
-            await self._flush()
-            raise self._end
+        return subjects.RPC_FSWATCH_OPEN, request.to_bytes()
 
-    async def _send_frames(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            await self._flush()
+    def parse_reply(self, data: bytes) -> FileWatchOpenReply:
+        return FileWatchOpenReply.model_validate_json(data)
 
-    async def _flush(self) -> None:
-        while self._frames:
-            await self.websocket.send_text(self._frames.popleft())
+    def refusal(self, reply: OpenReply) -> CloseSocket:
+        code = _OPEN_ERRORS.get(reply.error_code or "", WsClose.INTERNAL_ERROR)
+        message = reply.error_message or "The watch could not be opened."
+        if reply.error_code == "NOT_A_DIRECTORY":
+            message = f"NOT_A_DIRECTORY: {message}"
+        self.remote_ended = True
+        return CloseSocket(code, message[:120])
 
-    async def _keepalive(self) -> None:
-        interval = self.state.settings.terminal_keepalive_seconds
-        keepalive = FileWatchControl(type="keepalive").to_bytes()
-        subject = subjects.fswatch_control(self.watch_id)
-        answered_at: float | None = None
-        while True:
-            sent_at = time.monotonic()
-            try:
-                await self.state.nc.request(subject, keepalive, timeout=interval)
-                answered_at = time.monotonic()
-            except (nats.errors.Error, TimeoutError):
-                if answered_at is not None and time.monotonic() - answered_at >= KEEPALIVE_MISSES * interval:
-                    self._finish(
-                        WsClose.INTERNAL_ERROR,
-                        "The file watch service stopped answering; open the watch again.",
-                    )
-                    return
-            await asyncio.sleep(max(interval - (time.monotonic() - sent_at), 0))
+    async def ready(self, reply: OpenReply) -> None:
+        # Changes made from now on are reported: a client may start changing things.
+        path = reply.path if isinstance(reply, FileWatchOpenReply) else self.path
+        await self.websocket.send_text(json.dumps({"type": "ready", "path": path}))
 
-    async def _on_client_frame(self, message: Mapping[str, Any]) -> None:
+    def control_subject(self) -> str:
+        return subjects.fswatch_control(self.session_id)
+
+    def keepalive(self) -> bytes:
+        return FileWatchControl(type="keepalive").to_bytes()
+
+    def close_control(self) -> bytes:
+        return FileWatchControl(type="close").to_bytes()
+
+    async def on_orchestrator_lost(self) -> None:
+        self.finish(WsClose.INTERNAL_ERROR, _LOST)
+
+    def not_running(self, status: str) -> str:
+        return f"The sandbox is {status}; open the watch again once it runs."
+
+    async def on_client_frame(self, message: Mapping[str, Any]) -> None:
         text = message.get("text")
         if isinstance(text, str) and text.startswith("{"):
             with contextlib.suppress(ValueError):
@@ -201,19 +145,10 @@ class WatchBridge:
         except ValidationError:
             return
         if frame.type == "end":
-            self._watch_ended = True
-            self._finish(*_END_CLOSE.get(frame.reason or "", _ENDED))
+            self.remote_ended = True
+            self.finish(*_END_CLOSE.get(frame.reason or "", _ENDED))
             return
-        if len(self._frames) >= MAX_QUEUED:
-            self._finish(WsClose.TRY_AGAIN_LATER, "The client reads too slowly.")
-            return
-        self._frames.append(client_frame(frame))
-        self._wakeup.set()
-
-    async def _on_event(self, msg: Msg) -> None:
-        status = msg.subject.rsplit(".", 1)[-1]
-        if status != Status.RUNNING.value:
-            self._finish(WsClose.NOT_RUNNING, f"The sandbox is {status}; open the watch again once it runs.")
+        self.enqueue(client_frame(frame), 1)
 
 
 def _recursive(websocket: WebSocket) -> bool:
@@ -236,7 +171,9 @@ async def serve_watch(websocket: WebSocket, state: AppState, raw_sandbox_id: str
         async with socket.holding_socket(
             state.usage, Held.STREAMS, caller.user_id, state.settings.max_streams_per_user
         ):
-            await WatchBridge(websocket, state, caller.user_id, sandbox_id).run(path, recursive)
+            await WatchBridge(
+                websocket, state, caller.user_id, sandbox_id, path=path, recursive=recursive
+            ).run()
 
     await socket.serve(websocket, session)
 

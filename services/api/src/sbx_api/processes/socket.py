@@ -1,5 +1,6 @@
 """`/ws/sandboxes/{id}/processes/{pid}`: a process's output from `since` on, then live, then its
-exit; stdin, signals and resizes from the client.
+exit; stdin, signals and resizes from the client. Each output frame is `{type: "output", seq,
+stream, text, timestamp}`, or with `?encoding=base64` the exact bytes in `data` instead of `text`.
 
 Order of work, as for the logs socket: subscribe to the live feed (`sbx.proc.<sandbox>.<pid>`,
 core NATS) first, then read the stored output after `since` from PostgreSQL a page at a time. The
@@ -22,6 +23,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import nats.errors
@@ -44,6 +46,7 @@ from sbx_api.usage import Held
 
 CATCH_UP_SECONDS = 2.0
 STORE_PAGE = 1000
+ENCODINGS = ("text", "base64")
 LIVE_BUFFER = 10_000  # live messages queued for one socket before it falls back to the store
 
 
@@ -59,8 +62,11 @@ class ProcessFeed:
         caller: Caller,
         sandbox_id: uuid.UUID,
         process_id: uuid.UUID,
+        *,
+        encoding: str = "text",
     ) -> None:
         self.websocket = websocket
+        self.encoding = encoding
         self.state = state
         self.caller = caller
         self.sandbox_id = sandbox_id
@@ -108,19 +114,19 @@ class ProcessFeed:
                     raise CloseSocket(WsClose.NOT_FOUND, "No such process.")
                 chunks = await repository.output(conn, self.process_id, self.sent, STORE_PAGE)
             for chunk in chunks:
-                await self._send_chunk(chunk.seq, chunk.stream, chunk.data)
+                await self._send_chunk(chunk.seq, chunk.stream, chunk.data, chunk.ts)
             if len(chunks) < STORE_PAGE:
                 return row
 
-    async def _send_chunk(self, seq: int, stream: str, data: bytes) -> None:
+    async def _send_chunk(self, seq: int, stream: str, data: bytes, timestamp: datetime | None) -> None:
         if seq <= self.sent:
             return
-        frame = {
-            "type": "output",
-            "seq": seq,
-            "stream": stream,
-            "text": data.decode("utf-8", errors="replace"),
-        }
+        frame: dict[str, Any] = {"type": "output", "seq": seq, "stream": stream}
+        if self.encoding == "base64":
+            frame["data"] = base64.b64encode(data).decode()
+        else:
+            frame["text"] = data.decode("utf-8", errors="replace")
+        frame["timestamp"] = timestamp.isoformat().replace("+00:00", "Z") if timestamp else None
         await self.websocket.send_text(_dumps(frame))
         self.sent = seq
 
@@ -140,7 +146,8 @@ class ProcessFeed:
                 row = await self._catch_up()
                 continue
             if message.kind == "output" and message.seq == self.sent + 1 and message.stream:
-                await self._send_chunk(message.seq, message.stream, base64.b64decode(message.data))
+                data = base64.b64decode(message.data)
+                await self._send_chunk(message.seq, message.stream, data, message.timestamp)
             elif message.kind == "output" and message.seq <= self.sent:
                 continue
             else:  # a gap, or the end: the store has everything before it
@@ -203,9 +210,12 @@ async def serve_process(
         except ValueError:
             raise CloseSocket(WsClose.NOT_FOUND, "No such process.") from None
         since = socket.int_param(websocket, "since", 0, 0, 2**62)
+        encoding = websocket.query_params.get("encoding") or "text"
+        if encoding not in ENCODINGS:
+            raise CloseSocket(WsClose.POLICY, "encoding must be text or base64.")
         async with socket.holding_socket(
             state.usage, Held.STREAMS, caller.user_id, state.settings.max_streams_per_user
         ):
-            await ProcessFeed(websocket, state, caller, sandbox_id, process_id).run(since)
+            await ProcessFeed(websocket, state, caller, sandbox_id, process_id, encoding=encoding).run(since)
 
     await socket.serve(websocket, session)

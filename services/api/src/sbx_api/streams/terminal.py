@@ -9,10 +9,8 @@ the PTY's output -> binary frames. `mode=line` is for clients that send each typ
 text frame without its newline (wscat): such a frame gets a `\r` (Enter) appended; binary
 frames and the default `mode=raw` are passed byte for byte.
 
-A keepalive control every SBX_TERMINAL_KEEPALIVE_SECONDS tells the orchestrator the client is
-still there; it is sent as a request, and once the orchestrator has answered one, KEEPALIVE_MISSES
-intervals without an answer mean the orchestrator is gone (an orchestrator too old to answer is
-never taken for gone). A `close` control ends the shell when the client leaves.
+Keepalives, the bound on output waiting for a slow client (SBX_WS_TERMINAL_BUFFER_BYTES) and the
+`close` control when the client leaves are the relayed session's (`streams/relayed.py`).
 
 Close codes: 1000 when the shell exits (or the orchestrator closed an idle session), 4009 when
 the sandbox is not running at connect or stops meanwhile, 4004 / 4001 as for every socket,
@@ -22,18 +20,14 @@ the orchestrator cannot be reached or stops answering (4009 if the sandbox is no
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
 import uuid
-from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final, TypeGuard, get_args
 
 import nats.errors
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 from sbx_common import subjects
 from sbx_common.codes import ErrorCode, TerminalEndReason, WsClose
@@ -43,12 +37,12 @@ from starlette.websockets import WebSocket
 
 from sbx_api.state import AppState
 from sbx_api.streams import repository, socket
+from sbx_api.streams.relayed import Handler, OpenReply, RelayedSession
 from sbx_api.streams.socket import CloseSocket
 from sbx_api.usage import Held
 
 MAX_SIZE = 1000
 MODES = ("raw", "line")
-KEEPALIVE_MISSES = 3  # keepalive intervals without an answer before the orchestrator is gone
 # The orchestrator's refusals to open a shell, as close codes (any other is 1011).
 _OPEN_ERRORS: Final[dict[str, int]] = {
     ErrorCode.NOT_FOUND: WsClose.NOT_FOUND,
@@ -73,118 +67,62 @@ def _exit_close(reason: str | None) -> tuple[int, str]:
     return _EXIT_CLOSE.get(reason, _ENDED) if _is_end_reason(reason) else _ENDED
 
 
-class TerminalBridge:
+class TerminalBridge(RelayedSession):
+    unavailable = "The terminal service is unavailable."
+
     def __init__(
         self,
         websocket: WebSocket,
         state: AppState,
         owner_id: uuid.UUID,
         sandbox_id: uuid.UUID,
+        *,
         line_mode: bool = False,
+        cols: int = 80,
+        rows: int = 24,
     ) -> None:
-        self.websocket = websocket
-        self.state = state
-        self.owner_id = owner_id
-        self.sandbox_id = sandbox_id
-        self.session_id = uuid.uuid4().hex
-        self.line_mode = line_mode
-        self.max_buffered = state.settings.ws_terminal_buffer_bytes
-        self._output: deque[bytes] = deque()
-        self._buffered = 0
-        self._wakeup = asyncio.Event()
-        self._end: CloseSocket | None = None
-        self._ended = asyncio.Event()
-        self._shell_ended = False  # the orchestrator said the session is over
-
-    def _finish(self, code: int, reason: str) -> None:
-        if self._end is None:
-            self._end = CloseSocket(code, reason)
-        self._ended.set()
-
-    async def run(self, cols: int, rows: int) -> None:
-        nc = self.state.nc
-        subscriptions: list[Subscription] = []
-        requested = False
-        try:
-            try:
-                for subject, callback in (
-                    (subjects.terminal_output(self.session_id), self._on_output),
-                    (subjects.terminal_control(self.session_id), self._on_control),
-                    (subjects.events_of_sandbox(self.owner_id, self.sandbox_id), self._on_event),
-                ):
-                    subscriptions.append(await nc.subscribe(subject, cb=callback))
-                await nc.flush(timeout=5)
-                request = TerminalOpenRequest(
-                    session_id=self.session_id,
-                    sandbox_id=self.sandbox_id,
-                    owner_id=self.owner_id,
-                    cols=cols,
-                    rows=rows,
-                )
-                requested = True
-                response = await nc.request(
-                    subjects.RPC_TERMINAL_OPEN,
-                    request.to_bytes(),
-                    timeout=self.state.settings.terminal_open_timeout_seconds,
-                )
-                reply = TerminalOpenReply.model_validate_json(response.data)
-            except (nats.errors.Error, TimeoutError, ValidationError) as exc:
-                raise CloseSocket(WsClose.INTERNAL_ERROR, "The terminal service is unavailable.") from exc
-            if not reply.ok:
-                code = _OPEN_ERRORS.get(reply.error_code or "", WsClose.INTERNAL_ERROR)
-                raise CloseSocket(code, reply.error_message or "The terminal could not be opened.")
-            await self.websocket.send_text('{"type":"ready"}')
-            await self._relay()
-        finally:
-            if requested and not self._shell_ended:
-                # Also when the reply was lost: a shell opened for nobody ends at once.
-                await self._control(TerminalControl(type="close", sender="api"))
-            for subscription in subscriptions:
-                with contextlib.suppress(nats.errors.Error):
-                    await subscription.unsubscribe()
-
-    async def _relay(self) -> None:
-        tasks = (
-            asyncio.create_task(self._send_output()),
-            asyncio.create_task(socket.until_disconnected(self.websocket, self._on_client_frame)),
-            asyncio.create_task(self._keepalive()),
-            asyncio.create_task(self._ended.wait()),
+        super().__init__(
+            websocket, state, owner_id, sandbox_id, max_queued=state.settings.ws_terminal_buffer_bytes
         )
-        for task in await socket.until_first(*tasks):
-            task.result()  # a failure in a relay task surfaces here
-        if self._end is not None:
-            await self._flush_output()
-            raise self._end
+        self.line_mode = line_mode
+        self.cols, self.rows = cols, rows
 
-    async def _send_output(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            await self._flush_output()
+    def handlers(self) -> list[tuple[str, Handler]]:
+        return [
+            (subjects.terminal_output(self.session_id), self._on_output),
+            (subjects.terminal_control(self.session_id), self._on_control),
+        ]
 
-    async def _flush_output(self) -> None:
-        while self._output:
-            data = self._output.popleft()
-            self._buffered -= len(data)
-            await self.websocket.send_bytes(data)
+    def open_request(self) -> tuple[str, bytes]:
+        request = TerminalOpenRequest(
+            session_id=self.session_id,
+            sandbox_id=self.sandbox_id,
+            owner_id=self.owner_id,
+            cols=self.cols,
+            rows=self.rows,
+        )
+        return subjects.RPC_TERMINAL_OPEN, request.to_bytes()
 
-    async def _keepalive(self) -> None:
-        interval = self.state.settings.terminal_keepalive_seconds
-        keepalive = TerminalControl(type="keepalive", sender="api").to_bytes()
-        subject = subjects.terminal_control(self.session_id)
-        answered_at: float | None = None
-        while True:
-            sent_at = time.monotonic()
-            try:
-                await self.state.nc.request(subject, keepalive, timeout=interval)
-                answered_at = time.monotonic()
-            except (nats.errors.Error, TimeoutError):
-                if answered_at is not None and time.monotonic() - answered_at >= KEEPALIVE_MISSES * interval:
-                    await self._orchestrator_lost()
-                    return
-            await asyncio.sleep(max(interval - (time.monotonic() - sent_at), 0))
+    def parse_reply(self, data: bytes) -> TerminalOpenReply:
+        return TerminalOpenReply.model_validate_json(data)
 
-    async def _orchestrator_lost(self) -> None:
+    def refusal(self, reply: OpenReply) -> CloseSocket:
+        code = _OPEN_ERRORS.get(reply.error_code or "", WsClose.INTERNAL_ERROR)
+        return CloseSocket(code, reply.error_message or "The terminal could not be opened.")
+
+    async def ready(self, reply: OpenReply) -> None:
+        await self.websocket.send_text('{"type":"ready"}')
+
+    def control_subject(self) -> str:
+        return subjects.terminal_control(self.session_id)
+
+    def keepalive(self) -> bytes:
+        return TerminalControl(type="keepalive", sender="api").to_bytes()
+
+    def close_control(self) -> bytes:
+        return TerminalControl(type="close", sender="api").to_bytes()
+
+    async def on_orchestrator_lost(self) -> None:
         """The orchestrator stopped answering: it died, or lost NATS. Its sandbox may be gone too."""
         try:
             async with self.state.pool.acquire() as conn:
@@ -192,15 +130,11 @@ class TerminalBridge:
         except socket.DATABASE_ERRORS:
             status = None  # the orchestrator is gone either way
         if status is not None and status != Status.RUNNING.value:
-            self._finish(WsClose.NOT_RUNNING, f"The sandbox is {status}.")
+            self.finish(WsClose.NOT_RUNNING, f"The sandbox is {status}.")
         else:
-            self._finish(WsClose.INTERNAL_ERROR, "The terminal service stopped answering.")
+            self.finish(WsClose.INTERNAL_ERROR, "The terminal service stopped answering.")
 
-    async def _control(self, control: TerminalControl) -> None:
-        with contextlib.suppress(nats.errors.Error):
-            await self.state.nc.publish(subjects.terminal_control(self.session_id), control.to_bytes())
-
-    async def _on_client_frame(self, message: Mapping[str, Any]) -> None:
+    async def on_client_frame(self, message: Mapping[str, Any]) -> None:
         data = message.get("bytes")
         text = message.get("text")
         if isinstance(text, str):
@@ -232,17 +166,13 @@ class TerminalBridge:
                 and 0 < cols <= MAX_SIZE
                 and 0 < rows <= MAX_SIZE
             ):
-                await self._control(TerminalControl(type="resize", sender="api", cols=cols, rows=rows))
+                control = TerminalControl(type="resize", sender="api", cols=cols, rows=rows)
+                await self.publish_control(control.to_bytes())
             return True
         return False
 
     async def _on_output(self, msg: Msg) -> None:
-        if self._buffered + len(msg.data) > self.max_buffered:
-            self._finish(WsClose.TRY_AGAIN_LATER, "The client reads too slowly.")
-            return
-        self._buffered += len(msg.data)
-        self._output.append(msg.data)
-        self._wakeup.set()
+        self.enqueue(msg.data, len(msg.data))
 
     async def _on_control(self, msg: Msg) -> None:
         try:
@@ -250,13 +180,8 @@ class TerminalBridge:
         except ValidationError:
             return
         if control.sender == "orchestrator" and control.type == "exit":
-            self._shell_ended = True
-            self._finish(*_exit_close(control.reason))
-
-    async def _on_event(self, msg: Msg) -> None:
-        status = msg.subject.rsplit(".", 1)[-1]
-        if status != Status.RUNNING.value:
-            self._finish(WsClose.NOT_RUNNING, f"The sandbox is {status}.")
+            self.remote_ended = True
+            self.finish(*_exit_close(control.reason))
 
 
 async def serve_terminal(websocket: WebSocket, state: AppState, raw_sandbox_id: str) -> None:
@@ -273,7 +198,9 @@ async def serve_terminal(websocket: WebSocket, state: AppState, raw_sandbox_id: 
         async with socket.holding_socket(
             state.usage, Held.TERMINALS, caller.user_id, state.settings.max_terminals_per_user
         ):
-            bridge = TerminalBridge(websocket, state, caller.user_id, sandbox_id, line_mode=mode == "line")
-            await bridge.run(cols, rows)
+            bridge = TerminalBridge(
+                websocket, state, caller.user_id, sandbox_id, line_mode=mode == "line", cols=cols, rows=rows
+            )
+            await bridge.run()
 
     await socket.serve(websocket, session)

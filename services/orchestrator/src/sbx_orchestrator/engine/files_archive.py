@@ -4,9 +4,9 @@
 `put_archive` extracts a tar into a directory: all three work whatever the container's state
 (Docker mounts a stopped container's filesystem and volumes for the call) and resolve symlinks
 within the container's root. Nothing runs inside a paused or stopped sandbox, so what needs a
-process there (deleting, moving) needs the sandbox running, and an upload is written in place
-(there is no rename without a process): a failed upload to a paused or stopped sandbox may leave
-part of the file.
+process there: deleting and moving need the sandbox running, or paused under runc (FrozenFiles,
+below), and an upload is written in place (there is no rename without a process): a failed
+upload to a paused or stopped sandbox may leave part of the file.
 
 The tar streams run in worker threads of their own (`TRANSFER_THREADS`), handing chunks to the
 event loop through a small bounded queue, so a slow client holds back Docker rather than
@@ -20,17 +20,21 @@ import base64
 import contextlib
 import io
 import json
+import os
 import posixpath
+import sys
 import tarfile
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import IO, Any
 
 import docker.errors
+from sbx_common.codes import RpcErrorCode
 from sbx_common.messages import FileEntry
 
 from sbx_orchestrator.engine.docker_engine import DockerEngine
@@ -43,6 +47,10 @@ MAX_SYMLINKS = 16
 _GO_MODE_DIR = 1 << 31
 _GO_MODE_SYMLINK = 1 << 27
 _GO_MODE_TYPES = 0xFFF00000 & ~(1 << 31) & ~(1 << 27)
+
+_HELPER_CODES: frozenset[RpcErrorCode] = frozenset(
+    {"NOT_FOUND", "NOT_A_DIRECTORY", "IS_A_DIRECTORY", "CONFLICT", "STORAGE_FULL", "VALIDATION_ERROR"}
+)
 
 _executor = ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="files")
 
@@ -126,14 +134,14 @@ class ArchiveFiles:
 
     async def stat(self, path: str, follow: bool = False) -> FileEntry:
         if follow:
-            _, entry = await self._resolve(path)
+            _, entry = await self.resolve(path)
             return entry.model_copy(update={"path": path, "name": posixpath.basename(path) or "/"})
         stat = await self._stat(path)
         if stat is None:
             raise FileOpError("NOT_FOUND", "No such file or directory.")
         return _entry_of_stat(path, stat)
 
-    async def _resolve(self, path: str) -> tuple[str, FileEntry]:
+    async def resolve(self, path: str) -> tuple[str, FileEntry]:
         """Follow a final symlink (within the sandbox) to what it names."""
         for _ in range(MAX_SYMLINKS):
             stat = await self._stat(path)
@@ -197,7 +205,7 @@ class ArchiveFiles:
                 await asyncio.sleep(0.01)
 
     async def list_dir(self, path: str) -> list[FileEntry]:
-        resolved, entry = await self._resolve(path)
+        resolved, entry = await self.resolve(path)
         if entry.type != "dir":
             raise FileOpError("NOT_A_DIRECTORY", "The path is not a directory.")
         entries = []
@@ -207,7 +215,7 @@ class ArchiveFiles:
         return sorted(entries, key=lambda e: e.name)
 
     async def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
-        resolved, entry = await self._resolve(path)
+        resolved, entry = await self.resolve(path)
         if entry.type == "dir":
             raise FileOpError("IS_A_DIRECTORY", "The path is a directory.")
         skip, left = offset, length
@@ -228,7 +236,7 @@ class ArchiveFiles:
 
     async def tar_read(self, path: str) -> AsyncIterator[bytes]:
         """Docker's tar of the file or tree at `path` (a final symlink followed), as it comes."""
-        resolved, _ = await self._resolve(path)
+        resolved, _ = await self.resolve(path)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(QUEUE_CHUNKS)
         stop = threading.Event()
@@ -392,3 +400,79 @@ class ArchiveFiles:
             # Fewer bytes than declared: stop with an error rather than a short file.
             raise FileOpError("VALIDATION_ERROR", "The body was shorter than its Content-Length.")
         yield padding
+
+
+def can_enter(pid: int, container_id: str) -> bool:
+    """Whether `frozen_helper` can enter this container's root from here: it runs as root, and
+    in the container's host PID namespace (`pid` is the container's)."""
+    if pid <= 0 or os.geteuid() != 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as cgroups:
+            return container_id in cgroups.read()
+    except OSError:
+        return False
+
+
+class FrozenFiles(ArchiveFiles):
+    """A paused runc container: the archive API, and delete, move and the rename of an upload
+    by `frozen_helper`, a short-lived process of the orchestrator's that enters the container's
+    root (its processes are frozen meanwhile). Under gVisor the host's view of the files is not the sandbox's
+    (docs/files.md), so a paused gVisor sandbox stays ArchiveFiles."""
+
+    def __init__(self, engine: DockerEngine, container_id: str, pid: int) -> None:
+        super().__init__(engine, container_id)
+        self.pid = pid
+
+    async def _helper(self, request: dict[str, Any]) -> dict[str, Any]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sbx_orchestrator.engine.frozen_helper",
+            str(self.pid),
+            self.container_id,
+            json.dumps(request),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
+        try:
+            answer: dict[str, Any] = json.loads(out or b"{}")
+        except ValueError:
+            answer = {"code": "UNAVAILABLE", "message": "The change could not be made."}
+        if answer.get("code"):
+            code: RpcErrorCode = "UNAVAILABLE"
+            for known in _HELPER_CODES:
+                if known == answer["code"]:
+                    code = known
+            raise FileOpError(code, str(answer.get("message") or "The change could not be made."))
+        return answer
+
+    async def delete(self, path: str, recursive: bool) -> None:
+        await self._helper({"op": "delete", "path": path, "recursive": recursive})
+
+    async def write(
+        self, path: str, chunks: AsyncIterator[bytes], mode: int | None, size: int | None
+    ) -> FileEntry:
+        """Atomic, as on a running sandbox: the bytes go to a temporary name beside the target
+        by the archive API, which the helper then renames over it (or removes on any failure)."""
+        existing = await self._stat(path)
+        if existing is not None and _entry_of_stat(path, existing).type == "dir":
+            raise FileOpError("IS_A_DIRECTORY", "The path is a directory.")
+        temporary = posixpath.join(posixpath.dirname(path), f".sbx-upload-{uuid.uuid4().hex}")
+        try:
+            await super().write(temporary, chunks, mode, size)
+            await self._helper({"op": "move", "path": temporary, "to": path, "overwrite": True})
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._helper({"op": "delete", "path": temporary, "recursive": False}))
+            raise
+        return await self.stat(path)
+
+    async def move(self, source: str, target: str, overwrite: bool) -> FileEntry:
+        answer = await self._helper({"op": "move", "path": source, "to": target, "overwrite": overwrite})
+        raw = answer.get("entry") or {}
+        mode = int(raw.get("mode") or 0)
+        return make_entry(
+            target, type_of_mode(mode), int(raw.get("size") or 0), mode, float(raw.get("mtime") or 0)
+        )

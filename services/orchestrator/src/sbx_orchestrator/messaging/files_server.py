@@ -35,9 +35,9 @@ from sbx_common.status import Status
 
 from sbx_orchestrator.agent.session import AgentGone
 from sbx_orchestrator.context import OrchestratorContext
-from sbx_orchestrator.engine import files_common, files_tar
+from sbx_orchestrator.engine import files_archive, files_common, files_tar
 from sbx_orchestrator.engine.files_agent import AgentFiles
-from sbx_orchestrator.engine.files_archive import ArchiveFiles
+from sbx_orchestrator.engine.files_archive import ArchiveFiles, FrozenFiles
 from sbx_orchestrator.engine.files_common import FileOpError
 from sbx_orchestrator.engine.files_running import RunningFiles
 
@@ -46,6 +46,12 @@ logger = logging.getLogger(__name__)
 QUEUE_GROUP = "orchestrator"
 _STATES = (Status.RUNNING, Status.PAUSED, Status.STOPPED)
 Files = RunningFiles | ArchiveFiles
+# Docker's archive API adds and overwrites but never removes, and nothing runs in a stopped
+# sandbox (docs/files.md, "Paused and stopped sandboxes").
+_CANNOT_CHANGE = (
+    "{what} needs the sandbox running or paused (a stopped sandbox's files can be read and"
+    " written, not removed or renamed); start it first."
+)
 
 
 async def _spooled_chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:
@@ -119,8 +125,21 @@ class FilesServer:
                 except (AgentGone, OSError, TimeoutError) as exc:
                     logger.warning("the agent is unreachable: files by exec", extra={"error": repr(exc)})
                 else:
-                    return AgentFiles(self.context.engine, target.container_id, session)
+                    host = info.get("HostConfig") or {}
+                    # Bytes by Docker's archive API only where the sandbox sees what Docker
+                    # writes: runc, a writable root and no tmpfs (engine/files_bulk.py).
+                    bulk = (
+                        host.get("Runtime") in (None, "", "runc")
+                        and not host.get("ReadonlyRootfs")
+                        and not host.get("Tmpfs")
+                    )
+                    return AgentFiles(self.context.engine, target.container_id, session, bulk=bulk)
             return RunningFiles(self.context.engine, target.container_id)
+        pid = int(state.get("Pid") or 0)
+        host = info.get("HostConfig") or {}
+        runc = host.get("Runtime") in (None, "", "runc")
+        if state.get("Paused") and runc and files_archive.can_enter(pid, target.container_id):
+            return FrozenFiles(self.context.engine, target.container_id, pid)
         return ArchiveFiles(self.context.engine, target.container_id)
 
     async def handle(self, data: bytes) -> FilesReply:
@@ -141,8 +160,8 @@ class FilesServer:
             case "delete":
                 files_common.refuse_root(path)
                 files_common.refuse_platform(path)
-                if isinstance(files, ArchiveFiles):
-                    raise FileOpError("NOT_RUNNING", "Deleting needs the sandbox running.")
+                if isinstance(files, ArchiveFiles) and not isinstance(files, FrozenFiles):
+                    raise FileOpError("NOT_RUNNING", _CANNOT_CHANGE.format(what="Deleting"))
                 await files.delete(path, request.recursive)
                 return FilesReply()
             case "move":
@@ -150,8 +169,8 @@ class FilesServer:
                 for each in (path, target):
                     files_common.refuse_root(each)
                     files_common.refuse_platform(each)
-                if isinstance(files, ArchiveFiles):
-                    raise FileOpError("NOT_RUNNING", "Moving needs the sandbox running.")
+                if isinstance(files, ArchiveFiles) and not isinstance(files, FrozenFiles):
+                    raise FileOpError("NOT_RUNNING", _CANNOT_CHANGE.format(what="Moving"))
                 if target == path:
                     return FilesReply(entry=await files.stat(path))
                 if target.startswith(path + "/"):
@@ -194,12 +213,17 @@ class FilesServer:
         try:
             # Commands write in small blocks (busybox `cat`: 4 KiB): gathered into whole frames.
             async for data in chunks:
+                if not pending and len(data) == channel.chunk:
+                    await channel.send(data)  # a whole frame as it came (files_bulk): no copy
+                    continue
                 pending += data
                 if len(pending) >= channel.chunk:
                     # Whole frames only: the remainder waits for the next piece, so a 1 MiB
                     # piece never leaves as one full frame and one sliver.
                     whole = len(pending) - len(pending) % channel.chunk
-                    await channel.send(bytes(pending[:whole]))
+                    with memoryview(pending) as view:
+                        frame = bytes(view[:whole])
+                    await channel.send(frame)
                     del pending[:whole]
             if pending:
                 await channel.send(bytes(pending))
@@ -288,7 +312,9 @@ class FilesServer:
                 yield frame.data
 
         try:
-            if isinstance(files, RunningFiles):
+            if isinstance(files, AgentFiles):
+                entry = await files.write(path, chunks(), request.mode, transfer, request.size)
+            elif isinstance(files, RunningFiles):
                 entry = await files.write(path, chunks(), request.mode, transfer)
             else:
                 entry = await files.write(path, chunks(), request.mode, request.size)

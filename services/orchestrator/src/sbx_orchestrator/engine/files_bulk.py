@@ -1,0 +1,246 @@
+"""The bytes of an upload or a download of a running runc sandbox, through Docker's archive API.
+
+The agent (`files_agent.py`) pushes or pulls a file piece by piece through dockerd's exec stream
+of its session: every byte crosses the shim's FIFO, the agent's `attach` process and a Unix
+socket, one request per piece. `docker cp` hands dockerd one tar stream that dockerd reads or
+writes itself, which was 3-5x faster here (PERFORMANCE.md, "Files"). So, under runc only:
+
+- an upload is one `PUT /containers/:id/archive` of a one-entry tar naming the temporary file
+  the agent made (`fwopen`) beside the target; the agent then renames it over the target
+  (`fwcommit`) or removes it (`fwabort`), so the upload stays atomic and the agent's checks (the
+  platform's directory, a directory at the target) still decide what may be written;
+- a whole-file download is one `GET /containers/:id/archive`, its single tar entry unpacked on
+  the fly (a few lines below: no `tarfile`, whose stream mode copies the rest of a chunk on every
+  10 KiB read).
+
+Docker extracts and archives chrooted into the container's root, so symlinks (the temporary
+file's directory, or the file's) resolve within the sandbox as its own kernel resolves them
+there; a sandbox that swaps a directory for a symlink mid-transfer can only redirect the bytes
+within its own filesystem. Not under gVisor: it caches its root filesystem and does not see
+files written from the host into a directory it has listed (docs/files.md), so gVisor sandboxes
+keep the agent's path, as do paths on a tmpfs (Docker writes beneath it, not into it).
+
+The streams run in worker threads of their own, handing chunks to and from the event loop one at
+a time, so a slow side holds the other back instead of filling memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import posixpath
+import tarfile
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import docker.errors
+from sbx_common.filestream import CHUNK
+
+from sbx_orchestrator.engine.docker_engine import DockerEngine
+from sbx_orchestrator.engine.files_common import FileOpError
+
+TRANSFER_THREADS = 16
+# Downloads are handed on in pieces of exactly one NATS frame, which pass on without a copy.
+READ_CHUNK = CHUNK
+QUEUE_CHUNKS = 4
+POLL = 0.5  # how often a worker blocked on the event loop checks whether the transfer ended
+BLOCK = 512
+_REGULAR = (b"0", b"\0", b"7")
+_SKIPPED = (b"x", b"g", b"L", b"K")  # PAX and GNU long-name headers: their data is metadata
+
+_executor = ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="files-bulk")
+
+
+class _Stopped(Exception):
+    """The transfer ended on the event loop's side while the worker waited."""
+
+
+def _wait(future: Any, stop: threading.Event) -> Any:
+    while True:
+        try:
+            return future.result(POLL)
+        except FutureTimeout:
+            if stop.is_set():
+                future.cancel()
+                raise _Stopped from None
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes:
+    return await anext(chunks)
+
+
+def _octal(field: bytes) -> int:
+    if field[:1] == b"\x80":  # base-256, for sizes past 8 GiB
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
+    return int(text, 8) if text else 0
+
+
+def _pax_size(records: bytes) -> int | None:
+    for line in records.split(b"\n"):
+        _, _, record = line.partition(b" ")
+        key, _, value = record.partition(b"=")
+        if key == b"size":
+            return int(value)
+    return None
+
+
+def _is_storage_full(exc: docker.errors.APIError) -> bool:
+    text = str(exc.explanation or exc).lower()
+    return "no space left" in text or "quota" in text
+
+
+class BulkFiles:
+    """Bytes in and out of one running runc container by Docker's archive API."""
+
+    def __init__(self, engine: DockerEngine, container_id: str) -> None:
+        self.engine = engine
+        self.container_id = container_id
+
+    async def put_file(self, path: str, chunks: AsyncIterator[bytes], size: int) -> None:
+        """Write exactly `size` bytes from `chunks` to `path` (its directory exists), mode 0644
+        as the agent makes it; fewer bytes than `size` fail the upload."""
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+        info = tarfile.TarInfo(posixpath.basename(path))
+        info.size, info.mtime, info.mode = size, int(time.time()), 0o644
+        header = info.tobuf(tarfile.PAX_FORMAT)
+        padding = b"\0" * ((BLOCK - size % BLOCK) % BLOCK) + b"\0" * (2 * BLOCK)
+
+        def body() -> Iterator[bytes]:
+            yield header
+            sent = 0
+            while sent < size:
+                try:
+                    data = _wait(asyncio.run_coroutine_threadsafe(_next(chunks), loop), stop)
+                except StopAsyncIteration:
+                    break
+                if len(data) > size - sent:
+                    data = data[: size - sent]
+                sent += len(data)
+                yield data
+            if sent != size:
+                # Docker then sees a truncated tar and fails the extraction: no short file.
+                raise FileOpError("VALIDATION_ERROR", "The body was shorter than its Content-Length.")
+            yield padding
+
+        def put() -> None:
+            try:
+                self.engine.api.put_archive(self.container_id, posixpath.dirname(path), body())
+            except docker.errors.APIError as exc:
+                if _is_storage_full(exc):
+                    raise FileOpError("STORAGE_FULL", "The sandbox's disk or volume is full.") from None
+                if exc.status_code == 404:
+                    raise FileOpError("NOT_FOUND", "No such file or directory.") from None
+                raise FileOpError("UNAVAILABLE", "The file could not be written.") from None
+
+        future = loop.run_in_executor(_executor, put)
+        try:
+            await asyncio.shield(future)
+        except BaseException:
+            # The worker may be waiting on the next chunk: it stops, and only then may the
+            # caller remove the temporary file (Docker could otherwise create it again).
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(future)
+            raise
+
+    async def read_file(self, path: str, length: int) -> AsyncIterator[bytes]:
+        """The first `length` bytes of the regular file at `path` (a final symlink not
+        followed: the caller passes a resolved path), as Docker's tar brings them."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(QUEUE_CHUNKS)
+        stop = threading.Event()
+
+        def put(item: bytes | BaseException | None) -> None:
+            _wait(asyncio.run_coroutine_threadsafe(queue.put(item), loop), stop)
+
+        def produce() -> None:
+            try:
+                chunks, _ = self.engine.api.get_archive(self.container_id, path, chunk_size=READ_CHUNK)
+                for data in _file_data(iter(chunks), length):
+                    put(data)
+                put(None)
+            except _Stopped:
+                return
+            except docker.errors.NotFound:
+                with contextlib.suppress(_Stopped):
+                    put(FileOpError("NOT_FOUND", "No such file or directory."))
+            except BaseException as exc:  # handed to the reader
+                with contextlib.suppress(_Stopped):
+                    put(exc)
+
+        future = loop.run_in_executor(_executor, produce)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(future)
+
+
+def _file_data(chunks: Iterator[bytes], length: int) -> Iterator[bytes]:
+    """The data of the first regular entry of a tar stream, at most `length` bytes; headers
+    before it (PAX, GNU long names) are skipped."""
+    buffer = bytearray()
+
+    def fill(size: int) -> bytes:
+        while len(buffer) < size:
+            try:
+                buffer.extend(next(chunks))
+            except StopIteration:
+                raise FileOpError("UNAVAILABLE", "The file's archive ended early.") from None
+        taken = bytes(buffer[:size])
+        del buffer[:size]
+        return taken
+
+    pax_size: int | None = None
+    while True:
+        header = fill(BLOCK)
+        if not header.strip(b"\0"):
+            raise FileOpError("NOT_FOUND", "No such file.")
+        kind = header[156:157]
+        size = _octal(header[124:136])
+        if kind in _SKIPPED:
+            data = fill(size + (BLOCK - size % BLOCK) % BLOCK)[:size]
+            if kind == b"x":
+                pax_size = _pax_size(data)
+            continue
+        if kind not in _REGULAR:
+            raise FileOpError("IS_A_DIRECTORY", "The path is not a regular file.")
+        size = pax_size if pax_size is not None else size
+        break
+    # Docker's HTTP chunks are small (about 32 KiB): gathered into pieces of READ_CHUNK here, in
+    # the worker thread, so the event loop gets one hand-over per frame instead of one per chunk.
+    left = min(size, length)
+    piece = buffer[:left]
+    left -= len(piece)
+    while left > 0:
+        while len(piece) >= READ_CHUNK:
+            with memoryview(piece) as view:
+                whole = bytes(view[:READ_CHUNK])
+            del piece[:READ_CHUNK]
+            yield whole
+        try:
+            data = next(chunks)
+        except StopIteration:
+            raise FileOpError("UNAVAILABLE", "The file's archive ended early.") from None
+        if len(data) > left:
+            data = data[:left]
+        left -= len(data)
+        piece += data
+    while piece:
+        with memoryview(piece) as view:
+            whole = bytes(view[:READ_CHUNK])
+        del piece[:READ_CHUNK]
+        yield whole
