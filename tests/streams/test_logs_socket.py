@@ -121,12 +121,48 @@ async def test_lines_printed_while_connecting_appear_exactly_once(
             return reader
 
     readers = await asyncio.gather(
-        *(follow(0.3 * i, {"since": 0}) for i in range(6)),
-        *(follow(0.3 * i + 0.15, {"tail": 10_000}) for i in range(6)),
+        *(follow(0.3 * i, {"since": 0}) for i in range(4)),
+        *(follow(0.3 * i + 0.15, {"tail": 10_000}) for i in range(4)),
+        *(follow(0.3 * i + 0.1, {"since": 0, "batch": "true"}) for i in range(2)),
+        *(follow(0.3 * i + 0.2, {"tail": 10_000, "batch": "true"}) for i in range(2)),
     )
     for reader in readers:
         assert reader.seqs == list(range(1, total + 1))
         assert reader.texts == [str(i) for i in range(1, total + 1)]
+    assert all(reader.batch_sizes for reader in readers[-4:])  # batch readers got batch frames
+
+
+async def test_batch_frames_carry_exactly_the_lines_of_one_line_frames(
+    platform: Platform, user: User, sandboxes: Sandboxes, client: httpx.AsyncClient
+) -> None:
+    """`batch=true`: past and live lines come as `{type: "logs", lines}` frames, several lines to
+    a frame under load, each line once and in order, with the fields and values the one-line
+    frames and `GET /logs` have (the live lines' timestamps included)."""
+    total = 4000
+    script = (
+        "seq 1 500; while [ ! -f /go ]; do usleep 20000; done;"
+        f' i=501; while [ $i -le {total} ]; do echo "out $i"; echo "err $i" >&2; i=$((i+2)); done; sleep 600'
+    )
+    sandbox = await sandboxes.run(user, script)
+    async with (
+        ws_connect(_logs_url(platform, user, sandbox, since=0, batch="true")) as batched,
+        ws_connect(_logs_url(platform, user, sandbox, since=0)) as single,
+    ):
+        batch_reader, line_reader = LogReader(batched), LogReader(single)
+        await batch_reader.read_until(lambda r: len(r.lines) >= 500)
+        await exec_in(client, user, sandbox["id"], "touch /go")
+        await batch_reader.read_until(lambda r: len(r.lines) >= total, timeout=90)
+        await line_reader.read_until(lambda r: len(r.lines) >= total, timeout=90)
+    assert_contiguous(batch_reader.seqs)
+    assert batch_reader.lines == line_reader.lines
+    assert not line_reader.batch_sizes
+    assert max(batch_reader.batch_sizes) > 1
+    response = await client.get(f"/sandboxes/{sandbox['id']}/logs?since=0&tail=10000", headers=user.headers)
+    assert [{"type": "log", **line} for line in response.json()["data"]] == batch_reader.lines
+
+    for bad in ("batch=yes", "batch=2"):
+        url = f"{platform.ws_url}/ws/sandboxes/{sandbox['id']}/logs?token={user.token}&{bad}"
+        assert await close_code_of(url) == 1008, bad
 
 
 async def test_status_frames_follow_the_sandbox(
