@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import websockets
 
 from tests.streams.clients import LogReader, StalledClient
@@ -210,11 +211,19 @@ async def test_logs_socket_refuses_bad_tokens_and_foreign_sandboxes(
     assert await close_code_of(ws_url(platform.ws_url, "/ws/sandboxes/not-an-id/logs", user.token)) == 4004
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["one-line-frames", "batch-frames"])
 async def test_a_slow_client_is_closed_and_never_slows_the_others(
-    platform: Platform, user: User, sandboxes: Sandboxes, tmp_path: Path, pg: asyncpg.Connection
+    platform: Platform,
+    user: User,
+    sandboxes: Sandboxes,
+    tmp_path: Path,
+    pg: asyncpg.Connection,
+    *,
+    batch: bool,
 ) -> None:
     """20,000 lines of 1 KB at up to 10,000 a second: more than a client that reads nothing can
-    absorb in its TCP buffers plus a 2,000-line server buffer, and easy for one that reads."""
+    absorb in its TCP buffers plus a 2,000-line server buffer, and easy for one that reads (with
+    one-line frames, or batch frames for both clients)."""
     total = 20_000
     script = (
         "L=$(head -c 1000 /dev/zero | tr '\\000' x); while [ ! -f /go ]; do usleep 50000; done;"
@@ -224,7 +233,8 @@ async def test_a_slow_client_is_closed_and_never_slows_the_others(
     sandbox = await sandboxes.run(user, script)
     async with extra_api(platform, tmp_path, SBX_WS_LOG_BUFFER_LINES="2000") as api:
         base = str(api.base_url.copy_with(scheme="ws")).rstrip("/")
-        url = ws_url(base, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, tail=0)
+        query: dict[str, object] = {"tail": 0, "batch": "true"} if batch else {"tail": 0}
+        url = ws_url(base, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, **query)
         slow = StalledClient(url)  # connects, then reads nothing for now
         await slow.connect()
         async with ws_connect(url, max_size=None) as fast:
@@ -238,7 +248,9 @@ async def test_a_slow_client_is_closed_and_never_slows_the_others(
 
             # Now the slow client reads what reached it: a prefix of the lines, then 1013.
             assert await slow.drain() == 1013
-            seqs = [json.loads(text)["seq"] for text in slow.texts()]
+            frames = [json.loads(text) for text in slow.texts()]
+            assert {frame["type"] for frame in frames} == ({"logs"} if batch else {"log"})
+            seqs = [line["seq"] for frame in frames for line in frame.get("lines", [frame])]
             assert seqs == list(range(1, len(seqs) + 1))
             assert len(seqs) < total
     # The shipper kept up: the newest lines are stored (older ones pruned to the retention).

@@ -7,8 +7,9 @@ feed (never from the database): a live reader that sees `seq` jump reads the mis
 from PostgreSQL.
 
 Messages are published without waiting for each ack: up to MAX_IN_FLIGHT per sandbox are
-sent, in order, before the oldest ack is awaited (on a busy machine an ack round trip took
-longer than storing the next batch, and every line behind it waited). A message whose ack
+sent, in order, before the oldest ack is awaited (on the busy development machine an ack took
+up to 25-45 ms at p99, longer than storing a batch, and every batch stored meanwhile waited
+for it). A message whose ack
 fails is sent again with the same `Nats-Msg-Id`, so JetStream keeps it once; it can then land
 after a later message, which live readers handle as any gap (the lines are read from the store,
 and the late repeat is dropped by `seq`). Published with nats-py: a batch is sized to the
