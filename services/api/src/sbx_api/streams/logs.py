@@ -76,7 +76,7 @@ def _dumps(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
-def _live_lines(data: bytes) -> list[dict[str, Any]]:
+def live_lines(data: bytes) -> list[dict[str, Any]]:
     """The lines of a `LogBatch` message as parsed JSON, [] for a malformed one. Checked by
     hand, not as the pydantic model: a model object per line was the socket's largest cost."""
     try:
@@ -95,12 +95,12 @@ def _live_lines(data: bytes) -> list[dict[str, Any]]:
     return lines if type(lines) is list else []
 
 
-def _encode_live(line: dict[str, Any]) -> Line:
+def encode_live(line: dict[str, Any]) -> Line:
     seq: int = line["seq"]
     return seq, log_line_json(seq, line["stream"], line["text"], millis(line["timestamp"]))
 
 
-def _encode_stored(line: StoredLine) -> Line:
+def encode_stored(line: StoredLine) -> Line:
     stamp = rfc3339(line.ts)
     assert stamp is not None
     return line.seq, log_line_json(line.seq, line.stream, line.text, stamp)
@@ -270,7 +270,7 @@ class LogTail:
         if not lines:
             return last
         self._sent = max(self._sent, lines[-1].seq)
-        await self._send_lines([_encode_stored(line) for line in lines])
+        await self._send_lines([encode_stored(line) for line in lines])
         return lines[-1].seq
 
     def _take_following(self, lines: list[Line]) -> None:
@@ -312,7 +312,7 @@ class LogTail:
             self._sending = False
 
     async def _on_batch(self, msg: Msg) -> None:
-        received = _live_lines(msg.data)
+        received = live_lines(msg.data)
         if not received:
             return
         self._announced = max(self._announced, received[-1]["seq"])
@@ -321,7 +321,7 @@ class LogTail:
             behind = self._announced - self._sent
         else:
             sent = self._sent
-            lines = [_encode_live(line) for line in received if line["seq"] > sent]
+            lines = [encode_live(line) for line in received if line["seq"] > sent]
             behind = self._buffered + len(lines)
         if behind > self.max_buffered:
             # Slow only if the sender is waiting for the client; a busy sender reads these
