@@ -25,11 +25,13 @@ from tests.support.sockets import ws_connect, ws_url
 
 @dataclass
 class LogReader:
-    """Reads log frames from a logs socket, keeping them in order."""
+    """Reads log frames from a logs socket, keeping them in order: one-line frames as they are,
+    the lines of batch frames (`batch=true`) each as the one-line frame it stands for."""
 
     socket: ClientConnection
     lines: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)  # lines per batch frame
 
     async def read_until(self, predicate: Any, timeout: float = 30) -> None:
         async with asyncio.timeout(timeout):
@@ -37,6 +39,11 @@ class LogReader:
                 frame = json.loads(await self.socket.recv())
                 if frame["type"] == "log":
                     self.lines.append(frame)
+                elif frame["type"] == "logs":
+                    assert set(frame) == {"type", "lines"}, frame
+                    assert frame["lines"], "a batch frame holds at least one line"
+                    self.batch_sizes.append(len(frame["lines"]))
+                    self.lines.extend({"type": "log", **line} for line in frame["lines"])
                 elif frame["type"] == "status":
                     self.statuses.append(frame["status"])
 

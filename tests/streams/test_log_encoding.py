@@ -1,7 +1,8 @@
-"""The log shipper's hand-written paths: Docker frames to lines, and stored lines to `LogBatch` JSON.
+"""The hand-written paths of log lines: Docker frames to lines and stored lines to `LogBatch` JSON
+(the shipper), and lines to the logs socket's frames (the API).
 
-Both replaced general code (pydantic objects per line, the general split and decode helpers) on
-the shipper's hot path; these hold them to what that code produced.
+They replaced general code (pydantic objects per line, the general split and decode helpers,
+a dict and `json.dumps` per frame) on hot paths; these hold them to what that code produced.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import struct
 import uuid
 from datetime import UTC, datetime
 
+from sbx_api.streams.logs import encode_live, encode_stored, live_lines
+from sbx_api.streams.repository import StoredLine
+from sbx_api.streams.schemas import log_batch_frame_json, log_frame, log_frame_json
 from sbx_common.messages import LogBatch, LogLine
 from sbx_log_shipper.frames import FrameDecoder, LineParser, RawLine, parse_timestamp
 from sbx_log_shipper.publisher import encode_batch, json_timestamp, split_for_messages
@@ -124,3 +128,28 @@ def test_published_timestamps_truncate_as_the_stored_ones() -> None:
     ):
         assert datetime.fromisoformat(json_timestamp(raw)) == parse_timestamp(raw)
         assert json_timestamp(raw).endswith("Z")
+
+
+def test_the_socket_writes_live_and_stored_lines_alike() -> None:
+    """The logs socket writes a line's JSON by hand, from a live `LogBatch` (Docker's timestamp
+    text) or from the store (a datetime): both must be the frame `json.dumps` writes of the
+    contract's dict, one-line or batch, whatever the text and the timestamp's digits."""
+    lines = stored(TEXTS)
+    batch = encode_batch(SANDBOX, 7, lines)
+    live = [encode_live(line) for line in live_lines(batch)]
+    from_store = [
+        encode_stored(StoredLine(seq, line.stream, line.text, line.ts))
+        for seq, line in enumerate(lines, start=7)
+    ]
+    assert live == from_store
+    expected = [
+        json.dumps(log_frame(seq, line.stream, line.text, line.ts), separators=(",", ":"), ensure_ascii=False)
+        for seq, line in enumerate(lines, start=7)
+    ]
+    assert [log_frame_json(text) for _seq, text in live] == expected
+    batch_frame = json.loads(log_batch_frame_json([text for _seq, text in live]))
+    assert batch_frame["type"] == "logs"
+    assert [{"type": "log", **line} for line in batch_frame["lines"]] == [json.loads(e) for e in expected]
+    # A malformed message is skipped, never half read.
+    assert live_lines(b'{"lines": [{"seq": 1, "stream": "stdin", "text": "", "timestamp": ""}]}') == []
+    assert live_lines(b"not json") == []

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import websockets
 
 from tests.streams.clients import LogReader, StalledClient
@@ -121,12 +122,48 @@ async def test_lines_printed_while_connecting_appear_exactly_once(
             return reader
 
     readers = await asyncio.gather(
-        *(follow(0.3 * i, {"since": 0}) for i in range(6)),
-        *(follow(0.3 * i + 0.15, {"tail": 10_000}) for i in range(6)),
+        *(follow(0.3 * i, {"since": 0}) for i in range(4)),
+        *(follow(0.3 * i + 0.15, {"tail": 10_000}) for i in range(4)),
+        *(follow(0.3 * i + 0.1, {"since": 0, "batch": "true"}) for i in range(2)),
+        *(follow(0.3 * i + 0.2, {"tail": 10_000, "batch": "true"}) for i in range(2)),
     )
     for reader in readers:
         assert reader.seqs == list(range(1, total + 1))
         assert reader.texts == [str(i) for i in range(1, total + 1)]
+    assert all(reader.batch_sizes for reader in readers[-4:])  # batch readers got batch frames
+
+
+async def test_batch_frames_carry_exactly_the_lines_of_one_line_frames(
+    platform: Platform, user: User, sandboxes: Sandboxes, client: httpx.AsyncClient
+) -> None:
+    """`batch=true`: past and live lines come as `{type: "logs", lines}` frames, several lines to
+    a frame under load, each line once and in order, with the fields and values the one-line
+    frames and `GET /logs` have (the live lines' timestamps included)."""
+    total = 4000
+    script = (
+        "seq 1 500; while [ ! -f /go ]; do usleep 20000; done;"
+        f' i=501; while [ $i -le {total} ]; do echo "out $i"; echo "err $i" >&2; i=$((i+2)); done; sleep 600'
+    )
+    sandbox = await sandboxes.run(user, script)
+    async with (
+        ws_connect(_logs_url(platform, user, sandbox, since=0, batch="true")) as batched,
+        ws_connect(_logs_url(platform, user, sandbox, since=0)) as single,
+    ):
+        batch_reader, line_reader = LogReader(batched), LogReader(single)
+        await batch_reader.read_until(lambda r: len(r.lines) >= 500)
+        await exec_in(client, user, sandbox["id"], "touch /go")
+        await batch_reader.read_until(lambda r: len(r.lines) >= total, timeout=90)
+        await line_reader.read_until(lambda r: len(r.lines) >= total, timeout=90)
+    assert_contiguous(batch_reader.seqs)
+    assert batch_reader.lines == line_reader.lines
+    assert not line_reader.batch_sizes
+    assert max(batch_reader.batch_sizes) > 1
+    response = await client.get(f"/sandboxes/{sandbox['id']}/logs?since=0&tail=10000", headers=user.headers)
+    assert [{"type": "log", **line} for line in response.json()["data"]] == batch_reader.lines
+
+    for bad in ("batch=yes", "batch=2"):
+        url = f"{platform.ws_url}/ws/sandboxes/{sandbox['id']}/logs?token={user.token}&{bad}"
+        assert await close_code_of(url) == 1008, bad
 
 
 async def test_status_frames_follow_the_sandbox(
@@ -174,11 +211,19 @@ async def test_logs_socket_refuses_bad_tokens_and_foreign_sandboxes(
     assert await close_code_of(ws_url(platform.ws_url, "/ws/sandboxes/not-an-id/logs", user.token)) == 4004
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["one-line-frames", "batch-frames"])
 async def test_a_slow_client_is_closed_and_never_slows_the_others(
-    platform: Platform, user: User, sandboxes: Sandboxes, tmp_path: Path, pg: asyncpg.Connection
+    platform: Platform,
+    user: User,
+    sandboxes: Sandboxes,
+    tmp_path: Path,
+    pg: asyncpg.Connection,
+    *,
+    batch: bool,
 ) -> None:
     """20,000 lines of 1 KB at up to 10,000 a second: more than a client that reads nothing can
-    absorb in its TCP buffers plus a 2,000-line server buffer, and easy for one that reads."""
+    absorb in its TCP buffers plus a 2,000-line server buffer, and easy for one that reads (with
+    one-line frames, or batch frames for both clients)."""
     total = 20_000
     script = (
         "L=$(head -c 1000 /dev/zero | tr '\\000' x); while [ ! -f /go ]; do usleep 50000; done;"
@@ -188,7 +233,8 @@ async def test_a_slow_client_is_closed_and_never_slows_the_others(
     sandbox = await sandboxes.run(user, script)
     async with extra_api(platform, tmp_path, SBX_WS_LOG_BUFFER_LINES="2000") as api:
         base = str(api.base_url.copy_with(scheme="ws")).rstrip("/")
-        url = ws_url(base, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, tail=0)
+        query: dict[str, object] = {"tail": 0, "batch": "true"} if batch else {"tail": 0}
+        url = ws_url(base, f"/ws/sandboxes/{sandbox['id']}/logs", user.token, **query)
         slow = StalledClient(url)  # connects, then reads nothing for now
         await slow.connect()
         async with ws_connect(url, max_size=None) as fast:
@@ -202,7 +248,9 @@ async def test_a_slow_client_is_closed_and_never_slows_the_others(
 
             # Now the slow client reads what reached it: a prefix of the lines, then 1013.
             assert await slow.drain() == 1013
-            seqs = [json.loads(text)["seq"] for text in slow.texts()]
+            frames = [json.loads(text) for text in slow.texts()]
+            assert {frame["type"] for frame in frames} == ({"logs"} if batch else {"log"})
+            seqs = [line["seq"] for frame in frames for line in frame.get("lines", [frame])]
             assert seqs == list(range(1, len(seqs) + 1))
             assert len(seqs) < total
     # The shipper kept up: the newest lines are stored (older ones pruned to the retention).

@@ -520,22 +520,42 @@ export class SandboxClient {
    */
   streamLogs(id: string, options: StreamLogsOptions = {}): LogStream {
     let lastSeq = options.since;
+    // A new line (seq past the last one seen) as the stream yields it; undefined otherwise.
+    const accept = (raw: unknown): LogLine | undefined => {
+      if (!isObject(raw) || typeof raw.seq !== "number") return undefined;
+      if (lastSeq !== undefined && raw.seq <= lastSeq) return undefined;
+      lastSeq = raw.seq;
+      const line = raw as unknown as LogLine;
+      return { seq: line.seq, stream: line.stream, text: line.text, timestamp: line.timestamp };
+    };
     const onFrame = (frame: unknown): FrameOutcome<LogLine> => {
       if (!isObject(frame)) return undefined;
       if (frame.type === "status" && typeof frame.status === "string") {
         options.onStatus?.(frame.status);
         return undefined;
       }
-      if (frame.type !== "log" || typeof frame.seq !== "number") return undefined;
-      if (lastSeq !== undefined && frame.seq <= lastSeq) return undefined;
-      lastSeq = frame.seq;
-      const line = frame as unknown as LogLine & { type?: string };
-      return { item: { seq: line.seq, stream: line.stream, text: line.text, timestamp: line.timestamp } };
+      // `batch=true` frames: several consecutive lines per message.
+      if (frame.type === "logs" && Array.isArray(frame.lines)) {
+        const items: LogLine[] = [];
+        for (const raw of frame.lines as unknown[]) {
+          const line = accept(raw);
+          if (line) items.push(line);
+        }
+        return { items };
+      }
+      if (frame.type !== "log") return undefined;
+      const line = accept(frame);
+      return line ? { item: line } : undefined;
     };
     const stream = new ResumableStream<LogLine>({
       WebSocket: resolveWebSocket(this.webSocket),
+      // Lines come in batch frames (far fewer messages at thousands of lines a second); one-line
+      // frames, which a server without batches sends, are read as well.
       url: () =>
-        this.socketUrl(`/ws/sandboxes/${seg(id)}/logs`, lastSeq === undefined ? { tail: options.tail } : { since: lastSeq }),
+        this.socketUrl(
+          `/ws/sandboxes/${seg(id)}/logs`,
+          lastSeq === undefined ? { tail: options.tail, batch: true } : { since: lastSeq, batch: true },
+        ),
       onFrame,
       endsOnClose: (code) => code === 1000,
       fatalCloseCodes: FATAL_CLOSE_CODES,

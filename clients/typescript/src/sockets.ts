@@ -73,8 +73,8 @@ export function messageBytes(data: unknown): Uint8Array | undefined {
   return undefined;
 }
 
-/** What to do with one decoded frame: yield an item, end the stream, or nothing. */
-export type FrameOutcome<T> = { item: T } | { end: true } | undefined;
+/** What to do with one decoded frame: yield an item (or several, in order), end the stream, or nothing. */
+export type FrameOutcome<T> = { item: T } | { items: T[] } | { end: true } | undefined;
 
 export interface ResumableSpec<T> {
   WebSocket: WebSocketConstructor;
@@ -221,7 +221,12 @@ export class ResumableStream<T> implements AsyncIterableIterator<T> {
         this.close();
         return;
       }
-      this.queue.push(outcome.item);
+      if ("items" in outcome) {
+        if (outcome.items.length === 0) return;
+        this.queue.push(...outcome.items);
+      } else {
+        this.queue.push(outcome.item);
+      }
       this.wake();
     });
     socket.addEventListener("error", () => {

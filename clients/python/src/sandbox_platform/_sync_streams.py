@@ -129,8 +129,7 @@ def log_lines(
                     code, reason = closed_code(exc)
                     break
                 frame = json_frame(raw)
-                line = cursor.accept(frame) if frame is not None else None
-                if line is not None:
+                for line in cursor.accept(frame) if frame is not None else ():
                     failures = 0
                     yield line
         if not must_reconnect(code, reason):

@@ -33,6 +33,7 @@ from sbx_api.ratelimit import limiter_for
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.snapshots.router import router as snapshots_router
 from sbx_api.state import AppState
+from sbx_api.streams.router import WEBSOCKET_ADDITIONS
 from sbx_api.streams.router import router as streams_router
 from sbx_api.usage import SharedUsage
 from sbx_api.volumes.router import router as volumes_router
@@ -90,7 +91,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         title="Sandbox Platform API",
         version="0.1.0",
         lifespan=lifespan,
-        description="Create, run and watch isolated sandboxes.",
+        description="Create, run and watch isolated sandboxes.\n" + WEBSOCKET_ADDITIONS,
         # /docs and /redoc are served by sbx_api.webui from local assets (FastAPI's use a CDN).
         docs_url=None,
         redoc_url=None,

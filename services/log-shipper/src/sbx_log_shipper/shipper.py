@@ -60,7 +60,11 @@ class LogShipper:
 
     async def start(self, nc: NatsClient) -> None:
         settings = self.settings
-        self._pool = await db.create_pool(settings.database_url.get_secret_value(), max_size=8)
+        # No reset query on release: the shipper keeps no session state on a connection, and the
+        # reset was one more round trip per stored batch.
+        self._pool = await db.create_pool(
+            settings.database_url.get_secret_value(), max_size=8, session_reset=False
+        )
         js = nc.jetstream()
         self._shared = Shared(
             docker=self.docker,

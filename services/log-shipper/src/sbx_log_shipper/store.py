@@ -28,6 +28,28 @@ Record = tuple[uuid.UUID, int, StreamName, str, datetime]
 LineKey = tuple[datetime, str, str]
 # Far more than Docker's two stream goroutines ever stamp lines out of order (milliseconds).
 RESUME_MARGIN = timedelta(seconds=1)
+# Batches of at least this many lines are stored with COPY, smaller ones with one statement.
+# Measured here (PostgreSQL's CPU, the shipper's, wall time per line): at 60 lines a batch the
+# one statement costs 2.7-3.1 / 2.3-2.8 / 9-15 us against COPY's 3.9-5.2 / 4.2-6.2 / 16-57 us
+# (COPY's transaction is five round trips: BEGIN, COPY and its data, the cursor, COMMIT); at
+# 2,000 lines COPY is 15-20% cheaper.
+COPY_FROM_LINES = 500
+
+_MOVE_CURSOR = (
+    "INSERT INTO log_cursors (sandbox_id, last_seq, last_ts, last_ts_raw, updated_at)"
+    " VALUES ($1, $2, $3, $4, now())"
+    " ON CONFLICT (sandbox_id) DO UPDATE SET last_seq = EXCLUDED.last_seq,"
+    " last_ts = EXCLUDED.last_ts, last_ts_raw = EXCLUDED.last_ts_raw, updated_at = now()"
+)
+# The lines and the cursor in one statement: one round trip, atomic by itself.
+_STORE_AND_MOVE_CURSOR = (
+    "WITH stored AS (INSERT INTO sandbox_logs (sandbox_id, seq, stream, text, ts)"
+    " SELECT $1, * FROM unnest($5::bigint[], $6::text[], $7::text[], $8::timestamptz[]))"
+    " INSERT INTO log_cursors (sandbox_id, last_seq, last_ts, last_ts_raw, updated_at)"
+    " VALUES ($1, $2, $3, $4, now())"
+    " ON CONFLICT (sandbox_id) DO UPDATE SET last_seq = EXCLUDED.last_seq,"
+    " last_ts = EXCLUDED.last_ts, last_ts_raw = EXCLUDED.last_ts_raw, updated_at = now()"
+)
 
 
 def line_key(ts: datetime, stream: str, text: str) -> LineKey:
@@ -87,18 +109,15 @@ class LogStore:
     async def append(self, sandbox_id: uuid.UUID, records: list[Record], last_ts_raw: str) -> None:
         """Store consecutive lines and move the cursor to the last of them, atomically."""
         last = records[-1]
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.copy_records_to_table("sandbox_logs", records=records, columns=COLUMNS)
-            await conn.execute(
-                "INSERT INTO log_cursors (sandbox_id, last_seq, last_ts, last_ts_raw, updated_at)"
-                " VALUES ($1, $2, $3, $4, now())"
-                " ON CONFLICT (sandbox_id) DO UPDATE SET last_seq = EXCLUDED.last_seq,"
-                " last_ts = EXCLUDED.last_ts, last_ts_raw = EXCLUDED.last_ts_raw, updated_at = now()",
-                sandbox_id,
-                last[1],
-                last[4],
-                last_ts_raw,
-            )
+        cursor = (sandbox_id, last[1], last[4], last_ts_raw)
+        async with self.pool.acquire() as conn:
+            if len(records) < COPY_FROM_LINES:
+                _ids, seqs, streams, texts, stamps = zip(*records, strict=True)
+                await conn.execute(_STORE_AND_MOVE_CURSOR, *cursor, seqs, streams, texts, stamps)
+                return
+            async with conn.transaction():
+                await conn.copy_records_to_table("sandbox_logs", records=records, columns=COLUMNS)
+                await conn.execute(_MOVE_CURSOR, *cursor)
 
     async def prune(self, sandbox_id: uuid.UUID, last_seq: int) -> None:
         """Keep the newest `retention_lines` lines of the sandbox."""

@@ -151,13 +151,6 @@ class WatchBridge(RelayedSession):
         self.enqueue(client_frame(frame), 1)
 
 
-def _recursive(websocket: WebSocket) -> bool:
-    raw = (websocket.query_params.get("recursive") or "false").lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise CloseSocket(WsClose.POLICY, "recursive must be true or false.")
-    return raw in ("true", "1")
-
-
 async def serve_watch(websocket: WebSocket, state: AppState, raw_sandbox_id: str) -> None:
     async def session() -> None:
         caller = await socket.caller_of(websocket, state)
@@ -165,7 +158,7 @@ async def serve_watch(websocket: WebSocket, state: AppState, raw_sandbox_id: str
         path = websocket.query_params.get("path") or ""
         if not path.startswith("/") or len(path) > 4096 or "\x00" in path:
             raise CloseSocket(WsClose.POLICY, "path must be an absolute path inside the sandbox.")
-        recursive = _recursive(websocket)
+        recursive = socket.bool_param(websocket, "recursive")
         if status != Status.RUNNING.value:
             raise CloseSocket(WsClose.NOT_RUNNING, f"The sandbox is {status}.")
         async with socket.holding_socket(

@@ -20,6 +20,19 @@ from sbx_api.usage import CAP_RESPONSE, CapReached, Held
 
 router = APIRouter(tags=["events"])
 
+# WebSocket routes are not operations of an OpenAPI document; what they add to the contract is
+# said in the document's description (`sbx_api.app`), where clients' generators and readers see it.
+WEBSOCKET_ADDITIONS = """
+WebSocket routes are described by the contract, not as operations here. Additions to them:
+
+- `/ws/sandboxes/{id}/logs` accepts `batch=true` (default `false`): log lines then come as
+  `{"type": "logs", "lines": [{"seq", "stream", "text", "timestamp"}, ...]}` frames, each
+  holding one or more consecutive lines, oldest first (the lines that were ready together, at
+  most 1,000 and about 256 KiB of JSON to a frame), instead of one `{"type": "log", ...}` frame
+  per line. Status frames, `tail`, `since` and the close codes are the same; any other value
+  of `batch` closes the socket with 1008. The SDKs ask for batch frames.
+"""
+
 SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A `text/event-stream`: each event as `id: <id>` and `data: <event JSON>`; a "

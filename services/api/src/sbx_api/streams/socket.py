@@ -97,6 +97,14 @@ def optional_int_param(websocket: WebSocket, name: str, low: int, high: int) -> 
     return value
 
 
+def bool_param(websocket: WebSocket, name: str) -> bool:
+    """A boolean query parameter (`true`/`false`/`1`/`0`, default false); else 1008."""
+    raw = (websocket.query_params.get(name) or "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise CloseSocket(WsClose.POLICY, f"{name} must be true or false.")
+    return raw in ("true", "1")
+
+
 async def until_disconnected(
     websocket: WebSocket, on_message: Callable[[Mapping[str, Any]], Awaitable[None]]
 ) -> None:
