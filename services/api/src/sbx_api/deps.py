@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -170,40 +169,26 @@ async def global_limits(conn: HTTPConnection) -> None:
 async def _resolve_jwt_caller_and_count(
     conn: HTTPConnection, state: AppState, limit: ratelimit.Limit
 ) -> bool:
-    """The common case in one database round trip: a JWT's caller looked up, and the user's
-    "global" hit spent from this worker's lease or taken by the same query. True when the
-    caller was resolved and counted (the outcome kept for the request as `resolve_caller` keeps
-    it); False to go the general way (no JWT, limits not in PostgreSQL, or credentials refused:
-    their request counts against the IP)."""
+    """The common case in one database round trip: a JWT's caller looked up and the user's
+    "global" hit counted by the same query. True when the caller was resolved and counted (the
+    outcome kept for the request as `resolve_caller` keeps it); False to go the general way (no
+    JWT, limits not in PostgreSQL, or credentials refused: their request counts against the IP)."""
     token = bearer_token(conn)
-    limiter = ratelimit.database_limiter(conn)
-    if not token or token.startswith(API_KEY_PREFIX) or limiter is None:
+    if not token or token.startswith(API_KEY_PREFIX) or not ratelimit.counted_in_database(conn):
         return False
     try:
         claims = verified_claims(token, state.settings.jwt_secret.get_secret_value())
     except InvalidToken:
         return False
-    identity = f"user:{claims.user_id}"
-    leased = limiter.take_leased("global", identity)
-    asked_at = time.monotonic()
     async with state.pool.acquire() as db:
-        if leased is not None:
-            row = await users.token_owner(db, claims.user_id, claims.jti)
-        else:
-            want = limiter.want("global", identity, limit)
-            asked = (limit.amount, limit.seconds, want, ratelimit.LEASE_SECONDS)
-            owner = (claims.user_id, claims.jti, claims.version)
-            row = await users.token_owner_counted(db, owner, "global", asked)
-    if row is None or row["revoked"] or claims.version != row["token_version"]:
-        if leased is not None:
-            limiter.give_back("global", identity)  # a refused token never spends its user's budget
+        row = await users.token_owner_counted(
+            db, (claims.user_id, claims.jti, claims.version), "global", (limit.amount, limit.seconds)
+        )
+    if row is None or row["revoked"] or claims.version != row["token_version"] or row["accepted"] is None:
         conn.scope.setdefault("state", {})["caller"] = Unauthorized("Invalid or expired token.")
         return False
     conn.scope.setdefault("state", {})["caller"] = Caller(
         user_id=row["id"], email=row["email"], token_id=claims.jti, token_expires_at=claims.expires_at
     )
-    if leased is not None:
-        ratelimit.record(conn, True, leased)
-    else:
-        ratelimit.record(conn, *limiter.granted("global", identity, limit, asked_at, row))
+    ratelimit.record(conn, *ratelimit.quota_of(limit, row))
     return True

@@ -8,13 +8,6 @@ In PostgreSQL one call of the function `rate_limit_hit` (migration 0015) updates
 row's lock, on the database's clock: every API worker and instance sees the same budget.
 `Retry-After` is when the oldest hits leave the window (at most P).
 
-A caller sending many requests to one worker is not counted one row update each: the worker
-takes several hits at once (a lease, `rate_limit_take`, migration 0023), stamped LEASE_SECONDS
-ahead, and spends them locally within LEASE_SECONDS, so the bound above still holds across
-workers. A lease asks for twice what the previous one served, at most what the limit allows in
-LEASE_SECONDS (a budget of 100 per minute gets none: one hit per call, exact) and MAX_LEASE:
-hits leased and never spent are the only cost, a caller refused that much early.
-
 Any route can add a limit of its own with `enforce`, for example (sandbox creation):
 
     await ratelimit.enforce(request, "sandbox-create", str(caller.user_id),
@@ -48,8 +41,6 @@ logger = logging.getLogger(__name__)
 RESPONSE_HEADERS_KEY = "sbx_rate_limit_headers"
 SUB_WINDOWS = 100  # per period; the same number as in `rate_limit_hit`
 PRUNE_SECONDS = 60.0
-LEASE_SECONDS = 1.0  # a lease's hits are spent within this long of asking (they are stamped so)
-MAX_LEASE = 64
 
 
 @dataclass(frozen=True)
@@ -107,96 +98,21 @@ class RateLimiter(Protocol):
         """Forget budgets that are whole again, every PRUNE_SECONDS."""
 
 
-@dataclass
-class Lease:
-    """Hits one worker took ahead for one (bucket, identity): `tokens` left to spend before
-    `expires` (monotonic), where the caller stood when they were granted, and how many the
-    current lease has served (the next one asks for twice that)."""
-
-    tokens: int = 0
-    expires: float = 0.0
-    quota: Quota | None = None
-    served: int = 0
-
-
-def lease_size(limit: Limit, lease: Lease | None) -> int:
-    """How many hits to ask for: twice what the last lease served (a lease used up), at most
-    what the limit lets through in LEASE_SECONDS and MAX_LEASE, at least one."""
-    cap = min(MAX_LEASE, max(1, int(limit.amount * LEASE_SECONDS / limit.seconds)))
-    served = lease.served if lease is not None else 0
-    return max(1, min(cap, 2 * served))
-
-
 class PostgresRateLimiter:
-    """Windows in the `rate_limits` table, shared by every API process on the database, spent
-    through leases held per worker (see the module's docstring)."""
+    """Windows in the `rate_limits` table, shared by every API process on the database."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._leases: dict[tuple[str, str], Lease] = {}
-
-    def take_leased(self, bucket: str, identity: str) -> Quota | None:
-        """One hit from this worker's lease, when it holds one still good; else None."""
-        lease = self._leases.get((bucket, identity))
-        if lease is None or lease.tokens <= 0 or time.monotonic() >= lease.expires:
-            return None
-        lease.tokens -= 1
-        lease.served += 1
-        return lease.quota
-
-    def give_back(self, bucket: str, identity: str) -> None:
-        """A leased hit not spent after all (the request was refused before it counted)."""
-        lease = self._leases.get((bucket, identity))
-        if lease is not None and lease.served > 0:
-            lease.tokens += 1
-            lease.served -= 1
-
-    def want(self, bucket: str, identity: str, limit: Limit) -> int:
-        return lease_size(limit, self._leases.get((bucket, identity)))
-
-    def granted(
-        self, bucket: str, identity: str, limit: Limit, asked_at: float, row: Mapping[str, Any]
-    ) -> tuple[bool, Quota]:
-        """Keep what `rate_limit_take` granted, one hit spent on this request: (accepted,
-        quota). `asked_at` is the monotonic time the call was sent: the hits were stamped
-        LEASE_SECONDS after a moment later than that, so they are good until then."""
-        granted = int(row["granted"])
-        accepted = granted > 0
-        quota = quota_after(limit, accepted, row["used"], row["oldest_leaves"], row["newest_leaves"])
-        if accepted:
-            key = (bucket, identity)
-            lease = self._leases.get(key)
-            if lease is not None and lease.tokens > 0 and time.monotonic() < lease.expires:
-                # Another request's lease still good: pool them under the earlier expiry.
-                lease.tokens += granted - 1
-                lease.served += 1
-                lease.quota = quota
-            else:
-                self._leases[key] = Lease(granted - 1, asked_at + LEASE_SECONDS, quota, 1)
-        return accepted, quota
 
     async def hit(self, bucket: str, identity: str, limit: Limit) -> tuple[bool, Quota]:
-        leased = self.take_leased(bucket, identity)
-        if leased is not None:
-            return True, leased
-        asked_at = time.monotonic()
         row = await self._pool.fetchrow(
-            "SELECT * FROM rate_limit_take($1, $2, $3, $4, $5, $6)",
-            bucket,
-            identity,
-            limit.amount,
-            limit.seconds,
-            self.want(bucket, identity, limit),
-            LEASE_SECONDS,
+            "SELECT * FROM rate_limit_hit($1, $2, $3, $4)", bucket, identity, limit.amount, limit.seconds
         )
-        return self.granted(bucket, identity, limit, asked_at, row)
+        return quota_of(limit, row)
 
     async def prune_forever(self) -> None:
         while True:
             await asyncio.sleep(PRUNE_SECONDS)
-            now = time.monotonic()
-            for key in [key for key, lease in self._leases.items() if lease.expires <= now]:
-                del self._leases[key]
             try:
                 await self._pool.execute(
                     "DELETE FROM rate_limits WHERE expires < extract(epoch FROM clock_timestamp())"
@@ -271,11 +187,16 @@ async def enforce(conn: HTTPConnection, bucket: str, identity: str, limit: Limit
     record(conn, accepted, quota)
 
 
-def database_limiter(conn: HTTPConnection) -> PostgresRateLimiter | None:
-    """The limiter when hits are counted in PostgreSQL, so a query of the request's own can take
-    them (`deps.global_limits` does, with the caller's lookup); None otherwise."""
-    limiter = limiter_of(conn)
-    return limiter if isinstance(limiter, PostgresRateLimiter) else None
+def counted_in_database(conn: HTTPConnection) -> bool:
+    """Whether hits are counted by `rate_limit_hit` in PostgreSQL, so a query of the request's
+    own can make one (`deps.global_limits` does, with the caller's lookup)."""
+    return isinstance(limiter_of(conn), PostgresRateLimiter)
+
+
+def quota_of(limit: Limit, row: Mapping[str, Any]) -> tuple[bool, Quota]:
+    """(accepted, quota) from the columns `rate_limit_hit` returns."""
+    accepted = bool(row["accepted"])
+    return accepted, quota_after(limit, accepted, row["used"], row["oldest_leaves"], row["newest_leaves"])
 
 
 def record(conn: HTTPConnection, accepted: bool, quota: Quota) -> None:

@@ -55,26 +55,23 @@ async def token_owner_counted(
     conn: asyncpg.Connection,
     claims: tuple[uuid.UUID, str, int],
     bucket: str,
-    limit: tuple[int, float, int, float],
+    limit: tuple[int, float],
 ) -> asyncpg.Record | None:
-    """`token_owner`, and in the same round trip hits taken on the user's rate limit (`bucket`,
-    identity `user:<id>`, `limit` = (amount, seconds, hits wanted, seconds ahead they are
-    stamped): `ratelimit`'s lease), taken
-    only when the token is still good (its version is the user's and it is not revoked): a
-    refused token never spends its user's budget. `granted`, `used`, `oldest_leaves`,
-    `newest_leaves` are NULL when none were taken.
+    """`token_owner`, and in the same round trip one hit on the user's rate limit (`bucket`,
+    identity `user:<id>`, `limit` = (amount, seconds)), made only when the token is still good
+    (its version is the user's and it is not revoked): a refused token never spends its user's
+    budget. `accepted`, `used`, `oldest_leaves`, `newest_leaves` are NULL when no hit was made.
 
     The condition is in the function's arguments, not in a WHERE the planner may move after the
-    call: `rate_limit_take` is STRICT, and a NULL bucket makes PostgreSQL skip it altogether."""
+    call: `rate_limit_hit` is STRICT, and a NULL bucket makes PostgreSQL skip it altogether."""
     user_id, jti, version = claims
     row: asyncpg.Record | None = await conn.fetchrow(
         "SELECT u.id, u.email, u.token_version, t.revoked,"
-        " h.granted, h.used, h.oldest_leaves, h.newest_leaves"
+        " h.accepted, h.used, h.oldest_leaves, h.newest_leaves"
         " FROM users u"
         " CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $2) AS revoked) t"
-        " LEFT JOIN LATERAL rate_limit_take("
-        "   CASE WHEN u.token_version = $3 AND NOT t.revoked THEN $4::text END, 'user:' || u.id::text,"
-        "   $5, $6, $7, $8"
+        " LEFT JOIN LATERAL rate_limit_hit("
+        "   CASE WHEN u.token_version = $3 AND NOT t.revoked THEN $4::text END, 'user:' || u.id::text, $5, $6"
         " ) h ON true"
         " WHERE u.id = $1",
         user_id,
@@ -83,8 +80,6 @@ async def token_owner_counted(
         bucket,
         limit[0],
         limit[1],
-        limit[2],
-        limit[3],
     )
     return row
 
