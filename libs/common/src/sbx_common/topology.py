@@ -28,6 +28,7 @@ STREAM_LOG = "SBX_LOG"
 STREAM_DLQ = "SBX_DLQ"
 STREAM_PROC = "SBX_PROC"
 KV_METRICS = subjects.METRICS_BUCKET
+KV_HOSTS = subjects.HOSTS_BUCKET
 
 DAY = 24 * 3600.0
 
@@ -103,3 +104,10 @@ async def apply_topology(js: JetStreamContext) -> None:
             KeyValueConfig(bucket=KV_METRICS, history=1, ttl=300.0, storage=StorageType.MEMORY)
         )
         logger.info("kv bucket created", extra={"bucket": KV_METRICS})
+    try:
+        await js.key_value(KV_HOSTS)
+    except BucketNotFoundError:
+        # Each host's latest heartbeat; an entry older than `SBX_HOST_GRACE` is a lost host. Kept
+        # (no TTL) so a lost host stays listed, and on file so a NATS restart forgets no host.
+        await js.create_key_value(KeyValueConfig(bucket=KV_HOSTS, history=1, storage=StorageType.FILE))
+        logger.info("kv bucket created", extra={"bucket": KV_HOSTS})

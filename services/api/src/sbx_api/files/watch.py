@@ -42,6 +42,7 @@ from sbx_common.status import Status
 from starlette.websockets import WebSocket
 
 from sbx_api.deps import State
+from sbx_api.hosts import routing
 from sbx_api.state import AppState
 from sbx_api.streams import socket
 from sbx_api.streams.socket import CloseSocket
@@ -119,7 +120,7 @@ class WatchBridge:
                 )
                 requested = True
                 response = await nc.request(
-                    subjects.RPC_FSWATCH_OPEN,
+                    await routing.rpc_subject(self.state, self.sandbox_id, subjects.RPC_FSWATCH_OPEN),
                     request.to_bytes(),
                     timeout=self.state.settings.terminal_open_timeout_seconds,
                 )

@@ -25,7 +25,7 @@ async def publish(js: JetStreamContext, command: SandboxCommand) -> None:
     also carry the request's trace context, which the orchestrator continues."""
     try:
         await js.publish(
-            subjects.command(command.verb.value),
+            subjects.command(command.host_id, command.verb.value),
             command.to_bytes(),
             timeout=PUBLISH_TIMEOUT_SECONDS,
             headers=telemetry.inject_headers({"Nats-Msg-Id": str(command.id)}),

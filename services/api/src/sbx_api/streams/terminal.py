@@ -41,6 +41,7 @@ from sbx_common.messages import TerminalControl, TerminalOpenReply, TerminalOpen
 from sbx_common.status import Status
 from starlette.websockets import WebSocket
 
+from sbx_api.hosts import routing
 from sbx_api.state import AppState
 from sbx_api.streams import repository, socket
 from sbx_api.streams.socket import CloseSocket
@@ -123,7 +124,7 @@ class TerminalBridge:
                 )
                 requested = True
                 response = await nc.request(
-                    subjects.RPC_TERMINAL_OPEN,
+                    await routing.rpc_subject(self.state, self.sandbox_id, subjects.RPC_TERMINAL_OPEN),
                     request.to_bytes(),
                     timeout=self.state.settings.terminal_open_timeout_seconds,
                 )
