@@ -6,8 +6,11 @@ repeat is dropped by the stream). When the host comes back its orchestrator remo
 containers and never runs them again (docs/scale-out.md).
 
 A host is declared lost only once this reaper itself has seen its heartbeat stale for the whole
-grace: after a restart of the whole platform every heartbeat is old, and the hosts get the grace
-to announce themselves again before anything is given up.
+grace (after a restart of the whole platform every heartbeat is old, and the hosts get the grace
+to announce themselves again before anything is given up), and only while another host's
+heartbeat is fresh: when every host is silent the fault is more likely the bus or the whole
+installation than the hosts, and a single-host installation never gives up its sandboxes (its
+orchestrator carries on where it stopped, as before hosts existed).
 """
 
 from __future__ import annotations
@@ -66,12 +69,13 @@ class LostHosts:
             logger.warning("hosts' registry unreadable: lost hosts not checked", extra={"error": repr(exc)})
             return
         now = time.monotonic()
+        alive = {host_id for host_id, heartbeat in hosts.items() if heartbeat.age() <= self._grace}
         for host_id, heartbeat in hosts.items():
             if heartbeat.age() <= self._grace:
                 self._stale_since.pop(host_id, None)
                 continue
             since = self._stale_since.setdefault(host_id, now)
-            if now - since < self._grace:
+            if now - since < self._grace or not alive:
                 continue
             given_up = await self._pool.fetch(_GIVE_UP, host_id)
             if given_up:

@@ -6,6 +6,12 @@ limits of what is already placed there (sandboxes that are not destroyed or expi
 pool slots) plus the new sandbox's stay within what it offers. `SBX_PLACEMENT` picks among those:
 `spread` the least loaded, `pack` the most loaded that still has room.
 
+One host (no host but `local` ever announced itself, as in `make run`): every sandbox goes to
+`local` as before hosts existed, unless it is draining. Its command waits in the host's queue while
+its orchestrator is down or restarting, and there is no choice to make, so neither freshness nor
+capacity is checked (Docker's limits are ceilings that one host may overcommit; the per-user quotas
+still bound what each user runs).
+
 Concurrent creates never overfill a host: the candidates are locked (transaction-scoped advisory
 locks, in host id order so two creates cannot deadlock) before their allocations are counted, and
 stay locked until the create's insert commits. The orchestrators' warm pools take the same lock
@@ -17,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
-from sbx_common import runtimes
+from sbx_common import runtimes, subjects
 from sbx_common.errors import Unavailable
 from sbx_common.hosts import HostHeartbeat
 
@@ -54,25 +60,35 @@ async def draining(conn: asyncpg.Connection) -> set[str]:
     return {str(r["host_id"]) for r in await conn.fetch("SELECT host_id FROM hosts WHERE draining")}
 
 
-async def eligible(state: AppState, conn: asyncpg.Connection, runtime: str) -> list[HostHeartbeat]:
+def single_host(hosts: dict[str, HostHeartbeat]) -> bool:
+    return set(hosts) <= {subjects.DEFAULT_HOST}
+
+
+async def eligible(state: AppState, conn: asyncpg.Connection, runtime: str) -> list[str]:
     """Hosts that are up, not draining and offer `runtime` (room not checked)."""
     hosts = await state.hosts.hosts(state)
     out = await draining(conn)
+    if single_host(hosts):
+        return [] if subjects.DEFAULT_HOST in out else [subjects.DEFAULT_HOST]
     return [
-        h
+        h.host_id
         for h in hosts.values()
-        if h.fresh() and h.host_id not in out and (runtime or runtimes.DEFAULT) in h.runtimes
+        if h.fresh() and h.host_id not in out and (runtime or runtimes.DEFAULT) in h.runtimes and h.cpus > 0
     ]
 
 
 async def place(state: AppState, conn: asyncpg.Connection, need: Need) -> str:
     """The host for the new sandbox, locked for the rest of the caller's transaction; 503
     `UNAVAILABLE` (nothing created) when none can take it."""
-    candidates = await eligible(state, conn, need.runtime)
+    hosts = await state.hosts.hosts(state)
+    names = await eligible(state, conn, need.runtime)
     if need.host_id is not None:
-        candidates = [h for h in candidates if h.host_id == need.host_id]
-    if not candidates:
+        names = [name for name in names if name == need.host_id]
+    if not names:
         raise _none_available(need, "no host that is up, not draining and offers the runtime")
+    if single_host(hosts):
+        return subjects.DEFAULT_HOST
+    candidates = [hosts[name] for name in names]
     candidates.sort(key=lambda h: h.host_id)
     for host in candidates:
         await conn.execute(

@@ -256,9 +256,7 @@ async def _make(
                 # use: its reserved id becomes the sandbox's, its host the sandbox's (the row is
                 # gone once this commits; see warm-pools.md).
                 usable = await placement.eligible(state, conn, draft.version.runtime)
-                claimed = await warm_pool.claim(
-                    conn, caller.user_id, draft.version, [h.host_id for h in usable]
-                )
+                claimed = await warm_pool.claim(conn, caller.user_id, draft.version, usable)
                 if claimed is not None:
                     sandbox_id, host_id = claimed
             if host_id is None:

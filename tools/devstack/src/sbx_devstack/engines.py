@@ -1,0 +1,194 @@
+"""Extra Docker engines side by side on one machine, one per simulated host (docs/scale-out.md).
+
+Each engine has its own data root, exec root (where it runs its own containerd), pidfile, unix
+socket, configuration file (the `runsc` runtime registered as `infra/docker/register-runsc.sh`
+does, when gVisor is installed; an address pool of its own for the networks it makes) and
+default bridge: a Linux bridge made first with an address in 172.16.0.0/12 that no interface
+or route of the machine uses. Images move in with `docker save | docker load`. `stop()` takes
+everything down again: containers, the engine (and its containerd), the bridge, the folders.
+
+Root only (dockerd, `ip link`). Used by the multi-host tests (`tests/scaleout/`) and by
+`sbx-dev --hosts N`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Where the bridges' /24s are taken from (inside 172.16.0.0/12, away from Docker's defaults
+# 172.17-172.31/16 that its engines hand out first), and the engines' own network pools.
+BRIDGE_RANGE = ipaddress.IPv4Network("172.29.0.0/16")
+POOL_BASE = "10.{n}.0.0/16"  # n = 200 + the engine's number: the networks each engine makes
+START_TIMEOUT = 60.0
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+def _run(
+    *args: str, check: bool = True, input_data: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    result = subprocess.run(list(args), capture_output=True, input=input_data, check=False)
+    if check and result.returncode != 0:
+        raise EngineError(f"{' '.join(args)}: {result.stderr.decode(errors='replace').strip()}")
+    return result
+
+
+def _used_networks() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 network the machine has an address or a route in."""
+    found: list[ipaddress.IPv4Network] = []
+    for line in _run("ip", "-4", "route", "show", "table", "all", check=False).stdout.decode().splitlines():
+        first = line.split()[0] if line.split() else ""
+        if first == "local" and len(line.split()) > 1:
+            first = line.split()[1]
+        with contextlib.suppress(ValueError):
+            found.append(ipaddress.ip_network(first, strict=False))  # type: ignore[arg-type]
+    return [n for n in found if isinstance(n, ipaddress.IPv4Network) and n.prefixlen > 0]
+
+
+def free_subnet() -> ipaddress.IPv4Network:
+    """A /24 of BRIDGE_RANGE no address or route of the machine overlaps."""
+    used = _used_networks()
+    for subnet in BRIDGE_RANGE.subnets(new_prefix=24):
+        if not any(subnet.overlaps(n) for n in used):
+            return subnet
+    raise EngineError(f"no free /24 left in {BRIDGE_RANGE}")
+
+
+def runsc_runtime() -> dict[str, object] | None:
+    """gVisor as `register-runsc.sh` registers it, if installed."""
+    runsc = shutil.which("runsc")
+    if runsc is None:
+        return None
+    return {"path": runsc, "runtimeArgs": ["--platform=ptrace", "--network=host"]}
+
+
+@dataclass
+class DockerEngine:
+    """One extra dockerd (number `n`, 1 and up), its folders under a short root (unix socket
+    paths are limited to 108 bytes)."""
+
+    n: int
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sbxe", dir="/tmp")))
+    bridge: str = ""
+    subnet: ipaddress.IPv4Network | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.bridge = self.bridge or f"sbxeng{os.getpid() % 10000}x{self.n}"[:15]
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "docker.sock"
+
+    @property
+    def docker_host(self) -> str:
+        """What `DOCKER_HOST` (and `SBX_DOCKER_HOST`) say to reach this engine."""
+        return f"unix://{self.socket}"
+
+    def docker(
+        self, *args: str, check: bool = True, input_data: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        return _run("docker", "-H", self.docker_host, *args, check=check, input_data=input_data)
+
+    def start(self) -> DockerEngine:
+        if self.subnet is None:
+            self.subnet = free_subnet()
+            gateway = next(self.subnet.hosts())
+            _run("ip", "link", "add", self.bridge, "type", "bridge")
+            _run("ip", "addr", "add", f"{gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
+            _run("ip", "link", "set", self.bridge, "up")
+        config: dict[str, object] = {
+            "default-address-pools": [{"base": POOL_BASE.format(n=200 + self.n), "size": 24}],
+        }
+        runsc = runsc_runtime()
+        if runsc is not None:
+            config["runtimes"] = {"runsc": runsc}
+        (self.root / "daemon.json").write_text(json.dumps(config))
+        log = (self.root / "dockerd.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                "dockerd",
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "-p",
+                str(self.root / "dockerd.pid"),
+                "-H",
+                self.docker_host,
+                "--config-file",
+                str(self.root / "daemon.json"),
+                "--bridge",
+                self.bridge,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EngineError(f"dockerd {self.n} exited; see {self.root / 'dockerd.log'}")
+            if self.docker("version", check=False).returncode == 0:
+                return self
+            time.sleep(0.2)
+        raise EngineError(f"dockerd {self.n} did not answer within {START_TIMEOUT}s")
+
+    def load_image(self, image: str) -> None:
+        """Copy an image of the machine's own engine into this one."""
+        saved = _run("docker", "save", image).stdout
+        self.docker("load", input_data=saved)
+
+    def kill(self) -> None:
+        """SIGKILL dockerd (a host's engine dying); its containerd and containers are left as a
+        crashed engine leaves them, until `start()` again (which cleans them up) or `stop()`."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def _containerd_pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            return int((self.root / "exec" / "containerd" / "containerd.pid").read_text().strip())
+        return None
+
+    def stop(self) -> None:
+        """Everything down: the engine's containers, the engine, the bridge, the folders."""
+        if self.process is not None and self.process.poll() is not None and self.subnet is not None:
+            # Killed: started once more so that it removes what its crash left behind.
+            with contextlib.suppress(EngineError):
+                self.start()
+        if self.process is not None and self.process.poll() is None:
+            ids = self.docker("ps", "-aq", check=False).stdout.decode().split()
+            if ids:
+                self.docker("rm", "-f", "-v", *ids, check=False)
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        pid = self._containerd_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.subnet is not None:
+            _run("ip", "link", "delete", self.bridge, check=False)
+            self.subnet = None
+        # Anything the engine left mounted under its root goes before the folders do.
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        for mount in sorted((m for m in mounts if m.startswith(str(self.root))), reverse=True):
+            _run("umount", "-l", mount, check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
