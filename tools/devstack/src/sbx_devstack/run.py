@@ -4,10 +4,16 @@ Starts embedded servers unless SBX_NATS_URL / SBX_DATABASE_URL point elsewhere, 
 development-only secrets on first run (kept in the git-ignored `.state/` folder), applies the
 migrations and the stream topology once, then runs the six services as separate processes with
 prefixed logs. Ctrl-C or SIGTERM stops everything; data in `.state/` survives a restart.
+
+`sbx-dev --hosts N` (root only) adds N-1 Docker hosts on extra engines side by side
+(`sbx_devstack.engines`), each with its own orchestrator, log shipper, metrics collector and
+reaper (`SBX_HOST_ID` `host2`...`hostN`); the machine's engine stays the host `local`. Images are
+not copied: each engine pulls what its sandboxes need (docs/scale-out.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
@@ -25,6 +31,7 @@ from sbx_common.settings import CommonSettings
 
 from sbx_devstack.agent import AgentBuildError
 from sbx_devstack.agent import build as build_agent
+from sbx_devstack.engines import DockerEngine
 from sbx_devstack.nats_auth import NatsCredentials
 from sbx_devstack.processes import DEFAULT_METRICS_PORTS, SERVICES, ServiceProcess
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres
@@ -126,7 +133,43 @@ def prepare_agent() -> dict[str, str]:
     return {"SBX_AGENT_BINARY": str(path)}
 
 
+# The services each extra host runs on its own engine.
+HOST_SERVICES = ("orchestrator", "log-shipper", "metrics-collector", "reaper")
+
+
+def start_extra_hosts(
+    count: int, env: dict[str, str], nats_env: dict[str, dict[str, str]]
+) -> tuple[list[DockerEngine], list[ServiceProcess]]:
+    """Hosts `host2`... on extra engines, their services on ops ports 9111+ (ten per host)."""
+    engines: list[DockerEngine] = []
+    processes: list[ServiceProcess] = []
+    for n in range(1, count):
+        host_id = f"host{n + 1}"
+        engine = DockerEngine(n).start()
+        engines.append(engine)
+        say("devstack", f"host {host_id}: Docker engine on {engine.docker_host} (bridge {engine.bridge})")
+        for i, name in enumerate(HOST_SERVICES):
+            service_env = {
+                **env,
+                **nats_env.get(name, {}),
+                "SBX_HOST_ID": host_id,
+                "SBX_DOCKER_HOST": engine.docker_host,
+                "SBX_METRICS_PORT": str(9101 + 10 * n + i),
+            }
+
+            def sink(service: str, line: str, host: str = host_id) -> None:
+                say(f"{service}@{host}", line)
+
+            processes.append(ServiceProcess(name, service_env, sink=sink).start())
+    return engines, processes
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="sbx-dev", description="The whole platform on this machine.")
+    parser.add_argument(
+        "--hosts", type=int, default=1, help="Docker hosts (extra engines side by side; root only)"
+    )
+    args = parser.parse_args()
     prepare_dashboard()
     agent_env = prepare_agent()
     state = Path(os.environ.get("SBX_STATE_DIR", ".state")).resolve()
@@ -174,6 +217,10 @@ def main() -> None:
         if name in DEFAULT_METRICS_PORTS and not os.environ.get("SBX_METRICS_PORT"):
             service_env["SBX_METRICS_PORT"] = str(DEFAULT_METRICS_PORTS[name])
         processes.append(ServiceProcess(name, service_env, sink=say).start())
+    engines: list[DockerEngine] = []
+    if args.hosts > 1:
+        engines, extra = start_extra_hosts(args.hosts, env, nats_env)
+        processes += extra
     host = os.environ.get("SBX_API_HOST", "127.0.0.1")
     port = os.environ.get("SBX_API_PORT", "3001")
     say("devstack", f"API on http://{host}:{port}, dashboard on http://{host}:{port}/ui/ (Ctrl-C to stop)")
@@ -198,6 +245,8 @@ def main() -> None:
         # The API first (no new requests), the orchestrator last among services.
         for proc in processes:
             proc.stop()
+        for engine in engines:
+            engine.stop()
         for server in reversed(servers):
             server.stop()
         say("devstack", "stopped")
