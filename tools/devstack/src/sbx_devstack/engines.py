@@ -25,9 +25,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Where the bridges' /24s are taken from (inside 172.16.0.0/12, away from Docker's defaults
-# 172.17-172.31/16 that its engines hand out first), and the engines' own network pools.
-BRIDGE_RANGE = ipaddress.IPv4Network("172.29.0.0/16")
+# Where the bridges' /24s are taken from: inside 172.16.0.0/12 but outside the pools Docker hands
+# networks out of by default (172.17-172.31/16, 192.168/16), so the machine's own engine never
+# gives one of them to a network later. Each engine's own networks come from 10.<200+n>/16.
+BRIDGE_RANGE = ipaddress.IPv4Network("172.16.0.0/16")
 POOL_BASE = "10.{n}.0.0/16"  # n = 200 + the engine's number: the networks each engine makes
 START_TIMEOUT = 60.0
 
@@ -159,10 +160,39 @@ class DockerEngine:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
-    def _containerd_pid(self) -> int | None:
-        with contextlib.suppress(OSError, ValueError):
-            return int((self.root / "exec" / "containerd" / "containerd.pid").read_text().strip())
-        return None
+    def _leftover_processes(self) -> list[int]:
+        """Processes of this engine still running (its containerd and shims name its root)."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if str(self.root).encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+        return found
+
+    def _container_processes(self, container_ids: list[str]) -> list[int]:
+        """The processes of the given containers, from their cgroups."""
+        found: list[int] = []
+        for container_id in container_ids:
+            for procs in Path("/sys/fs/cgroup").glob(f"**/*{container_id}*/cgroup.procs"):
+                with contextlib.suppress(OSError, ValueError):
+                    found += [int(p) for p in procs.read_text().split()]
+        return found
+
+    def _kill_leftovers(self) -> None:
+        """What a crashed engine that could not be started again left running: its containers'
+        processes, shims and containerd, by pid."""
+        shims = self._leftover_processes()
+        ids = []
+        for pid in shims:
+            with contextlib.suppress(OSError):
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if b"-id" in args:
+                    ids.append(args[args.index(b"-id") + 1].decode())
+        for pid in [*self._container_processes(ids), *shims]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
         """Everything down: the engine's containers, the engine, the bridge, the folders."""
@@ -174,16 +204,21 @@ class DockerEngine:
             ids = self.docker("ps", "-aq", check=False).stdout.decode().split()
             if ids:
                 self.docker("rm", "-f", "-v", *ids, check=False)
+            # Networks made on it (their bridges would outlive the engine otherwise).
+            networks = (
+                self.docker("network", "ls", "--filter", "type=custom", "-q", check=False)
+                .stdout.decode()
+                .split()
+            )
+            if networks:
+                self.docker("network", "rm", *networks, check=False)
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        pid = self._containerd_pid()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        self._kill_leftovers()
         if self.subnet is not None:
             _run("ip", "link", "delete", self.bridge, check=False)
             self.subnet = None
