@@ -100,8 +100,9 @@ async def multi_host_platform(
                 for n, (host_id, host_env) in enumerate(hosts.items()):
                     engine = None
                     if n > 0:
-                        engine = DockerEngine(n).start()
-                        engines.append(engine)
+                        engine = DockerEngine(n)
+                        engines.append(engine)  # taken down at the end even if it does not start
+                        engine.start()
                         engine.load_image(image)
                     host = Host(host_id, engine, dict(host_env), dedicated.platform.log_dir)
                     made[host_id] = host

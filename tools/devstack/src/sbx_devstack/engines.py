@@ -31,6 +31,7 @@ from pathlib import Path
 BRIDGE_RANGE = ipaddress.IPv4Network("172.16.0.0/16")
 POOL_BASE = "10.{n}.0.0/16"  # n = 200 + the engine's number: the networks each engine makes
 START_TIMEOUT = 60.0
+IPTABLES_TABLES = ("filter", "nat")
 
 
 class EngineError(RuntimeError):
@@ -67,6 +68,23 @@ def free_subnet() -> ipaddress.IPv4Network:
     raise EngineError(f"no free /24 left in {BRIDGE_RANGE}")
 
 
+def remove_iptables_rules(words: set[str]) -> int:
+    """Delete every iptables rule (tables filter and nat) that names one of `words` (interfaces,
+    subnets): what an engine added for its bridges and does not take away when it stops."""
+    removed = 0
+    for table in IPTABLES_TABLES:
+        listing = _run("iptables", "-w", "5", "-t", table, "-S", check=False).stdout.decode().splitlines()
+        for rule in listing:
+            parts = rule.split()
+            deleted = parts[:1] == ["-A"] and bool(words & set(parts))
+            if (
+                deleted
+                and _run("iptables", "-w", "5", "-t", table, "-D", *parts[1:], check=False).returncode == 0
+            ):
+                removed += 1
+    return removed
+
+
 def runsc_runtime() -> dict[str, object] | None:
     """gVisor as `register-runsc.sh` registers it, if installed."""
     runsc = shutil.which("runsc")
@@ -85,6 +103,8 @@ class DockerEngine:
     bridge: str = ""
     subnet: ipaddress.IPv4Network | None = None
     process: subprocess.Popen[bytes] | None = None
+    # Interfaces and subnets of its own whose iptables rules are removed at the end.
+    _traces: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.bridge = self.bridge or f"sbxeng{os.getpid() % 10000}x{self.n}"[:15]
@@ -104,6 +124,18 @@ class DockerEngine:
         return _run("docker", "-H", self.docker_host, *args, check=check, input_data=input_data)
 
     def start(self) -> DockerEngine:
+        """Start the engine, or start it again after `kill()` (the crashed engine's containerd,
+        which would hold its state, goes first; its containers are cleaned up by dockerd)."""
+        stale = []
+        for pid in self._leftover_processes():
+            with contextlib.suppress(OSError):
+                if b"containerd-shim" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+                    stale.append(pid)
+        deadline = time.monotonic() + 10
+        while stale and time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in stale):
+            time.sleep(0.1)
+        (self.root / "exec" / "containerd" / "containerd.pid").unlink(missing_ok=True)
         if self.subnet is None:
             self.subnet = free_subnet()
             gateway = next(self.subnet.hosts())
@@ -112,6 +144,10 @@ class DockerEngine:
             _run("ip", "link", "set", self.bridge, "up")
         config: dict[str, object] = {
             "default-address-pools": [{"base": POOL_BASE.format(n=200 + self.n), "size": 24}],
+            # Not only what a real host's engine is often given: dockerd 20.10, started again
+            # with address pools set and live restore off, deletes the interface `docker0` by
+            # name (removeDefaultBridgeInterface), which is the machine's own engine's bridge.
+            "live-restore": True,
         }
         runsc = runsc_runtime()
         if runsc is not None:
@@ -159,6 +195,16 @@ class DockerEngine:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
+
+    def _remember_network(self, network: str) -> None:
+        """A network's bridge and subnets, whose iptables rules go once the engine is down."""
+        found = self.docker("network", "inspect", network, check=False).stdout
+        with contextlib.suppress(ValueError, IndexError, KeyError, TypeError):
+            info = json.loads(found)[0]
+            self._traces.add(info["Options"].get("com.docker.network.bridge.name") or f"br-{info['Id'][:12]}")
+            self._traces |= {
+                c["Subnet"] for c in (info.get("IPAM") or {}).get("Config") or [] if "Subnet" in c
+            }
 
     def _leftover_processes(self) -> list[int]:
         """Processes of this engine still running (its containerd and shims name its root)."""
@@ -210,6 +256,8 @@ class DockerEngine:
                 .stdout.decode()
                 .split()
             )
+            for network in networks:
+                self._remember_network(network)
             if networks:
                 self.docker("network", "rm", *networks, check=False)
             self.process.send_signal(signal.SIGTERM)
@@ -221,7 +269,9 @@ class DockerEngine:
         self._kill_leftovers()
         if self.subnet is not None:
             _run("ip", "link", "delete", self.bridge, check=False)
+            self._traces |= {self.bridge, str(self.subnet)}
             self.subnet = None
+        remove_iptables_rules(self._traces)
         # Anything the engine left mounted under its root goes before the folders do.
         mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
         for mount in sorted((m for m in mounts if m.startswith(str(self.root))), reverse=True):

@@ -138,15 +138,19 @@ HOST_SERVICES = ("orchestrator", "log-shipper", "metrics-collector", "reaper")
 
 
 def start_extra_hosts(
-    count: int, env: dict[str, str], nats_env: dict[str, dict[str, str]]
-) -> tuple[list[DockerEngine], list[ServiceProcess]]:
-    """Hosts `host2`... on extra engines, their services on ops ports 9111+ (ten per host)."""
-    engines: list[DockerEngine] = []
-    processes: list[ServiceProcess] = []
+    count: int,
+    env: dict[str, str],
+    nats_env: dict[str, dict[str, str]],
+    engines: list[DockerEngine],
+    processes: list[ServiceProcess],
+) -> None:
+    """Hosts `host2`... on extra engines, their services on ops ports 9111+ (ten per host); what
+    is started goes into `engines` and `processes` (stopped by the caller, even on a failure)."""
     for n in range(1, count):
         host_id = f"host{n + 1}"
-        engine = DockerEngine(n).start()
+        engine = DockerEngine(n)
         engines.append(engine)
+        engine.start()
         say("devstack", f"host {host_id}: Docker engine on {engine.docker_host} (bridge {engine.bridge})")
         for i, name in enumerate(HOST_SERVICES):
             service_env = {
@@ -161,7 +165,6 @@ def start_extra_hosts(
                 say(f"{service}@{host}", line)
 
             processes.append(ServiceProcess(name, service_env, sink=sink).start())
-    return engines, processes
 
 
 def main() -> None:
@@ -218,9 +221,14 @@ def main() -> None:
             service_env["SBX_METRICS_PORT"] = str(DEFAULT_METRICS_PORTS[name])
         processes.append(ServiceProcess(name, service_env, sink=say).start())
     engines: list[DockerEngine] = []
-    if args.hosts > 1:
-        engines, extra = start_extra_hosts(args.hosts, env, nats_env)
-        processes += extra
+    try:
+        start_extra_hosts(args.hosts, env, nats_env, engines, processes)
+    except Exception:
+        for proc in processes:
+            proc.stop()
+        for engine in engines:
+            engine.stop()
+        raise
     host = os.environ.get("SBX_API_HOST", "127.0.0.1")
     port = os.environ.get("SBX_API_PORT", "3001")
     say("devstack", f"API on http://{host}:{port}, dashboard on http://{host}:{port}/ui/ (Ctrl-C to stop)")
