@@ -16,12 +16,13 @@ import httpx
 import pytest
 from nats.aio.msg import Msg
 from sbx_common import subjects
+from sbx_common.nats_permissions import ADMIN_USER
 
 from tests.agent.processes import all_output, start, text_of, wait_ended
 from tests.scaleout.topology import Topology, multi_host_platform
 from tests.streams.clients import open_terminal, terminal_url
 from tests.support.api import User, create_environment, data_of, error_of, signup
-from tests.support.nats_auth import connect_as, service_env
+from tests.support.nats_auth import CREDENTIALS, connect_as
 from tests.support.sandboxes import create_sandbox, exec_in, get_sandbox, lifecycle
 from tests.support.waiting import wait_for
 
@@ -163,7 +164,7 @@ async def test_a_full_host_gets_no_more_and_none_left_is_a_503_that_makes_nothin
 
 def sbx_admin(topology: Topology, *args: str) -> str:
     """The operator's tool, as the NATS user `sbx-admin`."""
-    env = {**topology.dedicated.platform.base_env, **service_env("admin")}
+    env = {**topology.dedicated.platform.base_env, **CREDENTIALS.user_env(ADMIN_USER)}
     script = Path(sys.prefix) / "bin" / "sbx-admin"
     result = subprocess.run(
         [str(script), *args], capture_output=True, text=True, env=env, timeout=60, check=False

@@ -277,8 +277,9 @@ SERVICE_USER_OF: dict[str, str] = {
     "metrics-collector": "sbx-metrics-collector",
     "webhooks": "sbx-webhooks",
     "migrate": "sbx-migrate",
-    "admin": "sbx-admin",
 }
+# The operator's tool (`sbx-admin`), not a deployed service: it logs in as this user.
+ADMIN_USER = "sbx-admin"
 
 
 def _quote(value: str) -> str:
