@@ -21,6 +21,7 @@ MODULES = [
     "bench.agent",
     "bench.files",
     "bench.ports",
+    "bench.placement",
 ]
 
 

@@ -33,6 +33,12 @@ from sbx_api.state import AppState
 # warm pool uses the same key).
 HOST_LOCK_NAMESPACE = 0x5B8_0003
 
+# Every candidate's lock in one round trip, in host id order (two creates never deadlock).
+LOCK_HOSTS = """
+SELECT count(pg_advisory_xact_lock($1::int, hashtext(h)))
+FROM (SELECT h FROM unnest($2::text[]) AS h ORDER BY h) AS ordered
+"""
+
 _ALLOCATIONS = """
 SELECT host_id, sum(cpu) AS cpu, sum(memory_mib) AS memory FROM (
     SELECT v.host_id, ev.cpu, ev.memory_mib FROM sandbox_view v
@@ -89,11 +95,7 @@ async def place(state: AppState, conn: asyncpg.Connection, need: Need) -> str:
     if single_host(hosts):
         return subjects.DEFAULT_HOST
     candidates = [hosts[name] for name in names]
-    candidates.sort(key=lambda h: h.host_id)
-    for host in candidates:
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))", HOST_LOCK_NAMESPACE, host.host_id
-        )
+    await conn.fetchval(LOCK_HOSTS, HOST_LOCK_NAMESPACE, [h.host_id for h in candidates])
     used = {
         r["host_id"]: (float(r["cpu"]), int(r["memory"]))
         for r in await conn.fetch(_ALLOCATIONS, [h.host_id for h in candidates])
