@@ -5,6 +5,7 @@ engine dies. One topology for the module; the tests run in order (the last one k
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -160,6 +161,44 @@ async def test_a_full_host_gets_no_more_and_none_left_is_a_503_that_makes_nothin
     placed = await create_sandbox(client, user, environment["id"])
     assert placed["hostId"] == "alpha"
     await destroy_all(client, user)
+
+
+async def test_concurrent_creates_never_overfill_a_host(
+    topology: Topology, client: httpx.AsyncClient, user: User, environment: dict[str, Any]
+) -> None:
+    # Room for six (alpha 2, beta 4); ten creates at once: six made, four refused, none over.
+    answers = await asyncio.gather(
+        *(
+            client.post("/sandboxes", json={"environmentId": environment["id"]}, headers=user.headers)
+            for _ in range(10)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201] * 6 + [503] * 4, [a.text for a in answers]
+    seen = await hosts_seen(client, user)
+    assert {host: len(ids) for host, ids in seen.items()} == {"alpha": 2, "beta": 4}
+    await destroy_all(client, user)
+
+
+async def test_a_sandbox_made_from_a_snapshot_goes_to_the_snapshots_host(
+    topology: Topology, client: httpx.AsyncClient, user: User, environment: dict[str, Any]
+) -> None:
+    source = await create_sandbox(client, user, environment["id"], "?wait=true&timeout=90")
+    assert source["hostId"] == "beta"  # the emptier host by its share (0.5 of 2 CPUs)
+    taken = await client.post(f"/sandboxes/{source['id']}/snapshots?wait=true", json={}, headers=user.headers)
+    assert taken.status_code in (201, 202), taken.text
+    snap = taken.json()["data"]
+    assert snap["status"] == "ready", snap
+    # Spread would send the next sandbox to alpha: made from the snapshot, it goes where the image is.
+    copies = [
+        await create_sandbox(
+            client, user, "", "?wait=true&timeout=90", environmentId=None, snapshotId=snap["id"]
+        )
+        for _ in range(2)
+    ]
+    assert [(c["hostId"], c["status"]) for c in copies] == [("beta", "running")] * 2
+    await destroy_all(client, user)
+    deleted = await client.delete(f"/snapshots/{snap['id']}", headers=user.headers)
+    assert deleted.status_code in (200, 202, 204), deleted.text
 
 
 def sbx_admin(topology: Topology, *args: str) -> str:
