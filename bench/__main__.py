@@ -22,6 +22,7 @@ MODULES = [
     "bench.files",
     "bench.ports",
     "bench.bus",
+    "bench.placement",
 ]
 
 

@@ -37,6 +37,7 @@ COMPOSE_REQUIRED_ENV = {
     "SBX_NATS_PASSWORD_METRICS_COLLECTOR": "compose-check-nats-metrics-collector",
     "SBX_NATS_PASSWORD_WEBHOOKS": "compose-check-nats-webhooks",
     "SBX_NATS_PASSWORD_MIGRATE": "compose-check-nats-migrate",
+    "SBX_NATS_PASSWORD_ADMIN": "compose-check-nats-admin",
 }
 
 

@@ -20,12 +20,12 @@ def test_document_covers_commands_events_logs_dead_letters_and_rpc() -> None:
     assert doc["asyncapi"].startswith("3.")
     addresses = {channel["address"] for channel in doc["channels"].values()}
     assert {
-        "sbx.cmd.sandbox.{verb}",
+        "sbx.cmd.{host_id}.sandbox.{verb}",
         "sbx.evt.{owner_id}.{sandbox_id}.{status}",
         "sbx.dlq.{verb}",
         "sbx.log.{sandbox_id}",
-        "sbx.rpc.exec",
-        "sbx.rpc.terminal.open",
+        "sbx.rpc.{host_id}.exec",
+        "sbx.rpc.{host_id}.terminal.open",
         "sbx.rpc.orchestrator.health",
     } <= addresses
     schemas = doc["components"]["schemas"]

@@ -142,7 +142,7 @@ class OrchestratorDriver:
 
     async def publish(self, command: SandboxCommand, msg_id: str | None = None) -> None:
         await self.js.publish(
-            subjects.command(command.verb.value),
+            subjects.command(command.host_id, command.verb.value),
             command.to_bytes(),
             stream=topology.STREAM_CMD,
             headers={"Nats-Msg-Id": msg_id or str(command.id)},
@@ -238,7 +238,9 @@ class OrchestratorDriver:
     async def exec(self, sandbox: Sandbox, command: list[str], **kwargs: Any) -> ExecResult:
         owner_id = kwargs.pop("owner_id", sandbox.owner_id)
         request = ExecRequest(sandbox_id=sandbox.id, owner_id=owner_id, command=command, **kwargs)
-        reply = await self.nc.request(subjects.RPC_EXEC, request.to_bytes(), timeout=60)
+        reply = await self.nc.request(
+            subjects.rpc(subjects.DEFAULT_HOST, subjects.RPC_EXEC), request.to_bytes(), timeout=60
+        )
         return ExecResult.model_validate_json(reply.data)
 
     # --- Docker ---

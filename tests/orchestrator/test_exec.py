@@ -1,4 +1,4 @@
-"""Exec over `sbx.rpc.exec`: output, exit code, env, workdir, timeout, caps, ownership."""
+"""Exec over `sbx.rpc.<hostId>.exec`: output, exit code, env, workdir, timeout, caps, ownership."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ async def test_no_ops_and_accepted_verbs_publish_exactly_what_they_say(
     assert sandbox["status"] == "running"
     await command_tap.settle()
     [create] = command_tap.for_sandbox(sid)
-    assert create["subject"] == "sbx.cmd.sandbox.create"
+    assert create["subject"] == "sbx.cmd.local.sandbox.create"
     assert create["msgId"] == create["id"]
     assert create["ownerId"] == user.id
 
@@ -56,7 +56,7 @@ async def test_no_ops_and_accepted_verbs_publish_exactly_what_they_say(
     await command_tap.settle()
     assert [c["verb"] for c in command_tap.for_sandbox(sid)] == ["create", "stop"]
     stop = command_tap.for_sandbox(sid)[1]
-    assert stop["subject"] == "sbx.cmd.sandbox.stop"
+    assert stop["subject"] == "sbx.cmd.local.sandbox.stop"
     assert stop["msgId"] == stop["id"]
 
 

@@ -124,8 +124,8 @@ async def test_a_client_without_credentials_or_with_wrong_ones_is_refused(nats_u
 
 
 DENIED_PUBLISH = [
-    ("sbx-metrics-collector", "sbx.cmd.sandbox.create"),
-    ("sbx-log-shipper", "sbx.cmd.sandbox.destroy"),
+    ("sbx-metrics-collector", "sbx.cmd.local.sandbox.create"),
+    ("sbx-log-shipper", "sbx.cmd.local.sandbox.destroy"),
     ("sbx-api", f"sbx.evt.{uuid.uuid4()}.{uuid.uuid4()}.running"),  # forging an event
     ("sbx-reaper", "sbx.term.s1.out"),  # writing to someone's terminal
     ("sbx-log-shipper", "sbx.term.s1.in"),
@@ -134,8 +134,8 @@ DENIED_PUBLISH = [
     ("sbx-api", "$JS.API.CONSUMER.MSG.NEXT.SBX_CMD.orchestrator__commands"),  # taking commands
     ("sbx-api", "$JS.API.CONSUMER.DELETE.SBX_EVT.reaper__events"),
     ("sbx-metrics-collector", "$JS.API.STREAM.DELETE.SBX_CMD"),
-    ("sbx-migrate", "sbx.cmd.sandbox.create"),
-    ("sbx-webhooks", "sbx.cmd.sandbox.destroy"),  # it only reads events
+    ("sbx-migrate", "sbx.cmd.local.sandbox.create"),
+    ("sbx-webhooks", "sbx.cmd.local.sandbox.destroy"),  # it only reads events
     ("sbx-webhooks", f"sbx.evt.{uuid.uuid4()}.{uuid.uuid4()}.running"),
     ("sbx-webhooks", "$JS.API.CONSUMER.MSG.NEXT.SBX_EVT.reaper__events"),
     ("sbx-api", "$JS.API.CONSUMER.DELETE.SBX_EVT.webhooks__events"),
@@ -162,14 +162,14 @@ async def test_a_service_cannot_publish_where_it_has_no_business(
 
 
 DENIED_SUBSCRIBE = [
-    ("sbx-api", "sbx.rpc.exec"),  # only the orchestrator answers exec
-    ("sbx-api", "sbx.rpc.terminal.open"),
-    ("sbx-reaper", "sbx.rpc.exec"),
+    ("sbx-api", "sbx.rpc.local.exec"),  # only the orchestrator answers exec
+    ("sbx-api", "sbx.rpc.*.terminal.open"),
+    ("sbx-reaper", "sbx.rpc.*.exec"),
     ("sbx-log-shipper", "sbx.term.*.in"),  # terminal bytes: the API and orchestrator only
     ("sbx-log-shipper", "sbx.term.>"),
     ("sbx-metrics-collector", "sbx.term.*.out"),
     ("sbx-reaper", "sbx.term.*.ctl"),
-    ("sbx-metrics-collector", "sbx.cmd.sandbox.*"),
+    ("sbx-metrics-collector", "sbx.cmd.*.sandbox.*"),
     ("sbx-log-shipper", "_INBOX.sbx-api.>"),  # another service's replies
     ("sbx-reaper", "_INBOX.>"),
     ("sbx-api", ">"),

@@ -1,4 +1,4 @@
-"""A wire tap on the commands to the orchestrator (`sbx.cmd.sandbox.*`).
+"""A wire tap on the commands to the orchestrators (`sbx.cmd.*.sandbox.*`, every host).
 
 The orchestrator consumes the SBX_CMD work queue, so the tap listens on the wire instead, with a
 core NATS subscription: it sees each publish, including duplicates that the stream then drops.

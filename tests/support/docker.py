@@ -125,12 +125,14 @@ def remove_instance_images(instance: str) -> None:
         subprocess.run(["docker", "rmi", "-f", *sorted(set(ids))], capture_output=True, check=False)
 
 
-def remove_instance_network(instance: str) -> None:
-    """The sandbox network the orchestrator of `instance` made, and its iptables chains."""
+def remove_instance_network(instance: str, host_id: str = "local", docker_host: str | None = None) -> None:
+    """The sandbox network the orchestrator of `instance` (on host `host_id`, whose engine is at
+    `docker_host`, default the machine's) made, and its iptables chains."""
     from sbx_orchestrator.engine.firewall import Chains, bridge_name, network_name
 
-    subprocess.run(["docker", "network", "rm", network_name(instance)], capture_output=True, check=False)
-    chains, bridge = Chains(instance), bridge_name(instance)
+    docker = ["docker", "-H", docker_host] if docker_host else ["docker"]
+    subprocess.run([*docker, "network", "rm", network_name(instance)], capture_output=True, check=False)
+    chains, bridge = Chains(instance, host_id), bridge_name(instance, host_id)
 
     def iptables(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True, check=False)

@@ -213,6 +213,7 @@ function sandbox(id: string, status: string): Sandbox {
     memory: 256,
     network: { egress: "internet", allow: [] },
     runtime: "runc",
+    hostId: "local",
     disk: 1024,
     env: {},
     metadata: {},

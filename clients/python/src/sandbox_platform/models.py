@@ -246,6 +246,7 @@ class SandboxInfo(Model):
     expires_at: Timestamp | None = None
     destroyed_at: Timestamp | None = None
     on_expire: str = "destroy"  # what the TTL does: "destroy", "stop" or "pause"
+    host_id: str = "local"  # the Docker host it was placed on (it never moves)
 
     @property
     def settled(self) -> bool:

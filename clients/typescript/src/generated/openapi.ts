@@ -2443,6 +2443,11 @@ export interface components {
             destroyedAt: string | null;
             /** Onexpire */
             onExpire: string;
+            /**
+             * Hostid
+             * @description The Docker host the sandbox was placed on at create (it never moves): the installation's `SBX_HOST_ID` of that host, `local` on a single-host installation. A sandbox whose host stopped answering for longer than the grace is `failed` with `statusReason` `host lost`.
+             */
+            hostId: string;
         };
         /** SecretOut */
         SecretOut: {

@@ -112,6 +112,12 @@ function Details({ sandbox }: { sandbox: Sandbox }) {
         </dd>
       </div>
       <div>
+        <dt>host</dt>
+        <dd>
+          <code>{sandbox.hostId}</code>
+        </dd>
+      </div>
+      <div>
         <dt>endpoints</dt>
         <dd>
           {sandbox.endpoints.length === 0

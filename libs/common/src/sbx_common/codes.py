@@ -82,6 +82,11 @@ class CommandReason:
     REPAIR: Final = "repair"  # a user's command published again: not taken up, or stuck
 
 
+# The reason of a sandbox whose host stopped heartbeating for longer than the grace: the platform
+# gave it up (reaper) and its host removes its container when it comes back (orchestrator).
+HOST_LOST: Final = "host lost"
+
+
 class WsClose:
     """WebSocket close codes of the API contract and the RFC 6455 ones the API uses."""
 

@@ -27,7 +27,7 @@ class Message(BaseModel):
 
 
 class SandboxCommand(Message):
-    """An order to the orchestrator: `sbx.cmd.sandbox.<verb>`; `id` is also `Nats-Msg-Id`."""
+    """An order to the orchestrator: `sbx.cmd.<hostId>.sandbox.<verb>`; `id` is also `Nats-Msg-Id`."""
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
     type: str = ""
@@ -43,6 +43,9 @@ class SandboxCommand(Message):
     # The snapshot of `snapshot` and `snapshot_delete`, the volume of `volume_delete`.
     snapshot_id: uuid.UUID | None = None
     volume_id: uuid.UUID | None = None
+    # The host whose orchestrator carries it out (the sandbox's, or the snapshot's or volume's);
+    # also in the subject. Added field: a command without it is the single host's.
+    host_id: str = "local"
 
     def model_post_init(self, __context: Any) -> None:
         if not self.type:

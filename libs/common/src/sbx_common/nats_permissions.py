@@ -25,16 +25,34 @@ from dataclasses import dataclass, field
 from sbx_common import subjects
 from sbx_common.topology import STREAM_CMD, STREAM_DLQ, STREAM_EVT, STREAM_LOG, STREAM_PROC
 
-# The stream JetStream keeps the metrics bucket in.
+# The stream JetStream keeps the metrics bucket in, and the hosts' bucket.
 KV_STREAM = f"KV_{subjects.METRICS_BUCKET}"
+KV_HOSTS_STREAM = f"KV_{subjects.HOSTS_BUCKET}"
 
-# The workers' durable consumers (each service takes its consumer's name from here).
+# The workers' durable consumers (each service takes its consumer's name from here). The per-host
+# services have one per host (`<name>__<hostId>`; the default host keeps the plain name it had
+# before hosts existed, so an upgraded installation keeps its consumers).
 ORCHESTRATOR_CONSUMER = "orchestrator__commands"
 REAPER_CONSUMER = "reaper__events"
 LOG_SHIPPER_CONSUMER = "log-shipper__events"
 WEBHOOKS_CONSUMER = "webhooks__events"
 
 INBOX_ROOT = "_INBOX"
+
+
+def per_host(consumer: str, host_id: str) -> str:
+    return consumer if host_id == subjects.DEFAULT_HOST else f"{consumer}__{host_id}"
+
+
+def orchestrator_consumer(host_id: str) -> str:
+    """The durable consumer of one host's orchestrators on SBX_CMD (its host's commands only)."""
+    return per_host(ORCHESTRATOR_CONSUMER, host_id)
+
+
+def log_shipper_consumer(host_id: str) -> str:
+    """The durable consumer of one host's log shippers on SBX_EVT (each host hears every
+    `running` event and follows the containers its engine has)."""
+    return per_host(LOG_SHIPPER_CONSUMER, host_id)
 
 
 def inbox_prefix(user: str) -> str:
@@ -52,6 +70,26 @@ def _durable_consumer(stream: str, consumer: str) -> list[str]:
         f"{api}.INFO.{stream}.{consumer}",
         f"{api}.MSG.NEXT.{stream}.{consumer}",
         f"$JS.ACK.{stream}.{consumer}.>",
+    ]
+
+
+def _any_durable_consumer(stream: str) -> list[str]:
+    """`_durable_consumer` for every consumer name: the orchestrators' per-host consumers (a
+    NATS permission cannot match part of a token, so it is the consumer token that is open)."""
+    return _durable_consumer(stream, "*")
+
+
+def _kv_read(stream: str) -> list[str]:
+    """Reading a KV bucket: single gets, and the ordered consumer that lists its keys."""
+    return [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.DELETE.{stream}.*",
+        f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.FC.{stream}.>",
     ]
 
 
@@ -101,6 +139,8 @@ TERM_ALL = f"{subjects.TERM_PREFIX}.*"
 FSWATCH_ALL = f"{subjects.FSWATCH_PREFIX}.*"
 FILES_ALL = f"{subjects.FILES_PREFIX}.*"
 KV_METRICS_ALL = f"{subjects.METRICS_KV_PREFIX}.>"
+KV_HOSTS_ALL = f"{subjects.HOSTS_KV_PREFIX}.*"
+RPC_ANY_HOST = [subjects.rpc_all_hosts(name) for name in subjects.HOST_RPCS]
 
 SERVICE_USERS: dict[str, NatsUser] = {
     u.name: u
@@ -110,15 +150,11 @@ SERVICE_USERS: dict[str, NatsUser] = {
             "sends commands, asks for exec, terminals, files and health; reads events, logs, metrics",
             publish=[
                 subjects.CMD_ALL,
-                subjects.RPC_EXEC,
-                subjects.RPC_TERMINAL_OPEN,
+                *RPC_ANY_HOST,
                 subjects.RPC_ORCHESTRATOR_HEALTH,
-                subjects.RPC_PROCESS,
                 f"{TERM_ALL}.in",
                 f"{TERM_ALL}.ctl",
-                subjects.RPC_FILES,
                 f"{FILES_ALL}.up",
-                subjects.RPC_FSWATCH_OPEN,
                 f"{FSWATCH_ALL}.ctl",
                 # Ordered push consumers on the events stream (SSE, WebSocket replays).
                 f"$JS.API.CONSUMER.CREATE.{STREAM_EVT}",
@@ -129,6 +165,8 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 f"$JS.API.STREAM.INFO.{KV_STREAM}",
                 f"$JS.API.DIRECT.GET.{KV_STREAM}.>",
                 f"$JS.API.STREAM.MSG.GET.{KV_STREAM}",
+                # Reading the hosts' heartbeats (placement).
+                *_kv_read(KV_HOSTS_STREAM),
             ],
             subscribe=[
                 subjects.EVT_ALL,
@@ -160,18 +198,18 @@ SERVICE_USERS: dict[str, NatsUser] = {
                 f"{TERM_ALL}.ctl",
                 f"{FILES_ALL}.down",
                 f"{FSWATCH_ALL}.out",
-                *_durable_consumer(STREAM_CMD, ORCHESTRATOR_CONSUMER),
+                *_any_durable_consumer(STREAM_CMD),
+                # Its host's heartbeat (a put), and reading it back.
+                KV_HOSTS_ALL,
+                f"$JS.API.STREAM.INFO.{KV_HOSTS_STREAM}",
+                f"$JS.API.DIRECT.GET.{KV_HOSTS_STREAM}.>",
             ],
             subscribe=[
-                subjects.RPC_EXEC,
-                subjects.RPC_PROCESS,
-                subjects.RPC_TERMINAL_OPEN,
+                *RPC_ANY_HOST,
                 subjects.RPC_ORCHESTRATOR_HEALTH,
                 f"{TERM_ALL}.in",
                 f"{TERM_ALL}.ctl",
-                subjects.RPC_FILES,
                 f"{FILES_ALL}.up",
-                subjects.RPC_FSWATCH_OPEN,
                 f"{FSWATCH_ALL}.ctl",
             ],
             allow_responses=True,
@@ -179,15 +217,19 @@ SERVICE_USERS: dict[str, NatsUser] = {
         _user(
             "sbx-log-shipper",
             "follows `running` events, publishes log batches",
-            publish=[subjects.LOG_ALL, *_durable_consumer(STREAM_EVT, LOG_SHIPPER_CONSUMER)],
+            publish=[subjects.LOG_ALL, *_any_durable_consumer(STREAM_EVT)],
         ),
         _user(
             "sbx-reaper",
-            "reads events, re-publishes commands, asks the orchestrator's health",
+            "reads events, re-publishes commands, asks the orchestrator's health, reports lost hosts",
             publish=[
                 subjects.CMD_ALL,
+                # `sandbox.failed` (host lost) of the sandboxes of a host that stopped heartbeating.
+                subjects.EVT_ALL,
                 subjects.RPC_ORCHESTRATOR_HEALTH,
                 *_durable_consumer(STREAM_EVT, REAPER_CONSUMER),
+                # Which hosts still heartbeat (a lost host's sandboxes are given up).
+                *_kv_read(KV_HOSTS_STREAM),
             ],
         ),
         _user(
@@ -206,9 +248,22 @@ SERVICE_USERS: dict[str, NatsUser] = {
             "declares the streams and the metrics bucket (sbx-migrate)",
             publish=[
                 subject
-                for stream in (STREAM_CMD, STREAM_EVT, STREAM_LOG, STREAM_DLQ, STREAM_PROC, KV_STREAM)
+                for stream in (
+                    STREAM_CMD,
+                    STREAM_EVT,
+                    STREAM_LOG,
+                    STREAM_DLQ,
+                    STREAM_PROC,
+                    KV_STREAM,
+                    KV_HOSTS_STREAM,
+                )
                 for subject in _stream_admin(stream)
             ],
+        ),
+        _user(
+            "sbx-admin",
+            "the operator's tool (sbx-admin): reads the hosts' heartbeats",
+            publish=_kv_read(KV_HOSTS_STREAM),
         ),
     ]
 }
@@ -223,6 +278,8 @@ SERVICE_USER_OF: dict[str, str] = {
     "webhooks": "sbx-webhooks",
     "migrate": "sbx-migrate",
 }
+# The operator's tool (`sbx-admin`), not a deployed service: it logs in as this user.
+ADMIN_USER = "sbx-admin"
 
 
 def _quote(value: str) -> str:

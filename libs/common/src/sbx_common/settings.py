@@ -38,6 +38,10 @@ class CommonSettings(BaseSettings):
     # ever touches containers of its own instance, so several installations (or test runs) can
     # share one Docker engine.
     instance: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    # The Docker host the per-host services (orchestrator, log shipper, metrics collector) serve:
+    # commands and requests for its sandboxes are addressed to it (docs/scale-out.md). One host
+    # needs nothing: `local` is what a single-host installation has always been.
+    host_id: str = Field(default="local", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class CryptoSettings(CommonSettings):

@@ -34,6 +34,7 @@ STREAM_LOG = "SBX_LOG"
 STREAM_DLQ = "SBX_DLQ"
 STREAM_PROC = "SBX_PROC"
 KV_METRICS = subjects.METRICS_BUCKET
+KV_HOSTS = subjects.HOSTS_BUCKET
 
 DAY = 24 * 3600.0
 
@@ -93,6 +94,9 @@ STREAMS: list[StreamConfig] = [
 
 KV_BUCKETS: list[KeyValueConfig] = [
     KeyValueConfig(bucket=KV_METRICS, history=1, ttl=300.0, storage=StorageType.MEMORY),
+    # Each host's latest heartbeat; an entry older than `SBX_HOST_GRACE` is a lost host. Kept
+    # (no TTL) so a lost host stays listed, and on file so a NATS restart forgets no host.
+    KeyValueConfig(bucket=KV_HOSTS, history=1, storage=StorageType.FILE),
 ]
 
 # JetStream keeps at most five copies of a stream.

@@ -44,6 +44,10 @@ class ApiSettings(CryptoSettings):
     # "memory" (this process only: right for SBX_API_WORKERS=1 and one instance).
     rate_limit_storage: Literal["postgres", "memory", "memory://"] = "postgres"
 
+    # Which of the hosts with room a new sandbox goes to: `spread` the least loaded (by the larger
+    # of its CPU and memory shares), `pack` the most loaded (docs/scale-out.md).
+    placement: Literal["spread", "pack"] = "spread"
+
     max_environments_per_user: int = Field(default=20, ge=0)
     max_sandboxes_per_user: int = Field(default=10, ge=0)
     max_cpu_per_user: float = Field(default=16.0, gt=0)  # cores, over sandboxes not terminal

@@ -12,6 +12,7 @@ from sbx_common.crypto import SecretBox
 from sbx_api.api_instances import ApiProcess
 from sbx_api.config import ApiSettings
 from sbx_api.gauges import BusinessGauges
+from sbx_api.hosts.registry import HostCache
 from sbx_api.info.offer import EngineOfferCache
 from sbx_api.ports.upstream import UpstreamPool
 from sbx_api.ratelimit import RateLimiter
@@ -32,5 +33,7 @@ class AppState:
     # business gauges each process refreshes from PostgreSQL for its own /metrics.
     engine_offer: EngineOfferCache = field(default_factory=EngineOfferCache)
     gauges: BusinessGauges = field(default_factory=BusinessGauges)
+    # The hosts' heartbeats, read for placement (at most a second old).
+    hosts: HostCache = field(default_factory=HostCache)
     # Connections to sandboxes' ports (the port proxy); made and closed by the lifespan.
     proxy_pool: UpstreamPool = field(default_factory=lambda: UpstreamPool(5.0, 300.0))

@@ -1,10 +1,11 @@
 """The log shipper: which containers to follow, and when.
 
 A container is followed when its `running` event arrives (durable consumer
-`log-shipper__events` on SBX_EVT, a FastStream pull subscriber, so events sent while the shipper
-was down still arrive), at start-up for every container of this instance that already runs, and
-by a periodic rescan that catches anything else (a Docker restart, an event whose container
-lives on another node).
+`log-shipper__events__<hostId>` on SBX_EVT, plain `log-shipper__events` for the host `local`: each
+host hears every event and follows what its own engine runs; a FastStream pull subscriber, so
+events sent while the shipper was down still arrive), at start-up for every container of this
+instance that already runs, and by a periodic rescan that catches anything else (a Docker
+restart).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sbx_common import db, labels, subjects, telemetry
 from sbx_common.broker import WorkerBroker, bound_stream
 from sbx_common.consumer_lag import start_lag_export
 from sbx_common.messages import SandboxEvent
-from sbx_common.nats_permissions import LOG_SHIPPER_CONSUMER
+from sbx_common.nats_permissions import log_shipper_consumer
 from sbx_common.status import Status
 from sbx_common.tasks import cancel_and_wait
 from sbx_common.topology import STREAM_EVT
@@ -40,7 +41,6 @@ from sbx_log_shipper.store import LogStore
 
 logger = logging.getLogger(__name__)
 
-CONSUMER = LOG_SHIPPER_CONSUMER
 GC_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
 FORGET_INTERVAL = 3600.0  # seconds between deletions of long-destroyed sandboxes' lines
 FOLLOWED = Gauge("log_shipper_containers_followed", "Sandbox containers whose logs are being followed")
@@ -83,7 +83,7 @@ class LogShipper:
         self._broker.subscriber(
             subjects.event("*", "*", Status.RUNNING.value),
             stream=bound_stream(STREAM_EVT),
-            durable=CONSUMER,
+            durable=log_shipper_consumer(settings.host_id),
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=30,
@@ -102,7 +102,7 @@ class LogShipper:
         gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
         self._tasks = [
             asyncio.create_task(self._rescan_forever(), name="rescan"),
-            start_lag_export(js, STREAM_EVT, CONSUMER),
+            start_lag_export(js, STREAM_EVT, log_shipper_consumer(self.settings.host_id)),
         ]
 
     async def stop(self) -> None:

@@ -14,7 +14,7 @@ from sbx_common.settings import CryptoSettings
 class OrchestratorSettings(CryptoSettings):
     """Where Docker is, how commands are consumed and retried, and how containers are limited."""
 
-    # --- commands (JetStream consumer `orchestrator__commands` on SBX_CMD) ---
+    # --- commands (JetStream consumer `orchestrator__commands__<hostId>` on SBX_CMD) ---
     # Seconds JetStream waits for an ack before redelivering. A command being handled sends a
     # progress ack every third of it, so long Docker operations are never redelivered while they
     # run; a crashed orchestrator's commands come back after this delay.
@@ -143,6 +143,15 @@ class OrchestratorSettings(CryptoSettings):
     # (no host PID namespace, or a non-root orchestrator and a root shell): for such hosts.
     terminal_host_signals: bool = True
 
+    # --- this host in the hosts' registry (docs/scale-out.md) ---
+    # What the host offers to sandboxes; unset (0): the engine's CPUs and memory.
+    host_cpus: float = Field(default=0.0, ge=0)
+    host_memory_mib: int = Field(default=0, ge=0)
+    # Free-form `key=value` labels, comma separated, shown by `sbx-admin hosts list`.
+    host_labels: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # How often the sandboxes the platform gave up while this host was lost are looked for.
+    host_reconcile_interval: float = Field(default=5.0, gt=0)
+
     # How often the consumer's pending count is read for /metrics.
     consumer_metrics_interval: float = Field(default=5.0, gt=0)
 
@@ -164,6 +173,21 @@ class OrchestratorSettings(CryptoSettings):
             if cidr is None:
                 raise ValueError(f"not an IPv4 CIDR: {entry!r}")
             found.append(str(cidr))
+        return found
+
+    @field_validator("host_labels", mode="before")
+    @classmethod
+    def _labels(cls, value: object) -> dict[str, str]:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        found: dict[str, str] = {}
+        for entry in (e.strip() for e in str(value).split(",")):
+            if not entry:
+                continue
+            key, sep, val = entry.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"not a key=value label: {entry!r}")
+            found[key.strip()] = val.strip()
         return found
 
     @field_validator("command_retry_delays")

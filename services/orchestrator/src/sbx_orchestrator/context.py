@@ -55,7 +55,7 @@ class OrchestratorContext:
         js = nc.jetstream()
         broker = WorkerBroker(nc, graceful_timeout=settings.shutdown_timeout)
         await broker.connect()
-        repository = Repository(pool)
+        repository = Repository(pool, settings.host_id)
         engine = DockerEngine(settings)
         await engine.ping()  # connects if the engine answers; otherwise later, when it does
         events = EventPublisher(js, nc)

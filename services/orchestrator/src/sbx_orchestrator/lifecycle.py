@@ -37,7 +37,7 @@ from typing import Any
 
 import docker.errors
 from sbx_common import labels
-from sbx_common.codes import CommandReason
+from sbx_common.codes import HOST_LOST, CommandReason
 from sbx_common.logging import forget_secrets, redact_text
 from sbx_common.messages import SandboxCommand
 from sbx_common.status import SETTLED, TERMINAL, Status, Verb
@@ -228,6 +228,11 @@ class Lifecycle:
             if runtime.last_command_id == command.id:
                 await self._announce_again(sandbox, runtime, command)
             return Outcome.TERMINAL
+        if sandbox.lost:
+            outcome = await self.settle_lost(sandbox, command)
+            if command.verb is Verb.SNAPSHOT and command.snapshot_id is not None:
+                await self.storage.snapshot(command, sandbox)  # no container: the snapshot fails
+            return outcome
         if command.verb is Verb.FAIL:
             return await self._fail_unsettled(sandbox, command)
         if command.verb is Verb.NETWORK:
@@ -333,6 +338,51 @@ class Lifecycle:
         info = await self.engine.inspect(labels.container_name(sandbox.id))
         if info is not None and read_state(info).running:
             await self.guard.apply(sandbox.id, info, sandbox.network)
+        return Outcome.DONE
+
+    async def settle_lost(self, sandbox: SandboxRecord, command: SandboxCommand | None = None) -> Outcome:
+        """A sandbox the platform gave up on while its host was lost (the reaper reported it
+        `failed`, `host lost`): it is never run again, whatever command arrives once the host is
+        back. Its container and firewall rules go; its runtime row then says what the user sees
+        (`failed` / `host lost`, or `destroyed` / `expired` once destroyed), so the view and the
+        row agree. The caller holds the sandbox's lock."""
+        if self.agents is not None:
+            await self.agents.forget(sandbox.id)
+        await self.engine.remove(labels.container_name(sandbox.id))
+        destroyed = (command is not None and command.verb is Verb.DESTROY) or (
+            sandbox.last_command_verb is Verb.DESTROY
+        )
+        for callback in self.on_sandbox_down:
+            try:
+                await callback(sandbox.id, destroyed)
+            except Exception:
+                logger.exception("sandbox-down callback failed", extra={"sandboxId": str(sandbox.id)})
+        await self.guard.release(sandbox.id)
+        columns: dict[str, Any] = {
+            "endpoints": [],
+            "address": None,
+            "last_command_id": sandbox.last_command_id,
+        }
+        if not destroyed:
+            await self.repository.write_runtime(
+                sandbox.id, status=Status.FAILED, status_reason=HOST_LOST, **columns
+            )
+            logger.info("lost sandbox removed", extra={"sandboxId": str(sandbox.id)})
+            return Outcome.FAILED
+        expired = command is not None and is_expiry(command)
+        status = Status.EXPIRED if expired else Status.DESTROYED
+        reason = CommandReason.TTL if expired else HOST_LOST
+        await self.repository.write_runtime(
+            sandbox.id, status=status, status_reason=reason, destroyed_at=utcnow(), **columns
+        )
+        await self.events.sandbox_event(
+            sandbox_id=sandbox.id,
+            owner_id=sandbox.owner_id,
+            status=status,
+            reason=reason,
+            command_id=command.id if command is not None else None,
+        )
+        forget_secrets(str(sandbox.id))
         return Outcome.DONE
 
     async def _fail_unsettled(self, sandbox: SandboxRecord, command: SandboxCommand) -> Outcome:

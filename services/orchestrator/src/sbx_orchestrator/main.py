@@ -17,6 +17,7 @@ from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.context import Component, ComponentFactory, OrchestratorContext
 from sbx_orchestrator.engine.container_watcher import ContainerWatcher
 from sbx_orchestrator.engine.disk_watcher import DiskWatcher
+from sbx_orchestrator.host_presence import HostPresence
 from sbx_orchestrator.messaging.command_consumer import CommandConsumer
 from sbx_orchestrator.messaging.exec_responder import ExecResponder
 from sbx_orchestrator.messaging.files_server import FilesServer
@@ -33,6 +34,8 @@ COMPONENTS: tuple[ComponentFactory, ...] = (
     HealthResponder,
     ContainerWatcher,
     NetworkRefresher,
+    # Before commands: what was given up while this host was lost goes first.
+    HostPresence,
     ExecResponder,
     ProcessManager,
     TerminalServer,

@@ -36,9 +36,10 @@ class NetworkGuard:
         self.repository = repository
         self.engine = engine
         self.network = network_name(settings.instance)
-        self.bridge = bridge_name(settings.instance)
+        self.bridge = bridge_name(settings.instance, settings.host_id)
         self.firewall = Firewall(
             settings.instance,
+            host_id=settings.host_id,
             iptables=settings.iptables,
             egress_deny=settings.egress_deny,
             enabled=settings.sandbox_firewall,

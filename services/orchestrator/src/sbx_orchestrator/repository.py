@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from sbx_common.codes import HOST_LOST
 from sbx_common.network import NetworkPolicy
 from sbx_common.status import Status, Verb
 
@@ -80,6 +81,8 @@ class SandboxRecord:
     expires_at: datetime | None = None
     # Its `expires_at` has passed and no TTL stop or pause has spent it yet.
     ttl_due: bool = False
+    # Its host was lost and the platform gave it up (`lost_sandboxes`): it never runs again.
+    lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ SELECT s.id, s.owner_id, s.environment_id, s.environment_version, s.env,
        v.image, v.cpu, v.memory_mib, v.ports, v.env AS version_env, v.command,
        v.runtime AS container_runtime, v.disk_mib,
        r.status AS runtime_status, r.status_reason, r.last_command_id AS applied_command_id,
-       r.container_id, r.endpoints, r.exit_code
+       r.container_id, r.endpoints, r.exit_code,
+       EXISTS (SELECT 1 FROM lost_sandboxes l WHERE l.sandbox_id = s.id) AS lost
 FROM sandboxes s
 LEFT JOIN environment_versions v ON v.environment_id = s.environment_id AND v.version = s.environment_version
 LEFT JOIN sandbox_runtime r ON r.sandbox_id = s.id
@@ -166,8 +170,10 @@ def _command(raw: list[Any] | None) -> list[str] | None:
 
 
 class Repository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, host_id: str) -> None:
         self.pool = pool
+        # The host this orchestrator serves: it reconciles only the sandboxes placed there.
+        self.host_id = host_id
 
     async def load_sandbox(self, sandbox_id: uuid.UUID) -> SandboxRecord | None:
         row = await self.pool.fetchrow(_SANDBOX_QUERY, sandbox_id)
@@ -196,6 +202,7 @@ class Repository:
             volumes=await self._volume_mounts(list(row["volumes"] or [])),
             expires_at=row["expires_at"],
             ttl_due=bool(row["ttl_due"]),
+            lost=bool(row["lost"]),
         )
 
     async def _volume_mounts(self, entries: list[dict[str, Any]]) -> list[VolumeMount]:
@@ -307,8 +314,10 @@ class Repository:
 
     async def sandboxes_in_status(self, statuses: list[Status]) -> list[uuid.UUID]:
         rows = await self.pool.fetch(
-            "SELECT sandbox_id FROM sandbox_runtime WHERE status = ANY($1::text[])",
+            "SELECT r.sandbox_id FROM sandbox_runtime r JOIN sandboxes s ON s.id = r.sandbox_id"
+            " WHERE r.status = ANY($1::text[]) AND s.host_id = $2",
             [s.value for s in statuses],
+            self.host_id,
         )
         return [r["sandbox_id"] for r in rows]
 
@@ -338,3 +347,16 @@ class Repository:
             f" ON CONFLICT (sandbox_id) DO UPDATE SET {updates}, updated_at = now()"
         )
         await self.pool.execute(sql, sandbox_id, *values)
+
+    async def lost_unsettled(self) -> list[uuid.UUID]:
+        """This host's sandboxes the platform gave up on while the host was lost whose runtime
+        row does not say so yet (their containers may still be here)."""
+        rows = await self.pool.fetch(
+            "SELECT l.sandbox_id FROM lost_sandboxes l"
+            " LEFT JOIN sandbox_runtime r ON r.sandbox_id = l.sandbox_id"
+            " WHERE l.host_id = $1 AND COALESCE(r.status_reason, '') <> $2"
+            " AND COALESCE(r.status, '') NOT IN ('destroyed', 'expired')",
+            self.host_id,
+            HOST_LOST,
+        )
+        return [r["sandbox_id"] for r in rows]

@@ -35,6 +35,7 @@ from sbx_common.tasks import cancel_and_wait
 
 from sbx_orchestrator.context import OrchestratorContext
 from sbx_orchestrator.engine.containers import read_state
+from sbx_orchestrator.host_presence import host_capacity
 from sbx_orchestrator.repository import PortSpec, SandboxRecord
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ DELETE FROM warm_pool_slots d USING (
     JOIN environments e ON e.id = s.environment_id
     LEFT JOIN environment_versions v ON v.environment_id = e.id AND v.version = e.current_version
 ) c
-WHERE d.id = c.id AND (
+WHERE d.id = c.id AND d.host_id = $1 AND (
     c.deleted_at IS NOT NULL
     OR c.current_version <> d.environment_version
     OR c.updated_at > d.created_at
@@ -84,9 +85,26 @@ WITH live AS (
 SELECT count(*) AS sandboxes, coalesce(sum(cpu), 0) AS cpu, coalesce(sum(memory_mib), 0) AS memory FROM live
 """
 
+# Under the owner's lock: the version's slots on every host (two hosts never overfill a pool).
+_SLOTS = "SELECT count(*) FROM warm_pool_slots WHERE environment_id = $1 AND environment_version = $2"
+
+# What is placed on this host (the API's placement counts the same, under the same lock).
+_HOST_USED = """
+SELECT coalesce(sum(cpu), 0) AS cpu, coalesce(sum(memory_mib), 0) AS memory FROM (
+    SELECT ev.cpu, ev.memory_mib FROM sandbox_view v
+    JOIN environment_versions ev
+      ON ev.environment_id = v.environment_id AND ev.version = v.environment_version
+    WHERE v.host_id = $1 AND v.status NOT IN ('destroyed', 'expired')
+    UNION ALL
+    SELECT cpu, memory_mib FROM warm_pool_slots WHERE host_id = $1
+) a
+"""
+
 _TERMINAL = sorted(status.value for status in TERMINAL)
 # The API's per-owner quota lock (sbx_api.sandboxes.repository.lock_owner_quota).
 QUOTA_LOCK_NAMESPACE = 0x5B8_0002
+# The API's per-host placement lock (sbx_api.hosts.placement.HOST_LOCK_NAMESPACE).
+HOST_LOCK_NAMESPACE = 0x5B8_0003
 
 
 @dataclass(frozen=True)
@@ -123,7 +141,7 @@ class WarmPool:
 
     async def sweep(self) -> None:
         pool = self.context.pool
-        for row in await pool.fetch(_DRAIN):
+        for row in await pool.fetch(_DRAIN, self.settings.host_id):
             if row["id"] not in self._making:  # else the maker removes it once it sees the row gone
                 await self.context.engine.remove(labels.container_name(row["id"]))
                 logger.info("pooled container drained", extra={"sandboxId": str(row["id"])})
@@ -137,15 +155,38 @@ class WarmPool:
                 job.add_done_callback(self._jobs.discard)
 
     async def _reserve(self, wanted: asyncpg.Record) -> uuid.UUID | None:
-        """Insert a slot if the owner's quotas leave room for it (serialised with the API's
-        creates of this owner by the same advisory lock)."""
+        """Insert a slot on this host if the owner's quotas and the host leave room for it
+        (serialised with the API's creates of this owner, and its placements on this host, by
+        the same advisory locks, taken in the same order). A draining host or one that cannot
+        say what it offers makes none; with several hosts, whichever has room first fills the
+        pool (docs/warm-pools.md)."""
         s = self.settings
+        capacity = await host_capacity(self.context)
+        if capacity is None:
+            return None
         async with self.context.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))",
                 QUOTA_LOCK_NAMESPACE,
                 str(wanted["owner_id"]),
             )
+            if (
+                await conn.fetchval(_SLOTS, wanted["environment_id"], wanted["version"])
+                >= wanted["warm_pool"]
+            ):
+                return None
+            if await conn.fetchval("SELECT draining FROM hosts WHERE host_id = $1", s.host_id):
+                return None
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))", HOST_LOCK_NAMESPACE, s.host_id
+            )
+            used = await conn.fetchrow(_HOST_USED, s.host_id)
+            cpus, memory_mib = capacity
+            if (
+                float(used["cpu"]) + float(wanted["cpu"]) > cpus + 1e-9
+                or int(used["memory"]) + int(wanted["memory_mib"]) > memory_mib
+            ):
+                return None
             row = await conn.fetchrow(_USAGE, wanted["owner_id"], _TERMINAL)
             usage = Usage(int(row["sandboxes"]), float(row["cpu"]), int(row["memory"]))
             if (
@@ -157,14 +198,15 @@ class WarmPool:
             slot_id = uuid.uuid4()
             await conn.execute(
                 "INSERT INTO warm_pool_slots"
-                " (id, owner_id, environment_id, environment_version, cpu, memory_mib)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
+                " (id, owner_id, environment_id, environment_version, cpu, memory_mib, host_id)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 slot_id,
                 wanted["owner_id"],
                 wanted["environment_id"],
                 wanted["version"],
                 wanted["cpu"],
                 wanted["memory_mib"],
+                s.host_id,
             )
         self._making.add(slot_id)
         return slot_id

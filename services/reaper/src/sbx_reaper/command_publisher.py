@@ -56,7 +56,7 @@ class CommandPublisher:
         if msg_id in self._sent:
             return False
         await self._js.publish(
-            subjects.command(command.verb.value),
+            subjects.command(command.host_id, command.verb.value),
             command.to_bytes(),
             stream=STREAM_CMD,
             headers={"Nats-Msg-Id": msg_id},

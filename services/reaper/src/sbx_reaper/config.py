@@ -17,3 +17,10 @@ class ReaperSettings(CommonSettings):
     # period, up to `reaper_stuck_max_republish` times; after that it is made `failed`.
     reaper_stuck_timeout_seconds: float = Field(default=120.0, gt=0)
     reaper_stuck_max_republish: int = Field(default=2, ge=0)
+    # A host whose heartbeat is older than this is lost: its sandboxes are reported `failed`,
+    # reason `host lost` (docs/scale-out.md).
+    host_grace: float = Field(default=30.0, ge=5.0)
+    # Whether this reaper sweeps the Docker engine of its host (`SBX_HOST_ID`, `DOCKER_HOST`):
+    # orphan containers and snapshot images. Run one such reaper on every host; reapers that run
+    # elsewhere set it off and only publish commands and watch the hosts.
+    reaper_docker: bool = True

@@ -1,7 +1,9 @@
 """`sbx-reaper`: TTL expiry, orphan containers and repair of unsettled sandboxes.
 
-The reaper writes no table: it reads `sandbox_view`, publishes idempotent commands with
-deterministic ids, and removes orphan containers of its own instance. Safe to run twice.
+The reaper writes one table, `lost_sandboxes` (hosts that stopped heartbeating): otherwise it reads
+`sandbox_view`, publishes idempotent commands with deterministic ids, and, on a host
+(`SBX_REAPER_DOCKER`), removes orphan containers and snapshot images of its own instance from
+that host's engine. Safe to run twice.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from sbx_common.worker import run_worker
 from sbx_reaper.command_publisher import CommandPublisher
 from sbx_reaper.config import ReaperSettings
 from sbx_reaper.event_consumer import DURABLE, subscribe_events
+from sbx_reaper.hosts import LostHosts
 from sbx_reaper.orphans import OrphanReaper
 from sbx_reaper.repair import Repairer
 from sbx_reaper.repository import SandboxReader
 from sbx_reaper.storage import StorageRepair
-from sbx_reaper.sweep import Sweeper
+from sbx_reaper.sweep import Step, Sweeper
 from sbx_reaper.ttl import TtlTimers
 
 
@@ -68,15 +71,23 @@ class Reaper:
         subscribe_events(self._broker, self._timers.on_event)
         await self._broker.start()
         self._lag = start_lag_export(nc.jetstream(), STREAM_EVT, DURABLE)
+        lost_hosts = LostHosts(self._pool, nc.jetstream(), s.host_grace)
+        docker_steps: list[Step] = (
+            [("orphans", self._orphans.sweep), ("images", self._storage.sweep_images)]
+            if s.reaper_docker
+            else []
+        )
         self._sweeper = Sweeper(
             self._pool,
             s.reaper_sweep_interval_seconds,
             shared=[("ttl", self._timers.sweep)],
             exclusive=[
                 ("repair", repairer.sweep),
-                ("orphans", self._orphans.sweep),
                 ("storage", self._storage.sweep),
+                ("hosts", lost_hosts.sweep),
             ],
+            host_steps=docker_steps,
+            host_id=s.host_id,
         )
         self._sweeper.start()
 

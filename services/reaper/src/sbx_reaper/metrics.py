@@ -21,3 +21,6 @@ SWEEP_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 TTL_TIMERS = Gauge("reaper_ttl_timers", "TTL timers currently scheduled in this process.")
+SANDBOXES_LOST = Counter(
+    "reaper_sandboxes_lost_total", "Sandboxes given up because their host stopped heartbeating."
+)

@@ -92,6 +92,7 @@ class Repairer:
                     sandbox_id=row.sandbox_id,
                     owner_id=row.owner_id,
                     reason=CommandReason.REPAIR,
+                    host_id=row.host_id,
                 )
                 if await self._publisher.publish(command, action.msg_id):
                     metrics.COMMANDS_REPAIRED.labels("republish").inc()
@@ -106,6 +107,7 @@ class Repairer:
                 sandbox_id=row.sandbox_id,
                 owner_id=row.owner_id,
                 reason=action.reason,
+                host_id=row.host_id,
             )
             if await self._publisher.publish(command):
                 metrics.COMMANDS_REPAIRED.labels("fail").inc()

@@ -27,11 +27,12 @@ class Expiry:
     remaining: float  # seconds until expires_at by the database's clock (negative: overdue)
     expires_at: datetime
     on_expire: str  # "destroy" | "stop" | "pause"
+    host_id: str  # where its commands go
 
 
 # `active_expires_at`: the expiry still to enforce (NULL once a TTL stop or pause spent it).
 _EXPIRY_SELECT = (
-    "SELECT id, owner_id, status, on_expire, active_expires_at AS expires_at,"
+    "SELECT id, owner_id, status, on_expire, active_expires_at AS expires_at, host_id,"
     " extract(epoch FROM active_expires_at - now())::float8 AS remaining"
     " FROM sandbox_view"
 )
@@ -45,6 +46,7 @@ def _expiry(row: asyncpg.Record) -> Expiry:
         remaining=row["remaining"],
         expires_at=row["expires_at"],
         on_expire=row["on_expire"],
+        host_id=row["host_id"],
     )
 
 
@@ -59,6 +61,7 @@ class Unsettled:
     status: str
     taken_up: bool  # the orchestrator took the command up (and is stuck), or never saw it
     age: float  # seconds since the command was sent (not taken up) or last runtime change
+    host_id: str
 
 
 class SandboxReader:
@@ -86,12 +89,12 @@ class SandboxReader:
         """API commands not taken up for `untaken_after` s, or taken up and stuck `stuck_after` s."""
         rows = await self._pool.fetch(
             "WITH v AS ("
-            "  SELECT id, owner_id, last_command_id, last_command_verb, status,"
+            "  SELECT id, owner_id, last_command_id, last_command_verb, status, host_id,"
             "         applied_command_id IS NOT DISTINCT FROM last_command_id AS taken_up,"
             "         last_command_at, runtime_updated_at"
             "  FROM sandbox_view WHERE status = ANY($1::text[])"
             ")"
-            " SELECT id, owner_id, last_command_id, last_command_verb, status, taken_up,"
+            " SELECT id, owner_id, last_command_id, last_command_verb, status, taken_up, host_id,"
             "        extract(epoch FROM now() - CASE WHEN taken_up THEN runtime_updated_at"
             "                                        ELSE last_command_at END)::float8 AS age"
             " FROM v"
@@ -110,6 +113,7 @@ class SandboxReader:
                 status=r["status"],
                 taken_up=r["taken_up"],
                 age=r["age"],
+                host_id=r["host_id"],
             )
             for r in rows
         ]

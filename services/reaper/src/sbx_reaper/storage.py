@@ -37,7 +37,7 @@ from sbx_reaper.orphans import parse_uuid
 logger = logging.getLogger(__name__)
 
 _UNSETTLED_SNAPSHOTS = """
-SELECT p.id, p.owner_id, p.sandbox_id, p.command_id, r.status,
+SELECT p.id, p.owner_id, p.sandbox_id, p.command_id, r.status, p.host_id,
        EXTRACT(EPOCH FROM now() - COALESCE(r.updated_at, p.created_at))::float8 AS age
 FROM snapshots p LEFT JOIN snapshot_runtime r ON r.snapshot_id = p.id
 WHERE p.deleted_at IS NULL AND (r.status IS NULL OR r.status = 'creating')
@@ -46,7 +46,7 @@ LIMIT 500
 """
 
 _DELETED_SNAPSHOTS = """
-SELECT p.id, p.owner_id, p.sandbox_id FROM snapshots p
+SELECT p.id, p.owner_id, p.sandbox_id, p.host_id FROM snapshots p
 LEFT JOIN snapshot_runtime r ON r.snapshot_id = p.id
 WHERE p.deleted_at IS NOT NULL AND r.status IS DISTINCT FROM 'deleted'
   AND now() - p.deleted_at > make_interval(secs => $1)
@@ -54,8 +54,8 @@ LIMIT 500
 """
 
 _DELETED_VOLUMES = """
-SELECT v.id, v.owner_id FROM volumes v LEFT JOIN volume_runtime r ON r.volume_id = v.id
-WHERE v.deleted_at IS NOT NULL AND r.status IS DISTINCT FROM 'deleted'
+SELECT v.id, v.owner_id, v.host_id FROM volumes v LEFT JOIN volume_runtime r ON r.volume_id = v.id
+WHERE v.deleted_at IS NOT NULL AND r.status IS DISTINCT FROM 'deleted' AND v.host_id IS NOT NULL
   AND now() - v.deleted_at > make_interval(secs => $1)
 LIMIT 500
 """
@@ -97,7 +97,11 @@ class StorageRepair:
         self._client: docker.DockerClient | None = None
 
     async def sweep(self) -> None:
+        """The database side: commands published again (any reaper)."""
         await self._republish()
+
+    async def sweep_images(self) -> None:
+        """The Docker side: snapshot images without a row (a reaper on the images' host)."""
         await self._remove_orphan_images()
 
     async def _republish(self) -> None:
@@ -109,6 +113,7 @@ class StorageRepair:
                 owner_id=row["owner_id"],
                 snapshot_id=row["id"],
                 reason="repair",
+                host_id=row["host_id"],
             )
             if row["status"] is None:
                 await self._publisher.publish(command)
@@ -125,6 +130,7 @@ class StorageRepair:
                     owner_id=row["owner_id"],
                     snapshot_id=row["id"],
                     reason="repair",
+                    host_id=row["host_id"],
                 )
             )
         for row in await self._pool.fetch(_DELETED_VOLUMES, self._untaken_after):
@@ -136,6 +142,7 @@ class StorageRepair:
                     owner_id=row["owner_id"],
                     volume_id=row["id"],
                     reason="repair",
+                    host_id=row["host_id"],
                 )
             )
 

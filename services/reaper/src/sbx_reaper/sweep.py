@@ -22,18 +22,30 @@ from sbx_reaper import metrics
 logger = logging.getLogger(__name__)
 
 SWEEP_LOCK = 0x5B8_0002  # pg_advisory_lock key (0x5B8_0001 is the migrator's)
+# pg_advisory_lock(namespace, hashtext(host id)): the Docker sweeps of one host, one reaper at a time.
+HOST_SWEEP_LOCK_NAMESPACE = 0x5B8_0004
 
 Step = tuple[str, Callable[[], Awaitable[None]]]
 
 
 class Sweeper:
     def __init__(
-        self, pool: asyncpg.Pool, interval: float, shared: list[Step], exclusive: list[Step]
+        self,
+        pool: asyncpg.Pool,
+        interval: float,
+        shared: list[Step],
+        exclusive: list[Step],
+        *,
+        host_steps: list[Step] | None = None,
+        host_id: str = "",
     ) -> None:
         self._pool = pool
         self._interval = interval
         self._shared = shared
         self._exclusive = exclusive
+        # Steps on this host's Docker engine: one reaper per host at a time.
+        self._host_steps = host_steps or []
+        self._host_id = host_id
         self._task: asyncio.Task[None] | None = None
         self.db_ok = False
 
@@ -65,7 +77,19 @@ class Sweeper:
                 await self._run_steps(self._exclusive)
             finally:
                 await conn.execute("SELECT pg_advisory_unlock($1)", SWEEP_LOCK)
+        if self._host_steps:
+            await self._run_host_steps()
         return True
+
+    async def _run_host_steps(self) -> None:
+        key = (HOST_SWEEP_LOCK_NAMESPACE, self._host_id)
+        async with self._pool.acquire() as conn:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1::int, hashtext($2::text))", *key):
+                return
+            try:
+                await self._run_steps(self._host_steps)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1::int, hashtext($2::text))", *key)
 
     @staticmethod
     async def _run_steps(steps: list[Step]) -> None:

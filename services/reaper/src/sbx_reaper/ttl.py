@@ -97,6 +97,7 @@ class TtlTimers:
                 sandbox_id=sandbox_id,
                 owner_id=expiry.owner_id,
                 reason=CommandReason.TTL,
+                host_id=expiry.host_id,
             )
             if await self._publisher.publish(command):
                 metrics.SANDBOXES_EXPIRED.inc()

@@ -26,6 +26,7 @@ from faststream.specification import AsyncAPI
 from pydantic import BaseModel, Field
 from sbx_common import subjects, topology
 from sbx_common.broker import bound_stream
+from sbx_common.hosts import HostHeartbeat
 from sbx_common.messages import (
     DeadLetter,
     ExecRequest,
@@ -81,12 +82,15 @@ class OrchestratorHealth(BaseModel):
 
 # --- Commands: api and reaper -> orchestrator ------------------------------------------------
 @broker.subscriber(
-    f"{subjects.CMD_PREFIX}.{{verb}}",
+    f"{subjects.CMD_PREFIX}.{{host_id}}.sandbox.{{verb}}",
     stream=CMD,
     durable="orchestrator__commands",
     pull_sub=PullSub(batch_size=1),
-    title="sbx.cmd.sandbox.{verb}:orchestrator",
+    title="sbx.cmd.{host_id}.sandbox.{verb}:orchestrator",
     description=(
+        "Addressed to the host the sandbox (snapshot, volume) is on: the orchestrators of that host"
+        " share the durable `orchestrator__commands__<host_id>` (plain `orchestrator__commands` for"
+        " the host `local`), filtered to its commands. "
         "The orchestrator takes up each command once (work queue, explicit acks, backoff on "
         "failure; after the last delivery the sandbox fails and a dead letter is published). "
         "Header `Nats-Msg-Id` = the command id: JetStream drops a duplicate within 2 minutes. "
@@ -100,9 +104,9 @@ async def take_command(command: SandboxCommand) -> None:
 
 
 command_publisher = broker.publisher(
-    f"{subjects.CMD_PREFIX}.{{verb}}",
+    f"{subjects.CMD_PREFIX}.{{host_id}}.sandbox.{{verb}}",
     stream=CMD,
-    title="sbx.cmd.sandbox.{verb}:api,reaper",
+    title="sbx.cmd.{host_id}.sandbox.{verb}:api,reaper",
     description=(
         "Published by the API after it recorded the sandbox's desired state, and by the reaper "
         "(TTL expiry, repairs; `reason` says why). " + TRACE_HEADERS
@@ -247,6 +251,20 @@ metrics_publisher = broker.publisher(
 )
 
 
+# --- Hosts: orchestrator -> api, reaper, sbx-admin (placement, lost hosts) ---------------------
+host_heartbeat_publisher = broker.publisher(
+    f"{subjects.HOSTS_KV_PREFIX}.{{host_id}}",
+    title="$KV.sbx_hosts.{host_id}:orchestrator",
+    description=(
+        "Each host's heartbeat in the KV bucket `sbx_hosts` (key = host id), put every 3 s: "
+        "capacity, runtimes, labels, whether its engine answers. The API places sandboxes on "
+        "hosts with a fresh one; the reaper gives up the sandboxes of a host whose heartbeat is "
+        "older than `SBX_HOST_GRACE` (docs/scale-out.md)."
+    ),
+    schema=HostHeartbeat,
+)
+
+
 # --- Dead letters: orchestrator -> operators -------------------------------------------------
 dead_letter_publisher = broker.publisher(
     f"{subjects.DLQ_PREFIX}.{{verb}}",
@@ -271,8 +289,8 @@ snapshot_note_publisher = broker.publisher(
 
 # --- Request/reply on core NATS: api -> orchestrator --------------------------------------------
 @broker.subscriber(
-    subjects.RPC_EXEC,
-    title="sbx.rpc.exec:orchestrator",
+    subjects.rpc("{host_id}", subjects.RPC_EXEC),
+    title="sbx.rpc.{host_id}.exec:orchestrator",
     description="Run a command in a sandbox; the reply is an ExecResult. " + TRACE_HEADERS,
 )
 async def run_exec(request: ExecRequest) -> ExecResult:
@@ -281,8 +299,8 @@ async def run_exec(request: ExecRequest) -> ExecResult:
 
 
 @broker.subscriber(
-    subjects.RPC_PROCESS,
-    title="sbx.rpc.process:orchestrator",
+    subjects.rpc("{host_id}", subjects.RPC_PROCESS),
+    title="sbx.rpc.{host_id}.process:orchestrator",
     description="Start a background process, or write to, signal or resize one. " + TRACE_HEADERS,
 )
 async def process_request(request: ProcessRequest) -> ProcessReply:
@@ -291,8 +309,8 @@ async def process_request(request: ProcessRequest) -> ProcessReply:
 
 
 @broker.subscriber(
-    subjects.RPC_TERMINAL_OPEN,
-    title="sbx.rpc.terminal.open:orchestrator",
+    subjects.rpc("{host_id}", subjects.RPC_TERMINAL_OPEN),
+    title="sbx.rpc.{host_id}.terminal.open:orchestrator",
     description=(
         "Open a PTY session; then raw bytes flow on `sbx.term.<session>.in` (keystrokes), "
         "`.out` (screen) and `.ctl` (JSON resize and close)."
@@ -304,8 +322,8 @@ async def open_terminal(request: TerminalOpenRequest) -> TerminalOpenReply:
 
 
 @broker.subscriber(
-    subjects.RPC_FILES,
-    title="sbx.rpc.files:orchestrator",
+    subjects.rpc("{host_id}", subjects.RPC_FILES),
+    title="sbx.rpc.{host_id}.files:orchestrator",
     description=(
         "A file operation on a sandbox (stat, list, mkdir, delete, move) answered with a FilesReply;"
         " `read` and `write` open a transfer whose bytes then flow on `sbx.files.<transfer>.up` and"
@@ -319,8 +337,8 @@ async def file_operation(request: FilesRequest) -> FilesReply:
 
 
 @broker.subscriber(
-    subjects.RPC_FSWATCH_OPEN,
-    title="sbx.rpc.fswatch.open:orchestrator",
+    subjects.rpc("{host_id}", subjects.RPC_FSWATCH_OPEN),
+    title="sbx.rpc.{host_id}.fswatch.open:orchestrator",
     description=(
         "Open a file watch (the agent's inotify) on a directory of a running sandbox; its changes"
         " then come on `sbx.fswatch.<watch>.out` and the API's keepalives and close go on `.ctl`."
@@ -354,7 +372,8 @@ async def file_watch_control(control: FileWatchControl) -> None:
     title="sbx.rpc.orchestrator.health:orchestrator",
     description=(
         "The API's `GET /health` asks whether the orchestrator reaches Docker; `GET /info` what the"
-        " engine offers."
+        " engine offers. Any host's orchestrator answers; `sbx.rpc.{host_id}.orchestrator.health`"
+        " asks one host's."
     ),
 )
 async def orchestrator_health() -> OrchestratorHealth:

@@ -5,6 +5,11 @@ N NATS servers in one cluster on loopback instead of one, streams replicated), c
 development-only secrets on first run (kept in the git-ignored `.state/` folder), applies the
 migrations and the stream topology once, then runs the six services as separate processes with
 prefixed logs. Ctrl-C or SIGTERM stops everything; data in `.state/` survives a restart.
+
+`sbx-dev --hosts N` (root only) adds N-1 Docker hosts on extra engines side by side
+(`sbx_devstack.engines`), each with its own orchestrator, log shipper, metrics collector and
+reaper (`SBX_HOST_ID` `host2`...`hostN`); the machine's engine stays the host `local`. Images are
+not copied: each engine pulls what its sandboxes need (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from sbx_common.settings import CommonSettings
 
 from sbx_devstack.agent import AgentBuildError
 from sbx_devstack.agent import build as build_agent
+from sbx_devstack.engines import DockerEngine
 from sbx_devstack.nats_auth import NatsCredentials
 from sbx_devstack.nats_cluster import EmbeddedNatsCluster
 from sbx_devstack.processes import DEFAULT_METRICS_PORTS, SERVICES, ServiceProcess
@@ -139,6 +145,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run N embedded NATS servers as one cluster (client ports from SBX_EMBEDDED_NATS_PORT "
         "up, streams replicated min(N, 3) times unless SBX_STREAM_REPLICAS says otherwise)",
     )
+    parser.add_argument(
+        "--hosts", type=int, default=1, help="Docker hosts (extra engines side by side; root only)"
+    )
     return parser.parse_args(argv)
 
 
@@ -157,6 +166,40 @@ def start_nats(
         )
         return cluster.start()
     return EmbeddedNats(state / "nats", port=port, config=credentials.authorization()).start()
+
+
+# The services each extra host runs on its own engine.
+HOST_SERVICES = ("orchestrator", "log-shipper", "metrics-collector", "reaper")
+
+
+def start_extra_hosts(
+    count: int,
+    env: dict[str, str],
+    nats_env: dict[str, dict[str, str]],
+    engines: list[DockerEngine],
+    processes: list[ServiceProcess],
+) -> None:
+    """Hosts `host2`... on extra engines, their services on ops ports 9111+ (ten per host); what
+    is started goes into `engines` and `processes` (stopped by the caller, even on a failure)."""
+    for n in range(1, count):
+        host_id = f"host{n + 1}"
+        engine = DockerEngine(n)
+        engines.append(engine)
+        engine.start()
+        say("devstack", f"host {host_id}: Docker engine on {engine.docker_host} (bridge {engine.bridge})")
+        for i, name in enumerate(HOST_SERVICES):
+            service_env = {
+                **env,
+                **nats_env.get(name, {}),
+                "SBX_HOST_ID": host_id,
+                "SBX_DOCKER_HOST": engine.docker_host,
+                "SBX_METRICS_PORT": str(9101 + 10 * n + i),
+            }
+
+            def sink(service: str, line: str, host: str = host_id) -> None:
+                say(f"{service}@{host}", line)
+
+            processes.append(ServiceProcess(name, service_env, sink=sink).start())
 
 
 def main() -> None:
@@ -209,6 +252,15 @@ def main() -> None:
         if name in DEFAULT_METRICS_PORTS and not os.environ.get("SBX_METRICS_PORT"):
             service_env["SBX_METRICS_PORT"] = str(DEFAULT_METRICS_PORTS[name])
         processes.append(ServiceProcess(name, service_env, sink=say).start())
+    engines: list[DockerEngine] = []
+    try:
+        start_extra_hosts(args.hosts, env, nats_env, engines, processes)
+    except Exception:
+        for proc in processes:
+            proc.stop()
+        for engine in engines:
+            engine.stop()
+        raise
     host = os.environ.get("SBX_API_HOST", "127.0.0.1")
     port = os.environ.get("SBX_API_PORT", "3001")
     say("devstack", f"API on http://{host}:{port}, dashboard on http://{host}:{port}/ui/ (Ctrl-C to stop)")
@@ -233,6 +285,8 @@ def main() -> None:
         # The API first (no new requests), the orchestrator last among services.
         for proc in processes:
             proc.stop()
+        for engine in engines:
+            engine.stop()
         for server in reversed(servers):
             server.stop()
         say("devstack", "stopped")

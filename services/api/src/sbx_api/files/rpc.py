@@ -30,6 +30,7 @@ from sbx_common.filestream import Channel, PeerFinished, TransferAborted
 from sbx_common.logging import trace_id_var
 from sbx_common.messages import FilesReply, FilesRequest
 
+from sbx_api.hosts import routing
 from sbx_api.state import AppState
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def raise_for(reply: FilesReply) -> FilesReply:
 
 async def call(state: AppState, request: FilesRequest) -> FilesReply:
     try:
-        response = await state.nc.request(subjects.RPC_FILES, request.to_bytes(), timeout=RPC_TIMEOUT)
+        subject = await routing.rpc_subject(state, request.sandbox_id, subjects.RPC_FILES)
+        response = await state.nc.request(subject, request.to_bytes(), timeout=RPC_TIMEOUT)
     except nats.errors.NoRespondersError:
         raise Unavailable("No orchestrator is available.") from None
     except (nats.errors.Error, TimeoutError):

@@ -28,6 +28,7 @@ from sbx_common.messages import ProcessOp, ProcessReply, ProcessRequest
 from sbx_common.status import Status
 
 from sbx_api.deps import Caller
+from sbx_api.hosts import routing
 from sbx_api.processes import repository
 from sbx_api.processes.repository import ProcessRow, StoredChunk
 from sbx_api.processes.schemas import CreateProcessRequest
@@ -63,7 +64,7 @@ async def ask(state: AppState, request: ProcessRequest) -> ProcessReply:
     """One request to the orchestrator; its error code raised as the API's error."""
     try:
         response = await state.nc.request(
-            subjects.RPC_PROCESS,
+            await routing.rpc_subject(state, request.sandbox_id, subjects.RPC_PROCESS),
             request.to_bytes(),
             timeout=RPC_TIMEOUT_SECONDS,
             headers=telemetry.inject_headers(),

@@ -25,7 +25,7 @@ async def publish(js: JetStreamContext, command: SandboxCommand, budget: float) 
     try:
         await publish_acked(
             js,
-            subjects.command(command.verb.value),
+            subjects.command(command.host_id, command.verb.value),
             command.to_bytes(),
             budget=budget,
             headers=telemetry.inject_headers({"Nats-Msg-Id": str(command.id)}),

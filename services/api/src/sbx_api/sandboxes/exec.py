@@ -1,5 +1,6 @@
 """Exec: a command run in a running sandbox by NATS request/reply to the orchestrator
-(`sbx.rpc.exec`), its reply's error codes turned into the API's errors."""
+(`sbx.rpc.<hostId>.exec`, the host the
+    sandbox runs on), its reply's error codes turned into the API's errors."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ async def run_command(
         )
         try:
             reply = await state.nc.request(
-                subjects.RPC_EXEC,
+                subjects.rpc(row.host_id, subjects.RPC_EXEC),
                 request.to_bytes(),
                 # The orchestrator may queue the command (fairly between users) before it starts.
                 timeout=body.timeout_seconds

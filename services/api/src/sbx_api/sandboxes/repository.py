@@ -24,7 +24,8 @@ SELECT v.id, v.owner_id, v.name, v.environment_id, v.environment_version, v.stat
        v.created_at, v.started_at, v.stopped_at, v.active_expires_at AS expires_at, v.destroyed_at,
        v.ttl_seconds, v.on_expire,
        v.last_command_id, v.last_command_verb, v.last_command_at,
-       (SELECT n.network FROM sandboxes n WHERE n.id = v.id) AS network
+       (SELECT n.network FROM sandboxes n WHERE n.id = v.id) AS network, v.host_id,
+       v.lost_at IS NOT NULL AS lost
 FROM sandbox_view v
 JOIN environment_versions ev
   ON ev.environment_id = v.environment_id AND ev.version = v.environment_version
@@ -62,6 +63,8 @@ class SandboxRow:
     last_command_verb: str
     last_command_at: datetime
     network: dict[str, Any]  # the current policy {"egress", "allow"} (sbx_common.network)
+    host_id: str  # the Docker host it is placed on (docs/scale-out.md)
+    lost: bool  # its host stopped heartbeating and the platform gave it up (`host lost`)
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> SandboxRow:
@@ -85,6 +88,7 @@ class ReplicaSource:
     env: dict[str, str]
     ttl_seconds: int
     network: dict[str, Any]
+    host_id: str
     snapshot_id: uuid.UUID | None = None
 
 
@@ -104,6 +108,7 @@ class NewSandbox:
     snapshot_id: uuid.UUID | None = None
     volumes: list[dict[str, Any]] = field(default_factory=list)  # [{"volumeId", "mountPath", "readOnly"}]
     on_expire: str = "destroy"
+    host_id: str = "local"  # chosen by placement
 
 
 @dataclass(frozen=True)
@@ -182,9 +187,9 @@ async def insert_sandbox(conn: asyncpg.Connection, s: NewSandbox) -> None:
         """
 INSERT INTO sandboxes (id, owner_id, environment_id, environment_version, name, env, metadata,
                        ttl_seconds, expires_at, last_command_id, last_command_verb, replicated_from,
-                       network, on_expire, snapshot_id, volumes)
+                       network, on_expire, snapshot_id, volumes, host_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), $9, 'create', $10, $11,
-        $12, $13, $14)""",
+        $12, $13, $14, $15)""",
         s.id,
         s.owner_id,
         s.environment_id,
@@ -199,6 +204,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8::int), 
         s.on_expire,
         s.snapshot_id,
         s.volumes,
+        s.host_id,
     )
 
 
@@ -263,6 +269,7 @@ async def source_for_replica(
     """What a replica copies from the owner's sandbox, of any status (None: no such sandbox)."""
     row = await conn.fetchrow(
         "SELECT s.id, s.name, s.environment_id, s.environment_version, s.env, s.ttl_seconds, s.network,"
+        " s.host_id,"
         " (SELECT p.id FROM snapshots p WHERE p.id = s.snapshot_id AND NOT p.hidden AND p.deleted_at IS NULL)"
         " AS snapshot_id FROM sandboxes s WHERE s.id = $1 AND s.owner_id = $2",
         sandbox_id,

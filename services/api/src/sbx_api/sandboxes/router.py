@@ -96,6 +96,7 @@ def sandbox_out(row: SandboxRow) -> SandboxOut:
         expires_at=row.expires_at,
         destroyed_at=row.destroyed_at,
         on_expire=row.on_expire,
+        host_id=row.host_id,
     )
 
 

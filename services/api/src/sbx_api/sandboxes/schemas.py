@@ -186,6 +186,13 @@ class SandboxOut(ApiModel):
     expires_at: Timestamp | None
     destroyed_at: Timestamp | None
     on_expire: str
+    host_id: str = Field(
+        description=(
+            "The Docker host the sandbox was placed on at create (it never moves): the installation's"
+            " `SBX_HOST_ID` of that host, `local` on a single-host installation. A sandbox whose host"
+            " stopped answering for longer than the grace is `failed` with `statusReason` `host lost`."
+        )
+    )
 
 
 class ExecOut(ApiModel):

@@ -41,6 +41,7 @@ from sbx_common.status import NO_OP, TERMINAL, Verb, is_allowed
 from sbx_api.audit import service as audit
 from sbx_api.deps import Caller
 from sbx_api.environments import repository as environments
+from sbx_api.hosts import placement
 from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
 from sbx_api.sandboxes import commands, repository, warm_pool
 from sbx_api.sandboxes.schemas import CreateSandboxRequest, ReplicateSandboxRequest, UpdateSandboxRequest
@@ -81,6 +82,9 @@ class Draft:
     on_expire: str = "destroy"
     # A create a warm pool's container can serve: no per-sandbox env, volumes or snapshot.
     poolable: bool = False
+    # The host it must run on: its snapshot's image is there (a replicate's own snapshot, or
+    # the snapshot it is made from).
+    host_id: str | None = None
 
 
 Plan = Callable[[asyncpg.Connection, uuid.UUID], Awaitable[Draft]]
@@ -154,6 +158,7 @@ async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wa
             )
             if version is None:
                 raise Conflict("The snapshot's environment has been deleted; no sandbox can be made from it.")
+            host_id: str | None = snapshot.host_id
         else:
             assert body.environment_id is not None  # one of the two, by the request's validation
             version = await environments.get_version(
@@ -162,6 +167,7 @@ async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wa
             if version is None:
                 what = "environment" if body.environment_version is None else "environment version"
                 raise NotFound(f"No such {what}.")
+            host_id = None
         return Draft(
             version=version,
             name=body.name or "",  # "": named after the environment and the final id
@@ -172,6 +178,7 @@ async def create(state: AppState, caller: Caller, body: CreateSandboxRequest, wa
             volumes=await volumes.mounts_of(conn, caller.user_id, body.volumes),
             on_expire=body.on_expire,
             poolable=snapshot_id is None and not body.env and not body.volumes,
+            host_id=host_id,
         )
 
     return await _make(
@@ -210,6 +217,8 @@ async def replicate(
             snapshot_id=snapshot_id,
             volumes=await volumes.mounts_of(conn, caller.user_id, body.volumes),
             first=first,
+            # Its snapshot (its own, or the source's) is on the source's host.
+            host_id=source.host_id if snapshot_id is not None else None,
         )
 
     return await _make(
@@ -241,11 +250,18 @@ async def _make(
         async with state.pool.acquire() as conn, conn.transaction():
             draft = await plan(conn, sandbox_id)
             await _check_quota(state, conn, caller, draft.version)
+            host_id: str | None = None
             if draft.poolable:
-                # A ready container of the owner's pool for this version: its reserved id
-                # becomes the sandbox's (the row is gone once this commits; see warm-pools.md).
-                sandbox_id = await warm_pool.claim(conn, caller.user_id, draft.version) or sandbox_id
-            command = _command(Verb.CREATE, sandbox_id, caller)
+                # A ready container of the owner's pool for this version, on a host placement may
+                # use: its reserved id becomes the sandbox's, its host the sandbox's (the row is
+                # gone once this commits; see warm-pools.md).
+                usable = await placement.eligible(state, conn, draft.version.runtime)
+                claimed = await warm_pool.claim(conn, caller.user_id, draft.version, usable)
+                if claimed is not None:
+                    sandbox_id, host_id = claimed
+            if host_id is None:
+                host_id = await _place(state, conn, draft)
+            command = _command(Verb.CREATE, sandbox_id, caller, host_id)
             new = repository.NewSandbox(
                 id=sandbox_id,
                 owner_id=caller.user_id,
@@ -261,6 +277,7 @@ async def _make(
                 snapshot_id=draft.snapshot_id,
                 volumes=draft.volumes,
                 on_expire=draft.on_expire,
+                host_id=host_id,
             )
             await repository.insert_sandbox(conn, new)
             await attempt.succeeded(conn, target_id=new.id, details=_creation_details(new))
@@ -304,12 +321,13 @@ async def act(
             if NO_OP.get(verb) == status:
                 await attempt.succeeded(conn, details={"from": status.value, "noOp": True})
                 return Outcome(200, current)
-            if not is_allowed(verb, status):
+            if not is_allowed(verb, status) or (current.lost and verb is not Verb.DESTROY):
                 raise InvalidState(
-                    f"Cannot {verb.value} a sandbox that is {status.value}.",
+                    f"Cannot {verb.value} a sandbox that is {status.value}"
+                    + (" (its host was lost; it can only be destroyed)." if current.lost else "."),
                     details={"status": status.value, "action": verb.value},
                 )
-            command = _command(verb, sandbox_id, caller)
+            command = _command(verb, sandbox_id, caller, current.host_id)
             previous = current.previous_command
             await repository.record_command(conn, sandbox_id, command.id, verb.value)
             await attempt.succeeded(conn, details={"from": status.value, "commandId": str(command.id)})
@@ -341,7 +359,7 @@ async def update_network(
                 )
             previous = current.network
             await repository.set_network(conn, sandbox_id, network)
-            command = _command(Verb.NETWORK, sandbox_id, caller)
+            command = _command(Verb.NETWORK, sandbox_id, caller, current.host_id)
             await attempt.succeeded(
                 conn,
                 details={
@@ -419,10 +437,40 @@ def _creation_details(new: repository.NewSandbox) -> dict[str, Any]:
     return details
 
 
-def _command(verb: Verb, sandbox_id: uuid.UUID, caller: Caller) -> SandboxCommand:
+def _command(verb: Verb, sandbox_id: uuid.UUID, caller: Caller, host_id: str) -> SandboxCommand:
+    """A command to the orchestrator of the sandbox's host."""
     return SandboxCommand(
-        verb=verb, sandbox_id=sandbox_id, owner_id=caller.user_id, trace_id=trace_id_var.get()
+        verb=verb,
+        sandbox_id=sandbox_id,
+        owner_id=caller.user_id,
+        trace_id=trace_id_var.get(),
+        host_id=host_id,
     )
+
+
+async def _place(state: AppState, conn: asyncpg.Connection, draft: Draft) -> str:
+    """The new sandbox's host (503 when none can take it). Its volumes decide it when they are
+    on a host already (their images are there); volumes mounted for the first time then belong
+    to the chosen host."""
+    required = {draft.host_id} if draft.host_id is not None else set()
+    volume_ids = [uuid.UUID(v["volumeId"]) for v in draft.volumes]
+    required |= await volumes.hosts_of(conn, volume_ids)
+    if len(required) > 1:
+        raise Conflict(
+            "The sandbox's snapshot and volumes are on different hosts; no sandbox can use them together.",
+            details={"hosts": sorted(required)},
+        )
+    version = draft.version
+    need = placement.Need(
+        cpu=version.cpu,
+        memory_mib=version.memory_mib,
+        runtime=version.runtime,
+        host_id=next(iter(required), None),
+    )
+    host_id = await placement.place(state, conn, need)
+    if volume_ids:
+        await volumes.settle_host(conn, volume_ids, host_id)
+    return host_id
 
 
 async def _check_quota(

@@ -16,13 +16,17 @@ from sbx_api.snapshots import repository
 from sbx_api.snapshots.repository import NewSnapshot
 
 
-def command(verb: Verb, sandbox_id: uuid.UUID, snapshot_id: uuid.UUID, caller: Caller) -> SandboxCommand:
+def command(
+    verb: Verb, sandbox_id: uuid.UUID, snapshot_id: uuid.UUID, caller: Caller, host_id: str
+) -> SandboxCommand:
+    """To the snapshot's host (its sandbox's: the image is made and kept there)."""
     return SandboxCommand(
         verb=verb,
         sandbox_id=sandbox_id,
         owner_id=caller.user_id,
         snapshot_id=snapshot_id,
         trace_id=trace_id_var.get(),
+        host_id=host_id,
     )
 
 
@@ -41,7 +45,7 @@ async def record_snapshot(
             details={"status": current.status.value, "action": "snapshot"},
         )
     snapshot_id = uuid.uuid4()
-    cmd = command(Verb.SNAPSHOT, sandbox_id, snapshot_id, caller)
+    cmd = command(Verb.SNAPSHOT, sandbox_id, snapshot_id, caller, current.host_id)
     new = NewSnapshot(
         id=snapshot_id,
         owner_id=caller.user_id,

@@ -12,7 +12,7 @@ import asyncpg
 _SELECT = """
 SELECT p.id, p.owner_id, p.sandbox_id, p.environment_id, p.environment_version, p.name, p.hidden,
        p.created_at, p.deleted_at, COALESCE(r.status, 'creating') AS status, r.status_reason,
-       COALESCE(r.size_bytes, 0) AS size_bytes
+       COALESCE(r.size_bytes, 0) AS size_bytes, p.host_id
 FROM snapshots p
 LEFT JOIN snapshot_runtime r ON r.snapshot_id = p.id
 """
@@ -32,6 +32,7 @@ class SnapshotRow:
     status: str
     status_reason: str | None
     size_bytes: int
+    host_id: str  # where its image is: the host of the sandbox it was taken of
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ async def count(conn: asyncpg.Connection, owner_id: uuid.UUID) -> int:
 async def insert(conn: asyncpg.Connection, s: NewSnapshot) -> None:
     await conn.execute(
         "INSERT INTO snapshots (id, owner_id, sandbox_id, environment_id, environment_version, name,"
-        " hidden, command_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " hidden, command_id, host_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, (SELECT host_id FROM sandboxes WHERE id = $3))",
         s.id,
         s.owner_id,
         s.sandbox_id,

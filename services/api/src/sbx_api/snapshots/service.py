@@ -125,7 +125,7 @@ async def delete(state: AppState, caller: Caller, snapshot_id: uuid.UUID) -> Non
             if row is None:
                 raise NotFound("No such snapshot.")
             await repository.mark_deleted(conn, snapshot_id, True)
-            cmd = command(Verb.SNAPSHOT_DELETE, row.sandbox_id, snapshot_id, caller)
+            cmd = command(Verb.SNAPSHOT_DELETE, row.sandbox_id, snapshot_id, caller, row.host_id)
             await attempt.succeeded(conn, details={"commandId": str(cmd.id)})
 
         async def restore(c: asyncpg.Connection) -> bool:

@@ -40,6 +40,7 @@ from sbx_common.codes import WsClose
 from sbx_common.status import Status
 from starlette.websockets import WebSocket
 
+from sbx_api.hosts import routing
 from sbx_api.state import AppState
 from sbx_api.streams import socket
 from sbx_api.streams.socket import CloseSocket
@@ -97,7 +98,8 @@ class RelayedSession(ABC):
 
     @abstractmethod
     def open_request(self) -> tuple[str, bytes]:
-        """The subject and body of the request that opens the session."""
+        """The request that opens the session: its name (`subjects.RPC_*`, sent to the sandbox's
+        host) and body."""
 
     @abstractmethod
     def parse_reply(self, data: bytes) -> OpenReply:
@@ -161,7 +163,8 @@ class RelayedSession(ABC):
                 for subject, callback in [*self.handlers(), (events, self._on_event)]:
                     subscriptions.append(await nc.subscribe(subject, cb=callback))
                 await nc.flush(timeout=5)
-                subject, body = self.open_request()
+                name, body = self.open_request()
+                subject = await routing.rpc_subject(self.state, self.sandbox_id, name)
                 requested = True
                 response = await nc.request(
                     subject, body, timeout=self.state.settings.terminal_open_timeout_seconds

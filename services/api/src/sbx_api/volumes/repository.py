@@ -22,6 +22,7 @@ ARRAY(SELECT s.id FROM sandboxes s JOIN sandbox_view sv ON sv.id = s.id
 
 _SELECT = (
     "SELECT v.id, v.owner_id, v.name, v.size_mib, v.created_at, COALESCE(r.used_bytes, 0) AS used_bytes, "  # noqa: S608
+    "v.host_id, "
     + _ATTACHED
     + " AS attached_to FROM volumes v LEFT JOIN volume_runtime r ON r.volume_id = v.id"
 )
@@ -41,6 +42,7 @@ class VolumeRow:
     size_mib: int
     created_at: datetime
     used_bytes: int
+    host_id: str | None  # where its filesystem image is; None until a sandbox first mounted it
     attached_to: list[uuid.UUID]
 
 
@@ -117,12 +119,13 @@ async def mounts_of(
     conn: asyncpg.Connection, owner_id: uuid.UUID, requested: Sequence[MountRequest]
 ) -> list[dict[str, Any]]:
     """The stored form of a sandbox's volume mounts, each volume the owner's and not deleted
-    (404 otherwise); the volumes are locked (FOR SHARE) so none is deleted before the sandbox
-    row is committed."""
+    (404 otherwise); the volumes are locked (FOR NO KEY UPDATE) so none is deleted before the
+    sandbox row is committed, and a volume's first host is decided by one create at a time."""
     mounts: list[dict[str, Any]] = []
     for mount in requested:
         found = await conn.fetchval(
-            "SELECT true FROM volumes WHERE id = $1 AND owner_id = $2 AND deleted_at IS NULL FOR SHARE",
+            "SELECT true FROM volumes WHERE id = $1 AND owner_id = $2 AND deleted_at IS NULL"
+            " FOR NO KEY UPDATE",
             mount.volume_id,
             owner_id,
         )
@@ -132,3 +135,21 @@ async def mounts_of(
             {"volumeId": str(mount.volume_id), "mountPath": mount.mount_path, "readOnly": mount.read_only}
         )
     return mounts
+
+
+async def hosts_of(conn: asyncpg.Connection, volume_ids: Sequence[uuid.UUID]) -> set[str]:
+    """The hosts the given volumes' images are on (volumes never mounted have none)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT host_id FROM volumes WHERE id = ANY($1::uuid[]) AND host_id IS NOT NULL",
+        list(volume_ids),
+    )
+    return {str(r["host_id"]) for r in rows}
+
+
+async def settle_host(conn: asyncpg.Connection, volume_ids: Sequence[uuid.UUID], host_id: str) -> None:
+    """Volumes first mounted now belong to `host_id` (where their image will be made)."""
+    await conn.execute(
+        "UPDATE volumes SET host_id = $2 WHERE id = ANY($1::uuid[]) AND host_id IS NULL",
+        list(volume_ids),
+        host_id,
+    )

@@ -100,6 +100,10 @@ async def delete(state: AppState, caller: Caller, volume_id: uuid.UUID) -> None:
                     details={"sandboxes": [str(s) for s in row.attached_to]},
                 )
             await repository.mark_deleted(conn, volume_id, True)
+            if row.host_id is None:
+                # Never mounted: no host made its image, there is nothing to remove.
+                await attempt.succeeded(conn, details={})
+                return
             # `sandbox_id` is the volume's id: the orchestrator serialises commands per id.
             cmd = SandboxCommand(
                 verb=Verb.VOLUME_DELETE,
@@ -107,6 +111,7 @@ async def delete(state: AppState, caller: Caller, volume_id: uuid.UUID) -> None:
                 owner_id=caller.user_id,
                 volume_id=volume_id,
                 trace_id=trace_id_var.get(),
+                host_id=row.host_id,
             )
             await attempt.succeeded(conn, details={"commandId": str(cmd.id)})
 

@@ -46,6 +46,8 @@ class EngineInfo:
     runtimes: list[str]  # the platform's names ("runc", "gvisor")
     storage_driver: str
     backing_filesystem: str
+    cpus: float = 0.0  # what the engine's host has (`NCPU`, `MemTotal`)
+    memory_mib: int = 0
 
     @property
     def may_limit_storage(self) -> bool:
@@ -59,6 +61,8 @@ def read_engine_info(info: dict[str, Any]) -> EngineInfo:
         runtimes=runtimes.platform_runtimes((info.get("Runtimes") or {}).keys()),
         storage_driver=str(info.get("Driver") or ""),
         backing_filesystem=driver_status.get("Backing Filesystem", ""),
+        cpus=float(info.get("NCPU") or 0),
+        memory_mib=int(info.get("MemTotal") or 0) // (1024 * 1024),
     )
 
 

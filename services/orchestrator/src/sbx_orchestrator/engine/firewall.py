@@ -2,7 +2,8 @@
 
 Every sandbox of an installation sits on one bridge network the orchestrator creates
 (`sbx-<instance>`, bridge interface `sbx<hash>`, inter-container communication off). Its traffic
-meets these chains (`<h>` is a hash of the instance name, so installations never share a chain):
+meets these chains (`<h>` is a hash of the instance name, and of the host id for hosts other than
+`local`, so neither installations nor hosts sharing a kernel ever share a chain or a bridge):
 
 - `DOCKER-USER -i <bridge> -j SBX-<h>` (FORWARD, everything a sandbox sends off its host):
   replies to connections made *to* the sandbox (published ports) return at once; anything to
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sbx_common.network import ALWAYS_DENIED, Egress, NetworkPolicy
+from sbx_common.subjects import DEFAULT_HOST
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +62,13 @@ class FirewallError(Exception):
     """iptables refused or failed."""
 
 
-def instance_hash(instance: str) -> str:
-    return hashlib.sha256(instance.encode()).hexdigest()[:8]
+def instance_hash(instance: str, host_id: str = DEFAULT_HOST) -> str:
+    """Names the installation's host-wide objects (bridge, chains). Hosts of one installation may
+    share a kernel (several engines on one machine, docs/scale-out.md): each host then has its
+    own bridge and chains, or one orchestrator's rebuild would wipe the other's rules. The
+    default host keeps the names it always had."""
+    key = instance if host_id == DEFAULT_HOST else f"{instance}/{host_id}"
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 def network_name(instance: str) -> str:
@@ -69,9 +76,9 @@ def network_name(instance: str) -> str:
     return f"sbx-{instance}"
 
 
-def bridge_name(instance: str) -> str:
+def bridge_name(instance: str, host_id: str = DEFAULT_HOST) -> str:
     """The Linux bridge of that network (interface names have at most 15 characters)."""
-    return f"sbx{instance_hash(instance)}"
+    return f"sbx{instance_hash(instance, host_id)}"
 
 
 def dns_servers(resolv_conf: Path = RESOLV_CONF) -> list[str]:
@@ -106,8 +113,8 @@ class Guarded:
 class Chains:
     """The names of one installation's chains."""
 
-    def __init__(self, instance: str) -> None:
-        h = instance_hash(instance)
+    def __init__(self, instance: str, host_id: str = DEFAULT_HOST) -> None:
+        h = instance_hash(instance, host_id)
         self.main = f"SBX-{h}"
         self.input = f"SBX-{h}-IN"
         self.deny = f"SBX-{h}-DENY"
@@ -197,6 +204,7 @@ class Firewall:
         self,
         instance: str,
         *,
+        host_id: str = DEFAULT_HOST,
         iptables: str,
         egress_deny: list[str],
         enabled: bool = True,
@@ -205,8 +213,8 @@ class Firewall:
         self.enabled = enabled
         self.proxy_sources = tuple(proxy_sources or ())
         self.iptables = iptables
-        self.chains = Chains(instance)
-        self.bridge = bridge_name(instance)
+        self.chains = Chains(instance, host_id)
+        self.bridge = bridge_name(instance, host_id)
         self.deny = list(dict.fromkeys([*ALWAYS_DENIED, *egress_deny]))
         self._guarded: dict[uuid.UUID, Guarded] = {}
         self._declared: set[str] = set()

@@ -1,4 +1,6 @@
-"""Consuming SBX_CMD: the durable pull consumer `orchestrator__commands`.
+"""Consuming SBX_CMD: the durable pull consumer `orchestrator__commands__<hostId>`, filtered to
+the commands addressed to this orchestrator's host (`sbx.cmd.<hostId>.sandbox.*`). Orchestrators
+of one host share it (a work queue); those of other hosts never see its commands.
 
 Delivery policy:
 - explicit acks; a command is acknowledged once it has settled (or been recognised as stale, a
@@ -36,7 +38,7 @@ from sbx_common import subjects, telemetry, topology
 from sbx_common.consumer_lag import start_lag_export
 from sbx_common.logging import redact_text, scoped_redaction, trace_id_var
 from sbx_common.messages import SandboxCommand
-from sbx_common.nats_permissions import ORCHESTRATOR_CONSUMER
+from sbx_common.nats_permissions import orchestrator_consumer
 
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.context import OrchestratorContext
@@ -44,16 +46,15 @@ from sbx_orchestrator.metrics import COMMAND_DURATION
 
 logger = logging.getLogger(__name__)
 
-CONSUMER = ORCHESTRATOR_CONSUMER
 FETCH_WAIT = 1.0  # seconds one fetch waits for a message (also bounds how long a stop waits)
 DOCKER_DOWN_PAUSE = 1.0
 
 
 def consumer_config(settings: OrchestratorSettings) -> ConsumerConfig:
     return ConsumerConfig(
-        name=CONSUMER,
-        durable_name=CONSUMER,
-        filter_subject=subjects.CMD_ALL,
+        name=orchestrator_consumer(settings.host_id),
+        durable_name=orchestrator_consumer(settings.host_id),
+        filter_subject=subjects.commands_of_host(settings.host_id),
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=settings.command_ack_wait,
@@ -75,19 +76,20 @@ class CommandConsumer:
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._fetching: asyncio.Task[None] | None = None
         self._lag: asyncio.Task[None] | None = None
+        self._consumer = orchestrator_consumer(self.settings.host_id)
 
     async def start(self) -> None:
         js = self.context.js
         await js.add_consumer(topology.STREAM_CMD, consumer_config(self.settings))
-        self._subscription = await js.pull_subscribe_bind(durable=CONSUMER, stream=topology.STREAM_CMD)
+        self._subscription = await js.pull_subscribe_bind(durable=self._consumer, stream=topology.STREAM_CMD)
         self._fetching = asyncio.create_task(self._fetch_loop(self._subscription), name="commands-fetch")
         self._lag = start_lag_export(
-            js, topology.STREAM_CMD, CONSUMER, self.settings.consumer_metrics_interval
+            js, topology.STREAM_CMD, self._consumer, self.settings.consumer_metrics_interval
         )
         logger.info(
             "consuming commands",
             extra={
-                "consumer": CONSUMER,
+                "consumer": self._consumer,
                 "ackWait": self.settings.command_ack_wait,
                 "maxDeliver": self.settings.command_max_deliver,
                 "retryDelays": self.settings.command_retry_delays,

@@ -128,7 +128,10 @@ class ExecResponder:
         # keep another user's request from being read.
         workers = max(self.settings.exec_max_requests, self.settings.exec_threads)
         self._subscriber = await self.context.broker.answer(
-            subjects.RPC_EXEC, self._serve, queue=QUEUE_GROUP, max_workers=workers
+            subjects.rpc(self.settings.host_id, subjects.RPC_EXEC),
+            self._serve,
+            queue=QUEUE_GROUP,
+            max_workers=workers,
         )
 
     async def stop(self) -> None:

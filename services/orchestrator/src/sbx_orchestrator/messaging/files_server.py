@@ -72,7 +72,9 @@ class FilesServer:
 
     async def start(self) -> None:
         self._subscription = await self.context.nc.subscribe(
-            subjects.RPC_FILES, queue=QUEUE_GROUP, cb=self._on_request
+            subjects.rpc(self.context.settings.host_id, subjects.RPC_FILES),
+            queue=QUEUE_GROUP,
+            cb=self._on_request,
         )
 
     async def stop(self) -> None:

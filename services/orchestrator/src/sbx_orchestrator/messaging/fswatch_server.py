@@ -120,7 +120,9 @@ class FileWatchServer:
     async def start(self) -> None:
         self.context.agents.on_fs_event = self._on_agent_event
         self._subscription = await self.context.nc.subscribe(
-            subjects.RPC_FSWATCH_OPEN, queue=QUEUE_GROUP, cb=self._on_request
+            subjects.rpc(self.context.settings.host_id, subjects.RPC_FSWATCH_OPEN),
+            queue=QUEUE_GROUP,
+            cb=self._on_request,
         )
         self._checker = asyncio.create_task(self._check_idle(), name="fswatch-idle")
 

@@ -24,16 +24,20 @@ QUEUE_GROUP = "orchestrator"
 class HealthResponder:
     def __init__(self, context: OrchestratorContext) -> None:
         self.context = context
-        self._subscriber: LogicSubscriber[Any] | None = None
+        self._subscribers: list[LogicSubscriber[Any]] = []
 
     async def start(self) -> None:
-        self._subscriber = await self.context.broker.answer(
-            subjects.RPC_ORCHESTRATOR_HEALTH, self._answer, queue=QUEUE_GROUP
-        )
+        # Its own host's subject (the reaper and the API asking about one host), and the one
+        # any host answers (the API's `/health` and `GET /info` on an installation of one host).
+        host_subject = subjects.rpc(self.context.settings.host_id, subjects.RPC_HEALTH)
+        for subject in (host_subject, subjects.RPC_ORCHESTRATOR_HEALTH):
+            self._subscribers.append(
+                await self.context.broker.answer(subject, self._answer, queue=QUEUE_GROUP)
+            )
 
     async def stop(self) -> None:
-        if self._subscriber is not None:
-            await self._subscriber.stop()
+        for subscriber in self._subscribers:
+            await subscriber.stop()
 
     async def _answer(self) -> bytes:
         engine = self.context.engine

@@ -317,7 +317,9 @@ class TerminalServer:
 
     async def start(self) -> None:
         self._subscription = await self.context.nc.subscribe(
-            subjects.RPC_TERMINAL_OPEN, queue=QUEUE_GROUP, cb=self._on_open
+            subjects.rpc(self.context.settings.host_id, subjects.RPC_TERMINAL_OPEN),
+            queue=QUEUE_GROUP,
+            cb=self._on_open,
         )
 
     async def stop(self) -> None:

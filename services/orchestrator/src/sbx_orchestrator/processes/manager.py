@@ -63,7 +63,9 @@ class ProcessManager:
     def __init__(self, context: OrchestratorContext) -> None:
         self.context = context
         self.settings = context.settings
-        self.store = ProcessStore(context.pool, self.settings.process_output_keep_bytes)
+        self.store = ProcessStore(
+            context.pool, self.settings.process_output_keep_bytes, self.settings.host_id
+        )
         self._subscriber: LogicSubscriber[Any] | None = None
         self._queues: dict[uuid.UUID, asyncio.Queue[Event]] = {}
         self._writers: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -80,7 +82,10 @@ class ProcessManager:
         self.context.agents.on_event = self._on_event
         self.context.lifecycle.on_sandbox_down.append(self.sandbox_down)
         self._subscriber = await self.context.broker.answer(
-            subjects.RPC_PROCESS, self._serve, queue=QUEUE_GROUP, max_workers=64
+            subjects.rpc(self.settings.host_id, subjects.RPC_PROCESS),
+            self._serve,
+            queue=QUEUE_GROUP,
+            max_workers=64,
         )
         self._reconciler = asyncio.create_task(self._reconcile_loop(), name="process-reconciler")
 

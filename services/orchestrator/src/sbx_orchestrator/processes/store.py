@@ -34,9 +34,10 @@ class RunningProcess:
 
 
 class ProcessStore:
-    def __init__(self, pool: asyncpg.Pool, keep_bytes: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, keep_bytes: int, host_id: str) -> None:
         self.pool = pool
         self.keep_bytes = keep_bytes
+        self.host_id = host_id  # only this host's sandboxes' processes are this orchestrator's
 
     async def insert(
         self, process_id: uuid.UUID, sandbox_id: uuid.UUID, owner_id: uuid.UUID, command: list[str], tty: bool
@@ -68,7 +69,9 @@ class ProcessStore:
 
     async def running(self) -> list[RunningProcess]:
         rows = await self.pool.fetch(
-            "SELECT id, sandbox_id, last_seq, tty FROM sandbox_processes WHERE status = 'running'"
+            "SELECT p.id, p.sandbox_id, p.last_seq, p.tty FROM sandbox_processes p"
+            " JOIN sandboxes s ON s.id = p.sandbox_id WHERE p.status = 'running' AND s.host_id = $1",
+            self.host_id,
         )
         return [RunningProcess(r["id"], r["sandbox_id"], r["last_seq"], r["tty"]) for r in rows]
 
