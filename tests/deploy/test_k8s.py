@@ -13,6 +13,9 @@ from sbx_common.nats_permissions import SERVICE_USER_OF, SERVICE_USERS, deployme
 from tests.deploy.conftest import DOCKER_SERVICES, INFRA, OPS_PORTS, SERVICES, load_yaml
 
 K8S = INFRA / "k8s"
+# Per Docker node, each under the node's name as its SBX_HOST_ID (the reaper for its engine's
+# orphans and images).
+HOST_SERVICES = ("orchestrator", "log-shipper", "metrics-collector", "reaper")
 
 
 def manifests() -> dict[tuple[str, str], dict[str, Any]]:
@@ -31,7 +34,7 @@ def test_every_service_has_a_workload_placed_as_documented() -> None:
     assert ("Job", "sbx-migrate") in docs
     assert ("ConfigMap", "sbx-config") in docs
     for name in SERVICES:
-        kind = "DaemonSet" if name in ("orchestrator", "log-shipper", "metrics-collector") else "Deployment"
+        kind = "DaemonSet" if name in HOST_SERVICES else "Deployment"
         workload = docs[(kind, f"sbx-{name}")]
         assert (("Service", f"sbx-{name}")) in docs
         pod = workload["spec"]["template"]["spec"]
@@ -63,15 +66,13 @@ def test_every_workload_logs_in_to_nats_as_its_own_user() -> None:
             "orchestrator": "DaemonSet",
             "log-shipper": "DaemonSet",
             "metrics-collector": "DaemonSet",
+            "reaper": "DaemonSet",
         }.get(name, "Deployment")
         container = docs[(kind, f"sbx-{name}")]["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e for e in container["env"]}
         assert env["SBX_NATS_USER"]["value"] == user, name
         ref = env["SBX_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "sbx-nats", "key": user}, name
-
-
-HOST_SERVICES = ("orchestrator", "log-shipper", "metrics-collector")
 
 
 def test_each_docker_node_is_a_host_named_after_the_node() -> None:
