@@ -223,6 +223,19 @@ async def test_a_draining_host_gets_no_new_sandbox(
         assert (by_host["beta"]["labels"], by_host["beta"]["cpus"]) == ({"zone": "b"}, 2.0)
         placed = [await create_sandbox(client, user, environment["id"]) for _ in range(2)]
         assert [s["hostId"] for s in placed] == ["alpha", "alpha"]
+
+        async def alpha_announces_both() -> bool:
+            rows = [json.loads(line) for line in sbx_admin(topology, "hosts", "list", "--json").splitlines()]
+            announced = {row["hostId"]: row["announced"] for row in rows}["alpha"]
+            return announced == {"sandboxes": 2, "cpus": 1.0, "memoryMib": 128}
+
+        # The host's own heartbeat in KV says what is placed on it.
+        await wait_for(
+            alpha_announces_both,
+            timeout=60,
+            interval=1.0,
+            what="alpha's heartbeat counting its two sandboxes",
+        )
         refused = await client.post(
             "/sandboxes", json={"environmentId": environment["id"]}, headers=user.headers
         )

@@ -69,6 +69,16 @@ async def list_hosts(settings: CommonSettings) -> list[dict[str, Any]]:
                 "sandboxes": int(used["sandboxes"]) if used else 0,
                 "cpuPlaced": float(used["cpu"]) if used else 0.0,
                 "memoryMibPlaced": int(used["memory"]) if used else 0,
+                # The same as the host counted it at its last heartbeat.
+                "announced": (
+                    {
+                        "sandboxes": beat.sandboxes,
+                        "cpus": beat.cpus_allocated,
+                        "memoryMib": beat.memory_mib_allocated,
+                    }
+                    if beat
+                    else None
+                ),
                 "runtimes": beat.runtimes if beat else [],
                 "labels": beat.labels if beat else {},
                 "draining": host_id in draining,

@@ -39,6 +39,12 @@ class HostHeartbeat(Message):
     # otherwise): placement keeps the sum of its sandboxes' limits within these.
     cpus: float
     memory_mib: int
+    # What is placed on it now, as the host counts it when it beats (sandboxes not destroyed or
+    # expired, and warm pool slots): for operators and dashboards. Placement counts the same in
+    # its own transaction instead, so concurrent creates never trust a figure seconds old.
+    sandboxes: int = 0
+    cpus_allocated: float = 0.0
+    memory_mib_allocated: int = 0
     runtimes: list[str] = Field(default_factory=list)  # the users' names (`runc`, `gvisor`)
     labels: dict[str, str] = Field(default_factory=dict)
     engine_ok: bool

@@ -2,7 +2,8 @@
 
 - Heartbeat: every `HEARTBEAT_SECONDS` the host's entry in the KV bucket `sbx_hosts` (key = host
   id) is put again: capacity (the engine's CPUs and memory, or `SBX_HOST_CPUS` /
-  `SBX_HOST_MEMORY_MIB`), runtimes, labels, whether the engine answers, and the time. The API
+  `SBX_HOST_MEMORY_MIB`), what is placed on it (sandboxes, CPUs, memory), runtimes, labels,
+  whether the engine answers, and the time. The API
   places new sandboxes only on hosts whose entry is fresh and whose engine answers; the reaper
   gives up the sandboxes of a host whose entry is older than `SBX_HOST_GRACE`.
 - Coming back: sandboxes the platform gave up while this host was lost (`lost_sandboxes`) are
@@ -62,10 +63,18 @@ class HostPresence:
         info = await engine.info() if engine_ok else None
         capacity = await host_capacity(self.context) if engine_ok else None
         cpus, memory_mib = capacity or (0.0, 0)
+        try:
+            sandboxes, cpus_allocated, memory_allocated = await self.context.repository.allocations()
+        except Exception:  # the heartbeat still goes out: the engine's state is what it is about
+            logger.warning("allocations not counted for the heartbeat", exc_info=True)
+            sandboxes, cpus_allocated, memory_allocated = 0, 0.0, 0
         return HostHeartbeat(
             host_id=self.settings.host_id,
             cpus=cpus,
             memory_mib=memory_mib,
+            sandboxes=sandboxes,
+            cpus_allocated=cpus_allocated,
+            memory_mib_allocated=memory_allocated,
             runtimes=info.runtimes if info is not None else [RUNC],
             labels=self.settings.host_labels,
             # A host that cannot say what it has is no place for a sandbox.

@@ -348,6 +348,23 @@ class Repository:
         )
         await self.pool.execute(sql, sandbox_id, *values)
 
+    async def allocations(self) -> tuple[int, float, int]:
+        """What is placed on this host: (sandboxes and warm slots, their CPUs, their memory MiB)."""
+        row = await self.pool.fetchrow(
+            "SELECT count(*) AS n, coalesce(sum(cpu), 0) AS cpu, coalesce(sum(memory_mib), 0) AS memory"
+            " FROM ("
+            "   SELECT ev.cpu, ev.memory_mib FROM sandbox_view v"
+            "   JOIN environment_versions ev"
+            "     ON ev.environment_id = v.environment_id AND ev.version = v.environment_version"
+            "   WHERE v.host_id = $1 AND v.status NOT IN ('destroyed', 'expired')"
+            "   UNION ALL"
+            "   SELECT cpu, memory_mib FROM warm_pool_slots WHERE host_id = $1"
+            " ) a",
+            self.host_id,
+        )
+        assert row is not None
+        return int(row["n"]), float(row["cpu"]), int(row["memory"])
+
     async def lost_unsettled(self) -> list[uuid.UUID]:
         """This host's sandboxes the platform gave up on while the host was lost whose runtime
         row does not say so yet (their containers may still be here)."""
