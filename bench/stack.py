@@ -50,7 +50,9 @@ def remove_instance_containers(instance: str) -> None:
 
 @contextmanager
 def running_platform(
-    services: tuple[str, ...] | None = None, extra_env: dict[str, str] | None = None
+    services: tuple[str, ...] | None = None,
+    extra_env: dict[str, str] | None = None,
+    service_env: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[Platform]:
     with tempfile.TemporaryDirectory(prefix="sbx-bench-") as tmp:
         root = Path(tmp)
@@ -64,7 +66,7 @@ def running_platform(
                 base_env={**platform_env(pg.url, nats_server.url), **(extra_env or {})}, log_dir=root / "logs"
             )
             for name in services or ("orchestrator", "log-shipper", "reaper", "metrics-collector", "api"):
-                plat.start_service(name)
+                plat.start_service(name, (service_env or {}).get(name))
             try:
                 yield plat
             finally:
