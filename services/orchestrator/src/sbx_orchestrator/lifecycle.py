@@ -623,20 +623,18 @@ class Lifecycle:
         return await self._create_container(sandbox)
 
     async def _container_spec(self, sandbox: SandboxRecord) -> ContainerSpec:
-        """What Docker is asked to make for the sandbox: its prerequisites (the image or the
-        snapshot's, the network, the secrets, the agent's volume) are fetched side by side."""
+        """What Docker is asked to make for the sandbox: its prerequisites (the snapshot's image,
+        the network, the secrets, the agent's volume) are fetched side by side. Whether an
+        environment's image is here is not asked: the create says so (`_make`)."""
         if not sandbox.image:
             raise SandboxFailed("the environment version of the sandbox does not exist")
         if sandbox.snapshot_id is not None:
             await self.storage.wait_for_snapshot(sandbox.snapshot_id)
-        image = None
-        if sandbox.snapshot_id is None:
-            image = asyncio.create_task(self._ensure_image(sandbox.image))
         network = asyncio.create_task(self.guard.ensure_network())
         sealed = asyncio.create_task(self.repository.load_secrets(sandbox.environment_id))
         binary = asyncio.create_task(self.agents.volume()) if self.agents is not None else None
         features = asyncio.create_task(self.engine.features())
-        everything = (image, network, sealed, binary, features)
+        everything = (network, sealed, binary, features)
         tasks: list[asyncio.Task[Any]] = [t for t in everything if t is not None]
         try:
             await asyncio.wait(tasks)
@@ -655,7 +653,7 @@ class Lifecycle:
     ) -> dict[str, Any]:
         spec = await (prepared if prepared is not None else self._container_spec(sandbox))
         try:
-            container_id = await self.engine.create(spec)
+            container_id = await self._make(sandbox, spec)
         except docker.errors.ImageNotFound:
             raise SandboxFailed("image not found") from None
         except docker.errors.APIError as exc:
@@ -669,6 +667,17 @@ class Lifecycle:
         # What `_run` reads of a container just made (it is started and inspected next): no
         # inspect round trip for it.
         return {"Id": container_id, "State": {"Status": "created", "Running": False}}
+
+    async def _make(self, sandbox: SandboxRecord, spec: ContainerSpec) -> str:
+        """Create the container; an environment's image that is not here yet is pulled once
+        (one that cannot be had is final), then the create is asked again."""
+        try:
+            return await self.engine.create(spec)
+        except docker.errors.ImageNotFound:
+            if sandbox.snapshot_id is not None:
+                raise  # a snapshot's image is never pulled
+        await self._ensure_image(sandbox.image)
+        return await self.engine.create(spec)
 
     async def _ensure_image(self, image: str) -> None:
         """Use the local image, else pull it once; an image that cannot be had is final."""
