@@ -283,10 +283,21 @@ async def test_rules_go_with_the_sandbox(
 
 
 async def test_sandboxes_started_and_destroyed_together_each_get_and_lose_their_rules(
-    http: httpx.AsyncClient, owner: User, docker_client: docker.DockerClient
+    http: httpx.AsyncClient, docker_client: docker.DockerClient
 ) -> None:
     # Changes that come while a load runs are loaded together by the next one: each sandbox's
     # rules must still be in before it is reported running, and gone once it is destroyed.
+    # A user of its own: the module's owner keeps sandboxes of other tests within its quota.
+    owner = await signup(http)
+    try:
+        await _started_and_destroyed_together(http, owner, docker_client)
+    finally:
+        await destroy_all(http, owner)
+
+
+async def _started_and_destroyed_together(
+    http: httpx.AsyncClient, owner: User, docker_client: docker.DockerClient
+) -> None:
     env = await create_environment(http, owner, cpu=0.25, memory=32, command=["sleep", "3600"])
     sandboxes = await asyncio.gather(
         *(create_sandbox(http, owner, env["id"], "?wait=true&timeout=120") for _ in range(5))
