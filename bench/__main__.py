@@ -12,6 +12,7 @@ MODULES = [
     "bench.lifecycle",
     "bench.create",
     "bench.pause",
+    "bench.breakdown",  # where a lifecycle request's time goes, stage by stage
     "bench.logs",
     "bench.terminal",
     "bench.collector",

@@ -3,7 +3,9 @@
     uv run python -m bench.create
 
 - cold create to running (`POST /sandboxes?wait=true`, environment without a pool) against a
-  docker-SDK create+start of the same image and limits (target <= 1.1x);
+  docker-SDK create+start of the same image and limits (target <= 1.1x), and against one that
+  also has the platform's container settings (its bridge network, init, ulimits, log options,
+  block I/O weight, IPv6 off): what Docker itself spends on those, apart from the platform;
 - warm create to running (environment with `warmPool`, a ready container waiting before each
   sample) against the same raw baseline (target <= 0.2x);
 - destroy (`DELETE ?wait=true`) against a raw remove (target <= 1.1x);
@@ -24,8 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 import asyncpg
 import docker
 import httpx
+from sbx_orchestrator.engine.firewall import network_name
 
-from bench.lifecycle import CPU, MEMORY_MIB, raw_create_start
+from bench.lifecycle import CPU, MEMORY_MIB, PIDS, raw_create_start
 from bench.stack import median, percentile, running_platform, table
 from tests.support.docker import TEST_IMAGE
 from tests.support.platform import Platform
@@ -35,6 +38,39 @@ POOL = 3
 CONCURRENT = 10
 PER_CREATOR = 3
 COMMAND = ["sh", "-c", "exec sleep 3600"]
+
+
+def raw_like_platform(client: docker.DockerClient, network: str) -> tuple[float, str]:
+    """A docker-SDK create + start with the limits and the container settings the platform
+    gives a sandbox (engine/containers.py at its defaults), on the platform's own network."""
+    api = client.api
+    host = api.create_host_config(
+        nano_cpus=int(CPU * 1e9),
+        mem_limit=f"{MEMORY_MIB}m",
+        memswap_limit=f"{MEMORY_MIB}m",
+        pids_limit=PIDS,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        network_mode=network,
+        init=True,
+        sysctls={"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
+        ulimits=[
+            docker.types.Ulimit(name="nofile", soft=4096, hard=8192),
+            docker.types.Ulimit(name="nproc", soft=2048, hard=2048),
+        ],
+        log_config=docker.types.LogConfig(type="json-file", config={"max-size": "20m", "max-file": "3"}),
+        blkio_weight=500,
+    )
+    started = time.perf_counter()
+    created = api.create_container(
+        TEST_IMAGE,
+        command=COMMAND,
+        name=f"sbx-bench-raw-{uuid.uuid4().hex[:8]}",
+        host_config=host,
+        labels={"sbx.bench": "raw"},
+    )
+    api.start(created["Id"])
+    return time.perf_counter() - started, str(created["Id"])
 
 
 async def _environment(http: httpx.AsyncClient, name: str, warm_pool: int) -> str:
@@ -108,6 +144,7 @@ async def measure(plat: Platform) -> tuple[dict[str, list[float]], float, float]
     client = docker.from_env()
     samples: dict[str, list[float]] = {
         "raw create": [],
+        "raw like platform": [],
         "raw remove": [],
         "cold": [],
         "warm": [],
@@ -121,6 +158,7 @@ async def measure(plat: Platform) -> tuple[dict[str, list[float]], float, float]
         cold_env = await _environment(http, "bench-cold", 0)
         warm_env = await _environment(http, "bench-warm", POOL)
         await _create(http, cold_env)  # the image and the network exist before anything is timed
+        network = network_name(plat.base_env["SBX_INSTANCE"])
         for _ in range(SAMPLES):
             # A refill (a container being made) never runs during a timed raw or cold sample.
             await _pool_full(db, warm_env)
@@ -128,6 +166,9 @@ async def measure(plat: Platform) -> tuple[dict[str, list[float]], float, float]
             samples["raw create"].append(elapsed)
             elapsed, cold_id = await _create(http, cold_env)
             samples["cold"].append(elapsed)
+            elapsed, like = await asyncio.to_thread(raw_like_platform, client, network)
+            samples["raw like platform"].append(elapsed)
+            await asyncio.to_thread(client.api.remove_container, like, force=True)
             await _pool_full(db, warm_env)
             elapsed, warm_id = await _create(http, warm_env)
             samples["warm"].append(elapsed)
@@ -168,6 +209,8 @@ def run() -> str:
     rows = []
     for label, ours, raw, target in (
         ("cold create to running", "cold", "raw create", "<= 1.1x"),
+        ("cold create, raw with the platform's container settings", "cold", "raw like platform", ""),
+        ("Docker alone: platform's settings vs same limits", "raw like platform", "raw create", ""),
         ("warm-pool create to running", "warm", "raw create", "<= 0.2x"),
         ("destroy", "destroy", "raw remove", "<= 1.1x"),
     ):

@@ -282,6 +282,42 @@ async def test_rules_go_with_the_sandbox(
     assert chain not in rules
 
 
+async def test_sandboxes_started_and_destroyed_together_each_get_and_lose_their_rules(
+    http: httpx.AsyncClient, docker_client: docker.DockerClient
+) -> None:
+    # Changes that come while a load runs are loaded together by the next one: each sandbox's
+    # rules must still be in before it is reported running, and gone once it is destroyed.
+    # A user of its own: the module's owner keeps sandboxes of other tests within its quota.
+    owner = await signup(http)
+    try:
+        await _started_and_destroyed_together(http, owner, docker_client)
+    finally:
+        await destroy_all(http, owner)
+
+
+async def _started_and_destroyed_together(
+    http: httpx.AsyncClient, owner: User, docker_client: docker.DockerClient
+) -> None:
+    env = await create_environment(http, owner, cpu=0.25, memory=32, command=["sleep", "3600"])
+    sandboxes = await asyncio.gather(
+        *(create_sandbox(http, owner, env["id"], "?wait=true&timeout=120") for _ in range(5))
+    )
+    assert all(s["status"] == "running" for s in sandboxes), sandboxes
+    guarded = [(address_of(docker_client, s["id"]), CHAINS.of(uuid.UUID(s["id"]))) for s in sandboxes]
+    rules = platform_rules()
+    for address, chain in guarded:
+        assert any(f"-s {address}/32 -g {chain}" in line for line in rules), (address, chain)
+    query = "?wait=true&timeout=120"
+    answers = await asyncio.gather(
+        *(http.delete(f"/sandboxes/{s['id']}{query}", headers=owner.headers) for s in sandboxes)
+    )
+    assert [a.json()["data"]["status"] for a in answers] == ["destroyed"] * len(sandboxes)
+    left = iptables_rules()
+    for address, chain in guarded:
+        assert f"{address}/32" not in left
+        assert chain not in left
+
+
 async def test_the_rules_are_rebuilt_when_the_orchestrator_restarts(
     http: httpx.AsyncClient, owner: User, platform: Platform, docker_client: docker.DockerClient
 ) -> None:

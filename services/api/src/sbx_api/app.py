@@ -40,6 +40,9 @@ from sbx_api.volumes.router import router as volumes_router
 from sbx_api.webhooks.router import router as webhooks_router
 from sbx_api.webui import install as install_webui
 
+# PostgreSQL connections each worker keeps open (see `lifespan`).
+POOL_MIN = 8
+
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
@@ -53,8 +56,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             settings.secrets_master_key.get_secret_value(), settings.secrets_old_keys.get_secret_value()
         )
         # The API keeps no session state on pooled connections: no reset query on each release.
+        # POOL_MIN connections stay open while idle: a burst of requests (ten clients creating
+        # sandboxes at once) otherwise opened them while it waited, each costing PostgreSQL a
+        # new backend and the worker a connect, a TLS probe and the codecs' type lookups.
         pool = await db.create_pool(
-            settings.database_url.get_secret_value(), max_size=20, session_reset=False
+            settings.database_url.get_secret_value(), min_size=POOL_MIN, max_size=20, session_reset=False
         )
         nc = await natsconn.connect_with(settings, "sbx-api")
         process = ApiProcess(pool)

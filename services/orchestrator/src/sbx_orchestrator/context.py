@@ -51,7 +51,13 @@ class OrchestratorContext:
 
     @classmethod
     async def open(cls, settings: OrchestratorSettings, nc: NatsClient) -> OrchestratorContext:
-        pool = await db.create_pool(settings.database_url.get_secret_value(), max_size=20)
+        # No session reset on release: the orchestrator keeps no session state on a pooled
+        # connection (no LISTEN, session advisory lock, SET or open cursor), and the reset was
+        # a second round trip after every query, on every command's path. Connections kept open
+        # while idle, so commands arriving together do not each wait for one to be opened.
+        pool = await db.create_pool(
+            settings.database_url.get_secret_value(), min_size=8, max_size=20, session_reset=False
+        )
         js = nc.jetstream()
         broker = WorkerBroker(nc, graceful_timeout=settings.shutdown_timeout)
         await broker.connect()

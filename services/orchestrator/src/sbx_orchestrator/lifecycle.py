@@ -28,8 +28,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -46,6 +45,7 @@ from sbx_common.timeutil import utcnow
 from sbx_orchestrator.agent.pool import AgentPool
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.engine.containers import (
+    ContainerSpec,
     ContainerState,
     container_spec,
     read_address,
@@ -89,9 +89,20 @@ ENGINE_LOSS_MARGIN = 5.0
 ALIVE = frozenset({Status.RUNNING, Status.PAUSED})
 # The verbs the reaper sends when a TTL runs out (the sandbox's `onExpire`).
 EXPIRY_VERBS = frozenset({Verb.DESTROY, Verb.STOP, Verb.PAUSE})
-# Verbs whose Docker call is one quick request: their under-way status is recorded (and its
-# event published) while Docker acts rather than before, so neither waits for the other.
-QUICK_VERBS = frozenset({Verb.PAUSE, Verb.RESUME})
+# A destroy records `stopped_at` when the sandbox was last recorded in one of these (its
+# container may have been running or frozen when it was removed).
+MAYBE_RUNNING = frozenset(
+    {
+        Status.STARTING,
+        Status.RUNNING,
+        Status.RESTARTING,
+        Status.STOPPING,
+        Status.PAUSING,
+        Status.PAUSED,
+        Status.RESUMING,
+        Status.DESTROYING,
+    }
+)
 
 # Docker start errors that no retry can fix (reported as the sandbox's failure reason).
 _PERMANENT_START_ERRORS = {
@@ -130,12 +141,15 @@ class ContainerExited(Exception):
         self.state = state
 
 
-@dataclass(frozen=True)
+@dataclass
 class Job:
     """A command being carried out on a sandbox."""
 
     sandbox: SandboxRecord
     command: SandboxCommand
+    # The under-way record (row and event), written while Docker acts: every later record of
+    # the job waits for it first, so the events keep their order.
+    underway: asyncio.Task[None] | None = None
 
     @property
     def expiring(self) -> bool:
@@ -256,8 +270,21 @@ class Lifecycle:
                 return Outcome.DUPLICATE
 
         job = Job(sandbox, command)
-        if command.verb not in QUICK_VERBS:
-            await self._record(job, UNDER_WAY[command.verb])
+        # Recorded while Docker acts rather than before it, so neither waits for the other. A
+        # failed record fails the attempt (retried: the verbs converge).
+        job.underway = asyncio.create_task(self._write_record(job, UNDER_WAY[command.verb]))
+        try:
+            return await self._carry_out_job(job)
+        finally:
+            await self._underway_done(job)
+
+    async def _underway_done(self, job: Job) -> None:
+        pending, job.underway = job.underway, None
+        if pending is not None:
+            await pending
+
+    async def _carry_out_job(self, job: Job) -> Outcome:
+        sandbox, command = job.sandbox, job.command
         try:
             if command.verb is Verb.DESTROY:
                 await self._destroy(job)
@@ -421,7 +448,20 @@ class Lifecycle:
         data: dict[str, Any] | None = None,
         **columns: Any,
     ) -> None:
-        """Write the runtime row, then publish the event (readers of the event see the row)."""
+        """Write the runtime row, then publish the event (readers of the event see the row),
+        after the job's under-way record."""
+        await self._underway_done(job)
+        await self._write_record(job, status, reason=reason, data=data, **columns)
+
+    async def _write_record(
+        self,
+        job: Job,
+        status: Status,
+        *,
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+        **columns: Any,
+    ) -> None:
         fields: dict[str, Any] = {"status": status, "status_reason": reason, **columns}
         if not job.expiring:
             fields["last_command_id"] = job.command.id
@@ -464,11 +504,21 @@ class Lifecycle:
     async def _run(self, job: Job, *, restart: bool) -> None:
         """create, start, restart: the container exists, runs, and is healthy if it can tell."""
         await self.storage.prepare_volumes(job.sandbox)
-        info = await self.engine.inspect(job.name)
-        if info is None:
-            info = await self._create_container(job.sandbox)
-            if job.sandbox.snapshot_id is not None:
-                await self.storage.release_hidden_snapshot(job.sandbox.snapshot_id)
+        spec: asyncio.Task[ContainerSpec] | None = None
+        if job.command.verb is Verb.CREATE and job.sandbox.snapshot_id is None:
+            # A create mostly finds no container: what making one needs (the image, the
+            # network, the secrets, the agent's volume) is fetched while Docker is asked.
+            spec = asyncio.create_task(self._container_spec(job.sandbox))
+        try:
+            info = await self.engine.inspect(job.name)
+            if info is None:
+                info = await self._create_container(job.sandbox, spec)
+                if job.sandbox.snapshot_id is not None:
+                    await self.storage.release_hidden_snapshot(job.sandbox.snapshot_id)
+        finally:
+            if spec is not None and not spec.done():
+                spec.cancel()  # a warm pool's container was found: nothing to make
+                await asyncio.gather(spec, return_exceptions=True)
         state = read_state(info)
         started: dict[str, Any] | None = None
         if restart and state.running:
@@ -512,18 +562,6 @@ class Lifecycle:
             )
         return False
 
-    @asynccontextmanager
-    async def _under_way(self, job: Job) -> AsyncIterator[None]:
-        """Record the verb's under-way status while the body acts on Docker. The record is
-        awaited before anything else is recorded, so the events keep their order (`resuming`
-        before `running`, or before `failed`), and a failed record fails the attempt (retried:
-        the verbs converge)."""
-        recording = asyncio.create_task(self._record(job, UNDER_WAY[job.command.verb]))
-        try:
-            yield
-        finally:
-            await recording
-
     async def _container_state(self, job: Job) -> ContainerState:
         info = await self.engine.inspect(job.name)
         if info is None:
@@ -539,34 +577,32 @@ class Lifecycle:
         with a 500), and only then is the container inspected (already in the goal state: done;
         ended: recorded as such)."""
         await self._forget_agent(job)
-        async with self._under_way(job):
-            try:
-                await self.engine.pause(job.name)
-            except docker.errors.NotFound:
-                raise SandboxFailed("the container was removed outside the platform") from None
-            except docker.errors.APIError:
-                state = await self._container_state(job)
-                if state.running:  # refused for another reason: the attempt fails (retried)
-                    raise
-                if not state.paused:
-                    raise ContainerExited(state) from None
+        try:
+            await self.engine.pause(job.name)
+        except docker.errors.NotFound:
+            raise SandboxFailed("the container was removed outside the platform") from None
+        except docker.errors.APIError:
+            state = await self._container_state(job)
+            if state.running:  # refused for another reason: the attempt fails (retried)
+                raise
+            if not state.paused:
+                raise ContainerExited(state) from None
         await self._record(job, Status.PAUSED)
 
     async def _resume(self, job: Job) -> None:
         """Thaw a paused container; it runs on from where it was frozen. Like `_pause`, Docker
         is asked at once and the container inspected only when it refuses. Freezing changes no
         port, so the endpoints recorded when it last started still hold."""
-        async with self._under_way(job):
-            try:
-                await self.engine.unpause(job.name)
-            except docker.errors.NotFound:
-                raise SandboxFailed("the container was removed outside the platform") from None
-            except docker.errors.APIError:
-                state = await self._container_state(job)
-                if state.paused:  # refused for another reason: the attempt fails (retried)
-                    raise
-                if not state.running:
-                    raise ContainerExited(state) from None
+        try:
+            await self.engine.unpause(job.name)
+        except docker.errors.NotFound:
+            raise SandboxFailed("the container was removed outside the platform") from None
+        except docker.errors.APIError:
+            state = await self._container_state(job)
+            if state.paused:  # refused for another reason: the attempt fails (retried)
+                raise
+            if not state.running:
+                raise ContainerExited(state) from None
         runtime = job.sandbox.runtime
         endpoints = runtime.endpoints if runtime is not None else []
         await self._record(job, Status.RUNNING, data={"endpoints": endpoints}, endpoints=endpoints)
@@ -583,6 +619,17 @@ class Lifecycle:
                 await callback(job.sandbox.id, destroyed)
             except Exception:
                 logger.exception("sandbox-down callback failed", extra={"sandboxId": str(job.sandbox.id)})
+
+    async def _remove(self, job: Job) -> None:
+        try:
+            await self.engine.remove(job.name)
+        except docker.errors.APIError:
+            # An engine that will not remove a frozen container: thawed, it can be killed.
+            info = await self.engine.inspect(job.name)
+            if info is None or not read_state(info).paused:
+                raise
+            await self.engine.unpause(str(info["Id"]))
+            await self.engine.remove(job.name)
 
     async def _stop(self, job: Job) -> None:
         await self._forget_agent(job)
@@ -601,16 +648,16 @@ class Lifecycle:
         )
 
     async def _destroy(self, job: Job) -> None:
+        """Remove the container (forced: running or frozen, it is killed) with no inspect
+        first, and take its firewall rules away meanwhile: once they go, the platform's chain
+        drops whatever the container still sends, so the order does not matter."""
         await self._forget_agent(job)
-        info = await self.engine.inspect(job.name)
-        if info is not None and read_state(info).paused:
-            await self.engine.unpause(str(info["Id"]))  # removal kills it: thawed, it can die
-        await self.engine.remove(job.name)
+        await asyncio.gather(self._remove(job), self.guard.release(job.sandbox.id))
         await self._sandbox_down(job, destroyed=True)
-        await self.guard.release(job.sandbox.id)
         await self.storage.refresh_usage(job.sandbox)
         columns: dict[str, Any] = {"endpoints": [], "address": None, "destroyed_at": utcnow()}
-        if info is not None and (read_state(info).running or read_state(info).paused):
+        runtime = job.sandbox.runtime
+        if runtime is not None and runtime.status in MAYBE_RUNNING:
             columns["stopped_at"] = columns["destroyed_at"]
         if job.expiring:
             await self._record(job, Status.EXPIRED, reason=CommandReason.TTL, **columns)
@@ -625,23 +672,38 @@ class Lifecycle:
         warm_pool.py); the create command that claims it finds it running in `_run`."""
         return await self._create_container(sandbox)
 
-    async def _create_container(self, sandbox: SandboxRecord) -> dict[str, Any]:
+    async def _container_spec(self, sandbox: SandboxRecord) -> ContainerSpec:
+        """What Docker is asked to make for the sandbox: its prerequisites (the snapshot's image,
+        the network, the secrets, the agent's volume) are fetched side by side. Whether an
+        environment's image is here is not asked: the create says so (`_make`)."""
         if not sandbox.image:
             raise SandboxFailed("the environment version of the sandbox does not exist")
         if sandbox.snapshot_id is not None:
             await self.storage.wait_for_snapshot(sandbox.snapshot_id)
-        else:
-            await self._ensure_image(sandbox.image)
-        await self.guard.ensure_network()
-        secrets = self.secrets.open_all(
-            sandbox.id, sandbox.environment_id, await self.repository.load_secrets(sandbox.environment_id)
-        )
-        binary = await self.agents.volume() if self.agents is not None else None
-        spec = container_spec(
-            sandbox, secrets, self.settings, await self.engine.features(), binary.mount() if binary else None
-        )
+        network = asyncio.create_task(self.guard.ensure_network())
+        sealed = asyncio.create_task(self.repository.load_secrets(sandbox.environment_id))
+        binary = asyncio.create_task(self.agents.volume()) if self.agents is not None else None
+        features = asyncio.create_task(self.engine.features())
+        everything = (network, sealed, binary, features)
+        tasks: list[asyncio.Task[Any]] = [t for t in everything if t is not None]
         try:
-            container_id = await self.engine.create(spec)
+            await asyncio.wait(tasks)
+        finally:
+            for task in tasks:
+                task.cancel()  # only those still under way (this call was cancelled)
+        for task in tasks:  # every one has ended: the first failure, in this order, counts
+            task.result()
+        secrets = self.secrets.open_all(sandbox.id, sandbox.environment_id, sealed.result())
+        agent = binary.result() if binary is not None else None
+        mount = agent.mount() if agent is not None else None
+        return container_spec(sandbox, secrets, self.settings, features.result(), mount)
+
+    async def _create_container(
+        self, sandbox: SandboxRecord, prepared: Awaitable[ContainerSpec] | None = None
+    ) -> dict[str, Any]:
+        spec = await (prepared if prepared is not None else self._container_spec(sandbox))
+        try:
+            container_id = await self._make(sandbox, spec)
         except docker.errors.ImageNotFound:
             raise SandboxFailed("image not found") from None
         except docker.errors.APIError as exc:
@@ -655,6 +717,17 @@ class Lifecycle:
         # What `_run` reads of a container just made (it is started and inspected next): no
         # inspect round trip for it.
         return {"Id": container_id, "State": {"Status": "created", "Running": False}}
+
+    async def _make(self, sandbox: SandboxRecord, spec: ContainerSpec) -> str:
+        """Create the container; an environment's image that is not here yet is pulled once
+        (one that cannot be had is final), then the create is asked again."""
+        try:
+            return await self.engine.create(spec)
+        except docker.errors.ImageNotFound:
+            if sandbox.snapshot_id is not None:
+                raise  # a snapshot's image is never pulled
+        await self._ensure_image(sandbox.image)
+        return await self.engine.create(spec)
 
     async def _ensure_image(self, image: str) -> None:
         """Use the local image, else pull it once; an image that cannot be had is final."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -40,6 +41,7 @@ class AgentPool:
                 "the agent binary is missing: sandboxes are made without it", extra={"path": str(path)}
             )
         self._volume_ready = False
+        self._volume_seen_at = 0.0  # monotonic time the last look at the volume began
         self._volume_lock = asyncio.Lock()
         self._sessions: dict[uuid.UUID, AgentSession] = {}
         self._opening: dict[uuid.UUID, asyncio.Lock] = {}
@@ -53,13 +55,22 @@ class AgentPool:
         without a binary. A failure is retried at the next container made."""
         if self.binary is None:
             return None
+        arrived = time.monotonic()
         async with self._volume_lock:
-            if self._volume_ready and not await self._volume_exists(self.binary.volume):
-                # Removed meanwhile (an operator's clean-up): Docker would make an empty one.
-                self._volume_ready = False
+            # Containers made at once share one look: a look that began after this call came
+            # saw the volume as this call would have.
+            if self._volume_ready and self._volume_seen_at < arrived:
+                looked = time.monotonic()
+                if await self._volume_exists(self.binary.volume):
+                    self._volume_seen_at = looked
+                else:
+                    # Removed meanwhile (an operator's clean-up): Docker would make an empty one.
+                    self._volume_ready = False
             if not self._volume_ready:
+                looked = time.monotonic()
                 await ensure_volume(self.engine, self.binary, self.settings.instance)
                 self._volume_ready = True
+                self._volume_seen_at = looked
                 logger.info("agent volume ready", extra={"volume": self.binary.volume})
         return self.binary
 

@@ -71,9 +71,14 @@ def connect_api(settings: OrchestratorSettings, pool_size: int) -> docker.APICli
     kwargs: dict[str, Any] = dict(docker.utils.kwargs_from_env())
     if settings.docker_host:
         kwargs["base_url"] = settings.docker_host
-    return docker.APIClient(
+    api = docker.APIClient(
         version="auto", timeout=int(settings.docker_timeout), max_pool_size=pool_size, **kwargs
     )
+    if api.base_url.startswith("http+docker://"):
+        # A local socket: no proxy applies, so requests need not look for one in the
+        # environment on every call (about 8 % of the orchestrator's CPU during a burst of creates).
+        api.trust_env = False
+    return api
 
 
 class DockerEngine:

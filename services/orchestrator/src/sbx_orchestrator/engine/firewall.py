@@ -132,12 +132,16 @@ def render(  # noqa: PLR0917 - each list is its own part of the rules
     deny: list[str],
     resolvers: list[str],
     proxy_sources: tuple[str, ...] = (),
+    gone: list[str] | None = None,
 ) -> tuple[str, list[str]]:
     """The iptables-restore input that rebuilds every chain of the installation, and the names
-    of the per-sandbox chains it declares."""
+    of the per-sandbox chains it declares. The chains in `gone` (sandboxes no longer guarded)
+    are flushed and deleted in the same transaction, once nothing jumps to them any more: one
+    `iptables-restore` per change instead of one plus an `iptables -F` and `-X` per chain."""
     sandbox_chains = [chains.of(g.sandbox_id) for g in guarded]
+    removed = [name for name in gone or [] if name not in sandbox_chains]
     lines = ["*filter"]
-    names = (chains.main, chains.input, chains.deny, chains.inbound, *sandbox_chains)
+    names = (chains.main, chains.input, chains.deny, chains.inbound, *sandbox_chains, *removed)
     lines += [f":{name} - [0:0]" for name in names]
     for source in proxy_sources:
         # The port proxy's connections into the bridge, and the sandboxes' replies to them.
@@ -170,6 +174,9 @@ def render(  # noqa: PLR0917 - each list is its own part of the rules
             for cidr in dict.fromkeys([*g.policy.cidrs, *g.resolved]):
                 lines.append(f"-A {name} -d {cidr} -j RETURN")
             lines.append(f"-A {name} -j DROP")
+    # Declared above (so flushed, and made if it was not there): deletable now that the main
+    # chain, rebuilt above, no longer jumps to it.
+    lines += [f"-X {name}" for name in removed]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n", sandbox_chains
 
@@ -220,6 +227,9 @@ class Firewall:
         self._declared: set[str] = set()
         self._loaded: str | None = None
         self._lock = asyncio.Lock()
+        # Changes to `_guarded` counted, and how many of them the last finished load covered.
+        self._changes = 0
+        self._applied = 0
 
     @property
     def guarded(self) -> dict[uuid.UUID, Guarded]:
@@ -230,19 +240,32 @@ class Firewall:
     async def guard(self, sandbox_id: uuid.UUID, address: str, policy: NetworkPolicy) -> None:
         """Apply `policy` to the sandbox at `address` (replacing what it had)."""
         resolved = await self._resolve(policy)
-        async with self._lock:
-            # An address belongs to one sandbox: a stale entry for it (a container gone without
-            # notice) must not lend its policy to the new one.
-            for other in [g.sandbox_id for g in self._guarded.values() if g.address == address]:
-                del self._guarded[other]
-            self._guarded[sandbox_id] = Guarded(sandbox_id, address, policy, resolved)
-            await self._load()
+        # An address belongs to one sandbox: a stale entry for it (a container gone without
+        # notice) must not lend its policy to the new one.
+        for other in [g.sandbox_id for g in self._guarded.values() if g.address == address]:
+            del self._guarded[other]
+        self._guarded[sandbox_id] = Guarded(sandbox_id, address, policy, resolved)
+        await self._sync()
 
     async def release(self, sandbox_id: uuid.UUID) -> None:
         """The sandbox's container no longer runs: its rules go."""
-        async with self._lock:
-            if self._guarded.pop(sandbox_id, None) is not None or self._loaded is None:
+        if self._guarded.pop(sandbox_id, None) is not None or self._loaded is None:
+            await self._sync()
+
+    async def _sync(self) -> None:
+        """Load the rules as they are now held, and return once a load that began after this
+        call's change has finished (so the change is in the kernel). Changes made while a load
+        runs are loaded together by the next one: ten sandboxes started at once cost two or
+        three `iptables-restore` runs, not ten one after the other."""
+        self._changes += 1
+        wanted = self._changes
+        while self._applied < wanted:
+            async with self._lock:
+                if self._applied >= wanted:
+                    return
+                covers = self._changes
                 await self._load()
+                self._applied = covers
 
     async def replace_all(self, guarded: list[tuple[uuid.UUID, str, NetworkPolicy]]) -> None:
         """Rebuild from scratch (start-up, Docker back, the periodic refresh), hostnames
@@ -252,7 +275,9 @@ class Firewall:
         ]
         async with self._lock:
             self._guarded = {g.sandbox_id: g for g in entries}
+            covers = self._changes
             await self._load(force=True)
+            self._applied = covers
             await self._ensure_jumps()
 
     # --- iptables ---
@@ -267,21 +292,19 @@ class Firewall:
         if not self.enabled:
             return
         guarded = sorted(self._guarded.values(), key=lambda g: g.address)
+        # Chains of sandboxes that are gone go in the same load. A rebuild also looks for
+        # chains an earlier run of the orchestrator left.
+        existing = self._declared | (await self._platform_chains() if force else set())
+        fixed = {self.chains.main, self.chains.input, self.chains.deny, self.chains.inbound}
+        kept = {self.chains.of(g.sandbox_id) for g in guarded}
+        gone = sorted(existing - kept - fixed)
         text, sandbox_chains = render(
-            self.chains, self.bridge, guarded, self.deny, dns_servers(), self.proxy_sources
+            self.chains, self.bridge, guarded, self.deny, dns_servers(), self.proxy_sources, gone
         )
         if text == self._loaded and not force:
             return
         await self._run([f"{self.iptables}-restore", "--noflush", "-w", "5"], stdin=text)
         self._loaded = text
-        # Chains of sandboxes that are gone: unreferenced now, so they can be flushed and deleted.
-        # A rebuild also looks for chains an earlier run of the orchestrator left.
-        existing = self._declared | (await self._platform_chains() if force else set())
-        for name in sorted(existing - set(sandbox_chains)):
-            if name in (self.chains.main, self.chains.input, self.chains.deny, self.chains.inbound):
-                continue
-            await self._iptables("-F", name, check=False)
-            await self._iptables("-X", name, check=False)
         self._declared = set(sandbox_chains)
 
     async def _platform_chains(self) -> set[str]:

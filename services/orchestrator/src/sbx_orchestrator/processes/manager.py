@@ -411,13 +411,16 @@ class ProcessManager:
 
     async def sandbox_down(self, sandbox_id: uuid.UUID, destroyed: bool = False) -> None:
         """The sandbox's container stopped or went: its running processes are `killed`; a
-        destroyed sandbox's processes lose their output."""
-        for process_id in await self.store.kill_sandbox(sandbox_id):
-            self._watched.pop(process_id, None)
-            self._sandbox_of[process_id] = sandbox_id
-            await self._announce_end(process_id, "killed", None, None)
-        if destroyed:
-            await self.store.purge_output(sandbox_id)
+        destroyed sandbox's processes lose their output (deleted meanwhile: another table)."""
+        purge = asyncio.create_task(self.store.purge_output(sandbox_id)) if destroyed else None
+        try:
+            for process_id in await self.store.kill_sandbox(sandbox_id):
+                self._watched.pop(process_id, None)
+                self._sandbox_of[process_id] = sandbox_id
+                await self._announce_end(process_id, "killed", None, None)
+        finally:
+            if purge is not None:
+                await purge
 
     # --- reconciling ---
 
