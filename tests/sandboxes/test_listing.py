@@ -32,6 +32,7 @@ SANDBOX_KEYS = {
     "expiresAt",
     "destroyedAt",
     "onExpire",
+    "hostId",
 }
 
 
