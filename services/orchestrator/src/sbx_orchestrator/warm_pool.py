@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from sbx_common import labels
+from sbx_common import labels, subjects
 from sbx_common.network import NetworkPolicy
 from sbx_common.status import TERMINAL, Verb
 from sbx_common.tasks import cancel_and_wait
@@ -159,10 +159,11 @@ class WarmPool:
         (serialised with the API's creates of this owner, and its placements on this host, by
         the same advisory locks, taken in the same order). A draining host or one that cannot
         say what it offers makes none; with several hosts, whichever has room first fills the
-        pool (docs/warm-pools.md)."""
+        pool (docs/warm-pools.md). The single host of a one-host installation (`local`) is not
+        held to a capacity, as the API's placement does not hold it to one either."""
         s = self.settings
-        capacity = await host_capacity(self.context)
-        if capacity is None:
+        capacity = None if s.host_id == subjects.DEFAULT_HOST else await host_capacity(self.context)
+        if capacity is None and s.host_id != subjects.DEFAULT_HOST:
             return None
         async with self.context.pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -180,13 +181,14 @@ class WarmPool:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))", HOST_LOCK_NAMESPACE, s.host_id
             )
-            used = await conn.fetchrow(_HOST_USED, s.host_id)
-            cpus, memory_mib = capacity
-            if (
-                float(used["cpu"]) + float(wanted["cpu"]) > cpus + 1e-9
-                or int(used["memory"]) + int(wanted["memory_mib"]) > memory_mib
-            ):
-                return None
+            if capacity is not None:
+                used = await conn.fetchrow(_HOST_USED, s.host_id)
+                cpus, memory_mib = capacity
+                if (
+                    float(used["cpu"]) + float(wanted["cpu"]) > cpus + 1e-9
+                    or int(used["memory"]) + int(wanted["memory_mib"]) > memory_mib
+                ):
+                    return None
             row = await conn.fetchrow(_USAGE, wanted["owner_id"], _TERMINAL)
             usage = Usage(int(row["sandboxes"]), float(row["cpu"]), int(row["memory"]))
             if (
