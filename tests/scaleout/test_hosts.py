@@ -227,7 +227,7 @@ async def test_a_draining_host_gets_no_new_sandbox(
         async def alpha_announces_both() -> bool:
             rows = [json.loads(line) for line in sbx_admin(topology, "hosts", "list", "--json").splitlines()]
             announced = {row["hostId"]: row["announced"] for row in rows}["alpha"]
-            return announced == {"sandboxes": 2, "cpus": 1.0, "memoryMib": 128}
+            return bool(announced == {"sandboxes": 2, "cpus": 1.0, "memoryMib": 128})
 
         # The host's own heartbeat in KV says what is placed on it.
         await wait_for(

@@ -1,4 +1,5 @@
-"""A multi-host platform on one machine: the API, reaper and webhooks once, and per host an
+"""A multi-host platform on one machine: a three-server NATS cluster on loopback (every stream
+and bucket with three replicas), the API, reaper and webhooks once, and per host an
 orchestrator and a log shipper on that host's Docker engine (the machine's own engine for the
 first host, an extra dockerd for each other: `sbx_devstack.engines`)."""
 
@@ -18,6 +19,7 @@ from tests.support.docker import remove_instance_network
 from tests.support.nats_auth import service_env
 from tests.support.platform import DedicatedPlatform, dedicated_platform
 
+NATS_SERVERS = 3
 # The services every host runs on its own engine.
 PER_HOST = ("orchestrator", "log-shipper")
 
@@ -95,7 +97,9 @@ async def multi_host_platform(
     made: dict[str, Host] = {}
     engines: list[DockerEngine] = []
     try:
-        async with dedicated_platform(root, services=("api", "reaper", "webhooks"), env=env) as dedicated:
+        async with dedicated_platform(
+            root, services=("api", "reaper", "webhooks"), env=env, nats_servers=NATS_SERVERS
+        ) as dedicated:
             try:
                 for n, (host_id, host_env) in enumerate(hosts.items()):
                     engine = None

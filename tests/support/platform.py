@@ -24,11 +24,12 @@ import httpx
 from sbx_common import db, topology
 from sbx_common.nats_permissions import SERVICE_USER_OF
 from sbx_devstack.agent import build as build_agent
+from sbx_devstack.nats_cluster import EmbeddedNatsCluster
 from sbx_devstack.processes import ServiceProcess
 from sbx_devstack.servers import EmbeddedNats, EmbeddedPostgres, free_port, wait_for_port
 
 from tests.support.docker import remove_instance_containers
-from tests.support.nats_auth import connect_as, nats_server, service_env
+from tests.support.nats_auth import authorization, connect_as, nats_server, service_env
 
 
 def new_instance() -> str:
@@ -207,7 +208,7 @@ class DedicatedPlatform:
     """A platform of its own (NATS, PostgreSQL, services) for tests that break things."""
 
     platform: Platform
-    nats: EmbeddedNats
+    nats: EmbeddedNats | EmbeddedNatsCluster
     postgres: EmbeddedPostgres
     instance: str
 
@@ -229,11 +230,18 @@ async def dedicated_platform(
     services: Iterable[str] = (),
     env: Mapping[str, str] | None = None,
     service_env: Mapping[str, Mapping[str, str]] | None = None,
+    nats_servers: int = 1,
 ) -> AsyncIterator[DedicatedPlatform]:
     """Own NATS and PostgreSQL in `root`, an instance name of its own, and `services` started
     with `env` over the usual settings (and `service_env[name]` over those for one service).
-    Everything is stopped, and the instance's containers removed, at the end."""
-    nats = nats_server(root / "nats").start()
+    With `nats_servers` > 1, NATS is a cluster of that many servers on loopback and every stream
+    and bucket has min(nats_servers, 3) replicas. Everything is stopped, and the instance's
+    containers removed, at the end."""
+    nats: EmbeddedNats | EmbeddedNatsCluster
+    if nats_servers > 1:
+        nats = EmbeddedNatsCluster(root / "nats", nats_servers, authorization()).start()
+    else:
+        nats = nats_server(root / "nats").start()
     postgres = EmbeddedPostgres(root / "postgres").start()
     instance = new_instance()
     plat = Platform(
@@ -241,7 +249,7 @@ async def dedicated_platform(
         log_dir=root / "logs",
     )
     try:
-        await prepare(postgres.url, nats.url)
+        await prepare(postgres.url, nats.url, replicas=min(nats_servers, 3))
         plat.log_dir.mkdir()
         for name in services:
             plat.start_service(name, (service_env or {}).get(name))
