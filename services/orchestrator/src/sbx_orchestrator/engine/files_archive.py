@@ -25,7 +25,6 @@ import posixpath
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -39,6 +38,7 @@ from sbx_common.messages import FileEntry
 
 from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.engine.files_common import FileOpError, make_entry, type_of_mode
+from sbx_orchestrator.engine.threaded import iterate_in_thread
 
 TRANSFER_THREADS = 16
 READ_CHUNK = 256 * 1024
@@ -157,52 +157,24 @@ class ArchiveFiles:
     async def _tar_of(self, path: str) -> AsyncIterator[tuple[tarfile.TarInfo, bytes | None]]:
         """Members of `get_archive(path)` (and each regular file's bytes, chunk by chunk), read in
         a worker thread."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[tarfile.TarInfo, bytes | None] | BaseException | None] = asyncio.Queue(
-            QUEUE_CHUNKS
-        )
-        stop = threading.Event()
 
-        def put(item: tuple[tarfile.TarInfo, bytes | None] | BaseException | None) -> None:
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-
-        def produce() -> None:
+        def members() -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
             try:
                 chunks, _ = self.engine.api.get_archive(self.container_id, path, chunk_size=READ_CHUNK)
-                with tarfile.open(fileobj=_Stream(iter(chunks)), mode="r|") as tar:
-                    for info in tar:
-                        if stop.is_set():
-                            return
-                        put((info, None))
-                        if info.isfile():
-                            source = tar.extractfile(info)
-                            while source is not None and not stop.is_set():
-                                data = source.read(READ_CHUNK)
-                                if not data:
-                                    break
-                                put((info, data))
-                put(None)
-            except BaseException as exc:  # handed to the reader
-                if not stop.is_set():
-                    put(exc)
+            except docker.errors.NotFound:
+                raise FileOpError("NOT_FOUND", "No such file or directory.") from None
+            with tarfile.open(fileobj=_Stream(iter(chunks)), mode="r|") as tar:
+                for info in tar:
+                    yield info, None
+                    source = tar.extractfile(info) if info.isfile() else None
+                    while source is not None:
+                        data = source.read(READ_CHUNK)
+                        if not data:
+                            break
+                        yield info, data
 
-        future = loop.run_in_executor(_executor, produce)
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    if isinstance(item, docker.errors.NotFound):
-                        raise FileOpError("NOT_FOUND", "No such file or directory.")
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while not future.done():  # let a blocked producer finish its put
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-                await asyncio.sleep(0.01)
+        async for member in iterate_in_thread(_executor, members, QUEUE_CHUNKS):
+            yield member
 
     async def list_dir(self, path: str) -> list[FileEntry]:
         resolved, entry = await self.resolve(path)
@@ -237,40 +209,13 @@ class ArchiveFiles:
     async def tar_read(self, path: str) -> AsyncIterator[bytes]:
         """Docker's tar of the file or tree at `path` (a final symlink followed), as it comes."""
         resolved, _ = await self.resolve(path)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(QUEUE_CHUNKS)
-        stop = threading.Event()
 
-        def put(item: bytes | BaseException | None) -> None:
-            asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        def chunks() -> Iterator[bytes]:
+            stream, _ = self.engine.api.get_archive(self.container_id, resolved, chunk_size=READ_CHUNK)
+            yield from stream
 
-        def produce() -> None:
-            try:
-                chunks, _ = self.engine.api.get_archive(self.container_id, resolved, chunk_size=READ_CHUNK)
-                for data in chunks:
-                    if stop.is_set():
-                        return
-                    put(data)
-                put(None)
-            except BaseException as exc:  # handed to the reader
-                if not stop.is_set():
-                    put(exc)
-
-        future = loop.run_in_executor(_executor, produce)
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while not future.done():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-                await asyncio.sleep(0.01)
+        async for data in iterate_in_thread(_executor, chunks, QUEUE_CHUNKS):
+            yield data
 
     async def tar_write(self, directory: str, prefixes: list[str], spool: IO[bytes]) -> None:
         """Extract a checked tar (spooled) into `directory` (made if missing)."""

@@ -34,39 +34,22 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
 
 import docker.errors
 from sbx_common.filestream import CHUNK
 
 from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.engine.files_common import FileOpError
+from sbx_orchestrator.engine.threaded import iterate_in_thread, wait
 
 TRANSFER_THREADS = 16
 # Downloads are handed on in pieces of exactly one NATS frame, which pass on without a copy.
 READ_CHUNK = CHUNK
-QUEUE_CHUNKS = 4
-POLL = 0.5  # how often a worker blocked on the event loop checks whether the transfer ended
 BLOCK = 512
 _REGULAR = (b"0", b"\0", b"7")
 _SKIPPED = (b"x", b"g", b"L", b"K")  # PAX and GNU long-name headers: their data is metadata
 
 _executor = ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="files-bulk")
-
-
-class _Stopped(Exception):
-    """The transfer ended on the event loop's side while the worker waited."""
-
-
-def _wait(future: Any, stop: threading.Event) -> Any:
-    while True:
-        try:
-            return future.result(POLL)
-        except FutureTimeout:
-            if stop.is_set():
-                future.cancel()
-                raise _Stopped from None
 
 
 async def _next(chunks: AsyncIterator[bytes]) -> bytes:
@@ -116,7 +99,7 @@ class BulkFiles:
             sent = 0
             while sent < size:
                 try:
-                    data = _wait(asyncio.run_coroutine_threadsafe(_next(chunks), loop), stop)
+                    data = wait(asyncio.run_coroutine_threadsafe(_next(chunks), loop), stop)
                 except StopAsyncIteration:
                     break
                 if len(data) > size - sent:
@@ -152,41 +135,16 @@ class BulkFiles:
     async def read_file(self, path: str, length: int) -> AsyncIterator[bytes]:
         """The first `length` bytes of the regular file at `path` (a final symlink not
         followed: the caller passes a resolved path), as Docker's tar brings them."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(QUEUE_CHUNKS)
-        stop = threading.Event()
 
-        def put(item: bytes | BaseException | None) -> None:
-            _wait(asyncio.run_coroutine_threadsafe(queue.put(item), loop), stop)
-
-        def produce() -> None:
+        def file_data() -> Iterator[bytes]:
             try:
                 chunks, _ = self.engine.api.get_archive(self.container_id, path, chunk_size=READ_CHUNK)
-                for data in _file_data(iter(chunks), length):
-                    put(data)
-                put(None)
-            except _Stopped:
-                return
             except docker.errors.NotFound:
-                with contextlib.suppress(_Stopped):
-                    put(FileOpError("NOT_FOUND", "No such file or directory."))
-            except BaseException as exc:  # handed to the reader
-                with contextlib.suppress(_Stopped):
-                    put(exc)
+                raise FileOpError("NOT_FOUND", "No such file or directory.") from None
+            yield from _file_data(iter(chunks), length)
 
-        future = loop.run_in_executor(_executor, produce)
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(future)
+        async for data in iterate_in_thread(_executor, file_data):
+            yield data
 
 
 def _file_data(chunks: Iterator[bytes], length: int) -> Iterator[bytes]:
