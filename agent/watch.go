@@ -9,7 +9,9 @@ package main
 // Events go through a bounded queue: when the session cannot keep up, events are dropped and one
 // `overflow` event says so (the client re-lists), instead of memory growing without bound.
 // IN_MOVED_FROM and IN_MOVED_TO of one rename share a cookie and are paired into one `moved`
-// event; a move out of the watched tree is `deleted`, a move into it `created`.
+// event; a move out of the watched tree is `deleted`, a move into it `created`. The kernel queues
+// the two halves one after the other, so a read can end between them: an unpaired IN_MOVED_FROM
+// waits up to moveWait for its other half in the next reads before it counts as a move out.
 
 import (
 	"errors"
@@ -26,6 +28,7 @@ import (
 const (
 	watchQueueSize = 4096
 	watchReadSize  = 64 << 10
+	moveWait       = 200 * time.Millisecond
 	watchMask      = syscall.IN_CREATE | syscall.IN_DELETE | syscall.IN_MODIFY | syscall.IN_ATTRIB |
 		syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO | syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF |
 		syscall.IN_ONLYDIR | syscall.IN_DONT_FOLLOW
@@ -52,6 +55,14 @@ type fsWatch struct {
 	done      chan struct{}
 	endOnce   sync.Once
 	reason    string
+	moves     map[uint32]pendingMove // IN_MOVED_FROM halves waiting for their IN_MOVED_TO, by cookie
+}
+
+// pendingMove is the first half of a rename, kept until its other half or moveWait.
+type pendingMove struct {
+	path  string
+	isDir bool
+	seen  time.Time
 }
 
 var (
@@ -132,6 +143,7 @@ func startWatch(id, path string, recursive bool) (*fsWatch, error) {
 		id: id, root: root, recursive: recursive, fd: fd,
 		file:     os.NewFile(uintptr(fd), "inotify"),
 		dirs:     map[int32]string{},
+		moves:    map[uint32]pendingMove{},
 		queue:    make(chan fsEvent, watchQueueSize),
 		overflow: make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -190,25 +202,49 @@ func (w *fsWatch) read() {
 	defer w.stop("ended")
 	buf := make([]byte, watchReadSize)
 	for {
+		// While a rename's first half waits, the read waits no longer than its deadline.
+		deadline := time.Time{}
+		for _, m := range w.moves {
+			if d := m.seen.Add(moveWait); deadline.IsZero() || d.Before(deadline) {
+				deadline = d
+			}
+		}
+		_ = w.file.SetReadDeadline(deadline)
 		n, err := w.file.Read(buf)
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			w.expireMoves(time.Now())
+			continue
+		case err != nil:
 			return
 		}
-		if !w.handle(buf[:n]) {
+		alive := w.handle(buf[:n])
+		w.expireMoves(time.Now())
+		if !alive {
+			w.expireMoves(time.Time{})
 			w.stop("deleted")
 			return
 		}
 	}
 }
 
+// expireMoves reports the renames whose other half did not come by moveWait as moves out of the
+// watched tree; a zero now expires them all.
+func (w *fsWatch) expireMoves(now time.Time) {
+	for cookie, from := range w.moves {
+		if !now.IsZero() && now.Sub(from.seen) < moveWait {
+			continue
+		}
+		delete(w.moves, cookie)
+		w.push(fsEvent{Type: "deleted", Path: from.path, IsDir: from.isDir})
+		if from.isDir {
+			w.drop(from.path)
+		}
+	}
+}
+
 // handle turns one read's events into fs events; false once the watched directory is gone.
 func (w *fsWatch) handle(buf []byte) bool {
-	type pending struct {
-		path  string
-		isDir bool
-		wd    int32
-	}
-	moves := map[uint32]pending{}
 	alive := true
 	for off := 0; off+syscall.SizeofInotifyEvent <= len(buf); {
 		raw := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
@@ -256,11 +292,11 @@ func (w *fsWatch) handle(buf []byte) bool {
 				w.push(fsEvent{Type: "modified", Path: path, IsDir: false})
 			}
 		case mask&syscall.IN_MOVED_FROM != 0:
-			moves[raw.Cookie] = pending{path: path, isDir: isDir}
+			w.moves[raw.Cookie] = pendingMove{path: path, isDir: isDir, seen: time.Now()}
 		case mask&syscall.IN_MOVED_TO != 0:
-			from, paired := moves[raw.Cookie]
+			from, paired := w.moves[raw.Cookie]
 			if paired {
-				delete(moves, raw.Cookie)
+				delete(w.moves, raw.Cookie)
 				w.push(fsEvent{Type: "moved", Path: path, FromPath: from.path, IsDir: isDir})
 				if isDir {
 					w.rename(from.path, path)
@@ -272,13 +308,6 @@ func (w *fsWatch) handle(buf []byte) bool {
 					w.walk(path, true)
 				}
 			}
-		}
-	}
-	// A rename whose other half is not in this read left the watched tree.
-	for _, from := range moves {
-		w.push(fsEvent{Type: "deleted", Path: from.path, IsDir: from.isDir})
-		if from.isDir {
-			w.drop(from.path)
 		}
 	}
 	return alive

@@ -3,8 +3,10 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // collect runs a watch and returns a function that waits for an event matching want.
@@ -121,4 +123,67 @@ func TestWatchRefusesAFileAndEndsWhenTheDirectoryGoes(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the watch did not end with its directory")
 	}
+}
+
+// inotifyEvent encodes one event as the kernel hands it to read(2).
+func inotifyEvent(wd int32, mask, cookie uint32, name string) []byte {
+	padded := (len(name)/16 + 1) * 16
+	raw := syscall.InotifyEvent{Wd: wd, Mask: mask, Cookie: cookie, Len: uint32(padded)}
+	out := make([]byte, syscall.SizeofInotifyEvent+padded)
+	copy(out, (*[syscall.SizeofInotifyEvent]byte)(unsafe.Pointer(&raw))[:])
+	copy(out[syscall.SizeofInotifyEvent:], name)
+	return out
+}
+
+// A read can end between a rename's two halves (the kernel queues them one after the other);
+// the halves are still one `moved`, and a half that stays alone is a move out of the tree.
+func TestWatchPairsARenameSplitAcrossReads(t *testing.T) {
+	root := t.TempDir()
+	w := &fsWatch{
+		root: root, recursive: true, dirs: map[int32]string{1: root, 2: filepath.Join(root, "new")},
+		moves: map[uint32]pendingMove{}, queue: make(chan fsEvent, 16), overflow: make(chan struct{}, 1),
+	}
+	dirMove := uint32(syscall.IN_ISDIR)
+	w.handle(inotifyEvent(1, syscall.IN_MOVED_FROM|dirMove, 7, "new"))
+	w.expireMoves(time.Now())
+	if len(w.queue) != 0 {
+		t.Fatalf("the first half alone was reported: %v", <-w.queue)
+	}
+	w.handle(inotifyEvent(1, syscall.IN_MOVED_TO|dirMove, 7, "renamed"))
+	e := <-w.queue
+	if e.Type != "moved" || e.Path != filepath.Join(root, "renamed") || e.FromPath != filepath.Join(root, "new") || !e.IsDir {
+		t.Fatalf("got %+v", e)
+	}
+	if w.dirs[2] != filepath.Join(root, "renamed") {
+		t.Fatalf("the moved directory's watch is named %q", w.dirs[2])
+	}
+
+	w.handle(inotifyEvent(1, syscall.IN_MOVED_FROM, 9, "away"))
+	w.expireMoves(time.Now())
+	if len(w.queue) != 0 {
+		t.Fatal("a move out was reported before its wait")
+	}
+	w.expireMoves(time.Now().Add(moveWait))
+	if e := <-w.queue; e.Type != "deleted" || e.Path != filepath.Join(root, "away") {
+		t.Fatalf("got %+v", e)
+	}
+}
+
+// A move out of the watched tree is reported as deleted by the running watch, once its wait ends.
+func TestWatchReportsAMoveOutAsDeleted(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	watched := filepath.Join(root, "w")
+	if err := os.Mkdir(watched, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(watched, "f")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := collect(t, watched, false)
+	if err := os.Rename(f, filepath.Join(outside, "f")); err != nil {
+		t.Fatal(err)
+	}
+	next("deleted", f)
 }
