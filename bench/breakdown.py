@@ -2,9 +2,9 @@
 
     uv run python -m bench.breakdown [rounds]
 
-For resume, pause, cold create and destroy through `?wait=true`, each sample is cut at what can
-be seen from outside the services: the command as it crosses NATS (a monitor subscribed to the
-command subjects), the orchestrator's span for the command and its Docker calls (its traces,
+For resume, pause, cold create, warm-pool create and destroy through `?wait=true`, each sample
+is cut at what can be seen from outside the services: the command as it crosses NATS (a monitor
+subscribed to the command subjects), the orchestrator's span for the command and its Docker calls (its traces,
 written to a file: `OTEL_TRACES_EXPORTER=sbx_jsonfile`, orchestrator only), the sandbox's events
 as they cross NATS, and the answer. Every stamp is wall-clock nanoseconds on this one machine.
 A bare authenticated `GET /sandboxes/:id` is timed beside them: the API's own floor per request.
@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from nats.aio.msg import Msg
 from sbx_common import subjects
 
+from bench.create import POOL, _pool_full
 from bench.lifecycle import CPU, MEMORY_MIB
 from bench.stack import median, running_platform, table
 from tests.support.docker import TEST_IMAGE
@@ -119,6 +121,27 @@ async def measure(plat: Platform, trace_file: Path, rounds: int) -> dict[str, li
         for _ in range(rounds // 2):
             made = await timed("create", "POST", "/sandboxes?wait=true&timeout=60", **create)
             await timed("destroy", "DELETE", f"/sandboxes/{made['id']}?wait=true&timeout=60")
+        # Warm-pool creates: a full pool before each (its refill is not what a sample times).
+        warm = await http.post(
+            "/environments",
+            json={
+                "name": "bench-breakdown-warm",
+                "image": TEST_IMAGE,
+                "cpu": CPU,
+                "memory": MEMORY_MIB,
+                "warmPool": POOL,
+            },
+        )
+        warm_body = {"environmentId": warm.json()["data"]["id"]}
+        db = await asyncpg.connect(plat.base_env["SBX_DATABASE_URL"])
+        try:
+            for _ in range(rounds // 2):
+                await _pool_full(db, warm_body["environmentId"])
+                made = await timed("warm create", "POST", "/sandboxes?wait=true&timeout=60", json=warm_body)
+                await http.delete(f"/sandboxes/{made['id']}?wait=true&timeout=60")
+            await http.put(f"/environments/{warm_body['environmentId']}", json={"warmPool": 0})
+        finally:
+            await db.close()
     await asyncio.sleep(0.5)
     await nc.close()
     command_spans, docker_spans = _spans(trace_file)
@@ -183,7 +206,7 @@ def run(rounds: int = ROUNDS) -> str:
         "settled event to answer",
         "docker calls (count)",
     ]
-    kinds = ["resume", "pause", "create", "destroy"]
+    kinds = ["resume", "pause", "create", "warm create", "destroy"]
     rows = []
     for name in names:
         cells = []

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import docker
 import httpx
 import pytest
@@ -280,6 +281,69 @@ async def test_rules_go_with_the_sandbox(
     rules = iptables_rules()
     assert f"{address}/32" not in rules
     assert chain not in rules
+
+
+def docker_reaches(docker_client: docker.DockerClient, container: str, address: str) -> bool:
+    """`reaches`, for a container that is not a sandbox yet (a warm pool's): through Docker."""
+    result = docker_client.api.exec_create(
+        container, ["sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {address} {PORT}"]
+    )
+    return b"hello" in docker_client.api.exec_start(result["Id"])
+
+
+async def test_a_warm_pool_container_is_guarded_by_its_environments_policy_until_it_goes(
+    http: httpx.AsyncClient,
+    outside: str,
+    docker_client: docker.DockerClient,
+    pg: asyncpg.Connection,
+) -> None:
+    # A user of its own: its pool counts against its quota, not the module owner's.
+    owner = await signup(http)
+    policy = {"egress": "allowlist", "allow": [f"{INTERNET}/32"]}
+    env = await create_environment(
+        http, owner, cpu=0.25, memory=32, command=["sleep", "3600"], network=policy, warmPool=1
+    )
+    try:
+        slot = await wait_for(
+            lambda: pg.fetchval(
+                "SELECT id FROM warm_pool_slots WHERE environment_id = $1 AND ready", uuid.UUID(env["id"])
+            ),
+            timeout=60,
+            what="a ready pooled container",
+        )
+        container = labels.container_name(slot)
+        address = address_of(docker_client, str(slot))
+        # Waiting for a claim, it already has its environment's policy: what it lists, and
+        # nothing else.
+        assert any(f"-s {address}/32 -g {CHAINS.of(slot)}" in line for line in platform_rules())
+        assert await asyncio.to_thread(docker_reaches, docker_client, container, INTERNET)
+        assert not await asyncio.to_thread(docker_reaches, docker_client, container, OTHER_INTERNET)
+        # Claimed, the sandbox it became keeps that policy.
+        sandbox = await create_sandbox(http, owner, env["id"], "?wait=true&timeout=60")
+        assert sandbox["id"] == str(slot)
+        assert sandbox["network"] == policy
+        assert await reaches(http, owner, sandbox["id"], INTERNET)
+        assert not await reaches(http, owner, sandbox["id"], OTHER_INTERNET)
+        # The refill's container is guarded too; drained, its rules go with it.
+        refill = await wait_for(
+            lambda: pg.fetchval(
+                "SELECT id FROM warm_pool_slots WHERE environment_id = $1 AND ready", uuid.UUID(env["id"])
+            ),
+            timeout=60,
+            what="the refilled pooled container",
+        )
+        refill_address = address_of(docker_client, str(refill))
+        assert any(CHAINS.of(refill) in line for line in platform_rules())
+        await http.put(f"/environments/{env['id']}", json={"warmPool": 0}, headers=owner.headers)
+
+        async def rules_gone() -> bool:
+            rules = iptables_rules()
+            return CHAINS.of(refill) not in rules and f"{refill_address}/32" not in rules
+
+        await wait_for(rules_gone, timeout=60, what="the drained container's rules gone")
+    finally:
+        await http.put(f"/environments/{env['id']}", json={"warmPool": 0}, headers=owner.headers)
+        await destroy_all(http, owner)
 
 
 async def test_sandboxes_started_and_destroyed_together_each_get_and_lose_their_rules(

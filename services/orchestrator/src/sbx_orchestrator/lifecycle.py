@@ -853,7 +853,15 @@ class Lifecycle:
         status: those commands hold the sandbox's lock and settle before this runs.
         """
         state = await self.repository.load_state(sandbox_id)
-        if state is None or state.runtime is None or state.runtime.status not in ALIVE:
+        if state is None:
+            # No sandbox (yet): a warm pool's container, guarded while it waits (warm_pool.py).
+            # Once it ended its rules go, so its address, handed to another container, never
+            # lends them.
+            ended = await self.engine.inspect(labels.container_name(sandbox_id))
+            if ended is None or not read_state(ended).running:
+                await self.guard.release(sandbox_id)
+            return
+        if state.runtime is None or state.runtime.status not in ALIVE:
             return
         info = await self.engine.inspect(labels.container_name(sandbox_id))
         status: Status = Status.FAILED

@@ -271,9 +271,15 @@ class Repository:
         return deleted is not False
 
     async def network_policies(self, sandbox_ids: list[uuid.UUID]) -> dict[uuid.UUID, NetworkPolicy]:
-        """The recorded network policy of each sandbox (a sandbox without a row is absent)."""
+        """The recorded network policy of each sandbox, and of each warm pool slot its version's
+        (the policy the sandbox it becomes will have); an id with neither is absent."""
         rows = await self.pool.fetch(
-            "SELECT id, network FROM sandboxes WHERE id = ANY($1::uuid[])", sandbox_ids
+            "SELECT id, network FROM sandboxes WHERE id = ANY($1::uuid[])"
+            " UNION ALL"
+            " SELECT s.id, v.network FROM warm_pool_slots s JOIN environment_versions v"
+            "   ON v.environment_id = s.environment_id AND v.version = s.environment_version"
+            " WHERE s.id = ANY($1::uuid[])",
+            sandbox_ids,
         )
         return {r["id"]: NetworkPolicy.from_json(r["network"]) for r in rows}
 

@@ -5,9 +5,11 @@ Every `warm_pool_interval` seconds one pass drains what is stale and makes what 
 - A slot (a `warm_pool_slots` row) reserves a sandbox id; its container is `sbx-<id>` with the
   labels of a sandbox of that id and owner, made from the version as a create would make it (the
   environment's secrets included: they are the environment's own; no per-sandbox `env`, no
-  volumes). It is `ready` once it runs. The API claims a ready slot by deleting its row and
+  volumes). It is `ready` once it runs and its network is guarded by the version's policy (the
+  policy every create of that version gets). The API claims a ready slot by deleting its row and
   inserting the sandbox of the same id in one transaction; the create command then finds the
-  container running (`Lifecycle._run`), guards its network and records `running`.
+  container running (`Lifecycle._run`) and its rules already loaded (the guard's load finds
+  nothing to change: no `iptables-restore` on the claim's path), and records `running`.
 - Stale: the environment is deleted, has a newer version, a smaller `warmPool`, or changed after
   the slot was made (`updated_at`: a secret was set or deleted), or the slot never became ready
   within two minutes. Its row goes first (so nobody claims it), then its container.
@@ -143,7 +145,7 @@ class WarmPool:
         pool = self.context.pool
         for row in await pool.fetch(_DRAIN, self.settings.host_id):
             if row["id"] not in self._making:  # else the maker removes it once it sees the row gone
-                await self.context.engine.remove(labels.container_name(row["id"]))
+                await self._discard(row["id"])
                 logger.info("pooled container drained", extra={"sandboxId": str(row["id"])})
         for wanted in await pool.fetch(_WANTED):
             for _ in range(int(wanted["warm_pool"]) - int(wanted["slots"])):
@@ -214,27 +216,41 @@ class WarmPool:
         return slot_id
 
     async def _make(self, slot_id: uuid.UUID, wanted: asyncpg.Record) -> None:
-        engine = self.context.engine
-        name = labels.container_name(slot_id)
+        record = _record(slot_id, wanted)
         try:
             async with self._limit:
-                info = await self.context.lifecycle.pooled_container(_record(slot_id, wanted))
-                state = read_state(info)
-                if not state.running:
-                    await engine.start(state.id)
+                await self._start_guarded(record)
                 ready = await self.context.pool.fetchval(
                     "UPDATE warm_pool_slots SET ready = true WHERE id = $1 RETURNING true", slot_id
                 )
             if not ready:  # drained (or its version replaced) while it was being made
-                await engine.remove(name)
+                await self._discard(slot_id)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("pooled container could not be made", extra={"sandboxId": str(slot_id)})
             await self.context.pool.execute("DELETE FROM warm_pool_slots WHERE id = $1", slot_id)
-            await engine.remove(name)
+            await self._discard(slot_id)
         finally:
             self._making.discard(slot_id)
+
+    async def _start_guarded(self, record: SandboxRecord) -> None:
+        """Make and start the container, then guard it by the policy its sandbox will have: the
+        claim's create finds the rules in place instead of loading them while its caller waits."""
+        engine = self.context.engine
+        state = read_state(await self.context.lifecycle.pooled_container(record))
+        if not state.running:
+            await engine.start(state.id)
+        started = await engine.inspect(state.id)
+        if started is None or not read_state(started).running:
+            raise RuntimeError("the pooled container ended as it started")
+        await self.context.guard.apply(record.id, started, record.network)
+
+    async def _discard(self, slot_id: uuid.UUID) -> None:
+        """A pooled container that nobody claimed goes: its rules first (while it still holds
+        its address, so no other container can be handed the address with them), then itself."""
+        await self.context.guard.release(slot_id)
+        await self.context.engine.remove(labels.container_name(slot_id))
 
 
 def _record(slot_id: uuid.UUID, wanted: asyncpg.Record) -> SandboxRecord:
