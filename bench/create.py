@@ -152,6 +152,7 @@ async def measure(plat: Platform) -> tuple[dict[str, list[float]], tuple[float, 
         "raw create": [],
         "raw like platform": [],
         "raw remove": [],
+        "raw remove like platform": [],
         "cold": [],
         "warm": [],
         "destroy": [],
@@ -174,7 +175,9 @@ async def measure(plat: Platform) -> tuple[dict[str, list[float]], tuple[float, 
             samples["cold"].append(elapsed)
             elapsed, like = await asyncio.to_thread(raw_like_platform, client, network)
             samples["raw like platform"].append(elapsed)
+            t0 = time.perf_counter()
             await asyncio.to_thread(client.api.remove_container, like, force=True)
+            samples["raw remove like platform"].append(time.perf_counter() - t0)
             await _pool_full(db, warm_env)
             elapsed, warm_id = await _create(http, warm_env)
             samples["warm"].append(elapsed)
@@ -220,6 +223,12 @@ def run() -> str:
         ("Docker alone: platform's settings vs same limits", "raw like platform", "raw create", ""),
         ("warm-pool create to running", "warm", "raw create", "<= 0.2x"),
         ("destroy", "destroy", "raw remove", "<= 1.1x"),
+        (
+            "destroy, raw remove of a container with the platform's settings",
+            "destroy",
+            "raw remove like platform",
+            "",
+        ),
     ):
         rows.append(
             [

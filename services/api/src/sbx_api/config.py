@@ -17,9 +17,13 @@ class ApiSettings(CryptoSettings):
     # keys, revocation) lives in PostgreSQL, so any worker may answer any request
     # (docs/architecture.md, "API worker processes").
     api_workers: int = Field(default=0, ge=0, le=64)
-    # How long an idle keep-alive connection stays open (uvicorn's default, 5 s); behind a load
-    # balancer, set it above the balancer's own idle timeout.
-    api_keepalive_seconds: int = Field(default=5, ge=1)
+    # How long an idle keep-alive connection stays open. Longer than clients keep theirs idle
+    # (httpx, and so the Python SDK: 5 s; Node's fetch: 4 s): a client then always drops an idle
+    # connection before the API does. At uvicorn's 5 s both closed at the same moment, and a
+    # request sent on a connection the API was closing failed with no answer (for a POST, with
+    # no way to know whether it was carried out). Behind a load balancer, set it above the
+    # balancer's own idle timeout.
+    api_keepalive_seconds: int = Field(default=75, ge=1)
     # How long a lifecycle call waits for JetStream to store its command before it answers 503
     # (nothing changed). It tries again meanwhile: long enough to ride out the election of a new
     # leader of SBX_CMD when a NATS server of a cluster is lost (4 to 9 s).
