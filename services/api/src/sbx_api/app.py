@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sbx_common import db, gcpolicy, natsconn, tasks
+from sbx_common import db, natsconn, tasks
 from sbx_common.crypto import SecretBox
 from sbx_common.telemetry import tracing_requested
 
@@ -84,8 +84,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             asyncio.create_task(process.heartbeat_forever()),
             asyncio.create_task(limiter.prune_forever()),
         ]
-        # Each request makes short-lived objects only: the start-up heap is set aside.
-        gcpolicy.settle()
         try:
             yield
         finally:
