@@ -115,3 +115,14 @@ async def orchestrator_reaches_docker(nc: Client, wait_seconds: float) -> bool:
     """Whether an orchestrator answers its health request and reports the Docker engine up."""
     answer = await orchestrator_health(nc, wait_seconds)
     return answer is not None and answer.get("docker") == "ok"
+
+
+async def drain(nc: Client) -> None:
+    """Drain the connection on the way out; when NATS is already gone (one Ctrl-C of `make run`
+    stops every process at once, the server among them) close it instead: what was not flushed
+    is lost either way, and the stop goes on."""
+    try:
+        await nc.drain()
+    except NatsError as exc:
+        logger.info("nats gone before the drain", extra={"error": repr(exc)})
+        await nc.close()

@@ -52,7 +52,7 @@ async def serve(name: str, settings: CommonSettings, worker: Worker) -> None:
         logger.info("service stopping")
         await worker.stop()
         await ops.stop()
-        await nc.drain()
+        await natsconn.drain(nc)
         logger.info("service stopped")
 
 

@@ -90,7 +90,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             await tasks.cancel_and_wait(background)
             await app.state.sbx.proxy_pool.aclose()
             await process.unregister()
-            await nc.drain()
+            await natsconn.drain(nc)
             await pool.close()
 
     app = FastAPI(

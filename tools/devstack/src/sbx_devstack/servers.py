@@ -101,6 +101,8 @@ class EmbeddedNats:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Ctrl-C reaches the supervisor only: it stops the services first, the servers last.
+            start_new_session=True,
         )
         wait_for_port(self.port)
         return self
@@ -225,6 +227,7 @@ class EmbeddedPostgres:
             stderr=subprocess.STDOUT,
             user=self._uid,
             group=self._gid,
+            start_new_session=True,  # as the NATS server's: stopped last, by the supervisor
         )
         wait_for_port(self.port)
         self._ensure_database()
