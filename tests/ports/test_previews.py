@@ -32,6 +32,9 @@ async def preview(
     return dict(data_of(answer, 201))
 
 
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
 def token_of(url: str) -> str:
     return parse_qs(urlsplit(url).query)["sbx_preview"][0]
 
@@ -120,12 +123,16 @@ async def test_tampered_expired_and_misplaced_links_are_refused(
     token = token_of((await preview(api, owner, sid, HTTP_PORT))["url"])
     base = f"{platform.api_url}/sandboxes/{sid}/ports/{HTTP_PORT}/"
     version, payload, mac = token.split(".")
+    fresh = signed(platform, sid, owner.id, HTTP_PORT, int(time.time()) + 3600)
     tampered = [
         f"{version}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{mac}",
         f"{version}.{payload}.{mac[:-3]}xyz",
         f"v2.{payload}.{mac}",
         "garbage",
-        signed(platform, sid, owner.id, HTTP_PORT, int(time.time()) + 3600)[:-1] + "_",
+        # The MAC's last character with a bit that carries data flipped: other bytes.
+        f"{fresh[:-1]}{B64URL[B64URL.index(fresh[-1]) ^ 0b100000]}",
+        # The same with its unused low bit flipped: other text, the same bytes.
+        f"{version}.{payload}.{mac[:-1]}{B64URL[B64URL.index(mac[-1]) ^ 1]}",
     ]
     expired = signed(platform, sid, owner.id, HTTP_PORT, int(time.time()) - 1)
     other_owner = signed(platform, sid, str(uuid.uuid4()), HTTP_PORT, int(time.time()) + 3600)

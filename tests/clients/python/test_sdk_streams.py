@@ -13,9 +13,30 @@ from sandbox_platform import AsyncClient, Client, Environment
 
 from tests.clients.python.support import TcpProxy
 
-LINES = 200
-# A line every 10 ms, then quiet: long enough to cut the stream while lines still come.
+LINES = 400
+# A line every 10 ms, then quiet: long enough to cut the stream several times while lines still
+# come.
 COUNTER = f"i=0; while [ $i -lt {LINES} ]; do i=$((i+1)); echo line $i; usleep 10000; done; sleep 3600"
+
+
+class Cutter:
+    """Cuts the stream's connection after `first` lines, then again `apart` lines later, but only
+    once the client has connected again: lines that came in one frame are still read from the
+    client's buffer after a cut, and a cut then would find no connection to cut."""
+
+    def __init__(self, proxy: TcpProxy, first: int, apart: int) -> None:
+        self.proxy = proxy
+        self.due = first
+        self.apart = apart
+        self.connections = proxy.accepted
+        self.drops = 0
+
+    def after(self, lines: int) -> None:
+        if lines >= self.due and self.proxy.accepted > self.connections:
+            self.connections = self.proxy.accepted
+            if self.proxy.drop():
+                self.drops += 1
+            self.due = lines + self.apart
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +57,14 @@ def test_logs_stream_resumes_after_drops(sdk: Client, counter: Environment, prox
     client = Client(base_url=proxy.url, token=sdk.token)
     with client.sandboxes.create(counter.id) as sandbox:
         seen = []
-        drops = 0
+        cutter = Cutter(proxy, first=20, apart=40)
         with sandbox.stream_logs(since=0) as stream:
             for line in stream:
                 seen.append(line)
-                if len(seen) in (20, 80, 140):
-                    drops += proxy.drop()
+                cutter.after(len(seen))
                 if line.text == f"line {LINES}":
                     break
-        assert drops >= 3
+        assert cutter.drops >= 3
         assert [line.seq for line in seen] == list(range(1, LINES + 1))
         assert [line.text for line in seen] == [f"line {i}" for i in range(1, LINES + 1)]
 
@@ -55,13 +75,14 @@ async def test_async_logs_stream_resumes_after_drops(
     async with AsyncClient(base_url=proxy.url, token=sdk.token) as client:
         async with client.sandboxes.create(counter.id) as sandbox:
             seen = []
+            cutter = Cutter(proxy, first=30, apart=40)
             async with sandbox.stream_logs(tail=0) as stream:
                 async for line in stream:
                     seen.append(line)
-                    if len(seen) in (30, 100):
-                        assert proxy.drop() >= 1
+                    cutter.after(len(seen))
                     if line.text == f"line {LINES}":
                         break
+            assert cutter.drops >= 2
     texts = [line.text for line in seen]
     # tail=0: only lines printed after the stream opened, then every one of them once.
     first = int(texts[0].split()[1])

@@ -56,7 +56,13 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of a canonical base64url text, else ValueError. Python's decoder skips
+    characters outside the alphabet and ignores a last character's unused bits, so several texts
+    decode alike: a token is accepted only as it was issued."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:
+        raise ValueError("not a canonical base64url text")
+    return raw
 
 
 def _mac(key: bytes, signed: str) -> bytes:
