@@ -72,6 +72,21 @@ def _body(data: Content) -> tuple[Any, dict[str, str]]:
     return data, {}
 
 
+def _change_of(raw: str | bytes) -> FileChange | None:
+    """A watch socket's frame as a change; None for the others (`ready`, `pong`, unreadable)."""
+    frame = json_frame(raw)
+    if frame is None or frame.get("type") in ("ready", "pong"):
+        return None
+    return FileChange.model_validate(frame)
+
+
+def _ended(exc: ConnectionClosed) -> None:
+    """A watch socket closed: normally (the watch ended) returns, otherwise raises its error."""
+    code, reason = closed_code(exc)
+    if code != NORMAL_CLOSURE:
+        raise error_from_close(code, reason) from None
+
+
 class FileWatch:
     """Changes under a directory of a running sandbox, as they happen (`sandbox.files.watch`).
 
@@ -103,13 +118,11 @@ class FileWatch:
             try:
                 raw = self._socket.recv()
             except ConnectionClosed as exc:
-                code, reason = closed_code(exc)
-                if code == NORMAL_CLOSURE:
-                    return
-                raise error_from_close(code, reason) from None
-            frame = json_frame(raw)
-            if frame is not None and frame.get("type") not in ("ready", "pong"):
-                yield FileChange.model_validate(frame)
+                _ended(exc)
+                return
+            change = _change_of(raw)
+            if change is not None:
+                yield change
 
     def close(self) -> None:
         self._socket.close()
@@ -160,13 +173,11 @@ class AsyncFileWatch:
             try:
                 raw = await self._socket.recv()
             except ConnectionClosed as exc:
-                code, reason = closed_code(exc)
-                if code == NORMAL_CLOSURE:
-                    return
-                raise error_from_close(code, reason) from None
-            frame = json_frame(raw)
-            if frame is not None and frame.get("type") not in ("ready", "pong"):
-                yield FileChange.model_validate(frame)
+                _ended(exc)
+                return
+            change = _change_of(raw)
+            if change is not None:
+                yield change
 
     async def close(self) -> None:
         await self._socket.close()
