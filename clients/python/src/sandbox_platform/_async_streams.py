@@ -134,6 +134,16 @@ async def _pause(failures: int, error: BaseException | None, what: str) -> None:
     await asyncio.sleep(RECONNECT_POLICY.delay(failures - 1))
 
 
+async def _failed_to_open(exc: Exception, failures: int, what: str) -> int:
+    """A socket that would not open: raised when no retry can mend it (refused, not found), else
+    waited for; returns the failures counted so far, this one included."""
+    fatal = handshake_error(exc)
+    if fatal is not None:
+        raise fatal from exc
+    await _pause(failures + 1, exc, what)
+    return failures + 1
+
+
 async def process_output(
     transport: AsyncTransport, sandbox_id: str, process_id: str, since: int, encoding: str
 ) -> AsyncIterator[OutputChunk]:
@@ -145,11 +155,7 @@ async def process_output(
         try:
             socket = await open_socket(transport.config, path, params)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
-            fatal = handshake_error(exc)
-            if fatal is not None:
-                raise fatal from exc
-            failures += 1
-            await _pause(failures, exc, "process output")
+            failures = await _failed_to_open(exc, failures, "process output")
             continue
         try:
             while True:
@@ -188,11 +194,7 @@ async def log_lines(
         try:
             socket = await open_socket(transport.config, path, cursor.params())
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:
-            fatal = handshake_error(exc)
-            if fatal is not None:
-                raise fatal from exc
-            failures += 1
-            await _pause(failures, exc, "logs")
+            failures = await _failed_to_open(exc, failures, "logs")
             continue
         if cursor.opened():
             yield READY

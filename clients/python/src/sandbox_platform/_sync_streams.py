@@ -98,6 +98,16 @@ def _pause(failures: int, error: BaseException | None, what: str) -> None:
     time.sleep(RECONNECT_POLICY.delay(failures - 1))
 
 
+def _failed_to_open(exc: Exception, failures: int, what: str) -> int:
+    """A socket that would not open: raised when no retry can mend it (refused, not found), else
+    waited for; returns the failures counted so far, this one included."""
+    fatal = handshake_error(exc)
+    if fatal is not None:
+        raise fatal from exc
+    _pause(failures + 1, exc, what)
+    return failures + 1
+
+
 def log_lines(
     transport: SyncTransport, sandbox_id: str, since: int | None, tail: int
 ) -> Iterator[LogLine | Ready]:
@@ -113,11 +123,7 @@ def log_lines(
         try:
             socket = open_socket(transport.config, path, cursor.params())
         except (OSError, TimeoutError, InvalidHandshake) as exc:
-            fatal = handshake_error(exc)
-            if fatal is not None:
-                raise fatal from exc
-            failures += 1
-            _pause(failures, exc, "logs")
+            failures = _failed_to_open(exc, failures, "logs")
             continue
         if cursor.opened():
             yield READY
@@ -151,11 +157,7 @@ def process_output(
         try:
             socket = open_socket(transport.config, path, params)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
-            fatal = handshake_error(exc)
-            if fatal is not None:
-                raise fatal from exc
-            failures += 1
-            _pause(failures, exc, "process output")
+            failures = _failed_to_open(exc, failures, "process output")
             continue
         with socket:
             while True:
