@@ -14,12 +14,15 @@ streamed, so it stays flat whatever the size.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -66,6 +69,66 @@ class RssSampler:
 
     def growth_mib(self, name: str) -> float:
         return (self.peak[name] - self.idle[name]) / MIB
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            tree.setdefault(int(fields[1]), []).append(int(entry.name))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and everything below it, in seconds."""
+    tree, total, todo = _children(), 0.0, [pid]
+    while todo:
+        each = todo.pop()
+        todo += tree.get(each, [])
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def named_pid(name: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+class CpuMeter:
+    """CPU seconds each process (tree) spends while a block runs; `client` is this benchmark's
+    own children (curl, the docker CLI)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.spent: dict[str, float] = dict.fromkeys([*pids, "client"], 0.0)
+
+    def _now(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        now["client"] = usage.ru_utime + usage.ru_stime
+        return now
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator[None]:
+        before = self._now()
+        yield
+        after = self._now()
+        for name in self.spent:
+            self.spent[name] += after[name] - before[name]
 
 
 def pids_of(plat: Platform) -> dict[str, int]:
@@ -158,7 +221,12 @@ async def measure(plat: Platform, sizes: list[int]) -> str:
         created.raise_for_status()
         sandbox_id = created.json()["data"]["id"]
         container = f"sbx-{sandbox_id}"
-        rows = []
+        rows: list[list[str]] = []
+        cpu_rows: list[list[str]] = []
+        cpu_pids = dict(pids_of(plat))
+        for name in ("nats-server", "dockerd"):
+            if (pid := named_pid(name)) is not None:
+                cpu_pids[name] = pid
         growth: dict[str, float] = dict.fromkeys(SERVICES, 0.0)
         with tempfile.TemporaryDirectory(prefix="sbx-bench-files-") as tmp:
             for size in sizes:
@@ -168,19 +236,35 @@ async def measure(plat: Platform, sizes: list[int]) -> str:
                         out.write(os.urandom(MIB))
                 back = Path(tmp) / "back"
                 times: dict[str, list[float]] = {"up": [], "down": [], "cp_in": [], "cp_out": []}
+                meters = {key: CpuMeter(cpu_pids) for key in times}
                 for _ in range(ROUNDS):
-                    times["cp_in"].append(docker_cp(str(source), f"{container}:/raw.bin"))
-                    times["cp_out"].append(docker_cp(f"{container}:/raw.bin", str(back)))
+                    with meters["cp_in"].measuring():
+                        times["cp_in"].append(docker_cp(str(source), f"{container}:/raw.bin"))
+                    with meters["cp_out"].measuring():
+                        times["cp_out"].append(docker_cp(f"{container}:/raw.bin", str(back)))
                     back.unlink()
                     with RssSampler(pids_of(plat)) as sampler:
-                        times["up"].append(await upload(http, sandbox_id, source, "/api.bin"))
-                        times["down"].append(await download(http, sandbox_id, "/api.bin", back))
+                        with meters["up"].measuring():
+                            times["up"].append(await upload(http, sandbox_id, source, "/api.bin"))
+                        with meters["down"].measuring():
+                            times["down"].append(await download(http, sandbox_id, "/api.bin", back))
                     for name in SERVICES:
                         growth[name] = max(growth[name], sampler.growth_mib(name))
                     if back.stat().st_size != source.stat().st_size:
                         raise RuntimeError("the download's size differs from the upload's")
                     back.unlink()
                 source.unlink()
+                for key, label in (
+                    ("up", "upload, API"),
+                    ("cp_in", "docker cp in"),
+                    ("down", "download, API"),
+                    ("cp_out", "docker cp out"),
+                ):
+                    per = 100 / (size * ROUNDS)
+                    cpu_rows.append(
+                        [f"{label}, {size} MiB"]
+                        + [f"{meters[key].spent[name] * per:.2f}" for name in [*cpu_pids, "client"]]
+                    )
                 for direction, api_key, raw_key in (
                     ("upload", "up", "cp_in"),
                     ("download", "down", "cp_out"),
@@ -197,11 +281,19 @@ async def measure(plat: Platform, sizes: list[int]) -> str:
         rows += await small_operations(http, sandbox_id, container)
         await http.delete(f"/sandboxes/{sandbox_id}?wait=true")
     memory = ", ".join(f"{name} +{growth[name]:.0f} MiB" for name in SERVICES)
-    return table(
-        f"Files: API vs docker cp (median of {ROUNDS}; peak RSS over idle during the API's"
-        f" transfers: {memory})",
-        ["transfer", "API", "docker cp", "API / raw"],
-        rows,
+    return (
+        table(
+            f"Files: API vs docker cp (median of {ROUNDS}; peak RSS over idle during the API's"
+            f" transfers: {memory})",
+            ["transfer", "API", "docker cp", "API / raw"],
+            rows,
+        )
+        + "\n"
+        + table(
+            "CPU seconds per 100 MiB moved, by process (client: curl or the docker CLI)",
+            ["copy", *cpu_pids, "client"],
+            cpu_rows,
+        )
     )
 
 

@@ -127,3 +127,15 @@ def test_nats_is_a_three_server_jetstream_cluster_the_services_all_know() -> Non
     servers = config["SBX_NATS_URL"].split(",")
     assert servers == [f"nats://nats-{i}.nats-cluster.sandbox-platform.svc:4222" for i in range(3)]
     assert config["SBX_STREAM_REPLICAS"] == "3"
+
+
+def test_the_orchestrator_takes_file_transfers_on_its_node_address() -> None:
+    """The API pods connect to the node's address for a transfer's bytes (docs/files.md): the
+    listener is bound there, after the variable it is built from."""
+    pod = manifests()[("DaemonSet", "sbx-orchestrator")]["spec"]["template"]["spec"]
+    env = [e["name"] for e in pod["containers"][0]["env"]]
+    values = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert values["SBX_NODE_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    assert values["SBX_DATA_LISTEN"]["value"] == "$(SBX_NODE_IP):7781"
+    assert env.index("SBX_NODE_IP") < env.index("SBX_DATA_LISTEN")  # k8s expands earlier ones only
+    assert {"name": "data", "containerPort": 7781} in pod["containers"][0]["ports"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import os
+import tarfile
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.files.test_files import get, new_sandbox, put
+from tests.files.test_files import exercise_reads_and_writes, get, new_sandbox, put
 from tests.support.api import User, data_of, error_of, signup
-from tests.support.platform import Platform
+from tests.support.platform import Platform, extra_api
 from tests.support.sandboxes import destroy_all, exec_in
 from tests.support.waiting import wait_for
 
@@ -210,3 +213,24 @@ async def test_orchestrator_restarting_mid_upload_answers_503_and_leaves_no_file
 
     await wait_for(cleaned, timeout=60, what="no temporary file left")
     assert (await get(client, owner, sid, "/up/keep.txt")).content == b"old"
+
+
+async def test_transfers_on_nats_where_no_direct_connection_is_asked_for(
+    client: httpx.AsyncClient, owner: User, platform: Platform, test_image: str, tmp_path: Path
+) -> None:
+    """An API with direct data connections off (`SBX_FILES_DIRECT=false`) moves the bytes on
+    NATS instead: the same files, ranges and archives come out either way."""
+    sid = await new_sandbox(client, owner, test_image)
+    payload = os.urandom(3 * MIB + 5)
+    async with extra_api(platform, tmp_path, SBX_FILES_DIRECT="false") as nats_only:
+        await exercise_reads_and_writes(nats_only, owner, sid, "nats")
+        data_of(await put(nats_only, owner, sid, "/nats/big.bin", payload), 201)
+        assert (await get(client, owner, sid, "/nats/big.bin")).content == payload
+        archive = await nats_only.get(
+            f"/sandboxes/{sid}/files/archive", params={"path": "/nats"}, headers=owner.headers
+        )
+        assert archive.status_code == 200
+        with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
+            member = tar.extractfile("nats/big.bin")
+            assert member is not None
+            assert member.read() == payload

@@ -82,6 +82,8 @@ class Channel:
         self._peer_finished = False
 
     async def open(self) -> None:
+        if self._subscription is not None:
+            return
         self._subscription = await self.nc.subscribe(self.recv_subject, cb=self._on_message)
 
     async def close(self) -> None:

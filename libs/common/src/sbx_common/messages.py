@@ -288,6 +288,9 @@ class FilesRequest(Message):
     offset: int = 0  # read
     length: int | None = None  # read: None = to the end
     transfer_id: str | None = None  # read, write
+    # Transfers: the hex SHA-256 of the key the API will show on a direct data connection
+    # (sbx_common.datachannel); absent, the bytes travel on NATS.
+    data_key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     trace_id: str | None = None
 
 
@@ -298,5 +301,6 @@ class FilesReply(Message):
     entry: FileEntry | None = None
     entries: list[FileEntry] | None = None
     count: int | None = None  # archive_write: the entries extracted
+    data_address: str | None = None  # a transfer's bytes: connect here (sbx_common.datachannel)
     error_code: RpcErrorCode | None = None
     error_message: str | None = None

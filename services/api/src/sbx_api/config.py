@@ -33,6 +33,9 @@ class ApiSettings(CryptoSettings):
     max_body_bytes: int = 1024 * 1024
     # File uploads (PUT .../files/content, .../files/archive) are streamed, up to this many bytes.
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    # File bytes on a direct connection to the sandbox's orchestrator when it offers one
+    # (docs/files.md, "The bytes' path"); off: always on NATS.
+    files_direct: bool = True
     cors_origins: str = ""  # comma separated; empty disables CORS
     # The web dashboard's built files (clients/web/dist), served at /ui/. Unset: that folder of
     # the source tree the API runs from, when it exists.

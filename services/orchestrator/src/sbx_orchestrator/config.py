@@ -41,6 +41,16 @@ class OrchestratorSettings(CryptoSettings):
     max_cpu_per_user: float = Field(default=16.0, gt=0)
     max_memory_per_user: int = Field(default=32768, gt=0)
 
+    # --- file transfers (docs/files.md, "The bytes' path") ---
+    # Where the orchestrator listens for the API's file transfer connections (`host:port`; port
+    # 0: any free one). Empty: every transfer's bytes travel on NATS instead. Each connection
+    # must show the one-time key of a transfer the API asked for over NATS, so reaching the port
+    # is not enough; loopback suits one machine, a host's address an installation of several.
+    data_listen: str = "127.0.0.1:0"
+    # The address the API is told to connect to (`host:port`), when it differs from the one
+    # listened on (a wildcard, or a NAT between them). Empty: the listener's own address.
+    data_advertise: str = ""
+
     # --- containers ---
     sandbox_pids_limit: int = Field(default=256, ge=16)
     # Relative block I/O weight of every sandbox (10-1000; 0: none). Kernels without a weight

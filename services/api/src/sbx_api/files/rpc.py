@@ -1,9 +1,12 @@
 """The orchestrator's file operations, asked over NATS (`sbx.rpc.files`), and the byte
-transfers they open (`sbx_common.filestream`). The API never touches Docker: it relays bytes
-between its HTTP client and the orchestrator, never holding more than a transfer's window."""
+transfers they open: on a direct connection to the orchestrator when it offers one
+(`sbx_common.datachannel`), else on NATS (`sbx_common.filestream`). The API never touches
+Docker: it relays bytes between its HTTP client and the orchestrator, never holding more than
+a transfer's window."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -11,8 +14,9 @@ from typing import Final
 
 import nats.errors
 from pydantic import ValidationError
-from sbx_common import subjects
+from sbx_common import datachannel, subjects
 from sbx_common.codes import ErrorCode
+from sbx_common.datachannel import SocketChannel
 from sbx_common.errors import (
     Conflict,
     InvalidState,
@@ -89,28 +93,58 @@ def request(op: str, sandbox_id: uuid.UUID, owner_id: uuid.UUID, path: str, **fi
     )
 
 
+Transfer = Channel | SocketChannel
+
+
+async def open_transfer(state: AppState, base: FilesRequest) -> Transfer:
+    """Ask the orchestrator for a transfer and connect its channel. The NATS subjects are
+    listened on first (an orchestrator that offers no direct connection sends at once); when it
+    offers one, the bytes take it and the subscription goes."""
+    transfer_id = uuid.uuid4().hex
+    key, key_sha256 = datachannel.new_key()
+    fields: dict[str, object] = {"transfer_id": transfer_id}
+    if state.settings.files_direct:
+        fields["data_key_sha256"] = key_sha256
+    request = base.model_copy(update=fields)
+    nats_channel = Channel(state.nc, subjects.files_up(transfer_id), subjects.files_down(transfer_id))
+    await nats_channel.open()
+    try:
+        reply = await call(state, request)
+    except BaseException:
+        await nats_channel.close()
+        raise
+    if not reply.data_address:
+        return nats_channel
+    await nats_channel.close()
+    address = reply.data_address
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await datachannel.connect(address, transfer_id, key)
+
+    channel = SocketChannel(connect=connect)
+    try:
+        await channel.open()
+    except TransferAborted as exc:
+        logger.warning("no data connection to the orchestrator", extra={"error": str(exc)})
+        raise Unavailable("The sandbox's host could not be reached for the transfer.") from None
+    return channel
+
+
 class Download:
     """A read transfer: opened (so errors are known before the response starts), then streamed."""
 
     def __init__(self, state: AppState, base: FilesRequest) -> None:
         self.state = state
-        self.transfer_id = uuid.uuid4().hex
-        self.request = base.model_copy(update={"transfer_id": self.transfer_id})
-        self.channel = Channel(
-            state.nc, subjects.files_up(self.transfer_id), subjects.files_down(self.transfer_id)
-        )
+        self.base = base
+        self.channel: Transfer | None = None
 
     async def open(self) -> None:
-        await self.channel.open()
-        try:
-            await call(self.state, self.request)
-        except BaseException:
-            await self.channel.close()
-            raise
+        self.channel = await open_transfer(self.state, self.base)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The bytes as they come; a transfer that breaks ends the response short (the client sees
         fewer bytes than its Content-Length, never a silently short file)."""
+        assert self.channel is not None, "open() first"
         finished = False
         try:
             while True:
@@ -130,13 +164,9 @@ class Download:
 
 async def upload(state: AppState, base: FilesRequest, body: AsyncIterator[bytes], limit: int) -> FilesReply:
     """Send the body to the orchestrator as it arrives (in whole frames, within the window)."""
-    transfer_id = uuid.uuid4().hex
-    request = base.model_copy(update={"transfer_id": transfer_id})
-    channel = Channel(state.nc, subjects.files_up(transfer_id), subjects.files_down(transfer_id))
-    await channel.open()
+    channel = await open_transfer(state, base)
     done = False
     try:
-        await call(state, request)
         received = 0
         pending = bytearray()
         try:

@@ -2,9 +2,11 @@
 
 A FilesRequest names the operation. `stat`, `list`, `mkdir`, `delete` and `move` are answered
 with a FilesReply. `read` and `write` are answered once the transfer is ready, then their bytes
-travel on `sbx.files.<transferId>.{up,down}` with flow control (`sbx_common.filestream`):
-a download's chunks go down as the API's client takes them; an upload's chunks come up, each
-written into the sandbox before its credit goes back, and its result (the entry, or why it
+travel on the direct connection the API asked for (`sbx_common.datachannel`; the reply says
+where to connect) or else on `sbx.files.<transferId>.{up,down}` with flow control
+(`sbx_common.filestream`): a download's chunks go down as the API's client takes them; an
+upload's chunks come up, each written into the sandbox before its credit goes back (on a
+direct connection, TCP's own flow control does this), and its result (the entry, or why it
 failed) goes down as the final frame. A transfer whose other side goes silent or cancels ends at
 once: an abandoned upload leaves no file behind (see `engine/files_running.py`).
 
@@ -29,6 +31,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 from sbx_common import subjects
+from sbx_common.datachannel import DataListener, SocketChannel
 from sbx_common.filestream import CHUNK, Channel, TransferAborted
 from sbx_common.messages import FilesReply, FilesRequest
 from sbx_common.status import Status
@@ -46,6 +49,7 @@ logger = logging.getLogger(__name__)
 QUEUE_GROUP = "orchestrator"
 _STATES = (Status.RUNNING, Status.PAUSED, Status.STOPPED)
 Files = RunningFiles | ArchiveFiles
+Transfer = Channel | SocketChannel
 # Docker's archive API adds and overwrites but never removes, and nothing runs in a stopped
 # sandbox (docs/files.md, "Paused and stopped sandboxes").
 _CANNOT_CHANGE = (
@@ -69,8 +73,14 @@ class FilesServer:
         self.context = context
         self._subscription: Subscription | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        settings = context.settings
+        self._data = (
+            DataListener(settings.data_listen, settings.data_advertise) if settings.data_listen else None
+        )
 
     async def start(self) -> None:
+        if self._data is not None:
+            await self._data.start()
         self._subscription = await self.context.nc.subscribe(
             subjects.rpc(self.context.settings.host_id, subjects.RPC_FILES),
             queue=QUEUE_GROUP,
@@ -84,6 +94,8 @@ class FilesServer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._data is not None:
+            await self._data.stop()
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -185,7 +197,7 @@ class FilesServer:
             case "archive_read":
                 transfer = self._transfer_id(request)
                 await files.stat(path, follow=True)  # a missing path is refused before any byte
-                return await self._open_download(transfer, files.tar_read(path))
+                return await self._open_download(request, transfer, files.tar_read(path))
             case "archive_write":
                 return await self._open_archive_write(request, path, files)
         raise FileOpError("VALIDATION_ERROR", "unknown operation")
@@ -202,17 +214,29 @@ class FilesServer:
         transfer = self._transfer_id(request)
         if request.offset < 0 or (request.length is not None and request.length < 0):
             raise FileOpError("VALIDATION_ERROR", "bad range")
-        return await self._open_download(transfer, files.read(path, request.offset, request.length))
+        return await self._open_download(request, transfer, files.read(path, request.offset, request.length))
 
-    async def _open_download(self, transfer: str, chunks: AsyncIterator[bytes]) -> FilesReply:
-        channel = Channel(self.context.nc, subjects.files_down(transfer), subjects.files_up(transfer))
-        await channel.open()
+    async def _channel(self, request: FilesRequest, transfer: str) -> tuple[Transfer, FilesReply]:
+        """The transfer's channel and the reply that opens it: a direct connection the API makes
+        when it asked for one and this orchestrator listens, else NATS subjects."""
+        if request.data_key_sha256 and self._data is not None:
+            channel = self._data.expect(transfer, request.data_key_sha256)
+            return channel, FilesReply(data_address=self._data.address)
+        nats_channel = Channel(self.context.nc, subjects.files_down(transfer), subjects.files_up(transfer))
+        await nats_channel.open()
+        return nats_channel, FilesReply()
+
+    async def _open_download(
+        self, request: FilesRequest, transfer: str, chunks: AsyncIterator[bytes]
+    ) -> FilesReply:
+        channel, reply = await self._channel(request, transfer)
         self._spawn(self._pump_read(channel, chunks))
-        return FilesReply()
+        return reply
 
-    async def _pump_read(self, channel: Channel, chunks: AsyncIterator[bytes]) -> None:
+    async def _pump_read(self, channel: Transfer, chunks: AsyncIterator[bytes]) -> None:
         pending = bytearray()
         try:
+            await channel.open()  # a direct one: the API's connection
             # Commands write in small blocks (busybox `cat`: 4 KiB): gathered into whole frames.
             async for data in chunks:
                 if not pending and len(data) == channel.chunk:
@@ -251,24 +275,23 @@ class FilesServer:
             raise FileOpError("VALIDATION_ERROR", "mode must be octal permission bits (e.g. 0644).")
         if isinstance(files, RunningFiles):
             await files.prepare_write(path)
-        channel = Channel(self.context.nc, subjects.files_down(transfer), subjects.files_up(transfer))
-        await channel.open()
+        channel, reply = await self._channel(request, transfer)
         self._spawn(self._pump_write(channel, files, request, path, transfer))
-        return FilesReply()
+        return reply
 
     async def _open_archive_write(self, request: FilesRequest, path: str, files: Files) -> FilesReply:
         transfer = self._transfer_id(request)
         files_common.refuse_root(path)
         files_common.refuse_platform(path)
-        channel = Channel(self.context.nc, subjects.files_down(transfer), subjects.files_up(transfer))
-        await channel.open()
+        channel, reply = await self._channel(request, transfer)
         self._spawn(self._pump_archive(channel, files, path))
-        return FilesReply()
+        return reply
 
-    async def _pump_archive(self, channel: Channel, files: Files, path: str) -> None:
+    async def _pump_archive(self, channel: Transfer, files: Files, path: str) -> None:
         """Spool the tar (checking nothing yet), check every header, then extract it."""
         loop = asyncio.get_running_loop()
         try:
+            await channel.open()  # a direct one: the API's connection
             with tempfile.TemporaryFile() as spool:
                 while True:
                     frame = await channel.receive()
@@ -300,7 +323,7 @@ class FilesServer:
 
     async def _pump_write(
         self,
-        channel: Channel,
+        channel: Transfer,
         files: Files,
         request: FilesRequest,
         path: str,
@@ -314,6 +337,7 @@ class FilesServer:
                 yield frame.data
 
         try:
+            await channel.open()  # a direct one: the API's connection
             if isinstance(files, AgentFiles):
                 entry = await files.write(path, chunks(), request.mode, transfer, request.size)
             elif isinstance(files, RunningFiles):
