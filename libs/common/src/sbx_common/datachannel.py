@@ -32,13 +32,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from sbx_common import filestream
 from sbx_common.filestream import IDLE_TIMEOUT, WINDOW, Frame, PeerFinished, TransferAborted
 
 MAGIC = b"SBXD1"
 KEY_BYTES = 32
 HELLO = len(MAGIC) + 16 + KEY_BYTES
-# Frames as large as the NATS ones, so a frame is one hand-over to Docker's worker thread.
-CHUNK = 1024 * 1024
+# Frames the size of the NATS ones: a download's pieces are cut to it, and pass on as they are.
+CHUNK = filestream.CHUNK
 ACCEPT_TIMEOUT = 30.0
 # The StreamReader's buffer: a whole frame and its header fit, so reading one is one copy.
 READ_LIMIT = 2 * CHUNK

@@ -30,6 +30,7 @@ from sbx_api.ports.router import router as ports_router
 from sbx_api.ports.upstream import UpstreamPool
 from sbx_api.processes.router import router as processes_router
 from sbx_api.ratelimit import limiter_for
+from sbx_api.routes_warmup import warm_routes
 from sbx_api.sandboxes.router import router as sandboxes_router
 from sbx_api.snapshots.router import router as snapshots_router
 from sbx_api.state import AppState
@@ -79,6 +80,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 settings.proxy_connect_timeout_seconds, settings.proxy_read_timeout_seconds
             ),
         )
+        warm_routes(app)
         background = [
             asyncio.create_task(app.state.sbx.gauges.refresh_forever(pool, settings.metrics_refresh_seconds)),
             asyncio.create_task(process.heartbeat_forever()),

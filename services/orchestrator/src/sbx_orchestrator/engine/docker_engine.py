@@ -23,6 +23,7 @@ import docker.utils
 from sbx_common import labels, runtimes, telemetry
 
 from sbx_orchestrator.config import OrchestratorSettings
+from sbx_orchestrator.engine import archive_http
 from sbx_orchestrator.engine.containers import ContainerSpec, EngineFeatures
 from sbx_orchestrator.metrics import DOCKER_ERRORS
 
@@ -86,6 +87,11 @@ class DockerEngine:
 
     def __init__(self, settings: OrchestratorSettings) -> None:
         self.settings = settings
+        # Where the bulk bytes of file transfers go without the SDK (archive_http.py).
+        env = docker.utils.kwargs_from_env()
+        self.archive_endpoint = archive_http.endpoint_of(
+            settings.docker_host or env.get("base_url"), tls=bool(env.get("tls"))
+        )
         self._api: docker.APIClient | None = None
         self._connect_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(settings.docker_threads, thread_name_prefix="docker")

@@ -20,8 +20,10 @@ within its own filesystem. Not under gVisor: it caches its root filesystem and d
 files written from the host into a directory it has listed (docs/files.md), so gVisor sandboxes
 keep the agent's path, as do paths on a tmpfs (Docker writes beneath it, not into it).
 
-The streams run in worker threads of their own, handing chunks to and from the event loop one at
-a time, so a slow side holds the other back instead of filling memory.
+The bytes go on the engine's socket straight from the event loop (`archive_http.py`), where the
+engine is on a Unix socket or plain TCP; an engine behind TLS or SSH goes through the docker SDK
+in worker threads, which hand chunks to and from the event loop one at a time. Either way a slow
+side holds the other back instead of filling memory.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ import posixpath
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
 from sbx_common.filestream import CHUNK
 
+from sbx_orchestrator.engine import archive_http
 from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.engine.files_common import FileOpError
 from sbx_orchestrator.engine.threaded import iterate_in_thread, wait
@@ -87,12 +90,42 @@ class BulkFiles:
     async def put_file(self, path: str, chunks: AsyncIterator[bytes], size: int) -> None:
         """Write exactly `size` bytes from `chunks` to `path` (its directory exists), mode 0644
         as the agent makes it; fewer bytes than `size` fail the upload."""
-        loop = asyncio.get_running_loop()
-        stop = threading.Event()
         info = tarfile.TarInfo(posixpath.basename(path))
         info.size, info.mtime, info.mode = size, int(time.time()), 0o644
         header = info.tobuf(tarfile.PAX_FORMAT)
         padding = b"\0" * ((BLOCK - size % BLOCK) % BLOCK) + b"\0" * (2 * BLOCK)
+        endpoint = self.engine.archive_endpoint
+        if endpoint is None:
+            await self._put_by_sdk(path, chunks, size, header, padding)
+            return
+
+        async def tar() -> AsyncIterator[bytes]:
+            yield header
+            sent = 0
+            async for data in chunks:
+                piece = data if len(data) <= size - sent else data[: size - sent]
+                sent += len(piece)
+                yield piece
+                if sent == size:
+                    break
+            if sent == size:
+                yield padding
+            # else: the tar ends short, and put_archive refuses it without waiting for Docker.
+
+        await archive_http.put_archive(
+            endpoint,
+            self.engine.api.api_version,
+            self.container_id,
+            posixpath.dirname(path),
+            length=len(header) + size + len(padding),
+            body=tar(),
+        )
+
+    async def _put_by_sdk(
+        self, path: str, chunks: AsyncIterator[bytes], size: int, header: bytes, padding: bytes
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
 
         def body() -> Iterator[bytes]:
             yield header
@@ -134,43 +167,68 @@ class BulkFiles:
 
     async def read_file(self, path: str, length: int) -> AsyncIterator[bytes]:
         """The first `length` bytes of the regular file at `path` (a final symlink not
-        followed: the caller passes a resolved path), as Docker's tar brings them."""
+        followed: the caller passes a resolved path), as Docker's tar brings them, in pieces of
+        READ_CHUNK (the last one shorter)."""
+        endpoint = self.engine.archive_endpoint
+        if endpoint is not None:
+            tar = archive_http.get_archive(endpoint, self.engine.api.api_version, self.container_id, path)
+        else:
+            tar = iterate_in_thread(_executor, self._sdk_archive(path))
+        try:
+            async for data in _file_data(tar, length):
+                yield data
+        finally:
+            await tar.aclose()  # type: ignore[attr-defined]
 
-        def file_data() -> Iterator[bytes]:
+    def _sdk_archive(self, path: str) -> Callable[[], Iterator[bytes]]:
+        def chunks() -> Iterator[bytes]:
             try:
-                chunks, _ = self.engine.api.get_archive(self.container_id, path, chunk_size=READ_CHUNK)
+                stream, _ = self.engine.api.get_archive(self.container_id, path, chunk_size=READ_CHUNK)
             except docker.errors.NotFound:
                 raise FileOpError("NOT_FOUND", "No such file or directory.") from None
-            yield from _file_data(iter(chunks), length)
+            yield from stream
 
-        async for data in iterate_in_thread(_executor, file_data):
-            yield data
+        return chunks
 
 
-def _file_data(chunks: Iterator[bytes], length: int) -> Iterator[bytes]:
-    """The data of the first regular entry of a tar stream, at most `length` bytes; headers
-    before it (PAX, GNU long names) are skipped."""
-    buffer = bytearray()
+class _TarReader:
+    """Exact reads from a stream of pieces of any size."""
 
-    def fill(size: int) -> bytes:
-        while len(buffer) < size:
-            try:
-                buffer.extend(next(chunks))
-            except StopIteration:
-                raise FileOpError("UNAVAILABLE", "The file's archive ended early.") from None
-        taken = bytes(buffer[:size])
-        del buffer[:size]
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self.chunks = chunks
+        self.buffer = bytearray()
+
+    async def more(self) -> bool:
+        try:
+            self.buffer += await anext(self.chunks)
+        except StopAsyncIteration:
+            return False
+        return True
+
+    async def take(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            if not await self.more():
+                raise FileOpError("UNAVAILABLE", "The file's archive ended early.")
+        with memoryview(self.buffer) as view:
+            taken = bytes(view[:size])
+        del self.buffer[:size]
         return taken
 
+
+async def _file_data(chunks: AsyncIterator[bytes], length: int) -> AsyncIterator[bytes]:
+    """The data of the first regular entry of a tar stream, at most `length` bytes, in pieces
+    of READ_CHUNK (whole NATS frames, which pass on without a copy); headers before it (PAX,
+    GNU long names) are skipped."""
+    tar = _TarReader(chunks)
     pax_size: int | None = None
     while True:
-        header = fill(BLOCK)
+        header = await tar.take(BLOCK)
         if not header.strip(b"\0"):
             raise FileOpError("NOT_FOUND", "No such file.")
         kind = header[156:157]
         size = _octal(header[124:136])
         if kind in _SKIPPED:
-            data = fill(size + (BLOCK - size % BLOCK) % BLOCK)[:size]
+            data = (await tar.take(size + (BLOCK - size % BLOCK) % BLOCK))[:size]
             if kind == b"x":
                 pax_size = _pax_size(data)
             continue
@@ -178,27 +236,7 @@ def _file_data(chunks: Iterator[bytes], length: int) -> Iterator[bytes]:
             raise FileOpError("IS_A_DIRECTORY", "The path is not a regular file.")
         size = pax_size if pax_size is not None else size
         break
-    # Docker's HTTP chunks are small (about 32 KiB): gathered into pieces of READ_CHUNK here, in
-    # the worker thread, so the event loop gets one hand-over per frame instead of one per chunk.
     left = min(size, length)
-    piece = buffer[:left]
-    left -= len(piece)
     while left > 0:
-        while len(piece) >= READ_CHUNK:
-            with memoryview(piece) as view:
-                whole = bytes(view[:READ_CHUNK])
-            del piece[:READ_CHUNK]
-            yield whole
-        try:
-            data = next(chunks)
-        except StopIteration:
-            raise FileOpError("UNAVAILABLE", "The file's archive ended early.") from None
-        if len(data) > left:
-            data = data[:left]
-        left -= len(data)
-        piece += data
-    while piece:
-        with memoryview(piece) as view:
-            whole = bytes(view[:READ_CHUNK])
-        del piece[:READ_CHUNK]
-        yield whole
+        yield await tar.take(min(READ_CHUNK, left))
+        left -= min(READ_CHUNK, left)
