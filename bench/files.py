@@ -32,7 +32,7 @@ from tests.support.docker import TEST_IMAGE
 from tests.support.platform import Platform
 
 MIB = 1024 * 1024
-ROUNDS = 2
+ROUNDS = 5
 READ_CHUNK = MIB
 SERVICES = ("api", "orchestrator")
 

@@ -24,7 +24,7 @@ async def listener() -> DataListener:
 
 
 def api_side(listener: DataListener, transfer: str, key: bytes) -> SocketChannel:
-    async def connect() -> datachannel.Streams:
+    async def connect() -> datachannel.Link:
         return await datachannel.connect(listener.address, transfer, key)
 
     return SocketChannel(connect=connect)
@@ -32,13 +32,14 @@ def api_side(listener: DataListener, transfer: str, key: bytes) -> SocketChannel
 
 async def refused(listener: DataListener, transfer: str, hello_key: bytes) -> bool:
     """Whether the listener closes a connection that shows `hello_key` for `transfer`."""
-    reader, writer = await datachannel.connect(listener.address, transfer, hello_key)
+    transport, protocol = await datachannel.connect(listener.address, transfer, hello_key)
     try:
-        return await asyncio.wait_for(reader.read(1), 10) == b""
-    except ConnectionResetError:
-        return True
+        await asyncio.wait_for(protocol.lost.wait(), 10)
+    except TimeoutError:
+        return False
     finally:
-        writer.close()
+        transport.abort()
+    return True
 
 
 async def test_an_upload_and_its_result_pass_on_the_expected_connection(listener: DataListener) -> None:
@@ -142,4 +143,21 @@ async def test_a_sender_learns_that_the_receiver_finished_early(listener: DataLi
     with pytest.raises(PeerFinished):
         await asyncio.wait_for(sending, 30)
     assert (await api.receive()).data == b'{"ok":false}'
+    await asyncio.gather(api.close(), orchestrator.close())
+
+
+async def test_empty_frames_in_a_row_keep_the_connection(listener: DataListener) -> None:
+    """An empty data frame, then the end: each a header alone (a frame of no bytes)."""
+    transfer = uuid.uuid4().hex
+    key, digest = new_key()
+    orchestrator = listener.expect(transfer, digest)
+    api = api_side(listener, transfer, key)
+    await asyncio.gather(api.open(), orchestrator.open())
+    await api.send(b"")
+    await api.send(b"after")
+    await api.end()
+    assert [(await orchestrator.receive()).data for _ in range(2)] == [b"", b"after"]
+    assert (await orchestrator.receive()).kind == "end"
+    await orchestrator.result(b"done")
+    assert (await api.receive()).data == b"done"
     await asyncio.gather(api.close(), orchestrator.close())

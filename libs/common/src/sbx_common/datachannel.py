@@ -29,8 +29,9 @@ import hmac
 import os
 import struct
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from sbx_common import filestream
 from sbx_common.filestream import IDLE_TIMEOUT, WINDOW, Frame, PeerFinished, TransferAborted
@@ -41,8 +42,6 @@ HELLO = len(MAGIC) + 16 + KEY_BYTES
 # Frames the size of the NATS ones: a download's pieces are cut to it, and pass on as they are.
 CHUNK = filestream.CHUNK
 ACCEPT_TIMEOUT = 30.0
-# The StreamReader's buffer: a whole frame and its header fit, so reading one is one copy.
-READ_LIMIT = 2 * CHUNK
 _HEADER = struct.Struct(">cI")
 _KINDS = {b"D": "data", b"E": "end", b"R": "result"}
 _CODES = {name: code for code, name in _KINDS.items()}
@@ -62,6 +61,107 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class FrameProtocol(asyncio.BufferedProtocol):
+    """Frames read straight into buffers of their own size (no copy after the kernel's), queued
+    for the channel; reading pauses while `window` frames wait, so TCP holds the sender back.
+
+    On the listener's side it first reads the hello and asks `on_hello` whether to go on."""
+
+    def __init__(self, window: int, on_hello: Callable[[FrameProtocol, bytes], bool] | None = None) -> None:
+        self.window = window
+        self.transport: asyncio.Transport | None = None
+        self.frames: asyncio.Queue[Frame] = asyncio.Queue()
+        self.lost = asyncio.Event()  # the connection ended (either side)
+        self.finished = asyncio.Event()  # the peer's last frame (end or result) came, or it left
+        self.said_hello = False
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.last_kind = ""
+        self._on_hello = on_hello
+        self._paused = False
+        self._kind = ""
+        self._buffer = bytearray(HELLO if on_hello is not None else _HEADER.size)
+        self._view = memoryview(self._buffer)
+        self._filled = 0
+        self._phase = "hello" if on_hello is not None else "header"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view[self._filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._filled += nbytes
+        if self._filled == len(self._buffer):
+            self._complete()
+
+    def _expect(self, size: int, phase: str) -> None:
+        self._view.release()
+        self._buffer = bytearray(size)
+        self._view = memoryview(self._buffer)
+        self._filled = 0
+        self._phase = phase
+
+    def _complete(self) -> None:
+        assert self.transport is not None
+        if self._phase == "hello":
+            assert self._on_hello is not None
+            if not self._on_hello(self, bytes(self._buffer)):
+                self.transport.abort()
+                return
+            self._expect(_HEADER.size, "header")
+        elif self._phase == "header":
+            code, length = _HEADER.unpack(self._buffer)
+            kind = _KINDS.get(code)
+            if kind is None or length > CHUNK:
+                self.transport.abort()  # the other side broke the protocol
+                return
+            self._kind = kind
+            if length:
+                self._expect(length, "payload")
+            else:
+                self._expect(_HEADER.size, "header")
+                self._emit(b"")
+        else:
+            payload = self._buffer
+            self._expect(_HEADER.size, "header")
+            self._emit(payload)  # the buffer itself, handed over: a new one takes the next frame
+
+    def _emit(self, data: bytes | bytearray) -> None:
+        self.last_kind = self._kind
+        # A bytearray where the consumers take bytes: it goes wherever they send bytes, uncopied.
+        self.frames.put_nowait(Frame(self._kind, data))  # type: ignore[arg-type]
+        if self._kind != "data":
+            self.finished.set()
+        if self.frames.qsize() >= self.window and self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def taken(self) -> None:
+        """A frame left the queue: read on once there is room."""
+        if self._paused and self.frames.qsize() < self.window and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def eof_received(self) -> bool:
+        return False  # closes the transport: a transfer never half-closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
+        self.finished.set()
+        self.writable.set()
+
+
+Link = tuple[asyncio.Transport, FrameProtocol]
+
+
 class SocketChannel:
     """One side of a transfer on a connected socket (the API's or the orchestrator's)."""
 
@@ -70,133 +170,115 @@ class SocketChannel:
     def __init__(
         self,
         *,
-        connect: Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]],
-        window: int = WINDOW,
+        connect: Callable[[], Awaitable[Link]],
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self._connect = connect
-        self.window = window
         self.idle_timeout = idle_timeout
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        # Bounded: the reading task waits when it is full, and TCP then holds the sender back.
-        self._frames: asyncio.Queue[Frame] = asyncio.Queue(maxsize=window)
-        self._reading: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._protocol: FrameProtocol | None = None
         self._aborted: str | None = None
-        self._peer_finished = False
-        self._stirred = asyncio.Event()  # the other side answered or left: a blocked send stops
-        self._closed = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def aborted(self) -> bool:
         return self._aborted is not None
 
     @property
+    def _peer_finished(self) -> bool:
+        return self._protocol is not None and self._protocol.last_kind == "result"
+
+    @property
     def unsent(self) -> int:
         """Bytes written here that the kernel has not taken yet (the other side is behind)."""
-        return self._writer.transport.get_write_buffer_size() if self._writer is not None else 0
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
 
     async def open(self) -> None:
-        if self._writer is not None:
+        if self._transport is not None:
             return
         try:
-            self._reader, self._writer = await self._connect()
+            self._transport, self._protocol = await self._connect()
         except (OSError, TimeoutError) as exc:
             self._aborted = f"no data connection: {exc!r}"
             raise TransferAborted(self._aborted) from exc
-        self._reading = asyncio.create_task(self._read_frames())
+        self._watch = asyncio.create_task(self._watch_connection(self._protocol))
 
-    async def _read_frames(self) -> None:
-        assert self._reader is not None
-        reason = "the other side closed the connection"
-        try:
-            while True:
-                head = await self._reader.readexactly(_HEADER.size)
-                code, length = _HEADER.unpack(head)
-                kind = _KINDS.get(code)
-                if kind is None or length > self.chunk:
-                    reason = "the other side broke the protocol"
-                    break
-                data = await self._reader.readexactly(length) if length else b""
-                if kind == "result":
-                    self._peer_finished = True
-                    self._stirred.set()
-                await self._frames.put(Frame(kind, data))
-                if kind != "data":
-                    return  # the last frame of this side of the transfer
-        except (asyncio.IncompleteReadError, OSError):
-            pass
-        self._abort(reason)
+    async def _watch_connection(self, protocol: FrameProtocol) -> None:
+        await protocol.lost.wait()
+        if protocol.last_kind not in ("end", "result"):
+            self._abort("the other side closed the connection")
 
     def _abort(self, reason: str) -> None:
         if self._aborted is None:
             self._aborted = reason
-        self._stirred.set()
-        # Wakes a receiver; the queue may be full of data frames, which are dropped then.
-        while self._frames.full():
-            self._frames.get_nowait()
-        self._frames.put_nowait(Frame("cancel", b""))
+        if self._protocol is not None:
+            self._protocol.frames.put_nowait(Frame("cancel", b""))  # wakes a receiver
+            self._protocol.writable.set()  # and a sender
 
-    async def _write(self, kind: str, data: bytes = b"") -> None:
-        if self._writer is None:
+    async def _write(self, kind: str, parts: Sequence[bytes | bytearray]) -> None:
+        transport, protocol = self._transport, self._protocol
+        if transport is None or protocol is None:
             raise TransferAborted("the data connection is not open")
         if self._aborted is not None:
             raise TransferAborted(self._aborted)
-        try:
-            self._writer.write(_HEADER.pack(_CODES[kind], len(data)))
-            if data:
-                self._writer.write(data)
-            if self._writer.transport.get_write_buffer_size():
-                await self._drain()
-        except OSError as exc:
-            if self._peer_finished:
-                raise PeerFinished from None
-            self._abort(f"the data connection broke: {exc!r}")
-            raise TransferAborted(self._aborted or "") from exc
-
-    async def _drain(self) -> None:
-        """Wait until the kernel takes more, or the other side answers: a receiver that failed
-        early (a full disk) sends its result and reads no more, so waiting on the buffers alone
-        would hang until the idle timeout."""
-        assert self._writer is not None
-        drained = asyncio.ensure_future(self._writer.drain())
-        answered = asyncio.ensure_future(self._stirred.wait())
+        if transport.is_closing():
+            raise PeerFinished if self._peer_finished else TransferAborted("the data connection closed")
+        # The header and the pieces in one gathered write: no copy into a frame first.
+        transport.writelines([_HEADER.pack(_CODES[kind], sum(map(len, parts))), *parts])
+        if protocol.writable.is_set():
+            return
+        # The kernel takes no more: wait until it does, or until the other side answers (a
+        # receiver that failed early, a full disk, sends its result and reads no more).
+        answered = asyncio.ensure_future(protocol.finished.wait())
+        writable = asyncio.ensure_future(protocol.writable.wait())
         try:
             await asyncio.wait(
-                {drained, answered}, timeout=self.idle_timeout, return_when=asyncio.FIRST_COMPLETED
+                {writable, answered}, timeout=self.idle_timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             answered.cancel()
-        if drained.done():
-            drained.result()  # raises what the drain raised (the connection broke)
-            return
-        drained.cancel()
+            writable.cancel()
         if self._peer_finished:
             raise PeerFinished
-        if self._aborted is None:
+        if self._aborted is not None:
+            raise TransferAborted(self._aborted)
+        if not protocol.writable.is_set():
             self._abort("the other side stopped reading")
-        raise TransferAborted(self._aborted or "")
+            raise TransferAborted("the other side stopped reading")
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | bytearray) -> None:
         for start in range(0, max(len(data), 1), self.chunk):
             if self._peer_finished:
                 raise PeerFinished
             # The callers hand whole frames (or less): the slice is then the object itself.
             piece = data if len(data) <= self.chunk else data[start : start + self.chunk]
-            await self._write("data", piece)
+            await self._write("data", [piece] if piece else [])
+
+    async def send_parts(self, parts: Sequence[bytes | bytearray]) -> None:
+        """Send pieces that together fit one frame, as one frame, without joining them."""
+        if sum(map(len, parts)) > self.chunk:
+            await self.send(b"".join(parts))
+            return
+        if self._peer_finished:
+            raise PeerFinished
+        await self._write("data", parts)
 
     async def end(self) -> None:
-        await self._write("end")
+        await self._write("end", [])
 
     async def result(self, payload: bytes) -> None:
-        await self._write("result", payload)
+        await self._write("result", [payload])
 
     async def receive(self) -> Frame:
+        protocol = self._protocol
+        if protocol is None:
+            raise TransferAborted("the data connection is not open")
         try:
-            frame = await asyncio.wait_for(self._frames.get(), self.idle_timeout)
+            frame = await asyncio.wait_for(protocol.frames.get(), self.idle_timeout)
         except TimeoutError:
             self._abort("the other side went silent")
             raise TransferAborted("the other side went silent") from None
+        protocol.taken()
         if frame.kind == "cancel":
             raise TransferAborted(self._aborted or "cancelled")
         return frame
@@ -204,41 +286,35 @@ class SocketChannel:
     async def cancel(self) -> None:
         """Close at once: the other side sees the connection end before any end or result."""
         self._abort("cancelled here")
-        if self._writer is not None:
-            self._writer.transport.abort()
+        if self._transport is not None:
+            self._transport.abort()
 
     async def close(self) -> None:
-        if self._reading is not None:
-            self._reading.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reading
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(Exception):
-                await self._writer.wait_closed()
-        self._closed.set()
-
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._transport is not None and self._protocol is not None:
+            self._transport.close()  # what was written still goes out first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._protocol.lost.wait(), self.idle_timeout)
+            if not self._protocol.lost.is_set():
+                self._transport.abort()
 
 
-Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-async def connect(address: str, transfer_id: str, key: bytes) -> Streams:
+async def connect(address: str, transfer_id: str, key: bytes) -> Link:
     """The API's side: connect to an orchestrator's data listener and say which transfer."""
     host, port = split_address(address)
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port, limit=READ_LIMIT), ACCEPT_TIMEOUT
+    loop = asyncio.get_running_loop()
+    transport, protocol = await asyncio.wait_for(
+        loop.create_connection(lambda: FrameProtocol(WINDOW), host, port), ACCEPT_TIMEOUT
     )
-    writer.write(MAGIC + uuid.UUID(hex=transfer_id).bytes + key)
-    return reader, writer
+    transport.write(MAGIC + uuid.UUID(hex=transfer_id).bytes + key)
+    return transport, protocol
 
 
 @dataclass
 class _Expected:
     key_sha256: bytes
-    connection: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(
+    connection: asyncio.Future[Link] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -256,7 +332,8 @@ class DataListener:
 
     async def start(self) -> None:
         host, port = split_address(self.listen)
-        self._server = await asyncio.start_server(self._on_connection, host, port, limit=READ_LIMIT)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, host, port)
         bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
         self.address = self.advertise or (
             f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
@@ -265,8 +342,6 @@ class DataListener:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
         for expected in self._expected.values():
             if not expected.connection.done():
                 expected.connection.cancel()
@@ -285,7 +360,7 @@ class DataListener:
         expected = _Expected(digest)
         self._expected[name] = expected
 
-        async def accepted() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        async def accepted() -> Link:
             try:
                 return await asyncio.wait_for(asyncio.shield(expected.connection), ACCEPT_TIMEOUT)
             finally:
@@ -294,12 +369,14 @@ class DataListener:
 
         return SocketChannel(connect=accepted)
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            hello = await asyncio.wait_for(reader.readexactly(HELLO), ACCEPT_TIMEOUT)
-        except (TimeoutError, asyncio.IncompleteReadError, OSError):
-            writer.close()
-            return
+    def _protocol(self) -> FrameProtocol:
+        protocol = FrameProtocol(WINDOW, on_hello=self._on_hello)
+        loop = asyncio.get_running_loop()
+        # A connection that never says hello is closed once ACCEPT_TIMEOUT has passed.
+        loop.call_later(ACCEPT_TIMEOUT, _close_if_silent, protocol)
+        return protocol
+
+    def _on_hello(self, protocol: FrameProtocol, hello: bytes) -> bool:
         name = hello[len(MAGIC) : len(MAGIC) + 16]
         key = hello[len(MAGIC) + 16 :]
         expected = self._expected.get(name)
@@ -309,7 +386,14 @@ class DataListener:
             or expected.connection.done()
             or not hmac.compare_digest(hashlib.sha256(key).digest(), expected.key_sha256)
         ):
-            writer.transport.abort()  # an unknown transfer, a used one, or the wrong key
-            return
+            return False  # an unknown transfer, a used one, or the wrong key
         del self._expected[name]  # once: a second connection with the same key is refused
-        expected.connection.set_result((reader, writer))
+        assert protocol.transport is not None
+        protocol.said_hello = True
+        expected.connection.set_result((protocol.transport, protocol))
+        return True
+
+
+def _close_if_silent(protocol: FrameProtocol) -> None:
+    if not protocol.said_hello and protocol.transport is not None:
+        protocol.transport.abort()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nats.errors
@@ -125,7 +126,7 @@ class Channel:
         except nats.errors.Error as exc:
             raise TransferAborted(f"NATS refused a frame: {exc!r}") from exc
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | bytearray) -> None:
         """Send bytes (split into frames of `chunk`), waiting for credit when the window is full."""
         for start in range(0, max(len(data), 1), self.chunk):
             while self._sent - self._acked >= self.window:
@@ -142,8 +143,12 @@ class Channel:
                 raise TransferAborted(self._aborted)
             if self._peer_finished:
                 raise PeerFinished
-            await self._publish("data", data[start : start + self.chunk])
+            await self._publish("data", bytes(data[start : start + self.chunk]))
             self._sent += 1
+
+    async def send_parts(self, parts: Sequence[bytes | bytearray]) -> None:
+        """Send pieces that together fit one frame, as one frame."""
+        await self.send(b"".join(parts))
 
     async def end(self) -> None:
         await self._publish("end")

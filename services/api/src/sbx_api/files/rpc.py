@@ -6,7 +6,6 @@ a transfer's window."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -118,7 +117,7 @@ async def open_transfer(state: AppState, base: FilesRequest) -> Transfer:
     await nats_channel.close()
     address = reply.data_address
 
-    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def connect() -> datachannel.Link:
         return await datachannel.connect(address, transfer_id, key)
 
     channel = SocketChannel(connect=connect)
@@ -141,7 +140,7 @@ class Download:
     async def open(self) -> None:
         self.channel = await open_transfer(self.state, self.base)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes | memoryview]:
         """The bytes as they come; a transfer that breaks ends the response short (the client sees
         fewer bytes than its Content-Length, never a silently short file)."""
         assert self.channel is not None, "open() first"
@@ -152,7 +151,9 @@ class Download:
                 if frame.kind != "data":
                     finished = True
                     return
-                yield frame.data
+                # A direct connection's frames are the buffers they were read into (bytearray):
+                # passed on as views, which the response writes as they are.
+                yield memoryview(frame.data) if isinstance(frame.data, bytearray) else frame.data
         except TransferAborted as exc:
             logger.info("download broke off", extra={"error": str(exc)})
             raise
@@ -168,23 +169,23 @@ async def upload(state: AppState, base: FilesRequest, body: AsyncIterator[bytes]
     done = False
     try:
         received = 0
-        pending = bytearray()
+        # The body's pieces (at most 64 KiB each from uvicorn) gathered into frames of up to
+        # `chunk` bytes, sent as a list: a direct connection writes them without joining them.
+        parts: list[bytes] = []
+        gathered = 0
         try:
             try:
                 async for data in body:
                     received += len(data)
                     if received > limit:
                         raise PayloadTooLarge()
-                    pending += data
-                    if len(pending) >= channel.chunk:
-                        # Whole frames only; the remainder waits for more of the body.
-                        whole = len(pending) - len(pending) % channel.chunk
-                        with memoryview(pending) as view:
-                            whole_frames = bytes(view[:whole])  # one copy, not two
-                        await channel.send(whole_frames)
-                        del pending[:whole]
-                if pending:
-                    await channel.send(bytes(pending))
+                    if parts and gathered + len(data) > channel.chunk:
+                        await channel.send_parts(parts)
+                        parts, gathered = [], 0
+                    parts.append(data)
+                    gathered += len(data)
+                if parts:
+                    await channel.send_parts(parts)
                 await channel.end()
             except PeerFinished:
                 pass  # the orchestrator's answer (why it stopped) is among the frames

@@ -7,7 +7,7 @@ between the thread and the event loop per piece: most of the orchestrator's CPU 
 (PERFORMANCE.md, "Files"). Here:
 
 - a download asks in HTTP/1.0, so Docker sends the tar as plain bytes until it closes the
-  connection (no chunked encoding to undo) and the event loop reads them in large pieces;
+  connection (no chunked encoding to undo), read as asked straight into each piece's buffer;
 - an upload states its `Content-Length` (the tar's size is known from the file's) and writes
   each piece as it comes, the kernel's socket buffer holding a slow Docker back.
 
@@ -23,6 +23,7 @@ import json
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import cast
 
 from sbx_orchestrator.engine.files_common import FileOpError
 
@@ -70,11 +71,7 @@ def _error(status: int, body: bytes) -> FileOpError:
     return FileOpError("UNAVAILABLE", "The sandbox's files could not be reached.")
 
 
-async def _response_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        raise FileOpError("UNAVAILABLE", "The Docker engine's answer was unreadable.") from None
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     try:
         status = int(lines[0].split()[1])
@@ -86,6 +83,14 @@ async def _response_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, s
         if sep:
             headers[name.strip().lower()] = value.strip()
     return status, headers
+
+
+async def _response_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        raise FileOpError("UNAVAILABLE", "The Docker engine's answer was unreadable.") from None
+    return _parse_head(head)
 
 
 async def _error_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
@@ -102,18 +107,125 @@ def _target(version: str, container_id: str, path: str) -> str:
     return f"/v{version}/containers/{urllib.parse.quote(container_id)}/archive?{query}"
 
 
-async def get_archive(endpoint: Endpoint, version: str, container_id: str, path: str) -> AsyncIterator[bytes]:
-    """The tar stream of `path`, as the socket gives it (any sizes)."""
-    reader, writer = await endpoint.connect()
+class ExactReader(asyncio.BufferedProtocol):
+    """A response read only as asked, each exact read straight into a buffer of its own (no
+    copy after the kernel's): the download's pieces are handed on as they were read."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._scratch = bytearray(65536)
+        self._pending = bytearray()  # read before anyone asked for it (the head's tail)
+        self._target: bytearray | None = None
+        self._view = memoryview(b"")
+        self._filled = 0
+        self._into_target = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        # Into the asked-for buffer while it has room; anything else (the head, or bytes the
+        # transport reads before its pause takes effect) into the scratch, kept for later.
+        self._into_target = self._target is not None and self._filled < len(self._target)
+        if self._into_target:
+            return self._view[self._filled :]
+        return memoryview(self._scratch)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if not self._into_target:
+            self._pending += self._scratch[:nbytes]
+            self._wake()
+            return
+        assert self._target is not None
+        self._filled += nbytes
+        if self._filled == len(self._target):
+            self._wake()
+            if self.transport is not None:
+                self.transport.pause_reading()  # nothing more until asked
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        self._ended = "the engine's answer ended early"
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended = self._ended or "the connection to the engine broke"
+        self._wake()
+
+    async def _wait(self) -> None:
+        assert self.transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.resume_reading()
+        try:
+            await self._waiter
+        finally:
+            if not self.transport.is_closing() and self.transport.is_reading():
+                self.transport.pause_reading()
+
+    async def head(self) -> bytes:
+        """Everything up to and including the blank line after the headers."""
+        while (end := self._pending.find(b"\r\n\r\n")) < 0:
+            if self._ended is not None or len(self._pending) > 65536:
+                raise FileOpError("UNAVAILABLE", "The Docker engine's answer was unreadable.")
+            await self._wait()
+        head = bytes(self._pending[: end + 4])
+        del self._pending[: end + 4]
+        return head
+
+    async def read_exactly(self, size: int) -> bytearray:
+        """Exactly `size` bytes, in the buffer they were read into."""
+        target = bytearray(size)
+        taken = min(size, len(self._pending))
+        target[:taken] = self._pending[:taken]
+        del self._pending[:taken]
+        if taken == size:
+            return target
+        self._target, self._view, self._filled = target, memoryview(target), taken
+        try:
+            while self._filled < size:
+                if self._ended is not None:
+                    raise FileOpError("UNAVAILABLE", "The file's archive ended early.")
+                await self._wait()
+        finally:
+            self._view.release()
+            self._target = None
+        return target
+
+    async def rest(self, limit: int = 65536) -> bytes:
+        """What else the answer holds, up to `limit` bytes (an error's message)."""
+        while self._ended is None and len(self._pending) < limit:
+            await self._wait()
+        return bytes(self._pending[:limit])
+
+
+@contextlib.asynccontextmanager
+async def get_archive(
+    endpoint: Endpoint, version: str, container_id: str, path: str
+) -> AsyncIterator[ExactReader]:
+    """The tar stream of `path`, to be read with `read_exactly`."""
+    loop = asyncio.get_running_loop()
+    if endpoint.unix_path is not None:
+        transport, reader = await loop.create_unix_connection(ExactReader, endpoint.unix_path)
+    else:
+        transport, reader = await loop.create_connection(ExactReader, endpoint.host or "", endpoint.port)
+    transport.pause_reading()
     try:
-        writer.write(f"GET {_target(version, container_id, path)} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
-        status, headers = await _response_head(reader)
+        transport.write(
+            f"GET {_target(version, container_id, path)} HTTP/1.0\r\nHost: docker\r\n\r\n".encode()
+        )
+        head = await reader.head()
+        status, _ = _parse_head(head)
         if status != 200:
-            raise _error(status, await _error_body(reader, headers))
-        while data := await reader.read(READ_LIMIT):
-            yield data
+            raise _error(status, await reader.rest())
+        yield reader
     finally:
-        writer.transport.abort()
+        transport.abort()
 
 
 async def put_archive(

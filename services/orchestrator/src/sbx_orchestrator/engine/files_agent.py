@@ -91,7 +91,7 @@ class AgentFiles(RunningFiles):
         header, _ = await self._call("fmove", path=source, to=target, overwrite=overwrite)
         return _entry(header.get("entry"))
 
-    async def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+    async def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes | bytearray]:
         """The file's bytes from `offset`, at most `length` of them, a piece at a time; up to
         IN_FLIGHT pieces are asked for ahead while one is passed on (or, under runc, a whole
         file from its start by Docker's archive API)."""

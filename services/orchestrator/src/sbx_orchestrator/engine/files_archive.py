@@ -186,7 +186,7 @@ class ArchiveFiles:
                 entries.append(_tar_entry(path, info))
         return sorted(entries, key=lambda e: e.name)
 
-    async def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+    async def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes | bytearray]:
         resolved, entry = await self.resolve(path)
         if entry.type == "dir":
             raise FileOpError("IS_A_DIRECTORY", "The path is a directory.")

@@ -34,7 +34,7 @@ import posixpath
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import docker.errors
@@ -165,20 +165,23 @@ class BulkFiles:
                 await asyncio.shield(future)
             raise
 
-    async def read_file(self, path: str, length: int) -> AsyncIterator[bytes]:
+    async def read_file(self, path: str, length: int) -> AsyncIterator[bytes | bytearray]:
         """The first `length` bytes of the regular file at `path` (a final symlink not
         followed: the caller passes a resolved path), as Docker's tar brings them, in pieces of
         READ_CHUNK (the last one shorter)."""
         endpoint = self.engine.archive_endpoint
         if endpoint is not None:
-            tar = archive_http.get_archive(endpoint, self.engine.api.api_version, self.container_id, path)
-        else:
-            tar = iterate_in_thread(_executor, self._sdk_archive(path))
+            version = self.engine.api.api_version
+            async with archive_http.get_archive(endpoint, version, self.container_id, path) as tar:
+                async for data in _file_data(tar.read_exactly, length):
+                    yield data
+            return
+        chunks = iterate_in_thread(_executor, self._sdk_archive(path))
         try:
-            async for data in _file_data(tar, length):
+            async for data in _file_data(_TarReader(chunks).take, length):
                 yield data
         finally:
-            await tar.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()  # type: ignore[attr-defined]
 
     def _sdk_archive(self, path: str) -> Callable[[], Iterator[bytes]]:
         def chunks() -> Iterator[bytes]:
@@ -215,20 +218,21 @@ class _TarReader:
         return taken
 
 
-async def _file_data(chunks: AsyncIterator[bytes], length: int) -> AsyncIterator[bytes]:
-    """The data of the first regular entry of a tar stream, at most `length` bytes, in pieces
-    of READ_CHUNK (whole NATS frames, which pass on without a copy); headers before it (PAX,
-    GNU long names) are skipped."""
-    tar = _TarReader(chunks)
+async def _file_data(
+    take: Callable[[int], Awaitable[bytes | bytearray]], length: int
+) -> AsyncIterator[bytes | bytearray]:
+    """The data of the first regular entry of a tar stream read with `take(n)` (exactly n
+    bytes), at most `length` bytes, in pieces of READ_CHUNK (whole frames, which pass on without
+    a copy); headers before it (PAX, GNU long names) are skipped."""
     pax_size: int | None = None
     while True:
-        header = await tar.take(BLOCK)
+        header = bytes(await take(BLOCK))
         if not header.strip(b"\0"):
             raise FileOpError("NOT_FOUND", "No such file.")
         kind = header[156:157]
         size = _octal(header[124:136])
         if kind in _SKIPPED:
-            data = (await tar.take(size + (BLOCK - size % BLOCK) % BLOCK))[:size]
+            data = bytes(await take(size + (BLOCK - size % BLOCK) % BLOCK))[:size]
             if kind == b"x":
                 pax_size = _pax_size(data)
             continue
@@ -238,5 +242,6 @@ async def _file_data(chunks: AsyncIterator[bytes], length: int) -> AsyncIterator
         break
     left = min(size, length)
     while left > 0:
-        yield await tar.take(min(READ_CHUNK, left))
-        left -= min(READ_CHUNK, left)
+        piece = min(READ_CHUNK, left)
+        yield await take(piece)
+        left -= piece

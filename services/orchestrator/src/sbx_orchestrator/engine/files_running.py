@@ -217,7 +217,7 @@ class RunningFiles:
         finally:
             stream.close()
 
-    def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+    def read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes | bytearray]:
         """The file's bytes from `offset`, at most `length` of them, as they are read."""
         return self._output(_READ, path, str(offset), "" if length is None else str(length))
 

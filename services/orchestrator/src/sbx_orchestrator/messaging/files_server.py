@@ -227,13 +227,13 @@ class FilesServer:
         return nats_channel, FilesReply()
 
     async def _open_download(
-        self, request: FilesRequest, transfer: str, chunks: AsyncIterator[bytes]
+        self, request: FilesRequest, transfer: str, chunks: AsyncIterator[bytes | bytearray]
     ) -> FilesReply:
         channel, reply = await self._channel(request, transfer)
         self._spawn(self._pump_read(channel, chunks))
         return reply
 
-    async def _pump_read(self, channel: Transfer, chunks: AsyncIterator[bytes]) -> None:
+    async def _pump_read(self, channel: Transfer, chunks: AsyncIterator[bytes | bytearray]) -> None:
         pending = bytearray()
         try:
             await channel.open()  # a direct one: the API's connection
