@@ -21,13 +21,12 @@ import asyncio
 import contextlib
 import json
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sbx_orchestrator.engine.files_common import FileOpError
 
-READ_LIMIT = 4 * 1024 * 1024  # the stream's buffer: a whole piece of a download fits
 DEFAULT_SOCKET = "/var/run/docker.sock"
 
 
@@ -38,11 +37,6 @@ class Endpoint:
     unix_path: str | None = None
     host: str | None = None
     port: int = 0
-
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.unix_path is not None:
-            return await asyncio.open_unix_connection(self.unix_path, limit=READ_LIMIT)
-        return await asyncio.open_connection(self.host, self.port, limit=READ_LIMIT)
 
 
 def endpoint_of(base_url: str | None, tls: bool) -> Endpoint | None:
@@ -85,23 +79,6 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return status, headers
 
 
-async def _response_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        raise FileOpError("UNAVAILABLE", "The Docker engine's answer was unreadable.") from None
-    return _parse_head(head)
-
-
-async def _error_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    length = headers.get("content-length", "")
-    with contextlib.suppress(asyncio.IncompleteReadError, OSError, asyncio.LimitOverrunError):
-        if length.isdigit():
-            return await reader.readexactly(min(int(length), 65536))
-        return await reader.read(65536)
-    return b""
-
-
 def _target(version: str, container_id: str, path: str) -> str:
     query = urllib.parse.urlencode({"path": path})
     return f"/v{version}/containers/{urllib.parse.quote(container_id)}/archive?{query}"
@@ -121,6 +98,9 @@ class ExactReader(asyncio.BufferedProtocol):
         self._into_target = False
         self._waiter: asyncio.Future[None] | None = None
         self._ended: str | None = None
+        self.writable = asyncio.Event()  # the kernel takes more of what is written
+        self.writable.set()
+        self.answered = asyncio.Event()  # the engine said something (or left)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -142,10 +122,17 @@ class ExactReader(asyncio.BufferedProtocol):
         self._filled += nbytes
         if self._filled == len(self._target):
             self._wake()
-            if self.transport is not None:
+            if self.transport is not None and self.transport.is_reading():
                 self.transport.pause_reading()  # nothing more until asked
 
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
     def _wake(self) -> None:
+        self.answered.set()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
@@ -156,16 +143,20 @@ class ExactReader(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._ended = self._ended or "the connection to the engine broke"
+        self.writable.set()
         self._wake()
 
     async def _wait(self) -> None:
+        """Until more is read (reading only meanwhile, when reading is held)."""
         assert self.transport is not None
+        held = not self.transport.is_reading()
         self._waiter = asyncio.get_running_loop().create_future()
-        self.transport.resume_reading()
+        if held:
+            self.transport.resume_reading()
         try:
             await self._waiter
         finally:
-            if not self.transport.is_closing() and self.transport.is_reading():
+            if held and not self.transport.is_closing() and self.transport.is_reading():
                 self.transport.pause_reading()
 
     async def head(self) -> bytes:
@@ -204,16 +195,19 @@ class ExactReader(asyncio.BufferedProtocol):
         return bytes(self._pending[:limit])
 
 
+async def _open(endpoint: Endpoint) -> tuple[asyncio.Transport, ExactReader]:
+    loop = asyncio.get_running_loop()
+    if endpoint.unix_path is not None:
+        return await loop.create_unix_connection(ExactReader, endpoint.unix_path)
+    return await loop.create_connection(ExactReader, endpoint.host or "", endpoint.port)
+
+
 @contextlib.asynccontextmanager
 async def get_archive(
     endpoint: Endpoint, version: str, container_id: str, path: str
 ) -> AsyncIterator[ExactReader]:
     """The tar stream of `path`, to be read with `read_exactly`."""
-    loop = asyncio.get_running_loop()
-    if endpoint.unix_path is not None:
-        transport, reader = await loop.create_unix_connection(ExactReader, endpoint.unix_path)
-    else:
-        transport, reader = await loop.create_connection(ExactReader, endpoint.host or "", endpoint.port)
+    transport, reader = await _open(endpoint)
     transport.pause_reading()
     try:
         transport.write(
@@ -238,9 +232,9 @@ async def put_archive(
     body: AsyncIterator[bytes],
 ) -> None:
     """Send exactly `length` bytes of tar from `body` to be extracted into `directory`."""
-    reader, writer = await endpoint.connect()
+    transport, engine = await _open(endpoint)
     try:
-        writer.write(
+        transport.write(
             (
                 f"PUT {_target(version, container_id, directory)} HTTP/1.1\r\nHost: docker\r\n"
                 f"Content-Type: application/x-tar\r\nContent-Length: {length}\r\n"
@@ -248,25 +242,30 @@ async def put_archive(
             ).encode()
         )
         sent = 0
-        answered_early = False
-        try:
-            async for data in body:
-                sent += len(data)
-                if sent > length:
-                    raise FileOpError("VALIDATION_ERROR", "The body was longer than its Content-Length.")
-                writer.write(data)
-                if writer.transport.get_write_buffer_size():
-                    await writer.drain()
-        except (ConnectionError, BrokenPipeError):
-            # Docker answered before taking it all (no such directory, a full disk): its answer
-            # says why.
-            answered_early = True
-        if sent < length and not answered_early:
-            # Docker would wait for the rest: the connection is cut instead, and its extraction
-            # fails on the truncated tar (the caller removes the temporary file).
+        async for data in body:
+            if engine.answered.is_set():
+                break  # the engine answered before taking it all (no such directory, a full disk)
+            sent += len(data)
+            if sent > length:
+                raise FileOpError("VALIDATION_ERROR", "The body was longer than its Content-Length.")
+            transport.write(data)
+            if not engine.writable.is_set():
+                await _first(engine.writable.wait(), engine.answered.wait())
+        if sent < length and not engine.answered.is_set():
+            # The engine would wait for the rest: the connection is cut instead, and its
+            # extraction fails on the truncated tar (the caller removes the temporary file).
             raise FileOpError("VALIDATION_ERROR", "The body was shorter than its Content-Length.")
-        status, headers = await _response_head(reader)
+        status, _ = _parse_head(await engine.head())
         if status // 100 != 2:
-            raise _error(status, await _error_body(reader, headers))
+            raise _error(status, await engine.rest())
     finally:
-        writer.transport.abort()
+        transport.abort()
+
+
+async def _first(*waits: Coroutine[Any, Any, object]) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
