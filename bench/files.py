@@ -30,6 +30,7 @@ import httpx
 from bench.stack import median, running_platform, table
 from tests.support.docker import TEST_IMAGE
 from tests.support.platform import Platform
+from tests.support.processes import tree_rss
 
 MIB = 1024 * 1024
 ROUNDS = 5
@@ -38,10 +39,8 @@ SERVICES = ("api", "orchestrator")
 
 
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    """The service's processes together (the API's workers are children of its parent)."""
+    return tree_rss(pid)
 
 
 class RssSampler:

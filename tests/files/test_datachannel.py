@@ -161,3 +161,17 @@ async def test_empty_frames_in_a_row_keep_the_connection(listener: DataListener)
     await orchestrator.result(b"done")
     assert (await api.receive()).data == b"done"
     await asyncio.gather(api.close(), orchestrator.close())
+
+
+async def test_a_connection_that_says_nothing_is_closed(
+    listener: DataListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(datachannel, "ACCEPT_TIMEOUT", 0.5)
+    host, port = datachannel.split_address(listener.address)
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        assert await asyncio.wait_for(reader.read(1), 10) == b""  # closed by the listener
+    except ConnectionResetError:
+        pass  # closed by the listener, abruptly
+    finally:
+        writer.close()

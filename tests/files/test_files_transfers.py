@@ -18,6 +18,7 @@ import pytest
 from tests.files.test_files import exercise_reads_and_writes, get, new_sandbox, put
 from tests.support.api import User, data_of, error_of, signup
 from tests.support.platform import Platform, extra_api
+from tests.support.processes import tree_rss
 from tests.support.sandboxes import destroy_all, exec_in
 from tests.support.waiting import wait_for
 
@@ -34,15 +35,9 @@ async def owner(client: httpx.AsyncClient) -> AsyncIterator[User]:
     await destroy_all(client, user)
 
 
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 class PeakRss:
-    """The highest resident memory of each service while the block runs."""
+    """The highest resident memory of each service (its processes together: the API's workers
+    are children of its parent) while the block runs."""
 
     def __init__(self, platform: Platform) -> None:
         self.pids = {}
@@ -50,7 +45,7 @@ class PeakRss:
             process = platform.processes[name].process
             assert process is not None
             self.pids[name] = process.pid
-        self.idle = {name: rss(pid) for name, pid in self.pids.items()}
+        self.idle = {name: tree_rss(pid) for name, pid in self.pids.items()}
         self.peak = dict(self.idle)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -58,7 +53,7 @@ class PeakRss:
     def _sample(self) -> None:
         while not self._done.wait(0.05):
             for name, pid in self.pids.items():
-                self.peak[name] = max(self.peak[name], rss(pid))
+                self.peak[name] = max(self.peak[name], tree_rss(pid))
 
     def __enter__(self) -> PeakRss:
         self._thread.start()
