@@ -26,7 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 
+from bench.requests import tree_cpu_seconds
 from bench.stack import median, running_platform, table
 from tests.support.docker import TEST_IMAGE
 from tests.support.platform import Platform
@@ -38,17 +40,12 @@ READ_CHUNK = MIB
 SERVICES = ("api", "orchestrator")
 
 
-def rss_bytes(pid: int) -> int:
-    """The service's processes together (the API's workers are children of its parent)."""
-    return tree_rss(pid)
-
-
 class RssSampler:
     """Peak RSS of some processes while a block runs, on a thread of its own."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
-        self.idle = {name: rss_bytes(pid) for name, pid in pids.items()}
+        self.idle = {name: tree_rss(pid) for name, pid in pids.items()}
         self.peak = dict(self.idle)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -56,7 +53,7 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.wait(0.02):
             for name, pid in self.pids.items():
-                self.peak[name] = max(self.peak[name], rss_bytes(pid))
+                self.peak[name] = max(self.peak[name], tree_rss(pid))
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -70,40 +67,10 @@ class RssSampler:
         return (self.peak[name] - self.idle[name]) / MIB
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            tree.setdefault(int(fields[1]), []).append(int(entry.name))
-    return tree
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and everything below it, in seconds."""
-    tree, total, todo = _children(), 0.0, [pid]
-    while todo:
-        each = todo.pop()
-        todo += tree.get(each, [])
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
 def named_pid(name: str) -> int | None:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == name:
-                    return int(entry.name)
-            except OSError:
-                continue
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == name:
+            return int(process.pid)
     return None
 
 
@@ -116,7 +83,7 @@ class CpuMeter:
         self.spent: dict[str, float] = dict.fromkeys([*pids, "client"], 0.0)
 
     def _now(self) -> dict[str, float]:
-        now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        now = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         now["client"] = usage.ru_utime + usage.ru_stime
         return now

@@ -30,6 +30,16 @@ def api_side(listener: DataListener, transfer: str, key: bytes) -> SocketChannel
     return SocketChannel(connect=connect)
 
 
+async def connected(listener: DataListener) -> tuple[SocketChannel, SocketChannel]:
+    """A transfer the orchestrator expects, and the API's connection to it, both open."""
+    transfer = uuid.uuid4().hex
+    key, digest = new_key()
+    orchestrator = listener.expect(transfer, digest)
+    api = api_side(listener, transfer, key)
+    await asyncio.gather(api.open(), orchestrator.open())
+    return api, orchestrator
+
+
 async def refused(listener: DataListener, transfer: str, hello_key: bytes) -> bool:
     """Whether the listener closes a connection that shows `hello_key` for `transfer`."""
     transport, protocol = await datachannel.connect(listener.address, transfer, hello_key)
@@ -43,11 +53,7 @@ async def refused(listener: DataListener, transfer: str, hello_key: bytes) -> bo
 
 
 async def test_an_upload_and_its_result_pass_on_the_expected_connection(listener: DataListener) -> None:
-    transfer = uuid.uuid4().hex
-    key, digest = new_key()
-    orchestrator = listener.expect(transfer, digest)
-    api = api_side(listener, transfer, key)
-    await asyncio.gather(api.open(), orchestrator.open())
+    api, orchestrator = await connected(listener)
 
     pieces = [bytes([n]) * datachannel.CHUNK for n in range(6)] + [b"tail"]
     received: list[bytes] = []
@@ -103,11 +109,7 @@ async def test_a_connection_that_never_comes_ends_the_transfer(
 
 
 async def test_the_other_side_leaving_mid_transfer_aborts_it(listener: DataListener) -> None:
-    transfer = uuid.uuid4().hex
-    key, digest = new_key()
-    orchestrator = listener.expect(transfer, digest)
-    api = api_side(listener, transfer, key)
-    await asyncio.gather(api.open(), orchestrator.open())
+    api, orchestrator = await connected(listener)
     await api.send(b"partial")
     await api.cancel()
     assert (await orchestrator.receive()).data == b"partial"
@@ -119,11 +121,7 @@ async def test_the_other_side_leaving_mid_transfer_aborts_it(listener: DataListe
 async def test_a_sender_learns_that_the_receiver_finished_early(listener: DataListener) -> None:
     """An upload refused midway (a full disk): the orchestrator answers and reads no more; the
     API's next send stops with PeerFinished instead of filling buffers forever."""
-    transfer = uuid.uuid4().hex
-    key, digest = new_key()
-    orchestrator = listener.expect(transfer, digest)
-    api = api_side(listener, transfer, key)
-    await asyncio.gather(api.open(), orchestrator.open())
+    api, orchestrator = await connected(listener)
     await api.send(b"first")
     assert (await orchestrator.receive()).data == b"first"
 
@@ -148,11 +146,7 @@ async def test_a_sender_learns_that_the_receiver_finished_early(listener: DataLi
 
 async def test_empty_frames_in_a_row_keep_the_connection(listener: DataListener) -> None:
     """An empty data frame, then the end: each a header alone (a frame of no bytes)."""
-    transfer = uuid.uuid4().hex
-    key, digest = new_key()
-    orchestrator = listener.expect(transfer, digest)
-    api = api_side(listener, transfer, key)
-    await asyncio.gather(api.open(), orchestrator.open())
+    api, orchestrator = await connected(listener)
     await api.send(b"")
     await api.send(b"after")
     await api.end()
