@@ -3,12 +3,14 @@ with RateLimit-* headers, and 429 RATE_LIMITED with `Retry-After` when over."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import httpx
 
 from tests.api.conftest import AUTH_LIMIT, PER_MINUTE_LIMIT
-from tests.support.api import data_of, error_of
+from tests.support.api import create_environment, data_of, error_of, signup
+from tests.support.sandboxes import create_sandbox
 
 
 def from_ip() -> dict[str, str]:
@@ -129,3 +131,62 @@ async def test_a_refused_token_spends_its_ips_budget_not_its_users(limited_clien
     )
     assert response.status_code == 200
     assert response.headers["RateLimit-Remaining"] == str(PER_MINUTE_LIMIT - 2)
+
+
+async def test_the_sandbox_read_authenticates_counts_and_reads_in_one_statement(
+    client: httpx.AsyncClient, limited_client: httpx.AsyncClient
+) -> None:
+    """`GET /sandboxes/:id` looks its caller up, counts the hit and reads the sandbox in one
+    query (the middleware leaves the caller pending): the same answers as every other route,
+    for JWTs and API keys alike, revocation included."""
+    owner, stranger = await signup(client), await signup(client)
+    environment = await create_environment(client, owner)
+    sandbox = await create_sandbox(client, owner, environment["id"])
+    key = data_of(await client.post("/api-keys", json={"name": "reader"}, headers=owner.headers), 201)["key"]
+    path = f"/sandboxes/{sandbox['id']}"
+    ip = from_ip()
+    by_token = {**owner.headers, **ip}
+    by_key = {"Authorization": f"Bearer {key}", **ip}
+
+    # JWT and key spend the same user's budget (what was left of it after the set-up above),
+    # one hit each, and read the same sandbox, until it is spent.
+    remaining = []
+    for headers in itertools.cycle((by_token, by_key)):
+        response = await limited_client.get(path, headers=headers)
+        if response.status_code == 429:
+            break
+        assert data_of(response)["id"] == sandbox["id"]
+        remaining.append(int(response.headers["RateLimit-Remaining"]))
+    assert len(remaining) >= 2
+    assert remaining == list(range(remaining[0], -1, -1))
+    assert_refused(response, PER_MINUTE_LIMIT)
+    assert_refused(await limited_client.get(path, headers=by_key), PER_MINUTE_LIMIT)
+    assert_refused(await limited_client.get(path, headers=by_token), PER_MINUTE_LIMIT)
+    # Another user at the same IP has a budget of their own, and sees no sandbox of the owner's;
+    # a path that is not a sandbox id is a 404 too, and counted.
+    response = await limited_client.get(path, headers={**stranger.headers, **ip})
+    error_of(response, 404, "NOT_FOUND")
+    assert response.headers["RateLimit-Remaining"] == str(PER_MINUTE_LIMIT - 1)
+    response = await limited_client.get("/sandboxes/not-an-id", headers={**stranger.headers, **ip})
+    error_of(response, 404, "NOT_FOUND")
+    assert response.headers["RateLimit-Remaining"] == str(PER_MINUTE_LIMIT - 2)
+
+    # The API key's use is recorded.
+    listed = data_of(await client.get("/api-keys", headers=owner.headers))
+    reader = next(k for k in listed if k["name"] == "reader")
+    assert reader["lastUsedAt"] is not None
+
+    # Revoked credentials are refused (401, even for a malformed id) and spend their IP's budget.
+    assert (await client.delete(f"/api-keys/{reader['id']}", headers=owner.headers)).status_code in (200, 204)
+    assert (await client.post("/auth/logout", headers=owner.headers)).status_code == 200
+    revoked_ip = from_ip()
+    for headers in (by_token, by_key):
+        revoked = {**headers, **revoked_ip}
+        response = await limited_client.get(path, headers=revoked)
+        error_of(response, 401, "UNAUTHORIZED")
+        assert sandbox["id"] not in response.text
+        error_of(await limited_client.get("/sandboxes/not-an-id", headers=revoked), 401, "UNAUTHORIZED")
+    garbage = {"Authorization": "Bearer sk_garbage", **revoked_ip}
+    error_of(await limited_client.get(path, headers=garbage), 401, "UNAUTHORIZED")
+    assert_refused(await limited_client.get(path, headers=garbage), PER_MINUTE_LIMIT)
+    assert_refused(await limited_client.get(path, headers={**by_token, **revoked_ip}), PER_MINUTE_LIMIT)

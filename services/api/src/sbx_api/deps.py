@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
@@ -17,6 +20,7 @@ from sbx_common.crypto import (
     api_key_matches,
     api_key_prefix,
     decode_claims,
+    hash_api_key,
     is_well_formed_api_key,
 )
 from sbx_common.errors import NotFound, Unauthorized
@@ -114,8 +118,11 @@ async def _authenticate_api_key(conn: asyncpg.Connection, key: str) -> Caller:
 
 
 async def resolve_caller(conn: HTTPConnection, state: AppState) -> Caller:
-    """Authenticate the request once: the outcome (caller or 401) is kept for the request."""
-    cached: Caller | Unauthorized | None = conn.scope.setdefault("state", {}).get("caller")
+    """Authenticate the request once: the outcome (caller or 401) is kept for the request. A
+    caller the rate-limit middleware left pending is looked up (and counted) here."""
+    cached: Caller | Unauthorized | PendingCaller | None = conn.scope.setdefault("state", {}).get("caller")
+    if isinstance(cached, PendingCaller):
+        return await cached.resolve(state)
     if cached is None:
         try:
             cached = await authenticate(state, bearer_token(conn))
@@ -132,6 +139,14 @@ async def get_caller(request: Request, state: State) -> Caller:
 
 
 CurrentUser = Annotated[Caller, Depends(get_caller)]
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_id(value: str) -> uuid.UUID:
@@ -154,10 +169,10 @@ async def global_limits(conn: HTTPConnection) -> None:
     state = get_state(conn)
     settings = state.settings
     ip = ratelimit.client_ip(conn)
-    if conn.url.path.startswith("/auth/"):
+    if conn.scope["path"].startswith("/auth/"):
         await ratelimit.enforce(conn, "auth", ip, ratelimit.per_minutes(settings.auth_rate_limit, 15))
     limit = ratelimit.per_minutes(settings.rate_limit_per_minute)
-    if await _resolve_jwt_caller_and_count(conn, state, limit):
+    if await _resolve_caller_and_count(conn, state, limit):
         return
     try:
         identity = f"user:{(await resolve_caller(conn, state)).user_id}"
@@ -166,29 +181,103 @@ async def global_limits(conn: HTTPConnection) -> None:
     await ratelimit.enforce(conn, "global", identity, limit)
 
 
-async def _resolve_jwt_caller_and_count(
-    conn: HTTPConnection, state: AppState, limit: ratelimit.Limit
-) -> bool:
-    """The common case in one database round trip: a JWT's caller looked up and the user's
-    "global" hit counted by the same query. True when the caller was resolved and counted (the
-    outcome kept for the request as `resolve_caller` keeps it); False to go the general way (no
-    JWT, limits not in PostgreSQL, or credentials refused: their request counts against the IP)."""
+# Reads whose route authenticates the caller, counts the hit and reads its answer in one
+# statement: the middleware leaves their caller pending (`PendingCaller`).
+_SELF_AUTHENTICATING_READS = re.compile(r"^/sandboxes/[^/]+$")
+
+
+def authenticates_itself(conn: HTTPConnection) -> bool:
+    return conn.scope["method"] == "GET" and _SELF_AUTHENTICATING_READS.match(conn.scope["path"]) is not None
+
+
+@dataclass(frozen=True)
+class PendingCaller:
+    """Credentials of the right shape, not looked up yet: `query` looks the caller up and makes
+    the request's hit on its "global" limit. `settle` turns that row into the request's
+    outcome, as the middleware would have: the caller, a 429, or a 401 after the request was
+    counted against its IP."""
+
+    conn: HTTPConnection
+    query: users.CallerQuery
+    limit: ratelimit.Limit
+    token_id: str | None = None
+    token_expires_at: datetime | None = None
+
+    async def resolve(self, state: AppState) -> Caller:
+        """Looked up alone (a route that does not read with it)."""
+        async with state.pool.acquire() as db:
+            row = await users.caller_counted(db, self.query)
+        return await self.settle(row)
+
+    async def settle(self, row: Mapping[str, Any] | None) -> Caller:
+        request_state = self.conn.scope.setdefault("state", {})
+        if row is None or not row["caller_ok"] or row["accepted"] is None:
+            refused = Unauthorized(
+                "Invalid or revoked API key." if self.token_id is None else "Invalid or expired token."
+            )
+            request_state["caller"] = refused
+            ip = ratelimit.client_ip(self.conn)
+            await ratelimit.enforce(self.conn, "global", f"ip:{ip}", self.limit)
+            raise Unauthorized(refused.message)
+        caller = Caller(
+            user_id=row["caller_id"],
+            email=row["caller_email"],
+            api_key_id=row["caller_key_id"],
+            token_id=self.token_id,
+            token_expires_at=self.token_expires_at,
+        )
+        request_state["caller"] = caller
+        ratelimit.record(self.conn, *ratelimit.quota_of(self.limit, row))
+        return caller
+
+
+async def get_self_authenticating_caller(request: Request, state: State) -> Caller | PendingCaller:
+    """For a route that `authenticates_itself`: the caller the middleware left pending (the
+    route settles it with its own query), else the caller as `CurrentUser` resolves it."""
+    cached = request.scope.get("state", {}).get("caller")
+    if isinstance(cached, PendingCaller):
+        return cached
+    return await resolve_caller(request, state)
+
+
+SelfAuthenticatingCaller = Annotated[Caller | PendingCaller, Depends(get_self_authenticating_caller)]
+
+
+def pending_caller(conn: HTTPConnection, state: AppState, limit: ratelimit.Limit) -> PendingCaller | None:
+    """The request's credentials as a `PendingCaller`, or None when they cannot be looked up in
+    one statement with the hit (none given, malformed, a JWT that fails its signature or
+    expiry, or limits not counted in PostgreSQL): those go the general way."""
     token = bearer_token(conn)
-    if not token or token.startswith(API_KEY_PREFIX) or not ratelimit.counted_in_database(conn):
-        return False
+    if not token or not ratelimit.counted_in_database(conn):
+        return None
+    hit = ("global", (limit.amount, limit.seconds))
+    if token.startswith(API_KEY_PREFIX):
+        if not is_well_formed_api_key(token):
+            return None
+        key = (api_key_prefix(token), hash_api_key(token))
+        return PendingCaller(
+            conn, users.key_caller_counted(key, *hit, LAST_USED_RESOLUTION.total_seconds()), limit
+        )
     try:
         claims = verified_claims(token, state.settings.jwt_secret.get_secret_value())
     except InvalidToken:
+        return None
+    query = users.jwt_caller_counted((claims.user_id, claims.jti, claims.version), *hit)
+    return PendingCaller(conn, query, limit, claims.jti, claims.expires_at)
+
+
+async def _resolve_caller_and_count(conn: HTTPConnection, state: AppState, limit: ratelimit.Limit) -> bool:
+    """The common case in one database round trip: the caller looked up and the user's "global"
+    hit counted by the same query, or, for a route that authenticates itself, left pending
+    for the route's own query (no round trip here). True when the caller was resolved and
+    counted or left pending (the outcome kept for the request as `resolve_caller` keeps it);
+    False to go the general way. Credentials refused count against the request's IP."""
+    pending = pending_caller(conn, state, limit)
+    if pending is None:
         return False
-    async with state.pool.acquire() as db:
-        row = await users.token_owner_counted(
-            db, (claims.user_id, claims.jti, claims.version), "global", (limit.amount, limit.seconds)
-        )
-    if row is None or row["revoked"] or claims.version != row["token_version"] or row["accepted"] is None:
-        conn.scope.setdefault("state", {})["caller"] = Unauthorized("Invalid or expired token.")
-        return False
-    conn.scope.setdefault("state", {})["caller"] = Caller(
-        user_id=row["id"], email=row["email"], token_id=claims.jti, token_expires_at=claims.expires_at
-    )
-    ratelimit.record(conn, *ratelimit.quota_of(limit, row))
+    if authenticates_itself(conn):
+        conn.scope.setdefault("state", {})["caller"] = pending
+        return True
+    with contextlib.suppress(Unauthorized):  # counted against the IP; the route answers 401
+        await pending.resolve(state)
     return True

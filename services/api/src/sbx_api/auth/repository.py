@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -51,22 +52,39 @@ async def token_owner(conn: asyncpg.Connection, user_id: uuid.UUID, jti: str) ->
     return row
 
 
-async def token_owner_counted(
-    conn: asyncpg.Connection,
-    claims: tuple[uuid.UUID, str, int],
-    bucket: str,
-    limit: tuple[int, float],
-) -> asyncpg.Record | None:
-    """`token_owner`, and in the same round trip one hit on the user's rate limit (`bucket`,
-    identity `user:<id>`, `limit` = (amount, seconds)), made only when the token is still good
-    (its version is the user's and it is not revoked): a refused token never spends its user's
-    budget. `accepted`, `used`, `oldest_leaves`, `newest_leaves` are NULL when no hit was made.
+@dataclass(frozen=True)
+class CallerQuery:
+    """A SELECT of at most one row: the caller its credentials name, and one hit on the caller's
+    rate limit made in the same statement, so that authenticating and counting a request is one
+    round trip, and a route may add its own read to it (`sandboxes.repository.get_sandbox_as`).
 
-    The condition is in the function's arguments, not in a WHERE the planner may move after the
+    Columns: `caller_id`, `caller_email`, `caller_key_id` (NULL for a JWT), `caller_ok` (false
+    for a JWT issued before the last password change or revoked by a logout), then
+    `rate_limit_hit`'s `accepted`, `used`, `oldest_leaves`, `newest_leaves`, NULL when no hit was
+    made: only credentials still good spend their user's budget. No row: no such user or key.
+
+    Conditions sit in the function's arguments, not in a WHERE the planner may move after the
     call: `rate_limit_hit` is STRICT, and a NULL bucket makes PostgreSQL skip it altogether."""
+
+    select: str
+    args: tuple[object, ...]
+    # Statements the SELECT needs at the top of the statement (PostgreSQL allows a WITH that
+    # writes only there): `<name> AS (...)`, or "".
+    with_: str = ""
+
+    @property
+    def sql(self) -> str:
+        return ("WITH " + self.with_ + " " if self.with_ else "") + self.select
+
+
+def jwt_caller_counted(
+    claims: tuple[uuid.UUID, str, int], bucket: str, limit: tuple[int, float]
+) -> CallerQuery:
+    """The user of a JWT whose signature checked out (`claims` = user id, token id, version)."""
     user_id, jti, version = claims
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT u.id, u.email, u.token_version, t.revoked,"
+    return CallerQuery(
+        "SELECT u.id AS caller_id, u.email AS caller_email, NULL::uuid AS caller_key_id,"
+        " (u.token_version = $3 AND NOT t.revoked) AS caller_ok,"
         " h.accepted, h.used, h.oldest_leaves, h.newest_leaves"
         " FROM users u"
         " CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $2) AS revoked) t"
@@ -74,13 +92,37 @@ async def token_owner_counted(
         "   CASE WHEN u.token_version = $3 AND NOT t.revoked THEN $4::text END, 'user:' || u.id::text, $5, $6"
         " ) h ON true"
         " WHERE u.id = $1",
-        user_id,
-        jti,
-        version,
-        bucket,
-        limit[0],
-        limit[1],
+        (user_id, jti, version, bucket, limit[0], limit[1]),
     )
+
+
+def key_caller_counted(
+    key: tuple[str, str], bucket: str, limit: tuple[int, float], last_used_resolution: float
+) -> CallerQuery:
+    """The owner of an API key (`key` = its stored prefix, the SHA-256 of the whole key) that is
+    neither revoked nor expired. The key's `last_used_at` is written by the same statement when
+    it is older than `last_used_resolution` seconds, so a hot key does not write on every
+    request. The key has 256 random bits: looking its hash up is as safe as comparing it."""
+    prefix, key_hash = key
+    return CallerQuery(
+        "SELECT u.id AS caller_id, u.email AS caller_email, k.id AS caller_key_id, true AS caller_ok,"
+        " h.accepted, h.used, h.oldest_leaves, h.newest_leaves"
+        " FROM presented k JOIN users u ON u.id = k.user_id"
+        " LEFT JOIN LATERAL rate_limit_hit($3::text, 'user:' || u.id::text, $4, $5) h ON true",
+        (prefix, key_hash, bucket, limit[0], limit[1], last_used_resolution),
+        "presented AS ("
+        "   SELECT k.id, k.user_id, k.last_used_at FROM api_keys k"
+        "   WHERE k.key_prefix = $1 AND k.key_hash = $2 AND k.revoked_at IS NULL"
+        "     AND (k.expires_at IS NULL OR k.expires_at > now())"
+        " ), presented_used AS ("
+        "   UPDATE api_keys a SET last_used_at = now() FROM presented k WHERE a.id = k.id"
+        "     AND (k.last_used_at IS NULL OR k.last_used_at < now() - make_interval(secs => $6))"
+        " )",
+    )
+
+
+async def caller_counted(conn: asyncpg.Connection, query: CallerQuery) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(query.sql, *query.args)
     return row
 
 

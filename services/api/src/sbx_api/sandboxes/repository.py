@@ -4,12 +4,15 @@ writes only `sandboxes` (desired state + last command) and `idempotency_keys`.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 from sbx_common.status import Status
+
+from sbx_api.auth.repository import CallerQuery
 
 # Namespace of the per-user advisory lock that serialises quota checks with the inserts.
 QUOTA_LOCK_NAMESPACE = 0x5B8_0002
@@ -67,14 +70,18 @@ class SandboxRow:
     lost: bool  # its host stopped heartbeating and the platform gave it up (`host lost`)
 
     @classmethod
-    def from_row(cls, row: asyncpg.Record) -> SandboxRow:
-        """`row` holds the columns of `_SANDBOX_SELECT`, named as this class's fields."""
-        return cls(**{**dict(row), "status": Status(row["status"])})
+    def from_row(cls, row: Mapping[str, Any]) -> SandboxRow:
+        """`row` holds the columns of `_SANDBOX_SELECT`, named as this class's fields (and
+        possibly others, which are left out)."""
+        return cls(**{**{name: row[name] for name in _FIELDS}, "status": Status(row["status"])})
 
     @property
     def previous_command(self) -> tuple[uuid.UUID, str, datetime]:
         """The last command as `withdraw_command` puts it back."""
         return self.last_command_id, self.last_command_verb, self.last_command_at
+
+
+_FIELDS = tuple(SandboxRow.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,33 @@ async def get_sandbox(
 ) -> SandboxRow | None:
     row = await conn.fetchrow(_SANDBOX_SELECT + " WHERE v.id = $1 AND v.owner_id = $2", sandbox_id, owner_id)
     return SandboxRow.from_row(row) if row is not None else None
+
+
+async def get_sandbox_as(
+    conn: asyncpg.Connection, caller: CallerQuery, sandbox_id: uuid.UUID
+) -> tuple[asyncpg.Record | None, SandboxRow | None]:
+    """`get_sandbox` for a caller not looked up yet, in one round trip: the caller's row
+    (`CallerQuery`: who, whether the credentials are good, the rate-limit hit), and the sandbox
+    when it is theirs and the hit was accepted (nothing is read for a refused request)."""
+    statement = (
+        "WITH "  # noqa: S608 (every part is a constant of this module or of `auth.repository`)
+        + (caller.with_ + ", " if caller.with_ else "")
+        + "c AS ("
+        + caller.select
+        + ") SELECT c.*, s.* FROM c LEFT JOIN LATERAL ("
+        + _SANDBOX_SELECT
+        + " WHERE v.id = $"
+        + str(len(caller.args) + 1)
+        + " AND v.owner_id = c.caller_id AND c.caller_ok AND c.accepted) s ON true"
+    )
+    row = await conn.fetchrow(
+        statement,
+        *caller.args,
+        sandbox_id,
+    )
+    if row is None or row["id"] is None:
+        return row, None
+    return row, SandboxRow.from_row(row)
 
 
 async def list_sandboxes(conn: asyncpg.Connection, f: ListFilter) -> list[SandboxRow]:

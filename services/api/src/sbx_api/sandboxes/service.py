@@ -39,7 +39,7 @@ from sbx_common.messages import SandboxCommand
 from sbx_common.status import NO_OP, TERMINAL, Verb, is_allowed
 
 from sbx_api.audit import service as audit
-from sbx_api.deps import Caller
+from sbx_api.deps import Caller, PendingCaller
 from sbx_api.environments import repository as environments
 from sbx_api.hosts import placement
 from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
@@ -95,9 +95,18 @@ Withdraw = Callable[[asyncpg.Connection], Awaitable[bool]]
 # --- reads ------------------------------------------------------------------------------------
 
 
-async def get(state: AppState, caller: Caller, sandbox_id: uuid.UUID) -> repository.SandboxRow:
+async def get(
+    state: AppState, caller: Caller | PendingCaller, sandbox_id: uuid.UUID
+) -> repository.SandboxRow:
+    """The caller's sandbox; for a caller still pending, its lookup, its rate-limit hit and the
+    read are one statement, settled (401, 429) before anything is answered."""
     async with state.pool.acquire() as conn:
-        row = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
+        if isinstance(caller, PendingCaller):
+            caller_row, row = await repository.get_sandbox_as(conn, caller.query, sandbox_id)
+        else:
+            row = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
+    if isinstance(caller, PendingCaller):
+        await caller.settle(caller_row)
     if row is None:
         raise NotFound("No such sandbox.")
     return row
