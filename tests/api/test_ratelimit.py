@@ -149,13 +149,19 @@ async def test_the_sandbox_read_authenticates_counts_and_reads_in_one_statement(
     by_key = {"Authorization": f"Bearer {key}", **ip}
 
     # JWT and key spend the same user's budget (what was left of it after the set-up above),
-    # one hit each, and read the same sandbox, until it is spent.
+    # one hit each, on the sandbox and on the list, until it is spent.
     remaining = []
-    for headers in itertools.cycle((by_token, by_key)):
-        response = await limited_client.get(path, headers=headers)
+    reads = itertools.cycle(
+        ((path, by_token), ("/sandboxes", by_key), (path, by_key), ("/sandboxes", by_token))
+    )
+    for read, headers in reads:
+        response = await limited_client.get(read, headers=headers)
         if response.status_code == 429:
             break
-        assert data_of(response)["id"] == sandbox["id"]
+        found = data_of(response)
+        assert (found["id"] if read == path else [s["id"] for s in found]) == (
+            sandbox["id"] if read == path else [sandbox["id"]]
+        )
         remaining.append(int(response.headers["RateLimit-Remaining"]))
     assert len(remaining) >= 2
     assert remaining == list(range(remaining[0], -1, -1))
@@ -163,13 +169,19 @@ async def test_the_sandbox_read_authenticates_counts_and_reads_in_one_statement(
     assert_refused(await limited_client.get(path, headers=by_key), PER_MINUTE_LIMIT)
     assert_refused(await limited_client.get(path, headers=by_token), PER_MINUTE_LIMIT)
     # Another user at the same IP has a budget of their own, and sees no sandbox of the owner's;
-    # a path that is not a sandbox id is a 404 too, and counted.
-    response = await limited_client.get(path, headers={**stranger.headers, **ip})
+    # a path that is not a sandbox id is a 404 too, and a list with a bad parameter a 400, both
+    # counted.
+    stranger_here = {**stranger.headers, **ip}
+    response = await limited_client.get(path, headers=stranger_here)
     error_of(response, 404, "NOT_FOUND")
     assert response.headers["RateLimit-Remaining"] == str(PER_MINUTE_LIMIT - 1)
-    response = await limited_client.get("/sandboxes/not-an-id", headers={**stranger.headers, **ip})
+    response = await limited_client.get("/sandboxes/not-an-id", headers=stranger_here)
     error_of(response, 404, "NOT_FOUND")
     assert response.headers["RateLimit-Remaining"] == str(PER_MINUTE_LIMIT - 2)
+    response = await limited_client.get("/sandboxes?limit=0", headers=stranger_here)
+    error_of(response, 400, "VALIDATION_ERROR")
+    assert response.headers["RateLimit-Remaining"] == str(PER_MINUTE_LIMIT - 3)
+    assert data_of(await limited_client.get("/sandboxes", headers=stranger_here)) == []
 
     # The API key's use is recorded.
     listed = data_of(await client.get("/api-keys", headers=owner.headers))
@@ -179,14 +191,14 @@ async def test_the_sandbox_read_authenticates_counts_and_reads_in_one_statement(
     # Revoked credentials are refused (401, even for a malformed id) and spend their IP's budget.
     assert (await client.delete(f"/api-keys/{reader['id']}", headers=owner.headers)).status_code in (200, 204)
     assert (await client.post("/auth/logout", headers=owner.headers)).status_code == 200
-    revoked_ip = from_ip()
     for headers in (by_token, by_key):
-        revoked = {**headers, **revoked_ip}
+        revoked = {**headers, **from_ip()}
         response = await limited_client.get(path, headers=revoked)
         error_of(response, 401, "UNAUTHORIZED")
         assert sandbox["id"] not in response.text
-        error_of(await limited_client.get("/sandboxes/not-an-id", headers=revoked), 401, "UNAUTHORIZED")
-    garbage = {"Authorization": "Bearer sk_garbage", **revoked_ip}
-    error_of(await limited_client.get(path, headers=garbage), 401, "UNAUTHORIZED")
-    assert_refused(await limited_client.get(path, headers=garbage), PER_MINUTE_LIMIT)
-    assert_refused(await limited_client.get(path, headers={**by_token, **revoked_ip}), PER_MINUTE_LIMIT)
+        for refused in ("/sandboxes/not-an-id", "/sandboxes", "/sandboxes?limit=0&status=nonsense"):
+            error_of(await limited_client.get(refused, headers=revoked), 401, "UNAUTHORIZED")
+        for _ in range(PER_MINUTE_LIMIT - 4):  # the rest of the IP's budget
+            error_of(await limited_client.get(path, headers=revoked), 401, "UNAUTHORIZED")
+        assert_refused(await limited_client.get(path, headers=revoked), PER_MINUTE_LIMIT)
+        assert_refused(await limited_client.get("/sandboxes", headers=revoked), PER_MINUTE_LIMIT)

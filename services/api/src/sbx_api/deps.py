@@ -23,7 +23,7 @@ from sbx_common.crypto import (
     hash_api_key,
     is_well_formed_api_key,
 )
-from sbx_common.errors import NotFound, Unauthorized
+from sbx_common.errors import NotFound, PlatformError, RateLimited, Unauthorized
 from sbx_common.timeutil import utcnow
 from starlette.requests import HTTPConnection
 
@@ -141,14 +141,6 @@ async def get_caller(request: Request, state: State) -> Caller:
 CurrentUser = Annotated[Caller, Depends(get_caller)]
 
 
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
 def parse_id(value: str) -> uuid.UUID:
     """Path ids: a malformed id is indistinguishable from an unknown one (404)."""
     try:
@@ -182,8 +174,10 @@ async def global_limits(conn: HTTPConnection) -> None:
 
 
 # Reads whose route authenticates the caller, counts the hit and reads its answer in one
-# statement: the middleware leaves their caller pending (`PendingCaller`).
-_SELF_AUTHENTICATING_READS = re.compile(r"^/sandboxes/[^/]+$")
+# statement (`GET /sandboxes`, `GET /sandboxes/:id`): the middleware leaves their caller pending
+# (`PendingCaller`). Any other route on these paths that asks for `CurrentUser` looks the
+# caller up itself, and an error answered first settles it (`settle_before_error`).
+_SELF_AUTHENTICATING_READS = re.compile(r"^/sandboxes(/[^/]+)?$")
 
 
 def authenticates_itself(conn: HTTPConnection) -> bool:
@@ -241,6 +235,20 @@ async def get_self_authenticating_caller(request: Request, state: State) -> Call
 
 
 SelfAuthenticatingCaller = Annotated[Caller | PendingCaller, Depends(get_self_authenticating_caller)]
+
+
+async def settle_before_error(conn: HTTPConnection) -> PlatformError | None:
+    """An error is about to be answered (a 400, a 404, ...): a caller still pending is settled
+    first, so that credentials refused or a budget spent answer 401 or 429 as on every route,
+    and the request is counted. The refusal to answer instead, if any."""
+    cached = conn.scope.get("state", {}).get("caller")
+    if not isinstance(cached, PendingCaller):
+        return None
+    try:
+        await cached.resolve(get_state(conn))
+    except (Unauthorized, RateLimited) as refusal:
+        return refusal
+    return None
 
 
 def pending_caller(conn: HTTPConnection, state: AppState, limit: ratelimit.Limit) -> PendingCaller | None:

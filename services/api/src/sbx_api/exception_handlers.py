@@ -24,6 +24,8 @@ from sbx_common.errors import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from sbx_api.deps import settle_before_error
+
 logger = logging.getLogger(__name__)
 
 # A dependency (PostgreSQL, NATS) that is down or unreachable: 503, not a 500. A transaction cut
@@ -99,15 +101,18 @@ def render(exc: PlatformError) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(PlatformError)
-    async def platform_error(_request: Request, exc: PlatformError) -> JSONResponse:
-        return render(exc)
+    async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
+        return render(await settle_before_error(request) or exc)
 
     @app.exception_handler(RequestValidationError)
-    async def request_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return render(validation_error(exc))
+    async def request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return render(await settle_before_error(request) or validation_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        refusal = await settle_before_error(request)
+        if refusal is not None:
+            return render(refusal)
         if isinstance(exc.__cause__, PlatformError):
             # e.g. the body size limit tripping while FastAPI reads a chunked body.
             return render(exc.__cause__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,6 +119,40 @@ def key_caller_counted(
         "   UPDATE api_keys a SET last_used_at = now() FROM presented k WHERE a.id = k.id"
         "     AND (k.last_used_at IS NULL OR k.last_used_at < now() - make_interval(secs => $6))"
         " )",
+    )
+
+
+def known_caller(user_id: uuid.UUID) -> CallerQuery:
+    """A caller already authenticated and counted, in `CallerQuery`'s columns, so that a read
+    written for `joined` serves both kinds of caller."""
+    return CallerQuery(
+        "SELECT $1::uuid AS caller_id, NULL::text AS caller_email, NULL::uuid AS caller_key_id,"
+        " true AS caller_ok, true AS accepted, NULL::bigint AS used,"
+        " NULL::double precision AS oldest_leaves, NULL::double precision AS newest_leaves",
+        (user_id,),
+    )
+
+
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+def joined(caller: CallerQuery, read: str) -> str:
+    """One statement: the caller's row (`c`, the columns of `CallerQuery`), followed by the
+    rows of `read` when the caller is let in (credentials good, hit accepted); a caller refused
+    gets one row with `read`'s columns NULL, and so does a caller let in whom `read` finds
+    nothing for. `read` is a SELECT that names the caller's id `c.caller_id`, numbers its
+    parameters from $1 (they follow the caller's, in order), and has no column named as one of
+    `CallerQuery`'s."""
+    shift = len(caller.args)
+    read = _PARAMETER.sub(lambda m: f"${int(m.group(1)) + shift}", read)
+    return (
+        "WITH "  # noqa: S608 (every part is a constant of this module or of its callers')
+        + (caller.with_ + ", " if caller.with_ else "")
+        + "c AS ("
+        + caller.select
+        + ") SELECT c.*, r.* FROM c LEFT JOIN LATERAL (SELECT * FROM ("
+        + read
+        + ") q WHERE c.caller_ok AND c.accepted) r ON true"
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from sbx_common.status import Status
 
-from sbx_api.auth.repository import CallerQuery
+from sbx_api.auth.repository import CallerQuery, joined
 
 # Namespace of the per-user advisory lock that serialises quota checks with the inserts.
 QUOTA_LOCK_NAMESPACE = 0x5B8_0002
@@ -127,7 +127,6 @@ class Usage:
 
 @dataclass(frozen=True)
 class ListFilter:
-    owner_id: uuid.UUID
     statuses: list[str] | None  # None: every status but destroyed and expired
     environment_id: uuid.UUID | None
     metadata: dict[str, str] | None  # jsonb containment
@@ -145,22 +144,10 @@ async def get_sandbox(
 async def get_sandbox_as(
     conn: asyncpg.Connection, caller: CallerQuery, sandbox_id: uuid.UUID
 ) -> tuple[asyncpg.Record | None, SandboxRow | None]:
-    """`get_sandbox` for a caller not looked up yet, in one round trip: the caller's row
-    (`CallerQuery`: who, whether the credentials are good, the rate-limit hit), and the sandbox
-    when it is theirs and the hit was accepted (nothing is read for a refused request)."""
-    statement = (
-        "WITH "  # noqa: S608 (every part is a constant of this module or of `auth.repository`)
-        + (caller.with_ + ", " if caller.with_ else "")
-        + "c AS ("
-        + caller.select
-        + ") SELECT c.*, s.* FROM c LEFT JOIN LATERAL ("
-        + _SANDBOX_SELECT
-        + " WHERE v.id = $"
-        + str(len(caller.args) + 1)
-        + " AND v.owner_id = c.caller_id AND c.caller_ok AND c.accepted) s ON true"
-    )
+    """`get_sandbox` and the caller's row (`CallerQuery`: who, whether the credentials are
+    good, the rate-limit hit) in one round trip. The sandbox is read only for a caller let in."""
     row = await conn.fetchrow(
-        statement,
+        joined(caller, _SANDBOX_SELECT + " WHERE v.id = $1 AND v.owner_id = c.caller_id"),
         *caller.args,
         sandbox_id,
     )
@@ -169,30 +156,37 @@ async def get_sandbox_as(
     return row, SandboxRow.from_row(row)
 
 
-async def list_sandboxes(conn: asyncpg.Connection, f: ListFilter) -> list[SandboxRow]:
-    """Newest first, keyset-paginated on (created_at, id)."""
-    return [
-        SandboxRow.from_row(row)
-        for row in await conn.fetch(
-            _SANDBOX_SELECT
-            + """
-WHERE v.owner_id = $1
-  AND (CASE WHEN $2::text[] IS NULL THEN v.status NOT IN ('destroyed', 'expired')
-            ELSE v.status = ANY($2::text[]) END)
-  AND ($3::uuid IS NULL OR v.environment_id = $3)
-  AND ($4::jsonb IS NULL OR v.metadata @> $4::jsonb)
-  AND ($5::timestamptz IS NULL OR (v.created_at, v.id) < ($5::timestamptz, $6::uuid))
+_LIST = (
+    _SANDBOX_SELECT
+    + """
+WHERE v.owner_id = c.caller_id
+  AND (CASE WHEN $1::text[] IS NULL THEN v.status NOT IN ('destroyed', 'expired')
+            ELSE v.status = ANY($1::text[]) END)
+  AND ($2::uuid IS NULL OR v.environment_id = $2)
+  AND ($3::jsonb IS NULL OR v.metadata @> $3::jsonb)
+  AND ($4::timestamptz IS NULL OR (v.created_at, v.id) < ($4::timestamptz, $5::uuid))
 ORDER BY v.created_at DESC, v.id DESC
-LIMIT $7""",
-            f.owner_id,
-            f.statuses,
-            f.environment_id,
-            f.metadata,
-            f.after[0] if f.after else None,
-            f.after[1] if f.after else None,
-            f.limit,
-        )
-    ]
+LIMIT $6"""
+)
+
+
+async def list_sandboxes(
+    conn: asyncpg.Connection, caller: CallerQuery, f: ListFilter
+) -> tuple[asyncpg.Record | None, list[SandboxRow]]:
+    """The caller's sandboxes, newest first, keyset-paginated on (created_at, id), with the
+    caller's row (`CallerQuery`; `auth.repository.known_caller` for a caller already let in):
+    one round trip, and nothing read for a caller refused."""
+    rows = await conn.fetch(
+        joined(caller, _LIST + " "),
+        *caller.args,
+        f.statuses,
+        f.environment_id,
+        f.metadata,
+        f.after[0] if f.after else None,
+        f.after[1] if f.after else None,
+        f.limit,
+    )
+    return (rows[0] if rows else None), [SandboxRow.from_row(r) for r in rows if r["id"] is not None]
 
 
 async def lock_owner_quota(conn: asyncpg.Connection, owner_id: uuid.UUID) -> None:

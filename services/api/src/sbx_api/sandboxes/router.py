@@ -12,15 +12,7 @@ from sbx_common.errors import ValidationFailed
 from sbx_common.status import Status, Verb
 
 from sbx_api import ratelimit, usage
-from sbx_api.deps import (
-    Caller,
-    CurrentUser,
-    PendingCaller,
-    SelfAuthenticatingCaller,
-    State,
-    is_uuid,
-    parse_id,
-)
+from sbx_api.deps import Caller, CurrentUser, SelfAuthenticatingCaller, State, parse_id
 from sbx_api.environments.schemas import NetworkPolicyIn, NetworkPolicyOut
 from sbx_api.pagination import Page, time_id_key
 from sbx_api.responses import ok, page
@@ -169,7 +161,7 @@ async def list_sandboxes(
     *,
     request: Request,
     state: State,
-    caller: CurrentUser,
+    caller: SelfAuthenticatingCaller,
     status: Annotated[
         str | None,
         Query(
@@ -230,10 +222,6 @@ def _metadata_filter(request: Request) -> dict[str, str] | None:
 @router.get("/{sandbox_id}", response_model=None, responses={200: _SANDBOX})
 async def get_sandbox(sandbox_id: str, state: State, caller: SelfAuthenticatingCaller) -> JSONResponse:
     """One sandbox, also once destroyed."""
-    # The hottest read: its caller is looked up, counted and read for in one statement
-    # (`deps.authenticates_itself`). A malformed id is a 404 only for a caller let in.
-    if isinstance(caller, PendingCaller) and not is_uuid(sandbox_id):
-        caller = await caller.resolve(state)
     return ok(sandbox_out(await service.get(state, caller, parse_id(sandbox_id))).dump())
 
 

@@ -39,6 +39,7 @@ from sbx_common.messages import SandboxCommand
 from sbx_common.status import NO_OP, TERMINAL, Verb, is_allowed
 
 from sbx_api.audit import service as audit
+from sbx_api.auth.repository import known_caller
 from sbx_api.deps import Caller, PendingCaller
 from sbx_api.environments import repository as environments
 from sbx_api.hosts import placement
@@ -114,24 +115,27 @@ async def get(
 
 async def list_page(
     state: AppState,
-    caller: Caller,
+    caller: Caller | PendingCaller,
     params: PageParams,
     *,
     statuses: list[str] | None,
     environment_id: uuid.UUID | None,
     metadata: dict[str, str] | None,
 ) -> tuple[list[repository.SandboxRow], str | None]:
-    """Newest first; the cursor carries (createdAt, id) of the page's last sandbox."""
+    """Newest first; the cursor carries (createdAt, id) of the page's last sandbox. A caller
+    still pending is looked up and counted by the list's own statement."""
     filters = repository.ListFilter(
-        owner_id=caller.user_id,
         statuses=statuses,
         environment_id=environment_id,
         metadata=metadata,
         after=time_id_after(params),
         limit=params.limit + 1,
     )
+    query = caller.query if isinstance(caller, PendingCaller) else known_caller(caller.user_id)
     async with state.pool.acquire() as conn:
-        rows = await repository.list_sandboxes(conn, filters)
+        caller_row, rows = await repository.list_sandboxes(conn, query, filters)
+    if isinstance(caller, PendingCaller):
+        await caller.settle(caller_row)
     return split_page(rows, params.limit, lambda r: time_id_key(r.created_at, r.id))
 
 
