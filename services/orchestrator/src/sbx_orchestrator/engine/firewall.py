@@ -165,20 +165,44 @@ def render(  # noqa: PLR0917 - each list is its own part of the rules
     lines.append(f"-A {chains.input} -j DROP")
 
     for g, name in zip(guarded, sandbox_chains, strict=True):
-        if g.policy.egress is Egress.NONE:
-            lines.append(f"-A {name} -j DROP")
-            continue
-        lines += _dns(name, resolvers)
-        lines.append(f"-A {name} -j {chains.deny}")
-        if g.policy.egress is Egress.ALLOWLIST:
-            for cidr in dict.fromkeys([*g.policy.cidrs, *g.resolved]):
-                lines.append(f"-A {name} -d {cidr} -j RETURN")
-            lines.append(f"-A {name} -j DROP")
+        lines += _sandbox_rules(chains, g, name, resolvers)
     # Declared above (so flushed, and made if it was not there): deletable now that the main
     # chain, rebuilt above, no longer jumps to it.
     lines += [f"-X {name}" for name in removed]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n", sandbox_chains
+
+
+def render_addition(
+    chains: Chains, g: Guarded, resolvers: list[str], proxy_sources: tuple[str, ...] = ()
+) -> str:
+    """The iptables-restore input that adds one sandbox to chains `render` loaded: its own chain,
+    its source's jump in the main chain, and its DNS to the host in the input chain, each
+    inserted where `render` puts them (after the fixed rules at the head of the chain, before
+    the final DROP; the order among sandboxes does not matter, each matches its own address).
+    A few rules instead of the whole set: the kernel's commit grows with what a load declares."""
+    name = chains.of(g.sandbox_id)
+    head = len(proxy_sources) + 2  # the proxy's replies, then related replies, then `-o` DROP
+    lines = ["*filter", f":{name} - [0:0]", *_sandbox_rules(chains, g, name, resolvers)]
+    lines.append(f"-I {chains.main} {head + 1} -s {g.address}/32 -g {name}")
+    if g.policy.egress is not Egress.NONE:
+        lines += [
+            rule.replace(f"-A {chains.input} ", f"-I {chains.input} 2 ", 1)
+            for rule in _dns(chains.input, resolvers, source=g.address)
+        ]
+    lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def _sandbox_rules(chains: Chains, g: Guarded, name: str, resolvers: list[str]) -> list[str]:
+    """The rules of a sandbox's own chain, from its policy."""
+    if g.policy.egress is Egress.NONE:
+        return [f"-A {name} -j DROP"]
+    lines = [*_dns(name, resolvers), f"-A {name} -j {chains.deny}"]
+    if g.policy.egress is Egress.ALLOWLIST:
+        lines += [f"-A {name} -d {cidr} -j RETURN" for cidr in dict.fromkeys([*g.policy.cidrs, *g.resolved])]
+        lines.append(f"-A {name} -j DROP")
+    return lines
 
 
 def _dns(chain: str, resolvers: list[str], source: str | None = None) -> list[str]:
@@ -226,6 +250,7 @@ class Firewall:
         self._guarded: dict[uuid.UUID, Guarded] = {}
         self._declared: set[str] = set()
         self._loaded: str | None = None
+        self._whole_loaded = False  # a load of the whole set went in: additions have chains to join
         self._lock = asyncio.Lock()
         # Changes to `_guarded` counted, and how many of them the last finished load covered.
         self._changes = 0
@@ -242,10 +267,42 @@ class Firewall:
         resolved = await self._resolve(policy)
         # An address belongs to one sandbox: a stale entry for it (a container gone without
         # notice) must not lend its policy to the new one.
-        for other in [g.sandbox_id for g in self._guarded.values() if g.address == address]:
+        stale = [g.sandbox_id for g in self._guarded.values() if g.address == address]
+        for other in stale:
             del self._guarded[other]
-        self._guarded[sandbox_id] = Guarded(sandbox_id, address, policy, resolved)
+        fresh = not stale and sandbox_id not in self._guarded
+        entry = Guarded(sandbox_id, address, policy, resolved)
+        self._guarded[sandbox_id] = entry
+        if fresh and await self._add(entry):
+            return
         await self._sync()
+
+    async def _add(self, entry: Guarded) -> bool:
+        """A sandbox new to the chains (a start, the common case) added by a few rules instead of
+        a load of the whole set; False when it must go the whole way: no whole load yet, the
+        sandbox already loaded or gone meanwhile, or iptables refused the addition (the chains
+        not as `render` left them)."""
+        if not self.enabled:
+            return True
+        async with self._lock:
+            name = self.chains.of(entry.sandbox_id)
+            if (
+                not self._whole_loaded
+                or name in self._declared
+                or self._guarded.get(entry.sandbox_id) != entry
+            ):
+                return False
+            text = render_addition(self.chains, entry, dns_servers(), self.proxy_sources)
+            try:
+                await self._run([f"{self.iptables}-restore", "--noflush", "-w", "5"], stdin=text)
+            except (FirewallError, OSError, TimeoutError) as exc:
+                logger.warning(
+                    "firewall addition refused; loading the whole set", extra={"error": repr(exc)[:300]}
+                )
+                return False
+            self._declared.add(name)
+            self._loaded = None  # the kernel now holds more than the last whole load's text
+            return True
 
     async def release(self, sandbox_id: uuid.UUID) -> None:
         """The sandbox's container no longer runs: its rules go."""
@@ -306,6 +363,7 @@ class Firewall:
         await self._run([f"{self.iptables}-restore", "--noflush", "-w", "5"], stdin=text)
         self._loaded = text
         self._declared = set(sandbox_chains)
+        self._whole_loaded = True
 
     async def _platform_chains(self) -> set[str]:
         listing = await self._iptables("-S", check=False)
@@ -375,3 +433,4 @@ class Firewall:
                 await self._iptables("-X", name, check=False)
             self._guarded.clear()
             self._loaded = None
+            self._whole_loaded = False

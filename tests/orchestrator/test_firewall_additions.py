@@ -1,0 +1,97 @@
+"""A sandbox new to the firewall is added by a few rules (`render_addition`) instead of a load of
+the whole set: on the real kernel, the chains then hold what a whole load of the same sandboxes
+holds, and a sandbox's release and a later whole load leave nothing behind."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sbx_common.network import Egress, NetworkPolicy
+from sbx_orchestrator.engine.firewall import Firewall
+
+PROXY = "10.213.0.9/32"  # a port proxy's source: its rules sit at the head of the main chain
+
+
+def chains_of(firewall: Firewall) -> dict[str, list[str]]:
+    """Each of the firewall's chains as the kernel holds it (`iptables -S`), rule by rule."""
+    listing = subprocess.run(["iptables", "-w", "5", "-S"], capture_output=True, text=True, check=True)
+    found: dict[str, list[str]] = {}
+    for line in listing.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].startswith(firewall.chains.prefix.rstrip("-")):
+            found.setdefault(parts[1], [])
+            if parts[0] == "-A":
+                found[parts[1]].append(" ".join(parts[2:]))
+    return found
+
+
+@pytest.fixture
+async def firewall() -> AsyncIterator[Firewall]:
+    fw = Firewall(
+        f"additions-{uuid.uuid4().hex[:8]}", iptables="iptables", egress_deny=[], proxy_sources=[PROXY]
+    )
+    yield fw
+    await fw.remove_everything()
+    assert chains_of(fw) == {}
+
+
+def comparable(chains: dict[str, list[str]], main: str, input_chain: str) -> dict[str, list[str]]:
+    """The same rules, with the sandboxes' own rules in the main and input chains in a set order
+    (between the fixed head and the final DROP, their order means nothing: each matches its
+    own address)."""
+    out = dict(chains)
+    for name, head in ((main, 3), (input_chain, 1)):
+        rules = chains[name]
+        out[name] = [*rules[:head], *sorted(rules[head:-1]), rules[-1]]
+    return out
+
+
+async def test_added_sandboxes_hold_the_rules_a_whole_load_holds(firewall: Firewall) -> None:
+    policies = [
+        NetworkPolicy(),
+        NetworkPolicy(Egress.NONE),
+        NetworkPolicy(Egress.ALLOWLIST, ("192.0.2.0/24", "198.51.100.7")),
+    ]
+    first = [(uuid.uuid4(), "10.251.0.2", NetworkPolicy())]
+    await firewall.replace_all(first)
+    added = [(uuid.uuid4(), f"10.251.0.{10 + i}", policy) for i, policy in enumerate(policies)]
+    for sandbox_id, address, policy in added:
+        await firewall.guard(sandbox_id, address, policy)
+        # Added by itself: the last whole load's text no longer describes the kernel.
+        assert firewall._loaded is None
+    by_addition = chains_of(firewall)
+    main, input_chain = firewall.chains.main, firewall.chains.input
+    assert by_addition[main][-1] == "-j DROP"
+    assert by_addition[input_chain][-1] == "-j DROP"
+    for _, address, _ in added:
+        assert any(rule.startswith(f"-s {address}/32 -g ") for rule in by_addition[main])
+
+    await firewall.replace_all([*first, *added])
+    assert firewall._loaded is not None
+    whole = chains_of(firewall)
+    assert comparable(by_addition, main, input_chain) == comparable(whole, main, input_chain)
+
+    # A release after additions takes the sandbox's chain and jumps away, as for any other.
+    gone_id, gone_address, _ = added[0]
+    await firewall.guard(uuid.uuid4(), "10.251.0.40", NetworkPolicy())
+    await firewall.release(gone_id)
+    after = chains_of(firewall)
+    assert firewall.chains.of(gone_id) not in after
+    assert not any(gone_address in rule for rules in after.values() for rule in rules)
+    assert any(rule.startswith("-s 10.251.0.40/32 -g ") for rule in after[main])
+
+
+async def test_an_addition_iptables_refuses_falls_back_to_a_whole_load(firewall: Firewall) -> None:
+    await firewall.replace_all([])
+    # The kernel no longer holds what the firewall loaded (someone flushed its main chain): the
+    # addition's insert position is past the chain's end, and the whole set is loaded instead.
+    subprocess.run(["iptables", "-w", "5", "-F", firewall.chains.main], check=True)
+    sandbox_id = uuid.uuid4()
+    await firewall.guard(sandbox_id, "10.251.1.2", NetworkPolicy())
+    rules = chains_of(firewall)[firewall.chains.main]
+    assert "-s 10.251.1.2/32 -g " + firewall.chains.of(sandbox_id) in rules
+    assert rules[-1] == "-j DROP"
+    assert firewall._loaded is not None
