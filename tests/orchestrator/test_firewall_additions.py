@@ -95,3 +95,17 @@ async def test_an_addition_iptables_refuses_falls_back_to_a_whole_load(firewall:
     assert "-s 10.251.1.2/32 -g " + firewall.chains.of(sandbox_id) in rules
     assert rules[-1] == "-j DROP"
     assert firewall._loaded is not None
+
+
+async def test_guarding_again_as_loaded_changes_nothing(firewall: Firewall) -> None:
+    """A warm pool's container is guarded with its sandbox's policy before its claim: guarding
+    it again at the claim, as it is, runs no iptables at all."""
+    await firewall.replace_all([])
+    sandbox_id = uuid.uuid4()
+    await firewall.guard(sandbox_id, "10.251.2.2", NetworkPolicy())
+    before = chains_of(firewall)
+    firewall.iptables = "/nonexistent/iptables"  # any run would fail now
+    await firewall.guard(sandbox_id, "10.251.2.2", NetworkPolicy())
+    await firewall.release(uuid.uuid4())  # never guarded: nothing to take away
+    firewall.iptables = "iptables"
+    assert chains_of(firewall) == before

@@ -251,6 +251,8 @@ class Firewall:
         self._declared: set[str] = set()
         self._loaded: str | None = None
         self._whole_loaded = False  # a load of the whole set went in: additions have chains to join
+        # Each sandbox as the kernel holds it: what the last load, or an addition since, put in.
+        self._in_kernel: dict[uuid.UUID, Guarded] = {}
         self._lock = asyncio.Lock()
         # Changes to `_guarded` counted, and how many of them the last finished load covered.
         self._changes = 0
@@ -265,13 +267,15 @@ class Firewall:
     async def guard(self, sandbox_id: uuid.UUID, address: str, policy: NetworkPolicy) -> None:
         """Apply `policy` to the sandbox at `address` (replacing what it had)."""
         resolved = await self._resolve(policy)
+        entry = Guarded(sandbox_id, address, policy, resolved)
+        if self._guarded.get(sandbox_id) == entry and self._in_kernel.get(sandbox_id) == entry:
+            return  # in the kernel as asked (a warm pool's container at its claim)
         # An address belongs to one sandbox: a stale entry for it (a container gone without
         # notice) must not lend its policy to the new one.
         stale = [g.sandbox_id for g in self._guarded.values() if g.address == address]
         for other in stale:
             del self._guarded[other]
         fresh = not stale and sandbox_id not in self._guarded
-        entry = Guarded(sandbox_id, address, policy, resolved)
         self._guarded[sandbox_id] = entry
         if fresh and await self._add(entry):
             return
@@ -301,12 +305,13 @@ class Firewall:
                 )
                 return False
             self._declared.add(name)
+            self._in_kernel[entry.sandbox_id] = entry
             self._loaded = None  # the kernel now holds more than the last whole load's text
             return True
 
     async def release(self, sandbox_id: uuid.UUID) -> None:
         """The sandbox's container no longer runs: its rules go."""
-        if self._guarded.pop(sandbox_id, None) is not None or self._loaded is None:
+        if self._guarded.pop(sandbox_id, None) is not None or not self._whole_loaded:
             await self._sync()
 
     async def _sync(self) -> None:
@@ -348,7 +353,8 @@ class Firewall:
     async def _load(self, *, force: bool = False) -> None:
         if not self.enabled:
             return
-        guarded = sorted(self._guarded.values(), key=lambda g: g.address)
+        loading = dict(self._guarded)
+        guarded = sorted(loading.values(), key=lambda g: g.address)
         # Chains of sandboxes that are gone go in the same load. A rebuild also looks for
         # chains an earlier run of the orchestrator left.
         existing = self._declared | (await self._platform_chains() if force else set())
@@ -364,6 +370,7 @@ class Firewall:
         self._loaded = text
         self._declared = set(sandbox_chains)
         self._whole_loaded = True
+        self._in_kernel = loading
 
     async def _platform_chains(self) -> set[str]:
         listing = await self._iptables("-S", check=False)
@@ -434,3 +441,4 @@ class Firewall:
             self._guarded.clear()
             self._loaded = None
             self._whole_loaded = False
+            self._in_kernel = {}
