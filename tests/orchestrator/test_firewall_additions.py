@@ -4,9 +4,10 @@ holds, and a sandbox's release and a later whole load leave nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sbx_common.network import Egress, NetworkPolicy
@@ -38,6 +39,20 @@ async def firewall() -> AsyncIterator[Firewall]:
     assert chains_of(fw) == {}
 
 
+@contextlib.contextmanager
+def no_whole_load(firewall: Firewall) -> Iterator[None]:
+    """Fails the test if the firewall loads its whole set meanwhile."""
+
+    async def refused(*, force: bool = False) -> None:
+        raise AssertionError("the whole set was loaded")
+
+    firewall._load = refused  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del firewall._load
+
+
 def comparable(chains: dict[str, list[str]], main: str, input_chain: str) -> dict[str, list[str]]:
     """The same rules, with the sandboxes' own rules in the main and input chains in a set order
     (between the fixed head and the final DROP, their order means nothing: each matches its
@@ -58,10 +73,9 @@ async def test_added_sandboxes_hold_the_rules_a_whole_load_holds(firewall: Firew
     first = [(uuid.uuid4(), "10.251.0.2", NetworkPolicy())]
     await firewall.replace_all(first)
     added = [(uuid.uuid4(), f"10.251.0.{10 + i}", policy) for i, policy in enumerate(policies)]
-    for sandbox_id, address, policy in added:
-        await firewall.guard(sandbox_id, address, policy)
-        # Added by itself: the last whole load's text no longer describes the kernel.
-        assert firewall._loaded is None
+    with no_whole_load(firewall):
+        for sandbox_id, address, policy in added:
+            await firewall.guard(sandbox_id, address, policy)
     by_addition = chains_of(firewall)
     main, input_chain = firewall.chains.main, firewall.chains.input
     assert by_addition[main][-1] == "-j DROP"
@@ -74,14 +88,18 @@ async def test_added_sandboxes_hold_the_rules_a_whole_load_holds(firewall: Firew
     whole = chains_of(firewall)
     assert comparable(by_addition, main, input_chain) == comparable(whole, main, input_chain)
 
-    # A release after additions takes the sandbox's chain and jumps away, as for any other.
+    # A release takes the sandbox's jump, rules and chain away by a few rules too.
     gone_id, gone_address, _ = added[0]
-    await firewall.guard(uuid.uuid4(), "10.251.0.40", NetworkPolicy())
-    await firewall.release(gone_id)
+    with no_whole_load(firewall):
+        await firewall.guard(uuid.uuid4(), "10.251.0.40", NetworkPolicy())
+        await firewall.release(gone_id)
     after = chains_of(firewall)
     assert firewall.chains.of(gone_id) not in after
     assert not any(gone_address in rule for rules in after.values() for rule in rules)
     assert any(rule.startswith("-s 10.251.0.40/32 -g ") for rule in after[main])
+    # Guarded again (a restart), it is added again.
+    await firewall.guard(gone_id, gone_address, NetworkPolicy())
+    assert chains_of(firewall)[firewall.chains.of(gone_id)] != []
 
 
 async def test_an_addition_iptables_refuses_falls_back_to_a_whole_load(firewall: Firewall) -> None:
