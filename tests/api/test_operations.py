@@ -177,6 +177,15 @@ async def test_a_database_outage_is_503_and_changes_nothing(
             for _ in range(3):
                 response = await http.post("/environments", json=body, headers=user.headers)
                 error_of(response, 503, "UNAVAILABLE")
+            # Reads that look their caller up in their own statement, also when the request
+            # would have been a 404 or a 400: the caller cannot be looked up, so 503.
+            for path in (
+                f"/sandboxes/{uuid.uuid4()}",
+                "/sandboxes/not-an-id",
+                "/sandboxes",
+                "/sandboxes?limit=0",
+            ):
+                error_of(await http.get(path, headers=user.headers), 503, "UNAVAILABLE")
             health = await http.get("/health")
             assert (health.status_code, health.json()["db"]) == (503, "down")
             assert (await http.get("/health/ready")).status_code == 503
