@@ -28,11 +28,10 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.requests import tree_cpu_seconds
 from bench.stack import median, running_platform, table
 from tests.support.docker import TEST_IMAGE
 from tests.support.platform import Platform
-from tests.support.processes import tree_rss
+from tests.support.processes import tree_cpu_seconds, tree_rss
 
 MIB = 1024 * 1024
 ROUNDS = 5

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import psutil  # type: ignore[import-untyped]
 from sbx_common import db, topology
 from sbx_devstack.servers import EmbeddedPostgres
 
@@ -45,6 +44,7 @@ from tests.support.api import create_environment, signup
 from tests.support.nats_auth import admin_connect
 from tests.support.nats_auth import nats_server as test_nats
 from tests.support.platform import Platform, platform_env
+from tests.support.processes import tree_cpu_seconds
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))  # per route per round
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -66,24 +66,6 @@ class Result:
     @property
     def cpu_us(self) -> float:
         return self.api_cpu_us + self.db_cpu_us
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its descendants (the API's workers, the
-    PostgreSQL backends) so far."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            continue
-        total += times.user + times.system
-    return total
 
 
 @dataclass(frozen=True)

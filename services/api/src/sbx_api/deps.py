@@ -237,6 +237,17 @@ async def get_self_authenticating_caller(request: Request, state: State) -> Call
 SelfAuthenticatingCaller = Annotated[Caller | PendingCaller, Depends(get_self_authenticating_caller)]
 
 
+def caller_query(caller: Caller | PendingCaller) -> users.CallerQuery:
+    """The statement a read joins to (`auth.repository.joined`): the pending caller's lookup, or
+    a caller already let in as it is."""
+    return caller.query if isinstance(caller, PendingCaller) else users.known_caller(caller.user_id)
+
+
+async def settled(caller: Caller | PendingCaller, row: Mapping[str, Any] | None) -> Caller:
+    """The caller, once the row of its `caller_query` is back: a pending one settled (401, 429)."""
+    return await caller.settle(row) if isinstance(caller, PendingCaller) else caller
+
+
 async def settle_before_error(conn: HTTPConnection) -> PlatformError | None:
     """An error is about to be answered (a 400, a 404, ...): a caller still pending is settled
     first, so that credentials refused or a budget spent answer 401 or 429 as on every route,

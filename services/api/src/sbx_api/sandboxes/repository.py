@@ -145,7 +145,8 @@ async def get_sandbox_as(
     conn: asyncpg.Connection, caller: CallerQuery, sandbox_id: uuid.UUID
 ) -> tuple[asyncpg.Record | None, SandboxRow | None]:
     """`get_sandbox` and the caller's row (`CallerQuery`: who, whether the credentials are
-    good, the rate-limit hit) in one round trip. The sandbox is read only for a caller let in."""
+    good, the rate-limit hit; `auth.repository.known_caller` for a caller already let in) in one
+    round trip. The sandbox is read only for a caller let in."""
     row = await conn.fetchrow(
         joined(caller, _SANDBOX_SELECT + " WHERE v.id = $1 AND v.owner_id = c.caller_id"),
         *caller.args,
@@ -177,7 +178,7 @@ async def list_sandboxes(
     caller's row (`CallerQuery`; `auth.repository.known_caller` for a caller already let in):
     one round trip, and nothing read for a caller refused."""
     rows = await conn.fetch(
-        joined(caller, _LIST + " "),
+        joined(caller, _LIST),
         *caller.args,
         f.statuses,
         f.environment_id,

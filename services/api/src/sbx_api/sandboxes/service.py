@@ -39,8 +39,7 @@ from sbx_common.messages import SandboxCommand
 from sbx_common.status import NO_OP, TERMINAL, Verb, is_allowed
 
 from sbx_api.audit import service as audit
-from sbx_api.auth.repository import known_caller
-from sbx_api.deps import Caller, PendingCaller
+from sbx_api.deps import Caller, PendingCaller, caller_query, settled
 from sbx_api.environments import repository as environments
 from sbx_api.hosts import placement
 from sbx_api.pagination import PageParams, split_page, time_id_after, time_id_key
@@ -102,12 +101,8 @@ async def get(
     """The caller's sandbox; for a caller still pending, its lookup, its rate-limit hit and the
     read are one statement, settled (401, 429) before anything is answered."""
     async with state.pool.acquire() as conn:
-        if isinstance(caller, PendingCaller):
-            caller_row, row = await repository.get_sandbox_as(conn, caller.query, sandbox_id)
-        else:
-            row = await repository.get_sandbox(conn, sandbox_id, caller.user_id)
-    if isinstance(caller, PendingCaller):
-        await caller.settle(caller_row)
+        caller_row, row = await repository.get_sandbox_as(conn, caller_query(caller), sandbox_id)
+    await settled(caller, caller_row)
     if row is None:
         raise NotFound("No such sandbox.")
     return row
@@ -131,11 +126,9 @@ async def list_page(
         after=time_id_after(params),
         limit=params.limit + 1,
     )
-    query = caller.query if isinstance(caller, PendingCaller) else known_caller(caller.user_id)
     async with state.pool.acquire() as conn:
-        caller_row, rows = await repository.list_sandboxes(conn, query, filters)
-    if isinstance(caller, PendingCaller):
-        await caller.settle(caller_row)
+        caller_row, rows = await repository.list_sandboxes(conn, caller_query(caller), filters)
+    await settled(caller, caller_row)
     return split_page(rows, params.limit, lambda r: time_id_key(r.created_at, r.id))
 
 

@@ -312,17 +312,10 @@ class Firewall:
                 or self._guarded.get(entry.sandbox_id) != entry
             ):
                 return False
-            text = render_addition(self.chains, entry, dns_servers(), self.proxy_sources)
-            try:
-                await self._run([f"{self.iptables}-restore", "--noflush", "-w", "5"], stdin=text)
-            except (FirewallError, OSError, TimeoutError) as exc:
-                logger.warning(
-                    "firewall addition refused; loading the whole set", extra={"error": repr(exc)[:300]}
-                )
+            if not await self._change(render_addition(self.chains, entry, dns_servers(), self.proxy_sources)):
                 return False
             self._declared.add(name)
             self._in_kernel[entry.sandbox_id] = entry
-            self._loaded = None  # the kernel now holds more than the last whole load's text
             return True
 
     async def release(self, sandbox_id: uuid.UUID) -> None:
@@ -345,18 +338,25 @@ class Firewall:
                 or entry.sandbox_id in self._guarded
             ):
                 return False
-            text = render_removal(self.chains, entry, dns_servers())
-            try:
-                await self._run([f"{self.iptables}-restore", "--noflush", "-w", "5"], stdin=text)
-            except (FirewallError, OSError, TimeoutError) as exc:
-                logger.warning(
-                    "firewall removal refused; loading the whole set", extra={"error": repr(exc)[:300]}
-                )
+            if not await self._change(render_removal(self.chains, entry, dns_servers())):
                 return False
             del self._in_kernel[entry.sandbox_id]
             self._declared.discard(self.chains.of(entry.sandbox_id))
-            self._loaded = None
             return True
+
+    async def _change(self, text: str) -> bool:
+        """One addition or removal loaded (the caller holds the lock); False when iptables
+        refused it, and the caller goes the whole way."""
+        try:
+            await self._restore(text)
+        except (FirewallError, OSError, TimeoutError) as exc:
+            logger.warning("firewall change refused; loading the whole set", extra={"error": repr(exc)[:300]})
+            return False
+        self._loaded = None  # the kernel no longer holds the last whole load's text
+        return True
+
+    async def _restore(self, text: str) -> None:
+        await self._run([f"{self.iptables}-restore", "--noflush", "-w", "5"], stdin=text)
 
     async def _sync(self) -> None:
         """Load the rules as they are now held, and return once a load that began after this
@@ -410,7 +410,7 @@ class Firewall:
         )
         if text == self._loaded and not force:
             return
-        await self._run([f"{self.iptables}-restore", "--noflush", "-w", "5"], stdin=text)
+        await self._restore(text)
         self._loaded = text
         self._declared = set(sandbox_chains)
         self._whole_loaded = True
