@@ -78,7 +78,13 @@ def receiver() -> Iterator[Receiver]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            if len(body) < length:
+                # The sender went away mid-request (a killed service): nothing was delivered,
+                # as a real receiver would see it.
+                self.close_connection = True
+                return
             with state.lock:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 state.requests.append(Received(self.path, headers, body))

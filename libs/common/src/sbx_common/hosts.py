@@ -9,13 +9,14 @@ read them must keep their clocks in sync (NTP), as they already must for TTLs.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 from datetime import datetime, timedelta
 
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 from pydantic import Field, ValidationError
 
 from sbx_common import subjects
@@ -57,29 +58,36 @@ class HostHeartbeat(Message):
         return self.engine_ok and self.age(now) <= FRESH_SECONDS
 
 
-# How long one read of the bucket may wait for its next entry.
-READ_WAIT_SECONDS = 2.0
-
-
 async def read_hosts(js: JetStreamContext) -> dict[str, HostHeartbeat]:
     """Every host's latest heartbeat (an empty dict when none announced itself yet). Raises
-    `nats.errors.Error` or `TimeoutError` when the bucket cannot be read."""
+    `nats.errors.Error` or `TimeoutError` when the bucket cannot be read.
+
+    The keys come from the stream's own list of subjects, then each is read by a direct get. A
+    KV watcher is not used: nats-py ends its initial values when the consumer reports nothing
+    pending, which it can do before the values already delivered were handed over, and a read
+    that saw no host would place every sandbox on `local`."""
     kv = await js.key_value(subjects.HOSTS_BUCKET)
-    watcher = await kv.watchall(ignore_deletes=True)
+    info = await js.stream_info(
+        f"KV_{subjects.HOSTS_BUCKET}", subjects_filter=f"{subjects.HOSTS_KV_PREFIX}.>"
+    )
+    prefix = f"{subjects.HOSTS_KV_PREFIX}."
+    keys = sorted(
+        subject[len(prefix) :] for subject in (info.state.subjects or {}) if subject.startswith(prefix)
+    )
     found: dict[str, HostHeartbeat] = {}
-    try:
-        while True:
-            entry = await watcher.updates(timeout=READ_WAIT_SECONDS)  # type: ignore[no-untyped-call]
-            if entry is None:  # the watcher's end of the initial values
-                break
-            if entry.value is None:
-                continue
-            try:
-                found[entry.key] = HostHeartbeat.model_validate_json(entry.value)
-            except ValidationError:
-                logger.warning("unreadable host heartbeat", extra={"hostId": entry.key})
-    finally:
-        # A consumer that cannot be deleted goes away by itself (ordered, ephemeral).
-        with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
-            await watcher.stop()  # type: ignore[no-untyped-call]
+    for key, entry in zip(keys, await asyncio.gather(*(_get(kv, key) for key in keys)), strict=True):
+        if entry is None or entry.value is None:
+            continue
+        try:
+            found[key] = HostHeartbeat.model_validate_json(entry.value)
+        except ValidationError:
+            logger.warning("unreadable host heartbeat", extra={"hostId": key})
     return found
+
+
+async def _get(kv: KeyValue, key: str) -> KeyValue.Entry | None:
+    """The key's entry; None once deleted or purged."""
+    try:
+        return await kv.get(key)
+    except nats.js.errors.KeyNotFoundError:
+        return None
