@@ -340,12 +340,19 @@ async def test_api_keys_are_shown_once_listed_and_revoked(
 
 async def run_in_exec_box(page: Page, command: str) -> Locator:
     """Run `command` in the sandbox page's exec box; the result once it is shown."""
-    result = page.locator(".exec-result")
+    panel = page.get_by_role("region", name="Run a command")
+    result = panel.locator(".exec-result")
     before = await result.count()
-    await page.get_by_role("textbox", name="Command", exact=True).fill(command)
-    await page.get_by_role("button", name="Run", exact=True).click()
+    field = panel.get_by_role("textbox", name="Command", exact=True)
+    await field.fill(command)
+    await expect(field).to_have_value(command)
+    await panel.get_by_role("button", name="Run", exact=True).click()
     if before == 0:
-        await expect(result).to_be_visible()
+        # The result, or the error the box shows instead: a failure names what the user saw.
+        await expect(result.or_(panel.get_by_role("alert"))).to_be_visible()
+        alerts = panel.get_by_role("alert")
+        if await alerts.count():
+            pytest.fail(f"the exec box showed an error: {await alerts.first.inner_text()}")
     return result
 
 
