@@ -26,6 +26,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -37,7 +38,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from sbx_common import db, topology
-from sbx_devstack.servers import EmbeddedPostgres
+from sbx_devstack.servers import EmbeddedPostgres, free_port
 
 from bench.stack import percentile, table
 from tests.support.api import create_environment, signup
@@ -274,6 +275,59 @@ def summary(rounds: list[dict[str, Result]]) -> dict[str, tuple[Result, float]]:
     return out
 
 
+@contextmanager
+def floor_app(env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """`bench.floor_app` under uvicorn (one process, the API's loop and HTTP parser): its URL and
+    pid, once it answers."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.floor_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env={**os.environ, "SBX_DATABASE_URL": env["SBX_DATABASE_URL"]},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/one-query", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the floor app did not start")
+            time.sleep(0.1)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+FLOOR_ROUTES = (("GET /live", "/live"), ("GET /one-query", "/one-query"))
+
+
+def measure_floor(env: dict[str, str], db_pid: int) -> list[dict[str, Result]]:
+    """ROUNDS rounds of the bare app's two routes, each route SECONDS long."""
+    with floor_app(env) as (url, pid):
+        for _, path in FLOOR_ROUTES:  # its pool and caches warm
+            load(Target(url + path, pid, db_pid), {}, 2)
+        return [
+            {label: load(Target(url + path, pid, db_pid), {}, SECONDS) for label, path in FLOOR_ROUTES}
+            for _ in range(ROUNDS)
+        ]
+
+
 def run() -> str:
     generator = "wrk" if shutil.which("wrk") else "a Python load generator (wrk not installed)"
     load_before = os.getloadavg()
@@ -287,6 +341,7 @@ def run() -> str:
         sums = {workers: summary(r) for workers, r in rounds.items()}
         half = sums[2]["GET /sandboxes/:id"][0].rps / 2
         paced_result = paced(f"{two.api_url}/sandboxes/{sandbox_id}", headers, half, root)
+        floor_rounds = measure_floor(env, db_pid)
     out = [
         f"Load average of the machine (1, 5, 15 min) before: {load_before[0]:.1f} {load_before[1]:.1f} "
         f"{load_before[2]:.1f}; after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}. CPU per request is "
@@ -355,6 +410,28 @@ def run() -> str:
                     f"<= {TARGET_P99_MS:.0f} ms",
                 ]
             ],
+        )
+    )
+    floor_rows = []
+    for label, _ in FLOOR_ROUTES:
+        results = [r[label] for r in floor_rounds]
+        ratio = _median([r[label].rps / r["GET /live"].rps for r in floor_rounds])
+        floor_rows.append(
+            [
+                label,
+                f"{_median([x.rps for x in results]):,.0f}",
+                f"{_median([x.p99_ms for x in results]):.1f}",
+                "baseline" if label == "GET /live" else f"{ratio:.2f}x",
+                f"{_median([x.api_cpu_us for x in results]):,.0f}"
+                f" + {_median([x.db_cpu_us for x in results]):,.0f}",
+            ]
+        )
+    out.append(
+        table(
+            "The floor: a bare FastAPI app (bench/floor_app.py), one process, nothing of the platform's; "
+            "its one-query route bounds any read that looks its caller up in PostgreSQL",
+            ["route", "req/s", "p99 ms", "req/s vs its /live", "CPU us/req (app + PostgreSQL)"],
+            floor_rows,
         )
     )
     return "\n".join(out)
