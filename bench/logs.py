@@ -217,6 +217,9 @@ async def throughput(
     shipper = plat.processes["log-shipper"].process
     assert shipper is not None
     cpu_before = process_cpu_seconds(shipper.pid)
+    engine = dockerd_pid()
+    engine_before = process_cpu_seconds(engine) if engine else 0.0
+    busy_before, total_before = machine_busy_seconds()
     try:
         started = await _go(http, sandbox)
         while True:
@@ -226,6 +229,8 @@ async def throughput(
             if stored and stored >= LINES:
                 stored_at = time.monotonic()
                 shipper_cpu = process_cpu_seconds(shipper.pid) - cpu_before
+                engine_cpu = process_cpu_seconds(engine) - engine_before if engine else float("nan")
+                busy_after, total_after = machine_busy_seconds()
                 break
             await asyncio.sleep(0.01)
         await asyncio.to_thread(follower.join, 120)
@@ -245,6 +250,10 @@ async def throughput(
         "reader": reader_kind,
         "stored": LINES / (stored_at - started),
         "shipper_us_per_line": shipper_cpu / LINES * 1e6,
+        # Docker's engine (writing the log file, and serving both followers) per line, and how
+        # busy the machine's cores were from the go to the last line stored.
+        "dockerd_us_per_line": engine_cpu / LINES * 1e6,
+        "machine_busy": (busy_after - busy_before) / max(total_after - total_before, 1e-9),
         "docker": LINES / (follower.done_at - started),
         "ws": len(socket["seqs"]) / (socket["done_at"] - started),
         "ws_latencies": socket["latencies"],
@@ -320,6 +329,21 @@ async def latency(
     }
 
 
+def machine_busy_seconds() -> tuple[float, float]:
+    """(CPU seconds spent busy, CPU seconds in all) over every core since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])  # without guest time, already counted in user
+    tick = os.sysconf("SC_CLK_TCK")
+    return (total - idle) / tick, total / tick
+
+
+def dockerd_pid() -> int | None:
+    found = subprocess.run(["pidof", "dockerd"], check=False, capture_output=True, text=True).stdout.split()
+    return int(found[0]) if found else None
+
+
 async def measure(plat: Platform) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     async with httpx.AsyncClient(base_url=plat.api_url, timeout=120) as http:
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
@@ -350,7 +374,8 @@ def run() -> str:
         verdict = "met" if ratio >= TARGET_STORED_RATIO else "not met"
         stored_note = (
             f"{ratio:.2f}x docker logs -f (target >= {TARGET_STORED_RATIO}x: {verdict});"
-            f" shipper CPU {rates['shipper_us_per_line']:.1f} us/line"
+            f" shipper CPU {rates['shipper_us_per_line']:.1f} us/line, dockerd"
+            f" {rates['dockerd_us_per_line']:.1f} us/line; cores busy {rates['machine_busy']:.0%}"
         )
         if not rates["stored_exact"]:
             stored_note += "; STORED TEXT DIFFERS"
