@@ -127,3 +127,36 @@ async def test_guarding_again_as_loaded_changes_nothing(firewall: Firewall) -> N
     await firewall.release(uuid.uuid4())  # never guarded: nothing to take away
     firewall.iptables = "iptables"
     assert chains_of(firewall) == before
+
+
+async def test_a_rebuild_from_an_older_listing_keeps_the_changes_made_since(firewall: Firewall) -> None:
+    """The periodic rebuild lists the running containers, then loads: a sandbox destroyed after
+    the listing must not get its rules back, one started after it must not lose them, and an
+    address handed on meanwhile belongs to its new sandbox."""
+    gone, kept, started, successor = (uuid.uuid4() for _ in range(4))
+    policy = NetworkPolicy()
+    await firewall.replace_all([(gone, "10.251.1.2", policy), (kept, "10.251.1.3", policy)])
+    since = firewall.mark()
+    listing = [(gone, "10.251.1.2", policy), (kept, "10.251.1.3", policy)]
+    await firewall.release(gone)
+    await firewall.guard(started, "10.251.1.4", policy)
+    await firewall.guard(successor, "10.251.1.2", NetworkPolicy(Egress.NONE))
+    await firewall.replace_all(listing, since)
+
+    chains = chains_of(firewall)
+    main = chains[firewall.chains.main]
+    assert firewall.chains.of(gone) not in chains
+    assert f"-s 10.251.1.2/32 -g {firewall.chains.of(successor)}" in main
+    assert f"-s 10.251.1.3/32 -g {firewall.chains.of(kept)}" in main
+    assert f"-s 10.251.1.4/32 -g {firewall.chains.of(started)}" in main
+    assert chains[firewall.chains.of(successor)] == ["-j DROP"]  # its own policy, not the listing's
+    assert set(firewall.guarded) == {kept, started, successor}
+
+    # A listing made after those changes is the whole truth again.
+    since = firewall.mark()
+    await firewall.replace_all([(kept, "10.251.1.3", policy)], since)
+    chains = chains_of(firewall)
+    assert [rule for rule in chains[firewall.chains.main] if "-g " in rule] == [
+        f"-s 10.251.1.3/32 -g {firewall.chains.of(kept)}"
+    ]
+    assert set(firewall.guarded) == {kept}

@@ -74,6 +74,8 @@ class NetworkGuard:
         """Every running sandbox container of this instance, guarded by its recorded policy."""
         self._network_ready = False
         await self.ensure_network()
+        # Starts and ends from here on race the listing: theirs are the newer word.
+        since = self.firewall.mark()
         containers = await self.engine.instance_containers(self.settings.instance)
         running: dict[uuid.UUID, str] = {}
         for container in containers:
@@ -86,7 +88,7 @@ class NetworkGuard:
         # A container without a sandbox row (an orphan the reaper will remove) gets no rules:
         # the platform's chain drops whatever comes from an address it does not know.
         await self.firewall.replace_all(
-            [(sid, address, policies[sid]) for sid, address in running.items() if sid in policies]
+            [(sid, address, policies[sid]) for sid, address in running.items() if sid in policies], since
         )
 
 

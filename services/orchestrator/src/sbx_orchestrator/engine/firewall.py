@@ -273,10 +273,23 @@ class Firewall:
         # Changes to `_guarded` counted, and how many of them the last finished load covered.
         self._changes = 0
         self._applied = 0
+        # Each sandbox guarded or released since the last rebuild, and when (a count of such
+        # changes): a rebuild from a listing made before then keeps what the change said.
+        self._touches = 0
+        self._touched: dict[uuid.UUID, int] = {}
 
     @property
     def guarded(self) -> dict[uuid.UUID, Guarded]:
         return dict(self._guarded)
+
+    def mark(self) -> int:
+        """Where the changes stand now: a rebuild from a listing made after this call passes it
+        as `since`, and the changes made after it win over the listing."""
+        return self._touches
+
+    def _touch(self, sandbox_id: uuid.UUID) -> None:
+        self._touches += 1
+        self._touched[sandbox_id] = self._touches
 
     # --- changes ---
 
@@ -291,8 +304,10 @@ class Firewall:
         stale = [g.sandbox_id for g in self._guarded.values() if g.address == address]
         for other in stale:
             del self._guarded[other]
+            self._touch(other)
         fresh = not stale and sandbox_id not in self._guarded
         self._guarded[sandbox_id] = entry
+        self._touch(sandbox_id)
         if fresh and await self._add(entry):
             return
         await self._sync()
@@ -321,6 +336,7 @@ class Firewall:
     async def release(self, sandbox_id: uuid.UUID) -> None:
         """The sandbox's container no longer runs: its rules go."""
         entry = self._guarded.pop(sandbox_id, None)
+        self._touch(sandbox_id)
         if entry is not None and await self._remove(entry):
             return
         if entry is not None or not self._whole_loaded:
@@ -373,14 +389,32 @@ class Firewall:
                 await self._load()
                 self._applied = covers
 
-    async def replace_all(self, guarded: list[tuple[uuid.UUID, str, NetworkPolicy]]) -> None:
+    async def replace_all(
+        self, guarded: list[tuple[uuid.UUID, str, NetworkPolicy]], since: int | None = None
+    ) -> None:
         """Rebuild from scratch (start-up, Docker back, the periodic refresh), hostnames
-        resolved again, and the jumps into the platform's chains checked."""
+        resolved again, and the jumps into the platform's chains checked.
+
+        `guarded` is a listing of what runs, made after `mark()` returned `since`: a sandbox
+        guarded or released after that (its start or its end racing the listing) keeps what
+        that change said, so a listing a moment old never brings back the rules of a sandbox
+        just destroyed, nor drops those of one just started. Without `since`, `guarded` is the
+        whole truth."""
         entries = [
             Guarded(sid, address, policy, await self._resolve(policy)) for sid, address, policy in guarded
         ]
         async with self._lock:
-            self._guarded = {g.sandbox_id: g for g in entries}
+            listed = {g.sandbox_id: g for g in entries}
+            if since is not None:
+                recent = {sid for sid, at in self._touched.items() if at > since}
+                kept = {sid: self._guarded[sid] for sid in recent if sid in self._guarded}
+                taken = {g.address for g in kept.values()}
+                listed = {sid: g for sid, g in listed.items() if sid not in recent and g.address not in taken}
+                listed.update(kept)
+                self._touched = {sid: at for sid, at in self._touched.items() if at > since}
+            else:
+                self._touched = {}
+            self._guarded = listed
             covers = self._changes
             await self._load(force=True)
             self._applied = covers
