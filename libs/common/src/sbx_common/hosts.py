@@ -66,14 +66,14 @@ async def read_hosts(js: JetStreamContext) -> dict[str, HostHeartbeat]:
     KV watcher is not used: nats-py ends its initial values when the consumer reports nothing
     pending, which it can do before the values already delivered were handed over, and a read
     that saw no host would place every sandbox on `local`."""
-    kv = await js.key_value(subjects.HOSTS_BUCKET)
-    info = await js.stream_info(
-        f"KV_{subjects.HOSTS_BUCKET}", subjects_filter=f"{subjects.HOSTS_KV_PREFIX}.>"
-    )
+    # One stream info gives both the keys and what `js.key_value` would read for the bucket.
+    stream = f"KV_{subjects.HOSTS_BUCKET}"
     prefix = f"{subjects.HOSTS_KV_PREFIX}."
-    keys = sorted(
-        subject[len(prefix) :] for subject in (info.state.subjects or {}) if subject.startswith(prefix)
+    info = await js.stream_info(stream, subjects_filter=f"{prefix}>")
+    kv = KeyValue(
+        name=subjects.HOSTS_BUCKET, stream=stream, pre=prefix, js=js, direct=bool(info.config.allow_direct)
     )
+    keys = sorted(subject[len(prefix) :] for subject in info.state.subjects or {})
     found: dict[str, HostHeartbeat] = {}
     for key, entry in zip(keys, await asyncio.gather(*(_get(kv, key) for key in keys)), strict=True):
         if entry is None or entry.value is None:

@@ -411,7 +411,7 @@ class Firewall:
                 taken = {g.address for g in kept.values()}
                 listed = {sid: g for sid, g in listed.items() if sid not in recent and g.address not in taken}
                 listed.update(kept)
-                self._touched = {sid: at for sid, at in self._touched.items() if at > since}
+                self._touched = {sid: self._touched[sid] for sid in recent}
             else:
                 self._touched = {}
             self._guarded = listed
