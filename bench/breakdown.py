@@ -7,7 +7,10 @@ is cut at what can be seen from outside the services: the command as it crosses 
 subscribed to the command subjects), the orchestrator's span for the command and its Docker calls (its traces,
 written to a file: `OTEL_TRACES_EXPORTER=sbx_jsonfile`, orchestrator only), the sandbox's events
 as they cross NATS, and the answer. Every stamp is wall-clock nanoseconds on this one machine.
-A bare authenticated `GET /sandboxes/:id` is timed beside them: the API's own floor per request.
+A bare authenticated `GET /sandboxes/:id` is timed beside them: the API's own floor per request,
+and, alternated with the destroys, a raw docker-SDK remove of a container made with the platform's
+settings on its network (`bench.create.raw_like_platform`): what Docker's own part of a destroy
+takes in the same run, to set beside the orchestrator's remove call.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import docker
 import httpx
 from nats.aio.msg import Msg
 from sbx_common import subjects
+from sbx_orchestrator.engine.firewall import network_name
 
-from bench.create import POOL, _pool_full
+from bench.create import POOL, _pool_full, raw_like_platform
 from bench.lifecycle import CPU, MEMORY_MIB
 from bench.stack import median, running_platform, table
 from tests.support.docker import TEST_IMAGE
@@ -83,6 +88,14 @@ def _spans(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[s
     return commands, docker
 
 
+def _raw_remove(client: docker.DockerClient, network: str) -> float:
+    """A container with the platform's settings made and started, then timed as it is removed."""
+    _, container_id = raw_like_platform(client, network)
+    t0 = time.perf_counter()
+    client.api.remove_container(container_id, force=True)
+    return time.perf_counter() - t0
+
+
 async def measure(plat: Platform, trace_file: Path, rounds: int) -> dict[str, list[dict[str, float]]]:
     monitor = Monitor()
     nc = await admin_connect(plat.base_env["SBX_NATS_URL"], "bench-breakdown")
@@ -90,6 +103,9 @@ async def measure(plat: Platform, trace_file: Path, rounds: int) -> dict[str, li
     await nc.subscribe(f"{subjects.EVT_PREFIX}.>", cb=monitor.on_event)
     samples: dict[str, list[tuple[str, Sample]]] = defaultdict(list)
     reads: list[float] = []
+    raw_removes: list[float] = []
+    client = docker.from_env()
+    network = network_name(plat.base_env["SBX_INSTANCE"])
     async with httpx.AsyncClient(base_url=plat.api_url, timeout=120) as http:
         email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
         signup = await http.post("/auth/signup", json={"email": email, "password": "benchmark-password"})
@@ -121,6 +137,7 @@ async def measure(plat: Platform, trace_file: Path, rounds: int) -> dict[str, li
         for _ in range(rounds // 2):
             made = await timed("create", "POST", "/sandboxes?wait=true&timeout=60", **create)
             await timed("destroy", "DELETE", f"/sandboxes/{made['id']}?wait=true&timeout=60")
+            raw_removes.append(await asyncio.to_thread(_raw_remove, client, network))
         # Warm-pool creates: a full pool before each (its refill is not what a sample times).
         warm = await http.post(
             "/environments",
@@ -142,6 +159,7 @@ async def measure(plat: Platform, trace_file: Path, rounds: int) -> dict[str, li
             await http.put(f"/environments/{warm_body['environmentId']}", json={"warmPool": 0})
         finally:
             await db.close()
+    client.close()
     await asyncio.sleep(0.5)
     await nc.close()
     command_spans, docker_spans = _spans(trace_file)
@@ -152,6 +170,7 @@ async def measure(plat: Platform, trace_file: Path, rounds: int) -> dict[str, li
             if row is not None:
                 stages[kind].append(row)
     stages["read"] = [{"total": r * 1000} for r in reads]
+    stages["raw remove"] = [{"total": r * 1000} for r in raw_removes]
     return stages
 
 
@@ -221,7 +240,11 @@ def run(rounds: int = ROUNDS) -> str:
     )
     counts = ", ".join(f"{k}: {len(stages.get(k, []))}" for k in kinds)
     read = median([r["total"] for r in stages["read"]])
-    out += f"\nSamples: {counts}. Bare authenticated GET /sandboxes/:id p50: {read:.1f} ms\n"
+    raw = median([r["total"] for r in stages["raw remove"]])
+    out += (
+        f"\nSamples: {counts}. Bare authenticated GET /sandboxes/:id p50: {read:.1f} ms. Raw remove of"
+        f" a container with the platform's settings, alternated with the destroys: p50 {raw:.1f} ms\n"
+    )
     return out
 
 

@@ -278,9 +278,14 @@ async def test_rules_go_with_the_sandbox(
     assert any(f"-s {address}/32 -g {chain}" in line for line in platform_rules())
     response = await http.delete(f"/sandboxes/{sandbox['id']}?wait=true", headers=owner.headers)
     assert response.json()["data"]["status"] == "destroyed"
-    rules = iptables_rules()
-    assert f"{address}/32" not in rules
-    assert chain not in rules
+    # The orchestrator takes the rules away once the destroy is recorded (Lifecycle._destroy).
+    await wait_for(lambda: rules_gone([(address, chain)]), timeout=10, interval=0.01, what="its rules gone")
+
+
+async def rules_gone(guarded: list[tuple[str, str]]) -> bool:
+    """No rule names any of these sandboxes' addresses or chains (address, chain)."""
+    rules = await asyncio.to_thread(iptables_rules)
+    return not any(f"{address}/32" in rules or chain in rules for address, chain in guarded)
 
 
 def docker_reaches(docker_client: docker.DockerClient, container: str, address: str) -> bool:
@@ -376,10 +381,8 @@ async def _started_and_destroyed_together(
         *(http.delete(f"/sandboxes/{s['id']}{query}", headers=owner.headers) for s in sandboxes)
     )
     assert [a.json()["data"]["status"] for a in answers] == ["destroyed"] * len(sandboxes)
-    left = iptables_rules()
-    for address, chain in guarded:
-        assert f"{address}/32" not in left
-        assert chain not in left
+    # Each sandbox's rules go right after its destroy is recorded.
+    await wait_for(lambda: rules_gone(guarded), timeout=10, interval=0.01, what="their rules gone")
 
 
 async def test_the_rules_are_rebuilt_when_the_orchestrator_restarts(
