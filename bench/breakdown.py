@@ -2,8 +2,8 @@
 
     uv run python -m bench.breakdown [rounds]
 
-For resume, pause, cold create, warm-pool create and destroy through `?wait=true`, each sample
-is cut at what can be seen from outside the services: the command as it crosses NATS (a monitor
+For resume, pause, stop, start, cold create, warm-pool create and destroy through `?wait=true`,
+each sample is cut at what can be seen from outside the services: the command as it crosses NATS (a monitor
 subscribed to the command subjects), the orchestrator's span for the command and its Docker calls (its traces,
 written to a file: `OTEL_TRACES_EXPORTER=sbx_jsonfile`, orchestrator only), the sandbox's events
 as they cross NATS, and the answer. Every stamp is wall-clock nanoseconds on this one machine.
@@ -133,6 +133,9 @@ async def measure(plat: Platform, trace_file: Path, rounds: int) -> dict[str, li
             t0 = time.perf_counter()
             await http.get(f"/sandboxes/{sandbox['id']}")
             reads.append(time.perf_counter() - t0)
+        for _ in range(rounds // 2):
+            await timed("stop", "POST", f"/sandboxes/{sandbox['id']}/stop?wait=true&timeout=60")
+            await timed("start", "POST", f"/sandboxes/{sandbox['id']}/start?wait=true&timeout=60")
         await timed("destroy", "DELETE", f"/sandboxes/{sandbox['id']}?wait=true&timeout=60")
         for _ in range(rounds // 2):
             made = await timed("create", "POST", "/sandboxes?wait=true&timeout=60", **create)
@@ -225,7 +228,7 @@ def run(rounds: int = ROUNDS) -> str:
         "settled event to answer",
         "docker calls (count)",
     ]
-    kinds = ["resume", "pause", "create", "warm create", "destroy"]
+    kinds = ["resume", "pause", "stop", "start", "create", "warm create", "destroy"]
     rows = []
     for name in names:
         cells = []

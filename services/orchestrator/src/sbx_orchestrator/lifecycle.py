@@ -641,15 +641,15 @@ class Lifecycle:
         if info is not None and read_state(info).running:
             await self.engine.stop(str(info["Id"]), self.settings.stop_timeout)
         await self._sandbox_down(job)
-        await self.guard.release(job.sandbox.id)
         await self.storage.refresh_usage(job.sandbox)
         await self._record(
             job, Status.STOPPED, endpoints=[], address=None, stopped_at=utcnow(), exit_code=None
         )
+        await self._release_after_record(job)
 
     async def _destroy(self, job: Job) -> None:
         """Remove the container (forced: running or frozen, it is killed) with no inspect
-        first, record it destroyed, then take its firewall rules away.
+        first, record it destroyed, then take its firewall rules away (as a stop does).
 
         The rules go after the record, not beside the remove: an iptables removal committed
         while Docker tears the container's network down made that teardown about 10 ms slower
@@ -671,12 +671,17 @@ class Lifecycle:
         else:
             await self._record(job, Status.DESTROYED, **columns)
         forget_secrets(str(job.sandbox.id))
+        await self._release_after_record(job)
+
+    async def _release_after_record(self, job: Job) -> None:
+        """The firewall rules of a container that no longer runs, taken away once its stop or
+        destroy is recorded (see `_destroy`)."""
         try:
             await self.guard.release(job.sandbox.id)
         except Exception:
-            # The sandbox is gone and recorded so; the periodic rebuild takes the rules away.
+            # The container is gone and recorded so; the periodic rebuild takes the rules away.
             logger.exception(
-                "destroyed sandbox's rules not removed", extra={"sandboxId": str(job.sandbox.id)}
+                "rules of a sandbox that ended not removed", extra={"sandboxId": str(job.sandbox.id)}
             )
 
     # --- steps ---
