@@ -160,3 +160,46 @@ async def test_a_rebuild_from_an_older_listing_keeps_the_changes_made_since(fire
         f"-s 10.251.1.3/32 -g {firewall.chains.of(kept)}"
     ]
     assert set(firewall.guarded) == {kept}
+
+
+@pytest.mark.parametrize("removal_first", [False, True], ids=["guard-first", "removal-first"])
+async def test_an_address_handed_on_before_the_old_rules_are_removed_gets_only_its_own(
+    firewall: Firewall, removal_first: bool
+) -> None:
+    """A stop or destroy forgets its sandbox at once and removes its rules afterwards
+    (`forget`, then `take_away`). A sandbox given the same address in between must be guarded by
+    its own policy alone, whichever of its guard and that removal comes first, and the removal
+    must not take the newcomer's rules."""
+    old, new = uuid.uuid4(), uuid.uuid4()
+    await firewall.replace_all([(old, "10.251.3.2", NetworkPolicy())])
+    forgotten = firewall.forget(old)
+    assert forgotten is not None
+    if removal_first:
+        await firewall.take_away(forgotten)
+    await firewall.guard(new, "10.251.3.2", NetworkPolicy(Egress.NONE))
+    jumps = [rule for rule in chains_of(firewall)[firewall.chains.main] if "-g " in rule]
+    # No jump of that address to the old sandbox's chain, even before its removal ran.
+    assert jumps == [f"-s 10.251.3.2/32 -g {firewall.chains.of(new)}"]
+    if not removal_first:
+        await firewall.take_away(forgotten)
+    chains = chains_of(firewall)
+    assert firewall.chains.of(old) not in chains
+    assert [rule for rule in chains[firewall.chains.main] if "-g " in rule] == [
+        f"-s 10.251.3.2/32 -g {firewall.chains.of(new)}"
+    ]
+    assert chains[firewall.chains.of(new)] == ["-j DROP"]
+    assert set(firewall.guarded) == {new}
+
+
+async def test_a_sandbox_guarded_again_before_its_removal_keeps_its_rules(firewall: Firewall) -> None:
+    """A stop answered, then a start at once: the sandbox is guarded again (same address, same
+    policy) before the stop's removal ran; that removal must leave the new rules in."""
+    sandbox_id = uuid.uuid4()
+    await firewall.replace_all([(sandbox_id, "10.251.4.2", NetworkPolicy())])
+    forgotten = firewall.forget(sandbox_id)
+    await firewall.guard(sandbox_id, "10.251.4.2", NetworkPolicy())
+    await firewall.take_away(forgotten)
+    chains = chains_of(firewall)
+    assert f"-s 10.251.4.2/32 -g {firewall.chains.of(sandbox_id)}" in chains[firewall.chains.main]
+    assert chains[firewall.chains.of(sandbox_id)] != []
+    assert set(firewall.guarded) == {sandbox_id}

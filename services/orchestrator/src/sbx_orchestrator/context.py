@@ -86,6 +86,7 @@ class OrchestratorContext:
         )
 
     async def close(self) -> None:
+        await self.guard.drain()
         await self.agents.close()
         await self.broker.stop()
         await self.pool.close()

@@ -645,7 +645,7 @@ class Lifecycle:
         await self._record(
             job, Status.STOPPED, endpoints=[], address=None, stopped_at=utcnow(), exit_code=None
         )
-        await self._release_after_record(job)
+        self._release_after_record(job)
 
     async def _destroy(self, job: Job) -> None:
         """Remove the container (forced: running or frozen, it is killed) with no inspect
@@ -656,8 +656,8 @@ class Lifecycle:
         (`bench.breakdown` against a raw remove in the same run), and after the record it is off
         the answer's path. Nothing can use them meanwhile: the address is Docker's to hand out
         again only once the container is removed, and a sandbox given it is guarded in place of
-        this one whichever comes first (`Firewall.guard` replaces a stale entry for its address;
-        the release then finds nothing left to take away)."""
+        this one whichever comes first: `Firewall.guard` replaces a stale entry for its address,
+        and a load of the whole set replaces a jump the kernel still holds for it."""
         await self._forget_agent(job)
         await self._remove(job)
         await self._sandbox_down(job, destroyed=True)
@@ -671,18 +671,13 @@ class Lifecycle:
         else:
             await self._record(job, Status.DESTROYED, **columns)
         forget_secrets(str(job.sandbox.id))
-        await self._release_after_record(job)
+        self._release_after_record(job)
 
-    async def _release_after_record(self, job: Job) -> None:
+    def _release_after_record(self, job: Job) -> None:
         """The firewall rules of a container that no longer runs, taken away once its stop or
-        destroy is recorded (see `_destroy`)."""
-        try:
-            await self.guard.release(job.sandbox.id)
-        except Exception:
-            # The container is gone and recorded so; the periodic rebuild takes the rules away.
-            logger.exception(
-                "rules of a sandbox that ended not removed", extra={"sandboxId": str(job.sandbox.id)}
-            )
+        destroy is recorded (see `_destroy`), without the sandbox's lock: a start sent as soon as
+        a stop is answered does not wait for the kernel."""
+        self.guard.release_soon(job.sandbox.id)
 
     # --- steps ---
 

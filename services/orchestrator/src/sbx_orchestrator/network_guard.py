@@ -21,7 +21,7 @@ from sbx_common.network import NetworkPolicy
 from sbx_orchestrator.config import OrchestratorSettings
 from sbx_orchestrator.engine.containers import read_address
 from sbx_orchestrator.engine.docker_engine import DockerEngine
-from sbx_orchestrator.engine.firewall import Firewall, bridge_name, network_name
+from sbx_orchestrator.engine.firewall import Firewall, Guarded, bridge_name, network_name
 from sbx_orchestrator.repository import Repository
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class NetworkGuard:
             proxy_sources=settings.proxy_sources,
         )
         self._network_ready = False
+        self._releasing: set[asyncio.Task[None]] = set()
 
     async def ensure_network(self) -> None:
         if not self._network_ready:
@@ -69,6 +70,30 @@ class NetworkGuard:
 
     async def release(self, sandbox_id: uuid.UUID) -> None:
         await self.firewall.release(sandbox_id)
+
+    def release_soon(self, sandbox_id: uuid.UUID) -> None:
+        """`release` for a caller that must not wait for the kernel (a stop or destroy already
+        recorded, whose sandbox lock a next command waits for). The sandbox is forgotten at once,
+        so a later guard of it or of its address never races the removal (`Firewall.take_away`);
+        only the kernel's change runs in the background."""
+        entry = self.firewall.forget(sandbox_id)
+        task = asyncio.create_task(self._take_away(sandbox_id, entry), name="firewall-release")
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _take_away(self, sandbox_id: uuid.UUID, entry: Guarded | None) -> None:
+        try:
+            await self.firewall.take_away(entry)
+        except Exception:
+            # The container no longer runs; the periodic rebuild takes its rules away.
+            logger.exception(
+                "rules of a sandbox that ended not removed", extra={"sandboxId": str(sandbox_id)}
+            )
+
+    async def drain(self) -> None:
+        """Wait for the removals `release_soon` started (at shutdown)."""
+        while self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
 
     async def resync(self) -> None:
         """Every running sandbox container of this instance, guarded by its recorded policy."""

@@ -315,8 +315,8 @@ class Firewall:
     async def _add(self, entry: Guarded) -> bool:
         """A sandbox new to the chains (a start, the common case) added by a few rules instead of
         a load of the whole set; False when it must go the whole way: no whole load yet, the
-        sandbox already loaded or gone meanwhile, or iptables refused the addition (the chains
-        not as `render` left them)."""
+        sandbox already loaded or gone meanwhile, its address still another's in the kernel, or
+        iptables refused the addition (the chains not as `render` left them)."""
         if not self.enabled:
             return True
         async with self._lock:
@@ -325,6 +325,9 @@ class Firewall:
                 not self._whole_loaded
                 or entry.sandbox_id in self._in_kernel
                 or self._guarded.get(entry.sandbox_id) != entry
+                # The kernel still jumps this address to a forgotten sandbox's chain (its removal
+                # not made yet, `forget`): a whole load replaces that jump, whatever the order.
+                or any(g.address == entry.address for g in self._in_kernel.values())
             ):
                 return False
             if not await self._change(render_addition(self.chains, entry, dns_servers(), self.proxy_sources)):
@@ -335,8 +338,19 @@ class Firewall:
 
     async def release(self, sandbox_id: uuid.UUID) -> None:
         """The sandbox's container no longer runs: its rules go."""
+        await self.take_away(self.forget(sandbox_id))
+
+    def forget(self, sandbox_id: uuid.UUID) -> Guarded | None:
+        """`release`'s first half, at once: the sandbox is no longer guarded here, so whatever
+        comes next (a guard of its address or of the sandbox itself, a rebuild) sees it gone.
+        `take_away` of what this returns then changes the kernel."""
         entry = self._guarded.pop(sandbox_id, None)
         self._touch(sandbox_id)
+        return entry
+
+    async def take_away(self, entry: Guarded | None) -> None:
+        """`release`'s second half: the forgotten sandbox's rules out of the kernel (nothing, if
+        it was guarded again meanwhile: `_remove` then loads the set as it is held)."""
         if entry is not None and await self._remove(entry):
             return
         if entry is not None or not self._whole_loaded:
