@@ -3,10 +3,11 @@
     uv run python -m bench.breakdown [rounds]
 
 For resume, pause, stop, start, cold create, warm-pool create and destroy through `?wait=true`,
-each sample is cut at what can be seen from outside the services: the command as it crosses NATS (a monitor
-subscribed to the command subjects), the orchestrator's span for the command and its Docker calls (its traces,
-written to a file: `OTEL_TRACES_EXPORTER=sbx_jsonfile`, orchestrator only), the sandbox's events
-as they cross NATS, and the answer. Every stamp is wall-clock nanoseconds on this one machine.
+each sample is cut at what can be seen from outside the services: the command as it crosses NATS
+(a monitor subscribed to the command subjects), the orchestrator's span for the command and its
+Docker calls (its traces, written to a file: `OTEL_TRACES_EXPORTER=sbx_jsonfile`, orchestrator
+only), the sandbox's events as they cross NATS, and the answer. Every stamp is wall-clock
+nanoseconds on this one machine.
 A bare authenticated `GET /sandboxes/:id` is timed beside them: the API's own floor per request,
 and, alternated with the destroys, a raw docker-SDK remove of a container made with the platform's
 settings on its network (`bench.create.raw_like_platform`): what Docker's own part of a destroy

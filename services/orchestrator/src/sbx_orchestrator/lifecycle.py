@@ -645,7 +645,7 @@ class Lifecycle:
         await self._record(
             job, Status.STOPPED, endpoints=[], address=None, stopped_at=utcnow(), exit_code=None
         )
-        self._release_after_record(job)
+        self.guard.release_soon(job.sandbox.id)  # see `_destroy`
 
     async def _destroy(self, job: Job) -> None:
         """Remove the container (forced: running or frozen, it is killed) with no inspect
@@ -671,12 +671,6 @@ class Lifecycle:
         else:
             await self._record(job, Status.DESTROYED, **columns)
         forget_secrets(str(job.sandbox.id))
-        self._release_after_record(job)
-
-    def _release_after_record(self, job: Job) -> None:
-        """The firewall rules of a container that no longer runs, taken away once its stop or
-        destroy is recorded (see `_destroy`), without the sandbox's lock: a start sent as soon as
-        a stop is answered does not wait for the kernel."""
         self.guard.release_soon(job.sandbox.id)
 
     # --- steps ---
