@@ -6,6 +6,9 @@
 //	                   listens); the orchestrator keeps one of these per sandbox, as a
 //	                   persistent `docker exec`
 //	sbx-agent version  prints the protocol version
+//	sbx-agent hold     does nothing until SIGTERM or SIGINT: the process of a network
+//	                   holder, the container whose network namespace a sandbox joins
+//	                   (see docs/network-holders.md)
 //
 // It uses only the Go standard library and opens no TCP or UDP port: see docs/agent.md.
 package main
@@ -13,6 +16,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 // ProtocolVersion changes when a frame or an operation changes incompatibly.
@@ -20,7 +25,7 @@ const ProtocolVersion = 1
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: sbx-agent serve|attach|version")
+		fmt.Fprintln(os.Stderr, "usage: sbx-agent serve|attach|version|hold")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -37,8 +42,18 @@ func main() {
 		}
 	case "version":
 		fmt.Println(ProtocolVersion)
+	case "hold":
+		hold()
 	default:
-		fmt.Fprintln(os.Stderr, "usage: sbx-agent serve|attach|version")
+		fmt.Fprintln(os.Stderr, "usage: sbx-agent serve|attach|version|hold")
 		os.Exit(2)
 	}
+}
+
+// hold waits for a signal to end. As PID 1 of its container it would otherwise ignore the
+// SIGTERM of `docker stop` (the kernel gives PID 1 no default handlers) and wait out the grace.
+func hold() {
+	ends := make(chan os.Signal, 1)
+	signal.Notify(ends, syscall.SIGTERM, syscall.SIGINT)
+	<-ends
 }

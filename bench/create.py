@@ -5,7 +5,10 @@
 - cold create to running (`POST /sandboxes?wait=true`, environment without a pool) against a
   docker-SDK create+start of the same image and limits (target <= 1.1x), and against one that
   also has the platform's container settings (its bridge network, init, ulimits, log options,
-  block I/O weight, IPv6 off): what Docker itself spends on those, apart from the platform;
+  block I/O weight, IPv6 off): what Docker itself spends on those, apart from the platform. A
+  cold create's container joins a ready network holder's namespace (docs/network-holders.md),
+  so it is also set beside a raw create+start that joins a running container's namespace:
+  Docker's own part of what the platform does;
 - warm create to running (environment with `warmPool`, a ready container waiting before each
   sample) against the same raw baseline (target <= 0.2x);
 - destroy (`DELETE ?wait=true`) against a raw remove (target <= 1.1x);
@@ -13,7 +16,8 @@
   (target >= 0.9x).
 
 Raw and platform samples alternate, so a machine whose speed drifts weighs on both alike, and
-each timed sample starts with the pool full, so a refill never runs during one.
+each timed sample starts with the pools full (warm containers, network holders) and no holder
+being removed, so a refill never runs during one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import asyncpg
 import docker
 import httpx
+from sbx_common import labels
 from sbx_orchestrator.engine.firewall import network_name
 
 from bench.lifecycle import CPU, MEMORY_MIB, PIDS, raw_create_start
@@ -38,6 +43,7 @@ POOL = 3
 CONCURRENT = 10
 PER_CREATOR = 3
 COMMAND = ["sh", "-c", "exec sleep 3600"]
+HOLDERS = 4  # the orchestrator's network holders kept ready (SBX_NETWORK_HOLDERS' default)
 
 
 def raw_like_platform(client: docker.DockerClient, network: str) -> tuple[float, str]:
@@ -125,6 +131,58 @@ async def _pool_empty(db: asyncpg.Connection, client: docker.DockerClient, env_i
         await asyncio.sleep(0.05)
 
 
+def raw_joining(client: docker.DockerClient) -> float:
+    """A docker-SDK create+start with the same limits, of a container that joins the network
+    namespace of one already running (untimed): what Docker alone takes for a create the
+    platform serves with a network holder."""
+    name = f"sbx-bench-ns-{uuid.uuid4().hex[:8]}"
+    holder = client.containers.run(TEST_IMAGE, ["sleep", "3600"], detach=True, name=name)
+    try:
+        api = client.api
+        host = api.create_host_config(
+            nano_cpus=int(CPU * 1e9),
+            mem_limit=f"{MEMORY_MIB}m",
+            memswap_limit=f"{MEMORY_MIB}m",
+            pids_limit=PIDS,
+            network_mode=f"container:{holder.id}",
+        )
+        started = time.perf_counter()
+        created = api.create_container(
+            TEST_IMAGE, command=COMMAND, name=f"sbx-bench-join-{uuid.uuid4().hex[:8]}", host_config=host
+        )
+        api.start(created["Id"])
+        elapsed = time.perf_counter() - started
+        api.remove_container(created["Id"], force=True)
+    finally:
+        holder.remove(force=True)
+    return elapsed
+
+
+def _holders_settled(client: docker.DockerClient, instance: str) -> bool:
+    """The orchestrator's network holders neither being made nor removed: as many as the
+    sandboxes joining one, plus the ready ones (the refill is not what a sample times)."""
+    holders = client.api.containers(all=True, filters={"label": f"{labels.HOLDER_INSTANCE}={instance}"})
+    joined = {
+        c["HostConfig"]["NetworkMode"].partition(":")[2]
+        for c in client.api.containers(all=True, filters={"label": labels.instance_filter(instance)})
+        if c.get("HostConfig", {}).get("NetworkMode", "").startswith("container:")
+    }
+    ready = [h for h in holders if h["Id"] not in joined]
+    return len(ready) == HOLDERS and all(h["State"] == "running" for h in holders)
+
+
+async def holders_quiet(client: docker.DockerClient, instance: str) -> None:
+    """Until no network holder is being made or removed."""
+    while not await asyncio.to_thread(_holders_settled, client, instance):
+        await asyncio.sleep(0.05)
+
+
+async def _quiet(db: asyncpg.Connection, warm_env: str, client: docker.DockerClient, instance: str) -> None:
+    """Until no pool is being refilled (warm containers, network holders) or drained."""
+    await _pool_full(db, warm_env)
+    await holders_quiet(client, instance)
+
+
 def _raw_throughput(client: docker.DockerClient, network: str | None = None) -> float:
     """Creates+starts per second with CONCURRENT threads, PER_CREATOR each: with the same limits,
     or (`network` given) with the platform's container settings on its network."""
@@ -151,6 +209,7 @@ async def measure(plat: Platform) -> tuple[dict[str, list[float]], tuple[float, 
     samples: dict[str, list[float]] = {
         "raw create": [],
         "raw like platform": [],
+        "raw joining": [],
         "raw remove": [],
         "raw remove like platform": [],
         "cold": [],
@@ -165,26 +224,34 @@ async def measure(plat: Platform) -> tuple[dict[str, list[float]], tuple[float, 
         cold_env = await _environment(http, "bench-cold", 0)
         warm_env = await _environment(http, "bench-warm", POOL)
         await _create(http, cold_env)  # the image and the network exist before anything is timed
-        network = network_name(plat.base_env["SBX_INSTANCE"])
+        instance = plat.base_env["SBX_INSTANCE"]
+        network = network_name(instance)
         for _ in range(SAMPLES):
-            # A refill (a container being made) never runs during a timed raw or cold sample.
-            await _pool_full(db, warm_env)
+            # A refill (a container or a network holder being made, or one being removed) never
+            # runs during a timed sample.
+            await _quiet(db, warm_env, client, instance)
             elapsed, container = await asyncio.to_thread(raw_create_start, client)
             samples["raw create"].append(elapsed)
+            await _quiet(db, warm_env, client, instance)
             elapsed, cold_id = await _create(http, cold_env)
             samples["cold"].append(elapsed)
+            await _quiet(db, warm_env, client, instance)
+            samples["raw joining"].append(await asyncio.to_thread(raw_joining, client))
+            await _quiet(db, warm_env, client, instance)
             elapsed, like = await asyncio.to_thread(raw_like_platform, client, network)
             samples["raw like platform"].append(elapsed)
+            await _quiet(db, warm_env, client, instance)
             t0 = time.perf_counter()
             await asyncio.to_thread(client.api.remove_container, like, force=True)
             samples["raw remove like platform"].append(time.perf_counter() - t0)
-            await _pool_full(db, warm_env)
+            await _quiet(db, warm_env, client, instance)
             elapsed, warm_id = await _create(http, warm_env)
             samples["warm"].append(elapsed)
-            await _pool_full(db, warm_env)
+            await _quiet(db, warm_env, client, instance)
             t0 = time.perf_counter()
             await asyncio.to_thread(container.remove, force=True)
             samples["raw remove"].append(time.perf_counter() - t0)
+            await _quiet(db, warm_env, client, instance)
             samples["destroy"].append(await _destroy(http, cold_id))
             await _destroy(http, warm_id)
         await http.put(f"/environments/{warm_env}", json={"warmPool": 0})
@@ -221,6 +288,7 @@ def run() -> str:
         ("cold create to running", "cold", "raw create", "<= 1.1x"),
         ("cold create, raw with the platform's container settings", "cold", "raw like platform", ""),
         ("Docker alone: platform's settings vs same limits", "raw like platform", "raw create", ""),
+        ("cold create, raw joining a running container's network namespace", "cold", "raw joining", ""),
         ("warm-pool create to running", "warm", "raw create", "<= 0.2x"),
         ("destroy", "destroy", "raw remove", "<= 1.1x"),
         (

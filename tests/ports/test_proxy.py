@@ -18,6 +18,7 @@ import websockets
 
 from tests.ports.conftest import HTTP_PORT, WS_PORT, start_web_sandbox
 from tests.support.api import User, error_of, signup
+from tests.support.docker import sandbox_address
 from tests.support.platform import Platform, extra_api
 from tests.support.sandboxes import exec_in, lifecycle
 from tests.support.sockets import close_code_of, ws_connect, ws_url
@@ -238,8 +239,8 @@ async def test_a_stopped_sandbox_is_409_not_running(
 ) -> None:
     sandbox = await start_web_sandbox(api, owner, web_environment)
     # The orchestrator records the container's address on the sandbox bridge while it runs.
-    networks = docker_client.api.inspect_container(f"sbx-{sandbox['id']}")["NetworkSettings"]["Networks"]
-    bridge = networks[f"sbx-{platform.base_env['SBX_INSTANCE']}"]["IPAddress"]
+    bridge = sandbox_address(docker_client, sandbox["id"], platform.base_env["SBX_INSTANCE"])
+    assert bridge is not None
     assert await recorded_address(pg, sandbox["id"]) == bridge
     await lifecycle(api, owner, sandbox["id"], "stop")
     assert await recorded_address(pg, sandbox["id"]) is None

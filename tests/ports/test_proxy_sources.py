@@ -18,9 +18,9 @@ import docker
 import docker.types
 import pytest
 from docker.models.containers import Container
-from sbx_orchestrator.engine.firewall import network_name
 
 from tests.support.api import create_environment, signup
+from tests.support.docker import sandbox_address
 from tests.support.platform import dedicated_platform
 from tests.support.sandboxes import create_sandbox, exec_in
 from tests.support.waiting import wait_for
@@ -95,8 +95,8 @@ async def test_the_proxy_source_reaches_sandbox_ports_and_nothing_else_changes(
         )
         sandbox = await create_sandbox(http, user, env["id"], "?wait=true&timeout=60")
         assert sandbox["status"] == "running", sandbox["statusReason"]
-        container = docker_client.containers.get(f"sbx-{sandbox['id']}")
-        target = address_on(container, network_name(plat.instance))
+        target = sandbox_address(docker_client, sandbox["id"], plat.instance)
+        assert target is not None
 
         # Allowed: the source (once the sandbox's httpd listens); not its neighbour.
         async def served() -> str | None:

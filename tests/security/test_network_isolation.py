@@ -29,6 +29,7 @@ from sbx_common import labels
 from sbx_orchestrator.engine.firewall import Chains, bridge_name, network_name
 
 from tests.support.api import User, create_environment, signup
+from tests.support.docker import sandbox_address
 from tests.support.platform import TEST_INSTANCE, Platform
 from tests.support.sandboxes import create_sandbox, destroy_all, exec_in, get_sandbox
 from tests.support.waiting import wait_for
@@ -135,8 +136,7 @@ async def sandbox_with(
 
 
 def address_of(docker_client: docker.DockerClient, sandbox_id: str) -> str:
-    info = docker_client.api.inspect_container(labels.container_name(uuid.UUID(sandbox_id)))
-    address: str = info["NetworkSettings"]["Networks"][network_name(TEST_INSTANCE)]["IPAddress"]
+    address = sandbox_address(docker_client, uuid.UUID(sandbox_id), TEST_INSTANCE)
     assert address
     return address
 

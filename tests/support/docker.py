@@ -99,6 +99,7 @@ def remove_instance_containers(instance: str) -> None:
     """Everything a platform of installation `instance` left on the engine and the host: its
     containers, its snapshot images, its sandbox network, and its firewall chains."""
     remove_containers(f"{labels.INSTANCE}={instance}")
+    remove_containers(f"{labels.HOLDER_INSTANCE}={instance}")  # after the sandboxes joining them
     remove_instance_images(instance)
     remove_instance_network(instance)
 
@@ -171,3 +172,19 @@ def inspect_container(client: docker.DockerClient, name: str) -> dict[str, Any] 
     except NotFound:
         return None
     return attrs
+
+
+def sandbox_address(client: docker.DockerClient, sandbox_id: object, instance: str) -> str | None:
+    """A sandbox container's address on its installation's network: its own, or that of the
+    network holder whose namespace it joins (docs/network-holders.md). None when it has none."""
+    info = inspect_container(client, labels.container_name(sandbox_id))
+    if info is None:
+        return None
+    kind, _, holder = str(info["HostConfig"].get("NetworkMode") or "").partition(":")
+    if kind == "container":
+        info = inspect_container(client, holder)
+        if info is None:
+            return None
+    network = (info["NetworkSettings"].get("Networks") or {}).get(f"sbx-{instance}") or {}
+    address = network.get("IPAddress")
+    return str(address) if address else None

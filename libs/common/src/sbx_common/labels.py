@@ -7,6 +7,11 @@ PLATFORM_VALUE = "sandbox-platform"
 INSTANCE = "sbx.instance"
 SANDBOX_ID = "sbx.sandbox-id"
 OWNER_ID = "sbx.owner-id"
+# A network holder (a container whose network namespace one sandbox's container joins; see the
+# orchestrator's network_holders.py) carries these instead of INSTANCE and SANDBOX_ID: listings of
+# an installation's sandbox containers never see it.
+HOLDER_INSTANCE = "sbx.holder-instance"
+HOLDER_HOST = "sbx.holder-host"
 
 
 def container_name(sandbox_id: object) -> str:

@@ -102,6 +102,11 @@ class OrchestratorSettings(CryptoSettings):
     # How often the rules are rebuilt from the database and Docker, with allowlist hostnames
     # resolved again.
     egress_refresh_seconds: float = Field(default=30.0, gt=0)
+    # Network holders kept ready (docs/network-holders.md): containers holding a network
+    # namespace on the sandbox network that a cold create's container joins, so Docker sets up no
+    # network on the create's path. 0: every sandbox's container gets its own network as it is
+    # made. Needs the agent's binary (a holder runs `sbx-agent hold`).
+    network_holders: int = Field(default=4, ge=0, le=64)
 
     # --- Docker engine ---
     docker_host: str | None = None  # unset: DOCKER_HOST or the local socket

@@ -24,6 +24,7 @@ from sbx_orchestrator.lifecycle import Lifecycle
 from sbx_orchestrator.locks import SandboxLocks
 from sbx_orchestrator.messaging.event_publisher import EventPublisher
 from sbx_orchestrator.network_guard import NetworkGuard
+from sbx_orchestrator.network_holders import NetworkHolders
 from sbx_orchestrator.repository import Repository
 from sbx_orchestrator.secrets import SecretOpener
 
@@ -48,6 +49,7 @@ class OrchestratorContext:
     lifecycle: Lifecycle
     guard: NetworkGuard
     agents: AgentPool
+    holders: NetworkHolders  # a component too (main.COMPONENTS)
 
     @classmethod
     async def open(cls, settings: OrchestratorSettings, nc: NatsClient) -> OrchestratorContext:
@@ -65,10 +67,18 @@ class OrchestratorContext:
         engine = DockerEngine(settings)
         await engine.ping()  # connects if the engine answers; otherwise later, when it does
         events = EventPublisher(js, nc)
-        guard = NetworkGuard(settings, repository, engine)
         agents = AgentPool(settings, engine)
+        holders = NetworkHolders(settings, engine, agents)
+        guard = NetworkGuard(settings, repository, engine, holders)
         lifecycle = Lifecycle(
-            settings, repository, engine, events, SecretOpener(settings), guard=guard, agents=agents
+            settings,
+            repository,
+            engine,
+            events,
+            SecretOpener(settings),
+            guard=guard,
+            agents=agents,
+            holders=holders,
         )
         return cls(
             settings=settings,
@@ -83,6 +93,7 @@ class OrchestratorContext:
             lifecycle=lifecycle,
             guard=guard,
             agents=agents,
+            holders=holders,
         )
 
     async def close(self) -> None:

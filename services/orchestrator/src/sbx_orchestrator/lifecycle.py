@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 import docker.errors
 from sbx_common import labels
@@ -48,7 +48,6 @@ from sbx_orchestrator.engine.containers import (
     ContainerSpec,
     ContainerState,
     container_spec,
-    read_address,
     read_endpoints,
     read_state,
 )
@@ -56,6 +55,7 @@ from sbx_orchestrator.engine.docker_engine import DockerEngine
 from sbx_orchestrator.errors import SandboxFailed
 from sbx_orchestrator.messaging.event_publisher import EventPublisher
 from sbx_orchestrator.network_guard import NetworkGuard
+from sbx_orchestrator.network_holders import Holder, NetworkHolders, joined_holder
 from sbx_orchestrator.repository import Repository, RuntimeState, SandboxRecord
 from sbx_orchestrator.secrets import SecretOpener
 from sbx_orchestrator.storage import Storage
@@ -200,6 +200,7 @@ class Lifecycle:
         *,
         guard: NetworkGuard,
         agents: AgentPool | None = None,
+        holders: NetworkHolders | None = None,
     ) -> None:
         self.settings = settings
         self.repository = repository
@@ -208,6 +209,7 @@ class Lifecycle:
         self.secrets = secrets
         self.guard = guard
         self.agents = agents
+        self.holders = holders if holders is not None and holders.enabled else None
         # Told when a sandbox's container stopped, restarted or went (its processes ended).
         # (sandbox id, whether it was destroyed)
         self.on_sandbox_down: list[Callable[[uuid.UUID, bool], Awaitable[None]]] = []
@@ -233,6 +235,7 @@ class Lifecycle:
         if sandbox is None or sandbox.owner_id != command.owner_id:
             if sandbox is None and command.verb is Verb.DESTROY:
                 await self.engine.remove(labels.container_name(command.sandbox_id))
+                await self._remove_holder(command.sandbox_id)
             logger.warning("command for an unknown sandbox", extra={"sandboxId": str(command.sandbox_id)})
             return Outcome.MISSING
         runtime = sandbox.runtime
@@ -376,6 +379,7 @@ class Lifecycle:
         if self.agents is not None:
             await self.agents.forget(sandbox.id)
         await self.engine.remove(labels.container_name(sandbox.id))
+        await self._remove_holder(sandbox.id)
         destroyed = (command is not None and command.verb is Verb.DESTROY) or (
             sandbox.last_command_verb is Verb.DESTROY
         )
@@ -505,34 +509,62 @@ class Lifecycle:
         """create, start, restart: the container exists, runs, and is healthy if it can tell."""
         await self.storage.prepare_volumes(job.sandbox)
         spec: asyncio.Task[ContainerSpec] | None = None
+        # A create's container joins a ready network holder's namespace where it can (not with
+        # published ports: Docker publishes them on the namespace's owner).
+        holder: Holder | None = None
+        if job.command.verb is Verb.CREATE and self.holders is not None and not job.sandbox.ports:
+            holder = self.holders.take()
         if job.command.verb is Verb.CREATE and job.sandbox.snapshot_id is None:
             # A create mostly finds no container: what making one needs (the image, the
             # network, the secrets, the agent's volume) is fetched while Docker is asked.
-            spec = asyncio.create_task(self._container_spec(job.sandbox))
+            spec = asyncio.create_task(self._container_spec(job.sandbox, holder))
+        # A holder's address is known before the container runs: its rules are loaded while
+        # Docker makes and starts it, off the create's path.
+        guarding: asyncio.Task[None] | None = None
         try:
             info = await self.engine.inspect(job.name)
             if info is None:
-                info = await self._create_container(job.sandbox, spec)
+                taken, holder = holder, None  # the sandbox's now, or removed
+                if taken is not None:
+                    guarding = asyncio.create_task(
+                        self.guard.guard_address(job.sandbox.id, taken.address, job.sandbox.network)
+                    )
+                info = await self._create_container(job.sandbox, spec, taken)
+                if taken is not None and joined_holder(info) not in (None, taken.id):
+                    # Made meanwhile by a concurrent attempt, with another holder: that one's
+                    # address is guarded once it runs, as any container's.
+                    ahead, guarding = guarding, None
+                    if ahead is not None:
+                        await ahead
                 if job.sandbox.snapshot_id is not None:
                     await self.storage.release_hidden_snapshot(job.sandbox.snapshot_id)
+            state = read_state(info)
+            started: dict[str, Any] | None = None
+            if restart and state.running:
+                await self._forget_agent(job)
+                await self.engine.restart(state.id, self.settings.stop_timeout)
+                await self._sandbox_down(job)
+            elif not state.running:
+                await self._start(state.id)
+            else:
+                started = info  # already running (a warm pool's container): nothing changed since
+        except BaseException:
+            if guarding is not None:
+                await asyncio.gather(guarding, return_exceptions=True)
+                self.guard.release_soon(job.sandbox.id)
+            raise
         finally:
             if spec is not None and not spec.done():
                 spec.cancel()  # a warm pool's container was found: nothing to make
                 await asyncio.gather(spec, return_exceptions=True)
-        state = read_state(info)
-        started: dict[str, Any] | None = None
-        if restart and state.running:
-            await self._forget_agent(job)
-            await self.engine.restart(state.id, self.settings.stop_timeout)
-            await self._sandbox_down(job)
-        elif not state.running:
-            await self._start(state.id)
-        else:
-            started = info  # already running (a warm pool's container): nothing changed since
+            if holder is not None and self.holders is not None:
+                self.holders.give_back(holder)  # no container was made: nothing joined it
         # Guarded as soon as it runs (until then the platform's chain drops whatever it sends).
         if started is None:
             started = await self.engine.inspect(state.id)
-        if started is not None and read_state(started).running:
+        if guarding is not None:
+            await guarding
+        elif started is not None and read_state(started).running:
             await self.guard.apply(job.sandbox.id, started, job.sandbox.network)
         info = await self._wait_until_ready(job, state.id, started)
         endpoints = read_endpoints(info, self.settings.public_host)
@@ -542,7 +574,7 @@ class Lifecycle:
             data={"endpoints": endpoints},
             container_id=state.id,
             endpoints=endpoints,
-            address=read_address(info, self.guard.network),
+            address=await self.guard.address_of(info),
             started_at=utcnow(),
             stopped_at=None,
             exit_code=None,
@@ -606,6 +638,11 @@ class Lifecycle:
         runtime = job.sandbox.runtime
         endpoints = runtime.endpoints if runtime is not None else []
         await self._record(job, Status.RUNNING, data={"endpoints": endpoints}, endpoints=endpoints)
+
+    async def _remove_holder(self, sandbox_id: uuid.UUID) -> None:
+        """The network holder of a sandbox whose container was removed (none: nothing)."""
+        if self.holders is not None:
+            await self.holders.remove_of(sandbox_id)
 
     async def _forget_agent(self, job: Job) -> None:
         """Close the sandbox's agent session: it would hang on a frozen container, and a
@@ -671,7 +708,8 @@ class Lifecycle:
         else:
             await self._record(job, Status.DESTROYED, **columns)
         forget_secrets(str(job.sandbox.id))
-        self.guard.release_soon(job.sandbox.id)
+        holder = self.holders.remove_of(job.sandbox.id) if self.holders is not None else None
+        self.guard.release_soon(job.sandbox.id, first=holder)
 
     # --- steps ---
 
@@ -680,7 +718,7 @@ class Lifecycle:
         warm_pool.py); the create command that claims it finds it running in `_run`."""
         return await self._create_container(sandbox)
 
-    async def _container_spec(self, sandbox: SandboxRecord) -> ContainerSpec:
+    async def _container_spec(self, sandbox: SandboxRecord, holder: Holder | None = None) -> ContainerSpec:
         """What Docker is asked to make for the sandbox: its prerequisites (the snapshot's image,
         the network, the secrets, the agent's volume) are fetched side by side. Whether an
         environment's image is here is not asked: the create says so (`_make`)."""
@@ -704,24 +742,40 @@ class Lifecycle:
         secrets = self.secrets.open_all(sandbox.id, sandbox.environment_id, sealed.result())
         agent = binary.result() if binary is not None else None
         mount = agent.mount() if agent is not None else None
-        return container_spec(sandbox, secrets, self.settings, features.result(), mount)
+        holder_id = holder.id if holder is not None else None
+        return container_spec(sandbox, secrets, self.settings, features.result(), mount, holder_id=holder_id)
 
     async def _create_container(
-        self, sandbox: SandboxRecord, prepared: Awaitable[ContainerSpec] | None = None
+        self,
+        sandbox: SandboxRecord,
+        prepared: Awaitable[ContainerSpec] | None = None,
+        holder: Holder | None = None,
     ) -> dict[str, Any]:
-        spec = await (prepared if prepared is not None else self._container_spec(sandbox))
+        """Make the sandbox's container. With `holder` it joins that network holder's namespace,
+        and the holder is the sandbox's from then on (removed when this call made none)."""
+        made = False
         try:
-            container_id = await self._make(sandbox, spec)
-        except docker.errors.ImageNotFound:
-            raise SandboxFailed("image not found") from None
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:  # created meanwhile (a concurrent attempt): use it
-                existing = await self.engine.inspect(spec.name)
-                if existing is not None:
-                    return existing
-            if exc.status_code is not None and 400 <= exc.status_code < 500:
-                raise SandboxFailed(f"the container could not be created: {_docker_message(exc)}") from None
-            raise
+            spec = await (prepared if prepared is not None else self._container_spec(sandbox, holder))
+            try:
+                container_id = await self._make(sandbox, spec)
+            except docker.errors.ImageNotFound:
+                raise SandboxFailed("image not found") from None
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409:  # created meanwhile (a concurrent attempt): use it
+                    existing = await self.engine.inspect(spec.name)
+                    if existing is not None:
+                        return existing
+                if exc.status_code is not None and 400 <= exc.status_code < 500:
+                    reason = f"the container could not be created: {_docker_message(exc)}"
+                    raise SandboxFailed(reason) from None
+                raise
+            made = True
+        finally:
+            if holder is not None and self.holders is not None:
+                if made:
+                    self.holders.joined(holder, sandbox.id)
+                else:
+                    await asyncio.shield(self.holders.discard(holder))
         # What `_run` reads of a container just made (it is started and inspected next): no
         # inspect round trip for it.
         return {"Id": container_id, "State": {"Status": "created", "Running": False}}
@@ -753,13 +807,44 @@ class Lifecycle:
         try:
             await self.engine.start(container_id)
         except docker.errors.APIError as exc:
-            message = _docker_message(exc)
-            for marker, reason in _PERMANENT_START_ERRORS.items():
-                if marker in message.lower():
-                    raise SandboxFailed(reason) from None
-            if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 404:
-                raise SandboxFailed(f"the container could not be started: {message}") from None
-            raise
+            if await self._holder_revived(container_id):
+                await self._start_once(container_id)
+                return
+            self._start_refused(exc)
+
+    async def _start_once(self, container_id: str) -> None:
+        try:
+            await self.engine.start(container_id)
+        except docker.errors.APIError as exc:
+            self._start_refused(exc)
+
+    async def _holder_revived(self, container_id: str) -> bool:
+        """A container that joins a network holder the engine stopped (it went down) starts
+        only once the holder runs again: True when it was started now. A holder removed outside
+        the platform leaves the sandbox with no network to join: that is final."""
+        if self.holders is None:
+            return False
+        info = await self.engine.inspect(container_id)
+        holder_id = joined_holder(info) if info is not None else None
+        if holder_id is None:
+            return False
+        holder = await self.engine.inspect(holder_id)
+        if holder is None:
+            raise SandboxFailed("the sandbox's network was removed outside the platform")
+        if read_state(holder).running:
+            return False
+        return await self.holders.revive(holder_id)
+
+    @staticmethod
+    def _start_refused(exc: docker.errors.APIError) -> NoReturn:
+        """Raise what a refused start means: the sandbox's failure, or the error (retried)."""
+        message = _docker_message(exc)
+        for marker, reason in _PERMANENT_START_ERRORS.items():
+            if marker in message.lower():
+                raise SandboxFailed(reason) from None
+        if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 404:
+            raise SandboxFailed(f"the container could not be started: {message}") from None
+        raise exc
 
     async def _wait_until_ready(
         self, job: Job, container_id: str, first: dict[str, Any] | None = None
@@ -830,7 +915,7 @@ class Lifecycle:
         started = await self.engine.inspect(container.id)
         if started is None or not read_state(started).running:
             return False
-        await self.guard.apply(sandbox_id, started, sandbox.network)
+        address = await self.guard.apply(sandbox_id, started, sandbox.network)
         if runtime.status is Status.PAUSED:
             await self.engine.pause(container.id)
         endpoints = read_endpoints(started, self.settings.public_host)
@@ -840,7 +925,7 @@ class Lifecycle:
             status_reason=runtime.status_reason,
             container_id=container.id,
             endpoints=endpoints,
-            address=read_address(started, self.guard.network),
+            address=address,
             started_at=utcnow(),
         )
         await self.events.sandbox_event(

@@ -34,6 +34,7 @@ COMPONENTS: tuple[ComponentFactory, ...] = (
     HealthResponder,
     ContainerWatcher,
     NetworkRefresher,
+    lambda context: context.holders,
     # Before commands: what was given up while this host was lost goes first.
     HostPresence,
     ExecResponder,

@@ -73,8 +73,12 @@ def container_spec(
     settings: OrchestratorSettings,
     features: EngineFeatures | None = None,
     agent: AgentMount | None = None,
+    *,
+    holder_id: str | None = None,
 ) -> ContainerSpec:
-    """The hardened container of a sandbox. Secrets win over plain variables of the same name."""
+    """The hardened container of a sandbox. Secrets win over plain variables of the same name.
+    With `holder_id` it joins that network holder's namespace (network_holders.py) instead of
+    getting one of its own: the holder's namespace already has IPv6 off."""
     features = features or EngineFeatures()
     memory = sandbox.memory_mib * MIB
     root = settings.volumes_root()
@@ -118,6 +122,9 @@ def container_spec(
             {"Name": "nproc", "Soft": settings.sandbox_nproc, "Hard": settings.sandbox_nproc},
         ],
     }
+    if holder_id is not None:
+        host["network_mode"] = f"container:{holder_id}"
+        del host["sysctls"]  # a namespace's sysctls are its owner's to set
     if sandbox.container_runtime != runtimes.RUNC:
         host["runtime"] = runtimes.engine_name(sandbox.container_runtime)
     if settings.sandbox_blkio_weight and features.blkio_weight:
