@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import docker.errors
 from sbx_common import db, topology
-from sbx_common.labels import SNAPSHOT_ID, instance_filter
+from sbx_common.labels import HOLDER_INSTANCE, SNAPSHOT_ID, instance_filter
 from sbx_devstack.servers import EmbeddedPostgres
 
 from tests.support.docker import build_test_image, remove_instance_network
@@ -40,9 +40,11 @@ def remove_instance_containers(instance: str) -> None:
     outlive it (or load the next one)."""
     client = docker.from_env()
     try:
-        for container in client.containers.list(all=True, filters={"label": instance_filter(instance)}):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                container.remove(force=True)
+        # The sandboxes first, then the network holders they joined (docs/network-holders.md).
+        for selector in (instance_filter(instance), [f"{HOLDER_INSTANCE}={instance}"]):
+            for container in client.containers.list(all=True, filters={"label": selector}):
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    container.remove(force=True)
         images = client.api.images(filters={"label": [*instance_filter(instance), SNAPSHOT_ID]})
         for image in images:
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):

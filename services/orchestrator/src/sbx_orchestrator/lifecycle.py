@@ -507,6 +507,13 @@ class Lifecycle:
 
     async def _run(self, job: Job, *, restart: bool) -> None:
         """create, start, restart: the container exists, runs, and is healthy if it can tell."""
+        if job.command.verb is Verb.CREATE and self.holders is not None:
+            with self.holders.creating():
+                await self._run_container(job, restart=restart)
+        else:
+            await self._run_container(job, restart=restart)
+
+    async def _run_container(self, job: Job, *, restart: bool) -> None:
         await self.storage.prepare_volumes(job.sandbox)
         spec: asyncio.Task[ContainerSpec] | None = None
         # A create's container joins a ready network holder's namespace where it can (not with

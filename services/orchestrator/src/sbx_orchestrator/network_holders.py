@@ -11,8 +11,9 @@ that address, as for a container on the network itself.
 A holder serves one sandbox for its whole life and is never handed to another. It stays while
 the sandbox is stopped (a start needs no new network), and is removed once the sandbox is
 destroyed, before the sandbox's rules go. The pool refills in the background, one holder at a
-time. A create that finds none ready, a sandbox with published ports (Docker publishes them on
-the namespace's owner) and a warm pool's container get their own network as before.
+time, and only while no create is under way. A create that finds none ready, a sandbox with
+published ports (Docker publishes them on the namespace's owner) and a warm pool's container get
+their own network as before.
 
 Holders carry neither the instance label nor a sandbox id: the reaper's and the watchers'
 listings are of sandbox containers. The orchestrator sweeps its own (its instance's and host's):
@@ -29,6 +30,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +81,11 @@ class NetworkHolders:
         self._of: dict[uuid.UUID, str] = {}  # sandbox id -> its holder's id
         self._addresses: dict[str, str] = {}
         self._wake = asyncio.Event()
+        # Creates under way: the pool is refilled only once none is, so a refill never takes
+        # Docker's time from the create that emptied it (or from a burst of creates).
+        self._creating = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._sweep_soon = False
         self._task: asyncio.Task[None] | None = None
 
@@ -95,10 +102,22 @@ class NetworkHolders:
 
     # --- the lifecycle's side ---
 
+    @contextlib.contextmanager
+    def creating(self) -> Iterator[None]:
+        """Around a create (with a holder or not): the pool is refilled once none is under way."""
+        self._creating += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._creating -= 1
+            if self._creating == 0:
+                self._idle.set()
+                self._wake.set()
+
     def take(self) -> Holder | None:
         """A ready holder for a container about to be made, or None (none ready, or holders
-        off); the pool is refilled either way."""
-        self._wake.set()
+        off)."""
         if not self._ready:
             return None
         holder = self._ready.popleft()
@@ -180,6 +199,7 @@ class NetworkHolders:
                     next_sweep = time.monotonic() + SWEEP_INTERVAL
                 # One at a time: a refill never takes more of Docker than one create does.
                 while len(self._ready) < self.size:
+                    await self._idle.wait()
                     self._ready.append(await self._make())
                 while len(self._ready) > self.size:
                     extra = self._ready.pop()
