@@ -23,6 +23,7 @@ being removed, so a refill never runs during one.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +44,9 @@ POOL = 3
 CONCURRENT = 10
 PER_CREATOR = 3
 COMMAND = ["sh", "-c", "exec sleep 3600"]
-HOLDERS = 4  # the orchestrator's network holders kept ready (SBX_NETWORK_HOLDERS' default)
+# The orchestrator's network holders kept ready: its default, or SBX_NETWORK_HOLDERS when set
+# for the benchmark (it is passed on to the platform it starts).
+HOLDERS = int(os.environ.get("SBX_NETWORK_HOLDERS", "4"))
 
 
 def raw_like_platform(client: docker.DockerClient, network: str) -> tuple[float, str]:
@@ -256,8 +259,10 @@ async def measure(plat: Platform) -> tuple[dict[str, list[float]], tuple[float, 
             await _destroy(http, warm_id)
         await http.put(f"/environments/{warm_env}", json={"warmPool": 0})
         await _pool_empty(db, client, warm_env)
+        await holders_quiet(client, instance)  # the last destroys' holders removed, none made
         raw_rate = await asyncio.to_thread(_raw_throughput, client)
         like_rate = await asyncio.to_thread(_raw_throughput, client, network)
+        await holders_quiet(client, instance)
 
         async def creator() -> list[str]:
             return [(await _create(http, cold_env))[1] for _ in range(PER_CREATOR)]
@@ -277,6 +282,7 @@ def ms(value: float) -> str:
 
 def run() -> str:
     extra = {
+        "SBX_NETWORK_HOLDERS": str(HOLDERS),
         "SBX_MAX_SANDBOXES_PER_USER": "1000",
         "SBX_MAX_CPU_PER_USER": "1000",
         "SBX_MAX_MEMORY_PER_USER": "1000000",
