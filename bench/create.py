@@ -34,7 +34,7 @@ import httpx
 from sbx_common import labels
 from sbx_orchestrator.engine.firewall import network_name
 
-from bench.lifecycle import CPU, MEMORY_MIB, PIDS, raw_create_start
+from bench.lifecycle import CPU, MEMORY_MIB, RAW_LIMITS, raw_create_start
 from bench.stack import median, percentile, running_platform, table
 from tests.support.docker import TEST_IMAGE
 from tests.support.platform import Platform
@@ -54,10 +54,7 @@ def raw_like_platform(client: docker.DockerClient, network: str) -> tuple[float,
     gives a sandbox (engine/containers.py at its defaults), on the platform's own network."""
     api = client.api
     host = api.create_host_config(
-        nano_cpus=int(CPU * 1e9),
-        mem_limit=f"{MEMORY_MIB}m",
-        memswap_limit=f"{MEMORY_MIB}m",
-        pids_limit=PIDS,
+        **RAW_LIMITS,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
         network_mode=network,
@@ -142,13 +139,7 @@ def raw_joining(client: docker.DockerClient) -> float:
     holder = client.containers.run(TEST_IMAGE, ["sleep", "3600"], detach=True, name=name)
     try:
         api = client.api
-        host = api.create_host_config(
-            nano_cpus=int(CPU * 1e9),
-            mem_limit=f"{MEMORY_MIB}m",
-            memswap_limit=f"{MEMORY_MIB}m",
-            pids_limit=PIDS,
-            network_mode=f"container:{holder.id}",
-        )
+        host = api.create_host_config(**RAW_LIMITS, network_mode=f"container:{holder.id}")
         started = time.perf_counter()
         created = api.create_container(
             TEST_IMAGE, command=COMMAND, name=f"sbx-bench-join-{uuid.uuid4().hex[:8]}", host_config=host

@@ -30,16 +30,22 @@ MEMORY_MIB = 128
 PIDS = 256
 
 
+# The limits every raw baseline gets: the environment's CPU and memory (no swap) and the pids limit.
+RAW_LIMITS = {
+    "nano_cpus": int(CPU * 1e9),
+    "mem_limit": f"{MEMORY_MIB}m",
+    "memswap_limit": f"{MEMORY_MIB}m",
+    "pids_limit": PIDS,
+}
+
+
 def raw_create_start(client: docker.DockerClient) -> tuple[float, Container]:
     """A docker-SDK create + start of the same image and limits the platform applies."""
     started = time.perf_counter()
     container = client.containers.create(
         TEST_IMAGE,
         name=f"sbx-bench-raw-{uuid.uuid4().hex[:8]}",
-        nano_cpus=int(CPU * 1e9),
-        mem_limit=f"{MEMORY_MIB}m",
-        memswap_limit=f"{MEMORY_MIB}m",
-        pids_limit=PIDS,
+        **RAW_LIMITS,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
         labels={"sbx.bench": "raw"},

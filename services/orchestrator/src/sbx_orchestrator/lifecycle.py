@@ -537,12 +537,11 @@ class Lifecycle:
                         self.guard.guard_address(job.sandbox.id, taken.address, job.sandbox.network)
                     )
                 info = await self._create_container(job.sandbox, spec, taken)
-                if taken is not None and joined_holder(info) not in (None, taken.id):
+                if taken is not None and guarding is not None and joined_holder(info) not in (None, taken.id):
                     # Made meanwhile by a concurrent attempt, with another holder: that one's
                     # address is guarded once it runs, as any container's.
-                    ahead, guarding = guarding, None
-                    if ahead is not None:
-                        await ahead
+                    await guarding
+                    guarding = None
                 if job.sandbox.snapshot_id is not None:
                     await self.storage.release_hidden_snapshot(job.sandbox.snapshot_id)
             state = read_state(info)

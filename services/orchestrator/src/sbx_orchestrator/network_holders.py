@@ -79,6 +79,8 @@ class NetworkHolders:
         self._ready: deque[Holder] = deque()
         self._lent: set[str] = set()  # taken, their sandbox's container not made yet
         self._of: dict[uuid.UUID, str] = {}  # sandbox id -> its holder's id
+        # Whether `_of` knows every holder: made by this process, or found by a sweep since.
+        self._learned = False
         self._addresses: dict[str, str] = {}
         self._wake = asyncio.Event()
         # Creates under way: the pool is refilled only once none is, so a refill never takes
@@ -143,12 +145,12 @@ class NetworkHolders:
         await self.engine.remove(holder.id)
 
     async def remove_of(self, sandbox_id: uuid.UUID) -> None:
-        """Remove the holder of a sandbox whose container is gone (none: nothing to do). One
-        this process does not know of yet (made before a restart, found by no sweep since) is
-        left to a sweep, brought forward."""
+        """Remove the holder of a sandbox whose container is gone (none: nothing to do). Before
+        the first sweep, one made by an earlier run may not be known yet: a sweep is brought
+        forward instead."""
         holder_id = self._of.pop(sandbox_id, None)
         if holder_id is None:
-            if self.enabled:
+            if self.enabled and not self._learned:
                 self._sweep_soon = True
                 self._wake.set()
             return
@@ -274,6 +276,7 @@ class NetworkHolders:
         known = dict(self._of)  # before the listings: a holder joined since is not in them
         holders = await self.listing()
         if not holders:
+            self._learned = True
             return
         sandboxes = await self.engine.instance_containers(self.settings.instance)
         joined: set[str] = set()
@@ -304,3 +307,4 @@ class NetworkHolders:
         for sandbox_id, holder_id in list(self._of.items()):
             if holder_id not in present and holder_id not in self._lent:
                 del self._of[sandbox_id]
+        self._learned = True
